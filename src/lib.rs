@@ -1,0 +1,8 @@
+//! cutover: a terminal operations console with a production deployment engine underneath.
+//!
+//! See `ARCHITECTURE.md` for how the modules fit together.
+
+pub mod cli;
+pub mod duration;
+pub mod metrics;
+pub mod platform;
