@@ -79,7 +79,8 @@ pub fn format_duration(d: Duration) -> String {
             }
             if s > 0 || ms > 0 {
                 if ms > 0 && h == 0 && m == 0 {
-                    write!(f, "{s}.{:03}s", ms)?;
+                    let frac = format!("{ms:03}");
+                    write!(f, "{s}.{}s", frac.trim_end_matches('0'))?;
                 } else {
                     write!(f, "{s}s")?;
                 }
@@ -107,15 +108,30 @@ mod tests {
     #[test]
     fn refuses_with_a_hint() {
         assert!(parse_duration("30").unwrap_err().0.contains("\"30s\""));
-        assert!(parse_duration("5min").unwrap_err().0.contains("unknown unit `min`"));
-        assert!(parse_duration("s").unwrap_err().0.contains("does not start"));
+        assert!(
+            parse_duration("5min")
+                .unwrap_err()
+                .0
+                .contains("unknown unit `min`")
+        );
+        assert!(
+            parse_duration("s")
+                .unwrap_err()
+                .0
+                .contains("does not start")
+        );
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("1.2.3s").unwrap_err().0.contains("not a number"));
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .0
+                .contains("not a number")
+        );
     }
 
     #[test]
     fn formats_round_trip() {
-        for s in ["250ms", "45s", "2m", "1h30m", "1h", "1.500s"] {
+        for s in ["250ms", "45s", "2m", "1h30m", "1h", "1.5s", "2.25s"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
     }

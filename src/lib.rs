@@ -5,4 +5,6 @@
 pub mod cli;
 pub mod duration;
 pub mod metrics;
+pub mod plan;
 pub mod platform;
+pub mod release;

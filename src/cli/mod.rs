@@ -1,9 +1,14 @@
 //! The command line: one subcommand per job, each in its own file. Exit codes are an
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
@@ -22,10 +27,48 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Output format of commands that can print JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check release files; print every problem as FILE:LINE:COL with a hint (exit 2 if any).
+    Validate {
+        /// Release files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print what a release will do: waves, every service's steps, and timing.
+    Plan {
+        /// The release file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the JSON Schema of the release format (for editors).
+    Schema,
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Validate { files } => validate::run(&files),
+        Command::Plan { file, output } => plan::run(&file, output),
+        Command::Schema => schema::run(),
+    }
+}
+
+/// Print load errors the way `validate` does and return the invalid-input exit code.
+fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
+    for d in diags {
+        eprint!("{d}");
+    }
+    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| d.file.clone()).collect();
+    eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
+    ExitCode::from(EXIT_INVALID)
 }

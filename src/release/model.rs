@@ -1,0 +1,767 @@
+//! The release file's types. Field names are an interface: users and outside test suites
+//! write them. Every field carries a doc comment, which `cutover schema` publishes.
+//!
+//! These types derive `Deserialize` so that `toml::from_str` reads a valid file, but the
+//! CLI reads files through [`crate::release::parse`], which reports *every* problem with
+//! its line and column instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::{format_duration, parse_duration};
+
+/// A whole release: what to roll out, in which order, gated by which checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// Settings of the release as a whole.
+    pub release: ReleaseSection,
+    /// Where to announce what happens (webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// The services this release changes, written as `[[service]]` tables.
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service>,
+    /// Database migrations that go with the release, written as `[[migration]]` tables.
+    #[serde(default, rename = "migration", skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+}
+
+/// The `[release]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSection {
+    /// A name for this release, used in the journal, the audit trail and notifications.
+    pub name: String,
+    /// Where the services run: `local` (processes on this machine behind cutover's proxy)
+    /// or `ecs` (AWS ECS Fargate behind an ALB).
+    #[serde(default)]
+    pub platform: PlatformKind,
+    /// How many services may roll out at the same time (at least 1).
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+    /// What to do when a service fails.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// A service that makes no progress for this long fails.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline: Dur,
+    /// A label shown as a banner in the console, e.g. `production` or `staging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+pub fn default_max_parallel() -> u32 {
+    1
+}
+pub fn default_progress_deadline() -> Dur {
+    Dur::from_secs(600)
+}
+
+/// The platform a release deploys to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformKind {
+    /// Real processes on this machine behind cutover's weighted proxy.
+    #[default]
+    Local,
+    /// AWS ECS Fargate, with ALB weighted target groups.
+    Ecs,
+}
+
+impl PlatformKind {
+    pub const NAMES: &'static [&'static str] = &["local", "ecs"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlatformKind::Local => "local",
+            PlatformKind::Ecs => "ecs",
+        }
+    }
+}
+
+/// What the engine does when a service fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Roll back the failed service and every dependent already changed, in reverse
+    /// dependency order; services that can no longer start are skipped.
+    #[default]
+    RollbackDependents,
+    /// Roll back everything the release changed, in reverse order.
+    RollbackRelease,
+    /// Hold every weight where it is and wait for a person.
+    Pause,
+}
+
+impl FailurePolicy {
+    pub const NAMES: &'static [&'static str] =
+        &["rollback_dependents", "rollback_release", "pause"];
+}
+
+/// The `[notify]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// URLs that receive a Slack-compatible JSON POST on release start, pause, gate
+    /// waiting, promotion, rollback, failure and completion.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The service's name, unique in the release.
+    pub name: String,
+    /// Services that must be promoted before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// How traffic moves to the new revision.
+    pub strategy: StrategyKind,
+    /// The canary's steps, in order (strategy `canary` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Settings of strategy `linear`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<Linear>,
+    /// Settings of strategy `blue_green`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreen>,
+    /// Settings of strategy `rolling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<Rolling>,
+    /// Health checks of each instance.
+    #[serde(default)]
+    pub health: Health,
+    /// Smoke tests run against the candidate before it takes traffic, written as
+    /// `[[service.smoke]]` tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smoke: Vec<Smoke>,
+    /// Canary analysis. With it, `linear`, `rolling` and the `blue_green` bake are judged
+    /// throughout; without it, a service progresses on health checks and smoke tests alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// How the service runs on the local platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalService>,
+    /// How the service runs on ECS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsService>,
+}
+
+/// Rollout strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Start the candidate at full size, test it, switch all traffic at once, keep the old
+    /// revision warm for instant rollback.
+    BlueGreen,
+    /// Move traffic in the release's steps, gated by analysis, pauses and approvals.
+    Canary,
+    /// Move `step` % of traffic every `every`, with analysis throughout.
+    Linear,
+    /// Replace instances in batches, gated by health.
+    Rolling,
+}
+
+impl StrategyKind {
+    pub const NAMES: &'static [&'static str] = &["blue_green", "canary", "linear", "rolling"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::BlueGreen => "blue_green",
+            StrategyKind::Canary => "canary",
+            StrategyKind::Linear => "linear",
+            StrategyKind::Rolling => "rolling",
+        }
+    }
+}
+
+/// One canary step. Written as a one-key inline table: `{ set_weight = 5 }`,
+/// `{ analysis = "2m" }`, `{ pause = "1m" }` or `{ pause = "forever" }`,
+/// `{ approval = "10m", on_timeout = "rollback" }`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send this percentage (0-100) of traffic to the candidate.
+    SetWeight(u8),
+    /// Judge canary against baseline for this long.
+    Analysis(Dur),
+    /// Wait; `Forever` waits for a promote command.
+    Pause(PauseFor),
+    /// Wait for a person to approve or reject, at most `timeout`.
+    Approval { timeout: Dur, on_timeout: OnTimeout },
+}
+
+/// How long a pause lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseFor {
+    For(Dur),
+    Forever,
+}
+
+/// What an approval gate does when nobody answers in time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Roll the service back (the safe default).
+    #[default]
+    Rollback,
+    /// Carry on as if approved.
+    Promote,
+    /// Keep waiting, paused, for a promote or rollback command.
+    Pause,
+}
+
+impl OnTimeout {
+    pub const NAMES: &'static [&'static str] = &["rollback", "promote", "pause"];
+}
+
+/// Settings of strategy `linear`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Linear {
+    /// Percentage points of traffic added each time (1-100).
+    pub step: u8,
+    /// How long each weight is held before the next.
+    pub every: Dur,
+}
+
+/// Settings of strategy `blue_green`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    /// How long the old revision stays running after the switch, for instant rollback.
+    #[serde(default = "default_keep_old_for")]
+    pub keep_old_for: Dur,
+    /// Switch without waiting for a person's approval once smoke tests pass.
+    #[serde(default = "default_true")]
+    pub auto_promote: bool,
+}
+
+impl Default for BlueGreen {
+    fn default() -> Self {
+        BlueGreen {
+            keep_old_for: default_keep_old_for(),
+            auto_promote: true,
+        }
+    }
+}
+
+pub fn default_keep_old_for() -> Dur {
+    Dur::from_secs(600)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Settings of strategy `rolling`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rolling {
+    /// Instances replaced at a time (at least 1).
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// How many instances may be missing from the desired count during the replacement.
+    #[serde(default)]
+    pub max_unavailable: u32,
+}
+
+impl Default for Rolling {
+    fn default() -> Self {
+        Rolling {
+            batch: default_batch(),
+            max_unavailable: 0,
+        }
+    }
+}
+
+fn default_batch() -> u32 {
+    1
+}
+
+/// The `[service.health]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// HTTP path that answers 2xx when the instance is healthy.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Time between two checks of one instance.
+    #[serde(default = "default_health_interval")]
+    pub interval: Dur,
+    /// A check that takes longer than this fails.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: Dur,
+    /// Consecutive successes before an instance counts as healthy.
+    #[serde(default = "default_healthy_after")]
+    pub healthy_after: u32,
+    /// Consecutive failures before an instance counts as unhealthy (and the rollout fails).
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: default_health_path(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            healthy_after: default_healthy_after(),
+            unhealthy_after: default_unhealthy_after(),
+        }
+    }
+}
+
+fn default_health_path() -> String {
+    "/healthz".into()
+}
+fn default_health_interval() -> Dur {
+    Dur::from_secs(1)
+}
+fn default_health_timeout() -> Dur {
+    Dur(Duration::from_millis(500))
+}
+fn default_healthy_after() -> u32 {
+    2
+}
+fn default_unhealthy_after() -> u32 {
+    3
+}
+
+/// One `[[service.smoke]]` test: either an HTTP `request` or a `command`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// A name for reports.
+    pub name: String,
+    /// `METHOD /path`, sent to the candidate through the test route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The status the request must answer with.
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// A program and its arguments (argv, never a shell string); `{url}` is replaced by
+    /// the candidate's address. Exit status 0 passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A smoke test that takes longer than this fails.
+    #[serde(default = "default_smoke_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_expect_status() -> u16 {
+    200
+}
+pub fn default_smoke_timeout() -> Dur {
+    Dur::from_secs(10)
+}
+
+/// The `[service.analysis]` table: how the canary is judged against the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Analysis {
+    /// Which judge: `sequential` (anytime-valid test of canary against baseline) or
+    /// `threshold` (absolute bounds).
+    #[serde(default)]
+    pub judge: JudgeKind,
+    /// How many times worse than the baseline the canary may be before it fails (> 1).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Canary requests needed before a pass is possible.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// Time needed before a pass is possible.
+    #[serde(default = "default_min_duration")]
+    pub min_duration: Dur,
+    /// Hard bound on the canary's error rate (0-1); also the threshold judge's bound.
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    /// Hard bound on the canary's p99 latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99: Option<Dur>,
+    /// False-rollback budget of the sequential judge for the whole deployment (0-0.5).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Failed intervals the threshold judge tolerates before failing.
+    #[serde(default)]
+    pub failure_limit: u32,
+    /// What happens when the analysis ends without enough data: `pause` (wait for a
+    /// person) or `extend` (keep analysing until the progress deadline).
+    #[serde(default)]
+    pub on_inconclusive: OnInconclusive,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            judge: JudgeKind::default(),
+            tolerance: default_tolerance(),
+            min_requests: default_min_requests(),
+            min_duration: default_min_duration(),
+            max_error_rate: default_max_error_rate(),
+            max_p99: None,
+            alpha: default_alpha(),
+            failure_limit: 0,
+            on_inconclusive: OnInconclusive::default(),
+        }
+    }
+}
+
+fn default_tolerance() -> f64 {
+    1.25
+}
+fn default_min_requests() -> u64 {
+    500
+}
+fn default_min_duration() -> Dur {
+    Dur::from_secs(60)
+}
+fn default_max_error_rate() -> f64 {
+    0.05
+}
+fn default_alpha() -> f64 {
+    0.01
+}
+
+/// The canary judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeKind {
+    /// Anytime-valid sequential test of the canary against the baseline.
+    #[default]
+    Sequential,
+    /// Absolute bounds with a failure limit.
+    Threshold,
+}
+
+impl JudgeKind {
+    pub const NAMES: &'static [&'static str] = &["sequential", "threshold"];
+}
+
+/// What an analysis that ran out of time without a verdict does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInconclusive {
+    /// Pause and say why; a person promotes or rolls back.
+    #[default]
+    Pause,
+    /// Keep analysing until there is a verdict or the progress deadline passes.
+    Extend,
+}
+
+impl OnInconclusive {
+    pub const NAMES: &'static [&'static str] = &["pause", "extend"];
+}
+
+/// The `[service.local]` table (platform `local`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalService {
+    /// The service's stable address (`127.0.0.1:18081`), served by cutover's proxy.
+    pub listen: String,
+    /// Instances of each revision.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Program and arguments of one instance (argv). Placeholders: `{port}`, `{revision}`,
+    /// `{replica}`, `{service}`. The word `cutover` runs this very binary.
+    pub command: Vec<String>,
+    /// The revision running before the release (the stable one).
+    pub current: RevisionRun,
+    /// The revision the release rolls out.
+    pub target: RevisionRun,
+    /// How long a revision taken out of traffic may finish its in-flight requests.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Dur,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+pub fn default_drain_timeout() -> Dur {
+    Dur::from_secs(30)
+}
+
+/// A revision of a local service: its name and what it adds to `command`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionRun {
+    /// The revision's name (`v1`, `2.3.1`).
+    pub revision: String,
+    /// Arguments appended to `command` for this revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables set for this revision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// The `[service.ecs]` table (platform `ecs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsService {
+    /// The ECS cluster's name or ARN.
+    pub cluster: String,
+    /// The ECS service's name.
+    pub service: String,
+    /// The container in the task definition whose image the release changes.
+    pub container: String,
+    /// The image the release rolls out.
+    pub image: String,
+    /// The ALB listener rule whose weighted forward action moves traffic (all strategies
+    /// but `rolling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_rule: Option<String>,
+    /// The two target groups (blue, green) the listener rule weighs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<String>,
+    /// Secrets Manager ARNs the new task definition uses; checked before any change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// One `[[migration]]`: schema changes that go with the release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// A name for reports and the history table.
+    pub name: String,
+    /// `sqlite://PATH`, `postgres://...`, or `env:VAR` naming an environment variable
+    /// that holds the URL. Credentials are never printed.
+    pub database: String,
+    /// SQL file applied before the services roll out (additive changes only).
+    pub expand: String,
+    /// SQL file applied after every listed service is promoted and the bake time passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    /// SQL file that reverts `expand` when a listed service rolls back before contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_expand: Option<String>,
+    /// Services whose revisions use the affected tables.
+    pub services: Vec<String>,
+    /// How long every listed service must have been promoted before contract.
+    #[serde(default = "default_bake")]
+    pub bake: Dur,
+}
+
+pub fn default_bake() -> Dur {
+    Dur::from_secs(60)
+}
+
+/// A duration written with a unit: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn from_secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+}
+
+impl std::ops::Deref for Dur {
+    type Target = Duration;
+    fn deref(&self) -> &Duration {
+        &self.0
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The pattern of a duration string, shared by the schema and the docs.
+pub const DURATION_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$";
+
+impl JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A number with a unit: ms, s, m, h or d (\"500ms\", \"30s\", \"5m\", \"1h\").",
+            "examples": ["500ms", "30s", "5m", "1h"]
+        })
+    }
+}
+
+/// The keys a step table may have, for messages and the schema.
+pub const STEP_KEYS: &[&str] = &["set_weight", "analysis", "pause", "approval", "on_timeout"];
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set_weight: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    analysis: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approval: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    on_timeout: Option<OnTimeout>,
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut r = StepRepr {
+            set_weight: None,
+            analysis: None,
+            pause: None,
+            approval: None,
+            on_timeout: None,
+        };
+        match self {
+            Step::SetWeight(w) => r.set_weight = Some(*w),
+            Step::Analysis(d) => r.analysis = Some(*d),
+            Step::Pause(PauseFor::For(d)) => r.pause = Some(d.to_string()),
+            Step::Pause(PauseFor::Forever) => r.pause = Some("forever".into()),
+            Step::Approval {
+                timeout,
+                on_timeout,
+            } => {
+                r.approval = Some(*timeout);
+                r.on_timeout = Some(*on_timeout);
+            }
+        }
+        r.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let r = StepRepr::deserialize(d)?;
+        let kinds = [
+            r.set_weight.is_some(),
+            r.analysis.is_some(),
+            r.pause.is_some(),
+            r.approval.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(D::Error::custom(
+                "a step has exactly one of set_weight, analysis, pause, approval",
+            ));
+        }
+        if r.on_timeout.is_some() && r.approval.is_none() {
+            return Err(D::Error::custom("on_timeout belongs to an approval step"));
+        }
+        if let Some(w) = r.set_weight {
+            if w > 100 {
+                return Err(D::Error::custom("set_weight is a percentage, 0-100"));
+            }
+            return Ok(Step::SetWeight(w));
+        }
+        if let Some(a) = r.analysis {
+            return Ok(Step::Analysis(a));
+        }
+        if let Some(p) = r.pause {
+            if p == "forever" {
+                return Ok(Step::Pause(PauseFor::Forever));
+            }
+            return parse_duration(&p)
+                .map(|d| Step::Pause(PauseFor::For(Dur(d))))
+                .map_err(D::Error::custom);
+        }
+        match r.approval {
+            Some(timeout) => Ok(Step::Approval {
+                timeout,
+                on_timeout: r.on_timeout.unwrap_or_default(),
+            }),
+            None => Err(D::Error::custom("empty step")),
+        }
+    }
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let dur = generator.subschema_for::<Dur>();
+        let on_timeout = generator.subschema_for::<OnTimeout>();
+        json_schema!({
+            "description": "One canary step: exactly one of set_weight, analysis, pause, approval.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "description": "Send this percentage of traffic to the candidate.",
+                    "properties": {"set_weight": {"type": "integer", "minimum": 0, "maximum": 100}},
+                    "required": ["set_weight"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "description": "Judge canary against baseline for this long.",
+                    "properties": {"analysis": dur},
+                    "required": ["analysis"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "description": "Wait this long, or \"forever\" (until promoted).",
+                    "properties": {"pause": {"anyOf": [dur, {"const": "forever"}]}},
+                    "required": ["pause"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "description": "Wait for a person to approve or reject, at most this long.",
+                    "properties": {"approval": dur, "on_timeout": on_timeout},
+                    "required": ["approval"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::SetWeight(w) => write!(f, "set weight {w}%"),
+            Step::Analysis(d) => write!(f, "analysis {d}"),
+            Step::Pause(PauseFor::For(d)) => write!(f, "pause {d}"),
+            Step::Pause(PauseFor::Forever) => write!(f, "pause until promoted"),
+            Step::Approval {
+                timeout,
+                on_timeout,
+            } => {
+                let what = match on_timeout {
+                    OnTimeout::Rollback => "roll back",
+                    OnTimeout::Promote => "promote",
+                    OnTimeout::Pause => "pause",
+                };
+                write!(f, "approval (timeout {timeout}, then {what})")
+            }
+        }
+    }
+}
+
+impl Release {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}

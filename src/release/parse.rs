@@ -1,0 +1,1111 @@
+//! Reads a release file into [`Release`], reporting every structural problem (syntax, unknown
+//! keys, wrong types, bad durations, unknown enum words) with its line and column. It walks
+//! TOML's spanned tree by hand rather than through serde so that one bad field does not hide
+//! the next one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+
+use super::diagnostic::{Diagnostic, SourceMap, nearest};
+use super::model::*;
+use crate::duration::parse_duration;
+
+/// Byte spans of values in the file, by path: `release.name`, `service[2]`,
+/// `service[2].depends_on[0]`, `migration[0].expand`. Validation uses them to point at the
+/// right place.
+#[derive(Debug, Clone, Default)]
+pub struct Spans {
+    spans: HashMap<String, Range<usize>>,
+    broken: HashSet<String>,
+}
+
+impl Spans {
+    /// True when a problem was already reported at `path` or inside it, so later checks
+    /// should not pile a second message on top of the first.
+    pub fn is_broken(&self, path: &str) -> bool {
+        self.broken.iter().any(|b| {
+            b == path
+                || b.strip_prefix(path)
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    }
+    /// Whether the file wrote anything at `path`.
+    pub fn present(&self, path: &str) -> bool {
+        self.spans.contains_key(path)
+    }
+    pub fn get(&self, path: &str) -> Option<Range<usize>> {
+        self.spans.get(path).cloned()
+    }
+    /// The span of `path`, else of the nearest enclosing path that has one.
+    pub fn nearest(&self, path: &str) -> Option<Range<usize>> {
+        let mut p = path;
+        loop {
+            if let Some(s) = self.spans.get(p) {
+                return Some(s.clone());
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+    fn insert(&mut self, path: &str, span: Range<usize>) {
+        self.spans.insert(path.to_string(), span);
+    }
+}
+
+/// The keys each table accepts. A test checks these against `cutover schema`.
+pub mod keys {
+    pub const TOP: &[&str] = &["release", "notify", "service", "migration"];
+    pub const RELEASE: &[&str] = &[
+        "name",
+        "platform",
+        "max_parallel",
+        "on_failure",
+        "progress_deadline",
+        "environment",
+    ];
+    pub const NOTIFY: &[&str] = &["webhooks"];
+    pub const SERVICE: &[&str] = &[
+        "name",
+        "depends_on",
+        "strategy",
+        "steps",
+        "linear",
+        "blue_green",
+        "rolling",
+        "health",
+        "smoke",
+        "analysis",
+        "local",
+        "ecs",
+    ];
+    pub const LINEAR: &[&str] = &["step", "every"];
+    pub const BLUE_GREEN: &[&str] = &["keep_old_for", "auto_promote"];
+    pub const ROLLING: &[&str] = &["batch", "max_unavailable"];
+    pub const HEALTH: &[&str] = &[
+        "path",
+        "interval",
+        "timeout",
+        "healthy_after",
+        "unhealthy_after",
+    ];
+    pub const SMOKE: &[&str] = &["name", "request", "expect_status", "command", "timeout"];
+    pub const ANALYSIS: &[&str] = &[
+        "judge",
+        "tolerance",
+        "min_requests",
+        "min_duration",
+        "max_error_rate",
+        "max_p99",
+        "alpha",
+        "failure_limit",
+        "on_inconclusive",
+    ];
+    pub const LOCAL: &[&str] = &[
+        "listen",
+        "replicas",
+        "command",
+        "current",
+        "target",
+        "drain_timeout",
+    ];
+    pub const REVISION: &[&str] = &["revision", "args", "env"];
+    pub const ECS: &[&str] = &[
+        "cluster",
+        "service",
+        "container",
+        "image",
+        "listener_rule",
+        "target_groups",
+        "secrets",
+    ];
+    pub const MIGRATION: &[&str] = &[
+        "name",
+        "database",
+        "expand",
+        "contract",
+        "undo_expand",
+        "services",
+        "bake",
+    ];
+}
+
+/// What parsing produced: a best-effort release (parts that could not be read replaced by
+/// defaults and marked broken in `spans`), the spans for later checks, and every problem
+/// found. The release is `None` only for TOML syntax errors or a missing `[release]`.
+pub struct Parsed {
+    pub release: Option<Release>,
+    pub spans: Spans,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parse the text of a release file. Never panics on any input.
+pub fn parse_str(map: &SourceMap, text: &str) -> Parsed {
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    let mut p = Parser {
+        map,
+        diags: Vec::new(),
+        spans: Spans::default(),
+    };
+    for e in &errors {
+        let msg = e.message().trim().to_string();
+        let msg = msg.lines().next().unwrap_or("invalid TOML").to_string();
+        p.diags.push(map.diagnostic(
+            e.span(),
+            format!("TOML syntax error: {msg}"),
+            Some("fix the syntax first; see https://toml.io for the format".into()),
+        ));
+    }
+    if !errors.is_empty() {
+        // A damaged document yields misleading follow-up errors; report syntax alone.
+        return Parsed {
+            release: None,
+            spans: p.spans,
+            diagnostics: p.diags,
+        };
+    }
+    let span = doc.span();
+    let root = Tbl {
+        t: doc.get_ref(),
+        span,
+        path: String::new(),
+        what: "the file".into(),
+    };
+    let release = p.release(&root);
+    Parsed {
+        release,
+        spans: p.spans,
+        diagnostics: p.diags,
+    }
+}
+
+struct Parser<'m> {
+    map: &'m SourceMap,
+    diags: Vec<Diagnostic>,
+    spans: Spans,
+}
+
+/// A table being read, with where it is and how to name it in messages.
+struct Tbl<'t, 'i> {
+    t: &'t DeTable<'i>,
+    span: Range<usize>,
+    path: String,
+    what: String,
+}
+
+impl Tbl<'_, '_> {
+    fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+}
+
+type V<'t, 'i> = &'t toml::Spanned<DeValue<'i>>;
+
+fn article(ty: &str) -> &'static str {
+    match ty {
+        "integer" | "array" => "an",
+        _ => "a",
+    }
+}
+
+impl Parser<'_> {
+    /// Run `f`; if it reported anything, mark `path` as broken for the later checks.
+    fn track<T>(&mut self, path: String, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.diags.len();
+        let out = f(self);
+        if self.diags.len() > before {
+            self.spans.broken.insert(path);
+        }
+        out
+    }
+
+    fn err(
+        &mut self,
+        span: Option<Range<usize>>,
+        msg: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
+        self.diags.push(self.map.diagnostic(span, msg, hint.into()));
+    }
+
+    /// Report keys that the table does not accept, naming the nearest valid one.
+    fn check_keys(&mut self, tbl: &Tbl, known: &[&str]) {
+        for (k, _) in tbl.t.iter() {
+            let key: &str = k.get_ref();
+            if known.contains(&key) {
+                continue;
+            }
+            let hint = match nearest(key, known) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => format!("valid keys here: {}", known.join(", ")),
+            };
+            self.err(
+                Some(k.span()),
+                format!("unknown key `{key}` in {}", tbl.what),
+                hint,
+            );
+        }
+    }
+
+    fn get<'t, 'i>(&mut self, tbl: &Tbl<'t, 'i>, key: &str) -> Option<V<'t, 'i>> {
+        let v = tbl.t.get(key)?;
+        self.spans.insert(&tbl.child(key), v.span());
+        Some(v)
+    }
+
+    fn missing(&mut self, tbl: &Tbl, key: &str, example: &str) {
+        self.err(
+            Some(tbl.span.clone()),
+            format!("missing `{key}` in {}", tbl.what),
+            format!("add `{key} = {example}`"),
+        );
+    }
+
+    fn wrong_type(&mut self, v: V, path: &str, expected: &str, example: &str) {
+        let found = v.get_ref().type_str();
+        self.err(
+            Some(v.span()),
+            format!(
+                "`{path}` must be {expected}, not {} {found}",
+                article(found)
+            ),
+            format!("write it like `{example}`"),
+        );
+    }
+
+    fn string_of(&mut self, v: V, path: &str, example: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(v, path, "a string", example);
+                None
+            }
+        }
+    }
+
+    fn req_str(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<String> {
+        match self.get(tbl, key) {
+            Some(v) => self.string_of(v, &tbl.child(key), &format!("{key} = {example}")),
+            None => {
+                self.missing(tbl, key, example);
+                None
+            }
+        }
+    }
+
+    fn opt_str(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<String> {
+        let v = self.get(tbl, key)?;
+        self.string_of(v, &tbl.child(key), &format!("{key} = {example}"))
+    }
+
+    fn int_of(&mut self, v: V, path: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => {
+                self.wrong_type(v, path, "an integer", example);
+                return None;
+            }
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("{min} to {max}")
+                };
+                self.err(
+                    Some(v.span()),
+                    format!("`{path}` must be {range}"),
+                    format!("write it like `{example}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_int(&mut self, tbl: &Tbl, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+        let v = self.get(tbl, key)?;
+        self.int_of(v, &tbl.child(key), min, max, &format!("{key} = {example}"))
+    }
+
+    fn opt_float(
+        &mut self,
+        tbl: &Tbl,
+        key: &str,
+        min: f64,
+        max: f64,
+        example: &str,
+    ) -> Option<f64> {
+        let v = self.get(tbl, key)?;
+        let path = tbl.child(key);
+        let x = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            _ => {
+                self.wrong_type(v, &path, "a number", &format!("{key} = {example}"));
+                return None;
+            }
+        };
+        match x {
+            Some(x) if x.is_finite() && x >= min && x <= max => Some(x),
+            _ => {
+                self.err(
+                    Some(v.span()),
+                    format!("`{path}` must be between {min} and {max}"),
+                    format!("write it like `{key} = {example}`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_bool(&mut self, tbl: &Tbl, key: &str) -> Option<bool> {
+        let v = self.get(tbl, key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(
+                    v,
+                    &tbl.child(key),
+                    "true or false",
+                    &format!("{key} = true"),
+                );
+                None
+            }
+        }
+    }
+
+    fn dur_of(&mut self, v: V, path: &str, key: &str) -> Option<Dur> {
+        let s = match v.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => {
+                self.err(
+                    Some(v.span()),
+                    format!(
+                        "`{path}` must be a duration string with a unit, not the bare number {}",
+                        i.as_str()
+                    ),
+                    format!("write it like `{key} = \"{}s\"`", i.as_str()),
+                );
+                return None;
+            }
+            _ => {
+                self.wrong_type(v, path, "a duration string", &format!("{key} = \"30s\""));
+                return None;
+            }
+        };
+        match parse_duration(&s) {
+            Ok(d) => Some(Dur(d)),
+            Err(e) => {
+                self.err(
+                    Some(v.span()),
+                    format!("`{path}` is not a valid duration: {e}"),
+                    "durations are a number with a unit: \"500ms\", \"30s\", \"5m\", \"1h\""
+                        .to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_dur(&mut self, tbl: &Tbl, key: &str) -> Option<Dur> {
+        let v = self.get(tbl, key)?;
+        self.dur_of(v, &tbl.child(key), key)
+    }
+
+    fn opt_str_list(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<Vec<String>> {
+        let v = self.get(tbl, key)?;
+        let path = tbl.child(key);
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(
+                v,
+                &path,
+                "an array of strings",
+                &format!("{key} = {example}"),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            self.spans.insert(&ipath, item.span());
+            match self.string_of(item, &ipath, &format!("{key} = {example}")) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn enum_of<T: Copy>(
+        &mut self,
+        tbl: &Tbl,
+        key: &str,
+        names: &[&str],
+        values: &[T],
+    ) -> Option<T> {
+        let v = self.get(tbl, key)?;
+        let path = tbl.child(key);
+        let s = self.string_of(v, &path, &format!("{key} = \"{}\"", names[0]))?;
+        match names.iter().position(|n| *n == s) {
+            Some(i) => Some(values[i]),
+            None => {
+                let hint = match nearest(&s, names) {
+                    Some(n) => format!("did you mean \"{n}\"? valid values: {}", quoted(names)),
+                    None => format!("valid values: {}", quoted(names)),
+                };
+                self.err(
+                    Some(v.span()),
+                    format!("unknown {key} \"{s}\" in `{path}`"),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_table<'t, 'i>(
+        &mut self,
+        tbl: &Tbl<'t, 'i>,
+        key: &str,
+        what: String,
+    ) -> Option<Tbl<'t, 'i>> {
+        let v = self.get(tbl, key)?;
+        let path = tbl.child(key);
+        match v.get_ref() {
+            DeValue::Table(t) => Some(Tbl {
+                t,
+                span: v.span(),
+                path,
+                what,
+            }),
+            _ => {
+                self.wrong_type(v, &path, "a table", &format!("[{path}]"));
+                None
+            }
+        }
+    }
+
+    fn table_array<'t, 'i>(
+        &mut self,
+        tbl: &Tbl<'t, 'i>,
+        key: &str,
+        what: &str,
+    ) -> Vec<Tbl<'t, 'i>> {
+        let Some(v) = self.get(tbl, key) else {
+            return Vec::new();
+        };
+        let path = tbl.child(key);
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(v, &path, "an array of tables", &format!("[[{path}]]"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            self.spans.insert(&ipath, item.span());
+            match item.get_ref() {
+                DeValue::Table(t) => out.push(Tbl {
+                    t,
+                    span: item.span(),
+                    path: ipath,
+                    what: format!("{what} #{}", i + 1),
+                }),
+                _ => self.wrong_type(item, &ipath, "a table", &format!("[[{path}]]")),
+            }
+        }
+        out
+    }
+
+    // ---- the release's own structure ----
+
+    fn release(&mut self, root: &Tbl) -> Option<Release> {
+        self.check_keys(root, keys::TOP);
+        let section = match self.opt_table(root, "release", "[release]".into()) {
+            Some(t) => Some(self.release_section(&t)),
+            None => {
+                if root.t.get("release").is_none() {
+                    self.err(
+                        None,
+                        "missing the [release] table",
+                        "start the file with `[release]` and `name = \"...\"`".to_string(),
+                    );
+                }
+                None
+            }
+        };
+        let notify = self.opt_table(root, "notify", "[notify]".into()).map(|t| {
+            self.check_keys(&t, keys::NOTIFY);
+            Notify {
+                webhooks: self
+                    .opt_str_list(&t, "webhooks", "[\"http://127.0.0.1:9099/hook\"]")
+                    .unwrap_or_default(),
+            }
+        });
+        let services = self
+            .table_array(root, "service", "[[service]]")
+            .into_iter()
+            .map(|t| self.service(t))
+            .collect();
+        let migrations = self
+            .table_array(root, "migration", "[[migration]]")
+            .into_iter()
+            .map(|t| self.migration(t))
+            .collect();
+        Some(Release {
+            release: section?,
+            notify,
+            services,
+            migrations,
+        })
+    }
+
+    fn release_section(&mut self, t: &Tbl) -> ReleaseSection {
+        self.check_keys(t, keys::RELEASE);
+        let name = self.track(t.child("name"), |p| {
+            p.req_str(t, "name", "\"checkout-2026-11-27\"")
+        });
+        let platform = self
+            .enum_of(
+                t,
+                "platform",
+                PlatformKind::NAMES,
+                &[PlatformKind::Local, PlatformKind::Ecs],
+            )
+            .unwrap_or_default();
+        let max_parallel = self
+            .opt_int(t, "max_parallel", 1, 10_000, "2")
+            .map_or(default_max_parallel(), |n| n as u32);
+        let on_failure = self
+            .enum_of(
+                t,
+                "on_failure",
+                FailurePolicy::NAMES,
+                &[
+                    FailurePolicy::RollbackDependents,
+                    FailurePolicy::RollbackRelease,
+                    FailurePolicy::Pause,
+                ],
+            )
+            .unwrap_or_default();
+        let progress_deadline = self
+            .opt_dur(t, "progress_deadline")
+            .unwrap_or_else(default_progress_deadline);
+        let environment = self.opt_str(t, "environment", "\"production\"");
+        ReleaseSection {
+            name: name.unwrap_or_default(),
+            platform,
+            max_parallel,
+            on_failure,
+            progress_deadline,
+            environment,
+        }
+    }
+
+    /// A service, best effort: a part that could not be read is reported, replaced by its
+    /// default and marked broken so that whole-release checks do not report it again.
+    fn service(&mut self, mut t: Tbl) -> Service {
+        // Name the service in messages once we know its name.
+        if let Some(DeValue::String(n)) = t.t.get("name").map(|v| v.get_ref()) {
+            t.what = format!("[[service]] \"{n}\"");
+        }
+        let t = &t;
+        self.check_keys(t, keys::SERVICE);
+        let name = self
+            .track(t.child("name"), |p| p.req_str(t, "name", "\"payments\""))
+            .unwrap_or_default();
+        let depends_on = self
+            .track(t.child("depends_on"), |p| {
+                p.opt_str_list(t, "depends_on", "[\"ledger\"]")
+            })
+            .unwrap_or_default();
+        let strategy = self.track(t.child("strategy"), |p| {
+            if t.t.get("strategy").is_some() {
+                p.enum_of(
+                    t,
+                    "strategy",
+                    StrategyKind::NAMES,
+                    &[
+                        StrategyKind::BlueGreen,
+                        StrategyKind::Canary,
+                        StrategyKind::Linear,
+                        StrategyKind::Rolling,
+                    ],
+                )
+            } else {
+                p.missing(t, "strategy", "\"canary\"");
+                None
+            }
+        });
+        if strategy.is_none() {
+            self.spans.broken.insert(t.child("strategy"));
+        }
+        let steps = self.track(t.child("steps"), |p| p.steps(t));
+        let linear = self.track(t.child("linear"), |p| {
+            let lt = p.opt_table(t, "linear", format!("the linear settings of {}", t.what))?;
+            p.check_keys(&lt, keys::LINEAR);
+            let step = p.opt_int(&lt, "step", 1, 100, "10").map(|n| n as u8);
+            if lt.t.get("step").is_none() {
+                p.missing(&lt, "step", "10");
+            }
+            let every = p.opt_dur(&lt, "every");
+            if lt.t.get("every").is_none() {
+                p.missing(&lt, "every", "\"1m\"");
+            }
+            Some(Linear {
+                step: step?,
+                every: every?,
+            })
+        });
+        let blue_green = self.track(t.child("blue_green"), |p| {
+            p.opt_table(
+                t,
+                "blue_green",
+                format!("the blue_green settings of {}", t.what),
+            )
+            .map(|bt| {
+                p.check_keys(&bt, keys::BLUE_GREEN);
+                BlueGreen {
+                    keep_old_for: p
+                        .opt_dur(&bt, "keep_old_for")
+                        .unwrap_or_else(default_keep_old_for),
+                    auto_promote: p.opt_bool(&bt, "auto_promote").unwrap_or(true),
+                }
+            })
+        });
+        let rolling = self.track(t.child("rolling"), |p| {
+            p.opt_table(t, "rolling", format!("the rolling settings of {}", t.what))
+                .map(|rt| {
+                    p.check_keys(&rt, keys::ROLLING);
+                    Rolling {
+                        batch: p
+                            .opt_int(&rt, "batch", 1, 10_000, "1")
+                            .map_or(1, |n| n as u32),
+                        max_unavailable: p
+                            .opt_int(&rt, "max_unavailable", 0, 10_000, "0")
+                            .map_or(0, |n| n as u32),
+                    }
+                })
+        });
+        let health = self.track(t.child("health"), |p| {
+            match p.opt_table(t, "health", format!("[service.health] of {}", t.what)) {
+                Some(ht) => p.health(&ht),
+                None => Health::default(),
+            }
+        });
+        let smoke = self.track(t.child("smoke"), |p| {
+            let tables = p.table_array(t, "smoke", &format!("[[service.smoke]] of {}", t.what));
+            tables
+                .iter()
+                .map(|st| p.track(st.path.clone(), |p| p.smoke(st)))
+                .collect()
+        });
+        let analysis = self.track(t.child("analysis"), |p| {
+            p.opt_table(t, "analysis", format!("[service.analysis] of {}", t.what))
+                .map(|at| p.analysis(&at))
+        });
+        let local = self.track(t.child("local"), |p| {
+            p.opt_table(t, "local", format!("[service.local] of {}", t.what))
+                .and_then(|lt| p.local(&lt))
+        });
+        let ecs = self.track(t.child("ecs"), |p| {
+            p.opt_table(t, "ecs", format!("[service.ecs] of {}", t.what))
+                .and_then(|et| p.ecs(&et))
+        });
+        Service {
+            name,
+            depends_on,
+            strategy: strategy.unwrap_or(StrategyKind::Canary),
+            steps,
+            linear,
+            blue_green,
+            rolling,
+            health,
+            smoke,
+            analysis,
+            local,
+            ecs,
+        }
+    }
+
+    fn steps(&mut self, t: &Tbl) -> Vec<Step> {
+        let Some(v) = self.get(t, "steps") else {
+            return Vec::new();
+        };
+        let path = t.child("steps");
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(
+                v,
+                &path,
+                "an array of steps",
+                "steps = [{ set_weight = 5 }, { analysis = \"2m\" }]",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            self.spans.insert(&ipath, item.span());
+            let DeValue::Table(st) = item.get_ref() else {
+                self.wrong_type(item, &ipath, "a step table", "{ set_weight = 5 }");
+                continue;
+            };
+            let tbl = Tbl {
+                t: st,
+                span: item.span(),
+                path: ipath.clone(),
+                what: format!("step {} of {}", i + 1, t.what),
+            };
+            self.check_keys(&tbl, STEP_KEYS);
+            let kinds: Vec<&str> = ["set_weight", "analysis", "pause", "approval"]
+                .into_iter()
+                .filter(|k| st.get(*k).is_some())
+                .collect();
+            if kinds.len() != 1 {
+                let msg = if kinds.is_empty() {
+                    format!("step {} of {} does nothing", i + 1, t.what)
+                } else {
+                    format!("step {} of {} mixes {}", i + 1, t.what, kinds.join(" and "))
+                };
+                self.err(
+                    Some(item.span()),
+                    msg,
+                    "each step has exactly one of set_weight, analysis, pause, approval: split it into several steps"
+                        .to_string(),
+                );
+                continue;
+            }
+            if st.get("on_timeout").is_some() && kinds[0] != "approval" {
+                self.err(
+                    self.spans.get(&format!("{ipath}.on_timeout")).or(Some(item.span())),
+                    format!("`on_timeout` in step {} belongs to an approval step", i + 1),
+                    "remove it, or make the step `{ approval = \"10m\", on_timeout = \"rollback\" }`".to_string(),
+                );
+            }
+            let step = match kinds[0] {
+                "set_weight" => {
+                    let Some(wv) = self.get(&tbl, "set_weight") else {
+                        continue;
+                    };
+                    self.int_of(
+                        wv,
+                        &tbl.child("set_weight"),
+                        0,
+                        i64::MAX,
+                        "{ set_weight = 25 }",
+                    )
+                    .and_then(|w| {
+                        if w > 100 {
+                            self.err(
+                                Some(wv.span()),
+                                format!("weight {w} in step {} of {} is above 100", i + 1, t.what),
+                                "weights are percentages of traffic, 0-100".to_string(),
+                            );
+                            None
+                        } else {
+                            Some(Step::SetWeight(w as u8))
+                        }
+                    })
+                }
+                "analysis" => self.opt_dur(&tbl, "analysis").map(Step::Analysis),
+                "pause" => {
+                    let Some(pv) = self.get(&tbl, "pause") else {
+                        continue;
+                    };
+                    if let DeValue::String(s) = pv.get_ref()
+                        && s.as_ref() == "forever"
+                    {
+                        Some(Step::Pause(PauseFor::Forever))
+                    } else {
+                        self.dur_of(pv, &tbl.child("pause"), "pause")
+                            .map(|d| Step::Pause(PauseFor::For(d)))
+                    }
+                }
+                _ => {
+                    let timeout = self.opt_dur(&tbl, "approval");
+                    let on_timeout = self
+                        .enum_of(
+                            &tbl,
+                            "on_timeout",
+                            OnTimeout::NAMES,
+                            &[OnTimeout::Rollback, OnTimeout::Promote, OnTimeout::Pause],
+                        )
+                        .unwrap_or_default();
+                    timeout.map(|timeout| Step::Approval {
+                        timeout,
+                        on_timeout,
+                    })
+                }
+            };
+            if let Some(s) = step {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn health(&mut self, t: &Tbl) -> Health {
+        self.check_keys(t, keys::HEALTH);
+        let d = Health::default();
+        Health {
+            path: self.opt_str(t, "path", "\"/healthz\"").unwrap_or(d.path),
+            interval: self.opt_dur(t, "interval").unwrap_or(d.interval),
+            timeout: self.opt_dur(t, "timeout").unwrap_or(d.timeout),
+            healthy_after: self
+                .opt_int(t, "healthy_after", 1, 1000, "2")
+                .map_or(d.healthy_after, |n| n as u32),
+            unhealthy_after: self
+                .opt_int(t, "unhealthy_after", 1, 1000, "3")
+                .map_or(d.unhealthy_after, |n| n as u32),
+        }
+    }
+
+    fn smoke(&mut self, t: &Tbl) -> Smoke {
+        self.check_keys(t, keys::SMOKE);
+        Smoke {
+            name: self.req_str(t, "name", "\"ping\"").unwrap_or_default(),
+            request: self.opt_str(t, "request", "\"GET /api/ping\""),
+            expect_status: self
+                .opt_int(t, "expect_status", 100, 599, "200")
+                .map_or(200, |n| n as u16),
+            command: self.opt_str_list(t, "command", "[\"./smoke.sh\", \"{url}\"]"),
+            timeout: self
+                .opt_dur(t, "timeout")
+                .unwrap_or_else(default_smoke_timeout),
+        }
+    }
+
+    fn analysis(&mut self, t: &Tbl) -> Analysis {
+        self.check_keys(t, keys::ANALYSIS);
+        let d = Analysis::default();
+        Analysis {
+            judge: self
+                .enum_of(
+                    t,
+                    "judge",
+                    JudgeKind::NAMES,
+                    &[JudgeKind::Sequential, JudgeKind::Threshold],
+                )
+                .unwrap_or_default(),
+            tolerance: self
+                .opt_float(t, "tolerance", 1.0, 1000.0, "1.25")
+                .unwrap_or(d.tolerance),
+            min_requests: self
+                .opt_int(t, "min_requests", 0, i64::MAX, "500")
+                .map_or(d.min_requests, |n| n as u64),
+            min_duration: self.opt_dur(t, "min_duration").unwrap_or(d.min_duration),
+            max_error_rate: self
+                .opt_float(t, "max_error_rate", 0.0, 1.0, "0.05")
+                .unwrap_or(d.max_error_rate),
+            max_p99: self.opt_dur(t, "max_p99"),
+            alpha: self
+                .opt_float(t, "alpha", 0.000_001, 0.5, "0.01")
+                .unwrap_or(d.alpha),
+            failure_limit: self
+                .opt_int(t, "failure_limit", 0, 1000, "0")
+                .map_or(0, |n| n as u32),
+            on_inconclusive: self
+                .enum_of(
+                    t,
+                    "on_inconclusive",
+                    OnInconclusive::NAMES,
+                    &[OnInconclusive::Pause, OnInconclusive::Extend],
+                )
+                .unwrap_or_default(),
+        }
+    }
+
+    fn revision(&mut self, t: &Tbl, key: &str) -> Option<RevisionRun> {
+        let Some(rt) = self.opt_table(t, key, format!("`{}`", t.child(key))) else {
+            if t.t.get(key).is_none() {
+                self.missing(t, key, "{ revision = \"v1\" }");
+            }
+            return None;
+        };
+        self.check_keys(&rt, keys::REVISION);
+        let revision = self.req_str(&rt, "revision", "\"v2\"");
+        let args = self
+            .opt_str_list(&rt, "args", "[\"--error-rate\", \"0.02\"]")
+            .unwrap_or_default();
+        let mut env = BTreeMap::new();
+        if let Some(et) = self.opt_table(&rt, "env", format!("`{}`", rt.child("env"))) {
+            for (k, v) in et.t.iter() {
+                let path = et.child(k.get_ref());
+                self.spans.insert(&path, v.span());
+                if let Some(s) = self.string_of(v, &path, "env = { FEATURE_X = \"on\" }") {
+                    env.insert(k.get_ref().to_string(), s);
+                }
+            }
+        }
+        Some(RevisionRun {
+            revision: revision?,
+            args,
+            env,
+        })
+    }
+
+    fn local(&mut self, t: &Tbl) -> Option<LocalService> {
+        self.check_keys(t, keys::LOCAL);
+        let before = self.diags.len();
+        let listen = self.req_str(t, "listen", "\"127.0.0.1:18081\"");
+        let replicas = self
+            .opt_int(t, "replicas", 1, 1000, "2")
+            .map_or(1, |n| n as u32);
+        let command = self.opt_str_list(
+            t,
+            "command",
+            "[\"cutover\", \"demo-service\", \"--port\", \"{port}\"]",
+        );
+        if t.t.get("command").is_none() {
+            self.missing(t, "command", "[\"./my-service\", \"--port\", \"{port}\"]");
+        }
+        let current = self.revision(t, "current");
+        let target = self.revision(t, "target");
+        let drain_timeout = self
+            .opt_dur(t, "drain_timeout")
+            .unwrap_or_else(default_drain_timeout);
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(LocalService {
+            listen: listen?,
+            replicas,
+            command: command?,
+            current: current?,
+            target: target?,
+            drain_timeout,
+        })
+    }
+
+    fn ecs(&mut self, t: &Tbl) -> Option<EcsService> {
+        self.check_keys(t, keys::ECS);
+        let before = self.diags.len();
+        let cluster = self.req_str(t, "cluster", "\"prod\"");
+        let service = self.req_str(t, "service", "\"payments\"");
+        let container = self.req_str(t, "container", "\"app\"");
+        let image = self.req_str(
+            t,
+            "image",
+            "\"123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:2.3.1\"",
+        );
+        let listener_rule =
+            self.opt_str(t, "listener_rule", "\"arn:aws:elasticloadbalancing:...\"");
+        let target_groups = self
+            .opt_str_list(
+                t,
+                "target_groups",
+                "[\"arn:...:targetgroup/blue/...\", \"arn:...:targetgroup/green/...\"]",
+            )
+            .unwrap_or_default();
+        let secrets = self
+            .opt_str_list(t, "secrets", "[\"arn:aws:secretsmanager:...\"]")
+            .unwrap_or_default();
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(EcsService {
+            cluster: cluster?,
+            service: service?,
+            container: container?,
+            image: image?,
+            listener_rule,
+            target_groups,
+            secrets,
+        })
+    }
+
+    fn migration(&mut self, mut t: Tbl) -> Migration {
+        if let Some(DeValue::String(n)) = t.t.get("name").map(|v| v.get_ref()) {
+            t.what = format!("[[migration]] \"{n}\"");
+        }
+        let t = &t;
+        self.check_keys(t, keys::MIGRATION);
+        let field = |p: &mut Self, key: &str, example: &str, required: bool| {
+            p.track(t.child(key), |p| {
+                if required {
+                    p.req_str(t, key, example)
+                } else {
+                    p.opt_str(t, key, example)
+                }
+            })
+        };
+        let name = field(self, "name", "\"split-customer-name\"", true).unwrap_or_default();
+        let database =
+            field(self, "database", "\"sqlite://data/app.db\"", true).unwrap_or_default();
+        let expand = field(self, "expand", "\"migrations/0007_expand.sql\"", true);
+        let contract = field(self, "contract", "\"migrations/0007_contract.sql\"", false);
+        let undo_expand = field(
+            self,
+            "undo_expand",
+            "\"migrations/0007_undo_expand.sql\"",
+            false,
+        );
+        if expand.is_none() {
+            self.spans.broken.insert(t.child("expand"));
+        }
+        let services = self.track(t.child("services"), |p| {
+            if t.t.get("services").is_none() {
+                p.missing(t, "services", "[\"payments\"]");
+            }
+            p.opt_str_list(t, "services", "[\"payments\"]")
+        });
+        let bake = self.opt_dur(t, "bake").unwrap_or_else(default_bake);
+        Migration {
+            name,
+            database,
+            expand: expand.unwrap_or_default(),
+            contract,
+            undo_expand,
+            services: services.unwrap_or_default(),
+            bake,
+        }
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Read and parse a file; I/O problems become a diagnostic too.
+pub fn parse_file(path: &Path) -> (SourceMap, Parsed) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let map = SourceMap::new(path, &text);
+            let parsed = parse_str(&map, &text);
+            (map, parsed)
+        }
+        Err(e) => {
+            let map = SourceMap::new(path, "");
+            let d = Diagnostic {
+                file: path.to_path_buf(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read the release file: {e}"),
+                hint: Some("check the path and its permissions".into()),
+                excerpt: None,
+            };
+            (
+                map,
+                Parsed {
+                    release: None,
+                    spans: Spans::default(),
+                    diagnostics: vec![d],
+                },
+            )
+        }
+    }
+}
