@@ -17,7 +17,8 @@ const UNITS: &[(&str, f64)] = &[
     ("d", 86_400.0),
 ];
 
-/// Parse `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1.5h"`, `"2d"`.
+/// Parse `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1.5h"`, `"2d"`, and compounds such as
+/// `"1h30m"` or `"1m30s"` (what [`format_duration`] writes).
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     if t.is_empty() {
@@ -25,30 +26,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "empty duration; write a number with a unit, e.g. \"30s\"".into(),
         ));
     }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim();
-    if num.is_empty() {
-        return Err(DurationError(format!(
-            "`{text}` does not start with a number; write e.g. \"30s\""
-        )));
+    let mut rest = t;
+    let mut secs = 0.0f64;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(split);
+        if num.is_empty() {
+            return Err(DurationError(format!(
+                "`{text}` does not start with a number; write e.g. \"30s\""
+            )));
+        }
+        let value: f64 = num
+            .parse()
+            .map_err(|_| DurationError(format!("`{num}` in `{text}` is not a number")))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let unit = unit.trim();
+        if unit.is_empty() {
+            return Err(DurationError(format!(
+                "`{text}` has no unit; write \"{num}s\", \"{num}ms\", \"{num}m\" or \"{num}h\""
+            )));
+        }
+        let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(DurationError(format!(
+                "unknown unit `{unit}` in `{text}`; use ms, s, m, h or d"
+            )));
+        };
+        secs += value * factor;
+        rest = next;
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| DurationError(format!("`{num}` in `{text}` is not a number")))?;
-    if unit.is_empty() {
-        return Err(DurationError(format!(
-            "`{text}` has no unit; write \"{num}s\", \"{num}ms\", \"{num}m\" or \"{num}h\""
-        )));
-    }
-    let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
-        return Err(DurationError(format!(
-            "unknown unit `{unit}` in `{text}`; use ms, s, m, h or d"
-        )));
-    };
-    let secs = value * factor;
     if !secs.is_finite() || secs > 365.0 * 86_400.0 {
         return Err(DurationError(format!("`{text}` is longer than a year")));
     }
@@ -103,6 +113,8 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
     }
 
     #[test]
