@@ -85,8 +85,12 @@ pub struct PlanStep {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// Start the candidate's instances.
-    Launch { revision: String, replicas: u32 },
+    /// Start the candidate's instances; `replicas: None` means the size the platform's
+    /// service has now (ECS desired count).
+    Launch {
+        revision: String,
+        replicas: Option<u32>,
+    },
     /// Wait until every candidate instance passes its health checks.
     WaitHealthy,
     /// Run the smoke tests against the candidate through the test route.
@@ -108,6 +112,8 @@ pub enum Action {
     Bake { duration_ms: u64 },
     /// Replace one batch of instances (rolling).
     ReplaceBatch { batch: u32, of: u32, instances: u32 },
+    /// ECS rolling update by the ECS deployment controller, watched until it completes.
+    EcsRollingUpdate,
     /// The candidate becomes stable.
     Promote,
     /// Keep the old revision running (idle) for instant rollback.
@@ -382,7 +388,9 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
     let detect_unhealthy = ms(h.interval.0) * u64::from(h.unhealthy_after) + ms(h.timeout.0);
     let healthy_min = ms(h.interval.0) * u64::from(h.healthy_after);
     let deadline = ms(release.release.progress_deadline.0);
+    let on_ecs = release.release.platform == PlatformKind::Ecs;
     let replicas = s.local.as_ref().map_or(1, |l| l.replicas);
+    let launch_replicas = if on_ecs { None } else { Some(replicas) };
     let revision = match (&s.local, &s.ecs) {
         (Some(l), _) if release.release.platform == PlatformKind::Local => {
             l.target.revision.clone()
@@ -395,11 +403,11 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
     let mut raw: Vec<(Action, u8, u64, Option<u64>)> = Vec::new(); // action, weight, min, max
     let smoke_names: Vec<String> = s.smoke.iter().map(|t| t.name.clone()).collect();
     let smoke_max: u64 = s.smoke.iter().map(|t| ms(t.timeout.0)).sum();
-    let prelude = |raw: &mut Vec<(Action, u8, u64, Option<u64>)>, n: u32| {
+    let prelude = |raw: &mut Vec<(Action, u8, u64, Option<u64>)>| {
         raw.push((
             Action::Launch {
                 revision: revision.clone(),
-                replicas: n,
+                replicas: launch_replicas,
             },
             0,
             0,
@@ -419,7 +427,7 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
     };
     match s.strategy {
         StrategyKind::Canary => {
-            prelude(&mut raw, replicas);
+            prelude(&mut raw);
             let mut w = 0u8;
             for st in &s.steps {
                 match st {
@@ -475,7 +483,7 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
         }
         StrategyKind::BlueGreen => {
             let bg = s.blue_green.clone().unwrap_or_default();
-            prelude(&mut raw, replicas);
+            prelude(&mut raw);
             if !bg.auto_promote {
                 raw.push((
                     Action::Approval {
@@ -514,7 +522,7 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
                 .linear
                 .as_ref()
                 .map_or((100, 0), |l| (l.step.max(1), ms(l.every.0)));
-            prelude(&mut raw, replicas);
+            prelude(&mut raw);
             let mut w = 0u8;
             while w < 100 {
                 w = w.saturating_add(step).min(100);
@@ -539,6 +547,10 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
                 0,
                 Some(drain),
             ));
+        }
+        StrategyKind::Rolling if on_ecs => {
+            raw.push((Action::EcsRollingUpdate, 100, healthy_min, Some(deadline)));
+            raw.push((Action::Promote, 100, 0, Some(0)));
         }
         StrategyKind::Rolling => {
             let r = s.rolling.clone().unwrap_or_default();
@@ -580,7 +592,13 @@ fn finish(
         let judged = match action {
             Action::Analysis { .. } | Action::Bake { .. } => true,
             Action::KeepOld { .. } | Action::Retire { .. } | Action::Promote => false,
-            _ => continuous && matches!(action, Action::ReplaceBatch { .. }),
+            _ => {
+                continuous
+                    && matches!(
+                        action,
+                        Action::ReplaceBatch { .. } | Action::EcsRollingUpdate
+                    )
+            }
         };
         acc = if judged {
             Some(*min)
@@ -606,10 +624,18 @@ fn finish(
                 (Action::Launch { .. } | Action::WaitHealthy | Action::Smoke { .. }, _) => {
                     "no traffic on the candidate yet: stop it".to_string()
                 }
-                (Action::KeepOld { .. }, _) => format!("{weight_change} back to the old revision, still running"),
+                (Action::Promote, _) if s.strategy == StrategyKind::Rolling => {
+                    "old instances are gone: roll the previous revision out again".to_string()
+                }
+                (Action::KeepOld { .. } | Action::Promote, _) => {
+                    format!("{weight_change} back to the old revision, still running")
+                }
                 (Action::Retire { .. }, _) => "old revision gone: roll forward or redeploy it".to_string(),
                 (Action::ReplaceBatch { .. }, _) => {
                     "restart the replaced instances on the stable revision, then stop the candidate's".to_string()
+                }
+                (Action::EcsRollingUpdate, _) => {
+                    "update the ECS service back to the previous task definition".to_string()
                 }
                 (_, 0) => "no traffic on the candidate yet: stop it".to_string(),
                 _ => format!("{weight_change} back to stable"),
@@ -637,9 +663,14 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
         .as_ref()
         .map_or("thresholds".to_string(), describe_judge);
     match action {
-        Action::Launch { revision, replicas } => {
-            format!("start {replicas} instance(s) of {revision}")
-        }
+        Action::Launch {
+            revision,
+            replicas: Some(n),
+        } => format!("start {n} instance(s) of {revision}"),
+        Action::Launch {
+            revision,
+            replicas: None,
+        } => format!("start {revision} at the service's current size"),
         Action::WaitHealthy => format!(
             "wait until every instance passes {} health check(s) on {}",
             s.health.healthy_after, s.health.path
@@ -675,6 +706,9 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
             instances,
         } => {
             format!("batch {batch}/{of}: replace {instances} instance(s), wait healthy")
+        }
+        Action::EcsRollingUpdate => {
+            "ECS rolling update to the new task definition, until it completes".into()
         }
         Action::Promote => "the candidate becomes stable".into(),
         Action::KeepOld { duration_ms } => {
