@@ -90,6 +90,8 @@ pub(crate) struct FinishAnchor<'a> {
 pub(crate) struct ChainCheck {
     /// The entries up to (not including) the first problem.
     pub entries: Vec<Entry>,
+    /// Where each of `entries` is in the checked bytes (without its newline).
+    pub spans: Vec<std::ops::Range<usize>>,
     /// Bytes covered by `entries` (where a torn tail would be cut off).
     pub valid_len: u64,
     pub last_hash: String,
@@ -133,6 +135,7 @@ pub(crate) fn check(bytes: &[u8], finish: Option<FinishAnchor<'_>>) -> ChainChec
 
     let mut out = ChainCheck {
         entries: Vec::with_capacity(lines.len()),
+        spans: Vec::with_capacity(lines.len()),
         valid_len: 0,
         last_hash: GENESIS_HASH.to_owned(),
         tail,
@@ -240,6 +243,8 @@ pub(crate) fn check(bytes: &[u8], finish: Option<FinishAnchor<'_>>) -> ChainChec
             out.problem = Some(problem(ProblemKind::BrokenLink, e.seq, detail));
             return out;
         }
+        out.spans
+            .push(*offset as usize..*offset as usize + line.len());
         out.valid_len = offset + line.len() as u64 + 1;
         out.last_hash = e.hash.clone();
         out.entries.push(e);

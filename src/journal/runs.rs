@@ -100,6 +100,9 @@ pub struct RunRecord {
     pub summary: RunSummary,
     /// Entries up to the first problem (all of them when the chain is intact).
     pub entries: Vec<Entry>,
+    /// The stored lines of `entries`, byte for byte (what `audit --output json` prints,
+    /// so a third party can recompute every hash).
+    pub raw_lines: Vec<String>,
     pub verification: RunVerification,
 }
 
@@ -248,8 +251,14 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         state,
         damage: None,
     };
+    let raw_lines = checked
+        .spans
+        .iter()
+        .map(|r| String::from_utf8_lossy(&bytes[r.clone()]).into_owned())
+        .collect();
     Ok(RunRecord {
         summary,
+        raw_lines,
         entries: checked.entries,
         verification,
     })
