@@ -145,6 +145,28 @@ fn append_then_reopen_round_trips() {
 }
 
 #[test]
+fn a_batch_is_chained_like_single_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let mut j = Journal::create_at(state, "checkout", "f00d", T0).unwrap();
+    let one = j.append(step(1)).unwrap();
+    assert!(j.append_batch(Vec::new()).unwrap().is_empty());
+    let batch = j.append_batch(vec![step(2), step(3), step(4)]).unwrap();
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(batch[0].prev_hash, one.hash);
+    assert_eq!(batch[2].prev_hash, batch[1].hash);
+    assert_eq!(j.last_hash(), batch[2].hash);
+    let bad = j.append_batch(vec![step(5), new(" ", None, None, json!({}))]);
+    assert!(matches!(bad, Err(JournalError::InvalidEntry(_))));
+    assert_eq!(j.len(), 4, "a rejected batch appends nothing");
+    let id = j.run_id().to_owned();
+    drop(j);
+    let rec = journal::read_run(state, &id).unwrap();
+    assert!(rec.verification.is_ok());
+    assert_eq!(rec.entries[1..], batch[..]);
+}
+
+#[test]
 fn every_append_is_visible_to_a_fresh_reader_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();

@@ -213,6 +213,30 @@ fn new_run_id(release: &str, started_ms: u64) -> String {
     )
 }
 
+/// Fill a staging run directory: lock, empty journal, `run.json`, all durable.
+fn populate(staging: &Path, meta: &RunMeta) -> Result<(RunLock, File), JournalError> {
+    let lock = match RunLock::acquire(&staging.join(LOCK_FILE))? {
+        LockOutcome::Acquired(l) => l,
+        LockOutcome::Held(pid) => {
+            return Err(JournalError::Locked {
+                run_id: meta.run_id.clone(),
+                pid,
+            });
+        }
+    };
+    let path = staging.join(JOURNAL_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err("create", &path))?;
+    file.sync_all().map_err(io_err("fsync", &path))?;
+    write_meta(staging, meta)?; // fsyncs `staging` too
+    Ok((lock, file))
+}
+
 /// An open run, held exclusively for appending.
 #[derive(Debug)]
 pub struct Journal {
@@ -261,6 +285,11 @@ impl Journal {
             let dir = runs.join(&run_id);
             let staging = runs.join(format!("{CREATING_PREFIX}{run_id}"));
             if dir.exists() {
+                if attempt >= 16 {
+                    return Err(io_err("create directory", &dir)(io::Error::from(
+                        io::ErrorKind::AlreadyExists,
+                    )));
+                }
                 continue;
             }
             match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
@@ -268,19 +297,6 @@ impl Journal {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => continue,
                 Err(e) => return Err(io_err("create directory", &staging)(e)),
             }
-            let lock = match RunLock::acquire(&staging.join(LOCK_FILE))? {
-                LockOutcome::Acquired(l) => l,
-                LockOutcome::Held(pid) => return Err(JournalError::Locked { run_id, pid }),
-            };
-            let staged_journal = staging.join(JOURNAL_FILE);
-            let file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&staged_journal)
-                .map_err(io_err("create", &staged_journal))?;
-            file.sync_all().map_err(io_err("fsync", &staged_journal))?;
             let meta = RunMeta {
                 format: META_FORMAT,
                 run_id: run_id.clone(),
@@ -292,7 +308,14 @@ impl Journal {
                 entries_at_finish: None,
                 last_hash_at_finish: None,
             };
-            write_meta(&staging, &meta)?; // fsyncs `staging`
+            let (lock, file) = match populate(&staging, &meta) {
+                Ok(v) => v,
+                Err(e) => {
+                    // Nothing refers to the half-made directory: remove it.
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(e);
+                }
+            };
             match std::fs::rename(&staging, &dir) {
                 Ok(()) => {}
                 // Another process took this id in the meantime (the directory exists and
@@ -302,7 +325,10 @@ impl Journal {
                     let _ = std::fs::remove_dir_all(&staging);
                     continue;
                 }
-                Err(e) => return Err(io_err("rename into place", &dir)(e)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(io_err("rename into place", &dir)(e));
+                }
             }
             fs::sync_dir(&runs)?;
             tracing::info!(%run_id, release = release_name, "journal run created");
@@ -419,6 +445,16 @@ impl Journal {
         &self.meta.release
     }
 
+    /// SHA-256 of the release file, as given to `create`.
+    pub fn release_file_sha256(&self) -> &str {
+        &self.meta.release_file_sha256
+    }
+
+    /// When the run started (unix ms).
+    pub fn started_ms(&self) -> u64 {
+        self.meta.started_ms
+    }
+
     /// The run's directory (`<state_dir>/runs/<run_id>`).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -449,6 +485,18 @@ impl Journal {
     /// because the kernel may have dropped the data and the chain can no longer be
     /// trusted to match what the engine did.
     pub fn append(&mut self, e: NewEntry) -> Result<Entry, JournalError> {
+        let mut stored = self.append_batch(vec![e])?;
+        stored
+            .pop()
+            .ok_or_else(|| JournalError::InvalidEntry("nothing was appended".into()))
+    }
+
+    /// Append several entries with one write and one `fdatasync` (for events that belong
+    /// together, e.g. a command and the decision it causes). None of them is
+    /// acknowledged until this returns; a crash during the call can leave a prefix of
+    /// the batch in the journal (each such entry complete and chained), never a part of
+    /// an entry.
+    pub fn append_batch(&mut self, batch: Vec<NewEntry>) -> Result<Vec<Entry>, JournalError> {
         if let Some(cause) = &self.poisoned {
             return Err(JournalError::Poisoned {
                 run_id: self.run_id.clone(),
@@ -461,12 +509,25 @@ impl Journal {
                 outcome: outcome.clone(),
             });
         }
-        if e.kind.trim().is_empty() {
-            return Err(JournalError::InvalidEntry("`kind` is empty".into()));
+        if let Some(i) = batch.iter().position(|e| e.kind.trim().is_empty()) {
+            return Err(JournalError::InvalidEntry(format!(
+                "entry {} of the batch has an empty `kind`",
+                i + 1
+            )));
         }
-        let seq = self.len() + 1;
-        let (entry, line) = entry::encode(seq, &self.last_hash, e)?;
-        if let Err(err) = self.file.write_all(&line) {
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut bytes = Vec::new();
+        let mut prev = self.last_hash.clone();
+        for (i, e) in batch.into_iter().enumerate() {
+            let (entry, line) = entry::encode(self.len() + 1 + i as u64, &prev, e)?;
+            bytes.extend_from_slice(&line);
+            prev.clone_from(&entry.hash);
+            stored.push(entry);
+        }
+        if stored.is_empty() {
+            return Ok(stored);
+        }
+        if let Err(err) = self.file.write_all(&bytes) {
             // Cut the partial line off so the next append does not glue onto it.
             let restored = self
                 .file
@@ -480,13 +541,15 @@ impl Journal {
             return Err(io_err("append to", &self.path)(err));
         }
         if let Err(err) = self.file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages and
+            // cleared the error: retrying could "succeed" without the data on disk.
             self.poisoned = Some(format!("fsync failed: {err}"));
             return Err(io_err("fsync", &self.path)(err));
         }
-        self.len += line.len() as u64;
-        self.last_hash = entry.hash.clone();
-        self.entries.push(entry.clone());
-        Ok(entry)
+        self.len += bytes.len() as u64;
+        self.last_hash = prev;
+        self.entries.extend(stored.iter().cloned());
+        Ok(stored)
     }
 
     /// All entries of the run, oldest first.
@@ -538,6 +601,13 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_can_move_into_an_engine_task() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Journal>();
+        send_sync::<JournalError>();
+    }
 
     #[test]
     fn run_ids_are_plain_names() {
