@@ -595,6 +595,83 @@ fn crash_recovery_after_sigkill() {
 }
 
 // ---------------------------------------------------------------------------------
+// A write that fails half-way (here: the file-size limit, in a child process so the
+// limit does not touch other tests) must leave no partial line behind.
+
+const FSIZE_STATE: &str = "CUTOVER_JOURNAL_FSIZE_STATE";
+const FSIZE_RUN: &str = "CUTOVER_JOURNAL_FSIZE_RUN";
+
+fn fsize_child(state: &Path, run_id: &str) {
+    let mut j = Journal::open(state, run_id).expect("child: open");
+    let size = fs::metadata(journal_path(state, run_id)).unwrap().len();
+    // SAFETY: plain libc calls on this process: ignore SIGXFSZ so an oversized write
+    // fails with EFBIG instead of killing us, and cap file sizes 2000 bytes above now.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let lim = libc::rlimit {
+            rlim_cur: size + 2000,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+    }
+    let big = j.append(new(
+        "step",
+        None,
+        None,
+        json!({ "pad": "x".repeat(64 * 1024) }),
+    ));
+    assert!(
+        matches!(big, Err(JournalError::Io { .. })),
+        "child: the oversized append must fail: {big:?}"
+    );
+    assert_eq!(
+        fs::metadata(journal_path(state, run_id)).unwrap().len(),
+        size,
+        "child: the partial line must be cut off"
+    );
+    let small = j
+        .append(step(99))
+        .expect("child: a small append after the failure");
+    assert_eq!(small.seq, 3);
+}
+
+#[test]
+fn a_failed_write_leaves_no_partial_line() {
+    if let (Ok(state), Ok(run)) = (std::env::var(FSIZE_STATE), std::env::var(FSIZE_RUN)) {
+        fsize_child(Path::new(&state), &run);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let id = run_with(state, "checkout", 2, false);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_failed_write_leaves_no_partial_line",
+            "--test-threads=1",
+        ])
+        .env(FSIZE_STATE, state)
+        .env(FSIZE_RUN, &id)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("1 passed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let rec = journal::read_run(state, &id).unwrap();
+    assert!(rec.verification.is_ok(), "{:?}", rec.verification);
+    assert_eq!(rec.verification.torn_tail, None);
+    assert_eq!(rec.entries.len(), 3);
+}
+
+// ---------------------------------------------------------------------------------
 // The CLI.
 
 fn cutover(state: &Path, args: &[&str]) -> Output {
