@@ -45,6 +45,21 @@ fn journal_path(state: &Path, run_id: &str) -> PathBuf {
     state.join("runs").join(run_id).join("journal.jsonl")
 }
 
+/// Remove the saved torn tails of a run (tests that rewrite a journal by hand start over).
+fn forget_torn(state: &Path, run_id: &str) {
+    for d in fs::read_dir(state.join("runs").join(run_id)).unwrap() {
+        let p = d.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("torn-")
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+}
+
 fn lines(state: &Path, run_id: &str) -> Vec<String> {
     fs::read_to_string(journal_path(state, run_id))
         .unwrap()
@@ -297,6 +312,7 @@ fn a_torn_last_line_is_cut_off_and_recorded() {
         (e, fs::read(&path).unwrap()[intact.len()..].to_vec())
     };
     for cut in [1, line4.len() / 2, line4.len() - 1] {
+        forget_torn(state, &id);
         let mut torn = intact.clone();
         torn.extend_from_slice(&line4[..cut]);
         fs::write(&path, &torn).unwrap();
@@ -315,6 +331,12 @@ fn a_torn_last_line_is_cut_off_and_recorded() {
         assert_eq!(rec.kind, RECOVERY_KIND);
         assert_eq!(rec.operator, None);
         assert_eq!(rec.payload["torn_bytes"], json!(cut));
+        // The cut bytes are kept as evidence, named in the entry.
+        let saved = rec.payload["saved_as"].as_str().unwrap();
+        assert_eq!(
+            fs::read(state.join("runs").join(&id).join(saved)).unwrap(),
+            line4[..cut]
+        );
         assert!(
             rec.payload["summary"]
                 .as_str()
@@ -355,6 +377,7 @@ fn a_crash_at_any_byte_reopens_to_a_valid_chain() {
         cuts.extend([e - 1, *e, e + 1]);
     }
     for cut in cuts {
+        forget_torn(state, &id);
         fs::write(&path, &full[..cut]).unwrap();
         let complete = ends.iter().filter(|&&e| e <= cut).count() as u64;
         let torn = !ends.contains(&cut) && cut != 0;
@@ -366,6 +389,35 @@ fn a_crash_at_any_byte_reopens_to_a_valid_chain() {
         let report = journal::verify(state, Some(&id)).unwrap();
         assert!(report.is_ok(), "cut at byte {cut}: {report:?}");
     }
+}
+
+#[test]
+fn a_crash_during_recovery_still_gets_the_cut_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let id = run_with(state, "checkout", 2, false);
+    let path = journal_path(state, &id);
+    let intact = fs::read(&path).unwrap();
+    // The state a crash leaves between "save the torn bytes" and "append the report":
+    // the journal already cut, the bytes saved, no entry yet.
+    let saved = format!("torn-{:012}.bin", intact.len());
+    fs::write(
+        state.join("runs").join(&id).join(&saved),
+        b"{\"seq\":3,\"at",
+    )
+    .unwrap();
+    let j = Journal::open(state, &id).unwrap();
+    assert_eq!(j.len(), 3);
+    let rec = &j.entries_ref()[2];
+    assert_eq!(rec.kind, RECOVERY_KIND);
+    assert_eq!(rec.payload["saved_as"], json!(saved));
+    assert_eq!(rec.payload["torn_offset"], json!(intact.len()));
+    assert_eq!(rec.payload["torn_bytes"], json!(12));
+    drop(j);
+    // Reported once, not again on every open.
+    let j = Journal::open(state, &id).unwrap();
+    assert_eq!(j.len(), 3);
+    assert_eq!(j.recovered_tail(), None);
 }
 
 #[test]

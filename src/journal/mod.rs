@@ -213,6 +213,19 @@ fn new_run_id(release: &str, started_ms: u64) -> String {
     )
 }
 
+/// `torn-000000012345.bin`: the bytes `open` cut off at that offset.
+fn torn_file_name(offset: u64) -> String {
+    format!("torn-{offset:012}.bin")
+}
+
+fn parse_torn_file_name(name: &str) -> Option<u64> {
+    name.strip_prefix("torn-")?
+        .strip_suffix(".bin")
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()
+}
+
 /// Fill a staging run directory: lock, empty journal, `run.json`, all durable.
 fn populate(staging: &Path, meta: &RunMeta) -> Result<(RunLock, File), JournalError> {
     let lock = match RunLock::acquire(&staging.join(LOCK_FILE))? {
@@ -394,6 +407,10 @@ impl Journal {
             });
         }
         if let Some(tail) = &checked.tail {
+            // Keep the cut bytes as evidence *before* cutting, so that a crash during
+            // this recovery still gets reported by the next open.
+            let torn = &bytes[checked.valid_len as usize..];
+            fs::write_atomic(&dir.join(torn_file_name(tail.offset)), torn)?;
             file.set_len(checked.valid_len)
                 .map_err(io_err("truncate the torn last line of", &path))?;
             file.sync_all().map_err(io_err("fsync", &path))?;
@@ -417,23 +434,59 @@ impl Journal {
             recovered: checked.tail,
             _lock: lock,
         };
-        if let Some(tail) = journal.recovered.clone() {
-            journal.append(NewEntry {
+        journal.record_pending_recoveries()?;
+        Ok(journal)
+    }
+
+    /// Append a [`RECOVERY_KIND`] entry for every saved torn tail (`torn-*.bin`) that no
+    /// entry reports yet: the one this open cut, and any whose report a crash prevented.
+    fn record_pending_recoveries(&mut self) -> Result<(), JournalError> {
+        let reported: std::collections::HashSet<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == RECOVERY_KIND)
+            .filter_map(|e| e.payload.get("saved_as")?.as_str().map(str::to_owned))
+            .collect();
+        let mut pending = Vec::new();
+        let rd = std::fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        for dent in rd {
+            let dent = dent.map_err(io_err("list", &self.dir))?;
+            let Some(name) = dent.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(offset) = parse_torn_file_name(&name) else {
+                continue;
+            };
+            if !reported.contains(&name) {
+                pending.push((offset, name, dent.path()));
+            }
+        }
+        pending.sort();
+        for (offset, name, path) in pending {
+            let torn = std::fs::read(&path).map_err(io_err("read", &path))?;
+            tracing::warn!(run_id = %self.run_id, offset, file = %name, "journal: recording a torn last line");
+            self.recovered = Some(TornTail {
+                offset,
+                len: torn.len() as u64,
+            });
+            self.append(NewEntry {
                 at_ms: timefmt::now_ms(),
                 operator: None,
                 kind: RECOVERY_KIND.into(),
                 service: None,
                 payload: serde_json::json!({
                     "summary": format!(
-                        "discarded an incomplete last line ({} bytes at offset {}) left by an interrupted write; it was never acknowledged, so never acted on",
-                        tail.len, tail.offset
+                        "discarded an incomplete last line ({} bytes at offset {offset}) left by an interrupted write; it was never acknowledged, so never acted on (bytes kept in {name})",
+                        torn.len()
                     ),
-                    "torn_offset": tail.offset,
-                    "torn_bytes": tail.len,
+                    "torn_offset": offset,
+                    "torn_bytes": torn.len(),
+                    "torn_sha256": sha256_hex(&torn),
+                    "saved_as": name,
                 }),
             })?;
         }
-        Ok(journal)
+        Ok(())
     }
 
     pub fn run_id(&self) -> &str {
@@ -607,6 +660,15 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Journal>();
         send_sync::<JournalError>();
+    }
+
+    #[test]
+    fn torn_file_names_round_trip() {
+        assert_eq!(torn_file_name(1234), "torn-000000001234.bin");
+        assert_eq!(parse_torn_file_name(&torn_file_name(1234)), Some(1234));
+        for other in ["torn-.bin", "torn-12x.bin", "lock", "torn-1.bin.tmp"] {
+            assert_eq!(parse_torn_file_name(other), None, "{other}");
+        }
     }
 
     #[test]
