@@ -495,6 +495,39 @@ fn verify_detects_entries_appended_after_finish() {
 }
 
 #[test]
+fn verify_detects_an_edited_outcome_or_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let finished = {
+        let mut j = Journal::create_at(state, "checkout", "f00d", T0).unwrap();
+        j.append(step(1)).unwrap();
+        j.finish_at("rolled_back", T0 + 1000).unwrap();
+        j.run_id().to_owned()
+    };
+    let meta = state.join("runs").join(&finished).join("run.json");
+    let text = fs::read_to_string(&meta).unwrap();
+    fs::write(&meta, text.replace("rolled_back", "succeeded")).unwrap();
+    let p = problem(state, &finished);
+    assert_eq!(p.kind, ProblemKind::MetaAltered);
+    assert!(p.to_string().starts_with("run.json altered"), "{p}");
+    let out = cutover(state, &["audit", "verify", &finished]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("run.json altered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let open = run_with(state, "payments", 1, false);
+    let meta = state.join("runs").join(&open).join("run.json");
+    let text = fs::read_to_string(&meta).unwrap();
+    fs::write(&meta, text.replace("payments", "payroll")).unwrap();
+    assert_eq!(problem(state, &open).kind, ProblemKind::MetaAltered);
+    let err = Journal::open(state, &open).unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+}
+
+#[test]
 fn damaged_run_metadata_is_listed_not_hidden() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();

@@ -272,9 +272,11 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
                 match &v.problem {
                     None => {
                         println!(
-                            "OK   {}  {} entries  last hash {}{}",
+                            "OK   {}  {} {}  {}  last hash {}{}",
                             v.run_id,
                             v.entries,
+                            if v.entries == 1 { "entry" } else { "entries" },
+                            if v.finished { "finished" } else { "unfinished" },
                             v.last_hash,
                             v.torn_tail
                                 .as_ref()
@@ -287,6 +289,16 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
                     }
                     Some(p) => println!("BAD  {}  {p}", v.run_id),
                 }
+            }
+            let unfinished = report
+                .runs
+                .iter()
+                .filter(|v| v.is_ok() && !v.finished)
+                .count();
+            if unfinished > 0 {
+                println!(
+                    "note: entries cut from the end of an unfinished run look like a crash; compare its last hash with one noted earlier"
+                );
             }
             let bad = report.failures().count();
             if bad > 0 {

@@ -39,6 +39,9 @@ pub enum ProblemKind {
     BrokenLink,
     /// Data after the last entry of a finished run.
     TrailingData,
+    /// `run.json` (release, times, outcome, finish counts) was edited: its seal does not
+    /// match its content.
+    MetaAltered,
 }
 
 impl fmt::Display for ProblemKind {
@@ -51,6 +54,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Duplicated => "duplicated",
             ProblemKind::BrokenLink => "broken link",
             ProblemKind::TrailingData => "trailing data",
+            ProblemKind::MetaAltered => "run.json altered",
         })
     }
 }
@@ -70,11 +74,24 @@ pub struct ChainProblem {
 
 impl fmt::Display for ChainProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == ProblemKind::MetaAltered {
+            return write!(f, "{}: {}", self.kind, self.detail);
+        }
         write!(
             f,
             "{} at seq {} (line {}): {}",
             self.kind, self.seq, self.line, self.detail
         )
+    }
+}
+
+/// The problem of a `run.json` whose seal does not match.
+pub(crate) fn meta_altered() -> ChainProblem {
+    ChainProblem {
+        kind: ProblemKind::MetaAltered,
+        seq: 0,
+        line: 0,
+        detail: "its seal does not match its content: the release, times, outcome or finish counts were edited".into(),
     }
 }
 

@@ -130,6 +130,45 @@ pub(crate) struct RunMeta {
     pub entries_at_finish: Option<u64>,
     /// Hash of the last entry when the run finished.
     pub last_hash_at_finish: Option<String>,
+    /// SHA-256 over all the fields above (see [`RunMeta::compute_seal`]), so an edit of
+    /// the outcome, release or counts shows in `verify` like an edited entry does.
+    pub seal: String,
+}
+
+impl RunMeta {
+    /// Hex SHA-256 of the compact JSON of every field but `seal`, in declaration order.
+    pub(crate) fn compute_seal(&self) -> String {
+        #[derive(Serialize)]
+        struct Sealed<'a> {
+            format: u32,
+            run_id: &'a str,
+            release: &'a str,
+            release_file_sha256: &'a str,
+            started_ms: u64,
+            finished_ms: Option<u64>,
+            outcome: Option<&'a str>,
+            entries_at_finish: Option<u64>,
+            last_hash_at_finish: Option<&'a str>,
+        }
+        let bytes = serde_json::to_vec(&Sealed {
+            format: self.format,
+            run_id: &self.run_id,
+            release: &self.release,
+            release_file_sha256: &self.release_file_sha256,
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            outcome: self.outcome.as_deref(),
+            entries_at_finish: self.entries_at_finish,
+            last_hash_at_finish: self.last_hash_at_finish.as_deref(),
+        })
+        // Serialising strings and integers cannot fail; an empty seal never matches.
+        .unwrap_or_default();
+        sha256_hex(&bytes)
+    }
+
+    pub(crate) fn seal_ok(&self) -> bool {
+        self.seal == self.compute_seal()
+    }
 }
 
 const META_FORMAT: u32 = 1;
@@ -152,7 +191,9 @@ pub(crate) fn read_meta(path: &Path) -> Result<RunMeta, JournalError> {
     Ok(meta)
 }
 
-fn write_meta(dir: &Path, meta: &RunMeta) -> Result<(), JournalError> {
+/// Seal `meta` and replace `run.json` with it atomically.
+fn write_meta(dir: &Path, meta: &mut RunMeta) -> Result<(), JournalError> {
+    meta.seal = meta.compute_seal();
     let mut bytes = serde_json::to_vec_pretty(meta)?;
     bytes.push(b'\n');
     fs::write_atomic(&dir.join(META_FILE), &bytes)
@@ -227,7 +268,7 @@ fn parse_torn_file_name(name: &str) -> Option<u64> {
 }
 
 /// Fill a staging run directory: lock, empty journal, `run.json`, all durable.
-fn populate(staging: &Path, meta: &RunMeta) -> Result<(RunLock, File), JournalError> {
+fn populate(staging: &Path, meta: &mut RunMeta) -> Result<(RunLock, File), JournalError> {
     let lock = match RunLock::acquire(&staging.join(LOCK_FILE))? {
         LockOutcome::Acquired(l) => l,
         LockOutcome::Held(pid) => {
@@ -310,7 +351,7 @@ impl Journal {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => continue,
                 Err(e) => return Err(io_err("create directory", &staging)(e)),
             }
-            let meta = RunMeta {
+            let mut meta = RunMeta {
                 format: META_FORMAT,
                 run_id: run_id.clone(),
                 release: release_name.to_owned(),
@@ -320,8 +361,9 @@ impl Journal {
                 outcome: None,
                 entries_at_finish: None,
                 last_hash_at_finish: None,
+                seal: String::new(),
             };
-            let (lock, file) = match populate(&staging, &meta) {
+            let (lock, file) = match populate(&staging, &mut meta) {
                 Ok(v) => v,
                 Err(e) => {
                     // Nothing refers to the half-made directory: remove it.
@@ -383,6 +425,13 @@ impl Journal {
             }
         };
         let meta = read_meta(&dir.join(META_FILE))?;
+        if !meta.seal_ok() {
+            return Err(JournalError::Corrupt {
+                run_id: run_id.to_owned(),
+                path: dir.join(META_FILE),
+                problem: chain::meta_altered(),
+            });
+        }
         if let Some(outcome) = &meta.outcome {
             return Err(JournalError::Finished {
                 run_id: run_id.to_owned(),
@@ -644,7 +693,7 @@ impl Journal {
         meta.outcome = Some(outcome.to_owned());
         meta.entries_at_finish = Some(self.len());
         meta.last_hash_at_finish = Some(self.last_hash.clone());
-        write_meta(&self.dir, &meta)?;
+        write_meta(&self.dir, &mut meta)?;
         self.meta = meta;
         tracing::info!(run_id = %self.run_id, outcome, "journal run finished");
         Ok(())

@@ -222,7 +222,11 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         }),
         _ => None,
     };
-    let checked = chain::check(&bytes, anchor);
+    let mut checked = chain::check(&bytes, anchor);
+    if !meta.seal_ok() {
+        // The anchors themselves are untrustworthy: that is the first thing to fix.
+        checked.problem = Some(chain::meta_altered());
+    }
     let finished = meta.outcome.is_some();
     if meta.outcome.is_some() && anchor.is_none() {
         return Err(JournalError::BadMeta {
