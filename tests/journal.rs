@@ -523,6 +523,9 @@ fn verify_detects_an_edited_outcome_or_release() {
     let text = fs::read_to_string(&meta).unwrap();
     fs::write(&meta, text.replace("payments", "payroll")).unwrap();
     assert_eq!(problem(state, &open).kind, ProblemKind::MetaAltered);
+    let runs = journal::list_runs(state).unwrap();
+    assert!(runs.iter().all(|r| r.damage.is_some()), "{runs:?}");
+    assert_eq!(journal::latest_unfinished(state).unwrap(), None);
     let err = Journal::open(state, &open).unwrap_err();
     assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
 }

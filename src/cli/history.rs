@@ -42,7 +42,8 @@ pub fn run(state_dir: &Path, output: Output) -> ExitCode {
     let rows: Vec<[String; 6]> = runs
         .iter()
         .map(|r| {
-            let damaged = r.damage.is_some();
+            // Unreadable run.json: only the id is known.
+            let damaged = r.damage.is_some() && r.started_ms == 0 && r.release.is_empty();
             [
                 r.run_id.clone(),
                 if damaged {

@@ -142,13 +142,17 @@ pub(crate) fn check(bytes: &[u8], finish: Option<FinishAnchor<'_>>) -> ChainChec
         len: (bytes.len() - start) as u64,
     });
 
-    // Where each seq appears (by line index), for telling "removed" from "reordered".
-    let mut positions: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, (_, l)) in lines.iter().enumerate() {
-        if let Ok(s) = serde_json::from_slice::<SeqOnly>(l) {
-            positions.entry(s.seq).or_default().push(i);
+    // Where each seq appears (by line index), for telling "removed" from "reordered";
+    // only needed once something is out of sequence.
+    let positions = || {
+        let mut positions: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, (_, l)) in lines.iter().enumerate() {
+            if let Ok(s) = serde_json::from_slice::<SeqOnly>(l) {
+                positions.entry(s.seq).or_default().push(i);
+            }
         }
-    }
+        positions
+    };
 
     let mut out = ChainCheck {
         entries: Vec::with_capacity(lines.len()),
@@ -191,6 +195,7 @@ pub(crate) fn check(bytes: &[u8], finish: Option<FinishAnchor<'_>>) -> ChainChec
             }
         };
         if e.seq != expected {
+            let positions = positions();
             let later = |s: u64| {
                 positions
                     .get(&s)

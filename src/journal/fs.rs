@@ -43,8 +43,9 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<(), JournalError> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => continue,
             Err(e) => return Err(io_err("create directory", d)(e)),
         }
-        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+            _ => sync_dir(Path::new("."))?,
         }
     }
     Ok(())

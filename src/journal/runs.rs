@@ -42,8 +42,8 @@ pub struct RunSummary {
     pub entries: u64,
     #[serde(flatten)]
     pub state: RunState,
-    /// Why the run directory could not be read, if it could not (then the other fields
-    /// are placeholders).
+    /// Why the run cannot be trusted or read, if so: `run.json` unreadable (the other
+    /// fields are then empty placeholders) or edited after it was written.
     pub damage: Option<String>,
 }
 
@@ -135,6 +135,13 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
         }
         let entries = count_lines(&dir.join(JOURNAL_FILE))?;
         let state = state_of(&meta, dir)?;
+        let damage = (!meta.seal_ok()).then(|| {
+            format!(
+                "{}: {}",
+                dir.join(META_FILE).display(),
+                chain::meta_altered().detail
+            )
+        });
         Ok(RunSummary {
             run_id: run_id.to_owned(),
             release: meta.release,
@@ -144,7 +151,7 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
             outcome: meta.outcome,
             entries,
             state,
-            damage: None,
+            damage,
         })
     };
     read().unwrap_or_else(|e| RunSummary {
