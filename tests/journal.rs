@@ -973,6 +973,53 @@ fn cli_audit_verify_exit_codes() {
 }
 
 #[test]
+fn cli_state_dir_flag_works_before_and_after_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let id = audited_run(state);
+    let d = state.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .env_remove("CUTOVER_STATE_DIR")
+            .env("XDG_DATA_HOME", state.join("not-here"))
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["audit", "--state-dir", d, "verify"][..],
+        &["audit", "verify", "--state-dir", d],
+        &["audit", "verify", &id, "--state-dir", d],
+        &["audit", "--output", "json", "verify", "--state-dir", d],
+    ] {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains(&id),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    // A run named before `verify` is refused, not silently ignored.
+    let out = run(&["audit", &id, "verify", "--state-dir", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cutover audit verify"));
+    // An empty CUTOVER_STATE_DIR is an error that says what to do.
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["history"])
+        .env("CUTOVER_STATE_DIR", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unset CUTOVER_STATE_DIR"));
+}
+
+#[test]
 fn cli_output_escapes_control_characters() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();

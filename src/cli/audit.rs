@@ -1,6 +1,6 @@
 //! `cutover audit [RUN|RELEASE]` and `cutover audit verify [RUN|RELEASE]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -9,17 +9,25 @@ use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg, printable};
 use crate::journal::{self, Entry, RunRecord, RunSummary, RunVerification, timefmt};
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
     #[command(subcommand)]
     pub action: Option<AuditAction>,
     /// A run id, or a release name for all of its runs [default: the newest run]
     #[arg(value_name = "RUN|RELEASE")]
     pub target: Option<String>,
-    #[command(flatten)]
-    pub state: StateDirArg,
-    /// `json` prints the stored entries as JSON lines, byte for byte
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Where runs are journaled [default: cutover's data directory, e.g.
+    /// ~/.local/share/cutover]
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        env = "CUTOVER_STATE_DIR",
+        value_parser = super::parse_state_dir,
+        global = true
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// `json`: `audit` prints the stored entries as JSON lines, byte for byte; `verify`
+    /// prints its report as JSON
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
 }
 
@@ -31,21 +39,26 @@ pub enum AuditAction {
         /// A run id, or a release name for all of its runs [default: every run]
         #[arg(value_name = "RUN|RELEASE")]
         target: Option<String>,
-        #[command(flatten)]
-        state: StateDirArg,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
     },
 }
 
 pub fn run(args: AuditArgs) -> ExitCode {
-    match args.action {
-        Some(AuditAction::Verify {
-            target,
-            state,
-            output,
-        }) => verify(&state.resolve(), target.as_deref(), output),
-        None => audit(&args.state.resolve(), args.target.as_deref(), args.output),
+    let state_dir = StateDirArg {
+        state_dir: args.state_dir,
+    }
+    .resolve();
+    match (args.action, args.target) {
+        (Some(AuditAction::Verify { .. }), Some(before)) => {
+            eprintln!(
+                "cutover: put the run after `verify`: cutover audit verify {}",
+                printable(&before)
+            );
+            ExitCode::from(EXIT_INVALID)
+        }
+        (Some(AuditAction::Verify { target }), None) => {
+            verify(&state_dir, target.as_deref(), args.output)
+        }
+        (None, target) => audit(&state_dir, target.as_deref(), args.output),
     }
 }
 
@@ -57,10 +70,7 @@ fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, ExitCode> 
     if let Some(r) = runs.iter().find(|r| r.run_id == target) {
         return Ok(vec![r.clone()]);
     }
-    let mut of_release: Vec<_> = runs
-        .into_iter()
-        .filter(|r| r.damage.is_none() && r.release == target)
-        .collect();
+    let mut of_release: Vec<_> = runs.into_iter().filter(|r| r.release == target).collect();
     if of_release.is_empty() {
         eprintln!(
             "cutover: no run or release named `{}` under {}: `cutover history --state-dir {}` lists them",

@@ -71,8 +71,21 @@ pub enum Command {
 pub struct StateDirArg {
     /// Where runs are journaled [default: cutover's data directory, e.g.
     /// ~/.local/share/cutover]
-    #[arg(long = "state-dir", value_name = "DIR", env = "CUTOVER_STATE_DIR")]
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        env = "CUTOVER_STATE_DIR",
+        value_parser = parse_state_dir
+    )]
     pub state_dir: Option<PathBuf>,
+}
+
+pub(crate) fn parse_state_dir(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        Err("the state directory is empty: pass a directory, or unset CUTOVER_STATE_DIR to use the default".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
 }
 
 impl StateDirArg {
