@@ -142,6 +142,20 @@ fn main() {
         bytes_large / (n / 4).max(1) / 1024
     ));
 
+    let mut j = Journal::create(state, "bench-batch", "0").expect("create");
+    let mut batched = Stats::new();
+    for b in 0..(n / 10).max(1) {
+        let batch: Vec<NewEntry> = (0..10).map(|i| entry(b * 10 + i, 0)).collect();
+        let t = Instant::now();
+        j.append_batch(batch).expect("append_batch");
+        let d = t.elapsed();
+        for _ in 0..10 {
+            batched.record(d / 10);
+        }
+    }
+    drop(j);
+    batched.print(&format!("Journal::append_batch of 10, per entry ~{line_len} B"));
+
     // The floor: the same bytes, written by hand, with and without fdatasync.
     let stored = std::fs::read(state.join("runs").join(&run_small).join("journal.jsonl"))
         .expect("read journal");
