@@ -284,6 +284,22 @@ fn a_second_writer_is_refused_with_the_holders_pid() {
 }
 
 #[test]
+fn child_processes_do_not_inherit_the_writer_lock() {
+    // The engine spawns services; if they inherited the lock's descriptor, a crashed
+    // engine's services would keep the run locked against `resume`.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let j = Journal::create(state, "checkout", "f00d").unwrap();
+    let id = j.run_id().to_owned();
+    let mut service = Command::new("sleep").arg("30").spawn().unwrap();
+    drop(j);
+    let reopened = Journal::open(state, &id);
+    service.kill().unwrap();
+    service.wait().unwrap();
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+}
+
+#[test]
 fn unknown_and_invalid_run_ids_are_input_errors() {
     let dir = tempfile::tempdir().unwrap();
     let err = Journal::open(dir.path(), "20261127T031500Z-nope-0000").unwrap_err();
