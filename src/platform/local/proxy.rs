@@ -923,3 +923,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_end_to_end_ones_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-session-hint"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-session-hint", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(TEST_ROUTE_HEADER, HeaderValue::from_static("v2"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key(header::CONTENT_TYPE) && h.contains_key(TEST_ROUTE_HEADER));
+    }
+
+    #[test]
+    fn slot_order_visits_every_slot_once_per_hundred_and_interleaves() {
+        let slots: Vec<u64> = (0..SLOTS).map(|n| n * SLOT_STRIDE % SLOTS).collect();
+        let mut sorted = slots.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..SLOTS).collect::<Vec<_>>());
+        // A 10 % revision (slots 90..100) is hit about every 10 requests, not in a burst.
+        let hits: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s >= 90)
+            .map(|(i, _)| i)
+            .collect();
+        let max_gap = hits.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(max_gap <= 20, "{hits:?}");
+    }
+}
