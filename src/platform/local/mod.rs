@@ -1,0 +1,4 @@
+//! The `local` platform: services as local processes behind a weighted reverse proxy.
+
+pub mod health;
+pub mod supervisor;
