@@ -6,8 +6,6 @@
 //! (`"v1"`, `"v2"`, an ECS task definition revision); an *instance* is one replica of a
 //! revision (a local process, an ECS task).
 
-pub mod local;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +13,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricSource;
+
+pub mod local;
 
 /// The state of one instance as the platform's health checks see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
