@@ -225,12 +225,15 @@ impl Drop for HealthWatch {
     }
 }
 
-/// Check the replica whose process is followed by `process` every `check.interval`;
-/// call `on_change` after each state change (from the checking task).
+/// Called from the checking task after each state change, with the new state and the
+/// replica's current address.
+pub type OnChange = Arc<dyn Fn(&InstanceState, SocketAddr) + Send + Sync>;
+
+/// Check the replica whose process is followed by `process` every `check.interval`.
 pub fn watch_replica(
     mut process: watch::Receiver<ProcessStatus>,
     check: HealthCheck,
-    on_change: Arc<dyn Fn() + Send + Sync>,
+    on_change: OnChange,
 ) -> HealthWatch {
     let (tx, rx) = watch::channel(InstanceState::Starting);
     let task = tokio::spawn(async move {
@@ -252,7 +255,7 @@ pub fn watch_replica(
             if let Some(reason) = status.exit {
                 if tracker.exited(reason) {
                     tx.send_replace(tracker.state().clone());
-                    on_change();
+                    on_change(tracker.state(), status.addr);
                 }
                 return;
             }
@@ -260,7 +263,7 @@ pub fn watch_replica(
                 generation = status.generation;
                 if tracker.restarted() {
                     tx.send_replace(tracker.state().clone());
-                    on_change();
+                    on_change(tracker.state(), status.addr);
                 }
             }
             let result = probe(status.addr, &check.path, check.timeout).await;
@@ -276,7 +279,7 @@ pub fn watch_replica(
             if tracker.observe(result) {
                 tracing::info!(addr = %status.addr, state = ?tracker.state(), "replica health changed");
                 tx.send_replace(tracker.state().clone());
-                on_change();
+                on_change(tracker.state(), status.addr);
             }
         }
     });
@@ -428,7 +431,8 @@ mod tests {
         let w = watch_replica(
             prx,
             check(),
-            Arc::new(move || {
+            Arc::new(move |_: &InstanceState, a: SocketAddr| {
+                assert_eq!(a, addr);
                 c.fetch_add(1, Ordering::SeqCst);
             }),
         );
