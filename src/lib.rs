@@ -3,6 +3,8 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod cli;
+pub mod demo_service;
 pub mod duration;
+pub mod loadgen;
 pub mod metrics;
 pub mod platform;

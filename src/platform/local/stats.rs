@@ -474,9 +474,11 @@ mod tests {
         assert_eq!(l.window(15, 1).len(), 1);
         assert_eq!(l.window(15, 5).len(), 2);
         assert_eq!(l.window(15, 6).len(), 3);
-        // Slot reuse one full ring later forgets the old second.
+        // Slot reuse one full ring later forgets second 10 but keeps 11 and 15.
         l.record(10 + WINDOW_SLOTS, 4_000);
-        assert_eq!(l.window(10 + WINDOW_SLOTS, WINDOW_SLOTS).len(), 1);
+        assert_eq!(l.window(10 + WINDOW_SLOTS, WINDOW_SLOTS).len(), 3);
+        assert_eq!(l.window(10 + WINDOW_SLOTS, 1).len(), 1);
+        assert_eq!(l.cumulative.len(), 4);
     }
 
     #[tokio::test]
