@@ -390,6 +390,12 @@ async fn zero_failed_requests_while_weights_flip_under_load() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::SeqCst);
     let report = load.await.unwrap();
+    eprintln!(
+        "load: {} ok, {} failed, by revision {:?}",
+        report.ok,
+        report.failed(),
+        report.by_revision
+    );
     assert_eq!(report.failed(), 0, "{report:?}");
     assert!(
         report.ok > 200,
@@ -448,6 +454,12 @@ async fn rolling_replace_through_the_trait_drops_no_request() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::SeqCst);
     let report = load.await.unwrap();
+    eprintln!(
+        "load: {} ok, {} failed, by revision {:?}",
+        report.ok,
+        report.failed(),
+        report.by_revision
+    );
     assert_eq!(report.failed(), 0, "{report:?}");
     assert!(report.by_revision.get("v1").copied().unwrap_or(0) > 0);
     assert!(report.by_revision.get("v2").copied().unwrap_or(0) > 0);
