@@ -552,3 +552,59 @@ async fn sigkilled_cutover_leaves_nothing_after_the_next_start() {
     assert_eq!(std::fs::read_to_string(p.pid_file()).unwrap(), "");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        vec![service(&[
+            ("v1", run(&["--unhealthy"])),
+            ("v2", run(&["--slow-start", "1"])),
+        ])],
+    );
+    let p = LocalPlatform::start(cfg).await.unwrap();
+    p.launch("api", "v1", 1).await.unwrap();
+    p.launch("api", "v2", 1).await.unwrap();
+    let pids = pids_of(&p, &["v1", "v2"]).await;
+    let h = wait_state(&p, "api", "v1", |s| {
+        matches!(s, InstanceState::Unhealthy { .. })
+    })
+    .await;
+    let InstanceState::Unhealthy { reason } = &h.instances[0].state else {
+        panic!("{h:?}")
+    };
+    assert!(
+        reason.contains("/healthz") && reason.contains("503"),
+        "{reason}"
+    );
+    // Still running, just not taking traffic.
+    assert_eq!(p.pids("api", "v1").await.len(), 1);
+    let c = client();
+    let addr = p.listen_addr("api").unwrap();
+    let (status, _) = get(
+        &c,
+        &format!("http://{addr}/"),
+        Some((TEST_ROUTE_HEADER, "v1")),
+    )
+    .await
+    .unwrap();
+    assert!(status >= 500, "{status}");
+
+    // A slow start is not healthy at first, then is.
+    let early = p.health("api", "v2").await.unwrap();
+    assert_ne!(early.instances[0].state, InstanceState::Healthy);
+    wait_healthy(&p, "api", "v2", 1).await;
+    let (status, rev) = get(
+        &c,
+        &format!("http://{addr}/"),
+        Some((TEST_ROUTE_HEADER, "v2")),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, rev.as_str()), (200, "v2"));
+
+    p.shutdown().await;
+    assert_gone(&pids);
+}

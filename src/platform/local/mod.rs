@@ -297,7 +297,11 @@ impl LocalPlatform {
     /// service's proxy and the admin endpoint. Nothing is launched yet.
     pub async fn start(config: LocalConfig) -> Result<LocalPlatform, LocalError> {
         config.validate()?;
-        let supervisor = Supervisor::new(&config.state_dir)?;
+        // Reaping may wait a moment for old processes to go: keep it off the async threads.
+        let state_dir = config.state_dir.clone();
+        let supervisor = tokio::task::spawn_blocking(move || Supervisor::new(&state_dir))
+            .await
+            .map_err(|e| LocalError::Config(format!("reaping old processes failed: {e}")))??;
         let stats = ProxyStats::new();
         let registry = ProxyRegistry::new();
         let mut services = BTreeMap::new();
