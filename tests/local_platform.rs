@@ -666,3 +666,24 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     p.shutdown().await;
     assert_gone(&pids);
 }
+
+#[tokio::test]
+async fn a_missing_program_is_a_clear_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = service(&[("v1", run(&[]))]);
+    s.command = vec![
+        "/nonexistent/server".into(),
+        "--port".into(),
+        "{port}".into(),
+    ];
+    let p = LocalPlatform::start(config(dir.path(), vec![s]))
+        .await
+        .unwrap();
+    let e = p.launch("api", "v1", 1).await.unwrap_err();
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("/nonexistent/server") && e.message.contains("`command`"),
+        "{e}"
+    );
+    p.shutdown().await;
+}

@@ -459,7 +459,7 @@ impl LocalPlatform {
                 .supervisor
                 .start(spec)
                 .await
-                .map_err(|e| PlatformError::fatal(&svc.config.name, e.to_string()))?;
+                .map_err(|e| start_error(&svc.config.name, e))?;
             let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
             rt.backends.insert(index, token, process.status().addr);
             let backends = rt.backends.clone();
@@ -552,6 +552,25 @@ impl LocalPlatform {
         };
         Self::stop_replicas(&svc, to_stop).await;
         Ok(())
+    }
+}
+
+/// A missing or non-executable program will not appear by retrying; the rest may pass.
+fn start_error(service: &str, e: SupervisorError) -> PlatformError {
+    let permanent = match &e {
+        SupervisorError::Spawn { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::InvalidInput
+        ),
+        SupervisorError::EmptyCommand(_) | SupervisorError::StateDir { .. } => true,
+        SupervisorError::Port(_) => false,
+    };
+    if permanent {
+        PlatformError::fatal(service, e.to_string())
+    } else {
+        PlatformError::retryable(service, e.to_string())
     }
 }
 
