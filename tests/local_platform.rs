@@ -681,6 +681,7 @@ async fn a_missing_program_is_a_clear_fatal_error() {
         .unwrap();
     let e = p.launch("api", "v1", 1).await.unwrap_err();
     assert!(!e.retryable);
+    assert!(p.inventory().await.unwrap().is_empty());
     assert!(
         e.message.contains("/nonexistent/server") && e.message.contains("`command`"),
         "{e}"
