@@ -329,16 +329,23 @@ async fn a_slow_in_flight_request_to_a_retired_revision_completes() {
         let r = get(&c, &format!("http://{addr}/api/slow"), None).await;
         (r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let proxy = p.proxy("api").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.in_flight("v1") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached v1"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     p.set_weights("api", &vec![("v2".into(), 100)])
         .await
         .unwrap();
-    let retired_at = Instant::now();
     p.retire("api", "v1", Duration::from_secs(10))
         .await
         .unwrap();
-    // retire waited for the slow request rather than cutting it.
-    assert!(retired_at.elapsed() >= Duration::from_millis(800));
+    // retire waited for the slow request to finish before stopping v1.
+    assert_eq!(proxy.in_flight("v1"), 0);
     let (r, took) = slow.await.unwrap();
     assert_eq!(r.unwrap(), (200, "v1".to_string()));
     assert!(took >= Duration::from_millis(1400), "{took:?}");
@@ -625,6 +632,9 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     let p = LocalPlatform::start(cfg).await.unwrap();
     p.launch("api", "v1", 1).await.unwrap();
     p.launch("api", "v2", 1).await.unwrap();
+    // A slow start is not healthy at first.
+    let early = p.health("api", "v2").await.unwrap();
+    assert_ne!(early.instances[0].state, InstanceState::Healthy);
     let pids = pids_of(&p, &["v1", "v2"]).await;
     let h = wait_state(&p, "api", "v1", |s| {
         matches!(s, InstanceState::Unhealthy { .. })
@@ -650,9 +660,7 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     .unwrap();
     assert!(status >= 500, "{status}");
 
-    // A slow start is not healthy at first, then is.
-    let early = p.health("api", "v2").await.unwrap();
-    assert_ne!(early.instances[0].state, InstanceState::Healthy);
+    // ... then it is.
     wait_healthy(&p, "api", "v2", 1).await;
     let (status, rev) = get(
         &c,
