@@ -253,7 +253,7 @@ fn main() {
                 "-".to_string()
             } else {
                 format!(
-                    "+{:.3} / +{:.3}",
+                    "{:+.3} / {:+.3}",
                     med(i, |s| s.p50_ms) - direct_p50,
                     med(i, |s| s.p99_ms) - direct_p99
                 )
