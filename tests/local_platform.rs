@@ -696,3 +696,17 @@ async fn a_missing_program_is_a_clear_fatal_error() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_platform_without_shutdown_still_kills_replicas() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalPlatform::start(config(dir.path(), vec![service(&[("v1", run(&[]))])]))
+        .await
+        .unwrap();
+    p.launch("api", "v1", 2).await.unwrap();
+    let pids = p.pids("api", "v1").await;
+    assert_eq!(pids.len(), 2);
+    drop(p);
+    assert_gone(&pids);
+}
