@@ -121,7 +121,6 @@ pub struct Replica {
     id: String,
     status: watch::Receiver<ProcessStatus>,
     ctl: Arc<Control>,
-    monitor: JoinHandle<()>,
 }
 
 impl Replica {
@@ -167,10 +166,9 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.ctl.stopping.store(true, Ordering::SeqCst);
+        // The monitor task still reaps the child and clears its pid file entry while the
+        // runtime runs; `stopping` keeps it from starting anything new.
         signal_group(self.ctl.pgid.load(Ordering::SeqCst), libc::SIGKILL);
-        // The monitor still reaps the child and clears the pid file entry if the runtime
-        // keeps running; it must not start anything new.
-        let _ = &self.monitor;
     }
 }
 
@@ -240,7 +238,7 @@ impl Supervisor {
             exit: None,
         });
         let id = spec.id();
-        let monitor = tokio::spawn(monitor(
+        tokio::spawn(monitor(
             spec,
             started,
             ctl.clone(),
@@ -252,7 +250,6 @@ impl Supervisor {
             id,
             status: rx,
             ctl,
-            monitor,
         })
     }
 }
