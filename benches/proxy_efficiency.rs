@@ -42,9 +42,14 @@ fn proxy_role() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| fail("CUTOVER_BENCH_GREEN missing"));
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let threads = std::env::var("CUTOVER_BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

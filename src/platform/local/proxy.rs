@@ -31,7 +31,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -583,8 +583,9 @@ async fn accept_loop(
                     let service = hyper::service::service_fn(move |req| {
                         handle(conn_inner.clone(), req)
                     });
+                    // No timer: hyper would arm a header-read timeout per request,
+                    // a measurable cost; clients are local and trusted.
                     let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
                         .serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -828,11 +829,12 @@ async fn handle(
     let started = Instant::now();
     match backend.send(req).await {
         Ok((resp, sender)) => {
+            let now = Instant::now();
             guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             revision
                 .stats
-                .record_response(parts.status.as_u16(), started.elapsed());
+                .record_response_at(parts.status.as_u16(), now - started, now);
             strip_hop_by_hop(&mut parts.headers);
             if let Some(h) = &revision.header {
                 parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
@@ -886,6 +888,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || matches!(
+            name.as_str(),
+            "keep-alive" | "proxy-connection" | "proxy-authenticate"
+        )
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
@@ -898,7 +908,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Remove hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.is_empty() {
+    // Fast path: most messages carry none, and a scan of a few keys is cheaper than a
+    // dozen hash lookups.
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if let Some(conn) = headers.get(header::CONNECTION) {
