@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -235,6 +235,9 @@ struct Inner {
     table: RwLock<Arc<Table>>,
     /// Serializes writers so a read-modify-write of the table is never lost.
     write: Mutex<()>,
+    /// Route tables replaced by an update and maybe still held by a request that is
+    /// choosing its backend (see `wait_snapshots`).
+    replaced: Mutex<Vec<Weak<Table>>>,
     /// Every backend that is listed or still has requests in flight.
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     counter: AtomicU64,
@@ -282,6 +285,7 @@ impl ServiceProxy {
             stats,
             table: RwLock::new(Arc::new(Table::default())),
             write: Mutex::new(()),
+            replaced: Mutex::new(Vec::new()),
             backends: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             stop,
@@ -320,7 +324,37 @@ impl ServiceProxy {
         let out = f(&mut next);
         next.slots = next.build_slots(&next.weights);
         *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        let mut replaced = self
+            .inner
+            .replaced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        replaced.retain(|w| w.strong_count() > 0);
+        replaced.push(Arc::downgrade(&current));
         out
+    }
+
+    /// Wait until no request still routes on a replaced table (they let go right after
+    /// counting themselves in flight, so this takes microseconds). False at `deadline`.
+    async fn wait_snapshots(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let pending = {
+                let mut replaced = self
+                    .inner
+                    .replaced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                replaced.retain(|w| w.strong_count() > 0);
+                !replaced.is_empty()
+            };
+            if !pending {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The replicas of a revision that may take traffic. Creates the revision if new;
@@ -500,15 +534,20 @@ impl ServiceProxy {
 
     /// Wait until the revision has nothing in flight, or `timeout`.
     pub async fn drain(&self, revision: &str, timeout: Duration) -> DrainOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_snapshots(deadline).await;
         let Some(stats) = self.inner.stats.get(&self.inner.service, revision) else {
             return DrainOutcome::Drained;
         };
-        outcome(stats.in_flight_gauge().wait_idle(timeout).await)
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        outcome(stats.in_flight_gauge().wait_idle(left).await)
     }
 
     /// Wait until one replica has nothing in flight, or `timeout` (remove it from its
     /// revision's backends first, so it gets no new requests).
     pub async fn drain_backend(&self, addr: SocketAddr, timeout: Duration) -> DrainOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_snapshots(deadline).await;
         let backend = {
             let reg = self
                 .inner
@@ -520,7 +559,8 @@ impl ServiceProxy {
         let Some(backend) = backend else {
             return DrainOutcome::Drained;
         };
-        let result = outcome(backend.in_flight.wait_idle(timeout).await);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = outcome(backend.in_flight.wait_idle(left).await);
         self.prune_backends();
         result
     }
@@ -801,6 +841,14 @@ async fn handle(
         ));
     };
 
+    // Count the request in flight before letting go of the table snapshot: a drain first
+    // waits until every replaced snapshot is released, so no request can pick a drained
+    // revision or replica and reach it after the drain said it was idle.
+    let revision = revision.clone();
+    let backend = backend.clone();
+    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
+    drop(table);
+
     // Backends get origin-form targets; an absolute-form request (sent as to a forward
     // proxy) is rewritten to its path.
     if req.uri().scheme().is_some() {
@@ -825,7 +873,6 @@ async fn handle(
     }
     strip_hop_by_hop(req.headers_mut());
 
-    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
     let started = Instant::now();
     match backend.send(req).await {
         Ok((resp, sender)) => {
