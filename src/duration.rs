@@ -107,10 +107,25 @@ mod tests {
     #[test]
     fn refuses_with_a_hint() {
         assert!(parse_duration("30").unwrap_err().0.contains("\"30s\""));
-        assert!(parse_duration("5min").unwrap_err().0.contains("unknown unit `min`"));
-        assert!(parse_duration("s").unwrap_err().0.contains("does not start"));
+        assert!(
+            parse_duration("5min")
+                .unwrap_err()
+                .0
+                .contains("unknown unit `min`")
+        );
+        assert!(
+            parse_duration("s")
+                .unwrap_err()
+                .0
+                .contains("does not start")
+        );
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("1.2.3s").unwrap_err().0.contains("not a number"));
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .0
+                .contains("not a number")
+        );
     }
 
     #[test]

@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod duration;
+pub mod judge;
 pub mod metrics;
 pub mod platform;

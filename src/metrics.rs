@@ -92,11 +92,26 @@ mod tests {
 
     #[test]
     fn window_is_the_difference_and_never_negative() {
-        let a = RevisionCounters { requests: 100, errors_5xx: 2, connection_errors: 1, slow: 5 };
-        let b = RevisionCounters { requests: 250, errors_5xx: 5, connection_errors: 1, slow: 9 };
+        let a = RevisionCounters {
+            requests: 100,
+            errors_5xx: 2,
+            connection_errors: 1,
+            slow: 5,
+        };
+        let b = RevisionCounters {
+            requests: 250,
+            errors_5xx: 5,
+            connection_errors: 1,
+            slow: 9,
+        };
         assert_eq!(
             b.since(&a),
-            RevisionCounters { requests: 150, errors_5xx: 3, connection_errors: 0, slow: 4 }
+            RevisionCounters {
+                requests: 150,
+                errors_5xx: 3,
+                connection_errors: 0,
+                slow: 4
+            }
         );
         assert_eq!(b.since(&a).errors(), 3);
         assert_eq!(a.since(&b), RevisionCounters::default());

@@ -22,9 +22,13 @@ pub enum InstanceState {
     Starting,
     Healthy,
     /// Failing health checks (`unhealthy_after` in a row), still running.
-    Unhealthy { reason: String },
+    Unhealthy {
+        reason: String,
+    },
     /// The process or task ended.
-    Exited { reason: String },
+    Exited {
+        reason: String,
+    },
 }
 
 /// One instance (replica) of a revision.
@@ -94,10 +98,18 @@ pub struct PlatformError {
 
 impl PlatformError {
     pub fn fatal(service: impl Into<String>, message: impl Into<String>) -> Self {
-        PlatformError { service: service.into(), message: message.into(), retryable: false }
+        PlatformError {
+            service: service.into(),
+            message: message.into(),
+            retryable: false,
+        }
     }
     pub fn retryable(service: impl Into<String>, message: impl Into<String>) -> Self {
-        PlatformError { service: service.into(), message: message.into(), retryable: true }
+        PlatformError {
+            service: service.into(),
+            message: message.into(),
+            retryable: true,
+        }
     }
 }
 
@@ -110,8 +122,12 @@ pub trait Platform: Send + Sync {
 
     /// Start `replicas` instances of `revision` (the platform knows from the release how a
     /// revision is run). Returns once they are started, not once healthy.
-    async fn launch(&self, service: &str, revision: &str, replicas: u32)
-    -> Result<(), PlatformError>;
+    async fn launch(
+        &self,
+        service: &str,
+        revision: &str,
+        replicas: u32,
+    ) -> Result<(), PlatformError>;
 
     /// Health of every instance of a revision.
     async fn health(&self, service: &str, revision: &str) -> Result<RevisionHealth, PlatformError>;
@@ -127,8 +143,12 @@ pub trait Platform: Send + Sync {
     async fn test_route(&self, service: &str, revision: &str) -> Result<TestRoute, PlatformError>;
 
     /// Change the number of instances of a running revision.
-    async fn scale(&self, service: &str, revision: &str, replicas: u32)
-    -> Result<(), PlatformError>;
+    async fn scale(
+        &self,
+        service: &str,
+        revision: &str,
+        replicas: u32,
+    ) -> Result<(), PlatformError>;
 
     /// Take a revision out: it must already be at weight 0; its in-flight requests finish
     /// (up to `drain_timeout`), then its instances stop.
