@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use super::explain::{
     ArmRate, Dispersion, Evidence, Metric, MetricExplanation, Outcome, RatioInterval, Verdict,
-    count, evidence_text, percent, ratio_text,
+    count, evidence_text, factor_text, percent,
 };
 use super::guard::Guard;
 use super::stats::{BadEvents, MinuteCounts, RatioEProcess, Side, dispersion, ratio_interval};
@@ -252,13 +252,13 @@ impl SequentialJudge {
         let (status, detail, waiting_for) = if failed {
             (
                 Outcome::Fail,
-                format!("over tolerance {}", ratio_text(tol)),
+                format!("over tolerance {}", factor_text(tol)),
                 vec![],
             )
         } else if overall == Outcome::Pass {
             (
                 Outcome::Pass,
-                format!("within tolerance {}", ratio_text(tol)),
+                format!("within tolerance {}", factor_text(tol)),
                 vec![],
             )
         } else {
@@ -408,15 +408,15 @@ impl Judge for SequentialJudge {
             }
             (Outcome::Fail, Some(Failure::Errors)) => format!(
                 "canary errors are more than {} the baseline's beyond reasonable doubt; roll back",
-                ratio_text(self.config.tolerance)
+                factor_text(self.config.tolerance)
             ),
             (Outcome::Fail, _) => format!(
                 "canary has more than {} the baseline's slow requests beyond reasonable doubt; roll back",
-                ratio_text(self.config.tolerance)
+                factor_text(self.config.tolerance)
             ),
             (Outcome::Pass, _) => format!(
                 "canary within {} of the baseline after {} canary requests",
-                ratio_text(self.config.tolerance),
+                factor_text(self.config.tolerance),
                 count(self.canary.requests)
             ),
             (Outcome::Inconclusive, _) => {

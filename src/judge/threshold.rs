@@ -345,6 +345,12 @@ impl Judge for ThresholdJudge {
             }
         };
         let mut notes = Vec::new();
+        let max_p99_ms = self.config.max_p99.as_millis() as u64;
+        if let Some(t) = threshold.filter(|t| *t != max_p99_ms) {
+            notes.push(format!(
+                "the windows count requests slower than {t}ms, not max_p99 ({max_p99_ms}ms): the latency check is p99 ≤ {t}ms"
+            ));
+        }
         if threshold.is_none() && self.clock.windows > 0 {
             notes.push("latency not checked: the windows carry no slow_threshold_ms".to_string());
         }
