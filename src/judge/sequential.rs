@@ -316,12 +316,11 @@ impl Judge for SequentialJudge {
             self.latency
                 .observe(minute, w.canary.slow, w.baseline.slow, w);
         }
-        if self.failed.is_none() {
-            if let Some(g) = self.guard.as_mut() {
-                if g.observe(w.at_ms, w.canary.requests, w.canary.errors) {
-                    self.failed = Some((Failure::Guard, w.at_ms));
-                }
-            }
+        if self.failed.is_none()
+            && let Some(g) = self.guard.as_mut()
+            && g.observe(w.at_ms, w.canary.requests, w.canary.errors)
+        {
+            self.failed = Some((Failure::Guard, w.at_ms));
         }
         if self.failed.is_none() {
             if self.errors.eproc.ln_e() >= self.ln_needed {
@@ -377,14 +376,14 @@ impl Judge for SequentialJudge {
             notes.push("latency not analysed: the windows carry no slow_threshold_ms".to_string());
         }
         for (name, fam) in [("errors", &self.errors), ("slow requests", &self.latency)] {
-            if let Some((phi, minutes)) = fam.dispersion {
-                if phi > WARN_DISPERSION {
-                    notes.push(format!(
+            if let Some((phi, minutes)) = fam.dispersion
+                && phi > WARN_DISPERSION
+            {
+                notes.push(format!(
                         "{name} come in bursts: dispersion {phi:.1} over {minutes} minutes (1 = independent); \
                          new evidence counts 1/{:.1} as much. Look for one bad instance or retries.",
                         1.0 / fam.temper
                     ));
-                }
             }
         }
         if self.silent_windows >= SILENT_WINDOWS {

@@ -361,11 +361,12 @@ pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
     };
     let (mut noise_b, mut noise_c) = (1.0, 1.0);
     for sec in 0..p.horizon_s {
-        if s == Scenario::Overdispersed && sec % 60 == 0 {
-            if let Some(g) = gamma.as_ref() {
-                noise_b = g.sample(&mut rng);
-                noise_c = g.sample(&mut rng);
-            }
+        if s == Scenario::Overdispersed
+            && sec % 60 == 0
+            && let Some(g) = gamma.as_ref()
+        {
+            noise_b = g.sample(&mut rng);
+            noise_c = g.sample(&mut rng);
         }
         let (mut eb, mut ec) = (p.base_error, p.base_error);
         match s {
@@ -511,6 +512,9 @@ pub fn summarize(spec: JudgeSpec, s: Scenario, p: &SimParams, results: &[TrialRe
     }
 }
 
+/// One trial's results, one per judge, tagged with the trial number.
+type TrialRow = (u32, Vec<TrialResult>);
+
 /// Run `judges` over `p.trials` trials of scenario `s` on up to `threads` threads.
 /// Every judge sees the same trials; the result does not depend on `threads`.
 pub fn run_scenario(
@@ -521,38 +525,37 @@ pub fn run_scenario(
 ) -> Result<Vec<Summary>, JudgeError> {
     let threads = threads.clamp(1, p.trials as usize);
     let (_, weight) = p.traffic(s);
-    let per_thread: Vec<Result<Vec<(u32, Vec<TrialResult>)>, JudgeError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        let mut ticks = Vec::with_capacity(p.horizon_s as usize);
-                        let mut out = Vec::new();
-                        let mut trial = t as u32;
-                        while trial < p.trials {
-                            generate(s, p, trial, &mut ticks);
-                            let row = judges
-                                .iter()
-                                .map(|j| run_trial(*j, &ticks, weight))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            out.push((trial, row));
-                            trial += threads as u32;
-                        }
-                        Ok(out)
-                    })
+    let per_thread: Vec<Result<Vec<TrialRow>, JudgeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut ticks = Vec::with_capacity(p.horizon_s as usize);
+                    let mut out = Vec::new();
+                    let mut trial = t as u32;
+                    while trial < p.trials {
+                        generate(s, p, trial, &mut ticks);
+                        let row = judges
+                            .iter()
+                            .map(|j| run_trial(*j, &ticks, weight))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        out.push((trial, row));
+                        trial += threads as u32;
+                    }
+                    Ok(out)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(JudgeError::InvalidConfig(
-                            "a simulation thread panicked".into(),
-                        ))
-                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(JudgeError::InvalidConfig(
+                        "a simulation thread panicked".into(),
+                    ))
                 })
-                .collect()
-        });
+            })
+            .collect()
+    });
     let mut rows: Vec<(u32, Vec<TrialResult>)> = Vec::with_capacity(p.trials as usize);
     for r in per_thread {
         rows.extend(r?);

@@ -242,12 +242,11 @@ impl Judge for ThresholdJudge {
             closed += 1;
         }
         self.interval_start = Some(start);
-        if self.failed.is_none() {
-            if let Some(g) = self.guard.as_mut() {
-                if g.observe(w.at_ms, w.canary.requests, w.canary.errors) {
-                    self.failed = Some(Failure::Guard);
-                }
-            }
+        if self.failed.is_none()
+            && let Some(g) = self.guard.as_mut()
+            && g.observe(w.at_ms, w.canary.requests, w.canary.errors)
+        {
+            self.failed = Some(Failure::Guard);
         }
         if self.failed.is_none() {
             if self.errors.failing(&self.config) {
