@@ -271,7 +271,12 @@ impl SequentialJudge {
                     evidence_text(needed)
                 )
             };
-            (Outcome::Inconclusive, detail, self.waiting_for())
+            let waiting = if overall == Outcome::Fail {
+                vec![]
+            } else {
+                self.waiting_for()
+            };
+            (Outcome::Inconclusive, detail, waiting)
         };
         MetricExplanation {
             metric,

@@ -427,10 +427,15 @@ pub struct TrialResult {
     pub bad_requests: u64,
     /// The outcome at the end (rollback or horizon).
     pub outcome: Outcome,
+    /// Windows the judge read.
+    pub windows: u32,
+    /// Wall-clock nanoseconds the judge spent on them (the only non-deterministic field).
+    pub cpu_ns: u64,
 }
 
 /// Run one judge over one trial's ticks.
 pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialResult, JudgeError> {
+    let started = std::time::Instant::now();
     let mut judge = spec.build()?;
     let which = usize::from(spec.absolute_latency());
     let (mut served, mut bad) = (0u64, 0u64);
@@ -445,6 +450,8 @@ pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialRe
                 canary_requests: served,
                 bad_requests: bad,
                 outcome,
+                windows: sec as u32 + 1,
+                cpu_ns: started.elapsed().as_nanos() as u64,
             });
         }
     }
@@ -453,6 +460,8 @@ pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialRe
         canary_requests: served,
         bad_requests: bad,
         outcome,
+        windows: ticks.len() as u32,
+        cpu_ns: started.elapsed().as_nanos() as u64,
     })
 }
 
@@ -472,6 +481,10 @@ pub struct Summary {
     pub mean_bad_requests: f64,
     pub pass_rate: f64,
     pub inconclusive_rate: f64,
+    /// Judge time per window in nanoseconds (median over trials, including building the
+    /// judge and the window records; timed, so it varies from run to run, unlike every
+    /// other field).
+    pub ns_per_window: f64,
     pub false_rollbacks: bool,
     pub rps: f64,
     pub weight: f64,
@@ -506,6 +519,16 @@ pub fn summarize(spec: JudgeSpec, s: Scenario, p: &SimParams, results: &[TrialRe
         mean_bad_requests: mean(|r| r.bad_requests),
         pass_rate: share(Outcome::Pass),
         inconclusive_rate: share(Outcome::Inconclusive),
+        ns_per_window: {
+            // The median over trials, so a trial that lost its core for a while does
+            // not dominate.
+            let mut per: Vec<f64> = results
+                .iter()
+                .map(|r| r.cpu_ns as f64 / f64::from(r.windows.max(1)))
+                .collect();
+            per.sort_by(f64::total_cmp);
+            quantile_sorted(&per, 0.5).unwrap_or(0.0)
+        },
         false_rollbacks: s.is_aa(),
         rps,
         weight,
@@ -626,8 +649,16 @@ mod tests {
             ..Default::default()
         };
         let judges = [JudgeSpec::Sequential, JudgeSpec::ArgoFl0];
-        let one = run_scenario(Scenario::Errors, &judges, &p, 1).unwrap();
-        let two = run_scenario(Scenario::Errors, &judges, &p, 2).unwrap();
+        let untimed = |rows: Vec<Summary>| -> Vec<Summary> {
+            rows.into_iter()
+                .map(|r| Summary {
+                    ns_per_window: 0.0,
+                    ..r
+                })
+                .collect()
+        };
+        let one = untimed(run_scenario(Scenario::Errors, &judges, &p, 1).unwrap());
+        let two = untimed(run_scenario(Scenario::Errors, &judges, &p, 2).unwrap());
         assert_eq!(one, two);
     }
 }

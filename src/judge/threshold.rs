@@ -211,7 +211,7 @@ impl ThresholdJudge {
             }),
             dispersion: None,
             detail,
-            waiting_for: if status == Outcome::Inconclusive {
+            waiting_for: if status == Outcome::Inconclusive && self.failed.is_none() {
                 self.waiting_for()
             } else {
                 vec![]
@@ -323,9 +323,11 @@ impl Judge for ThresholdJudge {
                 {
                     "no canary requests for too many intervals in a row; roll back".to_string()
                 } else {
+                    let bound = threshold
+                        .map(|t| format!("{t}ms"))
+                        .unwrap_or_else(|| format_duration(self.config.max_p99));
                     format!(
-                        "canary p99 above {} in more than {} checks; roll back",
-                        format_duration(self.config.max_p99),
+                        "canary p99 above {bound} in more than {} checks; roll back",
                         self.config.failure_limit
                     )
                 }
