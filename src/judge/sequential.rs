@@ -144,6 +144,8 @@ pub struct SequentialJudge {
     baseline: ArmCounts,
     failed: Option<(Failure, u64)>,
     silent_windows: u32,
+    /// Σ configured weight × requests, to compare the configured split with the real one.
+    weighted_config_share: f64,
     outcome: Outcome,
 }
 
@@ -168,6 +170,7 @@ impl SequentialJudge {
             baseline: ArmCounts::default(),
             failed: None,
             silent_windows: 0,
+            weighted_config_share: 0.0,
             outcome: Outcome::Inconclusive,
             config,
         })
@@ -308,6 +311,8 @@ impl Judge for SequentialJudge {
         self.clock.accept(w)?;
         self.canary.add(&w.canary);
         self.baseline.add(&w.baseline);
+        self.weighted_config_share +=
+            w.canary_weight * (w.canary.requests + w.baseline.requests) as f64;
         if w.canary.requests == 0 && w.baseline.requests > 0 {
             self.silent_windows += 1;
         } else if w.canary.requests > 0 {
@@ -396,6 +401,19 @@ impl Judge for SequentialJudge {
                 "the canary got no requests in the last {} windows while the baseline did: is routing broken?",
                 self.silent_windows
             ));
+        }
+        let total = self.canary.requests + self.baseline.requests;
+        if total >= 1000 {
+            let configured = self.weighted_config_share / total as f64;
+            let real = self.canary.requests as f64 / total as f64;
+            if configured > 0.0 && (real / configured - 1.0).abs() > 0.5 {
+                notes.push(format!(
+                    "the canary got {} of the requests but its weight is {}: check the traffic split \
+                     (the judge uses the real split, so its verdict stays valid)",
+                    percent(real),
+                    percent(configured)
+                ));
+            }
         }
         let ceiling = self.canary_over_ceiling();
         if ceiling && self.failed.is_none() {
