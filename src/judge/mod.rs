@@ -92,6 +92,9 @@ pub trait Judge: Send {
     fn observe(&mut self, window: &AnalysisWindow) -> Result<Outcome, JudgeError>;
 
     /// The current state, explained per metric (for the console and the journal).
+    /// Heavier than `observe` (the sequential judge computes its confidence intervals
+    /// here: about 10 ms after 30 minutes of 1-second windows at 100 rps in a release
+    /// build), so call it when journaling or drawing, not in tight loops.
     fn verdict(&self) -> Verdict;
 }
 
