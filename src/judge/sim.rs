@@ -76,6 +76,29 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|s| s.name() == text)
     }
 
+    /// What the canary does in this scenario, for the table.
+    pub fn describe(&self, p: &SimParams) -> String {
+        let m = p.multiplier;
+        let base = p.base_error * 100.0;
+        match self {
+            Scenario::Aa | Scenario::LowTrafficAa => format!("canary = baseline ({base} % errors)"),
+            Scenario::Errors | Scenario::LowTraffic => {
+                format!("canary errors ×{m} ({base} % → {} %)", base * m)
+            }
+            Scenario::Latency => format!(
+                "canary requests above the baseline p90 take +{} ms (p99 +{0} ms)",
+                p.latency_shift_ms
+            ),
+            Scenario::Crash => "canary fails 50 % of requests".into(),
+            Scenario::Incident => {
+                format!("both arms at 5 % errors in minutes 10–12, else {base} %")
+            }
+            Scenario::Overdispersed => {
+                format!("canary = baseline ({base} %), per-arm-minute Gamma(k=4) error-rate noise")
+            }
+        }
+    }
+
     /// Is any rollback in this scenario a false one?
     pub fn is_aa(&self) -> bool {
         matches!(
