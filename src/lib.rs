@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo_service;
 pub mod duration;
 pub mod journal;
+pub mod judge;
 pub mod loadgen;
 pub mod metrics;
 pub mod plan;

@@ -15,10 +15,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod demo_service;
 pub mod load;
 
+pub mod judge_bench;
+pub mod judge_replay;
+
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
 /// Exit code for an internal error.
 pub const EXIT_INTERNAL: u8 = 1;
+/// Exit code when something rolled back (or, in a replay, would have).
+pub const EXIT_ROLLED_BACK: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +76,14 @@ pub enum Command {
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
     Load(load::LoadArgs),
+    /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
+    #[command(name = "judge-bench")]
+    JudgeBench(judge_bench::JudgeBenchArgs),
+    /// Canary judge tools.
+    Judge {
+        #[command(subcommand)]
+        command: judge_replay::JudgeCommand,
+    },
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -114,6 +127,8 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
+        Command::JudgeBench(args) => judge_bench::run(args),
+        Command::Judge { command } => judge_replay::run(command),
     }
 }
 
