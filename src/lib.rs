@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod duration;
 pub mod metrics;
+pub mod migrate;
 pub mod plan;
 pub mod platform;
 pub mod release;
