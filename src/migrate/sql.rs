@@ -103,6 +103,11 @@ impl Statement {
             .unwrap_or_default()
     }
 
+    /// The first `n` words, upper-cased.
+    pub fn words(&self, n: usize) -> Vec<String> {
+        first_words(&self.text, n)
+    }
+
     /// The first line of the statement, for messages.
     pub fn head(&self) -> String {
         let line = self.text.lines().next().unwrap_or("").trim();
