@@ -1,6 +1,7 @@
 //! The command line: one subcommand per job, each in its own file. Exit codes are an
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
+mod migrate;
 mod plan;
 mod schema;
 mod validate;
@@ -52,6 +53,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Database migrations: lint, dry run on a copy, history and drift.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
+        Command::Migrate { command } => migrate::run(command),
     }
 }
 

@@ -639,14 +639,12 @@ impl Database {
             url: url.clone(),
             message: e.to_string(),
         })?;
-        let mut db = Database {
+        Ok(Database {
             url,
             conn: Conn::Sqlite(conn),
             conninfo: None,
             sqlite_path: Some(path.to_path_buf()),
-        };
-        db.ensure_history()?;
-        Ok(db)
+        })
     }
 
     pub(crate) fn connect_postgres(
@@ -659,14 +657,12 @@ impl Database {
                 message: scrub(&DbErr::from(e).message, conninfo),
             }
         })?;
-        let mut db = Database {
+        Ok(Database {
             url,
             conn: Conn::Postgres(Box::new(client)),
             conninfo: Some(conninfo.to_string()),
             sqlite_path: None,
-        };
-        db.ensure_history()?;
-        Ok(db)
+        })
     }
 
     /// Wrap a connected client (the dry run's scratch database).
@@ -675,14 +671,12 @@ impl Database {
         url: RedactedUrl,
         conninfo: &str,
     ) -> Result<Database, MigrateError> {
-        let mut db = Database {
+        Ok(Database {
             url,
             conn: Conn::Postgres(Box::new(client)),
             conninfo: Some(conninfo.to_string()),
             sqlite_path: None,
-        };
-        db.ensure_history()?;
-        Ok(db)
+        })
     }
 
     /// The database, fit for printing.
@@ -717,7 +711,11 @@ impl Database {
     }
 
     fn ensure_history(&mut self) -> Result<(), MigrateError> {
-        let r = match &mut self.conn {
+        self.create_history().map_err(|e| self.err(e))
+    }
+
+    fn create_history(&mut self) -> Result<(), DbErr> {
+        match &mut self.conn {
             Conn::Sqlite(c) => c
                 .execute_batch(
                     "CREATE TABLE IF NOT EXISTS cutover_migrations (
@@ -740,12 +738,33 @@ impl Database {
                         attempts BIGINT NOT NULL, duration_ms BIGINT NOT NULL)",
                 )
                 .map_err(DbErr::from),
+        }
+    }
+
+    fn history_exists(&mut self) -> Result<bool, MigrateError> {
+        let r = match &mut self.conn {
+            Conn::Sqlite(c) => c
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'cutover_migrations'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)
+                .map_err(DbErr::from),
+            Conn::Postgres(c) => c
+                .query_one("SELECT to_regclass('cutover_migrations') IS NOT NULL", &[])
+                .and_then(|r| r.try_get::<_, bool>(0))
+                .map_err(DbErr::from),
         };
         r.map_err(|e| self.err(e))
     }
 
-    /// Every history row (all migrations), oldest first.
+    /// Every history row (all migrations), oldest first. Empty when nothing was ever
+    /// applied (the table is created by the first stage, not by reading).
     pub fn history(&mut self) -> Result<Vec<HistoryRow>, MigrateError> {
+        if !self.history_exists()? {
+            return Ok(Vec::new());
+        }
         let r = match &mut self.conn {
             Conn::Sqlite(c) => Lite(c).rows(None),
             Conn::Postgres(c) => Pg(&mut **c).rows(None),
@@ -862,7 +881,14 @@ impl Database {
         let mut backoff = opts.backoff;
         loop {
             attempt += 1;
-            let r = if file.no_transaction() {
+            if let Conn::Sqlite(c) = &self.conn
+                && let Err(e) = c.busy_timeout(opts.lock_timeout)
+            {
+                return Err(self.err(e.into()));
+            }
+            let r = if let Err(e) = self.create_history() {
+                Err(ctx.lock_or_db(e))
+            } else if file.no_transaction() {
                 self.run_stepwise(&ctx, attempt, started)
             } else {
                 self.run_transactional(&ctx, attempt, started)
