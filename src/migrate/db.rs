@@ -710,10 +710,6 @@ impl Database {
         }
     }
 
-    fn ensure_history(&mut self) -> Result<(), MigrateError> {
-        self.create_history().map_err(|e| self.err(e))
-    }
-
     fn create_history(&mut self) -> Result<(), DbErr> {
         match &mut self.conn {
             Conn::Sqlite(c) => c
