@@ -538,3 +538,32 @@ fn missing_database_file_is_a_clear_error() {
     );
     let _ = Path::new("unused");
 }
+
+#[test]
+fn prepared_migrations_lint_before_touching_the_database() {
+    // A dangerous expand is refused with file:line before any connection.
+    let fx = Fx::new(
+        "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
+        None,
+        None,
+    );
+    let p = cutover::migrate::PreparedMigration::new(&fx.m, &fx.base).unwrap();
+    assert_eq!(p.dialect, cutover::migrate::Dialect::Sqlite);
+    let e = p.check_lint().unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("migrations/expand.sql:1 [rename-column]"),
+        "{msg}"
+    );
+    assert!(fx.db().history().unwrap().is_empty());
+    assert_eq!(fx.columns(), ["id", "name"]);
+
+    // A safe one goes through dry run, expand and state via the same handle.
+    let fx = Fx::new(EXPAND, Some(CONTRACT), Some(UNDO));
+    let p = cutover::migrate::PreparedMigration::new(&fx.m, &fx.base).unwrap();
+    p.check_lint().unwrap();
+    assert!(p.dry_run(&opts()).unwrap().ok);
+    assert_eq!(p.state().unwrap(), MigrationState::Pending);
+    p.apply(cutover::migrate::Stage::Expand, &opts()).unwrap();
+    assert_eq!(p.state().unwrap(), MigrationState::Expanded);
+}

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use super::{EXIT_INTERNAL, EXIT_INVALID, Output};
-use crate::migrate::{
-    self, Database, Dialect, MigrateError, MigrationFiles, RunOptions, SqlFile, Stage,
-};
+use crate::migrate::{self, Dialect, MigrateError, PreparedMigration, RunOptions, SqlFile, Stage};
 use crate::release::{self, Migration};
 
 #[derive(Debug, Subcommand)]
@@ -89,30 +87,6 @@ pub fn run(cmd: MigrateCommand) -> ExitCode {
     }
 }
 
-/// The dialect of a migration's database without connecting (env: is looked up).
-fn dialect_of(m: &Migration) -> Result<Dialect, String> {
-    let mut spec = m.database.clone();
-    if let Some(var) = spec.strip_prefix("env:") {
-        spec = std::env::var(var).map_err(|_| {
-            format!(
-                "migration \"{}\": environment variable {var} is not set; export it with the database URL",
-                m.name
-            )
-        })?;
-    }
-    if spec.starts_with("sqlite://") {
-        Ok(Dialect::Sqlite)
-    } else if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        Ok(Dialect::Postgres)
-    } else {
-        Err(format!(
-            "migration \"{}\": database {} is not a sqlite:// or postgres:// URL",
-            m.name,
-            migrate::RedactedUrl::new(&spec)
-        ))
-    }
-}
-
 /// Load a release and pick its migrations.
 fn load(file: &Path, only: Option<&str>) -> Result<(Vec<Migration>, PathBuf), ExitCode> {
     let loaded = release::load(file).map_err(|d| super::report_diagnostics(&d))?;
@@ -153,9 +127,10 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ExitCode> {
 
 fn error_code(e: &MigrateError) -> ExitCode {
     match e {
-        MigrateError::Connect { .. } | MigrateError::Db { .. } | MigrateError::DryRun { .. } => {
-            ExitCode::from(EXIT_INTERNAL)
-        }
+        MigrateError::Connect { .. }
+        | MigrateError::Db { .. }
+        | MigrateError::DryRun { .. }
+        | MigrateError::LockTimeout { .. } => ExitCode::from(EXIT_INTERNAL),
         _ => ExitCode::from(EXIT_INVALID),
     }
 }
@@ -208,21 +183,13 @@ fn lint(
             Err(code) => return code,
         };
         for m in &migrations {
-            let files = match MigrationFiles::load(m, &base) {
-                Ok(f) => f,
+            match PreparedMigration::new(m, &base) {
+                Ok(p) => reports.push((m.name.clone(), p.lint)),
                 Err(e) => {
                     eprintln!("cutover: migration \"{}\": {e}", m.name);
-                    return ExitCode::from(EXIT_INVALID);
+                    return error_code(&e);
                 }
-            };
-            let dialect = match dialect_of(m) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("cutover: {e}");
-                    return ExitCode::from(EXIT_INVALID);
-                }
-            };
-            reports.push((m.name.clone(), migrate::lint(&files, dialect)));
+            }
         }
     }
     let blocking: usize = reports.iter().map(|(_, r)| r.blocking().count()).sum();
@@ -268,23 +235,15 @@ fn dry_run(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
     let mut failed = false;
     let mut json = Vec::new();
     for m in &migrations {
-        let files = match MigrationFiles::load(m, &base) {
-            Ok(f) => f,
+        let p = match PreparedMigration::new(m, &base) {
+            Ok(p) => p,
             Err(e) => {
                 eprintln!("cutover: migration \"{}\": {e}", m.name);
-                return ExitCode::from(EXIT_INVALID);
+                return error_code(&e);
             }
         };
-        let dialect = match dialect_of(m) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        };
-        let lint = migrate::lint(&files, dialect);
-        if !lint.is_clean() {
-            for f in lint.blocking() {
+        if !p.lint.is_clean() {
+            for f in p.lint.blocking() {
                 eprint!("{f}");
             }
             eprintln!(
@@ -294,7 +253,7 @@ fn dry_run(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
             failed = true;
             continue;
         }
-        match migrate::dry_run(m, &files, &base, &RunOptions::default()) {
+        match p.dry_run(&RunOptions::default()) {
             Ok(report) => {
                 failed |= !report.ok;
                 match output {
@@ -328,15 +287,8 @@ fn status(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
     let mut drift = false;
     let mut json = Vec::new();
     for m in &migrations {
-        let files = match MigrationFiles::load(m, &base) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("cutover: migration \"{}\": {e}", m.name);
-                return ExitCode::from(EXIT_INVALID);
-            }
-        };
-        let st = match Database::connect(&m.database, &base)
-            .and_then(|mut db| db.status(&m.name, &files))
+        let st = match PreparedMigration::new(m, &base)
+            .and_then(|p| p.connect()?.status(&m.name, &p.files))
         {
             Ok(s) => s,
             Err(e) => {

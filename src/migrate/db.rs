@@ -899,6 +899,7 @@ impl Database {
                             stage,
                             attempts: attempt,
                             lock_timeout: opts.lock_timeout,
+                            partial: file.no_transaction(),
                         });
                     }
                     tracing::info!(database = %self.url, migration = name, %stage, attempt, "lock timeout; retrying in {backoff:?}");
@@ -914,6 +915,7 @@ impl Database {
                             file,
                             statement_line,
                             message,
+                            partial,
                         } => MigrateError::Apply {
                             url,
                             migration,
@@ -921,6 +923,7 @@ impl Database {
                             file,
                             statement_line,
                             message: self.scrubbed(&message),
+                            partial,
                         },
                         MigrateError::Db { url, message } => MigrateError::Db {
                             url,
@@ -1061,6 +1064,7 @@ impl Ctx<'_> {
             file: self.file.shown.clone(),
             statement_line: line,
             message: e.message,
+            partial: self.file.no_transaction(),
         }))
     }
     fn order(&self, reason: String) -> Failure {

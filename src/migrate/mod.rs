@@ -42,7 +42,91 @@ pub use lint::{Finding, LintReport, Rule, Severity, lint, lint_file};
 pub use sql::{SqlFile, checksum};
 pub use url::{Dialect, RedactedUrl};
 
-use crate::release::Migration;
+use crate::release::{LoadedRelease, Migration};
+
+/// A release's migration with its files read and linted: what the engine holds through a
+/// deploy. Nothing here has touched a database (an `env:` URL is looked up).
+#[derive(Debug, Clone)]
+pub struct PreparedMigration {
+    pub migration: Migration,
+    pub files: MigrationFiles,
+    pub dialect: Dialect,
+    /// The database, fit for printing.
+    pub database: RedactedUrl,
+    pub lint: LintReport,
+    base_dir: PathBuf,
+}
+
+impl PreparedMigration {
+    /// Read and lint one migration of a release whose relative paths resolve against
+    /// `base_dir`.
+    pub fn new(m: &Migration, base_dir: &Path) -> Result<PreparedMigration, MigrateError> {
+        let (target, database) = url::resolve(&m.database, base_dir)?;
+        let files = MigrationFiles::load(m, base_dir)?;
+        let dialect = target.dialect();
+        let lint = lint::lint(&files, dialect);
+        Ok(PreparedMigration {
+            migration: m.clone(),
+            files,
+            dialect,
+            database,
+            lint,
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.migration.name
+    }
+
+    /// `Err(LintRefused)` naming the first blocking finding, when lint refuses it.
+    pub fn check_lint(&self) -> Result<(), MigrateError> {
+        let blocking: Vec<&Finding> = self.lint.blocking().collect();
+        match blocking.first() {
+            None => Ok(()),
+            Some(first) => Err(MigrateError::LintRefused {
+                migration: self.migration.name.clone(),
+                stage: first.stage,
+                count: blocking.len(),
+                first: format!(
+                    "{}:{} [{}] {}",
+                    first.file, first.line, first.rule, first.message
+                ),
+            }),
+        }
+    }
+
+    /// Connect to the migration's database.
+    pub fn connect(&self) -> Result<Database, MigrateError> {
+        Database::connect(&self.migration.database, &self.base_dir)
+    }
+
+    /// Dry run on a copy (see [`dry_run()`]).
+    pub fn dry_run(&self, opts: &RunOptions) -> Result<DryRunReport, MigrateError> {
+        dry_run::dry_run(&self.migration, &self.files, &self.base_dir, opts)
+    }
+
+    /// Apply a stage (connects, applies, disconnects). See [`Database::apply`].
+    pub fn apply(&self, stage: Stage, opts: &RunOptions) -> Result<StageOutcome, MigrateError> {
+        self.connect()?
+            .apply(&self.migration.name, &self.files, stage, opts)
+    }
+
+    /// The migration's state from the database's history table.
+    pub fn state(&self) -> Result<MigrationState, MigrateError> {
+        self.connect()?.state(&self.migration.name)
+    }
+}
+
+/// Read and lint every migration of a loaded release, in release order.
+pub fn prepare(release: &LoadedRelease) -> Result<Vec<PreparedMigration>, MigrateError> {
+    release
+        .release
+        .migrations
+        .iter()
+        .map(|m| PreparedMigration::new(m, &release.base_dir))
+        .collect()
+}
 
 /// A stage of a migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -112,6 +196,14 @@ impl MigrationFiles {
     }
 }
 
+fn committed_note(partial: bool) -> &'static str {
+    if partial {
+        "statements before it are committed (no-transaction file) and a re-run resumes after them"
+    } else {
+        "nothing of this stage was committed"
+    }
+}
+
 /// Errors of the migration module. Every message names the database by its
 /// [`RedactedUrl`]; none contains a password.
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +226,9 @@ pub enum MigrateError {
     #[error("database {url}: {message}")]
     Db { url: RedactedUrl, message: String },
     #[error(
-        "{stage} of migration \"{migration}\" failed on {url} at {file}{}: {message}; nothing of this stage was committed",
-        statement_line.map(|l| format!(":{l}")).unwrap_or_default()
+        "{stage} of migration \"{migration}\" failed on {url} at {file}{}: {message}; {}",
+        statement_line.map(|l| format!(":{l}")).unwrap_or_default(),
+        committed_note(*partial)
     )]
     Apply {
         url: RedactedUrl,
@@ -144,9 +237,12 @@ pub enum MigrateError {
         file: String,
         statement_line: Option<usize>,
         message: String,
+        /// A no-transaction file: statements before the failing one are committed.
+        partial: bool,
     },
     #[error(
-        "{stage} of migration \"{migration}\" on {url} could not get its lock after {attempts} attempt(s) (lock_timeout {lock_timeout:?} each): another session holds the table; nothing was committed, retry later or find the blocking session"
+        "{stage} of migration \"{migration}\" on {url} could not get its lock after {attempts} attempt(s) (lock_timeout {lock_timeout:?} each): another session holds the table; {}; retry later or find the blocking session",
+        committed_note(*partial)
     )]
     LockTimeout {
         url: RedactedUrl,
@@ -154,6 +250,7 @@ pub enum MigrateError {
         stage: Stage,
         attempts: u32,
         lock_timeout: Duration,
+        partial: bool,
     },
     #[error(
         "migration \"{migration}\": {file} was changed after its {stage} was applied to {url} (recorded {recorded}, now {current}); restore the applied version, or write a new migration for the new change"

@@ -125,6 +125,15 @@ impl fmt::Debug for DbTarget {
     }
 }
 
+impl DbTarget {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            DbTarget::Sqlite { .. } => Dialect::Sqlite,
+            DbTarget::Postgres { .. } => Dialect::Postgres,
+        }
+    }
+}
+
 /// Resolve `sqlite://PATH`, `postgres://...`/`postgresql://...` or `env:VAR` into a target
 /// and its printable form. `base_dir` is the release file's directory.
 pub fn resolve(spec: &str, base_dir: &Path) -> Result<(DbTarget, RedactedUrl), MigrateError> {
