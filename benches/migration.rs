@@ -61,26 +61,67 @@ DROP TRIGGER users_upd_old;
 DROP TRIGGER users_upd_new;
 ALTER TABLE users DROP COLUMN name;
 ";
+const PG_EXPAND: &str = "ALTER TABLE users ADD COLUMN full_name text;
+UPDATE users SET full_name = name WHERE full_name IS NULL;
+CREATE FUNCTION users_sync_name() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.full_name IS NULL THEN NEW.full_name := NEW.name; END IF;
+    IF NEW.name IS NULL THEN NEW.name := NEW.full_name; END IF;
+  ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+    NEW.full_name := NEW.name;
+  ELSIF NEW.full_name IS DISTINCT FROM OLD.full_name THEN
+    NEW.name := NEW.full_name;
+  END IF;
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER users_sync_name BEFORE INSERT OR UPDATE ON users
+  FOR EACH ROW EXECUTE FUNCTION users_sync_name();
+";
+const PG_CONTRACT: &str = "DROP TRIGGER users_sync_name ON users;
+DROP FUNCTION users_sync_name();
+ALTER TABLE users DROP COLUMN name;
+";
 const NAIVE: &str = "ALTER TABLE users RENAME COLUMN name TO full_name;\n";
 
 // ---------------------------------------------------------------- the two revisions
 
+/// Where a revision keeps its data: a SQLite file or a PostgreSQL database.
+#[derive(Clone)]
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<postgres::Client>),
+}
+
 struct Pool {
-    path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    target: Target,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Pool {
-    fn get(&self) -> Result<rusqlite::Connection, String> {
+    fn get(&self) -> Result<Conn, String> {
         if let Some(c) = self.idle.lock().map_err(|e| e.to_string())?.pop() {
             return Ok(c);
         }
-        let c = rusqlite::Connection::open(&self.path).map_err(|e| e.to_string())?;
-        c.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        Ok(c)
+        match &self.target {
+            Target::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+                c.busy_timeout(Duration::from_secs(5))
+                    .map_err(|e| e.to_string())?;
+                Ok(Conn::Sqlite(c))
+            }
+            Target::Postgres(url) => postgres::Client::connect(url, postgres::NoTls)
+                .map(|c| Conn::Postgres(Box::new(c)))
+                .map_err(|e| e.to_string()),
+        }
     }
-    fn put(&self, c: rusqlite::Connection) {
+    fn put(&self, c: Conn) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(c);
         }
@@ -94,42 +135,69 @@ struct Revision {
 }
 
 fn db_op(rev: &Revision, method: &Method, path: &str, body: &str) -> Result<String, String> {
-    let conn = rev.pool.get()?;
+    let mut conn = rev.pool.get()?;
     let col = rev.column;
-    let run = || -> Result<String, String> {
-        let id = path
-            .strip_prefix("/users/")
-            .and_then(|s| s.parse::<i64>().ok());
-        match (method, id) {
-            (&Method::GET, Some(id)) => conn
-                .query_row(
-                    &format!("SELECT {col} FROM users WHERE id = ?1"),
-                    [id],
-                    |r| r.get::<_, Option<String>>(0),
-                )
-                .map(|v| v.unwrap_or_default())
-                .map_err(|e| e.to_string()),
-            (&Method::PUT, Some(id)) => conn
-                .execute(
-                    &format!("UPDATE users SET {col} = ?1 WHERE id = ?2"),
-                    rusqlite::params![body, id],
-                )
-                .map(|n| n.to_string())
-                .map_err(|e| e.to_string()),
-            (&Method::POST, None) if path == "/users" => conn
-                .query_row(
-                    &format!("INSERT INTO users ({col}) VALUES (?1) RETURNING id"),
-                    [body],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|id| id.to_string())
-                .map_err(|e| e.to_string()),
-            _ => Err(format!("no route {method} {path}")),
-        }
+    let id = path
+        .strip_prefix("/users/")
+        .and_then(|s| s.parse::<i64>().ok());
+    let r = match (&mut conn, method, id) {
+        (Conn::Sqlite(c), &Method::GET, Some(id)) => c
+            .query_row(
+                &format!("SELECT {col} FROM users WHERE id = ?1"),
+                [id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .map(|v| v.unwrap_or_default())
+            .map_err(|e| e.to_string()),
+        (Conn::Sqlite(c), &Method::PUT, Some(id)) => c
+            .execute(
+                &format!("UPDATE users SET {col} = ?1 WHERE id = ?2"),
+                rusqlite::params![body, id],
+            )
+            .map(|n| n.to_string())
+            .map_err(|e| e.to_string()),
+        (Conn::Sqlite(c), &Method::POST, None) if path == "/users" => c
+            .query_row(
+                &format!("INSERT INTO users ({col}) VALUES (?1) RETURNING id"),
+                [body],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|id| id.to_string())
+            .map_err(|e| e.to_string()),
+        (Conn::Postgres(c), &Method::GET, Some(id)) => c
+            .query_one(&format!("SELECT {col} FROM users WHERE id = $1"), &[&id])
+            .and_then(|r| r.try_get::<_, Option<String>>(0))
+            .map(|v| v.unwrap_or_default())
+            .map_err(pg_err),
+        (Conn::Postgres(c), &Method::PUT, Some(id)) => c
+            .execute(
+                &format!("UPDATE users SET {col} = $1 WHERE id = $2"),
+                &[&body, &id],
+            )
+            .map(|n| n.to_string())
+            .map_err(pg_err),
+        (Conn::Postgres(c), &Method::POST, None) if path == "/users" => c
+            .query_one(
+                &format!("INSERT INTO users ({col}) VALUES ($1) RETURNING id"),
+                &[&body],
+            )
+            .and_then(|r| r.try_get::<_, i64>(0))
+            .map(|id| id.to_string())
+            .map_err(pg_err),
+        _ => Err(format!("no route {method} {path}")),
     };
-    let r = run();
-    rev.pool.put(conn);
+    // A PostgreSQL connection whose session broke is not reused.
+    let broken = matches!(&conn, Conn::Postgres(c) if c.is_closed());
+    if !broken {
+        rev.pool.put(conn);
+    }
     r
+}
+
+fn pg_err(e: postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
 }
 
 async fn handle(rev: Arc<Revision>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
@@ -153,7 +221,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn start_revision(db: &Path, column: &'static str) -> SocketAddr {
+async fn start_revision(target: &Target, column: &'static str) -> (SocketAddr, Arc<Revision>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -161,10 +229,11 @@ async fn start_revision(db: &Path, column: &'static str) -> SocketAddr {
     let rev = Arc::new(Revision {
         column,
         pool: Pool {
-            path: db.to_path_buf(),
+            target: target.clone(),
             idle: Mutex::new(Vec::new()),
         },
     });
+    let keep = rev.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -182,7 +251,7 @@ async fn start_revision(db: &Path, column: &'static str) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, keep)
 }
 
 // ---------------------------------------------------------------- load and bookkeeping
@@ -376,18 +445,54 @@ fn make_db(dir: &Path) -> PathBuf {
     path
 }
 
-async fn scenario(name: &'static str, safe: bool) -> (Vec<Row>, String) {
+fn make_pg_db(admin_url: &str, db: &str) -> String {
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .expect("create database");
+    let (server, _) = admin_url.rsplit_once('/').expect("URL with a database");
+    let url = format!("{server}/{db}");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    c.batch_execute(&format!(
+        "CREATE TABLE users (id bigserial PRIMARY KEY, name text);
+         INSERT INTO users (name) SELECT 'seed-' || g FROM generate_series(1, {ROWS}) g;"
+    ))
+    .expect("seed");
+    url
+}
+
+/// `pg_url`: a PostgreSQL database made by [`make_pg_db`] (outside the runtime: the
+/// synchronous client must not run on a runtime thread); `None` for SQLite.
+async fn scenario(name: &'static str, safe: bool, pg_url: Option<String>) -> (Vec<Row>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db_path = make_db(dir.path());
+    let (target, database, dialect, expand, contract) = match pg_url {
+        None => {
+            let path = make_db(dir.path());
+            (
+                Target::Sqlite(path),
+                "sqlite://app.db".to_string(),
+                Dialect::Sqlite,
+                EXPAND,
+                CONTRACT,
+            )
+        }
+        Some(url) => (
+            Target::Postgres(url.clone()),
+            url,
+            Dialect::Postgres,
+            PG_EXPAND,
+            PG_CONTRACT,
+        ),
+    };
     std::fs::write(
         dir.path().join("expand.sql"),
-        if safe { EXPAND } else { NAIVE },
+        if safe { expand } else { NAIVE },
     )
     .expect("write");
-    std::fs::write(dir.path().join("contract.sql"), CONTRACT).expect("write");
+    std::fs::write(dir.path().join("contract.sql"), contract).expect("write");
     let m = Migration {
         name: "rename-user-name".into(),
-        database: "sqlite://app.db".into(),
+        database,
         expand: "expand.sql".into(),
         contract: safe.then(|| "contract.sql".into()),
         undo_expand: None,
@@ -395,7 +500,7 @@ async fn scenario(name: &'static str, safe: bool) -> (Vec<Row>, String) {
         bake: Dur::from_secs(0),
     };
     let files = MigrationFiles::load(&m, dir.path()).expect("files");
-    let lint_report = lint(&files, Dialect::Sqlite);
+    let lint_report = lint(&files, dialect);
     let lint_note = if lint_report.is_clean() {
         "lint: clean".to_string()
     } else {
@@ -407,7 +512,7 @@ async fn scenario(name: &'static str, safe: bool) -> (Vec<Row>, String) {
         format!("lint: REFUSED ({f}); run anyway for the comparison")
     };
 
-    let v1 = start_revision(&db_path, "name").await;
+    let (v1, rev1) = start_revision(&target, "name").await;
     let shared = Arc::new(Shared {
         v1,
         v2: Mutex::new(None),
@@ -476,7 +581,7 @@ async fn scenario(name: &'static str, safe: bool) -> (Vec<Row>, String) {
     phases[1].1 = note;
     tokio::time::sleep(PHASE * 2 / 3).await;
 
-    let v2 = start_revision(&db_path, "full_name").await;
+    let (v2, rev2) = start_revision(&target, "full_name").await;
     if let Ok(mut g) = shared.v2.lock() {
         *g = Some(v2);
     }
@@ -509,6 +614,12 @@ async fn scenario(name: &'static str, safe: bool) -> (Vec<Row>, String) {
     shared.stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;
+    }
+    // Close pooled connections off the runtime threads (the synchronous PostgreSQL client
+    // blocks when dropped).
+    for rev in [rev1, rev2] {
+        let conns = std::mem::take(&mut *rev.pool.idle.lock().expect("pool lock"));
+        let _ = tokio::task::spawn_blocking(move || drop(conns)).await;
     }
 
     let mut stats = std::mem::take(&mut *shared.stats.lock().expect("stats"));
@@ -656,14 +767,23 @@ fn main() {
         .expect("runtime");
     println!("# Migration benchmark (issue 8)");
     println!(
-        "A: rename users.name -> users.full_name on SQLite ({ROWS} rows, WAL), {RATE} req/s target from {WORKERS} workers, \
-         60% read / 30% insert / 10% update, {} s per phase; revisions are in-process hyper services, traffic split by the load generator",
+        "A: rename users.name -> users.full_name ({ROWS} rows; SQLite in WAL mode, and PostgreSQL on loopback), {RATE} req/s target from {WORKERS} workers, \
+         60% read / 30% insert / 10% update, {} s per phase; revisions are in-process hyper services, traffic split by the load generator; \
+         request counts include the cross-version read-backs",
         PHASE.as_secs_f64()
     );
+    let pgs = pg::PgServer::start();
+    let admin = pgs.url("postgres");
     let mut all = Vec::new();
     let mut notes = Vec::new();
-    for (name, safe) in [("expand/contract", true), ("naive rename", false)] {
-        let (rows, lint_note) = rt.block_on(scenario(name, safe));
+    for (name, safe, pg_db) in [
+        ("SQLite expand/contract", true, None),
+        ("SQLite naive rename", false, None),
+        ("PostgreSQL expand/contract", true, Some("bench_safe")),
+        ("PostgreSQL naive rename", false, Some("bench_naive")),
+    ] {
+        let pg_url = pg_db.map(|db| make_pg_db(&admin, db));
+        let (rows, lint_note) = rt.block_on(scenario(name, safe, pg_url));
         notes.push(format!("{name}: {lint_note}"));
         all.extend(rows);
     }
@@ -714,7 +834,6 @@ fn main() {
     println!(
         "B: PostgreSQL, session A holds a read transaction on users for 3 s; B runs ALTER TABLE ... ADD COLUMN 0.2 s in; C (an app) runs SELECT count(*) every 50 ms"
     );
-    let pgs = pg::PgServer::start();
     let cases = [
         ("lock_timeout = 0 (none)", "lock_a", "0"),
         ("lock_timeout = 500ms, no retry", "lock_b", "500ms"),
