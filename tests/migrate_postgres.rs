@@ -17,8 +17,14 @@ const EXPAND: &str = "ALTER TABLE users ADD COLUMN full_name text;
 UPDATE users SET full_name = name WHERE full_name IS NULL;
 CREATE OR REPLACE FUNCTION users_sync_name() RETURNS trigger AS $$
 BEGIN
-  IF NEW.full_name IS NULL THEN NEW.full_name := NEW.name; END IF;
-  IF NEW.name IS NULL THEN NEW.name := NEW.full_name; END IF;
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.full_name IS NULL THEN NEW.full_name := NEW.name; END IF;
+    IF NEW.name IS NULL THEN NEW.name := NEW.full_name; END IF;
+  ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+    NEW.full_name := NEW.name;
+  ELSIF NEW.full_name IS DISTINCT FROM OLD.full_name THEN
+    NEW.name := NEW.full_name;
+  END IF;
   RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
@@ -119,6 +125,33 @@ fn expand_serves_both_revisions_then_contract_and_history() {
         .unwrap()
         .get(0);
     assert_eq!(name, "new-writer");
+    // Updates through either column show through the other.
+    c.execute(
+        "UPDATE users SET name = 'old-edit' WHERE name = 'old-writer'",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE users SET full_name = 'new-edit' WHERE full_name = 'new-writer'",
+        &[],
+    )
+    .unwrap();
+    let pairs: Vec<(String, String)> = c
+        .query(
+            "SELECT name, full_name FROM users WHERE name LIKE '%-edit' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("old-edit".to_string(), "old-edit".to_string()),
+            ("new-edit".to_string(), "new-edit".to_string())
+        ]
+    );
 
     assert!(matches!(
         db.expand("split-name", &files, &opts()).unwrap(),
