@@ -237,3 +237,63 @@ fn allow_comments_accept_one_statement_and_typos_are_reported() {
     assert_eq!(typo.line, 4);
     assert!(typo.message.contains("drop-colum"));
 }
+
+#[test]
+fn undo_expand_may_drop_only_what_expand_created() {
+    use cutover::migrate::lint::lint_undo;
+    let expand = SqlFile::from_text(
+        "expand.sql",
+        "expand.sql".into(),
+        "ALTER TABLE users ADD COLUMN full_name TEXT;\nCREATE TABLE audit (id INTEGER);\nCREATE INDEX users_full_name ON users (full_name);\n".into(),
+    );
+    let undo = SqlFile::from_text(
+        "undo.sql",
+        "undo.sql".into(),
+        "DROP INDEX users_full_name;\nALTER TABLE users DROP COLUMN full_name;\nDROP TABLE audit;\nALTER TABLE users DROP COLUMN name;\nDROP TABLE orders;\n".into(),
+    );
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        let findings = lint_undo(&expand, &undo, dialect);
+        let lines: Vec<usize> = findings.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [4, 5], "{dialect}: {findings:#?}");
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.rule == Rule::UndoDropsForeignObject && f.blocks())
+        );
+        assert!(
+            findings[0].message.contains("column users.name"),
+            "{}",
+            findings[0].message
+        );
+        assert!(
+            findings[1].message.contains("table orders"),
+            "{}",
+            findings[1].message
+        );
+    }
+}
+
+#[test]
+fn a_trigger_based_postgres_rename_lints_clean_in_every_stage() {
+    use cutover::migrate::{MigrationFiles, lint};
+    let f = |name: &str, text: &str| SqlFile::from_text(name, name.into(), text.into());
+    let files = MigrationFiles {
+        expand: f(
+            "expand.sql",
+            "ALTER TABLE users ADD COLUMN full_name text;\n\
+             CREATE FUNCTION users_sync_name() RETURNS trigger AS $$\nBEGIN\n  NEW.full_name := coalesce(NEW.full_name, NEW.name);\n  RETURN NEW;\nEND;\n$$ LANGUAGE plpgsql;\n\
+             CREATE TRIGGER users_sync_name BEFORE INSERT OR UPDATE ON users\n  FOR EACH ROW EXECUTE FUNCTION users_sync_name();\n",
+        ),
+        contract: Some(f(
+            "contract.sql",
+            "DROP TRIGGER users_sync_name ON users;\nDROP FUNCTION users_sync_name();\nALTER TABLE users DROP COLUMN name;\n",
+        )),
+        undo_expand: Some(f(
+            "undo.sql",
+            "DROP TRIGGER IF EXISTS users_sync_name ON users;\nDROP FUNCTION IF EXISTS users_sync_name();\nALTER TABLE users DROP COLUMN IF EXISTS full_name;\n",
+        )),
+    };
+    let report = lint(&files, Dialect::Postgres);
+    let blocking: Vec<_> = report.blocking().collect();
+    assert!(blocking.is_empty(), "{blocking:#?}");
+}

@@ -35,6 +35,7 @@ pub enum Rule {
     DefaultRewrite,
     MissingTimeout,
     ExplicitTransaction,
+    UndoDropsForeignObject,
     Unparsed,
     UnknownAllow,
 }
@@ -55,6 +56,7 @@ impl Rule {
         Rule::DefaultRewrite,
         Rule::MissingTimeout,
         Rule::ExplicitTransaction,
+        Rule::UndoDropsForeignObject,
         Rule::Unparsed,
         Rule::UnknownAllow,
     ];
@@ -75,6 +77,7 @@ impl Rule {
             Rule::DefaultRewrite => "default-rewrite",
             Rule::MissingTimeout => "missing-timeout",
             Rule::ExplicitTransaction => "explicit-transaction",
+            Rule::UndoDropsForeignObject => "undo-drops-foreign-object",
             Rule::Unparsed => "unparsed",
             Rule::UnknownAllow => "unknown-allow",
         }
@@ -142,6 +145,9 @@ impl Rule {
             Rule::ExplicitTransaction => {
                 "cutover runs a stage and its history row in one transaction; a COMMIT/BEGIN in the file splits that, so a crash could apply statements twice"
             }
+            Rule::UndoDropsForeignObject => {
+                "undo_expand runs when a service rolled back and its old revision serves again; dropping something expand did not create destroys schema or data that revision uses"
+            }
             Rule::Unparsed => "the linter could not parse this statement, so it could not check it",
             Rule::UnknownAllow => {
                 "an allow comment naming an unknown rule allows nothing (a typo would silently keep the statement blocked or hide intent)"
@@ -196,6 +202,9 @@ impl Rule {
             }
             Rule::Unparsed => {
                 "check the statement by hand; the dry run will still execute it on a copy"
+            }
+            Rule::UndoDropsForeignObject => {
+                "drop only what the expand file adds (its new tables, columns, indexes, views and triggers)"
             }
             Rule::UnknownAllow => {
                 "use one of the rule names cutover reports (e.g. drop-column, rename-column)"
@@ -305,6 +314,15 @@ pub fn lint_file(file: &SqlFile, stage: Stage, dialect: Dialect) -> Vec<Finding>
         Dialect::Postgres => lint_postgres(file, &mut raw),
         Dialect::Sqlite => lint_sqlite(&stmts, &mut raw),
     }
+    findings_from(file, stage, &stmts, raw)
+}
+
+fn findings_from(
+    file: &SqlFile,
+    stage: Stage,
+    stmts: &[Statement],
+    raw: Vec<(Rule, usize, String)>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (rule, offset, message) in raw {
         if stage != Stage::Expand && rule.compat_only() {
@@ -332,7 +350,7 @@ pub fn lint_file(file: &SqlFile, stage: Stage, dialect: Dialect) -> Vec<Finding>
             allowed,
         });
     }
-    for s in &stmts {
+    for s in stmts {
         for a in &s.allow {
             if Rule::from_name(a).is_none() {
                 findings.push(Finding {
@@ -542,6 +560,111 @@ fn check_sqlite_stmt(ast: &Ast, at: usize, raw: &mut Vec<(Rule, usize, String)>)
     }
 }
 
+fn object_name(n: &impl std::fmt::Display) -> String {
+    let full = n.to_string();
+    let last = full.rsplit('.').next().unwrap_or(&full);
+    last.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
+        .to_ascii_lowercase()
+}
+
+fn parse_stmts(file: &SqlFile, dialect: Dialect) -> Vec<(usize, Ast)> {
+    let pg = sqlparser::dialect::PostgreSqlDialect {};
+    let lite = SQLiteDialect {};
+    let mut out = Vec::new();
+    for s in file.statements() {
+        let parsed = match dialect {
+            Dialect::Postgres => Parser::parse_sql(&pg, &s.text),
+            Dialect::Sqlite => Parser::parse_sql(&lite, &s.text),
+        };
+        if let Ok(p) = parsed {
+            out.extend(p.into_iter().map(|a| (s.start, a)));
+        }
+    }
+    out
+}
+
+/// `undo_expand` may drop only what `expand` created: anything else belongs to the
+/// revision that is serving again after the rollback.
+pub fn lint_undo(expand: &SqlFile, undo: &SqlFile, dialect: Dialect) -> Vec<Finding> {
+    use std::collections::HashSet;
+    let mut created: HashSet<String> = HashSet::new();
+    let mut new_tables: HashSet<String> = HashSet::new();
+    for (_, ast) in parse_stmts(expand, dialect) {
+        match ast {
+            Ast::CreateTable(ct) => {
+                new_tables.insert(object_name(&ct.name));
+                created.insert(format!("table {}", object_name(&ct.name)));
+            }
+            Ast::CreateView(cv) => {
+                created.insert(format!("view {}", object_name(&cv.name)));
+            }
+            Ast::CreateIndex(ci) => {
+                if let Some(n) = &ci.name {
+                    created.insert(format!("index {}", object_name(n)));
+                }
+            }
+            Ast::CreateTrigger(ct) => {
+                created.insert(format!("trigger {}", object_name(&ct.name)));
+            }
+            Ast::AlterTable(at) => {
+                let t = object_name(&at.name);
+                for op in &at.operations {
+                    if let AlterTableOperation::AddColumn { column_def, .. } = op {
+                        created.insert(format!("column {t}.{}", object_name(&column_def.name)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut raw = Vec::new();
+    let mut check = |what: String, at: usize| {
+        if !created.contains(&what) {
+            raw.push((
+                Rule::UndoDropsForeignObject,
+                at,
+                format!("drops {what}, which the expand file does not create"),
+            ));
+        }
+    };
+    for (at, ast) in parse_stmts(undo, dialect) {
+        match ast {
+            Ast::Drop {
+                object_type, names, ..
+            } => {
+                let kind = match object_type {
+                    ObjectType::Table => "table",
+                    ObjectType::View => "view",
+                    ObjectType::Index => "index",
+                    _ => continue,
+                };
+                for n in names {
+                    check(format!("{kind} {}", object_name(&n)), at);
+                }
+            }
+            Ast::DropTrigger(dt) => check(format!("trigger {}", object_name(&dt.trigger_name)), at),
+            Ast::AlterTable(alter) => {
+                let t = object_name(&alter.name);
+                if new_tables.contains(&t) {
+                    continue;
+                }
+                for op in &alter.operations {
+                    if let AlterTableOperation::DropColumn { column_names, .. } = op {
+                        for c in column_names {
+                            check(format!("column {t}.{}", object_name(c)), at);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    findings_from(undo, Stage::UndoExpand, &undo.statements(), raw)
+        .into_iter()
+        .filter(|f| f.rule == Rule::UndoDropsForeignObject)
+        .collect()
+}
+
 /// All findings of a migration's files (expand, contract, undo_expand).
 pub fn lint(files: &super::MigrationFiles, dialect: Dialect) -> LintReport {
     let mut findings = lint_file(&files.expand, Stage::Expand, dialect);
@@ -550,6 +673,7 @@ pub fn lint(files: &super::MigrationFiles, dialect: Dialect) -> LintReport {
     }
     if let Some(u) = &files.undo_expand {
         findings.extend(lint_file(u, Stage::UndoExpand, dialect));
+        findings.extend(lint_undo(&files.expand, u, dialect));
     }
     LintReport { findings }
 }
