@@ -223,8 +223,14 @@ pub fn split(text: &str) -> Vec<Statement> {
             }
             b'\'' | b'"' | b'`' => {
                 start.get_or_insert(i);
+                // PostgreSQL escape strings (E'...') take backslash escapes.
+                let escapes = c == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
                 let mut j = i + 1;
                 while j < bytes.len() {
+                    if escapes && bytes[j] == b'\\' {
+                        j += 2;
+                        continue;
+                    }
                     if bytes[j] == c {
                         if bytes.get(j + 1) == Some(&c) {
                             j += 2;
@@ -353,6 +359,8 @@ mod tests {
         assert_eq!(s[1].text, "INSERT INTO a VALUES ('it''s; fine')");
         assert_eq!(s[2].line, 5);
         assert!(s[2].text.ends_with("$f$ ; $f$"));
+        let e = split("INSERT INTO a VALUES (E'it\\'s; fine');\nSELECT 1;");
+        assert_eq!(e.len(), 2, "{e:#?}");
     }
 
     #[test]
