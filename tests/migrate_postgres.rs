@@ -421,3 +421,131 @@ fn passwords_never_appear_in_errors_and_env_urls_work() {
     );
     db.expand(&m.name, &files, &opts()).unwrap();
 }
+
+const SLOW_EXPAND: &str = "CREATE TABLE audit (id bigserial PRIMARY KEY, note text);
+INSERT INTO audit (note) VALUES ('seeded');
+SELECT pg_sleep((SELECT n FROM knob));
+ALTER TABLE users ADD COLUMN full_name text;
+";
+
+/// Run by `a_killed_process_mid_expand_commits_nothing_and_resume_applies_once` in a child
+/// process, which it kills while the expand runs.
+#[test]
+#[ignore = "child process of the crash test"]
+fn crash_child_pg() {
+    let url = std::env::var("CUTOVER_CRASH_PG_URL").expect("set by the parent");
+    let base = PathBuf::from(std::env::var("CUTOVER_CRASH_BASE").expect("set by the parent"));
+    let m = Migration {
+        name: "slow".into(),
+        database: url,
+        expand: "expand.sql".into(),
+        contract: None,
+        undo_expand: None,
+        services: vec!["users-api".into()],
+        bake: Dur::from_secs(0),
+    };
+    let files = MigrationFiles::load(&m, &base).unwrap();
+    let mut db = Database::connect(&m.database, &base).unwrap();
+    println!("applying");
+    db.expand(&m.name, &files, &opts()).unwrap();
+    println!("finished");
+}
+
+#[test]
+fn a_killed_process_mid_expand_commits_nothing_and_resume_applies_once() {
+    use std::io::BufRead;
+    let pg = PgServer::start();
+    let fx = setup(&pg, "app", SLOW_EXPAND, None, None);
+    let mut c = postgres::Client::connect(&fx.url, postgres::NoTls).unwrap();
+    c.batch_execute("CREATE TABLE knob (n float8); INSERT INTO knob VALUES (30);")
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_pg",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CUTOVER_CRASH_PG_URL", &fx.url)
+        .env("CUTOVER_CRASH_BASE", &fx.base)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("applying") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before applying"
+        );
+    }
+    // Wait until the child's session is inside pg_sleep, i.e. mid-stage.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never reached the slow statement"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    // The server notices the dead client at its next read; end the orphaned backend now.
+    c.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()", &[])
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut db = Database::connect(&fx.m.database, &fx.base).unwrap();
+    assert!(db.history().unwrap().is_empty());
+    assert_eq!(columns(&fx.url), ["id", "name"]);
+    let audit: bool = c
+        .query_one("SELECT to_regclass('audit') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!audit, "the interrupted stage left its table behind");
+
+    c.execute("UPDATE knob SET n = 0", &[]).unwrap();
+    let m = Migration {
+        name: "slow".into(),
+        ..fx.m.clone()
+    };
+    let files = MigrationFiles::load(&m, &fx.base).unwrap();
+    assert!(matches!(
+        db.expand("slow", &files, &opts()).unwrap(),
+        StageOutcome::Applied { .. }
+    ));
+    assert!(matches!(
+        db.expand("slow", &files, &opts()).unwrap(),
+        StageOutcome::AlreadyApplied { .. }
+    ));
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM audit", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    assert_eq!(columns(&fx.url), ["id", "name", "full_name"]);
+}
