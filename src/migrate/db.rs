@@ -236,12 +236,21 @@ impl From<postgres::Error> for DbErr {
                 }
                 m
             }
-            None => e.to_string(),
+            None => pg_message(&e),
         };
         DbErr {
             message,
             lock_timeout: lock,
         }
+    }
+}
+
+/// A PostgreSQL client error with its cause ("error connecting to server: Connection
+/// refused"), which the driver's Display leaves out.
+pub(crate) fn pg_message(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
     }
 }
 
