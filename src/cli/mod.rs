@@ -3,6 +3,7 @@
 
 mod audit;
 mod history;
+mod migrate;
 mod plan;
 mod schema;
 mod validate;
@@ -84,6 +85,11 @@ pub enum Command {
         #[command(subcommand)]
         command: judge_replay::JudgeCommand,
     },
+    /// Database migrations: lint, dry run on a copy, history and drift.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
+    },
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -129,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
+        Command::Migrate { command } => migrate::run(command),
     }
 }
 
