@@ -1,9 +1,12 @@
 //! The command line: one subcommand per job, each in its own file. Exit codes are an
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
+mod aws_common;
+mod diff;
 mod plan;
 mod schema;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +55,26 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Check that everything an ECS release names exists in the AWS account and matches,
+    /// before any change (exit 2 if something is missing).
+    Verify {
+        /// The release file.
+        file: PathBuf,
+        #[command(flatten)]
+        aws: aws_common::AwsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show what an ECS release would change in each task definition (image, env, secrets,
+    /// cpu/memory) against what runs now.
+    Diff {
+        /// The release file.
+        file: PathBuf,
+        #[command(flatten)]
+        aws: aws_common::AwsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
+        Command::Verify { file, aws, output } => verify::run(&file, &aws, output),
+        Command::Diff { file, aws, output } => diff::run(&file, &aws, output),
     }
 }
 

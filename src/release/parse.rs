@@ -120,6 +120,14 @@ pub mod keys {
         "listener_rule",
         "target_groups",
         "secrets",
+        "region",
+        "test_listener_rule",
+        "url",
+        "desired_count",
+        "env",
+        "secret_env",
+        "cpu",
+        "memory",
     ];
     pub const MIGRATION: &[&str] = &[
         "name",
@@ -445,6 +453,22 @@ impl Parser<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// An optional table of string values (`env = { A = "b" }`); every non-string value is
+    /// reported at its own place.
+    fn str_map(&mut self, tbl: &Tbl, key: &str, example: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(et) = self.opt_table(tbl, key, format!("`{}`", tbl.child(key))) {
+            for (k, v) in et.t.iter() {
+                let path = et.child(k.get_ref());
+                self.spans.insert(&path, v.span());
+                if let Some(s) = self.string_of(v, &path, example) {
+                    out.insert(k.get_ref().to_string(), s);
+                }
+            }
+        }
+        out
     }
 
     fn enum_of<T: Copy>(
@@ -937,16 +961,7 @@ impl Parser<'_> {
         let args = self
             .opt_str_list(&rt, "args", "[\"--error-rate\", \"0.02\"]")
             .unwrap_or_default();
-        let mut env = BTreeMap::new();
-        if let Some(et) = self.opt_table(&rt, "env", format!("`{}`", rt.child("env"))) {
-            for (k, v) in et.t.iter() {
-                let path = et.child(k.get_ref());
-                self.spans.insert(&path, v.span());
-                if let Some(s) = self.string_of(v, &path, "env = { FEATURE_X = \"on\" }") {
-                    env.insert(k.get_ref().to_string(), s);
-                }
-            }
-        }
+        let env = self.str_map(&rt, "env", "env = { FEATURE_X = \"on\" }");
         Some(RevisionRun {
             revision: revision?,
             args,
@@ -1010,6 +1025,24 @@ impl Parser<'_> {
         let secrets = self
             .opt_str_list(t, "secrets", "[\"arn:aws:secretsmanager:...\"]")
             .unwrap_or_default();
+        let region = self.opt_str(t, "region", "\"us-east-1\"");
+        let test_listener_rule = self.opt_str(
+            t,
+            "test_listener_rule",
+            "\"arn:aws:elasticloadbalancing:...:listener-rule/...\"",
+        );
+        let url = self.opt_str(t, "url", "\"https://api.example.com\"");
+        let desired_count = self
+            .opt_int(t, "desired_count", 0, 5000, "2")
+            .map(|n| n as u32);
+        let env = self.str_map(t, "env", "env = { LOG_LEVEL = \"info\" }");
+        let secret_env = self.str_map(
+            t,
+            "secret_env",
+            "secret_env = { DB_PASSWORD = \"arn:aws:secretsmanager:...\" }",
+        );
+        let cpu = self.opt_str(t, "cpu", "\"256\"");
+        let memory = self.opt_str(t, "memory", "\"512\"");
         if self.diags.len() > before {
             return None;
         }
@@ -1021,6 +1054,14 @@ impl Parser<'_> {
             listener_rule,
             target_groups,
             secrets,
+            region,
+            test_listener_rule,
+            url,
+            desired_count,
+            env,
+            secret_env,
+            cpu,
+            memory,
         })
     }
 
