@@ -1004,7 +1004,6 @@ impl Parser<'_> {
 
     fn ecs(&mut self, t: &Tbl) -> Option<EcsService> {
         self.check_keys(t, keys::ECS);
-        let before = self.diags.len();
         let cluster = self.req_str(t, "cluster", "\"prod\"");
         let service = self.req_str(t, "service", "\"payments\"");
         let container = self.req_str(t, "container", "\"app\"");
@@ -1043,9 +1042,8 @@ impl Parser<'_> {
         );
         let cpu = self.opt_str(t, "cpu", "\"256\"");
         let memory = self.opt_str(t, "memory", "\"512\"");
-        if self.diags.len() > before {
-            return None;
-        }
+        // Optional values that failed are left out (and reported); the section stays, so
+        // validation still checks every value that was read.
         Some(EcsService {
             cluster: cluster?,
             service: service?,

@@ -393,10 +393,16 @@ impl Validator<'_> {
             PlatformKind::Local => format!("{p}.local"),
             PlatformKind::Ecs => format!("{p}.ecs"),
         };
-        if self.spans.present(&section)
-            && (s.local.is_none() && s.ecs.is_none() || self.spans.is_broken(&section))
-        {
-            return; // already reported where it was written
+        let broken = self.spans.is_broken(&section);
+        if self.spans.present(&section) && (s.local.is_none() && s.ecs.is_none() || broken) {
+            // Already reported where it was written; values that were read are still
+            // checked one by one (they cannot cascade from the broken ones).
+            if platform == PlatformKind::Ecs
+                && let Some(e) = &s.ecs
+            {
+                self.ecs_values(&p, s, e);
+            }
+            return;
         }
         match platform {
             PlatformKind::Local => {
