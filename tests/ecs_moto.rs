@@ -926,3 +926,143 @@ target_groups = ["{}", "{}"]
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("checks ECS releases"));
 }
+
+/// Run one service's steps the way the engine will: launch, smoke route, shift by the
+/// release's weights, promote. Returns the weights seen after each shift.
+async fn roll_out(
+    p: &EcsPlatform,
+    service: &str,
+    stable: &str,
+    candidate: &str,
+    steps: &[u8],
+) -> Vec<Vec<(String, u8)>> {
+    p.launch(service, candidate, 0).await.unwrap();
+    let route = p.test_route(service, candidate).await.unwrap();
+    assert_eq!(route.header.1, candidate);
+    let mut seen = Vec::new();
+    for pct in steps {
+        let split = if *pct == 100 {
+            w(&[(candidate, 100)])
+        } else {
+            w(&[(stable, 100 - pct), (candidate, *pct)])
+        };
+        p.set_weights(service, &split).await.unwrap();
+        seen.push(p.weights(service).await.unwrap());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_service_release_rolls_out_in_order_and_rolls_back_whole() {
+    let ep = &moto::moto().endpoint;
+    let conf = config(ep).await;
+    let api = external(&conf, ep, "rel-api").await;
+    let web = external(&conf, ep, "rel-web").await;
+    let c = clients(&conf);
+    let r = release(&format!(
+        r#"
+[release]
+name = "two"
+platform = "ecs"
+on_failure = "rollback_release"
+
+[[service]]
+name = "api"
+strategy = "canary"
+steps = [{{ set_weight = 10 }}, {{ analysis = "1m" }}, {{ set_weight = 50 }}, {{ analysis = "1m" }}]
+[service.ecs]
+cluster = "{ac}"
+service = "{asv}"
+container = "app"
+image = "repo/api:2.0"
+listener_rule = "{ar}"
+test_listener_rule = "{atr}"
+target_groups = ["{ab}", "{ag}"]
+region = "us-east-1"
+
+[[service]]
+name = "web"
+depends_on = ["api"]
+strategy = "blue_green"
+[service.ecs]
+cluster = "{wc}"
+service = "{wsv}"
+container = "app"
+image = "repo/web:2.0"
+listener_rule = "{wr}"
+test_listener_rule = "{wtr}"
+target_groups = ["{wb}", "{wg}"]
+region = "us-east-1"
+"#,
+        ac = api.cluster,
+        asv = api.service,
+        ar = api.rule,
+        atr = api.test_rule,
+        ab = api.blue,
+        ag = api.green,
+        wc = web.cluster,
+        wsv = web.service,
+        wr = web.rule,
+        wtr = web.test_rule,
+        wb = web.blue,
+        wg = web.green,
+    ));
+    let plan = cutover::plan::plan(&r);
+    let p = EcsPlatform::from_release_with_retry(&r, &conf, fast_retry()).unwrap();
+    // The plan names the candidate revision by the image tag; the platform uses the same.
+    let revision_of = |svc: &str| {
+        cutover::plan::expand(&r, r.service(svc).unwrap())
+            .iter()
+            .find_map(|s| match &s.action {
+                cutover::plan::Action::Launch { revision, .. } => Some(revision.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(revision_of("api"), "2.0");
+    assert!(!plan.waves.is_empty());
+    let api_seen = roll_out(&p, "api", "1.0", "2.0", &[10, 50, 100]).await;
+    assert_eq!(
+        api_seen,
+        vec![
+            w(&[("1.0", 90), ("2.0", 10)]),
+            w(&[("1.0", 50), ("2.0", 50)]),
+            w(&[("2.0", 100)]),
+        ]
+    );
+    let web_seen = roll_out(&p, "web", "1.0", "2.0", &[100]).await;
+    assert_eq!(web_seen, vec![w(&[("2.0", 100)])]);
+    assert_eq!(
+        primary(&c, &api.cluster, &api.service).await.as_deref(),
+        Some("2.0")
+    );
+    assert_eq!(
+        primary(&c, &web.cluster, &web.service).await.as_deref(),
+        Some("2.0")
+    );
+    let inv = p.inventory().await.unwrap();
+    assert_eq!(
+        inv.len(),
+        4,
+        "old task sets stay up for instant rollback: {inv:?}"
+    );
+
+    // web's bake fails: the whole release rolls back in reverse order, one weight change
+    // and one primary switch per service.
+    for svc in ["web", "api"] {
+        p.set_weights(svc, &w(&[("1.0", 100)])).await.unwrap();
+        p.retire(svc, "2.0", Duration::from_secs(0)).await.unwrap();
+    }
+    for fx in [&api, &web] {
+        assert_eq!(
+            primary(&c, &fx.cluster, &fx.service).await.as_deref(),
+            Some("1.0")
+        );
+        let mut expected = vec![(fx.blue.clone(), 100), (fx.green.clone(), 0)];
+        expected.sort();
+        assert_eq!(rule_weights(&c, &fx.rule).await, expected);
+    }
+    let inv = p.inventory().await.unwrap();
+    assert_eq!(inv.len(), 2);
+    assert!(inv.iter().all(|r| r.revision == "1.0" && r.weight == 100));
+}
