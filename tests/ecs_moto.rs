@@ -1066,3 +1066,40 @@ region = "us-east-1"
     assert_eq!(inv.len(), 2);
     assert!(inv.iter().all(|r| r.revision == "1.0" && r.weight == 100));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_secret_answer_never_reaches_an_error_message() {
+    let m = moto::moto();
+    let ep = &m.endpoint;
+    let direct = config(ep).await;
+    let fx = external(&direct, ep, "leak").await;
+    let arn = secret(m, &direct, &format!("{}/db", fx.name)).await;
+    let proxy = FaultProxy::start(ep).await;
+    let conf = config(&proxy.endpoint).await;
+    let p = EcsPlatform::from_release_with_retry(
+        &fx.canary_release(&format!("secret_env = {{ DB = \"{arn}\" }}")),
+        &conf,
+        fast_retry(),
+    )
+    .unwrap();
+    // A mangled answer that carries the value: the SDK cannot parse it, and the error
+    // (and so every message and log line built from it) must not quote it.
+    proxy.inject(
+        "GetSecretValue",
+        Fault::Respond(200, r#"{"SecretString": "hunter2-do-not-print", "#),
+        u32::MAX,
+    );
+    let err = p.launch("api", "2.0", 0).await.unwrap_err();
+    assert!(err.message.contains("secret"), "{err}");
+    assert!(!err.message.contains("hunter2"), "{err}");
+    proxy.clear();
+    proxy.inject(
+        "GetSecretValue",
+        Fault::Respond(500, r#"{"SecretString": "hunter2-do-not-print"}"#),
+        u32::MAX,
+    );
+    let err = p.launch("api", "2.0", 0).await.unwrap_err();
+    assert!(!err.message.contains("hunter2"), "{err}");
+    let report = verify::verify(&p).await;
+    assert!(!format!("{report}").contains("hunter2"));
+}

@@ -22,6 +22,8 @@ pub enum Fault {
     Status(u16),
     /// Forward (so the change happens), then answer with this status.
     ForwardThenStatus(u16),
+    /// Answer with this status and body, without forwarding.
+    Respond(u16, &'static str),
 }
 
 struct Rule {
@@ -162,6 +164,11 @@ async fn handle(
     match fault {
         Some(Fault::Throttle) => return Ok(throttle(target.is_some())),
         Some(Fault::Status(s)) => return Ok(status(s)),
+        Some(Fault::Respond(s, body)) => {
+            let mut r = status(s);
+            *r.body_mut() = Full::new(Bytes::from_static(body.as_bytes()));
+            return Ok(r);
+        }
         _ => {}
     }
     let uri = format!(

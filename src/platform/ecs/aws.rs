@@ -190,17 +190,37 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
+    // Messages are built from error metadata only, never from a response body: the body
+    // of an answer that failed to parse may be a secret value (GetSecretValue).
     let (code, message) = match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
-            (
-                e.code().map(str::to_string),
-                e.message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(err).to_string()),
-            )
+            let code = e.code().map(str::to_string);
+            let message = match (e.message(), &code, status) {
+                (Some(m), _, _) => m.to_string(),
+                (None, Some(c), _) => c.clone(),
+                (None, None, Some(s)) => format!("HTTP {s} without an AWS error code"),
+                (None, None, None) => "error without a code".to_string(),
+            };
+            (code, message)
         }
-        _ => (None, DisplayErrorContext(err).to_string()),
+        SdkError::ResponseError(_) => (
+            None,
+            format!(
+                "HTTP {} with an answer that could not be read",
+                status.map_or_else(|| "?".to_string(), |s| s.to_string())
+            ),
+        ),
+        SdkError::TimeoutError(_) => (None, "timed out".to_string()),
+        SdkError::DispatchFailure(d) => (
+            None,
+            match d.as_connector_error() {
+                Some(c) => format!("request not sent: {}", DisplayErrorContext(c)),
+                None => "request not sent".to_string(),
+            },
+        ),
+        SdkError::ConstructionFailure(_) => (None, DisplayErrorContext(err).to_string()),
+        _ => (None, "unknown SDK error".to_string()),
     };
     let retryable = match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
