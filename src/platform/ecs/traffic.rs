@@ -138,7 +138,15 @@ pub fn with_split(actions: &[Action], split: &Split) -> Vec<Action> {
         .iter()
         .map(|a| {
             if a.r#type() != Some(&ActionTypeEnum::Forward) || replaced {
-                return a.clone();
+                let mut kept = a.clone();
+                // DescribeRules never returns an OIDC client secret; resubmitting the
+                // action without it needs this flag, or ModifyRule is rejected.
+                if let Some(oidc) = kept.authenticate_oidc_config.as_mut()
+                    && oidc.client_secret.is_none()
+                {
+                    oidc.use_existing_client_secret = Some(true);
+                }
+                return kept;
             }
             replaced = true;
             let mut fc = ForwardActionConfig::builder().set_target_groups(Some(tuples.clone()));
@@ -387,6 +395,22 @@ mod tests {
         let out = with_split(&[auth.clone(), fwd], &split(&[(BLUE, 75), (GREEN, 25)]));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0], auth);
+        let oidc = Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .authenticate_oidc_config(
+                aws_sdk_elasticloadbalancingv2::types::AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp")
+                    .client_id("cutover")
+                    .build(),
+            )
+            .build();
+        let kept = with_split(&[oidc], &split(&[(BLUE, 1)]));
+        assert_eq!(
+            kept[0]
+                .authenticate_oidc_config()
+                .and_then(|c| c.use_existing_client_secret()),
+            Some(true)
+        );
         assert_eq!(out[1].order(), Some(2));
         assert_eq!(out[1].target_group_arn(), None);
         assert_eq!(split_of(&out), split(&[(BLUE, 75), (GREEN, 25)]));
