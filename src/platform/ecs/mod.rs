@@ -808,32 +808,7 @@ impl EcsPlatform {
         let desc = self.describe(svc).await?;
         let wanted = desc.task_definition().unwrap_or("").to_string();
         let revision = self.revision_of_td(svc, &wanted).await?;
-        let primary = desc
-            .deployments()
-            .iter()
-            .find(|d| d.status() == Some("PRIMARY"));
-        let Some(d) = primary.filter(|d| d.task_definition() == Some(wanted.as_str())) else {
-            return Ok(Rollout {
-                task_definition: wanted,
-                revision,
-                state: "NOT_STARTED".into(),
-                reason: Some("ECS shows no deployment of the service's task definition yet".into()),
-                desired: desc.desired_count().max(0) as u32,
-                running: 0,
-                pending: 0,
-            });
-        };
-        Ok(Rollout {
-            task_definition: wanted,
-            revision,
-            state: d
-                .rollout_state()
-                .map_or("IN_PROGRESS".to_string(), |s| s.as_str().to_string()),
-            reason: d.rollout_state_reason().map(str::to_string),
-            desired: d.desired_count().max(0) as u32,
-            running: d.running_count().max(0) as u32,
-            pending: d.pending_count().max(0) as u32,
-        })
+        Ok(rollout_of(&desc, &wanted, revision))
     }
 
     async fn update_service_to(
@@ -1005,6 +980,38 @@ impl EcsPlatform {
             desired,
             instances,
         })
+    }
+}
+
+/// The progress of a rolling update towards task definition `wanted`, from the service's
+/// PRIMARY deployment. A PRIMARY deployment of another task definition means ECS has not
+/// started the update yet (or an emulator never will): that is reported, not guessed over.
+pub fn rollout_of(desc: &EcsServiceDesc, wanted: &str, revision: String) -> Rollout {
+    let primary = desc
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"));
+    let Some(d) = primary.filter(|d| d.task_definition() == Some(wanted)) else {
+        return Rollout {
+            task_definition: wanted.to_string(),
+            revision,
+            state: "NOT_STARTED".into(),
+            reason: Some("ECS shows no deployment of the service's task definition yet".into()),
+            desired: desc.desired_count().max(0) as u32,
+            running: 0,
+            pending: 0,
+        };
+    };
+    Rollout {
+        task_definition: wanted.to_string(),
+        revision,
+        state: d
+            .rollout_state()
+            .map_or("IN_PROGRESS".to_string(), |s| s.as_str().to_string()),
+        reason: d.rollout_state_reason().map(str::to_string),
+        desired: d.desired_count().max(0) as u32,
+        running: d.running_count().max(0) as u32,
+        pending: d.pending_count().max(0) as u32,
     }
 }
 
@@ -1461,6 +1468,48 @@ mod tests {
         assert_eq!(rolling_percents(&r(2, 1), 4), (75, 150));
         assert_eq!(rolling_percents(&r(1, 0), 3), (100, 134));
         assert_eq!(rolling_percents(&r(1, 5), 2), (0, 150));
+    }
+
+    #[test]
+    fn rollout_follows_the_primary_deployment_of_the_wanted_task_definition() {
+        use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+        let dep = |td: &str, status: &str, state: Option<DeploymentRolloutState>| {
+            Deployment::builder()
+                .task_definition(td)
+                .status(status)
+                .desired_count(4)
+                .running_count(1)
+                .pending_count(2)
+                .set_rollout_state(state)
+                .rollout_state_reason("circuit breaker tripped")
+                .build()
+        };
+        let svc = |deps: Vec<Deployment>| {
+            EcsServiceDesc::builder()
+                .desired_count(4)
+                .set_deployments(Some(deps))
+                .build()
+        };
+        let old = svc(vec![dep("td:1", "PRIMARY", None)]);
+        let r = rollout_of(&old, "td:2", "2.0".into());
+        assert_eq!((r.state.as_str(), r.running), ("NOT_STARTED", 0));
+        let going = svc(vec![
+            dep("td:2", "PRIMARY", Some(DeploymentRolloutState::InProgress)),
+            dep("td:1", "ACTIVE", None),
+        ]);
+        let r = rollout_of(&going, "td:2", "2.0".into());
+        assert_eq!(
+            (r.state.as_str(), r.desired, r.running, r.pending),
+            ("IN_PROGRESS", 4, 1, 2)
+        );
+        let failed = svc(vec![dep(
+            "td:2",
+            "PRIMARY",
+            Some(DeploymentRolloutState::Failed),
+        )]);
+        let r = rollout_of(&failed, "td:2", "2.0".into());
+        assert_eq!(r.state, "FAILED");
+        assert_eq!(r.reason.as_deref(), Some("circuit breaker tripped"));
     }
 
     #[test]
