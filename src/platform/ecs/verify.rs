@@ -61,7 +61,7 @@ impl fmt::Display for Report {
             }
             let mark = match c.status {
                 Status::Ok => "ok     ",
-                Status::Problem => "MISSING",
+                Status::Problem => "PROBLEM",
                 Status::Note => "note   ",
             };
             writeln!(f, "  {mark} {}: {}", c.subject, c.detail)?;
