@@ -280,6 +280,19 @@ async fn a_listener_changed_by_someone_else_is_not_touched() {
         p.weights("api").await.unwrap(),
         w(&[("1.0", 50), ("2.0", 50)])
     );
+    // A restarted cutover told (from its journal) what it set last catches a change made
+    // while it was not running.
+    let resumed =
+        EcsPlatform::from_release_with_retry(&fx.canary_release(""), &conf, fast_retry()).unwrap();
+    resumed
+        .expect_weights("api", &w(&[("1.0", 90), ("2.0", 10)]))
+        .await
+        .unwrap();
+    let err = resumed
+        .set_weights("api", &w(&[("1.0", 25), ("2.0", 75)]))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("changed outside cutover"), "{err}");
     // A split naming a revision without a task set is refused before anything changes.
     let err = p
         .set_weights("api", &w(&[("1.0", 50), ("9.9", 50)]))

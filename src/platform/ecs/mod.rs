@@ -229,6 +229,30 @@ impl EcsPlatform {
         Ok(())
     }
 
+    /// Tell the platform which split it set last (a resumed engine, from its journal), so
+    /// that a change made while no cutover was running is caught before the next shift.
+    pub async fn expect_weights(
+        &self,
+        service: &str,
+        weights: &Weights,
+    ) -> Result<(), PlatformError> {
+        let svc = self.svc(service)?;
+        let desc = self.describe(svc).await?;
+        let sets = self.task_sets(svc, &desc).await?;
+        let mut split = Split::default();
+        for (rev, w) in weights {
+            let tg = sets
+                .iter()
+                .find(|(r, _)| r == rev)
+                .and_then(|(_, t)| t.load_balancers().first())
+                .and_then(|l| l.target_group_arn())
+                .ok_or_else(|| svc.fatal(format!("revision \"{rev}\" has no task set")))?;
+            split.0.insert(tg.to_string(), u32::from(*w));
+        }
+        self.with_state(service, |s| s.expected = Some(split));
+        Ok(())
+    }
+
     /// The ECS service as it is now.
     pub async fn describe(&self, svc: &Svc) -> Result<EcsServiceDesc, PlatformError> {
         let ecs = &svc.clients.ecs;
