@@ -9,6 +9,7 @@
 //! CloudWatch metric math.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 
 use super::EcsPlatform;
-use super::aws::call;
+use super::aws::{RetryPolicy, call};
 use super::traffic::load_balancer_dimension;
 use crate::metrics::{LatencyQuantiles, MetricSource, MetricsError, RevisionCounters};
 
@@ -94,6 +95,7 @@ impl CloudWatchSource {
         start: SystemTime,
         end: SystemTime,
         period: i32,
+        retry: &RetryPolicy,
     ) -> Result<BTreeMap<String, Vec<f64>>, MetricsError> {
         let svc = self
             .platform
@@ -135,18 +137,14 @@ impl CloudWatchSource {
         let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut next: Option<String> = None;
         loop {
-            let resp = call(
-                self.platform.retry_policy(),
-                "cloudwatch:GetMetricData",
-                || {
-                    cw.get_metric_data()
-                        .set_metric_data_queries(Some(queries.clone()))
-                        .start_time(DateTime::from(start))
-                        .end_time(DateTime::from(end))
-                        .set_next_token(next.clone())
-                        .send()
-                },
-            )
+            let resp = call(retry, "cloudwatch:GetMetricData", || {
+                cw.get_metric_data()
+                    .set_metric_data_queries(Some(queries.clone()))
+                    .start_time(DateTime::from(start))
+                    .end_time(DateTime::from(end))
+                    .set_next_token(next.clone())
+                    .send()
+            })
             .await
             .map_err(|e| self.err(e.to_string()))?;
             for r in resp.metric_data_results() {
@@ -218,24 +216,43 @@ impl MetricSource for CloudWatchSource {
                 "Sum".into(),
             ),
         ];
-        let mut sums = self.fetch(service, &t, &asks, start, end, PERIOD).await?;
+        let retry = *self.platform.retry_policy();
+        let mut sums = self
+            .fetch(service, &t, &asks, start, end, PERIOD, &retry)
+            .await?;
         // Requests slower than the threshold: the trimmed count of TargetResponseTime above
-        // it. Asked separately because not every CloudWatch implementation knows trimmed
-        // statistics; without it `slow` stays 0 and the judge relies on quantiles.
-        let slow_stat = format!("TC({:.3}:)", slow_threshold.as_secs_f64());
-        match self
-            .fetch(
-                service,
-                &t,
-                &[("slow", "TargetResponseTime", slow_stat)],
-                start,
-                end,
-                PERIOD,
-            )
-            .await
-        {
-            Ok(slow) => sums.extend(slow),
-            Err(e) => tracing::debug!(service, revision, "no trimmed count from CloudWatch: {e}"),
+        // it. Asked separately, once and without retries, because not every CloudWatch
+        // implementation knows trimmed statistics (moto does not); without it `slow` stays
+        // 0 and the judge relies on the latency quantiles.
+        let flag = &self.platform.inner().no_trimmed_count;
+        if !flag.load(Ordering::Relaxed) {
+            let slow_stat = format!("TC({:.3}:)", slow_threshold.as_secs_f64());
+            let once = RetryPolicy {
+                max_attempts: 1,
+                ..retry
+            };
+            match self
+                .fetch(
+                    service,
+                    &t,
+                    &[("slow", "TargetResponseTime", slow_stat)],
+                    start,
+                    end,
+                    PERIOD,
+                    &once,
+                )
+                .await
+            {
+                Ok(slow) => sums.extend(slow),
+                Err(e) => {
+                    flag.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        service,
+                        revision,
+                        "CloudWatch gives no trimmed count of TargetResponseTime, so slow requests are not counted: {e}"
+                    );
+                }
+            }
         }
         Ok(counters_from(&sums))
     }
@@ -259,7 +276,10 @@ impl MetricSource for CloudWatchSource {
             ("p90", "TargetResponseTime", "p90".into()),
             ("p99", "TargetResponseTime", "p99".into()),
         ];
-        let got = self.fetch(service, &t, &asks, start, end, period).await?;
+        let retry = *self.platform.retry_policy();
+        let got = self
+            .fetch(service, &t, &asks, start, end, period, &retry)
+            .await?;
         Ok(quantiles_from(&got))
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct Inner {
     state: Mutex<BTreeMap<String, SvcState>>,
     /// Revision name of a task definition ARN (task definitions are immutable).
     revisions: Mutex<BTreeMap<String, String>>,
+    /// Set once CloudWatch refused a trimmed-count statistic, so it is not asked again.
+    pub(crate) no_trimmed_count: std::sync::atomic::AtomicBool,
 }
 
 /// The ECS platform. Cheap to clone; clones share state.
@@ -176,6 +178,7 @@ impl EcsPlatform {
                 retry,
                 state: Mutex::new(BTreeMap::new()),
                 revisions: Mutex::new(BTreeMap::new()),
+                no_trimmed_count: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -187,6 +190,10 @@ impl EcsPlatform {
 
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     pub(crate) fn svc(&self, name: &str) -> Result<&Svc, PlatformError> {
