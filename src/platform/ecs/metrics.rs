@@ -92,9 +92,7 @@ impl CloudWatchSource {
         service: &str,
         t: &MetricTarget,
         asks: &[Ask],
-        start: SystemTime,
-        end: SystemTime,
-        period: i32,
+        (start, end, period): (SystemTime, SystemTime, i32),
         retry: &RetryPolicy,
     ) -> Result<BTreeMap<String, Vec<f64>>, MetricsError> {
         let svc = self
@@ -218,7 +216,7 @@ impl MetricSource for CloudWatchSource {
         ];
         let retry = *self.platform.retry_policy();
         let mut sums = self
-            .fetch(service, &t, &asks, start, end, PERIOD, &retry)
+            .fetch(service, &t, &asks, (start, end, PERIOD), &retry)
             .await?;
         // Requests slower than the threshold: the trimmed count of TargetResponseTime above
         // it. Asked separately, once and without retries, because not every CloudWatch
@@ -236,9 +234,7 @@ impl MetricSource for CloudWatchSource {
                     service,
                     &t,
                     &[("slow", "TargetResponseTime", slow_stat)],
-                    start,
-                    end,
-                    PERIOD,
+                    (start, end, PERIOD),
                     &once,
                 )
                 .await
@@ -278,7 +274,7 @@ impl MetricSource for CloudWatchSource {
         ];
         let retry = *self.platform.retry_policy();
         let got = self
-            .fetch(service, &t, &asks, start, end, period, &retry)
+            .fetch(service, &t, &asks, (start, end, period), &retry)
             .await?;
         Ok(quantiles_from(&got))
     }
