@@ -224,6 +224,15 @@ async fn rollback_restores_the_weights_and_the_primary_task_set() {
     let inv = p.inventory().await.unwrap();
     assert_eq!(inv.len(), 1);
     assert_eq!((inv[0].revision.as_str(), inv[0].weight), ("1.0", 100));
+    // Naming the retired revision at 0 is fine; at any other weight it is refused.
+    p.set_weights("api", &w(&[("1.0", 100), ("2.0", 0)]))
+        .await
+        .unwrap();
+    assert!(
+        p.set_weights("api", &w(&[("1.0", 90), ("2.0", 10)]))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -721,12 +721,15 @@ impl EcsPlatform {
                 .collect(),
         );
         for (rev, w) in weights {
-            let tg = sets
+            let found = sets
                 .iter()
                 .find(|(r, _)| r == rev)
                 .and_then(|(_, t)| t.load_balancers().first())
-                .and_then(|l| l.target_group_arn())
-                .ok_or_else(|| {
+                .and_then(|l| l.target_group_arn());
+            if found.is_none() && *w == 0 {
+                continue; // a revision already gone takes no traffic: nothing to do
+            }
+            let tg = found.ok_or_else(|| {
                     svc.fatal(format!(
                         "revision \"{rev}\" has no task set in ECS service \"{}\" (running: {}): launch it first",
                         svc.cfg.service,
