@@ -57,9 +57,47 @@ fn the_examples_cover_what_the_docs_promise() {
         assert_eq!(diamond.service(side).expect(side).depends_on, ["ledger"]);
     }
     assert_eq!(load("migration.toml").migrations.len(), 1);
+    let ecs = load("ecs-canary.toml");
+    assert_eq!(ecs.release.platform, release::PlatformKind::Ecs);
+    let api = ecs
+        .service("api")
+        .expect("api")
+        .ecs
+        .clone()
+        .expect("api ecs");
+    assert!(api.test_listener_rule.is_some());
+    assert_eq!(api.region.as_deref(), Some("us-east-1"));
+    let worker = ecs.service("worker").expect("worker");
+    assert_eq!(worker.strategy, release::StrategyKind::Rolling);
+    // The ECS blue-green example: two services, a listener ARN and a rule ARN, and every
+    // task-definition change a release can make.
+    let bg = load("ecs-blue-green.toml");
+    assert_eq!(bg.release.platform, release::PlatformKind::Ecs);
+    assert_eq!(bg.services.len(), 2);
+    assert!(
+        bg.services
+            .iter()
+            .all(|s| s.strategy == release::StrategyKind::BlueGreen)
+    );
+    let auth = bg.service("auth").expect("auth").ecs.clone().expect("ecs");
+    assert!(
+        auth.listener_rule
+            .as_deref()
+            .is_some_and(|r| r.contains(":listener/"))
+    );
+    assert_eq!(auth.desired_count, Some(3));
+    assert_eq!(auth.secret_env.len(), 1);
+    let web = bg.service("web").expect("web");
+    assert_eq!(web.depends_on, ["auth"]);
+    let web = web.ecs.clone().expect("ecs");
+    assert_eq!(web.url.as_deref(), Some("https://www.example.com"));
     assert_eq!(
-        load("ecs-canary.toml").release.platform,
-        release::PlatformKind::Ecs
+        (web.cpu.as_deref(), web.memory.as_deref()),
+        (Some("1024"), Some("2048"))
+    );
+    assert_eq!(
+        web.env.get("FEATURE_NEW_CART").map(String::as_str),
+        Some("on")
     );
 }
 
@@ -174,6 +212,8 @@ fn readme_documents_every_key() {
         let forms = [
             format!("`{key}`"),
             format!("`{key} ="),
+            format!("`{key}` /"),
+            format!("/ `{key}`"),
             format!("{{ {key},"),
             format!(", {key} }}"),
             format!("[{key}]"),

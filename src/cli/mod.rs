@@ -2,11 +2,14 @@
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
 mod audit;
+mod aws_common;
+mod diff;
 mod history;
 mod migrate;
 mod plan;
 mod schema;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +93,26 @@ pub enum Command {
         #[command(subcommand)]
         command: migrate::MigrateCommand,
     },
+    /// Check that everything an ECS release names exists in the AWS account and matches,
+    /// before any change (exit 2 if something is missing).
+    Verify {
+        /// The release file.
+        file: PathBuf,
+        #[command(flatten)]
+        aws: aws_common::AwsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show what an ECS release would change in each task definition (image, env, secrets,
+    /// cpu/memory) against what runs now.
+    Diff {
+        /// The release file.
+        file: PathBuf,
+        #[command(flatten)]
+        aws: aws_common::AwsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -136,6 +159,8 @@ pub fn main() -> ExitCode {
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
         Command::Migrate { command } => migrate::run(command),
+        Command::Verify { file, aws, output } => verify::run(&file, &aws, output),
+        Command::Diff { file, aws, output } => diff::run(&file, &aws, output),
     }
 }
 

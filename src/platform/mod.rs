@@ -1,10 +1,12 @@
 //! The only code that changes deployments in the world. The engine drives a [`Platform`]
 //! toward a desired state with idempotent calls; `local` runs processes behind a weighted
-//! proxy, `ecs` (later) maps the same calls onto task sets and ALB weighted target groups.
+//! proxy, `ecs` ([`ecs`]) maps the same calls onto task sets and ALB weighted target groups.
 //!
 //! Vocabulary: a *service* is a name from the release; a *revision* is one version of it
 //! (`"v1"`, `"v2"`, an ECS task definition revision); an *instance* is one replica of a
 //! revision (a local process, an ECS task).
+
+pub mod ecs;
 
 use std::sync::Arc;
 use std::time::Duration;

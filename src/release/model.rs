@@ -521,6 +521,37 @@ pub struct EcsService {
     /// Secrets Manager ARNs the new task definition uses; checked before any change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The AWS region of the cluster (`us-east-1`); default: the standard chain
+    /// (`AWS_REGION`, then the profile's `region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An ALB listener rule cutover points at the candidate's target group, matching the
+    /// header `x-cutover-revision: <revision>`, so smoke tests reach the candidate at
+    /// weight 0. Required for smoke tests on weighted strategies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<String>,
+    /// The base URL smoke tests use (`https://api.example.com`); default: the load
+    /// balancer's DNS name with the listener's protocol and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Tasks each revision runs; default: the ECS service's desired count when the release
+    /// starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<u32>,
+    /// Environment variables set (added or replaced) on the container in the new task
+    /// definition; the others are kept as they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Secrets set on the container in the new task definition: environment variable name
+    /// to Secrets Manager ARN. Checked before any change and pinned to the version found.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
+    /// Task-level CPU units of the new task definition (`"256"`, `"1024"`); default: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Task-level memory in MiB of the new task definition (`"512"`); default: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// One `[[migration]]`: schema changes that go with the release.

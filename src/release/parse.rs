@@ -151,6 +151,14 @@ pub mod keys {
         "listener_rule",
         "target_groups",
         "secrets",
+        "region",
+        "test_listener_rule",
+        "url",
+        "desired_count",
+        "env",
+        "secret_env",
+        "cpu",
+        "memory",
     ];
     pub const MIGRATION: &[&str] = &[
         "name",
@@ -519,6 +527,20 @@ impl Parser<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// An optional table of string values (`env = { A = "b" }`); every non-string value is
+    /// reported at its own place.
+    fn str_map(&mut self, tbl: &Tbl, key: &str, example: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(et) = self.opt_table(tbl, key, || format!("`{}`", tbl.child(key))) {
+            for (k, v) in et.t.iter() {
+                if let Some(s) = self.string_of(v, et.loc(k.get_ref()), Ex::Literal(example)) {
+                    out.insert(k.get_ref().to_string(), s);
+                }
+            }
+        }
+        out
     }
 
     fn enum_of<T: Copy>(
@@ -1057,16 +1079,7 @@ impl Parser<'_> {
         let args = self
             .opt_str_list(&rt, "args", "[\"--error-rate\", \"0.02\"]")
             .unwrap_or_default();
-        let mut env = BTreeMap::new();
-        if let Some(et) = self.opt_table(&rt, "env", || format!("`{}`", rt.child("env"))) {
-            for (k, v) in et.t.iter() {
-                let loc = et.loc(k.get_ref());
-                if let Some(s) = self.string_of(v, loc, Ex::Literal("env = { FEATURE_X = \"on\" }"))
-                {
-                    env.insert(k.get_ref().to_string(), s);
-                }
-            }
-        }
+        let env = self.str_map(&rt, "env", "env = { FEATURE_X = \"on\" }");
         Some(RevisionRun {
             revision: revision?,
             args,
@@ -1109,7 +1122,6 @@ impl Parser<'_> {
 
     fn ecs(&mut self, t: &Tbl) -> Option<EcsService> {
         self.check_keys(t, keys::ECS);
-        let before = self.diags.len();
         let cluster = self.req_str(t, "cluster", "\"prod\"");
         let service = self.req_str(t, "service", "\"payments\"");
         let container = self.req_str(t, "container", "\"app\"");
@@ -1130,9 +1142,26 @@ impl Parser<'_> {
         let secrets = self
             .opt_str_list(t, "secrets", "[\"arn:aws:secretsmanager:...\"]")
             .unwrap_or_default();
-        if self.diags.len() > before {
-            return None;
-        }
+        let region = self.opt_str(t, "region", "\"us-east-1\"");
+        let test_listener_rule = self.opt_str(
+            t,
+            "test_listener_rule",
+            "\"arn:aws:elasticloadbalancing:...:listener-rule/...\"",
+        );
+        let url = self.opt_str(t, "url", "\"https://api.example.com\"");
+        let desired_count = self
+            .opt_int(t, "desired_count", 0, 5000, "2")
+            .map(|n| n as u32);
+        let env = self.str_map(t, "env", "env = { LOG_LEVEL = \"info\" }");
+        let secret_env = self.str_map(
+            t,
+            "secret_env",
+            "secret_env = { DB_PASSWORD = \"arn:aws:secretsmanager:...\" }",
+        );
+        let cpu = self.opt_str(t, "cpu", "\"256\"");
+        let memory = self.opt_str(t, "memory", "\"512\"");
+        // Optional values that failed are left out (and reported); the section stays, so
+        // validation still checks every value that was read.
         Some(EcsService {
             cluster: cluster?,
             service: service?,
@@ -1141,6 +1170,14 @@ impl Parser<'_> {
             listener_rule,
             target_groups,
             secrets,
+            region,
+            test_listener_rule,
+            url,
+            desired_count,
+            env,
+            secret_env,
+            cpu,
+            memory,
         })
     }
 

@@ -413,10 +413,16 @@ impl Validator<'_> {
             PlatformKind::Local => format!("{p}.local"),
             PlatformKind::Ecs => format!("{p}.ecs"),
         };
-        if self.spans.present(&section)
-            && (s.local.is_none() && s.ecs.is_none() || self.broken(format_args!("{section}")))
-        {
-            return; // already reported where it was written
+        let broken = self.broken(format_args!("{section}"));
+        if self.spans.present(&section) && (s.local.is_none() && s.ecs.is_none() || broken) {
+            // Already reported where it was written; values that were read are still
+            // checked one by one (they cannot cascade from the broken ones).
+            if platform == PlatformKind::Ecs
+                && let Some(e) = &s.ecs
+            {
+                self.ecs_values(&p, s, e);
+            }
+            return;
         }
         match platform {
             PlatformKind::Local => {
@@ -480,7 +486,118 @@ impl Validator<'_> {
                             "list the blue and the green target group ARNs",
                         );
                     }
+                    if !s.smoke.is_empty() && e.test_listener_rule.is_none() {
+                        self.at(
+                            &format!("{p}.ecs"),
+                            format!(
+                                "service \"{}\" has smoke tests but no test_listener_rule to reach the candidate at weight 0",
+                                s.name
+                            ),
+                            "name an ALB listener rule cutover may point at the candidate: `test_listener_rule = \"arn:...:listener-rule/...\"`",
+                        );
+                    }
                 }
+                self.ecs_values(&p, s, e);
+            }
+        }
+    }
+
+    /// Shapes of ECS values that AWS would reject only after the release started.
+    fn ecs_values(&mut self, p: &Indexed, s: &Service, e: &EcsService) {
+        let arn_checks = [
+            (
+                "listener_rule",
+                e.listener_rule.as_deref(),
+                ":elasticloadbalancing:",
+            ),
+            (
+                "test_listener_rule",
+                e.test_listener_rule.as_deref(),
+                ":elasticloadbalancing:",
+            ),
+        ];
+        for (key, value, part) in arn_checks {
+            if let Some(v) = value
+                && !(v.starts_with("arn:") && v.contains(part))
+            {
+                self.at(
+                    &format!("{p}.ecs.{key}"),
+                    format!(
+                        "`{key}` of service \"{}\" is not a load balancer ARN: \"{v}\"",
+                        s.name
+                    ),
+                    "copy the ARN from the console or `aws elbv2 describe-rules`",
+                );
+            }
+        }
+        for (i, tg) in e.target_groups.iter().enumerate() {
+            if !(tg.starts_with("arn:") && tg.contains(":targetgroup/")) {
+                self.at(
+                    &format!("{p}.ecs.target_groups[{i}]"),
+                    format!("target group \"{tg}\" of service \"{}\" is not a target group ARN", s.name),
+                    "write the full ARN: \"arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID\"",
+                );
+            }
+        }
+        if e.target_groups.len() == 2 && e.target_groups[0] == e.target_groups[1] {
+            self.at(
+                &format!("{p}.ecs.target_groups[1]"),
+                format!("service \"{}\" names the same target group twice", s.name),
+                "blue and green must be two different target groups",
+            );
+        }
+        let secrets = e
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("{p}.ecs.secrets[{i}]"), a))
+            .chain(
+                e.secret_env
+                    .iter()
+                    .map(|(k, a)| (format!("{p}.ecs.secret_env.{k}"), a)),
+            );
+        let bad: Vec<(String, String)> = secrets
+            .filter(|(_, a)| !(a.starts_with("arn:") && a.contains(":secretsmanager:")))
+            .map(|(path, a)| (path, a.clone()))
+            .collect();
+        for (path, a) in bad {
+            self.at(
+                &path,
+                format!(
+                    "\"{a}\" of service \"{}\" is not a Secrets Manager ARN",
+                    s.name
+                ),
+                "write the secret's ARN: \"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME\"",
+            );
+        }
+        if let Some(u) = &e.url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            self.at(
+                &format!("{p}.ecs.url"),
+                format!(
+                    "url \"{u}\" of service \"{}\" has no http:// or https://",
+                    s.name
+                ),
+                "write it like \"https://api.example.com\"",
+            );
+        }
+        for (key, value) in [("cpu", &e.cpu), ("memory", &e.memory)] {
+            if let Some(v) = value
+                && v.parse::<u32>().is_err()
+            {
+                self.at(
+                    &format!("{p}.ecs.{key}"),
+                    format!(
+                        "{key} \"{v}\" of service \"{}\" is not a whole number",
+                        s.name
+                    ),
+                    if key == "cpu" {
+                        "write CPU units as a number in a string, e.g. \"256\" or \"1024\""
+                    } else {
+                        "write memory in MiB as a number in a string, e.g. \"512\""
+                    },
+                );
             }
         }
     }
