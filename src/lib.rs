@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod duration;
+pub mod judge;
 pub mod metrics;
 pub mod plan;
 pub mod platform;

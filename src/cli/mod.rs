@@ -10,10 +10,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod judge_bench;
+pub mod judge_replay;
+
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
 /// Exit code for an internal error.
 pub const EXIT_INTERNAL: u8 = 1;
+/// Exit code when something rolled back (or, in a replay, would have).
+pub const EXIT_ROLLED_BACK: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +57,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
+    #[command(name = "judge-bench")]
+    JudgeBench(judge_bench::JudgeBenchArgs),
+    /// Canary judge tools.
+    Judge {
+        #[command(subcommand)]
+        command: judge_replay::JudgeCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -60,6 +73,8 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
+        Command::JudgeBench(args) => judge_bench::run(args),
+        Command::Judge { command } => judge_replay::run(command),
     }
 }
 

@@ -1,0 +1,246 @@
+//! `cutover judge-bench`: compare canary judges on seeded simulated traffic.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum, builder::PossibleValuesParser};
+
+use crate::duration::parse_duration;
+use crate::judge::explain::count;
+use crate::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, record_trial, run_scenario};
+
+use super::{EXIT_INTERNAL, EXIT_INVALID};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeBenchArgs {
+    /// Scenario to run (repeatable; default: all).
+    #[arg(long, value_parser = PossibleValuesParser::new(Scenario::ALL.map(|s| s.name())))]
+    pub scenario: Vec<String>,
+    /// Requests per second to baseline and canary together.
+    #[arg(long, default_value_t = 100.0)]
+    pub rps: f64,
+    /// Canary weight in percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub weight: f64,
+    /// Baseline error rate as a share (0.005 = 0.5 %).
+    #[arg(long, default_value_t = 0.005)]
+    pub base_error: f64,
+    /// Canary error rate ÷ baseline error rate in the `errors` and `low-traffic` scenarios.
+    #[arg(long, default_value_t = 4.0)]
+    pub multiplier: f64,
+    /// Extra latency of canary requests above the baseline p90 in the `latency` scenario.
+    #[arg(long, default_value_t = 50.0)]
+    pub latency_shift_ms: f64,
+    /// Trials per scenario.
+    #[arg(long, default_value_t = 2000)]
+    pub trials: u32,
+    /// Base seed; the same seed gives the same table.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Judge to run (repeatable; default: all).
+    #[arg(long = "judge", value_parser = PossibleValuesParser::new(JudgeSpec::ALL.map(|j| j.name())))]
+    pub judges: Vec<String>,
+    /// Simulated time per trial.
+    #[arg(long, default_value = "30m")]
+    pub horizon: String,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Instead of benchmarking, write one trial of the (first) scenario as JSON lines
+    /// that `cutover judge replay` reads.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// The trial to record with `--record`.
+    #[arg(long, default_value_t = 0)]
+    pub trial: u32,
+}
+
+fn invalid(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_INVALID)
+}
+
+pub fn run(args: JudgeBenchArgs) -> ExitCode {
+    let horizon = match parse_duration(&args.horizon) {
+        Ok(d) if d.as_secs() >= 1 => d,
+        Ok(_) => return invalid("--horizon must be at least 1s"),
+        Err(e) => return invalid(format!("--horizon: {e}")),
+    };
+    let params = SimParams {
+        rps: args.rps,
+        weight: args.weight / 100.0,
+        base_error: args.base_error,
+        multiplier: args.multiplier,
+        latency_shift_ms: args.latency_shift_ms,
+        horizon_s: horizon.as_secs().min(u32::MAX as u64) as u32,
+        trials: args.trials,
+        seed: args.seed,
+    };
+    if let Err(e) = params.validate() {
+        return invalid(e);
+    }
+    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario
+            .iter()
+            .filter_map(|s| Scenario::parse(s))
+            .collect()
+    };
+    let judges: Vec<JudgeSpec> = if args.judges.is_empty() {
+        JudgeSpec::ALL.to_vec()
+    } else {
+        args.judges
+            .iter()
+            .filter_map(|j| JudgeSpec::parse(j))
+            .collect()
+    };
+    if let Some(path) = &args.record {
+        return record(path, scenarios[0], &params, args.trial);
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let started = Instant::now();
+    let mut rows: Vec<Summary> = Vec::new();
+    for s in &scenarios {
+        match run_scenario(*s, &judges, &params, threads) {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                eprintln!("error: simulation of {} failed: {e}", s.name());
+                return ExitCode::from(EXIT_INTERNAL);
+            }
+        }
+    }
+    let took = started.elapsed();
+    match args.output {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({ "results": rows });
+            println!("{doc}");
+        }
+        OutputFormat::Text => {
+            print!("{}", table(&rows, &params));
+            println!(
+                "{} scenarios × {} judges × {} trials of {} s in {:.1} s on {threads} threads (seed {})",
+                scenarios.len(),
+                judges.len(),
+                count(params.trials as u64),
+                params.horizon_s,
+                took.as_secs_f64(),
+                params.seed
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> ExitCode {
+    let windows = record_trial(s, p, trial);
+    let result = File::create(path).and_then(|f| {
+        let mut out = BufWriter::new(f);
+        for w in &windows {
+            let line = serde_json::to_string(w).map_err(std::io::Error::other)?;
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    });
+    match result {
+        Ok(()) => {
+            eprintln!(
+                "wrote {} windows of scenario {} (trial {trial}, seed {}) to {}",
+                windows.len(),
+                s.name(),
+                p.seed,
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => invalid(format!(
+            "cannot write {}: {e}; check the directory exists and is writable",
+            path.display()
+        )),
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.0}")).unwrap_or_else(|| "–".into())
+}
+
+/// The human table: one block per scenario.
+pub fn table(rows: &[Summary], p: &SimParams) -> String {
+    let mut out = String::new();
+    let mut scenario = "";
+    for r in rows {
+        if r.scenario != scenario {
+            scenario = &r.scenario;
+            let kind = if r.false_rollbacks {
+                "every rollback is false"
+            } else {
+                "rollbacks are detections"
+            };
+            out.push_str(&format!(
+                "\n{} — {} rps, {} % canary, base errors {} %, ×{} errors, +{} ms tail; {kind}\n",
+                r.scenario,
+                r.rps,
+                r.weight * 100.0,
+                p.base_error * 100.0,
+                p.multiplier,
+                p.latency_shift_ms
+            ));
+            out.push_str(&format!(
+                "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8}\n",
+                "judge",
+                "trials",
+                "rollback % [95% CI]",
+                "median s",
+                "p90 s",
+                "canary req",
+                "bad req",
+                "pass %",
+                "inconcl %"
+            ));
+        }
+        let rb = format!(
+            "{:.1} [{:.1}–{:.1}]",
+            r.rollback_rate * 100.0,
+            r.rollback_ci_low * 100.0,
+            r.rollback_ci_high * 100.0
+        );
+        out.push_str(&format!(
+            "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7.1} {:>8.1}\n",
+            r.judge,
+            r.trials,
+            rb,
+            secs(r.median_detect_s),
+            secs(r.p90_detect_s),
+            count(r.mean_canary_requests.round() as u64),
+            format!("{:.1}", r.mean_bad_requests),
+            r.pass_rate * 100.0,
+            r.inconclusive_rate * 100.0
+        ));
+    }
+    out.push_str(
+        "\nrollback %: share of trials the judge failed within the horizon (Wilson 95 % interval);\n\
+         median/p90 s: time to that rollback; canary req / bad req: mean canary requests served,\n\
+         and of them failed or slower than the baseline p99, until the rollback or the horizon;\n\
+         pass % / inconcl %: the verdict at the horizon when not rolled back.\n",
+    );
+    out
+}

@@ -1,0 +1,448 @@
+//! The default judge: an anytime-valid sequential comparison of canary and baseline.
+//!
+//! For each metric family (errors; requests slower than the frozen threshold) it runs
+//! the rate-ratio e-process of [`super::stats`] on bad events with H0 "canary rate ≤
+//! `tolerance` × baseline rate", at `α/2` per family, so the probability of ever failing
+//! a canary that is within tolerance is at most `α` however often the judge is read.
+//!
+//! * **Fail** when either family's e-value reaches `2/α`, or the catastrophic guard
+//!   fires (canary error rate ≥ 50 % over its last ≥ 20 requests by default).
+//! * **Pass** only after `min_duration` and `min_requests` (both arms), while the canary
+//!   is getting traffic and its error rate is within `max_error_rate`.
+//! * **Inconclusive** otherwise, with what is missing.
+//!
+//! The traffic split used for each window is the realized one (`n_c / (n_c + n_b)`,
+//! rounded *up* to 1/1000, which only makes the test more conservative), so it works for
+//! random and round-robin routers and for aggregated sources such as CloudWatch.
+//!
+//! **Dispersion diagnostic:** at each new minute the judge computes `φ̂`, the variance of
+//! the canary's per-minute share of bad events relative to chance (Pearson X² / df). When
+//! `φ̂ > 1.5` the evidence of later windows is raised to the power `1/φ̂` (still a valid
+//! test, because the power is fixed before the window is seen), and above 2 the verdict
+//! says so: clustered errors make any per-request test overconfident.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::explain::{
+    ArmRate, Dispersion, Evidence, Metric, MetricExplanation, Outcome, RatioInterval, Verdict,
+    count, evidence_text, percent, ratio_text,
+};
+use super::guard::Guard;
+use super::stats::{BadEvents, MinuteCounts, RatioEProcess, Side, dispersion, ratio_interval};
+use super::{AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeError, WindowClock};
+use crate::duration::format_duration;
+
+/// Tempering starts above this dispersion index.
+pub const TEMPER_FROM: f64 = 1.5;
+/// The verdict warns about clustered bad events above this dispersion index.
+pub const WARN_DISPERSION: f64 = 2.0;
+/// Tempering never goes below `1 / MAX_TEMPER_PHI`.
+pub const MAX_TEMPER_PHI: f64 = 10.0;
+/// Windows without canary requests (while the baseline has some) before the judge says
+/// routing looks broken.
+pub const SILENT_WINDOWS: u32 = 3;
+
+/// Round a traffic share up to 1/1000.
+fn quantize_share(w: f64) -> Option<u32> {
+    let q = (w * 1000.0).ceil() as u32;
+    (q > 0 && q < 1000).then_some(q)
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    eproc: RatioEProcess,
+    /// Bad events grouped by (share in 1/1000, tempering bits).
+    history: BTreeMap<(u32, u64), (u64, u64)>,
+    /// (minute index, counts), the last entry is the minute in progress.
+    minutes: Vec<(u64, MinuteCounts)>,
+    dispersion: Option<(f64, usize)>,
+    temper: f64,
+    canary_bad: u64,
+    baseline_bad: u64,
+}
+
+impl Family {
+    fn new(tolerance: f64) -> Family {
+        Family {
+            eproc: RatioEProcess::new(tolerance, Side::Above),
+            history: BTreeMap::new(),
+            minutes: Vec::new(),
+            dispersion: None,
+            temper: 1.0,
+            canary_bad: 0,
+            baseline_bad: 0,
+        }
+    }
+
+    fn observe(&mut self, minute: u64, canary_bad: u64, baseline_bad: u64, w: &AnalysisWindow) {
+        if self.minutes.last().is_none_or(|(m, _)| *m != minute) {
+            // A new minute: re-estimate dispersion from the completed ones.
+            self.dispersion = dispersion(&self.minutes.iter().map(|(_, c)| *c).collect::<Vec<_>>());
+            self.temper = match self.dispersion {
+                Some((phi, _)) if phi > TEMPER_FROM => 1.0 / phi.min(MAX_TEMPER_PHI),
+                _ => 1.0,
+            };
+            self.minutes.push((minute, MinuteCounts::default()));
+        }
+        if let Some((_, m)) = self.minutes.last_mut() {
+            m.canary_bad += canary_bad;
+            m.baseline_bad += baseline_bad;
+            m.canary_requests += w.canary.requests;
+            m.baseline_requests += w.baseline.requests;
+        }
+        self.canary_bad += canary_bad;
+        self.baseline_bad += baseline_bad;
+        if canary_bad + baseline_bad == 0 {
+            return;
+        }
+        let Some(q) = w.realized_share().and_then(quantize_share) else {
+            return;
+        };
+        let share = q as f64 / 1000.0;
+        self.eproc
+            .update(canary_bad, baseline_bad, share, self.temper);
+        let e = self
+            .history
+            .entry((q, self.temper.to_bits()))
+            .or_insert((0, 0));
+        e.0 += canary_bad;
+        e.1 += baseline_bad;
+    }
+
+    fn history(&self) -> Vec<BadEvents> {
+        self.history
+            .iter()
+            .map(|(&(q, t), &(c, b))| BadEvents {
+                canary: c,
+                baseline: b,
+                share: q as f64 / 1000.0,
+                temper: f64::from_bits(t),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Failure {
+    Errors,
+    Latency,
+    Guard,
+}
+
+/// The anytime-valid sequential judge (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SequentialJudge {
+    name: String,
+    config: AnalysisConfig,
+    clock: WindowClock,
+    ln_needed: f64,
+    errors: Family,
+    latency: Family,
+    guard: Option<Guard>,
+    canary: ArmCounts,
+    baseline: ArmCounts,
+    failed: Option<(Failure, u64)>,
+    silent_windows: u32,
+    outcome: Outcome,
+}
+
+impl SequentialJudge {
+    pub fn new(config: AnalysisConfig) -> Result<SequentialJudge, JudgeError> {
+        SequentialJudge::named("sequential", config)
+    }
+
+    /// The same judge under another name (for benchmarks of variants).
+    pub fn named(name: &str, config: AnalysisConfig) -> Result<SequentialJudge, JudgeError> {
+        config.validate()?;
+        Ok(SequentialJudge {
+            name: name.to_string(),
+            ln_needed: (1.0 / config.alpha_per_family()).ln(),
+            errors: Family::new(config.tolerance),
+            latency: Family::new(config.tolerance),
+            guard: config
+                .guard_error_rate
+                .map(|g| Guard::new(g, config.guard_min_requests)),
+            clock: WindowClock::default(),
+            canary: ArmCounts::default(),
+            baseline: ArmCounts::default(),
+            failed: None,
+            silent_windows: 0,
+            outcome: Outcome::Inconclusive,
+            config,
+        })
+    }
+
+    /// The e-values of the error and latency tests so far.
+    pub fn e_values(&self) -> (f64, f64) {
+        (self.errors.eproc.e_value(), self.latency.eproc.e_value())
+    }
+
+    fn waiting_for(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let elapsed = Duration::from_millis(self.clock.elapsed_ms());
+        if elapsed < self.config.min_duration {
+            w.push(format!(
+                "{} of {}",
+                format_duration(elapsed),
+                format_duration(self.config.min_duration)
+            ));
+        }
+        if self.canary.requests < self.config.min_requests {
+            w.push(format!(
+                "{} of {} canary requests",
+                count(self.canary.requests),
+                count(self.config.min_requests)
+            ));
+        }
+        if self.baseline.requests < self.config.min_requests {
+            w.push(format!(
+                "{} of {} baseline requests",
+                count(self.baseline.requests),
+                count(self.config.min_requests)
+            ));
+        }
+        w
+    }
+
+    fn canary_over_ceiling(&self) -> bool {
+        self.canary
+            .error_rate()
+            .is_some_and(|r| r > self.config.max_error_rate)
+    }
+
+    fn decide(&self) -> Outcome {
+        if self.failed.is_some() {
+            Outcome::Fail
+        } else if self.waiting_for().is_empty()
+            && !self.canary_over_ceiling()
+            && self.silent_windows < SILENT_WINDOWS
+        {
+            Outcome::Pass
+        } else {
+            Outcome::Inconclusive
+        }
+    }
+
+    fn explain_family(&self, metric: Metric, fam: &Family, failed: bool) -> MetricExplanation {
+        let canary = ArmRate::new(self.canary.requests, fam.canary_bad);
+        let baseline = ArmRate::new(self.baseline.requests, fam.baseline_bad);
+        let ratio = match (canary.rate, baseline.rate) {
+            (Some(c), Some(b)) if b > 0.0 => Some(c / b),
+            (Some(c), Some(_)) if c > 0.0 => Some(f64::INFINITY),
+            _ => None,
+        };
+        let history = fam.history();
+        let interval = (!history.is_empty()).then(|| {
+            let (low, high) = ratio_interval(&history, self.config.alpha_per_family());
+            RatioInterval {
+                low,
+                high: high.is_finite().then_some(high),
+                level: 1.0 - self.config.alpha,
+            }
+        });
+        let e = fam.eproc.e_value();
+        let needed = (self.ln_needed).exp();
+        let tol = self.config.tolerance;
+        let noun = match metric {
+            Metric::Errors => "errors",
+            _ => "slow requests",
+        };
+        let overall = self.outcome;
+        let (status, detail, waiting_for) = if failed {
+            (
+                Outcome::Fail,
+                format!("over tolerance {}", ratio_text(tol)),
+                vec![],
+            )
+        } else if overall == Outcome::Pass {
+            (
+                Outcome::Pass,
+                format!("within tolerance {}", ratio_text(tol)),
+                vec![],
+            )
+        } else {
+            let detail = if ratio.is_none() && fam.canary_bad + fam.baseline_bad == 0 {
+                format!("no {noun} yet")
+            } else {
+                format!(
+                    "evidence {} of {} to fail",
+                    evidence_text(e),
+                    evidence_text(needed)
+                )
+            };
+            (Outcome::Inconclusive, detail, self.waiting_for())
+        };
+        MetricExplanation {
+            metric,
+            status,
+            canary,
+            baseline,
+            ratio,
+            interval,
+            tolerance: Some(tol),
+            evidence: Some(Evidence { e_value: e, needed }),
+            checks: None,
+            dispersion: fam.dispersion.map(|(phi, minutes)| Dispersion {
+                phi,
+                minutes,
+                temper: fam.temper,
+            }),
+            detail,
+            waiting_for,
+        }
+    }
+}
+
+impl Judge for SequentialJudge {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn observe(&mut self, w: &AnalysisWindow) -> Result<Outcome, JudgeError> {
+        self.clock.accept(w)?;
+        self.canary.add(&w.canary);
+        self.baseline.add(&w.baseline);
+        if w.canary.requests == 0 && w.baseline.requests > 0 {
+            self.silent_windows += 1;
+        } else if w.canary.requests > 0 {
+            self.silent_windows = 0;
+        }
+        let start = self.clock.start_ms.unwrap_or(0);
+        let minute = w.at_ms.saturating_sub(start).saturating_sub(1) / 60_000;
+        self.errors
+            .observe(minute, w.canary.errors, w.baseline.errors, w);
+        if w.slow_threshold_ms.is_some() {
+            self.latency
+                .observe(minute, w.canary.slow, w.baseline.slow, w);
+        }
+        if self.failed.is_none() {
+            if let Some(g) = self.guard.as_mut() {
+                if g.observe(w.at_ms, w.canary.requests, w.canary.errors) {
+                    self.failed = Some((Failure::Guard, w.at_ms));
+                }
+            }
+        }
+        if self.failed.is_none() {
+            if self.errors.eproc.ln_e() >= self.ln_needed {
+                self.failed = Some((Failure::Errors, w.at_ms));
+            } else if self.latency.eproc.ln_e() >= self.ln_needed {
+                self.failed = Some((Failure::Latency, w.at_ms));
+            }
+        }
+        self.outcome = self.decide();
+        Ok(self.outcome)
+    }
+
+    fn verdict(&self) -> Verdict {
+        let failure = self.failed.map(|(f, _)| f);
+        let threshold = self.clock.slow_threshold_ms();
+        let mut metrics = Vec::new();
+        if let Some(trip) = self.guard.as_ref().and_then(|g| g.tripped()) {
+            metrics.push(MetricExplanation {
+                metric: Metric::Guard,
+                status: Outcome::Fail,
+                canary: ArmRate::new(trip.requests, trip.errors),
+                baseline: ArmRate::new(self.baseline.requests, self.baseline.errors),
+                ratio: None,
+                interval: None,
+                tolerance: None,
+                evidence: None,
+                checks: None,
+                dispersion: None,
+                detail: format!(
+                    "{} of the canary's last {} requests failed, at or over the catastrophic bound {}",
+                    count(trip.errors),
+                    count(trip.requests),
+                    percent(trip.bound)
+                ),
+                waiting_for: vec![],
+            });
+        }
+        metrics.push(self.explain_family(
+            Metric::Errors,
+            &self.errors,
+            failure == Some(Failure::Errors),
+        ));
+        let mut notes = Vec::new();
+        if threshold.is_some() {
+            metrics.push(self.explain_family(
+                Metric::Latency {
+                    threshold_ms: threshold,
+                },
+                &self.latency,
+                failure == Some(Failure::Latency),
+            ));
+        } else if self.clock.windows > 0 {
+            notes.push("latency not analysed: the windows carry no slow_threshold_ms".to_string());
+        }
+        for (name, fam) in [("errors", &self.errors), ("slow requests", &self.latency)] {
+            if let Some((phi, minutes)) = fam.dispersion {
+                if phi > WARN_DISPERSION {
+                    notes.push(format!(
+                        "{name} come in bursts: dispersion {phi:.1} over {minutes} minutes (1 = independent); \
+                         new evidence counts 1/{:.1} as much. Look for one bad instance or retries.",
+                        1.0 / fam.temper
+                    ));
+                }
+            }
+        }
+        if self.silent_windows >= SILENT_WINDOWS {
+            notes.push(format!(
+                "the canary got no requests in the last {} windows while the baseline did: is routing broken?",
+                self.silent_windows
+            ));
+        }
+        let ceiling = self.canary_over_ceiling();
+        if ceiling && self.failed.is_none() {
+            notes.push(format!(
+                "the canary's error rate {} is above max_error_rate {} (baseline {}); it will not pass without a person",
+                percent(self.canary.error_rate().unwrap_or(0.0)),
+                percent(self.config.max_error_rate),
+                self.baseline.error_rate().map(percent).unwrap_or_else(|| "no requests".into())
+            ));
+        }
+        let summary = match (self.outcome, failure) {
+            (Outcome::Fail, Some(Failure::Guard)) => {
+                "catastrophic guard: the canary is failing its requests; roll back".to_string()
+            }
+            (Outcome::Fail, Some(Failure::Errors)) => format!(
+                "canary errors are more than {} the baseline's beyond reasonable doubt; roll back",
+                ratio_text(self.config.tolerance)
+            ),
+            (Outcome::Fail, _) => format!(
+                "canary has more than {} the baseline's slow requests beyond reasonable doubt; roll back",
+                ratio_text(self.config.tolerance)
+            ),
+            (Outcome::Pass, _) => format!(
+                "canary within {} of the baseline after {} canary requests",
+                ratio_text(self.config.tolerance),
+                count(self.canary.requests)
+            ),
+            (Outcome::Inconclusive, _) => {
+                let waiting = self.waiting_for();
+                if self.clock.windows == 0 {
+                    "no data yet".to_string()
+                } else if !waiting.is_empty() {
+                    format!("not enough data yet: {}", waiting.join(", "))
+                } else if self.silent_windows >= SILENT_WINDOWS {
+                    "the canary is getting no traffic".to_string()
+                } else if ceiling {
+                    "the canary's error rate is above max_error_rate".to_string()
+                } else {
+                    "no decision yet".to_string()
+                }
+            }
+        };
+        Verdict {
+            judge: self.name.clone(),
+            outcome: self.outcome,
+            at_ms: self.clock.last_ms,
+            elapsed_ms: self.clock.elapsed_ms(),
+            windows: self.clock.windows,
+            summary,
+            metrics,
+            notes,
+        }
+    }
+}
