@@ -3,8 +3,10 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod cli;
+pub mod demo_service;
 pub mod duration;
 pub mod judge;
+pub mod loadgen;
 pub mod metrics;
 pub mod plan;
 pub mod platform;

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricSource;
 
+pub mod local;
+
 /// The state of one instance as the platform's health checks see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]

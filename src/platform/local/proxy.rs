@@ -1,0 +1,838 @@
+//! The weighted reverse proxy in front of one service: hyper 1.x server connections (with
+//! graceful shutdown) on the service's stable address, a pooled keep-alive client to the
+//! replicas of each revision.
+//!
+//! - The route table (revisions, their backends, the split) lives behind
+//!   `RwLock<Arc<Table>>`: a request clones the `Arc` once and routes on that snapshot, a
+//!   change builds a new table and swaps the pointer. A request therefore starts under the
+//!   old split or the new one, never a mix.
+//! - The split is applied with a counter over 100 slots visited in a scrambled order
+//!   (`n * 37 mod 100`), so every 100 consecutive requests follow the weights exactly and
+//!   the revisions are interleaved rather than served in bursts.
+//! - `x-cutover-revision: R` on a request routes it to revision R whatever its weight;
+//!   every response carries `x-cutover-revision` naming the revision that served it.
+//! - In flight is counted per revision and per backend; the count is released when the
+//!   response body has been sent (or dropped), so draining covers streamed bodies.
+//! - A request that cannot reach its revision (no backend, refused, reset) is answered
+//!   502 and counted as a connection error of that revision.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{Authority, PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::stats::{InFlight, ProxyStats, RevisionStats};
+use crate::platform::{TEST_ROUTE_HEADER, Weights};
+
+/// How long `shutdown` waits for in-flight requests before closing connections.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Connect timeout to a backend; a refused connection fails at once anyway.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Number of slots the split is expressed in (weights are percentages).
+const SLOTS: u64 = 100;
+/// Multiplier coprime with `SLOTS` that scrambles the slot order.
+const SLOT_STRIDE: u64 = 37;
+
+/// Why a proxy call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "service `{service}`: cannot listen on {addr}: {source}; choose a free address for the service's `listen`"
+    )]
+    Bind {
+        service: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("service `{service}`: invalid weights {weights}: {reason}")]
+    InvalidWeights {
+        service: String,
+        weights: String,
+        reason: String,
+    },
+    #[error("admin endpoint: cannot listen on {addr}: {source}; choose a free admin address")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Whether a drain finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum DrainOutcome {
+    /// Nothing is in flight any more.
+    Drained,
+    /// The timeout passed with requests still in flight.
+    TimedOut { in_flight: u64 },
+}
+
+/// One replica address, with its own in-flight gauge (for per-replica draining).
+struct Backend {
+    addr: SocketAddr,
+    authority: Authority,
+    in_flight: InFlight,
+}
+
+/// One revision as the route table sees it (immutable; rebuilt on change).
+struct Revision {
+    name: String,
+    header: Option<HeaderValue>,
+    stats: Arc<RevisionStats>,
+    backends: Vec<Arc<Backend>>,
+    /// Round-robin position, shared by every table generation of this revision.
+    next: Arc<AtomicUsize>,
+}
+
+impl Revision {
+    fn pick(&self) -> Option<&Arc<Backend>> {
+        match self.backends.len() {
+            0 => None,
+            1 => self.backends.first(),
+            n => self
+                .backends
+                .get(self.next.fetch_add(1, Ordering::Relaxed) % n),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    revisions: HashMap<String, Arc<Revision>>,
+    weights: Weights,
+    /// `SLOTS` entries naming the revision that serves each slot; empty = no split set.
+    slots: Vec<Arc<Revision>>,
+}
+
+impl Table {
+    fn build_slots(&self, weights: &Weights) -> Vec<Arc<Revision>> {
+        let mut slots = Vec::with_capacity(SLOTS as usize);
+        for (name, w) in weights {
+            if let Some(rev) = self.revisions.get(name) {
+                for _ in 0..*w {
+                    slots.push(rev.clone());
+                }
+            }
+        }
+        slots
+    }
+}
+
+type HttpClient = Client<HttpConnector, Incoming>;
+
+struct Inner {
+    service: String,
+    local_addr: SocketAddr,
+    stats: Arc<ProxyStats>,
+    client: HttpClient,
+    table: RwLock<Arc<Table>>,
+    /// Serializes writers so a read-modify-write of the table is never lost.
+    write: Mutex<()>,
+    /// Every backend that is listed or still has requests in flight.
+    backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
+    counter: AtomicU64,
+    /// `Some(grace)` once shutdown was asked for.
+    stop: watch::Sender<Option<Duration>>,
+    stopped: watch::Sender<bool>,
+}
+
+/// A weighted reverse proxy for one service. Cheap to clone (all clones drive one proxy).
+#[derive(Clone)]
+pub struct ServiceProxy {
+    inner: Arc<Inner>,
+}
+
+/// A revision's routing state, for `/weights` and the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevisionRoute {
+    pub revision: String,
+    pub weight: u8,
+    pub backends: Vec<SocketAddr>,
+    pub in_flight: u64,
+}
+
+impl ServiceProxy {
+    /// Bind `listen` (port 0 allowed) and serve until [`ServiceProxy::shutdown`]. Must be
+    /// called inside a tokio runtime; the proxy's tasks run on it.
+    pub async fn bind(
+        service: &str,
+        listen: SocketAddr,
+        stats: Arc<ProxyStats>,
+    ) -> Result<ServiceProxy, ProxyError> {
+        let bind_err = |source| ProxyError::Bind {
+            service: service.to_string(),
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+
+        let (stop, stop_rx) = watch::channel(None);
+        let (stopped, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            service: service.to_string(),
+            local_addr,
+            stats,
+            client,
+            table: RwLock::new(Arc::new(Table::default())),
+            write: Mutex::new(()),
+            backends: Mutex::new(HashMap::new()),
+            counter: AtomicU64::new(0),
+            stop,
+            stopped,
+        });
+        tokio::spawn(accept_loop(inner.clone(), listener, stop_rx));
+        tracing::info!(service, %local_addr, "proxy listening");
+        Ok(ServiceProxy { inner })
+    }
+
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.inner
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Run `f` on a copy of the table and install the result atomically.
+    fn update<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.table();
+        let mut next = Table {
+            revisions: current.revisions.clone(),
+            weights: current.weights.clone(),
+            slots: Vec::new(),
+        };
+        let out = f(&mut next);
+        next.slots = next.build_slots(&next.weights);
+        *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        out
+    }
+
+    /// The replicas of a revision that may take traffic. Creates the revision if new;
+    /// an empty list keeps it known with no backend (its requests are answered 502).
+    pub fn set_backends(&self, revision: &str, addrs: Vec<SocketAddr>) {
+        let stats = self.inner.stats.revision(&self.inner.service, revision);
+        let backends: Vec<Arc<Backend>> = {
+            let mut reg = self
+                .inner
+                .backends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            addrs
+                .iter()
+                .map(|a| {
+                    reg.entry(*a)
+                        .or_insert_with(|| {
+                            Arc::new(Backend {
+                                addr: *a,
+                                authority: authority_of(*a),
+                                in_flight: InFlight::default(),
+                            })
+                        })
+                        .clone()
+                })
+                .collect()
+        };
+        let header = HeaderValue::from_str(revision).ok();
+        if header.is_none() {
+            tracing::warn!(
+                service = %self.inner.service,
+                revision,
+                "revision name is not a valid header value; responses will not name it"
+            );
+        }
+        self.update(|t| {
+            let next = t
+                .revisions
+                .get(revision)
+                .map(|r| r.next.clone())
+                .unwrap_or_else(|| Arc::new(AtomicUsize::new(0)));
+            t.revisions.insert(
+                revision.to_string(),
+                Arc::new(Revision {
+                    name: revision.to_string(),
+                    header,
+                    stats,
+                    backends,
+                    next,
+                }),
+            );
+        });
+        self.prune_backends();
+        tracing::debug!(service = %self.inner.service, revision, ?addrs, "backends set");
+    }
+
+    /// Forget a revision (after it was drained and stopped). If it still had weight, its
+    /// share of requests is answered 503 until new weights are set.
+    pub fn remove_revision(&self, revision: &str) {
+        self.update(|t| {
+            t.revisions.remove(revision);
+            if let Some(pos) = t.weights.iter().position(|(r, _)| r == revision) {
+                let (_, w) = t.weights.remove(pos);
+                if w > 0 {
+                    tracing::warn!(
+                        service = %self.inner.service,
+                        revision,
+                        weight = w,
+                        "removed a revision that still had weight; set new weights"
+                    );
+                }
+            }
+        });
+        self.prune_backends();
+    }
+
+    fn prune_backends(&self) {
+        let table = self.table();
+        let mut reg = self
+            .inner
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        reg.retain(|addr, b| {
+            b.in_flight.get() > 0
+                || table
+                    .revisions
+                    .values()
+                    .any(|r| r.backends.iter().any(|x| x.addr == *addr))
+        });
+    }
+
+    /// Swap the split atomically. Percentages must sum to 100, name known revisions (see
+    /// [`ServiceProxy::set_backends`]) and name each at most once; unnamed revisions get 0.
+    pub fn set_weights(&self, weights: &Weights) -> Result<(), ProxyError> {
+        let invalid = |reason: String| ProxyError::InvalidWeights {
+            service: self.inner.service.clone(),
+            weights: format_weights(weights),
+            reason,
+        };
+        let sum: u32 = weights.iter().map(|(_, w)| u32::from(*w)).sum();
+        if sum != 100 {
+            return Err(invalid(format!(
+                "they add up to {sum}; percentages must add up to 100"
+            )));
+        }
+        for (i, (name, _)) in weights.iter().enumerate() {
+            if weights[..i].iter().any(|(n, _)| n == name) {
+                return Err(invalid(format!("revision `{name}` is named twice")));
+            }
+        }
+        self.update(|t| {
+            let unknown: Vec<&str> = weights
+                .iter()
+                .filter(|(n, _)| !t.revisions.contains_key(n))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                let mut known: Vec<&str> = t.revisions.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(invalid(format!(
+                    "unknown revision(s) {}; known: {} (launch a revision before giving it weight)",
+                    unknown.join(", "),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+            t.weights = weights.clone();
+            Ok(())
+        })?;
+        tracing::info!(service = %self.inner.service, weights = %format_weights(weights), "weights set");
+        Ok(())
+    }
+
+    /// The split in force now, as last set (empty before any split was set).
+    pub fn weights(&self) -> Weights {
+        self.table().weights.clone()
+    }
+
+    /// Every known revision with its weight, backends and in-flight count (sorted by name).
+    pub fn routes(&self) -> Vec<RevisionRoute> {
+        let table = self.table();
+        let mut routes: Vec<RevisionRoute> = table
+            .revisions
+            .values()
+            .map(|r| RevisionRoute {
+                revision: r.name.clone(),
+                weight: table
+                    .weights
+                    .iter()
+                    .find(|(n, _)| *n == r.name)
+                    .map(|(_, w)| *w)
+                    .unwrap_or(0),
+                backends: r.backends.iter().map(|b| b.addr).collect(),
+                in_flight: r.stats.in_flight(),
+            })
+            .collect();
+        routes.sort_by(|a, b| a.revision.cmp(&b.revision));
+        routes
+    }
+
+    /// Requests in flight to a revision (0 for an unknown one).
+    pub fn in_flight(&self, revision: &str) -> u64 {
+        self.inner
+            .stats
+            .get(&self.inner.service, revision)
+            .map(|s| s.in_flight())
+            .unwrap_or(0)
+    }
+
+    /// Requests in flight to one replica address (0 for an unknown one).
+    pub fn backend_in_flight(&self, addr: SocketAddr) -> u64 {
+        let reg = self
+            .inner
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        reg.get(&addr).map(|b| b.in_flight.get()).unwrap_or(0)
+    }
+
+    /// Wait until the revision has nothing in flight, or `timeout`.
+    pub async fn drain(&self, revision: &str, timeout: Duration) -> DrainOutcome {
+        let Some(stats) = self.inner.stats.get(&self.inner.service, revision) else {
+            return DrainOutcome::Drained;
+        };
+        outcome(stats.in_flight_gauge().wait_idle(timeout).await)
+    }
+
+    /// Wait until one replica has nothing in flight, or `timeout` (remove it from its
+    /// revision's backends first, so it gets no new requests).
+    pub async fn drain_backend(&self, addr: SocketAddr, timeout: Duration) -> DrainOutcome {
+        let backend = {
+            let reg = self
+                .inner
+                .backends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            reg.get(&addr).cloned()
+        };
+        let Some(backend) = backend else {
+            return DrainOutcome::Drained;
+        };
+        let result = outcome(backend.in_flight.wait_idle(timeout).await);
+        self.prune_backends();
+        result
+    }
+
+    /// Stop accepting, let in-flight requests finish (up to [`DEFAULT_SHUTDOWN_GRACE`]),
+    /// close every connection.
+    pub async fn shutdown(&self) {
+        self.shutdown_within(DEFAULT_SHUTDOWN_GRACE).await;
+    }
+
+    /// [`ServiceProxy::shutdown`] with an explicit grace period.
+    pub async fn shutdown_within(&self, grace: Duration) {
+        self.inner.stop.send_if_modified(|g| {
+            if g.is_none() {
+                *g = Some(grace);
+                true
+            } else {
+                false
+            }
+        });
+        let mut rx = self.inner.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn outcome(in_flight: u64) -> DrainOutcome {
+    if in_flight == 0 {
+        DrainOutcome::Drained
+    } else {
+        DrainOutcome::TimedOut { in_flight }
+    }
+}
+
+fn format_weights(w: &Weights) -> String {
+    let parts: Vec<String> = w.iter().map(|(n, p)| format!("{n}={p}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn authority_of(addr: SocketAddr) -> Authority {
+    // A socket address always formats as a valid authority.
+    Authority::try_from(addr.to_string().as_str()).expect("socket address is a valid authority")
+}
+
+async fn accept_loop(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let graceful = GracefulShutdown::new();
+    let grace = loop {
+        let asked = *stop.borrow_and_update();
+        if let Some(grace) = asked {
+            break grace;
+        }
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break DEFAULT_SHUTDOWN_GRACE;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn_inner = inner.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        handle(conn_inner.clone(), req)
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(service = %inner.service, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    };
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(service = %inner.service, ?grace, "proxy shutdown grace passed; closing remaining connections");
+        }
+    }
+    tracing::info!(service = %inner.service, "proxy stopped");
+    inner.stopped.send_replace(true);
+}
+
+/// Released when the response body ends or is dropped.
+struct InFlightGuard {
+    revision: Arc<RevisionStats>,
+    backend: Arc<Backend>,
+}
+
+impl InFlightGuard {
+    fn new(revision: Arc<RevisionStats>, backend: Arc<Backend>) -> Self {
+        revision.in_flight_gauge().begin();
+        backend.in_flight.begin();
+        InFlightGuard { revision, backend }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.backend.in_flight.end();
+        self.revision.in_flight_gauge().end();
+    }
+}
+
+/// The body the proxy answers with: a backend's body (carrying the in-flight guard) or a
+/// short body the proxy wrote itself.
+pub struct ProxyBody {
+    kind: BodyKind,
+}
+
+enum BodyKind {
+    Upstream {
+        body: Incoming,
+        guard: Option<InFlightGuard>,
+    },
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    fn full(text: impl Into<Bytes>) -> Self {
+        ProxyBody {
+            kind: BodyKind::Full(Some(text.into())),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            BodyKind::Upstream { body, guard } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                        guard.take();
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                        guard.take();
+                    }
+                    _ => {}
+                }
+                polled
+            }
+            BodyKind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Upstream { body, .. } => body.is_end_stream(),
+            BodyKind::Full(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Upstream { body, .. } => body.size_hint(),
+            BodyKind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            BodyKind::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+fn proxy_answer(
+    status: StatusCode,
+    revision: Option<&HeaderValue>,
+    text: String,
+) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(rev) = revision {
+        h.insert(TEST_ROUTE_HEADER, rev.clone());
+    }
+    resp
+}
+
+async fn handle(
+    inner: Arc<Inner>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let table = inner
+        .table
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+
+    let revision = match req.headers().get(TEST_ROUTE_HEADER) {
+        Some(wanted) => {
+            let wanted = wanted.to_str().unwrap_or("");
+            match table.revisions.get(wanted) {
+                Some(r) => r,
+                None => {
+                    return Ok(proxy_answer(
+                        StatusCode::BAD_GATEWAY,
+                        None,
+                        format!(
+                            "cutover proxy: service `{}` has no revision `{wanted}` (asked for by the {TEST_ROUTE_HEADER} header)\n",
+                            inner.service
+                        ),
+                    ));
+                }
+            }
+        }
+        None => {
+            if table.slots.is_empty() {
+                return Ok(proxy_answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    format!(
+                        "cutover proxy: service `{}` has no traffic split set yet\n",
+                        inner.service
+                    ),
+                ));
+            }
+            let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+            let slot = ((n % SLOTS) * SLOT_STRIDE % SLOTS) as usize;
+            match table.slots.get(slot) {
+                Some(r) => r,
+                // A removed revision left a gap in the split.
+                None => {
+                    return Ok(proxy_answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        None,
+                        format!(
+                            "cutover proxy: service `{}` has no revision for this share of traffic (split {})\n",
+                            inner.service,
+                            format_weights(&table.weights)
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+
+    let Some(backend) = revision.pick() else {
+        revision.stats.record_connection_error();
+        return Ok(proxy_answer(
+            StatusCode::BAD_GATEWAY,
+            revision.header.as_ref(),
+            format!(
+                "cutover proxy: revision `{}` of service `{}` has no backend taking traffic\n",
+                revision.name, inner.service
+            ),
+        ));
+    };
+
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(backend.authority.clone());
+    parts.path_and_query = Some(path);
+    match Uri::from_parts(parts) {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(e) => {
+            return Ok(proxy_answer(
+                StatusCode::BAD_REQUEST,
+                None,
+                format!("cutover proxy: cannot forward this request target: {e}\n"),
+            ));
+        }
+    }
+    strip_hop_by_hop(req.headers_mut());
+
+    let guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
+    let started = Instant::now();
+    match inner.client.request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            revision
+                .stats
+                .record_response(parts.status.as_u16(), started.elapsed());
+            strip_hop_by_hop(&mut parts.headers);
+            if let Some(h) = &revision.header {
+                parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
+            }
+            let body = if body.is_end_stream() {
+                drop(guard);
+                ProxyBody {
+                    kind: BodyKind::Upstream { body, guard: None },
+                }
+            } else {
+                ProxyBody {
+                    kind: BodyKind::Upstream {
+                        body,
+                        guard: Some(guard),
+                    },
+                }
+            };
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            drop(guard);
+            revision.stats.record_connection_error();
+            tracing::debug!(
+                service = %inner.service,
+                revision = %revision.name,
+                backend = %backend.addr,
+                error = %e,
+                "backend unreachable"
+            );
+            Ok(proxy_answer(
+                StatusCode::BAD_GATEWAY,
+                revision.header.as_ref(),
+                format!(
+                    "cutover proxy: revision `{}` of service `{}` at {} could not be reached: {}\n",
+                    revision.name,
+                    inner.service,
+                    backend.addr,
+                    error_chain(&e)
+                ),
+            ))
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Remove hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+    for name in ["keep-alive", "proxy-connection", "proxy-authenticate"] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
