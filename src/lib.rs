@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod demo_service;
 pub mod duration;
+pub mod engine;
 pub mod judge;
 pub mod loadgen;
 pub mod metrics;
