@@ -205,7 +205,7 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
                 p.latency_shift_ms
             ));
             out.push_str(&format!(
-                "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8}\n",
+                "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8} {:>7}\n",
                 "judge",
                 "trials",
                 "rollback % [95% CI]",
@@ -214,7 +214,8 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
                 "canary req",
                 "bad req",
                 "pass %",
-                "inconcl %"
+                "inconcl %",
+                "ns/win"
             ));
         }
         let rb = format!(
@@ -224,7 +225,7 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
             r.rollback_ci_high * 100.0
         );
         out.push_str(&format!(
-            "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7.1} {:>8.1}\n",
+            "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7.1} {:>8.1} {:>7.0}\n",
             r.judge,
             r.trials,
             rb,
@@ -233,14 +234,16 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
             count(r.mean_canary_requests.round() as u64),
             format!("{:.1}", r.mean_bad_requests),
             r.pass_rate * 100.0,
-            r.inconclusive_rate * 100.0
+            r.inconclusive_rate * 100.0,
+            r.ns_per_window
         ));
     }
     out.push_str(
         "\nrollback %: share of trials the judge failed within the horizon (Wilson 95 % interval);\n\
          median/p90 s: time to that rollback; canary req / bad req: mean canary requests served,\n\
          and of them failed or slower than the baseline p99, until the rollback or the horizon;\n\
-         pass % / inconcl %: the verdict at the horizon when not rolled back.\n",
+         pass % / inconcl %: the verdict at the horizon when not rolled back;\n\
+         ns/win: judge CPU per one-second window (timed, so it varies between runs).\n",
     );
     out
 }

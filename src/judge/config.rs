@@ -150,15 +150,15 @@ impl AnalysisConfig {
         if self.max_p99.is_zero() {
             return bad("max_p99", "must be longer than 0, e.g. \"500ms\"".into());
         }
-        if let Some(g) = self.guard_error_rate {
-            if !g.is_finite() || g <= 0.0 || g > 1.0 {
-                return bad(
-                    "guard_error_rate",
-                    format!(
-                        "{g} is not a share in (0, 1]; the default 0.5 fails a canary at 50 % errors"
-                    ),
-                );
-            }
+        if let Some(g) = self.guard_error_rate
+            && (!g.is_finite() || g <= 0.0 || g > 1.0)
+        {
+            return bad(
+                "guard_error_rate",
+                format!(
+                    "{g} is not a share in (0, 1]; the default 0.5 fails a canary at 50 % errors"
+                ),
+            );
         }
         if self.guard_min_requests == 0 {
             return bad(
@@ -187,10 +187,27 @@ pub mod duration_text {
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    use crate::duration::{format_duration, parse_duration};
+    use crate::duration::parse_duration;
 
+    /// Written in one unit (`"90m"`, `"1500ms"`) so that `parse_duration` reads it back.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
+        s.serialize_str(&single_unit(*d))
+    }
+
+    /// The largest unit that expresses `d` exactly.
+    pub fn single_unit(d: Duration) -> String {
+        let ms = d.as_millis();
+        if ms == 0 {
+            "0s".into()
+        } else if ms.is_multiple_of(3_600_000) {
+            format!("{}h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) {
+            format!("{}m", ms / 60_000)
+        } else if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -229,6 +246,20 @@ mod tests {
         assert_eq!(a.alpha, 0.01);
         assert_eq!(a.guard_error_rate, Some(0.5));
         a.validate().unwrap();
+    }
+
+    #[test]
+    fn durations_round_trip_through_toml() {
+        let c = AnalysisConfig {
+            min_duration: Duration::from_secs(5400),
+            max_p99: Duration::from_millis(1500),
+            ..Default::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("min_duration = \"90m\""), "{text}");
+        assert!(text.contains("max_p99 = \"1500ms\""), "{text}");
+        let back: AnalysisConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

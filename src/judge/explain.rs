@@ -165,6 +165,13 @@ pub fn ratio_text(r: f64) -> String {
     }
 }
 
+/// A configured factor exactly as written: `1.25×`, `1.5×`, `2×`.
+pub fn factor_text(f: f64) -> String {
+    let s = format!("{f:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}×")
+}
+
 fn bound_text(r: f64) -> String {
     if !r.is_finite() {
         "∞".into()
@@ -180,7 +187,7 @@ pub fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -309,6 +316,8 @@ mod tests {
         assert_eq!(percent(0.55), "55 %");
         assert_eq!(percent(0.0), "0 %");
         assert_eq!(ratio_text(12.4), "12×");
+        assert_eq!(factor_text(1.25), "1.25×");
+        assert_eq!(factor_text(2.0), "2×");
         assert_eq!(ratio_text(f64::INFINITY), "∞×");
         assert_eq!(count(1234567), "1,234,567");
         assert_eq!(count(12), "12");

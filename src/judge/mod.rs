@@ -89,13 +89,13 @@ pub(crate) struct WindowClock {
 impl WindowClock {
     pub fn accept(&mut self, w: &AnalysisWindow) -> Result<(), JudgeError> {
         w.validate()?;
-        if let Some(prev) = self.last_ms {
-            if w.at_ms < prev {
-                return Err(JudgeError::OutOfOrder {
-                    at_ms: w.at_ms,
-                    previous_ms: prev,
-                });
-            }
+        if let Some(prev) = self.last_ms
+            && w.at_ms < prev
+        {
+            return Err(JudgeError::OutOfOrder {
+                at_ms: w.at_ms,
+                previous_ms: prev,
+            });
         }
         match self.threshold_ms {
             None => self.threshold_ms = Some(w.slow_threshold_ms),

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use super::explain::{
     ArmRate, Dispersion, Evidence, Metric, MetricExplanation, Outcome, RatioInterval, Verdict,
-    count, evidence_text, percent, ratio_text,
+    count, evidence_text, factor_text, percent,
 };
 use super::guard::Guard;
 use super::stats::{BadEvents, MinuteCounts, RatioEProcess, Side, dispersion, ratio_interval};
@@ -252,13 +252,13 @@ impl SequentialJudge {
         let (status, detail, waiting_for) = if failed {
             (
                 Outcome::Fail,
-                format!("over tolerance {}", ratio_text(tol)),
+                format!("over tolerance {}", factor_text(tol)),
                 vec![],
             )
         } else if overall == Outcome::Pass {
             (
                 Outcome::Pass,
-                format!("within tolerance {}", ratio_text(tol)),
+                format!("within tolerance {}", factor_text(tol)),
                 vec![],
             )
         } else {
@@ -271,7 +271,12 @@ impl SequentialJudge {
                     evidence_text(needed)
                 )
             };
-            (Outcome::Inconclusive, detail, self.waiting_for())
+            let waiting = if overall == Outcome::Fail {
+                vec![]
+            } else {
+                self.waiting_for()
+            };
+            (Outcome::Inconclusive, detail, waiting)
         };
         MetricExplanation {
             metric,
@@ -316,12 +321,11 @@ impl Judge for SequentialJudge {
             self.latency
                 .observe(minute, w.canary.slow, w.baseline.slow, w);
         }
-        if self.failed.is_none() {
-            if let Some(g) = self.guard.as_mut() {
-                if g.observe(w.at_ms, w.canary.requests, w.canary.errors) {
-                    self.failed = Some((Failure::Guard, w.at_ms));
-                }
-            }
+        if self.failed.is_none()
+            && let Some(g) = self.guard.as_mut()
+            && g.observe(w.at_ms, w.canary.requests, w.canary.errors)
+        {
+            self.failed = Some((Failure::Guard, w.at_ms));
         }
         if self.failed.is_none() {
             if self.errors.eproc.ln_e() >= self.ln_needed {
@@ -377,14 +381,14 @@ impl Judge for SequentialJudge {
             notes.push("latency not analysed: the windows carry no slow_threshold_ms".to_string());
         }
         for (name, fam) in [("errors", &self.errors), ("slow requests", &self.latency)] {
-            if let Some((phi, minutes)) = fam.dispersion {
-                if phi > WARN_DISPERSION {
-                    notes.push(format!(
+            if let Some((phi, minutes)) = fam.dispersion
+                && phi > WARN_DISPERSION
+            {
+                notes.push(format!(
                         "{name} come in bursts: dispersion {phi:.1} over {minutes} minutes (1 = independent); \
                          new evidence counts 1/{:.1} as much. Look for one bad instance or retries.",
                         1.0 / fam.temper
                     ));
-                }
             }
         }
         if self.silent_windows >= SILENT_WINDOWS {
@@ -408,15 +412,15 @@ impl Judge for SequentialJudge {
             }
             (Outcome::Fail, Some(Failure::Errors)) => format!(
                 "canary errors are more than {} the baseline's beyond reasonable doubt; roll back",
-                ratio_text(self.config.tolerance)
+                factor_text(self.config.tolerance)
             ),
             (Outcome::Fail, _) => format!(
                 "canary has more than {} the baseline's slow requests beyond reasonable doubt; roll back",
-                ratio_text(self.config.tolerance)
+                factor_text(self.config.tolerance)
             ),
             (Outcome::Pass, _) => format!(
                 "canary within {} of the baseline after {} canary requests",
-                ratio_text(self.config.tolerance),
+                factor_text(self.config.tolerance),
                 count(self.canary.requests)
             ),
             (Outcome::Inconclusive, _) => {

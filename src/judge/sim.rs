@@ -361,11 +361,12 @@ pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
     };
     let (mut noise_b, mut noise_c) = (1.0, 1.0);
     for sec in 0..p.horizon_s {
-        if s == Scenario::Overdispersed && sec % 60 == 0 {
-            if let Some(g) = gamma.as_ref() {
-                noise_b = g.sample(&mut rng);
-                noise_c = g.sample(&mut rng);
-            }
+        if s == Scenario::Overdispersed
+            && sec % 60 == 0
+            && let Some(g) = gamma.as_ref()
+        {
+            noise_b = g.sample(&mut rng);
+            noise_c = g.sample(&mut rng);
         }
         let (mut eb, mut ec) = (p.base_error, p.base_error);
         match s {
@@ -426,10 +427,15 @@ pub struct TrialResult {
     pub bad_requests: u64,
     /// The outcome at the end (rollback or horizon).
     pub outcome: Outcome,
+    /// Windows the judge read.
+    pub windows: u32,
+    /// Wall-clock nanoseconds the judge spent on them (the only non-deterministic field).
+    pub cpu_ns: u64,
 }
 
 /// Run one judge over one trial's ticks.
 pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialResult, JudgeError> {
+    let started = std::time::Instant::now();
     let mut judge = spec.build()?;
     let which = usize::from(spec.absolute_latency());
     let (mut served, mut bad) = (0u64, 0u64);
@@ -444,6 +450,8 @@ pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialRe
                 canary_requests: served,
                 bad_requests: bad,
                 outcome,
+                windows: sec as u32 + 1,
+                cpu_ns: started.elapsed().as_nanos() as u64,
             });
         }
     }
@@ -452,6 +460,8 @@ pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialRe
         canary_requests: served,
         bad_requests: bad,
         outcome,
+        windows: ticks.len() as u32,
+        cpu_ns: started.elapsed().as_nanos() as u64,
     })
 }
 
@@ -471,6 +481,10 @@ pub struct Summary {
     pub mean_bad_requests: f64,
     pub pass_rate: f64,
     pub inconclusive_rate: f64,
+    /// Judge time per window in nanoseconds (median over trials, including building the
+    /// judge and the window records; timed, so it varies from run to run, unlike every
+    /// other field).
+    pub ns_per_window: f64,
     pub false_rollbacks: bool,
     pub rps: f64,
     pub weight: f64,
@@ -505,11 +519,24 @@ pub fn summarize(spec: JudgeSpec, s: Scenario, p: &SimParams, results: &[TrialRe
         mean_bad_requests: mean(|r| r.bad_requests),
         pass_rate: share(Outcome::Pass),
         inconclusive_rate: share(Outcome::Inconclusive),
+        ns_per_window: {
+            // The median over trials, so a trial that lost its core for a while does
+            // not dominate.
+            let mut per: Vec<f64> = results
+                .iter()
+                .map(|r| r.cpu_ns as f64 / f64::from(r.windows.max(1)))
+                .collect();
+            per.sort_by(f64::total_cmp);
+            quantile_sorted(&per, 0.5).unwrap_or(0.0)
+        },
         false_rollbacks: s.is_aa(),
         rps,
         weight,
     }
 }
+
+/// One trial's results, one per judge, tagged with the trial number.
+type TrialRow = (u32, Vec<TrialResult>);
 
 /// Run `judges` over `p.trials` trials of scenario `s` on up to `threads` threads.
 /// Every judge sees the same trials; the result does not depend on `threads`.
@@ -521,38 +548,37 @@ pub fn run_scenario(
 ) -> Result<Vec<Summary>, JudgeError> {
     let threads = threads.clamp(1, p.trials as usize);
     let (_, weight) = p.traffic(s);
-    let per_thread: Vec<Result<Vec<(u32, Vec<TrialResult>)>, JudgeError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        let mut ticks = Vec::with_capacity(p.horizon_s as usize);
-                        let mut out = Vec::new();
-                        let mut trial = t as u32;
-                        while trial < p.trials {
-                            generate(s, p, trial, &mut ticks);
-                            let row = judges
-                                .iter()
-                                .map(|j| run_trial(*j, &ticks, weight))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            out.push((trial, row));
-                            trial += threads as u32;
-                        }
-                        Ok(out)
-                    })
+    let per_thread: Vec<Result<Vec<TrialRow>, JudgeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut ticks = Vec::with_capacity(p.horizon_s as usize);
+                    let mut out = Vec::new();
+                    let mut trial = t as u32;
+                    while trial < p.trials {
+                        generate(s, p, trial, &mut ticks);
+                        let row = judges
+                            .iter()
+                            .map(|j| run_trial(*j, &ticks, weight))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        out.push((trial, row));
+                        trial += threads as u32;
+                    }
+                    Ok(out)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(JudgeError::InvalidConfig(
-                            "a simulation thread panicked".into(),
-                        ))
-                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(JudgeError::InvalidConfig(
+                        "a simulation thread panicked".into(),
+                    ))
                 })
-                .collect()
-        });
+            })
+            .collect()
+    });
     let mut rows: Vec<(u32, Vec<TrialResult>)> = Vec::with_capacity(p.trials as usize);
     for r in per_thread {
         rows.extend(r?);
@@ -623,8 +649,16 @@ mod tests {
             ..Default::default()
         };
         let judges = [JudgeSpec::Sequential, JudgeSpec::ArgoFl0];
-        let one = run_scenario(Scenario::Errors, &judges, &p, 1).unwrap();
-        let two = run_scenario(Scenario::Errors, &judges, &p, 2).unwrap();
+        let untimed = |rows: Vec<Summary>| -> Vec<Summary> {
+            rows.into_iter()
+                .map(|r| Summary {
+                    ns_per_window: 0.0,
+                    ..r
+                })
+                .collect()
+        };
+        let one = untimed(run_scenario(Scenario::Errors, &judges, &p, 1).unwrap());
+        let two = untimed(run_scenario(Scenario::Errors, &judges, &p, 2).unwrap());
         assert_eq!(one, two);
     }
 }

@@ -16,7 +16,7 @@
 pub const GRID_SIZE: usize = 48;
 /// The alternatives span `r0 × [GRID_LOW, GRID_HIGH]`, log-spaced, equal weights.
 pub const GRID_LOW: f64 = 1.1;
-pub const GRID_HIGH: f64 = 50.0;
+pub const GRID_HIGH: f64 = 20.0;
 
 fn grid_log_factors() -> [f64; GRID_SIZE] {
     let (lo, hi) = (GRID_LOW.ln(), GRID_HIGH.ln());

@@ -211,7 +211,7 @@ impl ThresholdJudge {
             }),
             dispersion: None,
             detail,
-            waiting_for: if status == Outcome::Inconclusive {
+            waiting_for: if status == Outcome::Inconclusive && self.failed.is_none() {
                 self.waiting_for()
             } else {
                 vec![]
@@ -242,12 +242,11 @@ impl Judge for ThresholdJudge {
             closed += 1;
         }
         self.interval_start = Some(start);
-        if self.failed.is_none() {
-            if let Some(g) = self.guard.as_mut() {
-                if g.observe(w.at_ms, w.canary.requests, w.canary.errors) {
-                    self.failed = Some(Failure::Guard);
-                }
-            }
+        if self.failed.is_none()
+            && let Some(g) = self.guard.as_mut()
+            && g.observe(w.at_ms, w.canary.requests, w.canary.errors)
+        {
+            self.failed = Some(Failure::Guard);
         }
         if self.failed.is_none() {
             if self.errors.failing(&self.config) {
@@ -324,9 +323,11 @@ impl Judge for ThresholdJudge {
                 {
                     "no canary requests for too many intervals in a row; roll back".to_string()
                 } else {
+                    let bound = threshold
+                        .map(|t| format!("{t}ms"))
+                        .unwrap_or_else(|| format_duration(self.config.max_p99));
                     format!(
-                        "canary p99 above {} in more than {} checks; roll back",
-                        format_duration(self.config.max_p99),
+                        "canary p99 above {bound} in more than {} checks; roll back",
                         self.config.failure_limit
                     )
                 }
@@ -345,6 +346,12 @@ impl Judge for ThresholdJudge {
             }
         };
         let mut notes = Vec::new();
+        let max_p99_ms = self.config.max_p99.as_millis() as u64;
+        if let Some(t) = threshold.filter(|t| *t != max_p99_ms) {
+            notes.push(format!(
+                "the windows count requests slower than {t}ms, not max_p99 ({max_p99_ms}ms): the latency check is p99 ≤ {t}ms"
+            ));
+        }
         if threshold.is_none() && self.clock.windows > 0 {
             notes.push("latency not checked: the windows carry no slow_threshold_ms".to_string());
         }
