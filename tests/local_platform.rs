@@ -329,16 +329,23 @@ async fn a_slow_in_flight_request_to_a_retired_revision_completes() {
         let r = get(&c, &format!("http://{addr}/api/slow"), None).await;
         (r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let proxy = p.proxy("api").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.in_flight("v1") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached v1"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     p.set_weights("api", &vec![("v2".into(), 100)])
         .await
         .unwrap();
-    let retired_at = Instant::now();
     p.retire("api", "v1", Duration::from_secs(10))
         .await
         .unwrap();
-    // retire waited for the slow request rather than cutting it.
-    assert!(retired_at.elapsed() >= Duration::from_millis(800));
+    // retire waited for the slow request to finish before stopping v1.
+    assert_eq!(proxy.in_flight("v1"), 0);
     let (r, took) = slow.await.unwrap();
     assert_eq!(r.unwrap(), (200, "v1".to_string()));
     assert!(took >= Duration::from_millis(1400), "{took:?}");
@@ -477,18 +484,68 @@ async fn rolling_replace_through_the_trait_drops_no_request() {
     assert_gone(&seen_v2);
 }
 
-/// Path of the `local_launcher` example (cargo builds examples for `cargo test`).
-fn launcher_path() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/local_platform-HASH -> target/debug/examples/local_launcher
-    let debug_dir = exe.parent().unwrap().parent().unwrap();
-    let path = debug_dir.join("examples").join("local_launcher");
-    assert!(
-        path.exists(),
-        "{} missing; run the tests through `cargo test` so examples are built",
-        path.display()
+/// Set (to `STATE_DIR\tMARKS_DIR`) when this test binary runs as the launcher child.
+const LAUNCHER_ENV: &str = "CUTOVER_TEST_LAUNCHER";
+const PIDS_LINE: &str = "LAUNCHED ";
+
+/// Two replicas whose shell first forks a `sleep` (a grandchild `PR_SET_PDEATHSIG` does not
+/// cover) and records its pid in the marks directory.
+fn launcher_service(marks: &std::path::Path) -> cutover::platform::local::LocalServiceConfig {
+    let script = format!(
+        "sleep 300 & echo $! > '{}/sleep-{{replica}}'; exec '{CUTOVER}' demo-service --port {{port}} --revision {{revision}}",
+        marks.display()
     );
-    path
+    let mut s = service(&[("v1", run(&[]))]);
+    s.command = vec!["sh".into(), "-c".into(), script];
+    s
+}
+
+fn grandchildren(marks: &std::path::Path) -> Vec<u32> {
+    (0..2)
+        .map(|i| {
+            std::fs::read_to_string(marks.join(format!("sleep-{i}")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Launch two replicas and, once healthy, shut down and check that the replicas and what
+/// they forked are gone. Run by `sigkilled_cutover_leaves_nothing_after_the_next_start` as
+/// a child process (with `CUTOVER_TEST_LAUNCHER` set), it prints the replica pids instead
+/// and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_replicas_and_what_they_forked() {
+    init_logs();
+    let child_mode = std::env::var(LAUNCHER_ENV).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, marks) = match &child_mode {
+        Some(v) => {
+            let (a, b) = v.split_once('\t').unwrap();
+            (a.into(), std::path::PathBuf::from(b))
+        }
+        None => (dir.path().join("state"), dir.path().to_path_buf()),
+    };
+    let p = LocalPlatform::start(config(&state, vec![launcher_service(&marks)]))
+        .await
+        .unwrap();
+    p.launch("api", "v1", 2).await.unwrap();
+    wait_healthy(&p, "api", "v1", 2).await;
+    let pids = p.pids("api", "v1").await;
+    if child_mode.is_some() {
+        let line: Vec<String> = pids.iter().map(u32::to_string).collect();
+        println!("{PIDS_LINE}{}", line.join(" "));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        p.shutdown().await;
+        return;
+    }
+    let forked = grandchildren(&marks);
+    assert!(pids.iter().chain(&forked).all(|p| alive(*p)));
+    p.shutdown().await;
+    assert_gone(&pids);
+    assert_gone(&forked);
 }
 
 /// cutover killed with SIGKILL: its replicas die with it (PDEATHSIG), and what they forked
@@ -500,55 +557,63 @@ async fn sigkilled_cutover_leaves_nothing_after_the_next_start() {
     let state = dir.path().join("state");
     let marks = dir.path().join("marks");
     std::fs::create_dir_all(&marks).unwrap();
-    let mut launcher = std::process::Command::new(launcher_path())
-        .arg(&state)
-        .arg(&marks)
-        .arg(CUTOVER)
+    let launcher = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "shutdown_stops_replicas_and_what_they_forked",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            LAUNCHER_ENV,
+            format!("{}\t{}", state.display(), marks.display()),
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The launcher prints one line: the pids of its replicas, once they are healthy.
-    let stdout = launcher.stdout.take().unwrap();
+    // Killed even if an assertion below fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut launcher = KillOnDrop(launcher);
+    let stdout = launcher.0.stdout.take().unwrap();
     let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line
+        let reader = std::io::BufReader::new(stdout);
+        std::io::BufRead::lines(reader)
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once(PIDS_LINE).map(|(_, pids)| pids.to_string()))
     });
-    let line = tokio::time::timeout(Duration::from_secs(30), line)
+    let line = tokio::time::timeout(Duration::from_secs(60), line)
         .await
         .expect("launcher did not report its replicas")
-        .unwrap();
+        .unwrap()
+        .expect("launcher ended without reporting its replicas");
     let replicas: Vec<u32> = line
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
     assert_eq!(replicas.len(), 2, "{line}");
     assert!(replicas.iter().all(|p| alive(*p)));
-    // Each replica's shell forked a `sleep` before exec'ing demo-service.
-    let grandchildren: Vec<u32> = (0..2)
-        .map(|i| {
-            std::fs::read_to_string(marks.join(format!("sleep-{i}")))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    assert!(grandchildren.iter().all(|p| alive(*p)));
+    let forked = grandchildren(&marks);
+    assert!(forked.iter().all(|p| alive(*p)));
 
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(launcher.id() as i32, libc::SIGKILL) };
-    launcher.wait().unwrap();
+    unsafe { libc::kill(launcher.0.id() as i32, libc::SIGKILL) };
+    launcher.0.wait().unwrap();
     assert_gone(&replicas);
     // Not reached by PDEATHSIG, still running.
-    assert!(grandchildren.iter().all(|p| alive(*p)));
+    assert!(forked.iter().all(|p| alive(*p)));
     let pid_file = std::fs::read_to_string(state.join("local/pids")).unwrap();
     assert_eq!(pid_file.lines().count(), 2, "{pid_file}");
 
     // The next start on the same state directory reaps them.
     let cfg = config(&state, vec![service(&[("v1", run(&[]))])]);
     let p = LocalPlatform::start(cfg).await.unwrap();
-    assert_gone(&grandchildren);
+    assert_gone(&forked);
     assert_eq!(std::fs::read_to_string(p.pid_file()).unwrap(), "");
     p.shutdown().await;
 }
@@ -567,6 +632,9 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     let p = LocalPlatform::start(cfg).await.unwrap();
     p.launch("api", "v1", 1).await.unwrap();
     p.launch("api", "v2", 1).await.unwrap();
+    // A slow start is not healthy at first.
+    let early = p.health("api", "v2").await.unwrap();
+    assert_ne!(early.instances[0].state, InstanceState::Healthy);
     let pids = pids_of(&p, &["v1", "v2"]).await;
     let h = wait_state(&p, "api", "v1", |s| {
         matches!(s, InstanceState::Unhealthy { .. })
@@ -592,9 +660,7 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     .unwrap();
     assert!(status >= 500, "{status}");
 
-    // A slow start is not healthy at first, then is.
-    let early = p.health("api", "v2").await.unwrap();
-    assert_ne!(early.instances[0].state, InstanceState::Healthy);
+    // ... then it is.
     wait_healthy(&p, "api", "v2", 1).await;
     let (status, rev) = get(
         &c,
@@ -606,5 +672,41 @@ async fn failing_health_checks_mean_unhealthy_and_no_traffic() {
     assert_eq!((status, rev.as_str()), (200, "v2"));
 
     p.shutdown().await;
+    assert_gone(&pids);
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_clear_fatal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = service(&[("v1", run(&[]))]);
+    s.command = vec![
+        "/nonexistent/server".into(),
+        "--port".into(),
+        "{port}".into(),
+    ];
+    let p = LocalPlatform::start(config(dir.path(), vec![s]))
+        .await
+        .unwrap();
+    let e = p.launch("api", "v1", 1).await.unwrap_err();
+    assert!(!e.retryable);
+    assert!(p.inventory().await.unwrap().is_empty());
+    assert!(
+        e.message.contains("/nonexistent/server") && e.message.contains("`command`"),
+        "{e}"
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_platform_without_shutdown_still_kills_replicas() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalPlatform::start(config(dir.path(), vec![service(&[("v1", run(&[]))])]))
+        .await
+        .unwrap();
+    p.launch("api", "v1", 2).await.unwrap();
+    let pids = p.pids("api", "v1").await;
+    assert_eq!(pids.len(), 2);
+    drop(p);
     assert_gone(&pids);
 }

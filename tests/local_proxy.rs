@@ -712,3 +712,27 @@ async fn proxy_shutdown_finishes_in_flight_then_refuses() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_to_a_restarted_backend_are_replaced_without_errors() {
+    let first = demo("v1", 0).await;
+    let addr = first.local_addr();
+    let proxy = ServiceProxy::bind("api", any_port(), ProxyStats::new())
+        .await
+        .unwrap();
+    proxy.set_backends("v1", vec![addr]);
+    proxy.set_weights(&w(&[("v1", 100)])).unwrap();
+    // Fill the pool with several idle keep-alive connections.
+    let r = load(proxy.local_addr(), 0.0, 30.0, 8, Some(400)).await;
+    assert_eq!(r.failed, 0);
+    // The backend restarts on the same address: every pooled connection is now dead.
+    first.shutdown().await;
+    let second = DemoServer::start(addr, DemoConfig::new("v1"))
+        .await
+        .unwrap();
+    let r = load(proxy.local_addr(), 0.0, 30.0, 8, Some(400)).await;
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert_eq!(second.served(), 400);
+    proxy.shutdown().await;
+    second.shutdown().await;
+}

@@ -414,14 +414,16 @@ impl LocalPlatform {
     }
 
     /// Bring a revision to `replicas` live replicas: start missing or exited ones (lowest
-    /// indices first), stop the highest indices beyond it. Returns the replicas to stop.
+    /// indices first), take the highest indices beyond it out of the backends and hand them
+    /// back in `to_stop` (also when a start fails).
     async fn reconcile(
         &self,
         svc: &ServiceRt,
         revision: &str,
         rt: &mut RevisionRt,
         replicas: u32,
-    ) -> Result<Vec<Replica>, PlatformError> {
+        to_stop: &mut Vec<Replica>,
+    ) -> Result<(), PlatformError> {
         rt.desired = replicas;
         let run = svc
             .config
@@ -429,7 +431,6 @@ impl LocalPlatform {
             .get(revision)
             .cloned()
             .unwrap_or_default();
-        let mut to_stop = Vec::new();
         let extra: Vec<u32> = rt.replicas.range(replicas..).map(|(i, _)| *i).collect();
         for index in extra {
             if let Some(r) = rt.replicas.remove(&index) {
@@ -459,7 +460,7 @@ impl LocalPlatform {
                 .supervisor
                 .start(spec)
                 .await
-                .map_err(|e| PlatformError::fatal(&svc.config.name, e.to_string()))?;
+                .map_err(|e| start_error(&svc.config.name, e))?;
             let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
             rt.backends.insert(index, token, process.status().addr);
             let backends = rt.backends.clone();
@@ -472,7 +473,7 @@ impl LocalPlatform {
             );
             rt.replicas.insert(index, ReplicaRt { process, health });
         }
-        Ok(to_stop)
+        Ok(())
     }
 
     /// Drain each replica at the proxy, then stop it; all at once.
@@ -516,9 +517,11 @@ impl LocalPlatform {
                 ),
             ));
         }
-        let to_stop = {
+        let mut to_stop = Vec::new();
+        let result = {
             let mut revs = svc.revisions.lock().await;
-            if !revs.contains_key(revision) {
+            let created = !revs.contains_key(revision);
+            if created {
                 if !create {
                     return Err(not_running(service, revision));
                 }
@@ -548,10 +551,37 @@ impl LocalPlatform {
                     format!("revision `{revision}` is being retired; try again once that finished"),
                 ));
             }
-            self.reconcile(&svc, revision, rt, replicas).await?
+            let result = self
+                .reconcile(&svc, revision, rt, replicas, &mut to_stop)
+                .await;
+            // A first launch that started nothing leaves no trace.
+            if result.is_err() && created && rt.replicas.is_empty() {
+                revs.remove(revision);
+                svc.proxy.remove_revision(revision);
+            }
+            result
         };
         Self::stop_replicas(&svc, to_stop).await;
-        Ok(())
+        result
+    }
+}
+
+/// A missing or non-executable program will not appear by retrying; the rest may pass.
+fn start_error(service: &str, e: SupervisorError) -> PlatformError {
+    let permanent = match &e {
+        SupervisorError::Spawn { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::InvalidInput
+        ),
+        SupervisorError::EmptyCommand(_) | SupervisorError::StateDir { .. } => true,
+        SupervisorError::Port(_) => false,
+    };
+    if permanent {
+        PlatformError::fatal(service, e.to_string())
+    } else {
+        PlatformError::retryable(service, e.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The weighted reverse proxy in front of one service: hyper 1.x server connections (with
-//! graceful shutdown) on the service's stable address, a pooled keep-alive client to the
-//! replicas of each revision.
+//! graceful shutdown) on the service's stable address, and per replica a pool of
+//! keep-alive HTTP/1.1 client connections (a connection returns to its pool when the
+//! response body it carried has been read to the end).
 //!
 //! - The route table (revisions, their backends, the split) lives behind
 //!   `RwLock<Arc<Table>>`: a request clones the `Arc` once and routes on that snapshot, a
@@ -27,12 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -45,6 +44,8 @@ use crate::platform::{TEST_ROUTE_HEADER, Weights};
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Connect timeout to a backend; a refused connection fails at once anyway.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Idle keep-alive connections kept per backend; more are closed when they free up.
+const MAX_IDLE_PER_BACKEND: usize = 512;
 /// Number of slots the split is expressed in (weights are percentages).
 const SLOTS: u64 = 100;
 /// Multiplier coprime with `SLOTS` that scrambles the slot order.
@@ -84,11 +85,103 @@ pub enum DrainOutcome {
     TimedOut { in_flight: u64 },
 }
 
-/// One replica address, with its own in-flight gauge (for per-replica draining).
+/// One replica address, with its own in-flight gauge (for per-replica draining) and its
+/// pool of idle keep-alive connections.
 struct Backend {
     addr: SocketAddr,
-    authority: Authority,
+    host: HeaderValue,
     in_flight: InFlight,
+    idle: Mutex<Vec<SendRequest<Incoming>>>,
+}
+
+/// Why a request could not be delivered to a backend.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect: no connection within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("{0}")]
+    Http(String),
+}
+
+impl Backend {
+    fn new(addr: SocketAddr) -> Self {
+        Backend {
+            addr,
+            // A socket address always formats as a valid header value.
+            host: HeaderValue::from_str(&addr.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            in_flight: InFlight::default(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_PER_BACKEND {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Incoming>, SendError> {
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
+                .await
+                .map_err(|_| SendError::ConnectTimeout(CONNECT_TIMEOUT))?
+                .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Http(error_chain(&e)))?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(backend = %addr, error = %e, "backend connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Send on an idle keep-alive connection, or a new one. A request that was not
+    /// written because a pooled connection had just closed is retried on another one;
+    /// a request that was written is never sent twice.
+    async fn send(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, SendRequest<Incoming>), SendError> {
+        while let Some(mut sender) = self.take_idle() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return Err(SendError::Http(error_chain(&e.into_error()))),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok((resp, sender)),
+            Err(e) => Err(SendError::Http(error_chain(&e))),
+        }
+    }
 }
 
 /// One revision as the route table sees it (immutable; rebuilt on change).
@@ -135,13 +228,10 @@ impl Table {
     }
 }
 
-type HttpClient = Client<HttpConnector, Incoming>;
-
 struct Inner {
     service: String,
     local_addr: SocketAddr,
     stats: Arc<ProxyStats>,
-    client: HttpClient,
     table: RwLock<Arc<Table>>,
     /// Serializes writers so a read-modify-write of the table is never lost.
     write: Mutex<()>,
@@ -184,21 +274,12 @@ impl ServiceProxy {
         let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-
         let (stop, stop_rx) = watch::channel(None);
         let (stopped, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             service: service.to_string(),
             local_addr,
             stats,
-            client,
             table: RwLock::new(Arc::new(Table::default())),
             write: Mutex::new(()),
             backends: Mutex::new(HashMap::new()),
@@ -256,13 +337,7 @@ impl ServiceProxy {
                 .iter()
                 .map(|a| {
                     reg.entry(*a)
-                        .or_insert_with(|| {
-                            Arc::new(Backend {
-                                addr: *a,
-                                authority: authority_of(*a),
-                                in_flight: InFlight::default(),
-                            })
-                        })
+                        .or_insert_with(|| Arc::new(Backend::new(*a)))
                         .clone()
                 })
                 .collect()
@@ -484,11 +559,6 @@ fn format_weights(w: &Weights) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn authority_of(addr: SocketAddr) -> Authority {
-    // A socket address always formats as a valid authority.
-    Authority::try_from(addr.to_string().as_str()).expect("socket address is a valid authority")
-}
-
 async fn accept_loop(
     inner: Arc<Inner>,
     listener: TcpListener,
@@ -542,22 +612,35 @@ async fn accept_loop(
     inner.stopped.send_replace(true);
 }
 
-/// Released when the response body ends or is dropped.
+/// Released when the response body ends or is dropped. Holds the backend connection
+/// until then: it goes back to the pool only if the body was read to its end.
 struct InFlightGuard {
     revision: Arc<RevisionStats>,
     backend: Arc<Backend>,
+    sender: Option<SendRequest<Incoming>>,
+    complete: bool,
 }
 
 impl InFlightGuard {
     fn new(revision: Arc<RevisionStats>, backend: Arc<Backend>) -> Self {
         revision.in_flight_gauge().begin();
         backend.in_flight.begin();
-        InFlightGuard { revision, backend }
+        InFlightGuard {
+            revision,
+            backend,
+            sender: None,
+            complete: false,
+        }
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
+        if self.complete
+            && let Some(sender) = self.sender.take()
+        {
+            self.backend.put_idle(sender);
+        }
         self.backend.in_flight.end();
         self.revision.in_flight_gauge().end();
     }
@@ -596,14 +679,16 @@ impl Body for ProxyBody {
         match &mut self.get_mut().kind {
             BodyKind::Upstream { body, guard } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                        guard.take();
-                    }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        guard.take();
-                    }
-                    _ => {}
+                let done = match &polled {
+                    Poll::Ready(None) => Some(true),
+                    Poll::Ready(Some(Err(_))) => Some(false),
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => Some(true),
+                    _ => None,
+                };
+                if let Some(complete) = done
+                    && let Some(mut g) = guard.take()
+                {
+                    g.complete = complete;
                 }
                 polled
             }
@@ -715,31 +800,35 @@ async fn handle(
         ));
     };
 
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = hyper::http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(path);
-    match Uri::from_parts(parts) {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(e) => {
-            return Ok(proxy_answer(
-                StatusCode::BAD_REQUEST,
-                None,
-                format!("cutover proxy: cannot forward this request target: {e}\n"),
-            ));
+    // Backends get origin-form targets; an absolute-form request (sent as to a forward
+    // proxy) is rewritten to its path.
+    if req.uri().scheme().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        match path.parse::<Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => {
+                return Ok(proxy_answer(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    format!("cutover proxy: cannot forward this request target: {e}\n"),
+                ));
+            }
         }
+    }
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut().insert(header::HOST, backend.host.clone());
     }
     strip_hop_by_hop(req.headers_mut());
 
-    let guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
+    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
     let started = Instant::now();
-    match inner.client.request(req).await {
-        Ok(resp) => {
+    match backend.send(req).await {
+        Ok((resp, sender)) => {
+            guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             revision
                 .stats
@@ -749,6 +838,7 @@ async fn handle(
                 parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
             }
             let body = if body.is_end_stream() {
+                guard.complete = true;
                 drop(guard);
                 ProxyBody {
                     kind: BodyKind::Upstream { body, guard: None },
@@ -778,10 +868,7 @@ async fn handle(
                 revision.header.as_ref(),
                 format!(
                     "cutover proxy: revision `{}` of service `{}` at {} could not be reached: {}\n",
-                    revision.name,
-                    inner.service,
-                    backend.addr,
-                    error_chain(&e)
+                    revision.name, inner.service, backend.addr, e
                 ),
             ))
         }
@@ -834,5 +921,51 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if headers.contains_key(name) {
             headers.remove(name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_end_to_end_ones_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-session-hint"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-session-hint", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(TEST_ROUTE_HEADER, HeaderValue::from_static("v2"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key(header::CONTENT_TYPE) && h.contains_key(TEST_ROUTE_HEADER));
+    }
+
+    #[test]
+    fn slot_order_visits_every_slot_once_per_hundred_and_interleaves() {
+        let slots: Vec<u64> = (0..SLOTS).map(|n| n * SLOT_STRIDE % SLOTS).collect();
+        let mut sorted = slots.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..SLOTS).collect::<Vec<_>>());
+        // A 10 % revision (slots 90..100) is hit about every 10 requests, not in a burst.
+        let hits: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s >= 90)
+            .map(|(i, _)| i)
+            .collect();
+        let max_gap = hits.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(max_gap <= 20, "{hits:?}");
     }
 }

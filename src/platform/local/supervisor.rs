@@ -121,7 +121,6 @@ pub struct Replica {
     id: String,
     status: watch::Receiver<ProcessStatus>,
     ctl: Arc<Control>,
-    monitor: JoinHandle<()>,
 }
 
 impl Replica {
@@ -167,10 +166,9 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.ctl.stopping.store(true, Ordering::SeqCst);
+        // The monitor task still reaps the child and clears its pid file entry while the
+        // runtime runs; `stopping` keeps it from starting anything new.
         signal_group(self.ctl.pgid.load(Ordering::SeqCst), libc::SIGKILL);
-        // The monitor still reaps the child and clears the pid file entry if the runtime
-        // keeps running; it must not start anything new.
-        let _ = &self.monitor;
     }
 }
 
@@ -240,7 +238,7 @@ impl Supervisor {
             exit: None,
         });
         let id = spec.id();
-        let monitor = tokio::spawn(monitor(
+        tokio::spawn(monitor(
             spec,
             started,
             ctl.clone(),
@@ -252,7 +250,6 @@ impl Supervisor {
             id,
             status: rx,
             ctl,
-            monitor,
         })
     }
 }
@@ -813,57 +810,5 @@ mod tests {
         let status = orphan.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL));
         assert_eq!(fs::read_to_string(sup.pid_file()).unwrap(), "");
-    }
-
-    /// Collects the events of target `service` as (fields, message).
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<String>>>);
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _ctx: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            if event.metadata().target() != "service" {
-                return;
-            }
-            struct V(String);
-            impl tracing::field::Visit for V {
-                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                    self.0.push_str(&format!("{}={:?} ", f.name(), v));
-                }
-            }
-            let mut v = V(String::new());
-            event.record(&mut v);
-            self.0.lock().unwrap().push(v.0);
-        }
-    }
-
-    #[tokio::test]
-    async fn output_lines_become_service_events() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::registry().with(capture.clone());
-        let _guard = tracing::subscriber::set_default(subscriber);
-        let dir = tempfile::tempdir().unwrap();
-        let sup = Supervisor::new(dir.path()).unwrap();
-        let mut s = spec(&["sh", "-c", "echo hello; echo oops >&2; printf 'no newline'"]);
-        s.replica = 1;
-        let r = sup.start(s).await.unwrap();
-        r.subscribe().wait_for(|s| s.exit.is_some()).await.unwrap();
-        let events = capture.0.lock().unwrap().clone();
-        let find = |msg: &str, stream: &str| {
-            events.iter().any(|e| {
-                e.contains(&format!("message={msg} "))
-                    && e.contains("service=svc ")
-                    && e.contains("revision=v1 ")
-                    && e.contains("replica=1 ")
-                    && e.contains(&format!("stream=\"{stream}\""))
-            })
-        };
-        assert!(find("hello", "stdout"), "{events:?}");
-        assert!(find("oops", "stderr"), "{events:?}");
-        assert!(find("no newline", "stdout"), "{events:?}");
     }
 }
