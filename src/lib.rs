@@ -8,6 +8,7 @@ pub mod duration;
 pub mod engine;
 pub mod judge;
 pub mod loadgen;
+pub mod journal;
 pub mod metrics;
 pub mod plan;
 pub mod platform;

@@ -1,6 +1,8 @@
 //! The command line: one subcommand per job, each in its own file. Exit codes are an
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
+mod audit;
+mod history;
 mod plan;
 mod schema;
 mod validate;
@@ -8,7 +10,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod judge_bench;
 pub mod judge_replay;
@@ -72,6 +74,47 @@ pub enum Command {
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
     Load(load::LoadArgs),
+    /// List the journaled runs, newest first: release, start, finish, outcome, entries.
+    History {
+        #[command(flatten)]
+        state: StateDirArg,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print every command and decision of a run (or of every run of a release) with time,
+    /// operator and reason; `audit verify` checks the hash chains.
+    Audit(audit::AuditArgs),
+}
+
+/// `--state-dir DIR`: where runs are journaled.
+#[derive(Debug, Clone, Args)]
+pub struct StateDirArg {
+    /// Where runs are journaled [default: cutover's data directory, e.g.
+    /// ~/.local/share/cutover]
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        env = "CUTOVER_STATE_DIR",
+        value_parser = parse_state_dir
+    )]
+    pub state_dir: Option<PathBuf>,
+}
+
+pub(crate) fn parse_state_dir(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        Err("the state directory is empty: pass a directory, or unset CUTOVER_STATE_DIR to use the default".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+impl StateDirArg {
+    /// The flag, else `CUTOVER_STATE_DIR`, else the default data directory.
+    pub fn resolve(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::journal::default_state_dir)
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -84,6 +127,19 @@ pub fn main() -> ExitCode {
         Command::Judge { command } => judge_replay::run(command),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
+        Command::History { state, output } => history::run(&state.resolve(), output),
+        Command::Audit(args) => audit::run(args),
+    }
+}
+
+/// Exit code for a journal error: 2 when the caller named something that is not there
+/// (or busy), 1 otherwise.
+fn journal_exit(e: &crate::journal::JournalError) -> ExitCode {
+    eprintln!("cutover: {e}");
+    if e.is_invalid_input() {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::from(EXIT_INTERNAL)
     }
 }
 
@@ -121,4 +177,32 @@ pub fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
             .ok_or_else(|| format!("`{text}` is not a number of seconds; write e.g. 30 or 30s"));
     }
     crate::duration::parse_duration(t).map_err(|e| e.to_string())
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), so text from files (journal
+/// payloads, release names) cannot move the cursor or recolour the terminal.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain ü"), "plain ü");
+        assert_eq!(printable("a\nb\u{1b}[2J\t"), "a\\nb\\u{1b}[2J\\t");
+    }
 }

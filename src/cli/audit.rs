@@ -1,0 +1,349 @@
+//! `cutover audit [RUN|RELEASE]` and `cutover audit verify [RUN|RELEASE]`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg, printable};
+use crate::journal::{self, Entry, RunRecord, RunSummary, RunVerification, timefmt};
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// A run id, or a release name for all of its runs [default: the newest run]
+    #[arg(value_name = "RUN|RELEASE")]
+    pub target: Option<String>,
+    /// Where runs are journaled [default: cutover's data directory, e.g.
+    /// ~/.local/share/cutover]
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        env = "CUTOVER_STATE_DIR",
+        value_parser = super::parse_state_dir,
+        global = true
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// `json`: `audit` prints the stored entries as JSON lines, byte for byte; `verify`
+    /// prints its report as JSON
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chains: exit 0 when intact, 1 when an entry was altered, removed or
+    /// reordered, 2 for an unknown run.
+    Verify {
+        /// A run id, or a release name for all of its runs [default: every run]
+        #[arg(value_name = "RUN|RELEASE")]
+        target: Option<String>,
+    },
+}
+
+pub fn run(args: AuditArgs) -> ExitCode {
+    let state_dir = StateDirArg {
+        state_dir: args.state_dir,
+    }
+    .resolve();
+    match (args.action, args.target) {
+        (Some(AuditAction::Verify { .. }), Some(before)) => {
+            eprintln!(
+                "cutover: put the run after `verify`: cutover audit verify {}",
+                printable(&before)
+            );
+            ExitCode::from(EXIT_INVALID)
+        }
+        (Some(AuditAction::Verify { target }), None) => {
+            verify(&state_dir, target.as_deref(), args.output)
+        }
+        (None, target) => audit(&state_dir, target.as_deref(), args.output),
+    }
+}
+
+/// Which runs a RUN|RELEASE argument names, oldest first. `None` when `target` is
+/// `None` means "the newest run" for `audit` and "every run" for `verify`, so the caller
+/// decides.
+fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, ExitCode> {
+    let runs = journal::list_runs(state_dir).map_err(|e| super::journal_exit(&e))?;
+    if let Some(r) = runs.iter().find(|r| r.run_id == target) {
+        return Ok(vec![r.clone()]);
+    }
+    let mut of_release: Vec<_> = runs.into_iter().filter(|r| r.release == target).collect();
+    if of_release.is_empty() {
+        eprintln!(
+            "cutover: no run or release named `{}` under {}: `cutover history --state-dir {}` lists them",
+            printable(target),
+            state_dir.display(),
+            state_dir.display()
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    of_release.reverse();
+    Ok(of_release)
+}
+
+/// The human part of an audit line: the payload's `summary` (or `message`), with its
+/// `reason`; compact JSON when it has neither.
+pub(crate) fn describe(payload: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn text(v: Option<&serde_json::Value>) -> Option<&str> {
+        v.and_then(serde_json::Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+    }
+    let s = match payload {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => {
+            let main = text(m.get("summary")).or_else(|| text(m.get("message")));
+            let reason = text(m.get("reason"));
+            match (main, reason) {
+                (Some(main), Some(reason)) if main != reason => {
+                    format!("{main} (reason: {reason})")
+                }
+                (Some(main), _) => main.to_owned(),
+                (None, Some(reason)) => format!("reason: {reason}"),
+                (None, None) => payload.to_string(),
+            }
+        }
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    printable(&s)
+}
+
+fn header(s: &RunSummary) -> String {
+    let end = match (&s.finished_ms, &s.outcome) {
+        (Some(t), Some(o)) => format!("finished {} ({})", timefmt::iso8601_s(*t), printable(o)),
+        _ => match s.state {
+            journal::RunState::Running { pid: Some(pid) } => format!("running (pid {pid})"),
+            journal::RunState::Running { pid: None } => "running".into(),
+            _ => "interrupted (resumable)".into(),
+        },
+    };
+    format!(
+        "run {}  release {}  started {}  {end}",
+        s.run_id,
+        printable(&s.release),
+        timefmt::iso8601_s(s.started_ms)
+    )
+}
+
+fn render_entries(entries: &[Entry]) -> String {
+    let op = |e: &Entry| printable(e.operator.as_deref().unwrap_or("engine"));
+    let svc = |e: &Entry| printable(e.service.as_deref().unwrap_or("-"));
+    let cap = |w: usize| w.min(24);
+    let w_seq = entries.last().map_or(3, |e| e.seq.to_string().len()).max(3);
+    let w_op = cap(entries
+        .iter()
+        .map(|e| op(e).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8));
+    let w_kind = cap(entries
+        .iter()
+        .map(|e| printable(&e.kind).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4));
+    let w_svc = cap(entries
+        .iter()
+        .map(|e| svc(e).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7));
+    let mut out = format!(
+        "{:>w_seq$}  {:<24}  {:<w_op$}  {:<w_kind$}  {:<w_svc$}  WHAT\n",
+        "SEQ", "TIME (UTC)", "OPERATOR", "KIND", "SERVICE"
+    );
+    for e in entries {
+        out.push_str(&format!(
+            "{:>w_seq$}  {:<24}  {:<w_op$}  {:<w_kind$}  {:<w_svc$}  {}\n",
+            e.seq,
+            timefmt::iso8601_ms(e.at_ms),
+            op(e),
+            printable(&e.kind),
+            svc(e),
+            describe(&e.payload)
+        ));
+    }
+    out
+}
+
+/// Print a warning for a damaged chain or a torn tail; true when damaged.
+fn report_damage(v: &RunVerification) -> bool {
+    if let Some(p) = &v.problem {
+        eprintln!(
+            "cutover: the journal of run {} is damaged: {p}. Entries from seq {} on are not shown; `cutover audit verify {}` checks it",
+            v.run_id, p.seq, v.run_id
+        );
+        return true;
+    }
+    if let Some(t) = &v.torn_tail {
+        eprintln!(
+            "cutover: note: run {} ends with an incomplete line ({} bytes at offset {}) from an interrupted write; it is not an entry and is cut off when the run is resumed",
+            v.run_id, t.len, t.offset
+        );
+    }
+    false
+}
+
+fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
+    let runs = match target {
+        Some(t) => match resolve(state_dir, t) {
+            Ok(r) => r,
+            Err(code) => return code,
+        },
+        None => match journal::list_runs(state_dir) {
+            Ok(runs) => match runs.into_iter().next() {
+                Some(newest) => vec![newest],
+                None => {
+                    eprintln!(
+                        "cutover: no runs under {}: nothing to audit (give --state-dir or set CUTOVER_STATE_DIR if the runs are elsewhere)",
+                        state_dir.display()
+                    );
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            },
+            Err(e) => return super::journal_exit(&e),
+        },
+    };
+    let mut damaged = false;
+    for (i, summary) in runs.iter().enumerate() {
+        let rec: RunRecord = match journal::read_run(state_dir, &summary.run_id) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cutover: {e}");
+                damaged = true;
+                continue;
+            }
+        };
+        match output {
+            Output::Json => {
+                for line in &rec.raw_lines {
+                    println!("{line}");
+                }
+            }
+            Output::Text => {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}", header(&rec.summary));
+                print!("{}", render_entries(&rec.entries));
+            }
+        }
+        damaged |= report_damage(&rec.verification);
+    }
+    if damaged {
+        ExitCode::from(EXIT_INTERNAL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
+    let ids: Option<Vec<String>> = match target {
+        Some(t) => match resolve(state_dir, t) {
+            Ok(r) => Some(r.into_iter().map(|r| r.run_id).collect()),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let report = match ids {
+        None => journal::verify(state_dir, None),
+        Some(ids) => {
+            let mut runs = Vec::new();
+            for id in ids {
+                match journal::verify(state_dir, Some(&id)) {
+                    Ok(r) => runs.extend(r.runs),
+                    Err(e) => return super::journal_exit(&e),
+                }
+            }
+            Ok(journal::VerifyReport { runs })
+        }
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return super::journal_exit(&e),
+    };
+    match output {
+        Output::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("cutover: cannot encode the report as JSON: {e}");
+                return ExitCode::from(EXIT_INTERNAL);
+            }
+        },
+        Output::Text => {
+            if report.runs.is_empty() {
+                println!("no runs under {}", state_dir.display());
+            }
+            for v in &report.runs {
+                match &v.problem {
+                    None => {
+                        println!(
+                            "OK   {}  {} {}  {}  last hash {}{}",
+                            v.run_id,
+                            v.entries,
+                            if v.entries == 1 { "entry" } else { "entries" },
+                            if v.finished { "finished" } else { "unfinished" },
+                            v.last_hash,
+                            v.torn_tail
+                                .as_ref()
+                                .map(|t| format!(
+                                    "  (plus an incomplete last line of {} bytes from an interrupted write)",
+                                    t.len
+                                ))
+                                .unwrap_or_default()
+                        );
+                    }
+                    Some(p) => println!("BAD  {}  {p}", v.run_id),
+                }
+            }
+            let unfinished = report
+                .runs
+                .iter()
+                .filter(|v| v.is_ok() && !v.finished)
+                .count();
+            if unfinished > 0 {
+                println!(
+                    "note: entries cut from the end of an unfinished run look like a crash; compare its last hash with one noted earlier"
+                );
+            }
+            let bad = report.failures().count();
+            if bad > 0 {
+                println!("{bad} of {} run(s) damaged", report.runs.len());
+            } else if report.runs.len() > 1 {
+                println!("all {} runs intact", report.runs.len());
+            }
+        }
+    }
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INTERNAL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn describe_prefers_summary_and_adds_the_reason() {
+        assert_eq!(
+            describe(&json!({"summary": "promote api", "reason": "p99 fine"})),
+            "promote api (reason: p99 fine)"
+        );
+        assert_eq!(describe(&json!({"message": "hi"})), "hi");
+        assert_eq!(describe(&json!({"reason": "manual"})), "reason: manual");
+        assert_eq!(describe(&json!({"weight": 5})), r#"{"weight":5}"#);
+        assert_eq!(describe(&json!("a\u{1b}[31m")), "a\\u{1b}[31m");
+        assert_eq!(describe(&json!(null)), "");
+        assert_eq!(
+            describe(&json!({"summary": " ", "w": 1})),
+            r#"{"summary":" ","w":1}"#
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! `cutover history [--state-dir D] [--output json]`
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{Output, printable};
+use crate::journal::{self, RunState, RunSummary, timefmt};
+
+fn outcome(r: &RunSummary) -> String {
+    if r.damage.is_some() {
+        return "DAMAGED".into();
+    }
+    match (&r.state, &r.outcome) {
+        (_, Some(o)) => printable(o),
+        (RunState::Running { pid: Some(pid) }, None) => format!("running (pid {pid})"),
+        (RunState::Running { pid: None }, None) => "running".into(),
+        (_, None) => "interrupted (resumable)".into(),
+    }
+}
+
+pub fn run(state_dir: &Path, output: Output) -> ExitCode {
+    let runs = match journal::list_runs(state_dir) {
+        Ok(r) => r,
+        Err(e) => return super::journal_exit(&e),
+    };
+    if output == Output::Json {
+        return match serde_json::to_string_pretty(&runs) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cutover: cannot encode the run list as JSON: {e}");
+                ExitCode::from(super::EXIT_INTERNAL)
+            }
+        };
+    }
+    if runs.is_empty() {
+        println!("no runs under {}", state_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    let rows: Vec<[String; 6]> = runs
+        .iter()
+        .map(|r| {
+            // Unreadable run.json: only the id is known.
+            let damaged = r.damage.is_some() && r.started_ms == 0 && r.release.is_empty();
+            [
+                r.run_id.clone(),
+                if damaged {
+                    "?".into()
+                } else {
+                    printable(&r.release)
+                },
+                if damaged {
+                    "?".into()
+                } else {
+                    timefmt::iso8601_s(r.started_ms)
+                },
+                r.finished_ms
+                    .map(timefmt::iso8601_s)
+                    .unwrap_or_else(|| "-".into()),
+                outcome(r),
+                if damaged {
+                    "?".into()
+                } else {
+                    r.entries.to_string()
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "RUN", "RELEASE", "STARTED", "FINISHED", "OUTCOME", "ENTRIES",
+    ];
+    let mut width = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 5 {
+                s.push_str(&format!("{c:>w$}", w = width[i]));
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        s
+    };
+    println!("{}", line(header));
+    for row in &rows {
+        println!("{}", line(row.each_ref().map(String::as_str)));
+    }
+    let damaged: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.damage.as_ref().map(|d| (r, d)))
+        .collect();
+    for (r, d) in &damaged {
+        eprintln!("cutover: run {} is damaged: {}", r.run_id, d);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,310 @@
+//! Read-only views of the runs under a state directory: listing (`history`), reading one
+//! run with its entries (`audit`), verifying chains (`audit verify`). Nothing here takes
+//! the writer lock or modifies a file, so it is safe next to a running engine (whose
+//! in-flight last line then shows as a torn tail).
+
+use std::io;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::chain::{self, ChainProblem, FinishAnchor, TornTail};
+use super::entry::Entry;
+use super::fs::{RunLock, io_err};
+use super::{
+    CREATING_PREFIX, JOURNAL_FILE, JournalError, LOCK_FILE, META_FILE, RunMeta, check_run_id,
+    read_meta, runs_dir,
+};
+
+/// Whether a run is done, being written now, or was left unfinished by a stopped engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RunState {
+    Finished,
+    /// A live process holds the run's writer lock.
+    Running {
+        pid: Option<u32>,
+    },
+    /// Not finished and nobody writing it: `cutover resume` picks it up.
+    Interrupted,
+}
+
+/// One run, as `history` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub release: String,
+    pub release_file_sha256: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub outcome: Option<String>,
+    /// Complete lines in the journal (not verified; `verify` does that).
+    pub entries: u64,
+    #[serde(flatten)]
+    pub state: RunState,
+    /// Why the run cannot be trusted or read, if so: `run.json` unreadable (the other
+    /// fields are then empty placeholders) or edited after it was written.
+    pub damage: Option<String>,
+}
+
+impl RunSummary {
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+}
+
+/// The verified chain of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunVerification {
+    pub run_id: String,
+    pub release: String,
+    /// Entries verified (up to the first problem).
+    pub entries: u64,
+    /// Hash of the last verified entry: note it elsewhere (ticket, CI log) to anchor the
+    /// chain, since anyone able to edit the files could rewrite the whole chain.
+    pub last_hash: String,
+    pub finished: bool,
+    /// An incomplete last line (interrupted write) of an unfinished run: not an entry,
+    /// not damage; `open` cuts it off on resume.
+    pub torn_tail: Option<TornTail>,
+    pub problem: Option<ChainProblem>,
+}
+
+impl RunVerification {
+    pub fn is_ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    pub runs: Vec<RunVerification>,
+}
+
+impl VerifyReport {
+    /// Every chain intact.
+    pub fn is_ok(&self) -> bool {
+        self.runs.iter().all(RunVerification::is_ok)
+    }
+
+    /// The runs with a problem.
+    pub fn failures(&self) -> impl Iterator<Item = &RunVerification> {
+        self.runs.iter().filter(|r| !r.is_ok())
+    }
+}
+
+/// One run read in full: its summary, the verified entries and the verification.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub summary: RunSummary,
+    /// Entries up to the first problem (all of them when the chain is intact).
+    pub entries: Vec<Entry>,
+    /// The stored lines of `entries`, byte for byte (what `audit --output json` prints,
+    /// so a third party can recompute every hash).
+    pub raw_lines: Vec<String>,
+    pub verification: RunVerification,
+}
+
+fn state_of(meta: &RunMeta, dir: &Path) -> Result<RunState, JournalError> {
+    if meta.outcome.is_some() {
+        return Ok(RunState::Finished);
+    }
+    Ok(match RunLock::holder(&dir.join(LOCK_FILE))? {
+        Some(pid) => RunState::Running { pid },
+        None => RunState::Interrupted,
+    })
+}
+
+fn count_lines(path: &Path) -> Result<u64, JournalError> {
+    let bytes = std::fs::read(path).map_err(io_err("read", path))?;
+    Ok(bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+fn summarize(run_id: &str, dir: &Path) -> RunSummary {
+    let read = || -> Result<RunSummary, JournalError> {
+        let meta = read_meta(&dir.join(META_FILE))?;
+        if meta.run_id != run_id {
+            return Err(JournalError::BadMeta {
+                path: dir.join(META_FILE),
+                detail: format!(
+                    "it names run {} but lives in directory {run_id}",
+                    meta.run_id
+                ),
+            });
+        }
+        let entries = count_lines(&dir.join(JOURNAL_FILE))?;
+        let state = state_of(&meta, dir)?;
+        let damage = (!meta.seal_ok()).then(|| {
+            format!(
+                "{}: {}",
+                dir.join(META_FILE).display(),
+                chain::meta_altered().detail
+            )
+        });
+        Ok(RunSummary {
+            run_id: run_id.to_owned(),
+            release: meta.release,
+            release_file_sha256: meta.release_file_sha256,
+            started_ms: meta.started_ms,
+            finished_ms: meta.finished_ms,
+            outcome: meta.outcome,
+            entries,
+            state,
+            damage,
+        })
+    };
+    read().unwrap_or_else(|e| RunSummary {
+        run_id: run_id.to_owned(),
+        release: String::new(),
+        release_file_sha256: String::new(),
+        started_ms: 0,
+        finished_ms: None,
+        outcome: None,
+        entries: 0,
+        state: RunState::Interrupted,
+        damage: Some(e.to_string()),
+    })
+}
+
+/// All runs under a state dir, newest first. A run directory that cannot be read is
+/// listed with `damage` set rather than hidden. A state dir without runs yields an empty
+/// list.
+pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
+    let runs = runs_dir(state_dir);
+    let rd = match std::fs::read_dir(&runs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", &runs)(e)),
+    };
+    let mut out = Vec::new();
+    for dent in rd {
+        let dent = dent.map_err(io_err("list", &runs))?;
+        let name = dent.file_name();
+        let Some(name) = name.to_str() else {
+            continue; // not a name cutover would create
+        };
+        if name.starts_with(CREATING_PREFIX) || check_run_id(name).is_err() {
+            continue;
+        }
+        if !dent.path().is_dir() {
+            continue;
+        }
+        out.push(summarize(name, &dent.path()));
+    }
+    // Newest first: by start time, then id (ids start with the start time too).
+    out.sort_by(|a, b| {
+        b.started_ms
+            .cmp(&a.started_ms)
+            .then_with(|| b.run_id.cmp(&a.run_id))
+    });
+    Ok(out)
+}
+
+/// The newest run that is neither finished nor damaged (for `cutover resume`); it may be
+/// [`RunState::Running`] if an engine is still writing it, which `Journal::open` reports.
+pub fn latest_unfinished(state_dir: &Path) -> Result<Option<RunSummary>, JournalError> {
+    Ok(list_runs(state_dir)?
+        .into_iter()
+        .find(|r| r.damage.is_none() && !r.is_finished()))
+}
+
+/// Read one run: its summary, entries and chain verification. Read-only.
+pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalError> {
+    check_run_id(run_id)?;
+    let dir = runs_dir(state_dir).join(run_id);
+    if !dir.is_dir() {
+        return Err(JournalError::UnknownRun {
+            state_dir: state_dir.to_path_buf(),
+            run_id: run_id.to_owned(),
+        });
+    }
+    let meta = read_meta(&dir.join(META_FILE))?;
+    let path = dir.join(JOURNAL_FILE);
+    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+    let anchor = match (&meta.entries_at_finish, &meta.last_hash_at_finish) {
+        (Some(entries), Some(last_hash)) => Some(FinishAnchor {
+            entries: *entries,
+            last_hash,
+        }),
+        _ => None,
+    };
+    let mut checked = chain::check(&bytes, anchor);
+    if !meta.seal_ok() {
+        // The anchors themselves are untrustworthy: that is the first thing to fix.
+        checked.problem = Some(chain::meta_altered());
+    }
+    let finished = meta.outcome.is_some();
+    if meta.outcome.is_some() && anchor.is_none() {
+        return Err(JournalError::BadMeta {
+            path: dir.join(META_FILE),
+            detail: "it records an outcome but not the entry count and last hash".into(),
+        });
+    }
+    let state = state_of(&meta, &dir)?;
+    let verification = RunVerification {
+        run_id: run_id.to_owned(),
+        release: meta.release.clone(),
+        entries: checked.entries.len() as u64,
+        last_hash: checked.last_hash.clone(),
+        finished,
+        torn_tail: checked.tail.clone(),
+        problem: checked.problem.clone(),
+    };
+    let summary = RunSummary {
+        run_id: run_id.to_owned(),
+        release: meta.release,
+        release_file_sha256: meta.release_file_sha256,
+        started_ms: meta.started_ms,
+        finished_ms: meta.finished_ms,
+        outcome: meta.outcome,
+        entries: bytes.iter().filter(|&&b| b == b'\n').count() as u64,
+        state,
+        damage: None,
+    };
+    let raw_lines = checked
+        .spans
+        .iter()
+        .map(|r| String::from_utf8_lossy(&bytes[r.clone()]).into_owned())
+        .collect();
+    Ok(RunRecord {
+        summary,
+        raw_lines,
+        entries: checked.entries,
+        verification,
+    })
+}
+
+/// Verify the chain of one run, or of every run (oldest first) when `run_id` is `None`.
+/// An unknown or invalid run id is an error; damage is reported in the result. A run
+/// whose `run.json` is unreadable is reported as a malformed chain.
+pub fn verify(state_dir: &Path, run_id: Option<&str>) -> Result<VerifyReport, JournalError> {
+    if let Some(id) = run_id {
+        let rec = read_run(state_dir, id)?;
+        return Ok(VerifyReport {
+            runs: vec![rec.verification],
+        });
+    }
+    let mut runs = Vec::new();
+    for s in list_runs(state_dir)?.into_iter().rev() {
+        let v = match read_run(state_dir, &s.run_id) {
+            Ok(rec) => rec.verification,
+            Err(e) => RunVerification {
+                run_id: s.run_id.clone(),
+                release: s.release.clone(),
+                entries: 0,
+                last_hash: String::new(),
+                finished: s.is_finished(),
+                torn_tail: None,
+                problem: Some(ChainProblem {
+                    kind: chain::ProblemKind::Malformed,
+                    seq: 0,
+                    line: 0,
+                    detail: e.to_string(),
+                }),
+            },
+        };
+        runs.push(v);
+    }
+    Ok(VerifyReport { runs })
+}
