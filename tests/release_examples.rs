@@ -149,3 +149,38 @@ fn schema_command_prints_the_schema() {
             .is_some_and(|a| a.len() == 4)
     );
 }
+
+#[test]
+fn readme_documents_every_key() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    let all: [&[&str]; 14] = [
+        keys::TOP,
+        keys::RELEASE,
+        keys::NOTIFY,
+        keys::SERVICE,
+        keys::LINEAR,
+        keys::BLUE_GREEN,
+        keys::ROLLING,
+        keys::HEALTH,
+        keys::SMOKE,
+        keys::ANALYSIS,
+        keys::LOCAL,
+        keys::REVISION,
+        keys::ECS,
+        keys::MIGRATION,
+    ];
+    for key in all.iter().flat_map(|k| k.iter()) {
+        let forms = [
+            format!("`{key}`"),
+            format!("`{key} ="),
+            format!("{{ {key},"),
+            format!(", {key} }}"),
+            format!("[{key}]"),
+        ];
+        assert!(
+            forms.iter().any(|f| readme.contains(f.as_str())),
+            "README does not document `{key}`"
+        );
+    }
+}

@@ -78,7 +78,7 @@ pub struct PlanStep {
     /// follows before promotion: such a regression is only caught by health checks.
     pub detect_regression_ms: Option<u64>,
     /// How traffic goes back to the stable revision from this step.
-    pub rollback: String,
+    pub rollback: &'static str,
 }
 
 /// What a step does.
@@ -613,32 +613,36 @@ fn finish(
         }
         next_analysis_end[i] = acc;
     }
-    let weight_change = match platform {
-        PlatformKind::Local => "one weight change in cutover's proxy",
-        PlatformKind::Ecs => "one ALB listener-rule weight change",
+    let (back_to_old, back_to_stable) = match platform {
+        PlatformKind::Local => (
+            "one weight change in cutover's proxy back to the old revision, still running",
+            "one weight change in cutover's proxy back to stable",
+        ),
+        PlatformKind::Ecs => (
+            "one ALB listener-rule weight change back to the old revision, still running",
+            "one ALB listener-rule weight change back to stable",
+        ),
     };
     raw.into_iter()
         .enumerate()
         .map(|(i, (action, w, min, max))| {
             let rollback = match (&action, w) {
                 (Action::Launch { .. } | Action::WaitHealthy | Action::Smoke { .. }, _) => {
-                    "no traffic on the candidate yet: stop it".to_string()
+                    "no traffic on the candidate yet: stop it"
                 }
                 (Action::Promote, _) if s.strategy == StrategyKind::Rolling => {
-                    "old instances are gone: roll the previous revision out again".to_string()
+                    "old instances are gone: roll the previous revision out again"
                 }
-                (Action::KeepOld { .. } | Action::Promote, _) => {
-                    format!("{weight_change} back to the old revision, still running")
-                }
-                (Action::Retire { .. }, _) => "old revision gone: roll forward or redeploy it".to_string(),
+                (Action::KeepOld { .. } | Action::Promote, _) => back_to_old,
+                (Action::Retire { .. }, _) => "old revision gone: roll forward or redeploy it",
                 (Action::ReplaceBatch { .. }, _) => {
-                    "restart the replaced instances on the stable revision, then stop the candidate's".to_string()
+                    "restart the replaced instances on the stable revision, then stop the candidate's"
                 }
                 (Action::EcsRollingUpdate, _) => {
-                    "update the ECS service back to the previous task definition".to_string()
+                    "update the ECS service back to the previous task definition"
                 }
-                (_, 0) => "no traffic on the candidate yet: stop it".to_string(),
-                _ => format!("{weight_change} back to stable"),
+                (_, 0) => "no traffic on the candidate yet: stop it",
+                _ => back_to_stable,
             };
             let description = describe(&action, w, s);
             PlanStep {
@@ -658,10 +662,11 @@ fn finish(
 
 fn describe(action: &Action, w: u8, s: &Service) -> String {
     let d = |ms: u64| format_duration(Duration::from_millis(ms));
-    let judge = s
-        .analysis
-        .as_ref()
-        .map_or("thresholds".to_string(), describe_judge);
+    let judge = || {
+        s.analysis
+            .as_ref()
+            .map_or("thresholds".to_string(), describe_judge)
+    };
     match action {
         Action::Launch {
             revision,
@@ -680,7 +685,7 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
         }
         Action::SetWeight { weight } => format!("send {weight}% of traffic to the candidate"),
         Action::Analysis { duration_ms } => {
-            format!("analyse for {} at {w}% ({judge})", d(*duration_ms))
+            format!("analyse for {} at {w}% ({})", d(*duration_ms), judge())
         }
         Action::Pause {
             duration_ms: Some(p),
@@ -699,7 +704,9 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
             }
         ),
         Action::Switch => "switch all traffic to the candidate".into(),
-        Action::Bake { duration_ms } => format!("bake at 100% for {} ({judge})", d(*duration_ms)),
+        Action::Bake { duration_ms } => {
+            format!("bake at 100% for {} ({})", d(*duration_ms), judge())
+        }
         Action::ReplaceBatch {
             batch,
             of,

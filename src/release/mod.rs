@@ -30,44 +30,33 @@ impl LoadedRelease {
 
 /// Read, parse and validate a release file. On failure, every problem found, in file order.
 pub fn load(path: &Path) -> Result<LoadedRelease, Vec<Diagnostic>> {
-    let (map, parsed) = parse::parse_file(path);
-    let mut diags = parsed.diagnostics;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = if base_dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base_dir
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    if let Some(release) = &parsed.release {
-        diags.extend(validate::validate(release, &parsed.spans, &map, &base_dir));
-    }
-    diags.sort_by_key(|d| (d.line, d.col));
-    diags.dedup();
-    match parsed.release {
-        Some(release) if diags.is_empty() => Ok(LoadedRelease {
-            release,
-            path: path.to_path_buf(),
-            base_dir,
-        }),
-        _ => Err(diags),
-    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read the release file: {e}"),
+            hint: Some("check the path and its permissions".into()),
+            excerpt: None,
+        }]
+    })?;
+    let release = load_str(path, &text, &base_dir)?;
+    Ok(LoadedRelease {
+        release,
+        path: path.to_path_buf(),
+        base_dir,
+    })
 }
 
-/// Parse and validate release text that is not on disk (relative paths resolve against
-/// `base_dir`). Used by tests and by tools that generate releases.
+/// Parse and validate release text (`name` is used in messages; relative paths resolve
+/// against `base_dir`). Used by `load`, by tests and by tools that generate releases.
 pub fn load_str(name: &Path, text: &str, base_dir: &Path) -> Result<Release, Vec<Diagnostic>> {
     let map = diagnostic::SourceMap::new(name, text);
-    let parsed = parse::parse_str(&map, text);
-    let mut diags = parsed.diagnostics;
-    if let Some(release) = &parsed.release {
-        diags.extend(validate::validate(release, &parsed.spans, &map, base_dir));
-    }
-    diags.sort_by_key(|d| (d.line, d.col));
-    diags.dedup();
-    match parsed.release {
-        Some(release) if diags.is_empty() => Ok(release),
-        _ => Err(diags),
-    }
+    parse::parse_and_validate(&map, text, base_dir)
 }
 
 /// The JSON Schema of the release format, for editors (taplo, VS Code Even Better TOML).

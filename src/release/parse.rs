@@ -3,7 +3,7 @@
 //! TOML's spanned tree by hand rather than through serde so that one bad field does not hide
 //! the next one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -13,16 +13,16 @@ use super::diagnostic::{Diagnostic, SourceMap, nearest};
 use super::model::*;
 use crate::duration::parse_duration;
 
-/// Byte spans of values in the file, by path: `release.name`, `service[2]`,
-/// `service[2].depends_on[0]`, `migration[0].expand`. Validation uses them to point at the
-/// right place.
-#[derive(Debug, Clone, Default)]
-pub struct Spans {
-    spans: HashMap<String, Range<usize>>,
+/// Where values are in the file, looked up by path (`release.name`, `service[2]`,
+/// `service[2].depends_on[0]`, `migration[0].expand`) in the parsed TOML tree, only when a
+/// check needs to point at something: a valid release costs no lookups at all.
+pub struct Spans<'d, 'i> {
+    root: &'d DeTable<'i>,
+    root_span: Range<usize>,
     broken: HashSet<String>,
 }
 
-impl Spans {
+impl Spans<'_, '_> {
     /// True when a problem was already reported at `path` or inside it, so later checks
     /// should not pile a second message on top of the first.
     pub fn is_broken(&self, path: &str) -> bool {
@@ -32,26 +32,57 @@ impl Spans {
                     .is_some_and(|rest| rest.starts_with(['.', '[']))
         })
     }
+
+    /// Whether any problem was reported while parsing.
+    pub fn any_broken(&self) -> bool {
+        !self.broken.is_empty()
+    }
+
     /// Whether the file wrote anything at `path`.
     pub fn present(&self, path: &str) -> bool {
-        self.spans.contains_key(path)
+        self.get(path).is_some()
     }
+
+    /// The span of the value at `path`.
     pub fn get(&self, path: &str) -> Option<Range<usize>> {
-        self.spans.get(path).cloned()
+        if path.is_empty() {
+            return Some(self.root_span.clone());
+        }
+        let mut table = self.root;
+        let mut found: Option<&toml::Spanned<DeValue>> = None;
+        for segment in path.split('.') {
+            if let Some(v) = found {
+                table = match v.get_ref() {
+                    DeValue::Table(t) => t,
+                    _ => return None,
+                };
+            }
+            let (key, indices) = segment
+                .split_once('[')
+                .map_or((segment, ""), |(k, rest)| (k, rest));
+            let mut node = table.get(key)?;
+            for idx in indices.split('[').filter(|x| !x.is_empty()) {
+                let i: usize = idx.trim_end_matches(']').parse().ok()?;
+                node = match node.get_ref() {
+                    DeValue::Array(items) => items.into_iter().nth(i)?,
+                    _ => return None,
+                };
+            }
+            found = Some(node);
+        }
+        found.map(|v| v.span())
     }
+
     /// The span of `path`, else of the nearest enclosing path that has one.
     pub fn nearest(&self, path: &str) -> Option<Range<usize>> {
         let mut p = path;
         loop {
-            if let Some(s) = self.spans.get(p) {
-                return Some(s.clone());
+            if let Some(s) = self.get(p) {
+                return Some(s);
             }
             let cut = p.rfind(['.', '['])?;
             p = &p[..cut];
         }
-    }
-    fn insert(&mut self, path: &str, span: Range<usize>) {
-        self.spans.insert(path.to_string(), span);
     }
 }
 
@@ -132,22 +163,19 @@ pub mod keys {
     ];
 }
 
-/// What parsing produced: a best-effort release (parts that could not be read replaced by
-/// defaults and marked broken in `spans`), the spans for later checks, and every problem
-/// found. The release is `None` only for TOML syntax errors or a missing `[release]`.
-pub struct Parsed {
-    pub release: Option<Release>,
-    pub spans: Spans,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// Parse the text of a release file. Never panics on any input.
-pub fn parse_str(map: &SourceMap, text: &str) -> Parsed {
+/// Parse the text of a release file and, when its structure allows, check the whole
+/// release. Returns the release only when no problem was found; otherwise every problem,
+/// in file order. Never panics on any input. `base` resolves relative paths.
+pub fn parse_and_validate(
+    map: &SourceMap,
+    text: &str,
+    base: &Path,
+) -> Result<Release, Vec<Diagnostic>> {
     let (doc, errors) = DeTable::parse_recoverable(text);
     let mut p = Parser {
         map,
         diags: Vec::new(),
-        spans: Spans::default(),
+        broken: HashSet::new(),
     };
     for e in &errors {
         let msg = e.message().trim().to_string();
@@ -160,31 +188,37 @@ pub fn parse_str(map: &SourceMap, text: &str) -> Parsed {
     }
     if !errors.is_empty() {
         // A damaged document yields misleading follow-up errors; report syntax alone.
-        return Parsed {
-            release: None,
-            spans: p.spans,
-            diagnostics: p.diags,
-        };
+        return Err(p.diags);
     }
-    let span = doc.span();
     let root = Tbl {
         t: doc.get_ref(),
-        span,
+        span: doc.span(),
         path: String::new(),
         what: "the file".into(),
     };
     let release = p.release(&root);
-    Parsed {
-        release,
-        spans: p.spans,
-        diagnostics: p.diags,
+    let mut diags = p.diags;
+    if let Some(r) = &release {
+        let spans = Spans {
+            root: doc.get_ref(),
+            root_span: doc.span(),
+            broken: p.broken,
+        };
+        diags.extend(super::validate::validate(r, &spans, map, base));
+    }
+    diags.sort_by_key(|d| (d.line, d.col));
+    diags.dedup();
+    match release {
+        Some(r) if diags.is_empty() => Ok(r),
+        _ => Err(diags),
     }
 }
 
 struct Parser<'m> {
     map: &'m SourceMap,
     diags: Vec<Diagnostic>,
-    spans: Spans,
+    /// Paths where a problem was reported (see [`Spans::is_broken`]).
+    broken: HashSet<String>,
 }
 
 /// A table being read, with where it is and how to name it in messages.
@@ -214,13 +248,62 @@ fn article(ty: &str) -> &'static str {
     }
 }
 
+/// Where a value is, built into text only when a message needs it (a valid file formats
+/// nothing: the 1,000-service benchmark depends on it).
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    base: &'a str,
+    key: &'a str,
+    index: Option<usize>,
+}
+
+impl std::fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.base.is_empty() {
+            write!(f, "{}.", self.base)?;
+        }
+        f.write_str(self.key)?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'t> Tbl<'t, '_> {
+    fn loc<'a>(&'a self, key: &'a str) -> Loc<'a> {
+        Loc {
+            base: &self.path,
+            key,
+            index: None,
+        }
+    }
+}
+
+/// How to write a value correctly, for hints: `key = example`, or a literal snippet.
+#[derive(Clone, Copy)]
+enum Ex<'a> {
+    Assign(&'a str, &'a str),
+    Literal(&'a str),
+}
+
+impl std::fmt::Display for Ex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ex::Assign(k, e) => write!(f, "{k} = {e}"),
+            Ex::Literal(l) => f.write_str(l),
+        }
+    }
+}
+
 impl Parser<'_> {
-    /// Run `f`; if it reported anything, mark `path` as broken for the later checks.
-    fn track<T>(&mut self, path: String, f: impl FnOnce(&mut Self) -> T) -> T {
+    /// Run `f`; if it reported anything, mark the path `path()` names as broken for the
+    /// later checks.
+    fn track<T>(&mut self, path: impl FnOnce() -> String, f: impl FnOnce(&mut Self) -> T) -> T {
         let before = self.diags.len();
         let out = f(self);
         if self.diags.len() > before {
-            self.spans.broken.insert(path);
+            self.broken.insert(path());
         }
         out
     }
@@ -254,9 +337,7 @@ impl Parser<'_> {
     }
 
     fn get<'t, 'i>(&mut self, tbl: &Tbl<'t, 'i>, key: &str) -> Option<V<'t, 'i>> {
-        let v = tbl.t.get(key)?;
-        self.spans.insert(&tbl.child(key), v.span());
-        Some(v)
+        tbl.t.get(key)
     }
 
     fn missing(&mut self, tbl: &Tbl, key: &str, example: &str) {
@@ -267,23 +348,20 @@ impl Parser<'_> {
         );
     }
 
-    fn wrong_type(&mut self, v: V, path: &str, expected: &str, example: &str) {
+    fn wrong_type(&mut self, v: V, loc: Loc, expected: &str, ex: Ex) {
         let found = v.get_ref().type_str();
         self.err(
             Some(v.span()),
-            format!(
-                "`{path}` must be {expected}, not {} {found}",
-                article(found)
-            ),
-            format!("write it like `{example}`"),
+            format!("`{loc}` must be {expected}, not {} {found}", article(found)),
+            format!("write it like `{ex}`"),
         );
     }
 
-    fn string_of(&mut self, v: V, path: &str, example: &str) -> Option<String> {
+    fn string_of(&mut self, v: V, loc: Loc, ex: Ex) -> Option<String> {
         match v.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             _ => {
-                self.wrong_type(v, path, "a string", example);
+                self.wrong_type(v, loc, "a string", ex);
                 None
             }
         }
@@ -291,7 +369,7 @@ impl Parser<'_> {
 
     fn req_str(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<String> {
         match self.get(tbl, key) {
-            Some(v) => self.string_of(v, &tbl.child(key), &format!("{key} = {example}")),
+            Some(v) => self.string_of(v, tbl.loc(key), Ex::Assign(key, example)),
             None => {
                 self.missing(tbl, key, example);
                 None
@@ -301,14 +379,14 @@ impl Parser<'_> {
 
     fn opt_str(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<String> {
         let v = self.get(tbl, key)?;
-        self.string_of(v, &tbl.child(key), &format!("{key} = {example}"))
+        self.string_of(v, tbl.loc(key), Ex::Assign(key, example))
     }
 
-    fn int_of(&mut self, v: V, path: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+    fn int_of(&mut self, v: V, loc: Loc, min: i64, max: i64, ex: Ex) -> Option<i64> {
         let n = match v.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             _ => {
-                self.wrong_type(v, path, "an integer", example);
+                self.wrong_type(v, loc, "an integer", ex);
                 return None;
             }
         };
@@ -322,8 +400,8 @@ impl Parser<'_> {
                 };
                 self.err(
                     Some(v.span()),
-                    format!("`{path}` must be {range}"),
-                    format!("write it like `{example}`"),
+                    format!("`{loc}` must be {range}"),
+                    format!("write it like `{ex}`"),
                 );
                 None
             }
@@ -332,7 +410,7 @@ impl Parser<'_> {
 
     fn opt_int(&mut self, tbl: &Tbl, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
         let v = self.get(tbl, key)?;
-        self.int_of(v, &tbl.child(key), min, max, &format!("{key} = {example}"))
+        self.int_of(v, tbl.loc(key), min, max, Ex::Assign(key, example))
     }
 
     fn opt_float(
@@ -344,14 +422,14 @@ impl Parser<'_> {
         example: &str,
     ) -> Option<f64> {
         let v = self.get(tbl, key)?;
-        let path = tbl.child(key);
+        let loc = tbl.loc(key);
         let x = match v.get_ref() {
             DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
                 .ok()
                 .map(|n| n as f64),
             _ => {
-                self.wrong_type(v, &path, "a number", &format!("{key} = {example}"));
+                self.wrong_type(v, loc, "a number", Ex::Assign(key, example));
                 return None;
             }
         };
@@ -360,7 +438,7 @@ impl Parser<'_> {
             _ => {
                 self.err(
                     Some(v.span()),
-                    format!("`{path}` must be between {min} and {max}"),
+                    format!("`{loc}` must be between {min} and {max}"),
                     format!("write it like `{key} = {example}`"),
                 );
                 None
@@ -373,25 +451,20 @@ impl Parser<'_> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {
-                self.wrong_type(
-                    v,
-                    &tbl.child(key),
-                    "true or false",
-                    &format!("{key} = true"),
-                );
+                self.wrong_type(v, tbl.loc(key), "true or false", Ex::Assign(key, "true"));
                 None
             }
         }
     }
 
-    fn dur_of(&mut self, v: V, path: &str, key: &str) -> Option<Dur> {
+    fn dur_of(&mut self, v: V, loc: Loc, key: &str) -> Option<Dur> {
         let s = match v.get_ref() {
-            DeValue::String(s) => s.to_string(),
+            DeValue::String(s) => s,
             DeValue::Integer(i) => {
                 self.err(
                     Some(v.span()),
                     format!(
-                        "`{path}` must be a duration string with a unit, not the bare number {}",
+                        "`{loc}` must be a duration string with a unit, not the bare number {}",
                         i.as_str()
                     ),
                     format!("write it like `{key} = \"{}s\"`", i.as_str()),
@@ -399,16 +472,16 @@ impl Parser<'_> {
                 return None;
             }
             _ => {
-                self.wrong_type(v, path, "a duration string", &format!("{key} = \"30s\""));
+                self.wrong_type(v, loc, "a duration string", Ex::Assign(key, "\"30s\""));
                 return None;
             }
         };
-        match parse_duration(&s) {
+        match parse_duration(s) {
             Ok(d) => Some(Dur(d)),
             Err(e) => {
                 self.err(
                     Some(v.span()),
-                    format!("`{path}` is not a valid duration: {e}"),
+                    format!("`{loc}` is not a valid duration: {e}"),
                     "durations are a number with a unit: \"500ms\", \"30s\", \"5m\", \"1h\""
                         .to_string(),
                 );
@@ -419,27 +492,28 @@ impl Parser<'_> {
 
     fn opt_dur(&mut self, tbl: &Tbl, key: &str) -> Option<Dur> {
         let v = self.get(tbl, key)?;
-        self.dur_of(v, &tbl.child(key), key)
+        self.dur_of(v, tbl.loc(key), key)
     }
 
     fn opt_str_list(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<Vec<String>> {
         let v = self.get(tbl, key)?;
-        let path = tbl.child(key);
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(
                 v,
-                &path,
+                tbl.loc(key),
                 "an array of strings",
-                &format!("{key} = {example}"),
+                Ex::Assign(key, example),
             );
             return None;
         };
         let mut out = Vec::new();
         let mut ok = true;
         for (i, item) in items.into_iter().enumerate() {
-            let ipath = format!("{path}[{i}]");
-            self.spans.insert(&ipath, item.span());
-            match self.string_of(item, &ipath, &format!("{key} = {example}")) {
+            let loc = Loc {
+                index: Some(i),
+                ..tbl.loc(key)
+            };
+            match self.string_of(item, loc, Ex::Assign(key, example)) {
                 Some(s) => out.push(s),
                 None => ok = false,
             }
@@ -455,18 +529,22 @@ impl Parser<'_> {
         values: &[T],
     ) -> Option<T> {
         let v = self.get(tbl, key)?;
-        let path = tbl.child(key);
-        let s = self.string_of(v, &path, &format!("{key} = \"{}\"", names[0]))?;
-        match names.iter().position(|n| *n == s) {
+        let loc = tbl.loc(key);
+        let DeValue::String(s) = v.get_ref() else {
+            let example = format!("\"{}\"", names[0]);
+            self.wrong_type(v, loc, "a string", Ex::Assign(key, &example));
+            return None;
+        };
+        match names.iter().position(|n| *n == s.as_ref()) {
             Some(i) => Some(values[i]),
             None => {
-                let hint = match nearest(&s, names) {
+                let hint = match nearest(s, names) {
                     Some(n) => format!("did you mean \"{n}\"? valid values: {}", quoted(names)),
                     None => format!("valid values: {}", quoted(names)),
                 };
                 self.err(
                     Some(v.span()),
-                    format!("unknown {key} \"{s}\" in `{path}`"),
+                    format!("unknown {key} \"{s}\" in `{loc}`"),
                     hint,
                 );
                 None
@@ -474,23 +552,25 @@ impl Parser<'_> {
         }
     }
 
+    /// The sub-table at `key`; `what` names it in messages and is built only if it exists.
     fn opt_table<'t, 'i>(
         &mut self,
         tbl: &Tbl<'t, 'i>,
         key: &str,
-        what: String,
+        what: impl FnOnce() -> String,
     ) -> Option<Tbl<'t, 'i>> {
         let v = self.get(tbl, key)?;
-        let path = tbl.child(key);
+        let path = tbl.loc(key).to_string();
         match v.get_ref() {
             DeValue::Table(t) => Some(Tbl {
                 t,
                 span: v.span(),
                 path,
-                what,
+                what: what(),
             }),
             _ => {
-                self.wrong_type(v, &path, "a table", &format!("[{path}]"));
+                let example = format!("[{path}]");
+                self.wrong_type(v, tbl.loc(key), "a table", Ex::Literal(&example));
                 None
             }
         }
@@ -500,28 +580,32 @@ impl Parser<'_> {
         &mut self,
         tbl: &Tbl<'t, 'i>,
         key: &str,
-        what: &str,
+        what: impl FnOnce() -> String,
     ) -> Vec<Tbl<'t, 'i>> {
         let Some(v) = self.get(tbl, key) else {
             return Vec::new();
         };
-        let path = tbl.child(key);
+        let path = tbl.loc(key).to_string();
+        let example = format!("[[{path}]]");
         let DeValue::Array(items) = v.get_ref() else {
-            self.wrong_type(v, &path, "an array of tables", &format!("[[{path}]]"));
+            self.wrong_type(v, tbl.loc(key), "an array of tables", Ex::Literal(&example));
             return Vec::new();
         };
+        let what = what();
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let ipath = format!("{path}[{i}]");
-            self.spans.insert(&ipath, item.span());
+            let loc = Loc {
+                index: Some(i),
+                ..tbl.loc(key)
+            };
             match item.get_ref() {
                 DeValue::Table(t) => out.push(Tbl {
                     t,
                     span: item.span(),
-                    path: ipath,
+                    path: loc.to_string(),
                     what: format!("{what} #{}", i + 1),
                 }),
-                _ => self.wrong_type(item, &ipath, "a table", &format!("[[{path}]]")),
+                _ => self.wrong_type(item, loc, "a table", Ex::Literal(&example)),
             }
         }
         out
@@ -531,7 +615,7 @@ impl Parser<'_> {
 
     fn release(&mut self, root: &Tbl) -> Option<Release> {
         self.check_keys(root, keys::TOP);
-        let section = match self.opt_table(root, "release", "[release]".into()) {
+        let section = match self.opt_table(root, "release", || "[release]".into()) {
             Some(t) => Some(self.release_section(&t)),
             None => {
                 if root.t.get("release").is_none() {
@@ -544,21 +628,23 @@ impl Parser<'_> {
                 None
             }
         };
-        let notify = self.opt_table(root, "notify", "[notify]".into()).map(|t| {
-            self.check_keys(&t, keys::NOTIFY);
-            Notify {
-                webhooks: self
-                    .opt_str_list(&t, "webhooks", "[\"http://127.0.0.1:9099/hook\"]")
-                    .unwrap_or_default(),
-            }
-        });
+        let notify = self
+            .opt_table(root, "notify", || "[notify]".into())
+            .map(|t| {
+                self.check_keys(&t, keys::NOTIFY);
+                Notify {
+                    webhooks: self
+                        .opt_str_list(&t, "webhooks", "[\"http://127.0.0.1:9099/hook\"]")
+                        .unwrap_or_default(),
+                }
+            });
         let services = self
-            .table_array(root, "service", "[[service]]")
+            .table_array(root, "service", || "[[service]]".into())
             .into_iter()
             .map(|t| self.service(t))
             .collect();
         let migrations = self
-            .table_array(root, "migration", "[[migration]]")
+            .table_array(root, "migration", || "[[migration]]".into())
             .into_iter()
             .map(|t| self.migration(t))
             .collect();
@@ -572,9 +658,10 @@ impl Parser<'_> {
 
     fn release_section(&mut self, t: &Tbl) -> ReleaseSection {
         self.check_keys(t, keys::RELEASE);
-        let name = self.track(t.child("name"), |p| {
-            p.req_str(t, "name", "\"checkout-2026-11-27\"")
-        });
+        let name = self.track(
+            || t.child("name"),
+            |p| p.req_str(t, "name", "\"checkout-2026-11-27\""),
+        );
         let platform = self
             .enum_of(
                 t,
@@ -622,69 +709,82 @@ impl Parser<'_> {
         let t = &t;
         self.check_keys(t, keys::SERVICE);
         let name = self
-            .track(t.child("name"), |p| p.req_str(t, "name", "\"payments\""))
+            .track(|| t.child("name"), |p| p.req_str(t, "name", "\"payments\""))
             .unwrap_or_default();
         let depends_on = self
-            .track(t.child("depends_on"), |p| {
-                p.opt_str_list(t, "depends_on", "[\"ledger\"]")
-            })
-            .unwrap_or_default();
-        let strategy = self.track(t.child("strategy"), |p| {
-            if t.t.get("strategy").is_some() {
-                p.enum_of(
-                    t,
-                    "strategy",
-                    StrategyKind::NAMES,
-                    &[
-                        StrategyKind::BlueGreen,
-                        StrategyKind::Canary,
-                        StrategyKind::Linear,
-                        StrategyKind::Rolling,
-                    ],
-                )
-            } else {
-                p.missing(t, "strategy", "\"canary\"");
-                None
-            }
-        });
-        if strategy.is_none() {
-            self.spans.broken.insert(t.child("strategy"));
-        }
-        let steps = self.track(t.child("steps"), |p| p.steps(t));
-        let linear = self.track(t.child("linear"), |p| {
-            let lt = p.opt_table(t, "linear", format!("the linear settings of {}", t.what))?;
-            p.check_keys(&lt, keys::LINEAR);
-            let step = p.opt_int(&lt, "step", 1, 100, "10").map(|n| n as u8);
-            if lt.t.get("step").is_none() {
-                p.missing(&lt, "step", "10");
-            }
-            let every = p.opt_dur(&lt, "every");
-            if lt.t.get("every").is_none() {
-                p.missing(&lt, "every", "\"1m\"");
-            }
-            Some(Linear {
-                step: step?,
-                every: every?,
-            })
-        });
-        let blue_green = self.track(t.child("blue_green"), |p| {
-            p.opt_table(
-                t,
-                "blue_green",
-                format!("the blue_green settings of {}", t.what),
+            .track(
+                || t.child("depends_on"),
+                |p| p.opt_str_list(t, "depends_on", "[\"ledger\"]"),
             )
-            .map(|bt| {
-                p.check_keys(&bt, keys::BLUE_GREEN);
-                BlueGreen {
-                    keep_old_for: p
-                        .opt_dur(&bt, "keep_old_for")
-                        .unwrap_or_else(default_keep_old_for),
-                    auto_promote: p.opt_bool(&bt, "auto_promote").unwrap_or(true),
+            .unwrap_or_default();
+        let strategy = self.track(
+            || t.child("strategy"),
+            |p| {
+                if t.t.get("strategy").is_some() {
+                    p.enum_of(
+                        t,
+                        "strategy",
+                        StrategyKind::NAMES,
+                        &[
+                            StrategyKind::BlueGreen,
+                            StrategyKind::Canary,
+                            StrategyKind::Linear,
+                            StrategyKind::Rolling,
+                        ],
+                    )
+                } else {
+                    p.missing(t, "strategy", "\"canary\"");
+                    None
                 }
-            })
-        });
-        let rolling = self.track(t.child("rolling"), |p| {
-            p.opt_table(t, "rolling", format!("the rolling settings of {}", t.what))
+            },
+        );
+        if strategy.is_none() {
+            self.broken.insert(t.child("strategy"));
+        }
+        let steps = self.track(|| t.child("steps"), |p| p.steps(t));
+        let linear = self.track(
+            || t.child("linear"),
+            |p| {
+                let lt =
+                    p.opt_table(t, "linear", || format!("the linear settings of {}", t.what))?;
+                p.check_keys(&lt, keys::LINEAR);
+                let step = p.opt_int(&lt, "step", 1, 100, "10").map(|n| n as u8);
+                if lt.t.get("step").is_none() {
+                    p.missing(&lt, "step", "10");
+                }
+                let every = p.opt_dur(&lt, "every");
+                if lt.t.get("every").is_none() {
+                    p.missing(&lt, "every", "\"1m\"");
+                }
+                Some(Linear {
+                    step: step?,
+                    every: every?,
+                })
+            },
+        );
+        let blue_green = self.track(
+            || t.child("blue_green"),
+            |p| {
+                p.opt_table(t, "blue_green", || {
+                    format!("the blue_green settings of {}", t.what)
+                })
+                .map(|bt| {
+                    p.check_keys(&bt, keys::BLUE_GREEN);
+                    BlueGreen {
+                        keep_old_for: p
+                            .opt_dur(&bt, "keep_old_for")
+                            .unwrap_or_else(default_keep_old_for),
+                        auto_promote: p.opt_bool(&bt, "auto_promote").unwrap_or(true),
+                    }
+                })
+            },
+        );
+        let rolling = self.track(
+            || t.child("rolling"),
+            |p| {
+                p.opt_table(t, "rolling", || {
+                    format!("the rolling settings of {}", t.what)
+                })
                 .map(|rt| {
                     p.check_keys(&rt, keys::ROLLING);
                     Rolling {
@@ -696,32 +796,49 @@ impl Parser<'_> {
                             .map_or(0, |n| n as u32),
                     }
                 })
-        });
-        let health = self.track(t.child("health"), |p| {
-            match p.opt_table(t, "health", format!("[service.health] of {}", t.what)) {
+            },
+        );
+        let health = self.track(
+            || t.child("health"),
+            |p| match p.opt_table(t, "health", || format!("[service.health] of {}", t.what)) {
                 Some(ht) => p.health(&ht),
                 None => Health::default(),
-            }
-        });
-        let smoke = self.track(t.child("smoke"), |p| {
-            let tables = p.table_array(t, "smoke", &format!("[[service.smoke]] of {}", t.what));
-            tables
-                .iter()
-                .map(|st| p.track(st.path.clone(), |p| p.smoke(st)))
-                .collect()
-        });
-        let analysis = self.track(t.child("analysis"), |p| {
-            p.opt_table(t, "analysis", format!("[service.analysis] of {}", t.what))
+            },
+        );
+        let smoke = self.track(
+            || t.child("smoke"),
+            |p| {
+                let tables =
+                    p.table_array(t, "smoke", || format!("[[service.smoke]] of {}", t.what));
+                tables
+                    .iter()
+                    .map(|st| p.track(|| st.path.clone(), |p| p.smoke(st)))
+                    .collect()
+            },
+        );
+        let analysis = self.track(
+            || t.child("analysis"),
+            |p| {
+                p.opt_table(t, "analysis", || {
+                    format!("[service.analysis] of {}", t.what)
+                })
                 .map(|at| p.analysis(&at))
-        });
-        let local = self.track(t.child("local"), |p| {
-            p.opt_table(t, "local", format!("[service.local] of {}", t.what))
-                .and_then(|lt| p.local(&lt))
-        });
-        let ecs = self.track(t.child("ecs"), |p| {
-            p.opt_table(t, "ecs", format!("[service.ecs] of {}", t.what))
-                .and_then(|et| p.ecs(&et))
-        });
+            },
+        );
+        let local = self.track(
+            || t.child("local"),
+            |p| {
+                p.opt_table(t, "local", || format!("[service.local] of {}", t.what))
+                    .and_then(|lt| p.local(&lt))
+            },
+        );
+        let ecs = self.track(
+            || t.child("ecs"),
+            |p| {
+                p.opt_table(t, "ecs", || format!("[service.ecs] of {}", t.what))
+                    .and_then(|et| p.ecs(&et))
+            },
+        );
         Service {
             name,
             depends_on,
@@ -746,18 +863,21 @@ impl Parser<'_> {
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(
                 v,
-                &path,
+                t.loc("steps"),
                 "an array of steps",
-                "steps = [{ set_weight = 5 }, { analysis = \"2m\" }]",
+                Ex::Literal("steps = [{ set_weight = 5 }, { analysis = \"2m\" }]"),
             );
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             let ipath = format!("{path}[{i}]");
-            self.spans.insert(&ipath, item.span());
             let DeValue::Table(st) = item.get_ref() else {
-                self.wrong_type(item, &ipath, "a step table", "{ set_weight = 5 }");
+                let loc = Loc {
+                    index: Some(i),
+                    ..t.loc("steps")
+                };
+                self.wrong_type(item, loc, "a step table", Ex::Literal("{ set_weight = 5 }"));
                 continue;
             };
             let tbl = Tbl {
@@ -787,7 +907,7 @@ impl Parser<'_> {
             }
             if st.get("on_timeout").is_some() && kinds[0] != "approval" {
                 self.err(
-                    self.spans.get(&format!("{ipath}.on_timeout")).or(Some(item.span())),
+                    st.get("on_timeout").map(|v| v.span()).or(Some(item.span())),
                     format!("`on_timeout` in step {} belongs to an approval step", i + 1),
                     "remove it, or make the step `{ approval = \"10m\", on_timeout = \"rollback\" }`".to_string(),
                 );
@@ -799,10 +919,10 @@ impl Parser<'_> {
                     };
                     self.int_of(
                         wv,
-                        &tbl.child("set_weight"),
+                        tbl.loc("set_weight"),
                         0,
                         i64::MAX,
-                        "{ set_weight = 25 }",
+                        Ex::Literal("{ set_weight = 25 }"),
                     )
                     .and_then(|w| {
                         if w > 100 {
@@ -827,7 +947,7 @@ impl Parser<'_> {
                     {
                         Some(Step::Pause(PauseFor::Forever))
                     } else {
-                        self.dur_of(pv, &tbl.child("pause"), "pause")
+                        self.dur_of(pv, tbl.loc("pause"), "pause")
                             .map(|d| Step::Pause(PauseFor::For(d)))
                     }
                 }
@@ -926,7 +1046,7 @@ impl Parser<'_> {
     }
 
     fn revision(&mut self, t: &Tbl, key: &str) -> Option<RevisionRun> {
-        let Some(rt) = self.opt_table(t, key, format!("`{}`", t.child(key))) else {
+        let Some(rt) = self.opt_table(t, key, || format!("`{}`", t.child(key))) else {
             if t.t.get(key).is_none() {
                 self.missing(t, key, "{ revision = \"v1\" }");
             }
@@ -938,11 +1058,11 @@ impl Parser<'_> {
             .opt_str_list(&rt, "args", "[\"--error-rate\", \"0.02\"]")
             .unwrap_or_default();
         let mut env = BTreeMap::new();
-        if let Some(et) = self.opt_table(&rt, "env", format!("`{}`", rt.child("env"))) {
+        if let Some(et) = self.opt_table(&rt, "env", || format!("`{}`", rt.child("env"))) {
             for (k, v) in et.t.iter() {
-                let path = et.child(k.get_ref());
-                self.spans.insert(&path, v.span());
-                if let Some(s) = self.string_of(v, &path, "env = { FEATURE_X = \"on\" }") {
+                let loc = et.loc(k.get_ref());
+                if let Some(s) = self.string_of(v, loc, Ex::Literal("env = { FEATURE_X = \"on\" }"))
+                {
                     env.insert(k.get_ref().to_string(), s);
                 }
             }
@@ -1031,13 +1151,16 @@ impl Parser<'_> {
         let t = &t;
         self.check_keys(t, keys::MIGRATION);
         let field = |p: &mut Self, key: &str, example: &str, required: bool| {
-            p.track(t.child(key), |p| {
-                if required {
-                    p.req_str(t, key, example)
-                } else {
-                    p.opt_str(t, key, example)
-                }
-            })
+            p.track(
+                || t.child(key),
+                |p| {
+                    if required {
+                        p.req_str(t, key, example)
+                    } else {
+                        p.opt_str(t, key, example)
+                    }
+                },
+            )
         };
         let name = field(self, "name", "\"split-customer-name\"", true).unwrap_or_default();
         let database =
@@ -1051,14 +1174,17 @@ impl Parser<'_> {
             false,
         );
         if expand.is_none() {
-            self.spans.broken.insert(t.child("expand"));
+            self.broken.insert(t.child("expand"));
         }
-        let services = self.track(t.child("services"), |p| {
-            if t.t.get("services").is_none() {
-                p.missing(t, "services", "[\"payments\"]");
-            }
-            p.opt_str_list(t, "services", "[\"payments\"]")
-        });
+        let services = self.track(
+            || t.child("services"),
+            |p| {
+                if t.t.get("services").is_none() {
+                    p.missing(t, "services", "[\"payments\"]");
+                }
+                p.opt_str_list(t, "services", "[\"payments\"]")
+            },
+        );
         let bake = self.opt_dur(t, "bake").unwrap_or_else(default_bake);
         Migration {
             name,
@@ -1078,34 +1204,4 @@ fn quoted(names: &[&str]) -> String {
         .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Read and parse a file; I/O problems become a diagnostic too.
-pub fn parse_file(path: &Path) -> (SourceMap, Parsed) {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let map = SourceMap::new(path, &text);
-            let parsed = parse_str(&map, &text);
-            (map, parsed)
-        }
-        Err(e) => {
-            let map = SourceMap::new(path, "");
-            let d = Diagnostic {
-                file: path.to_path_buf(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read the release file: {e}"),
-                hint: Some("check the path and its permissions".into()),
-                excerpt: None,
-            };
-            (
-                map,
-                Parsed {
-                    release: None,
-                    spans: Spans::default(),
-                    diagnostics: vec![d],
-                },
-            )
-        }
-    }
 }

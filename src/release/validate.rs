@@ -11,7 +11,12 @@ use super::parse::Spans;
 
 /// Every semantic problem in a structurally sound release. `base` is the directory that
 /// relative paths in the release are resolved against (the release file's directory).
-pub fn validate(release: &Release, spans: &Spans, map: &SourceMap, base: &Path) -> Vec<Diagnostic> {
+pub fn validate(
+    release: &Release,
+    spans: &Spans<'_, '_>,
+    map: &SourceMap,
+    base: &Path,
+) -> Vec<Diagnostic> {
     let mut v = Validator {
         spans,
         map,
@@ -32,12 +37,27 @@ pub fn validate(release: &Release, spans: &Spans, map: &SourceMap, base: &Path) 
 }
 
 struct Validator<'a> {
-    spans: &'a Spans,
+    spans: &'a Spans<'a, 'a>,
     map: &'a SourceMap,
     diags: Vec<Diagnostic>,
 }
 
+/// `service[3]`, formatted only when a message needs it.
+#[derive(Clone, Copy)]
+struct Indexed(&'static str, usize);
+
+impl std::fmt::Display for Indexed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
 impl Validator<'_> {
+    /// Whether a problem was already reported at or inside `path` (cheap when none was).
+    fn broken(&self, path: std::fmt::Arguments<'_>) -> bool {
+        self.spans.any_broken() && self.spans.is_broken(&path.to_string())
+    }
+
     fn at(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
         let span = self.spans.nearest(path);
         self.diags
@@ -51,7 +71,7 @@ impl Validator<'_> {
     }
 
     fn release(&mut self, r: &Release) {
-        if r.release.name.trim().is_empty() && !self.spans.is_broken("release.name") {
+        if r.release.name.trim().is_empty() && !self.broken(format_args!("release.name")) {
             self.at(
                 "release.name",
                 "the release's name is empty",
@@ -82,7 +102,7 @@ impl Validator<'_> {
         let mut first: HashMap<&str, usize> = HashMap::new();
         for (i, s) in r.services.iter().enumerate() {
             let path = format!("service[{i}].name");
-            if self.spans.is_broken(&path) {
+            if self.broken(format_args!("{path}")) {
                 continue;
             }
             if s.name.trim().is_empty() {
@@ -124,7 +144,7 @@ impl Validator<'_> {
     fn dependencies(&mut self, r: &Release, names: &HashSet<String>) {
         let known: Vec<&str> = r.services.iter().map(|s| s.name.as_str()).collect();
         for (i, s) in r.services.iter().enumerate() {
-            if self.spans.is_broken(&format!("service[{i}].depends_on")) {
+            if self.broken(format_args!("service[{i}].depends_on")) {
                 continue;
             }
             let mut seen = HashSet::new();
@@ -173,8 +193,8 @@ impl Validator<'_> {
     }
 
     fn strategy(&mut self, i: usize, s: &Service) {
-        let p = format!("service[{i}]");
-        if self.spans.is_broken(&format!("{p}.strategy")) {
+        let p = Indexed("service", i);
+        if self.broken(format_args!("{p}.strategy")) {
             return;
         }
         let strategy = s.strategy.as_str();
@@ -247,8 +267,8 @@ impl Validator<'_> {
     }
 
     fn canary(&mut self, i: usize, s: &Service) {
-        let p = format!("service[{i}]");
-        if self.spans.is_broken(&format!("{p}.steps")) {
+        let p = Indexed("service", i);
+        if self.broken(format_args!("{p}.steps")) {
             return;
         }
         if s.steps.is_empty() {
@@ -323,8 +343,8 @@ impl Validator<'_> {
 
     fn smoke(&mut self, i: usize, s: &Service) {
         for (j, t) in s.smoke.iter().enumerate() {
-            let p = format!("service[{i}].smoke[{j}]");
-            if self.spans.is_broken(&p) {
+            let p = format_args!("service[{i}].smoke[{j}]").to_string();
+            if self.broken(format_args!("{p}")) {
                 continue;
             }
             match (&t.request, &t.command) {
@@ -364,7 +384,7 @@ impl Validator<'_> {
     }
 
     fn health(&mut self, i: usize, s: &Service) {
-        if self.spans.is_broken(&format!("service[{i}].health")) {
+        if self.broken(format_args!("service[{i}].health")) {
             return;
         }
         let h = &s.health;
@@ -388,13 +408,13 @@ impl Validator<'_> {
     }
 
     fn platform_section(&mut self, i: usize, s: &Service, platform: PlatformKind) {
-        let p = format!("service[{i}]");
+        let p = Indexed("service", i);
         let section = match platform {
             PlatformKind::Local => format!("{p}.local"),
             PlatformKind::Ecs => format!("{p}.ecs"),
         };
         if self.spans.present(&section)
-            && (s.local.is_none() && s.ecs.is_none() || self.spans.is_broken(&section))
+            && (s.local.is_none() && s.ecs.is_none() || self.broken(format_args!("{section}")))
         {
             return; // already reported where it was written
         }
@@ -504,7 +524,7 @@ impl Validator<'_> {
     fn migrations(&mut self, r: &Release, names: &HashSet<String>, base: &Path) {
         let known: Vec<&str> = r.services.iter().map(|s| s.name.as_str()).collect();
         for (i, m) in r.migrations.iter().enumerate() {
-            let p = format!("migration[{i}]");
+            let p = Indexed("migration", i);
             let db = m.database.as_str();
             if !(db.starts_with("sqlite://")
                 || db.starts_with("postgres://")
@@ -517,7 +537,7 @@ impl Validator<'_> {
                     "write \"sqlite://data/app.db\", \"postgres://host/db\" or \"env:DATABASE_URL\"",
                 );
             }
-            if m.services.is_empty() && !self.spans.is_broken(&format!("{p}.services")) {
+            if m.services.is_empty() && !self.broken(format_args!("{p}.services")) {
                 self.at(
                     &format!("{p}.services"),
                     format!("migration \"{}\" lists no services", m.name),
@@ -544,7 +564,7 @@ impl Validator<'_> {
             ];
             for (key, file) in files {
                 let Some(file) = file else { continue };
-                if self.spans.is_broken(&format!("{p}.{key}")) {
+                if self.broken(format_args!("{p}.{key}")) {
                     continue;
                 }
                 let full = base.join(file);
