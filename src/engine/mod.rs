@@ -17,6 +17,7 @@ pub mod clock;
 pub mod command;
 mod core;
 pub mod http;
+pub mod notify;
 pub mod recorder;
 pub mod smoke;
 pub mod state;
@@ -30,7 +31,9 @@ use tokio::task::JoinHandle;
 pub use self::core::{Engine, EngineError, EngineOptions, revisions};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
-pub use recorder::{MemoryRecorder, RecordError, Recorder};
+pub use recorder::{
+    JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
+};
 pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
 pub use state::{
     Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState, ReleaseStatus,
