@@ -119,6 +119,7 @@ pub async fn run(
             _ = clock.sleep_until(at) => {}
         }
     }
+    engine.close()?;
     let state = engine.state().clone();
     let exit_code = match state.final_statuses() {
         Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,
