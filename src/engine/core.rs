@@ -905,9 +905,9 @@ impl Engine {
         }
         let now = self.clock.now_ms();
         // Watch health and the judges (even while paused: a pause freezes weights, not checks).
-        if self.rts[name].next_health_ms <= now && status != ServiceStatus::Promoted {
+        if self.rts[name].next_health_ms <= now {
             self.poll_health(name).await?;
-            if !self.status(name).is_active() {
+            if self.status(name) != status {
                 return Ok(());
             }
         }
@@ -1024,9 +1024,38 @@ impl Engine {
                     })?;
                 }
                 if let Some(p) = summary.problem {
-                    return self
-                        .fail_service(name, format!("candidate {} health: {p}", s.candidate))
-                        .await;
+                    if s.status != ServiceStatus::Promoted {
+                        return self
+                            .fail_service(name, format!("candidate {} health: {p}", s.candidate))
+                            .await;
+                    }
+                    // Promoted: go back while the old revision is still warm; once it is
+                    // gone, restart what failed.
+                    let warm = s.baseline_running && !self.rts[name].retiring.contains(&s.baseline);
+                    if warm {
+                        return self
+                            .fail_service(
+                                name,
+                                format!("after promotion, while {} was kept warm, candidate {} health: {p}", s.baseline, s.candidate),
+                            )
+                            .await;
+                    }
+                    let replicas = self.rts[name].replicas;
+                    self.emit(EventKind::PlatformError {
+                        service: name.to_string(),
+                        message: format!(
+                            "{p}; the old revision is retired, restarting {}",
+                            s.candidate
+                        ),
+                        fatal: false,
+                    })?;
+                    if let Err(e) = self.platform.launch(name, &s.candidate, replicas).await {
+                        self.emit(EventKind::PlatformError {
+                            service: name.to_string(),
+                            message: e.message,
+                            fatal: !e.retryable,
+                        })?;
+                    }
                 }
             }
         }
