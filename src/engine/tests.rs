@@ -399,8 +399,12 @@ async fn rollback_dependents_rolls_back_changed_dependents_and_skips_the_rest() 
     );
     let mut h = H::new(r);
     h.start().await;
+    // Wave 1 (a, c) ends when c is promoted after its 10 s hold; then b starts.
     h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("b"), ServiceStatus::Pending, "waves are barriers");
+    h.run_for(Duration::from_secs(9)).await;
     assert_eq!(h.status("a"), ServiceStatus::Promoted);
+    assert_eq!(h.status("c"), ServiceStatus::Promoted);
     assert!(h.status("b").is_active());
     assert!(h.cmd("rollback a").await.is_ok());
     assert_eq!(h.status("a"), ServiceStatus::RolledBack);
@@ -417,7 +421,6 @@ async fn rollback_dependents_rolls_back_changed_dependents_and_skips_the_rest() 
         .collect();
     assert_eq!(order, vec!["b".to_string(), "a".to_string()]);
     h.finish(Duration::from_secs(120)).await;
-    assert_eq!(h.status("c"), ServiceStatus::Promoted);
     h.no_traffic_on_stopped();
 }
 
