@@ -130,10 +130,10 @@ async fn run(iterations: usize, verdict: bool) -> Vec<f64> {
             // Wait for the judge's fail verdict, then time until the proxy is all stable.
             let t0 = loop {
                 let e = events.recv().await.unwrap();
-                if let EventKind::Verdict { verdict, .. } = &e.kind {
-                    if verdict.outcome == Outcome::Fail {
-                        break Instant::now();
-                    }
+                if let EventKind::Verdict { verdict, .. } = &e.kind
+                    && verdict.outcome == Outcome::Fail
+                {
+                    break Instant::now();
                 }
             };
             while !all_on_stable(&p).await {
