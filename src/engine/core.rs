@@ -1625,10 +1625,11 @@ impl Engine {
                 if !self.set_weight(name, s, w).await? {
                     return Ok(());
                 }
-                if let Err(e) = self
-                    .platform
-                    .scale(name, &s.baseline, replicas - replaced)
-                    .await
+                // `launch` (idempotent, reconciles the count) rather than `scale`: after a
+                // resume the baseline may have been restarted smaller, or not at all.
+                let keep = replicas - replaced;
+                if let Err(e) = self.platform.launch(name, &s.baseline, keep).await
+                    && keep > 0
                 {
                     return self.platform_failed(name, e).await;
                 }

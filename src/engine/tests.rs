@@ -553,7 +553,7 @@ async fn rolling_replaces_in_batches_and_rolls_back_to_full_size() {
     let calls = h.platform.calls();
     assert!(calls.contains(&"launch api v2 1".to_string()), "{calls:?}");
     assert!(calls.contains(&"launch api v2 2".to_string()), "{calls:?}");
-    assert!(calls.contains(&"scale api v1 1".to_string()), "{calls:?}");
+    assert!(calls.contains(&"launch api v1 1".to_string()), "{calls:?}");
     // The old revision was scaled to zero; rolling back brings it back to full size
     // and only then moves traffic.
     assert!(h.cmd("rollback api").await.is_ok());
