@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod demo_service;
 pub mod duration;
+pub mod engine;
 pub mod journal;
 pub mod judge;
 pub mod loadgen;

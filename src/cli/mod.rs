@@ -16,11 +16,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub mod demo_service;
-pub mod load;
-
 pub mod judge_bench;
 pub mod judge_replay;
+
+pub mod demo;
+pub mod demo_service;
+pub mod deploy;
+pub mod load;
+pub mod resume;
 
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
@@ -66,6 +69,26 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
+    #[command(name = "judge-bench")]
+    JudgeBench(judge_bench::JudgeBenchArgs),
+    /// Canary judge tools.
+    Judge {
+        #[command(subcommand)]
+        command: judge_replay::JudgeCommand,
+    },
+    /// Run a release: services in dependency order, each by its strategy, rolled back
+    /// automatically on failure (exit 0 all promoted, 3 something rolled back).
+    Deploy(deploy::DeployArgs),
+    /// A five-service release on this machine under load, with one broken candidate the
+    /// engine catches and rolls back while the rest promotes.
+    Demo(demo::DemoArgs),
+    /// Carry on with an interrupted run from its journal (after a crash or kill -9).
+    Resume(resume::ResumeArgs),
+    /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
+    DemoService(demo_service::DemoServiceArgs),
+    /// Send HTTP load to URLs and report status counts, errors and latency.
+    Load(load::LoadArgs),
     /// List the journaled runs, newest first: release, start, finish, outcome, entries.
     History {
         #[command(flatten)]
@@ -76,18 +99,6 @@ pub enum Command {
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
-    /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
-    DemoService(demo_service::DemoServiceArgs),
-    /// Send HTTP load to URLs and report status counts, errors and latency.
-    Load(load::LoadArgs),
-    /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
-    #[command(name = "judge-bench")]
-    JudgeBench(judge_bench::JudgeBenchArgs),
-    /// Canary judge tools.
-    Judge {
-        #[command(subcommand)]
-        command: judge_replay::JudgeCommand,
-    },
     /// Database migrations: lint, dry run on a copy, history and drift.
     Migrate {
         #[command(subcommand)]
@@ -152,16 +163,40 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
-        Command::History { state, output } => history::run(&state.resolve(), output),
-        Command::Audit(args) => audit::run(args),
-        Command::DemoService(args) => demo_service::run(args),
-        Command::Load(args) => load::run(args),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Resume(args) => resume::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::DemoService(args) => demo_service::run(args),
+        Command::Load(args) => load::run(args),
+        Command::History { state, output } => history::run(&state.resolve(), output),
+        Command::Audit(args) => audit::run(args),
         Command::Migrate { command } => migrate::run(command),
         Command::Verify { file, aws, output } => verify::run(&file, &aws, output),
         Command::Diff { file, aws, output } => diff::run(&file, &aws, output),
     }
+}
+
+/// Exit code for a journal error: 2 when the caller named something that is not there
+/// (or busy), 1 otherwise.
+fn journal_exit(e: &crate::journal::JournalError) -> ExitCode {
+    eprintln!("cutover: {e}");
+    if e.is_invalid_input() {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::from(EXIT_INTERNAL)
+    }
+}
+
+/// Print load errors the way `validate` does and return the invalid-input exit code.
+fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
+    for d in diags {
+        eprint!("{d}");
+    }
+    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| d.file.clone()).collect();
+    eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
+    ExitCode::from(EXIT_INVALID)
 }
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.
@@ -188,27 +223,6 @@ pub fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
             .ok_or_else(|| format!("`{text}` is not a number of seconds; write e.g. 30 or 30s"));
     }
     crate::duration::parse_duration(t).map_err(|e| e.to_string())
-}
-
-/// Exit code for a journal error: 2 when the caller named something that is not there
-/// (or busy), 1 otherwise.
-fn journal_exit(e: &crate::journal::JournalError) -> ExitCode {
-    eprintln!("cutover: {e}");
-    if e.is_invalid_input() {
-        ExitCode::from(EXIT_INVALID)
-    } else {
-        ExitCode::from(EXIT_INTERNAL)
-    }
-}
-
-/// Print load errors the way `validate` does and return the invalid-input exit code.
-fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
-    for d in diags {
-        eprint!("{d}");
-    }
-    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| d.file.clone()).collect();
-    eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
-    ExitCode::from(EXIT_INVALID)
 }
 
 /// `s` with control characters escaped (`\n`, `\u{1b}`), so text from files (journal

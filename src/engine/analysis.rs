@@ -1,0 +1,138 @@
+//! The engine's side of canary analysis: build the judge a service asks for, freeze the
+//! slow threshold, sample both arms at the same time and feed the windows in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::judge::{
+    AnalysisConfig, ArmSampler, Judge, JudgeKind, Outcome, Verdict, freeze_slow_threshold,
+    new_judge,
+};
+use crate::metrics::MetricSource;
+use crate::release::{Analysis, JudgeKind as ReleaseJudge};
+
+use super::state::VerdictInfo;
+
+/// Map a release's `[service.analysis]` (or its absence) to judge settings. Without a
+/// section the engine still guards with the release's defaults (`max_error_rate` 5 %).
+pub fn judge_config(
+    a: Option<&Analysis>,
+    force_threshold: bool,
+    duration: Duration,
+) -> AnalysisConfig {
+    let d = Analysis::default();
+    let a = a.unwrap_or(&d);
+    let mut c = AnalysisConfig {
+        judge: match a.judge {
+            ReleaseJudge::Sequential => JudgeKind::Sequential,
+            ReleaseJudge::Threshold => JudgeKind::Threshold,
+        },
+        tolerance: a.tolerance,
+        min_requests: a.min_requests,
+        min_duration: a.min_duration.0,
+        max_error_rate: a.max_error_rate,
+        alpha: a.alpha,
+        failure_limit: a.failure_limit,
+        ..AnalysisConfig::default()
+    };
+    if let Some(p) = a.max_p99 {
+        c.max_p99 = p.0;
+    }
+    if force_threshold {
+        c.judge = JudgeKind::Threshold;
+    }
+    // The threshold judge measures per interval: a tenth of the analysis, 1 s to 1 m.
+    let tenth = duration / 10;
+    c.interval = tenth.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    c
+}
+
+/// How often an analysis samples both arms.
+pub fn sample_every(duration: Duration) -> Duration {
+    (duration / 20).clamp(Duration::from_millis(200), Duration::from_secs(1))
+}
+
+/// One running analysis of a service.
+pub struct AnalysisRun {
+    judge: Box<dyn Judge>,
+    sampler: ArmSampler,
+    pub started_ms: u64,
+    pub every: Duration,
+    pub next_sample_ms: u64,
+    last_outcome: Option<Outcome>,
+    pub config: AnalysisConfig,
+}
+
+impl AnalysisRun {
+    /// Start judging `candidate` against `baseline`. Freezes the slow threshold from the
+    /// baseline's recent latency first.
+    pub async fn start(
+        metrics: Arc<dyn MetricSource>,
+        service: &str,
+        baseline: &str,
+        candidate: &str,
+        config: AnalysisConfig,
+        every: Duration,
+        now_ms: u64,
+    ) -> Result<AnalysisRun, String> {
+        let judge = new_judge(&config).map_err(|e| e.to_string())?;
+        let base_latency = metrics
+            .recent_latency(service, baseline, Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let slow = freeze_slow_threshold(&config, base_latency.as_ref());
+        let mut sampler = ArmSampler::new(metrics, service, baseline, candidate, slow);
+        sampler.sample(0, 0.0).await.map_err(|e| e.to_string())?;
+        Ok(AnalysisRun {
+            judge,
+            sampler,
+            started_ms: now_ms,
+            every,
+            next_sample_ms: now_ms + every.as_millis() as u64,
+            last_outcome: None,
+            config,
+        })
+    }
+
+    /// Take one sample at `now_ms`; returns the verdict when its outcome changed.
+    pub async fn sample(
+        &mut self,
+        now_ms: u64,
+        canary_weight: u8,
+    ) -> Result<Option<VerdictInfo>, String> {
+        self.next_sample_ms = now_ms + self.every.as_millis() as u64;
+        let at = now_ms.saturating_sub(self.started_ms);
+        let w = self
+            .sampler
+            .sample(at, f64::from(canary_weight) / 100.0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(w) = w else { return Ok(None) };
+        let outcome = self.judge.observe(&w).map_err(|e| e.to_string())?;
+        if self.last_outcome != Some(outcome) {
+            self.last_outcome = Some(outcome);
+            return Ok(Some(info(&self.judge.verdict(), now_ms)));
+        }
+        Ok(None)
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.last_outcome.unwrap_or(Outcome::Inconclusive)
+    }
+
+    pub fn verdict(&self, now_ms: u64) -> VerdictInfo {
+        info(&self.judge.verdict(), now_ms)
+    }
+}
+
+fn info(v: &Verdict, now_ms: u64) -> VerdictInfo {
+    let mut explanation: Vec<String> = v.metrics.iter().map(|m| m.to_string()).collect();
+    explanation.extend(v.notes.iter().map(|n| format!("note: {n}")));
+    VerdictInfo {
+        outcome: v.outcome,
+        judge: v.judge.clone(),
+        summary: v.summary.clone(),
+        explanation,
+        at_ms: now_ms,
+    }
+}

@@ -1,0 +1,203 @@
+//! Commands: what a person (through any front end) asks the engine to do. They all enter
+//! through one channel as [`CommandRequest`]s, carry the operator's name, and get an
+//! answer: done (with what was done) or refused (with why).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// Something an operator asks. `service: None` means the whole release where allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "command")]
+pub enum Command {
+    /// Begin the release (a loaded engine waits for this).
+    Start,
+    /// Freeze weights: no more steps until `resume` (health and judges keep watching and
+    /// still roll back on failure).
+    Pause { service: Option<String> },
+    /// Lift a pause.
+    Resume { service: Option<String> },
+    /// Move a service on to its next step now (ends a pause, an analysis, a gate).
+    Promote { service: String },
+    /// Skip every remaining step: all traffic to the candidate, then promote.
+    PromoteAll { service: String },
+    /// Traffic back to the baseline first, cleanup after; `None` rolls back the release.
+    Rollback { service: Option<String> },
+    /// Stop the release: services in flight roll back, pending ones are skipped,
+    /// promoted ones stay.
+    Abort,
+    /// Approve a waiting approval gate.
+    Approve { service: String },
+    /// Reject a waiting approval gate: the service rolls back.
+    Reject { service: String },
+    /// Roll a rolled-back (or failed) service out again.
+    Retry { service: String },
+}
+
+impl Command {
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Command::Start | Command::Abort => None,
+            Command::Pause { service }
+            | Command::Resume { service }
+            | Command::Rollback { service } => service.as_deref(),
+            Command::Promote { service }
+            | Command::PromoteAll { service }
+            | Command::Approve { service }
+            | Command::Reject { service }
+            | Command::Retry { service } => Some(service),
+        }
+    }
+
+    /// The command's name as typed (`promote-all`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Start => "start",
+            Command::Pause { .. } => "pause",
+            Command::Resume { .. } => "resume",
+            Command::Promote { .. } => "promote",
+            Command::PromoteAll { .. } => "promote-all",
+            Command::Rollback { .. } => "rollback",
+            Command::Abort => "abort",
+            Command::Approve { .. } => "approve",
+            Command::Reject { .. } => "reject",
+            Command::Retry { .. } => "retry",
+        }
+    }
+
+    /// Parse what a person types: `promote payments`, `rollback`, `pause orders`.
+    pub fn parse(text: &str) -> Result<Command, String> {
+        let mut words = text.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let target = words.next().map(str::to_string);
+        if words.next().is_some() {
+            return Err(format!(
+                "`{text}`: too many words; write e.g. `promote payments`"
+            ));
+        }
+        let need = |t: Option<String>| {
+            t.ok_or_else(|| format!("`{verb}` needs a service name, e.g. `{verb} payments`"))
+        };
+        Ok(match verb {
+            "start" => Command::Start,
+            "pause" => Command::Pause { service: target },
+            "resume" => Command::Resume { service: target },
+            "promote" => Command::Promote {
+                service: need(target)?,
+            },
+            "promote-all" => Command::PromoteAll {
+                service: need(target)?,
+            },
+            "rollback" => Command::Rollback { service: target },
+            "abort" => Command::Abort,
+            "approve" => Command::Approve {
+                service: need(target)?,
+            },
+            "reject" => Command::Reject {
+                service: need(target)?,
+            },
+            "retry" => Command::Retry {
+                service: need(target)?,
+            },
+            other => {
+                return Err(format!(
+                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry"
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.service() {
+            Some(s) => write!(f, "{} {s}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{command} refused: {reason}")]
+pub struct Refusal {
+    pub command: String,
+    pub reason: String,
+}
+
+/// The answer to a command: what was done, or why not.
+pub type CommandReply = Result<String, Refusal>;
+
+/// A command on its way into the engine.
+#[derive(Debug)]
+pub struct CommandRequest {
+    pub command: Command,
+    /// `$USER` or `--operator`.
+    pub operator: String,
+    /// Where the answer goes (dropped senders are fine).
+    pub reply: Option<oneshot::Sender<CommandReply>>,
+}
+
+impl CommandRequest {
+    pub fn new(
+        command: Command,
+        operator: &str,
+    ) -> (CommandRequest, oneshot::Receiver<CommandReply>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            CommandRequest {
+                command,
+                operator: operator.to_string(),
+                reply: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+/// The operator's name: `--operator`, else `$USER`, else `unknown`.
+pub fn operator_name(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_commands_parse_and_print_back() {
+        for t in [
+            "start",
+            "pause",
+            "pause orders",
+            "resume",
+            "promote payments",
+            "promote-all payments",
+            "rollback",
+            "rollback orders",
+            "abort",
+            "approve a",
+            "reject a",
+            "retry a",
+        ] {
+            let c = Command::parse(t).unwrap();
+            assert_eq!(c.to_string(), t);
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), c);
+        }
+        assert!(
+            Command::parse("promote")
+                .unwrap_err()
+                .contains("needs a service")
+        );
+        assert!(
+            Command::parse("launch x")
+                .unwrap_err()
+                .contains("unknown command")
+        );
+    }
+}

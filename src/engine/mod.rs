@@ -1,0 +1,129 @@
+//! The deployment engine: a reconciler per service and an orchestrator across services,
+//! driven by an injected [`Clock`] and the [`crate::platform::Platform`] trait.
+//!
+//! * Front ends send [`CommandRequest`]s through one `mpsc` channel and get a
+//!   [`CommandReply`] back through a oneshot.
+//! * They subscribe to [`Event`]s (a `broadcast`) and watch the [`ReleaseState`]
+//!   snapshot (a `watch`), which is a pure fold of the events.
+//! * Every event except health observations is recorded ([`Recorder`], the journal)
+//!   before the engine acts on it.
+//!
+//! Start one with [`Engine::new`] (or [`Engine::restore`] from a journal), then
+//! [`spawn`] it: the returned [`EngineHandle`] has the command sender, an event
+//! subscription, the state watch and the join handle yielding the [`RunOutcome`].
+
+pub mod analysis;
+pub mod clock;
+pub mod command;
+mod core;
+pub mod http;
+pub mod notify;
+pub mod recorder;
+pub mod smoke;
+pub mod state;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use self::core::{Engine, EngineError, EngineOptions, revisions};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
+pub use recorder::{
+    JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
+};
+pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
+pub use state::{
+    Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState, ReleaseStatus,
+    ServiceInit, ServiceState, ServiceStatus, Trigger, VerdictInfo, describe,
+};
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub state: ReleaseState,
+    /// 0 all promoted, 3 something rolled back, failed or was skipped.
+    pub exit_code: u8,
+}
+
+/// What a front end holds of a running engine.
+pub struct EngineHandle {
+    pub commands: mpsc::Sender<CommandRequest>,
+    pub events: broadcast::Sender<Event>,
+    pub state: watch::Receiver<ReleaseState>,
+    pub join: JoinHandle<Result<RunOutcome, EngineError>>,
+}
+
+impl EngineHandle {
+    /// Send a command and wait for the engine's answer.
+    pub async fn send(&self, command: Command, operator: &str) -> CommandReply {
+        let (req, rx) = CommandRequest::new(command.clone(), operator);
+        if self.commands.send(req).await.is_err() {
+            return Err(Refusal {
+                command: command.to_string(),
+                reason: "the engine has stopped".into(),
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Refusal {
+                command: command.to_string(),
+                reason: "the engine stopped before answering".into(),
+            })
+        })
+    }
+}
+
+/// Run the engine on its own task until the release finished and cleanup is done.
+pub fn spawn(engine: Engine) -> EngineHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let events = engine.event_sender();
+    let state = engine.watch();
+    let join = tokio::spawn(run(engine, rx));
+    EngineHandle {
+        commands: tx,
+        events,
+        state,
+        join,
+    }
+}
+
+/// The engine's loop: tick, then wait for a command, background work or the next due
+/// time, whichever comes first.
+pub async fn run(
+    mut engine: Engine,
+    mut commands: mpsc::Receiver<CommandRequest>,
+) -> Result<RunOutcome, EngineError> {
+    let wake = engine.wake_handle();
+    let clock = engine.clock();
+    let mut open = true;
+    loop {
+        engine.tick().await?;
+        if engine.is_done() && !(engine.options().stay_alive && open) {
+            break;
+        }
+        let at = engine.next_wakeup();
+        tokio::select! {
+            biased;
+            req = commands.recv(), if open => match req {
+                Some(req) => {
+                    let reply = engine.handle(req.command, &req.operator).await?;
+                    if let Some(tx) = req.reply {
+                        let _ = tx.send(reply);
+                    }
+                }
+                None => open = false,
+            },
+            _ = wake.notified() => {}
+            _ = clock.sleep_until(at) => {}
+        }
+    }
+    engine.close()?;
+    let state = engine.state().clone();
+    let exit_code = match state.final_statuses() {
+        Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,
+        _ => 3,
+    };
+    Ok(RunOutcome { state, exit_code })
+}

@@ -1,0 +1,892 @@
+//! What front ends see: the [`Event`]s the engine broadcasts (and journals) and the
+//! [`ReleaseState`] snapshot, which is a pure fold of those events ([`ReleaseState::apply`]).
+//! The console renders these types, the control API ships them; all are serde types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::judge::Outcome;
+use crate::plan::Action;
+use crate::platform::Weights;
+use crate::release::{FailurePolicy, OnTimeout, StrategyKind};
+
+use super::command::Command;
+
+/// Where one service is in its rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceStatus {
+    /// Waiting for its dependencies or a free slot.
+    Pending,
+    /// Launching the candidate, waiting for health, running smoke tests.
+    Starting,
+    /// Moving through its steps (see `step` / `steps`).
+    Progressing,
+    /// A judge is comparing candidate and baseline.
+    Analysing,
+    /// Held by an operator, a `pause forever` step, the failure policy or an inconclusive
+    /// analysis; `paused_reason` says which.
+    Paused,
+    /// An approval gate waits for a person (`gate` has the deadline).
+    AwaitingApproval,
+    /// The candidate is stable (cleanup of the old revision may still run).
+    Promoted,
+    /// Traffic is going back to the baseline.
+    RollingBack,
+    /// All traffic is on the baseline again.
+    RolledBack,
+    /// Could not be completed nor rolled back; needs a person.
+    Failed,
+    /// Never started (a dependency did not promote, or the release was aborted).
+    Skipped,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Pending => "pending",
+            ServiceStatus::Starting => "starting",
+            ServiceStatus::Progressing => "progressing",
+            ServiceStatus::Analysing => "analysing",
+            ServiceStatus::Paused => "paused",
+            ServiceStatus::AwaitingApproval => "awaiting_approval",
+            ServiceStatus::Promoted => "promoted",
+            ServiceStatus::RollingBack => "rolling_back",
+            ServiceStatus::RolledBack => "rolled_back",
+            ServiceStatus::Failed => "failed",
+            ServiceStatus::Skipped => "skipped",
+        }
+    }
+    /// Nothing more happens to it unless someone retries it.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ServiceStatus::Promoted
+                | ServiceStatus::RolledBack
+                | ServiceStatus::Failed
+                | ServiceStatus::Skipped
+        )
+    }
+    /// Started and not finished: it may have changed something in the world.
+    pub fn is_active(self) -> bool {
+        !self.is_terminal() && self != ServiceStatus::Pending
+    }
+}
+
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The release as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Loaded, waiting for a `start` command.
+    Ready,
+    Running,
+    /// Held: no service takes a step until `resume`.
+    Paused,
+    /// Every service reached promoted, rolled back, failed or skipped.
+    Finished,
+}
+
+/// How a release ended, per service (the `summary` line of `deploy --output json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalStatus {
+    Promoted,
+    RolledBack,
+    Skipped,
+    Failed,
+}
+
+/// A gate waiting for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    #[serde(flatten)]
+    pub kind: GateKind,
+    pub since_ms: u64,
+    /// When it times out (`None`: never).
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "gate")]
+pub enum GateKind {
+    /// `approve` or `reject`; on timeout, `on_timeout` happens.
+    Approval { on_timeout: OnTimeout },
+    /// `promote` moves on (a `pause forever` step, or an inconclusive analysis).
+    Promote,
+}
+
+/// A judge's latest word on a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictInfo {
+    pub outcome: Outcome,
+    pub judge: String,
+    /// One sentence: why.
+    pub summary: String,
+    /// One line per metric (`errors: canary 2.1 % vs baseline 0.5 %, ...: FAIL`).
+    pub explanation: Vec<String>,
+    pub at_ms: u64,
+}
+
+/// Health of the revisions of one service, as last polled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSummary {
+    pub candidate_healthy: u32,
+    pub candidate_desired: u32,
+    pub baseline_healthy: u32,
+    pub baseline_desired: u32,
+    /// The last problem seen (an instance unhealthy or exited), if any.
+    pub problem: Option<String>,
+    pub at_ms: u64,
+}
+
+/// One service, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub name: String,
+    pub strategy: StrategyKind,
+    /// 0-based wave from the plan.
+    pub wave: usize,
+    pub depends_on: Vec<String>,
+    pub status: ServiceStatus,
+    /// The revision running before the release (what a rollback returns to).
+    pub baseline: String,
+    /// The revision this release rolls out.
+    pub candidate: String,
+    /// 1-based index of the current step (0 before the first).
+    pub step: usize,
+    /// Description of every step, from the plan.
+    pub steps: Vec<String>,
+    /// Traffic split in force as last set by the engine.
+    pub weights: Weights,
+    /// The candidate's share of traffic.
+    pub candidate_weight: u8,
+    /// The candidate has been launched and not retired.
+    pub candidate_running: bool,
+    /// The baseline is still running (false once retired after promotion).
+    pub baseline_running: bool,
+    pub health: HealthSummary,
+    pub verdict: Option<VerdictInfo>,
+    pub gate: Option<Gate>,
+    /// A timed step (pause, analysis, keep-old) ends at this time.
+    pub wait_until_ms: Option<u64>,
+    pub paused_reason: Option<String>,
+    /// Why it rolled back, failed or was skipped.
+    pub reason: Option<String>,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// Old revision still to retire after promotion.
+    pub cleanup_pending: bool,
+}
+
+/// The whole release, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseState {
+    pub release: String,
+    /// The journal run this state belongs to.
+    pub run_id: String,
+    pub platform: String,
+    pub status: ReleaseStatus,
+    pub on_failure: FailurePolicy,
+    pub max_parallel: u32,
+    pub waves: Vec<Vec<String>>,
+    /// In plan order (wave by wave).
+    pub services: Vec<ServiceState>,
+    pub paused_reason: Option<String>,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// Who started it.
+    pub operator: Option<String>,
+    /// The last engine event applied.
+    pub last_seq: u64,
+}
+
+/// Static description of one service when a release is loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInit {
+    pub name: String,
+    pub strategy: StrategyKind,
+    pub wave: usize,
+    pub depends_on: Vec<String>,
+    pub baseline: String,
+    pub candidate: String,
+    pub steps: Vec<String>,
+}
+
+/// Who or what made a rollback happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum Trigger {
+    /// An operator's command.
+    Operator { operator: String },
+    /// The engine's own checks (judge, health, smoke test, deadline).
+    Automatic,
+    /// The failure policy, because another service failed.
+    Policy { failed: String },
+}
+
+/// One thing that happened; numbered, timed, journaled before the engine acts on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum EventKind {
+    /// The engine loaded a release (first entry of a run).
+    ReleaseLoaded {
+        release: String,
+        run_id: String,
+        platform: String,
+        on_failure: FailurePolicy,
+        max_parallel: u32,
+        waves: Vec<Vec<String>>,
+        services: Vec<ServiceInit>,
+    },
+    /// A command was accepted and is about to be carried out.
+    CommandAccepted {
+        operator: String,
+        command: Command,
+    },
+    /// A command was refused; nothing changed.
+    CommandRefused {
+        operator: String,
+        command: Command,
+        reason: String,
+    },
+    ReleaseStarted {
+        operator: String,
+    },
+    /// The baseline of a service runs and takes all traffic (before any step).
+    BaselineReady {
+        service: String,
+        revision: String,
+    },
+    ServiceStarted {
+        service: String,
+    },
+    StepStarted {
+        service: String,
+        index: usize,
+        of: usize,
+        action: Action,
+        description: String,
+        /// A timed step ends then.
+        until_ms: Option<u64>,
+    },
+    /// The candidate was launched (or relaunched on resume).
+    Launched {
+        service: String,
+        revision: String,
+        replicas: u32,
+    },
+    WeightsSet {
+        service: String,
+        weights: Weights,
+    },
+    /// A health poll (not journaled: observations only).
+    Health {
+        service: String,
+        summary: HealthSummary,
+    },
+    SmokeResult {
+        service: String,
+        test: String,
+        /// Which revision the test ran against (dependents' tests run on their stable).
+        revision: String,
+        passed: bool,
+        detail: String,
+    },
+    /// A judge's verdict (journaled when the outcome changes or the analysis ends).
+    Verdict {
+        service: String,
+        verdict: VerdictInfo,
+    },
+    /// A gate opened: approval, pause forever, inconclusive analysis.
+    GateWaiting {
+        service: String,
+        gate: Gate,
+        reason: String,
+    },
+    GateAnswered {
+        service: String,
+        answer: String,
+        by: String,
+    },
+    /// A service (or with `service: None` the release) was held.
+    Paused {
+        service: Option<String>,
+        reason: String,
+    },
+    Resumed {
+        service: Option<String>,
+        operator: String,
+    },
+    Promoted {
+        service: String,
+    },
+    RollbackStarted {
+        service: String,
+        reason: String,
+        trigger: Trigger,
+    },
+    RolledBack {
+        service: String,
+        reason: String,
+    },
+    Failed {
+        service: String,
+        reason: String,
+    },
+    Skipped {
+        service: String,
+        reason: String,
+    },
+    /// A service goes back to pending (retry).
+    Retrying {
+        service: String,
+        operator: String,
+    },
+    /// A revision was drained and stopped.
+    Retired {
+        service: String,
+        revision: String,
+    },
+    /// A platform call failed and will be tried again (or not: `fatal`).
+    PlatformError {
+        service: String,
+        message: String,
+        fatal: bool,
+    },
+    ReleaseFinished {
+        services: BTreeMap<String, FinalStatus>,
+        /// 0 all promoted, 3 something rolled back or failed.
+        exit_code: u8,
+    },
+    /// The engine restarted from the journal (`cutover resume`).
+    EngineRestarted {
+        operator: String,
+        note: String,
+    },
+}
+
+impl EventKind {
+    /// The service this event is about.
+    pub fn service(&self) -> Option<&str> {
+        use EventKind::*;
+        match self {
+            BaselineReady { service, .. }
+            | ServiceStarted { service }
+            | StepStarted { service, .. }
+            | Launched { service, .. }
+            | WeightsSet { service, .. }
+            | Health { service, .. }
+            | SmokeResult { service, .. }
+            | Verdict { service, .. }
+            | GateWaiting { service, .. }
+            | GateAnswered { service, .. }
+            | Promoted { service }
+            | RollbackStarted { service, .. }
+            | RolledBack { service, .. }
+            | Failed { service, .. }
+            | Skipped { service, .. }
+            | Retrying { service, .. }
+            | Retired { service, .. }
+            | PlatformError { service, .. } => Some(service),
+            Paused { service, .. } | Resumed { service, .. } => service.as_deref(),
+            CommandAccepted { command, .. } | CommandRefused { command, .. } => command.service(),
+            ReleaseLoaded { .. }
+            | ReleaseStarted { .. }
+            | ReleaseFinished { .. }
+            | EngineRestarted { .. } => None,
+        }
+    }
+
+    /// The journal's `kind` column.
+    pub fn journal_kind(&self) -> &'static str {
+        use EventKind::*;
+        match self {
+            CommandAccepted { .. } | CommandRefused { .. } => "command",
+            Verdict { .. } => "verdict",
+            StepStarted { .. } => "step",
+            Launched { .. }
+            | WeightsSet { .. }
+            | Retired { .. }
+            | PlatformError { .. }
+            | BaselineReady { .. } => "platform",
+            _ => "decision",
+        }
+    }
+
+    /// Observations are broadcast but not journaled.
+    pub fn is_observation(&self) -> bool {
+        matches!(self, EventKind::Health { .. })
+    }
+
+    /// The operator behind it, if a person caused it.
+    pub fn operator(&self) -> Option<&str> {
+        use EventKind::*;
+        match self {
+            CommandAccepted { operator, .. }
+            | CommandRefused { operator, .. }
+            | ReleaseStarted { operator }
+            | Resumed { operator, .. }
+            | Retrying { operator, .. }
+            | EngineRestarted { operator, .. } => Some(operator),
+            GateAnswered { by, .. } => Some(by),
+            RollbackStarted {
+                trigger: Trigger::Operator { operator },
+                ..
+            } => Some(operator),
+            _ => None,
+        }
+    }
+}
+
+impl ReleaseState {
+    /// An empty state, before `ReleaseLoaded`.
+    pub fn empty() -> ReleaseState {
+        ReleaseState {
+            release: String::new(),
+            run_id: String::new(),
+            platform: String::new(),
+            status: ReleaseStatus::Ready,
+            on_failure: FailurePolicy::default(),
+            max_parallel: 1,
+            waves: Vec::new(),
+            services: Vec::new(),
+            paused_reason: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            operator: None,
+            last_seq: 0,
+        }
+    }
+
+    /// Rebuild a state from events (resume, late-joining front ends).
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> ReleaseState {
+        let mut s = ReleaseState::empty();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceState> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    fn service_mut(&mut self, name: &str) -> Option<&mut ServiceState> {
+        self.services.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Final status of every service (for the summary), `None` while some is unfinished.
+    pub fn final_statuses(&self) -> Option<BTreeMap<String, FinalStatus>> {
+        self.services
+            .iter()
+            .map(|s| {
+                let f = match s.status {
+                    ServiceStatus::Promoted => FinalStatus::Promoted,
+                    ServiceStatus::RolledBack => FinalStatus::RolledBack,
+                    ServiceStatus::Skipped => FinalStatus::Skipped,
+                    ServiceStatus::Failed => FinalStatus::Failed,
+                    _ => return None,
+                };
+                Some((s.name.clone(), f))
+            })
+            .collect()
+    }
+
+    /// Fold one event into the state. Pure: the same events give the same state.
+    pub fn apply(&mut self, e: &Event) {
+        self.last_seq = self.last_seq.max(e.seq);
+        let at = e.at_ms;
+        use EventKind::*;
+        match &e.kind {
+            ReleaseLoaded {
+                release,
+                run_id,
+                platform,
+                on_failure,
+                max_parallel,
+                waves,
+                services,
+            } => {
+                self.release = release.clone();
+                self.run_id = run_id.clone();
+                self.platform = platform.clone();
+                self.on_failure = *on_failure;
+                self.max_parallel = *max_parallel;
+                self.waves = waves.clone();
+                self.services = services
+                    .iter()
+                    .map(|s| ServiceState {
+                        name: s.name.clone(),
+                        strategy: s.strategy,
+                        wave: s.wave,
+                        depends_on: s.depends_on.clone(),
+                        status: ServiceStatus::Pending,
+                        baseline: s.baseline.clone(),
+                        candidate: s.candidate.clone(),
+                        step: 0,
+                        steps: s.steps.clone(),
+                        weights: Vec::new(),
+                        candidate_weight: 0,
+                        candidate_running: false,
+                        baseline_running: false,
+                        health: HealthSummary::default(),
+                        verdict: None,
+                        gate: None,
+                        wait_until_ms: None,
+                        paused_reason: None,
+                        reason: None,
+                        started_at_ms: None,
+                        finished_at_ms: None,
+                        cleanup_pending: false,
+                    })
+                    .collect();
+            }
+            CommandAccepted { .. } | CommandRefused { .. } | EngineRestarted { .. } => {}
+            ReleaseStarted { operator } => {
+                self.status = ReleaseStatus::Running;
+                self.started_at_ms.get_or_insert(at);
+                self.operator = Some(operator.clone());
+            }
+            BaselineReady { service, .. } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.baseline_running = true;
+                }
+            }
+            ServiceStarted { service } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::Starting;
+                    s.started_at_ms = Some(at);
+                    s.finished_at_ms = None;
+                    s.reason = None;
+                    s.verdict = None;
+                    s.step = 0;
+                }
+            }
+            StepStarted {
+                service,
+                index,
+                action,
+                until_ms,
+                ..
+            } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.step = *index;
+                    s.gate = None;
+                    s.wait_until_ms = *until_ms;
+                    s.paused_reason = None;
+                    s.status = match action {
+                        Action::Launch { .. } | Action::WaitHealthy | Action::Smoke { .. } => {
+                            ServiceStatus::Starting
+                        }
+                        Action::Analysis { .. } | Action::Bake { .. } => ServiceStatus::Analysing,
+                        Action::KeepOld { .. } | Action::Retire { .. } => ServiceStatus::Promoted,
+                        _ => ServiceStatus::Progressing,
+                    };
+                }
+            }
+            Launched { service, .. } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.candidate_running = true;
+                }
+            }
+            WeightsSet { service, weights } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.candidate_weight = weights
+                        .iter()
+                        .find(|(r, _)| *r == s.candidate)
+                        .map_or(0, |(_, w)| *w);
+                    s.weights = weights.clone();
+                }
+            }
+            Health { service, summary } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.health = summary.clone();
+                }
+            }
+            SmokeResult { .. } => {}
+            Verdict { service, verdict } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.verdict = Some(verdict.clone());
+                }
+            }
+            GateWaiting {
+                service,
+                gate,
+                reason,
+            } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = match gate.kind {
+                        GateKind::Approval { .. } => ServiceStatus::AwaitingApproval,
+                        GateKind::Promote => ServiceStatus::Paused,
+                    };
+                    s.paused_reason = Some(reason.clone());
+                    s.gate = Some(gate.clone());
+                }
+            }
+            GateAnswered { service, .. } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.gate = None;
+                    s.paused_reason = None;
+                    if matches!(
+                        s.status,
+                        ServiceStatus::AwaitingApproval | ServiceStatus::Paused
+                    ) {
+                        s.status = ServiceStatus::Progressing;
+                    }
+                }
+            }
+            Paused { service, reason } => match service {
+                None => {
+                    self.status = ReleaseStatus::Paused;
+                    self.paused_reason = Some(reason.clone());
+                }
+                Some(name) => {
+                    if let Some(s) = self.service_mut(name) {
+                        if !s.status.is_terminal() {
+                            s.status = ServiceStatus::Paused;
+                        }
+                        s.paused_reason = Some(reason.clone());
+                    }
+                }
+            },
+            Resumed { service, .. } => match service {
+                None => {
+                    if self.status == ReleaseStatus::Paused {
+                        self.status = ReleaseStatus::Running;
+                    }
+                    self.paused_reason = None;
+                }
+                Some(name) => {
+                    if let Some(s) = self.service_mut(name) {
+                        s.paused_reason = None;
+                        s.gate = None;
+                        if s.status == ServiceStatus::Paused {
+                            s.status = ServiceStatus::Progressing;
+                        }
+                    }
+                }
+            },
+            Promoted { service } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::Promoted;
+                    s.gate = None;
+                    s.paused_reason = None;
+                    s.finished_at_ms = Some(at);
+                    s.cleanup_pending = s.baseline_running;
+                }
+            }
+            RollbackStarted {
+                service, reason, ..
+            } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::RollingBack;
+                    s.reason = Some(reason.clone());
+                    s.gate = None;
+                    s.wait_until_ms = None;
+                    s.paused_reason = None;
+                }
+            }
+            RolledBack { service, reason } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::RolledBack;
+                    s.reason = Some(reason.clone());
+                    s.finished_at_ms = Some(at);
+                    s.cleanup_pending = false;
+                }
+            }
+            Failed { service, reason } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::Failed;
+                    s.reason = Some(reason.clone());
+                    s.finished_at_ms = Some(at);
+                }
+            }
+            Skipped { service, reason } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::Skipped;
+                    s.reason = Some(reason.clone());
+                    s.finished_at_ms = Some(at);
+                }
+            }
+            Retrying { service, .. } => {
+                if let Some(s) = self.service_mut(service) {
+                    s.status = ServiceStatus::Pending;
+                    s.reason = None;
+                    s.step = 0;
+                    s.finished_at_ms = None;
+                    s.verdict = None;
+                }
+                if self.status == ReleaseStatus::Finished {
+                    self.status = ReleaseStatus::Running;
+                    self.finished_at_ms = None;
+                }
+            }
+            Retired { service, revision } => {
+                if let Some(s) = self.service_mut(service) {
+                    if *revision == s.candidate {
+                        s.candidate_running = false;
+                    }
+                    if *revision == s.baseline {
+                        s.baseline_running = false;
+                        s.cleanup_pending = false;
+                    }
+                }
+            }
+            PlatformError { .. } => {}
+            ReleaseFinished { .. } => {
+                self.status = ReleaseStatus::Finished;
+                self.finished_at_ms = Some(at);
+            }
+        }
+    }
+}
+
+/// One line for people (the headless printer, notifications).
+pub fn describe(e: &Event) -> String {
+    use EventKind::*;
+    match &e.kind {
+        ReleaseLoaded {
+            release, services, ..
+        } => format!("release {release} loaded: {} service(s)", services.len()),
+        CommandAccepted { operator, command } => format!("{operator}: {command}"),
+        CommandRefused {
+            operator,
+            command,
+            reason,
+        } => format!("{operator}: {command} refused: {reason}"),
+        ReleaseStarted { operator } => format!("release started by {operator}"),
+        BaselineReady { service, revision } => {
+            format!("{service}: baseline {revision} serving all traffic")
+        }
+        ServiceStarted { service } => format!("{service}: rollout started"),
+        StepStarted {
+            service,
+            index,
+            of,
+            description,
+            ..
+        } => format!("{service}: step {index}/{of}: {description}"),
+        Launched {
+            service,
+            revision,
+            replicas,
+        } => format!("{service}: launched {replicas} instance(s) of {revision}"),
+        WeightsSet { service, weights } => {
+            let w: Vec<String> = weights.iter().map(|(r, w)| format!("{r} {w}%")).collect();
+            format!("{service}: traffic {}", w.join(", "))
+        }
+        Health { service, summary } => format!(
+            "{service}: candidate {}/{} healthy, baseline {}/{}{}",
+            summary.candidate_healthy,
+            summary.candidate_desired,
+            summary.baseline_healthy,
+            summary.baseline_desired,
+            summary
+                .problem
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ),
+        SmokeResult {
+            service,
+            test,
+            revision,
+            passed,
+            detail,
+        } => format!(
+            "{service}: smoke test {test} on {revision} {}: {detail}",
+            if *passed { "passed" } else { "FAILED" }
+        ),
+        Verdict { service, verdict } => format!(
+            "{service}: analysis {} ({}): {}",
+            verdict.outcome, verdict.judge, verdict.summary
+        ),
+        GateWaiting {
+            service, reason, ..
+        } => format!("{service}: waiting: {reason}"),
+        GateAnswered {
+            service,
+            answer,
+            by,
+        } => format!("{service}: gate {answer} by {by}"),
+        Paused {
+            service: Some(s),
+            reason,
+        } => format!("{s}: paused: {reason}"),
+        Paused {
+            service: None,
+            reason,
+        } => format!("release paused: {reason}"),
+        Resumed {
+            service: Some(s),
+            operator,
+        } => format!("{s}: resumed by {operator}"),
+        Resumed {
+            service: None,
+            operator,
+        } => format!("release resumed by {operator}"),
+        Promoted { service } => format!("{service}: PROMOTED"),
+        RollbackStarted {
+            service,
+            reason,
+            trigger,
+        } => {
+            let by = match trigger {
+                Trigger::Operator { operator } => format!("by {operator}"),
+                Trigger::Automatic => "automatically".into(),
+                Trigger::Policy { failed } => format!("by policy after {failed} failed"),
+            };
+            format!("{service}: rolling back {by}: {reason}")
+        }
+        RolledBack { service, reason } => {
+            format!("{service}: ROLLED BACK (all traffic on baseline): {reason}")
+        }
+        Failed { service, reason } => format!("{service}: FAILED: {reason}"),
+        Skipped { service, reason } => format!("{service}: skipped: {reason}"),
+        Retrying { service, operator } => format!("{service}: retry by {operator}"),
+        Retired { service, revision } => format!("{service}: {revision} drained and stopped"),
+        PlatformError {
+            service,
+            message,
+            fatal,
+        } => format!(
+            "{service}: platform error{}: {message}",
+            if *fatal { "" } else { " (will retry)" }
+        ),
+        ReleaseFinished {
+            services,
+            exit_code,
+        } => {
+            let parts: Vec<String> = services
+                .iter()
+                .map(|(n, s)| {
+                    format!(
+                        "{n} {}",
+                        serde_json::to_value(s)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("release finished (exit {exit_code}): {}", parts.join(", "))
+        }
+        EngineRestarted { operator, note } => format!("engine resumed by {operator}: {note}"),
+    }
+}
