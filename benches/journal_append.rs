@@ -154,7 +154,9 @@ fn main() {
         }
     }
     drop(j);
-    batched.print(&format!("Journal::append_batch of 10, per entry ~{line_len} B"));
+    batched.print(&format!(
+        "Journal::append_batch of 10, per entry ~{line_len} B"
+    ));
 
     // The floor: the same bytes, written by hand, with and without fdatasync.
     let stored = std::fs::read(state.join("runs").join(&run_small).join("journal.jsonl"))

@@ -3,12 +3,13 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod cli;
+pub mod console;
 pub mod demo_service;
 pub mod duration;
 pub mod engine;
+pub mod journal;
 pub mod judge;
 pub mod loadgen;
-pub mod journal;
 pub mod metrics;
 pub mod plan;
 pub mod platform;

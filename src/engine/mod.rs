@@ -20,6 +20,7 @@ pub mod http;
 pub mod recorder;
 pub mod smoke;
 pub mod state;
+pub mod telemetry;
 pub mod testing;
 #[cfg(test)]
 mod tests;
