@@ -137,6 +137,8 @@ pub struct App {
     /// Areas of the last frame, for mouse clicks.
     pub areas: HashMap<&'static str, Rect>,
     pub tree_rows: Vec<TreeRow>,
+    /// Every message shown, oldest first (the last 100).
+    pub messages: Vec<String>,
 }
 
 impl App {
@@ -164,6 +166,7 @@ impl App {
             dirty: true,
             areas: HashMap::new(),
             tree_rows: Vec::new(),
+            messages: Vec::new(),
         };
         app.rebuild_tree();
         app
@@ -251,6 +254,13 @@ impl App {
     }
 
     pub fn toast(&mut self, text: String, error: bool) {
+        if error {
+            tracing::warn!(target: "console", "{text}");
+        }
+        self.messages.push(text.clone());
+        if self.messages.len() > 100 {
+            self.messages.remove(0);
+        }
         self.toast = Some(Toast {
             text,
             error,

@@ -9,4 +9,5 @@ pub mod config;
 pub mod fixtures;
 pub mod keymap;
 pub mod render;
+pub mod run;
 pub mod theme;
