@@ -15,8 +15,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod judge_bench;
 pub mod judge_replay;
 
+pub mod demo;
 pub mod demo_service;
+pub mod deploy;
 pub mod load;
+pub mod resume;
 
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
@@ -70,6 +73,14 @@ pub enum Command {
         #[command(subcommand)]
         command: judge_replay::JudgeCommand,
     },
+    /// Run a release: services in dependency order, each by its strategy, rolled back
+    /// automatically on failure (exit 0 all promoted, 3 something rolled back).
+    Deploy(deploy::DeployArgs),
+    /// A five-service release on this machine under load, with one broken candidate the
+    /// engine catches and rolls back while the rest promotes.
+    Demo(demo::DemoArgs),
+    /// Carry on with an interrupted run from its journal (after a crash or kill -9).
+    Resume(resume::ResumeArgs),
     /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
@@ -125,6 +136,9 @@ pub fn main() -> ExitCode {
         Command::Schema => schema::run(),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Resume(args) => resume::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
         Command::History { state, output } => history::run(&state.resolve(), output),

@@ -428,6 +428,20 @@ impl Engine {
             })
     }
 
+    /// Mark the journal run finished (after cleanup: nothing may be recorded after it).
+    pub fn close(&mut self) -> Result<(), EngineError> {
+        let all_promoted = self
+            .state
+            .final_statuses()
+            .is_some_and(|s| s.values().all(|f| *f == FinalStatus::Promoted));
+        self.recorder.finish(if all_promoted {
+            "promoted"
+        } else {
+            "rolled_back"
+        })?;
+        Ok(())
+    }
+
     /// When the engine next needs to run even without a command.
     pub fn next_wakeup(&self) -> u64 {
         let now = self.clock.now_ms();
@@ -680,11 +694,6 @@ impl Engine {
         self.emit(EventKind::ReleaseFinished {
             services,
             exit_code,
-        })?;
-        self.recorder.finish(if all_promoted {
-            "promoted"
-        } else {
-            "rolled_back"
         })?;
         Ok(())
     }

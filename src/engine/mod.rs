@@ -17,6 +17,7 @@ pub mod clock;
 pub mod command;
 mod core;
 pub mod http;
+pub mod notify;
 pub mod recorder;
 pub mod smoke;
 pub mod state;
@@ -31,7 +32,9 @@ use tokio::task::JoinHandle;
 pub use self::core::{Engine, EngineError, EngineOptions, revisions};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
-pub use recorder::{MemoryRecorder, RecordError, Recorder};
+pub use recorder::{
+    JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
+};
 pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
 pub use state::{
     Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState, ReleaseStatus,
@@ -117,6 +120,7 @@ pub async fn run(
             _ = clock.sleep_until(at) => {}
         }
     }
+    engine.close()?;
     let state = engine.state().clone();
     let exit_code = match state.final_statuses() {
         Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,

@@ -58,3 +58,58 @@ impl Recorder for MemoryRecorder {
         Ok(())
     }
 }
+
+/// The durable recorder: every event becomes one journal entry, its payload the event
+/// with a one-line `summary` for `cutover audit`.
+pub struct JournalRecorder {
+    journal: crate::journal::Journal,
+}
+
+impl JournalRecorder {
+    pub fn new(journal: crate::journal::Journal) -> JournalRecorder {
+        JournalRecorder { journal }
+    }
+    pub fn journal(&self) -> &crate::journal::Journal {
+        &self.journal
+    }
+}
+
+/// The payload of an engine event in the journal.
+pub fn event_payload(event: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "summary": super::state::describe(event),
+        "event": event,
+    })
+}
+
+/// The engine events stored in journal entries, in order (other entries are skipped).
+pub fn events_from_entries(entries: &[crate::journal::Entry]) -> Vec<Event> {
+    entries
+        .iter()
+        .filter_map(|e| e.payload.get("event"))
+        .filter_map(|v| serde_json::from_value::<Event>(v.clone()).ok())
+        .collect()
+}
+
+impl Recorder for JournalRecorder {
+    fn run_id(&self) -> String {
+        self.journal.run_id().to_string()
+    }
+    fn record(&mut self, event: &Event) -> Result<(), RecordError> {
+        self.journal
+            .append(crate::journal::NewEntry {
+                at_ms: event.at_ms,
+                operator: event.kind.operator().map(str::to_string),
+                kind: event.kind.journal_kind().to_string(),
+                service: event.kind.service().map(str::to_string),
+                payload: event_payload(event),
+            })
+            .map(|_| ())
+            .map_err(|e| RecordError(e.to_string()))
+    }
+    fn finish(&mut self, outcome: &str) -> Result<(), RecordError> {
+        self.journal
+            .finish(outcome)
+            .map_err(|e| RecordError(e.to_string()))
+    }
+}

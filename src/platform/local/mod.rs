@@ -8,6 +8,7 @@
 //! down removes a replica from the backends, drains it, then stops it.
 
 pub mod admin;
+pub mod from_release;
 pub mod health;
 pub mod proxy;
 pub mod stats;

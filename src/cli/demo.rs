@@ -1,0 +1,208 @@
+//! `cutover demo`: a five-service release on the local platform under steady load, in
+//! which one candidate (orders v2) regresses. The engine catches it, puts its traffic back
+//! on the stable revision, skips what depends on it and promotes the rest; the summary
+//! says what happened and how long the regression lasted.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::deploy::{Begin, finish_session, runtime, start_session};
+use super::{EXIT_INTERNAL, Output, StateDirArg};
+use crate::engine::{Event, EventKind, ReleaseState, ServiceStatus};
+
+/// The demo's release, also shipped as `examples/demo.toml`.
+pub const DEMO_RELEASE: &str = include_str!("../../examples/demo.toml");
+
+/// The service whose candidate regresses.
+pub const REGRESSING: &str = "orders";
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// No console: print one line per event.
+    #[arg(long)]
+    pub headless: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// Requests per second of the built-in load, over all services.
+    #[arg(long, default_value_t = 250.0)]
+    pub rate: f64,
+    /// Who runs the demo, for the journal (default: $USER).
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+/// When the regressing candidate first took traffic, and when it all went back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Regression {
+    pub started_ms: Option<u64>,
+    pub back_on_stable_ms: Option<u64>,
+}
+
+impl Regression {
+    pub fn mttr_ms(&self) -> Option<u64> {
+        Some(self.back_on_stable_ms?.saturating_sub(self.started_ms?))
+    }
+}
+
+/// Watch events for the regressing service's first traffic and its rollback.
+pub fn track(mut rx: broadcast::Receiver<Event>, service: &'static str) -> Arc<Mutex<Regression>> {
+    let out = Arc::new(Mutex::new(Regression::default()));
+    let o = out.clone();
+    tokio::spawn(async move {
+        loop {
+            let e = match rx.recv().await {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let Ok(mut r) = o.lock() else { break };
+            match &e.kind {
+                EventKind::WeightsSet {
+                    service: s,
+                    weights,
+                } if s == service
+                    && r.started_ms.is_none()
+                    && weights.iter().any(|(rev, w)| rev != "v1" && *w > 0) =>
+                {
+                    r.started_ms = Some(e.at_ms);
+                }
+                EventKind::RolledBack { service: s, .. } if s == service => {
+                    r.back_on_stable_ms.get_or_insert(e.at_ms);
+                }
+                _ => {}
+            }
+        }
+    });
+    out
+}
+
+/// Lines and JSON fields for the end of the demo.
+pub fn closing(state: &ReleaseState, reg: Regression) -> (serde_json::Value, Vec<String>) {
+    let names = |st: ServiceStatus| -> Vec<String> {
+        state
+            .services
+            .iter()
+            .filter(|s| s.status == st)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let promoted = names(ServiceStatus::Promoted);
+    let mut lines = vec![
+        String::new(),
+        format!("promoted:    {}", promoted.join(", ")),
+    ];
+    for s in &state.services {
+        if matches!(
+            s.status,
+            ServiceStatus::RolledBack | ServiceStatus::Skipped | ServiceStatus::Failed
+        ) {
+            lines.push(format!(
+                "{:<12} {} ({})",
+                format!("{}:", s.status.as_str().replace('_', " ")),
+                s.name,
+                s.reason.clone().unwrap_or_default()
+            ));
+        }
+    }
+    match reg.mttr_ms() {
+        Some(ms) => lines.push(format!(
+            "regression in {REGRESSING}: {:.1} s from its first traffic to all traffic back on the stable revision",
+            ms as f64 / 1000.0
+        )),
+        None => lines.push(format!("{REGRESSING}'s candidate never took traffic")),
+    }
+    let json = serde_json::json!({
+        "regressing_service": REGRESSING,
+        "regression_started_at_ms": reg.started_ms,
+        "back_on_stable_at_ms": reg.back_on_stable_ms,
+        "mttr_ms": reg.mttr_ms(),
+    });
+    (json, lines)
+}
+
+/// The engine caught the regression and promoted everything that does not depend on it.
+pub fn caught(state: &ReleaseState) -> bool {
+    state.services.iter().all(|s| match s.name.as_str() {
+        REGRESSING => s.status == ServiceStatus::RolledBack,
+        _ if s.depends_on.iter().any(|d| d == REGRESSING) => s.status == ServiceStatus::Skipped,
+        _ => s.status == ServiceStatus::Promoted,
+    })
+}
+
+/// The steady load: every service's stable address, round robin.
+fn load_urls(release: &crate::release::Release) -> Vec<hyper::Uri> {
+    release
+        .services
+        .iter()
+        .filter_map(|s| s.local.as_ref())
+        .filter_map(|l| format!("http://{}/api/demo", l.listen).parse().ok())
+        .collect()
+}
+
+pub fn run(args: DemoArgs) -> ExitCode {
+    super::init_logging();
+    let release = match crate::release::load_str(
+        Path::new("examples/demo.toml"),
+        DEMO_RELEASE,
+        Path::new("."),
+    ) {
+        Ok(r) => r,
+        Err(d) => {
+            eprintln!("cutover: the built-in demo release is invalid: {d:?}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let operator = crate::engine::operator_name(args.operator.as_deref());
+    let state_dir = args.state.resolve();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => {
+            eprintln!("cutover: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let code = rt.block_on(async {
+        let begin = Begin::Fresh {
+            file_label: "built-in demo (examples/demo.toml)".into(),
+            sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
+        };
+        let session = match start_session(&release, Path::new("."), &state_dir, begin, &operator, args.output).await {
+            Ok(s) => s,
+            Err(f) => {
+                eprintln!("cutover: {}", f.message);
+                return f.code;
+            }
+        };
+        let reg = track(session.handle.events.subscribe(), REGRESSING);
+        let mut config = crate::loadgen::LoadConfig::new(load_urls(&release), args.rate, Duration::from_secs(150));
+        config.connections = 8;
+        config.timeout = Duration::from_secs(2);
+        let load = tokio::spawn(crate::loadgen::run(config));
+        if args.output == Output::Text {
+            eprintln!(
+                "cutover demo: {} services on 127.0.0.1:18301-18305 under {} req/s; {REGRESSING} v2 is broken (30 % 500s, +80 ms)",
+                release.services.len(),
+                args.rate
+            );
+        }
+        let mut as_expected = false;
+        let code = finish_session(session, &operator, false, |state| {
+            as_expected = caught(state);
+            let r = reg.lock().map(|r| *r).unwrap_or_default();
+            closing(state, r)
+        })
+        .await;
+        load.abort();
+        // The demo succeeds when the engine did its job: the regression rolled back, the
+        // rest promoted (or skipped because it depends on the regressing service).
+        if code == 3 && as_expected { 0 } else if code == 0 { EXIT_INTERNAL } else { code }
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    ExitCode::from(code)
+}

@@ -1,0 +1,97 @@
+//! `cutover resume`: after a crash (even `kill -9`), pick the newest unfinished run (or
+//! `--run`), relaunch what its journal says ran (revisions, replicas, weights; the local
+//! platform reaps the processes the crashed run left), and carry on: services mid-step
+//! restart that step, rollbacks in progress complete.
+
+use std::process::ExitCode;
+
+use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session};
+use super::{EXIT_INVALID, Output, StateDirArg};
+
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// The run to resume (default: the newest unfinished one).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// No console: print one line per event.
+    #[arg(long)]
+    pub headless: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Keep serving the final state after the summary until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Who resumes, for the journal (default: $USER).
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+pub fn run(args: ResumeArgs) -> ExitCode {
+    super::init_logging();
+    let state_dir = args.state.resolve();
+    let run_id = match args.run.clone() {
+        Some(r) => r,
+        None => match crate::journal::latest_unfinished(&state_dir) {
+            Ok(Some(r)) => r.run_id,
+            Ok(None) => {
+                eprintln!(
+                    "cutover: no unfinished run under {}; nothing to resume (see `cutover history`)",
+                    state_dir.display()
+                );
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("cutover: {e}");
+                return ExitCode::from(super::EXIT_INTERNAL);
+            }
+        },
+    };
+    let (release, base_dir) = match release_of_run(&state_dir, &run_id) {
+        Ok(x) => x,
+        Err(f) => {
+            eprintln!("cutover: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let operator = crate::engine::operator_name(args.operator.as_deref());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(f) => {
+            eprintln!("cutover: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let code = rt.block_on(async {
+        let begin = Begin::Resume {
+            run_id: run_id.clone(),
+        };
+        match start_session(
+            &release,
+            &base_dir,
+            &state_dir,
+            begin,
+            &operator,
+            args.output,
+        )
+        .await
+        {
+            Ok(s) => {
+                if args.output == Output::Text {
+                    eprintln!("cutover: resuming run {run_id}");
+                }
+                finish_session(s, &operator, args.keep_running, |_| {
+                    (serde_json::json!({"resumed": true}), Vec::new())
+                })
+                .await
+            }
+            Err(f) => {
+                eprintln!("cutover: {}", f.message);
+                f.code
+            }
+        }
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(code)
+}

@@ -1,0 +1,149 @@
+//! Crash test: `cutover deploy --headless` is killed with SIGKILL at random points, then
+//! `cutover resume` must converge (every service promoted), leave no orphan process and
+//! keep a valid audit chain. `CUTOVER_CRASH_POINTS` sets how many points (default 5).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RELEASE: &str = include_str!("fixtures/crash-release.toml");
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cutover")
+}
+
+/// Processes whose command line contains `marker` (the demo services of one run).
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                out.push(format!("{pid}: {cmd}"));
+            }
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One crash point: returns (killed_after, resumed) for the report.
+pub fn crash_once(dir: &Path, i: usize, kill_after: Duration) -> bool {
+    let marker = format!("crashmark{}x{i}", std::process::id());
+    let text = RELEASE
+        .replace("MARKER", &marker)
+        .replace("PORT_A", &free_port().to_string())
+        .replace("PORT_B", &free_port().to_string())
+        .replace("PORT_C", &free_port().to_string());
+    let file = dir.join(format!("release-{i}.toml"));
+    std::fs::write(&file, text).unwrap();
+    let state = dir.join(format!("state-{i}"));
+    let mut child = Command::new(bin())
+        .args(["deploy", "--headless", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(kill_after);
+    let finished_before_kill = child.try_wait().unwrap().is_some();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let resume = Command::new(bin())
+        .args(["resume", "--headless", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&resume.stdout);
+    let code = resume.status.code();
+    let resumed = if code == Some(2) && stdout.is_empty() {
+        // Nothing to resume: the deploy had not journaled a run yet, or had finished.
+        let runs = Command::new(bin())
+            .args(["history", "--output", "json", "--state-dir"])
+            .arg(&state)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&runs.stdout);
+        assert!(
+            finished_before_kill
+                || !text.contains("\"run_id\"")
+                || text.contains("\"outcome\":\"promoted\""),
+            "point {i}: resume found nothing but history shows an unfinished run: {text}"
+        );
+        false
+    } else {
+        assert_eq!(
+            code,
+            Some(0),
+            "point {i} (killed after {kill_after:?}): resume failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&resume.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        let summary: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(summary["type"], "summary");
+        for s in ["a", "b", "c"] {
+            assert_eq!(summary["services"][s], "promoted", "point {i}: {last}");
+        }
+        true
+    };
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "point {i}: audit verify failed: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(&marker);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "point {i}: orphan processes: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    resumed
+}
+
+#[test]
+fn kill_9_anywhere_is_survived_by_resume() {
+    let points: usize = std::env::var("CUTOVER_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut resumed = 0;
+    for i in 0..points {
+        // Spread the kills over the whole rollout (it takes about 5 s), jittered.
+        let base = 300 + (i as u64 * 5200) / points.max(1) as u64;
+        let jitter = rand::random_range(0..400u64);
+        if crash_once(dir.path(), i, Duration::from_millis(base + jitter)) {
+            resumed += 1;
+        }
+    }
+    assert!(
+        resumed >= points / 2,
+        "only {resumed} of {points} kills left something to resume"
+    );
+}
