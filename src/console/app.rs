@@ -82,6 +82,18 @@ pub enum Effect {
     SetMouse(bool),
 }
 
+/// How the user left the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuitChoice {
+    /// Nothing in flight (or read-only): just quit.
+    #[default]
+    Plain,
+    /// Mid-release: paused it first.
+    Pause,
+    /// Mid-release: rolled everything back first.
+    RollBack,
+}
+
 /// Settings the console is started with.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -139,6 +151,7 @@ pub struct App {
     pub tree_rows: Vec<TreeRow>,
     /// Every message shown, oldest first (the last 100).
     pub messages: Vec<String>,
+    pub quit_choice: QuitChoice,
 }
 
 impl App {
@@ -167,6 +180,7 @@ impl App {
             areas: HashMap::new(),
             tree_rows: Vec::new(),
             messages: Vec::new(),
+            quit_choice: QuitChoice::Plain,
         };
         app.rebuild_tree();
         app
@@ -476,12 +490,14 @@ impl App {
                         if self.state.status != ReleaseStatus::Paused {
                             fx.extend(self.send(Command::Pause { service: None }));
                         }
+                        self.quit_choice = QuitChoice::Pause;
                         fx.push(Effect::Quit);
                         fx
                     }
                     KeyCode::Char('r') | KeyCode::Char('R') => {
                         self.overlay = Overlay::None;
                         let mut fx = self.send(Command::Rollback { service: None });
+                        self.quit_choice = QuitChoice::RollBack;
                         fx.push(Effect::Quit);
                         fx
                     }
