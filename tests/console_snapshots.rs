@@ -185,3 +185,44 @@ fn zoomed_health_pane() {
     app.zoom = true;
     insta::assert_snapshot!(draw(&mut app, 120, 36).backend());
 }
+
+#[test]
+fn broken_user_config_is_shown_and_defaults_used() {
+    let dirs = cutover::console::config::Dirs {
+        config: std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/console/bad"
+        )),
+        state: std::env::temp_dir(),
+    };
+    let loaded = cutover::console::config::load(
+        &dirs,
+        &cutover::console::config::Choice {
+            theme: Some("broken".into()),
+            ..Default::default()
+        },
+    );
+    // Defaults stand in: the shipped keymap still binds rollback to `r`.
+    let r = cutover::console::keymap::Key::parse("r").unwrap();
+    assert_eq!(
+        loaded
+            .keymap
+            .resolve(cutover::console::keymap::Context::Tree, &r),
+        Some(cutover::console::action::Action::Rollback)
+    );
+    assert_eq!(loaded.theme, Theme::shipped("dark").unwrap());
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("payments"));
+    app.config_errors = loaded
+        .errors
+        .iter()
+        .map(|e| e.to_string().replace(env!("CARGO_MANIFEST_DIR"), "."))
+        .collect();
+    let t = draw(&mut app, 140, 42);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("./tests/fixtures/console/bad/keymap.toml:3: unknown action `explode`"),
+        "{text}"
+    );
+    insta::assert_snapshot!(t.backend());
+}

@@ -93,19 +93,8 @@ pub(crate) enum Begin {
     Resume { run_id: String },
 }
 
-/// Start the local platform, the engine (new or restored), the printer and the notifier.
-pub(crate) async fn start_session(
-    release: &Release,
-    base_dir: &Path,
-    state_dir: &Path,
-    begin: Begin,
-    operator: &str,
-    output: Output,
-) -> Result<Session, Failure> {
-    start_session_with(release, base_dir, state_dir, begin, operator, output, true).await
-}
-
-/// [`start_session`], with the line printer only when `printer` (the console replaces it).
+/// Start the local platform, the engine (new or restored), the printer (unless the
+/// console replaces it: `printer` false) and the notifier.
 pub(crate) async fn start_session_with(
     release: &Release,
     base_dir: &Path,

@@ -699,8 +699,21 @@ impl App {
             .split(area)
             .to_vec()
         };
-        let window_ms = self.telemetry.keep.max(1) as u64 * 2000;
-        let window_s = (window_ms / 1000).max(60) as f64;
+        // The window: what was sampled so far (at least a minute), up to what is kept.
+        let kept_ms = self.telemetry.keep.max(1) as u64 * 2000;
+        let oldest = series
+            .baseline
+            .front()
+            .into_iter()
+            .chain(series.candidate.front())
+            .map(|s| s.at_ms)
+            .min()
+            .unwrap_or(self.now_ms);
+        let window_ms = self
+            .now_ms
+            .saturating_sub(oldest)
+            .clamp(60_000, kept_ms.max(60_000));
+        let window_s = (window_ms / 1000) as f64;
         for ((title, a, b), r) in metrics.into_iter().zip(areas) {
             let pts = |q: &std::collections::VecDeque<Sample>, pick: Pick| -> Vec<(f64, f64)> {
                 q.iter()
