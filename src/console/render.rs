@@ -700,7 +700,7 @@ impl App {
             .to_vec()
         };
         // The window: what was sampled so far (at least a minute), up to what is kept.
-        let kept_ms = self.telemetry.keep.max(1) as u64 * 2000;
+        let kept_ms = self.telemetry.keep.max(1) as u64 * self.telemetry.every_ms.max(1);
         let oldest = series
             .baseline
             .front()
