@@ -915,7 +915,7 @@ impl App {
                 let b = col(t + d).min(bar_w - 1).max(a);
                 let (ch, slot) = if *gate {
                     ('◆', Slot::StepGate)
-                } else if s.status.is_terminal() || idx < s.step {
+                } else if s.status == ServiceStatus::Promoted || idx < s.step {
                     ('━', Slot::StepDone)
                 } else if idx == s.step {
                     ('█', Slot::StepActive)
