@@ -5,6 +5,7 @@ mod audit;
 mod check_config;
 pub mod console_front;
 mod history;
+mod migrate;
 mod plan;
 mod print;
 mod schema;
@@ -104,6 +105,11 @@ pub enum Command {
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
+    /// Database migrations: lint, dry run on a copy, history and drift.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
+    },
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -154,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
+        Command::Migrate { command } => migrate::run(command),
     }
 }
 

@@ -648,6 +648,14 @@ impl App {
             }
             Action::LogToggleService => {
                 self.show_service_output = !self.show_service_output;
+                // tui-logger hides a target through its level.
+                let level = if self.show_service_output {
+                    tui_logger::LevelFilter::Trace
+                } else {
+                    tui_logger::LevelFilter::Off
+                };
+                let state = std::mem::take(&mut self.log_state);
+                self.log_state = state.set_level_for_target("service", level);
                 self.toast(
                     format!(
                         "service output {}",

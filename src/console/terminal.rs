@@ -24,8 +24,45 @@ pub type Backend = CrosstermBackend<Stdout>;
 /// Counts log records so the loop knows the log pane changed.
 struct Generation;
 
+struct Visitor(String);
+
+impl tracing::field::Visit for Visitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Generation {
-    fn on_event(&self, _e: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(&self, e: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut v = Visitor(String::new());
+        e.record(&mut v);
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        super::run::remember(super::run::LogLine {
+            at: format!(
+                "{:02}:{:02}:{:02}",
+                (secs / 3600) % 24,
+                (secs / 60) % 60,
+                secs % 60
+            ),
+            level: *e.metadata().level(),
+            target: e.metadata().target().to_string(),
+            message: v.0,
+        });
         LOG_GENERATION.fetch_add(1, Ordering::Relaxed);
     }
 }
