@@ -103,11 +103,21 @@ pub(crate) async fn finish_with_console(
         config_dir: ui.config_dir.clone(),
         plan: Some(Arc::new(crate::plan::plan(release))),
     };
-    let choice = match crate::console::run(link, clock, options).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cutover: the console stopped: {e:?}");
-            QuitChoice::Pause
+    // SIGINT/SIGTERM from outside (Ctrl-C inside the console is a key): the console's
+    // guard gives the terminal back, then the release is aborted as on the headless path.
+    let choice = tokio::select! {
+        r = crate::console::run(link, clock, options) => match r {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cutover: the console stopped: {e:?}");
+                QuitChoice::Pause
+            }
+        },
+        _ = super::deploy::signal() => {
+            eprintln!("cutover: interrupted: aborting the release (services in flight roll back)");
+            let (req, _rx) = crate::engine::CommandRequest::new(crate::engine::Command::Abort, operator);
+            let _ = commands.send(req).await;
+            QuitChoice::RollBack
         }
     };
     sampler.abort();
