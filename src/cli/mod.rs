@@ -3,10 +3,13 @@
 
 mod audit;
 mod aws_common;
+mod check_config;
 mod diff;
+pub mod console_front;
 mod history;
 mod migrate;
 mod plan;
+mod print;
 mod schema;
 mod validate;
 mod verify;
@@ -85,6 +88,12 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Carry on with an interrupted run from its journal (after a crash or kill -9).
     Resume(resume::ResumeArgs),
+    /// Check your console keymap.toml and themes/*.toml; print every problem as FILE:LINE
+    /// (exit 2 if any).
+    #[command(name = "check-config")]
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Print the config directories, the keymap in force, or the theme slots.
+    Print(print::PrintArgs),
     /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
@@ -167,6 +176,8 @@ pub fn main() -> ExitCode {
         Command::Judge { command } => judge_replay::run(command),
         Command::Deploy(args) => deploy::run(args),
         Command::Resume(args) => resume::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
