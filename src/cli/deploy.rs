@@ -83,6 +83,8 @@ pub(crate) struct Session {
     pub notifier: Option<JoinHandle<()>>,
     pub run_id: String,
     pub output: Output,
+    /// Numbers and fans out the engine's events to control API clients.
+    pub hub: Arc<crate::control::Hub>,
 }
 
 /// How a session starts: a fresh run, or a journal to resume.
@@ -209,6 +211,7 @@ pub(crate) async fn start_session(
             )
         });
     let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
+    let hub = crate::control::Hub::start(engine.state().clone(), engine.subscribe());
     let handle = spawn(engine);
     if was_ready && let Err(r) = handle.send(Command::Start, operator).await {
         return Err(Failure::internal(r.to_string()));
@@ -220,6 +223,7 @@ pub(crate) async fn start_session(
         notifier,
         run_id,
         output,
+        hub,
     })
 }
 
@@ -354,6 +358,7 @@ pub(crate) async fn finish_session(
         notifier,
         run_id,
         output,
+        hub: _,
     } = session;
     let EngineHandle {
         commands,

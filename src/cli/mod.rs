@@ -15,11 +15,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod judge_bench;
 pub mod judge_replay;
 
+pub mod ctl;
 pub mod demo;
 pub mod demo_service;
 pub mod deploy;
 pub mod load;
 pub mod resume;
+pub mod serve;
 
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
@@ -81,6 +83,12 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Carry on with an interrupted run from its journal (after a crash or kill -9).
     Resume(resume::ResumeArgs),
+    /// Run a release headless and share it: a control API on a Unix socket in the state
+    /// directory (and optionally loopback TCP with tokens) for `attach` and `ctl`.
+    Serve(serve::ServeArgs),
+    /// Send one command to a served release (or `status` for its state as JSON).
+    /// Exit 0 accepted, 2 invalid input, 4 refused by the engine, 5 not allowed, 1 internal.
+    Ctl(ctl::CtlArgs),
     /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
@@ -138,6 +146,8 @@ pub fn main() -> ExitCode {
         Command::Judge { command } => judge_replay::run(command),
         Command::Deploy(args) => deploy::run(args),
         Command::Resume(args) => resume::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
