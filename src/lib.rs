@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod cli;
+pub mod console;
 pub mod control;
 pub mod demo_service;
 pub mod duration;

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod recorder;
 pub mod smoke;
 pub mod state;
+pub mod telemetry;
 pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,918 @@
+//! The console's state and its reaction to keys and engine events. No deployment rule
+//! lives here: keys become [`Command`]s sent through the engine's one command channel
+//! (as [`Effect::Send`]); what happens is whatever the engine then reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::Rect;
+use tui_logger::{TuiWidgetEvent, TuiWidgetState};
+
+use crate::engine::telemetry::Telemetry;
+use crate::engine::{
+    Command, Event, EventKind, ReleaseState, ReleaseStatus, ServiceStatus, describe,
+};
+use crate::plan::Plan;
+
+use super::action::{ACTIONS, Action};
+use super::keymap::{Context, Key, Keymap};
+use super::theme::Theme;
+
+/// The panes that take focus, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Tree,
+    Health,
+    Timeline,
+    Log,
+}
+
+impl Pane {
+    pub const ORDER: [Pane; 4] = [Pane::Tree, Pane::Health, Pane::Timeline, Pane::Log];
+    pub fn context(self) -> Context {
+        match self {
+            Pane::Tree => Context::Tree,
+            Pane::Health => Context::Health,
+            Pane::Timeline => Context::Timeline,
+            Pane::Log => Context::Log,
+        }
+    }
+}
+
+/// What sits on top of the panes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    None,
+    Help {
+        scroll: usize,
+    },
+    Palette {
+        input: String,
+        selected: usize,
+    },
+    /// A dangerous command waiting for `y`.
+    Confirm {
+        command: Command,
+        question: String,
+    },
+    /// Quitting while the release runs: pause / roll back / cancel.
+    Quit,
+    /// Editing the log filter; `previous` comes back on Esc.
+    Filter {
+        previous: String,
+    },
+}
+
+/// A message at the bottom of the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toast {
+    pub text: String,
+    pub error: bool,
+    pub at_ms: u64,
+}
+
+/// What the run loop must do after a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send this command through the engine's command channel.
+    Send(Command),
+    Quit,
+    Suspend,
+    SetMouse(bool),
+}
+
+/// Settings the console is started with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub operator: String,
+    /// `environment` of the release (`production` gets the loud banner).
+    pub environment: Option<String>,
+    pub read_only: bool,
+    pub mouse: bool,
+}
+
+/// A row of the service tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeRow {
+    /// Tree drawing before the node (`│ ├─`).
+    pub prefix: String,
+    pub node: Node,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Index into `state.services`; `also` lists further dependencies.
+    Service { index: usize, also: Vec<String> },
+    /// Index into `plan.migrations`.
+    Migration { index: usize },
+}
+
+pub struct App {
+    pub state: ReleaseState,
+    pub plan: Option<Arc<Plan>>,
+    pub telemetry: Arc<Telemetry>,
+    pub now_ms: u64,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub settings: Settings,
+    /// Name of the selected service.
+    pub selected: Option<String>,
+    pub tree_offset: usize,
+    pub focus: Pane,
+    pub zoom: bool,
+    pub overlay: Overlay,
+    pub toast: Option<Toast>,
+    /// Problems in the user's config files (shown until dismissed with Esc).
+    pub config_errors: Vec<String>,
+    pub log_filter: String,
+    pub show_service_output: bool,
+    pub log_state: TuiWidgetState,
+    /// When each service's current step started (from `StepStarted` events).
+    pub step_started: HashMap<String, u64>,
+    /// Commands sent and not yet answered.
+    pub in_flight: usize,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+    /// Areas of the last frame, for mouse clicks.
+    pub areas: HashMap<&'static str, Rect>,
+    pub tree_rows: Vec<TreeRow>,
+    /// Every message shown, oldest first (the last 100).
+    pub messages: Vec<String>,
+}
+
+impl App {
+    pub fn new(state: ReleaseState, keymap: Keymap, theme: Theme, settings: Settings) -> App {
+        let mut app = App {
+            state,
+            plan: None,
+            telemetry: Arc::new(Telemetry::default()),
+            now_ms: 0,
+            keymap,
+            theme,
+            settings,
+            selected: None,
+            tree_offset: 0,
+            focus: Pane::Tree,
+            zoom: false,
+            overlay: Overlay::None,
+            toast: None,
+            config_errors: Vec::new(),
+            log_filter: String::new(),
+            show_service_output: true,
+            log_state: TuiWidgetState::new(),
+            step_started: HashMap::new(),
+            in_flight: 0,
+            dirty: true,
+            areas: HashMap::new(),
+            tree_rows: Vec::new(),
+            messages: Vec::new(),
+        };
+        app.rebuild_tree();
+        app
+    }
+
+    pub fn with_plan(mut self, plan: Option<Arc<Plan>>) -> App {
+        self.plan = plan;
+        self.rebuild_tree();
+        self
+    }
+
+    /// A new state snapshot from the engine's watch.
+    pub fn set_state(&mut self, state: ReleaseState) {
+        let shape_changed = state.services.len() != self.state.services.len();
+        self.state = state;
+        if shape_changed {
+            self.rebuild_tree();
+        }
+        self.keep_selection();
+        self.dirty = true;
+    }
+
+    pub fn set_telemetry(&mut self, t: Arc<Telemetry>) {
+        self.telemetry = t;
+        self.dirty = true;
+    }
+
+    pub fn set_now(&mut self, now_ms: u64) {
+        // Countdowns show whole seconds: redraw when the second changes.
+        if now_ms / 1000 != self.now_ms / 1000 {
+            self.dirty = true;
+        }
+        if let Some(t) = &self.toast
+            && now_ms.saturating_sub(t.at_ms) > 8_000
+        {
+            self.toast = None;
+            self.dirty = true;
+        }
+        self.now_ms = now_ms;
+    }
+
+    /// An engine event: folded into the state if newer than it, logged, and remembered
+    /// for the timeline.
+    pub fn on_event(&mut self, e: &Event) {
+        if e.seq > self.state.last_seq
+            || matches!(e.kind, EventKind::ReleaseLoaded { .. }) && self.state.services.is_empty()
+        {
+            let before = self.state.services.len();
+            self.state.apply(e);
+            if self.state.services.len() != before {
+                self.rebuild_tree();
+            }
+        }
+        match &e.kind {
+            EventKind::StepStarted { service, .. } => {
+                self.step_started.insert(service.clone(), e.at_ms);
+            }
+            EventKind::ServiceStarted { service } => {
+                self.step_started.insert(service.clone(), e.at_ms);
+            }
+            EventKind::CommandRefused { .. } => {
+                self.toast(describe(e), true);
+            }
+            _ => {}
+        }
+        log_event(e);
+        self.keep_selection();
+        self.dirty = true;
+    }
+
+    /// The engine answered a command this console sent.
+    pub fn on_reply(&mut self, command: &Command, reply: Result<String, String>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match reply {
+            Ok(done) => {
+                let text = if done.is_empty() {
+                    format!("{command}: done")
+                } else {
+                    format!("{command}: {done}")
+                };
+                self.toast(text, false)
+            }
+            Err(why) => self.toast(format!("{command} refused: {why}"), true),
+        }
+    }
+
+    pub fn toast(&mut self, text: String, error: bool) {
+        if error {
+            tracing::warn!(target: "console", "{text}");
+        }
+        self.messages.push(text.clone());
+        if self.messages.len() > 100 {
+            self.messages.remove(0);
+        }
+        self.toast = Some(Toast {
+            text,
+            error,
+            at_ms: self.now_ms,
+        });
+        self.dirty = true;
+    }
+
+    fn keep_selection(&mut self) {
+        let exists = self
+            .selected
+            .as_ref()
+            .is_some_and(|n| self.state.services.iter().any(|s| &s.name == n));
+        if !exists {
+            self.selected = self
+                .service_rows()
+                .first()
+                .map(|i| self.state.services[*i].name.clone());
+        }
+    }
+
+    /// The tree: services under the dependency that gates them last (in plan order),
+    /// further dependencies named; migrations first as database nodes.
+    pub fn rebuild_tree(&mut self) {
+        let mut rows = Vec::new();
+        if let Some(plan) = &self.plan {
+            for (i, _) in plan.migrations.iter().enumerate() {
+                rows.push(TreeRow {
+                    prefix: String::new(),
+                    node: Node::Migration { index: i },
+                });
+            }
+        }
+        let services = &self.state.services;
+        let pos: HashMap<&str, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        // parent = the dependency latest in plan order.
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); services.len()];
+        let mut roots = Vec::new();
+        for (i, s) in services.iter().enumerate() {
+            let parent = s
+                .depends_on
+                .iter()
+                .filter_map(|d| pos.get(d.as_str()).copied())
+                .max();
+            match parent {
+                Some(p) if p != i => children[p].push(i),
+                _ => roots.push(i),
+            }
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn walk(
+            i: usize,
+            lead: &str,
+            last: bool,
+            root: bool,
+            services: &[crate::engine::ServiceState],
+            children: &[Vec<usize>],
+            pos: &HashMap<&str, usize>,
+            rows: &mut Vec<TreeRow>,
+            depth: usize,
+        ) {
+            let s = &services[i];
+            let parent = s
+                .depends_on
+                .iter()
+                .filter_map(|d| pos.get(d.as_str()).copied())
+                .max();
+            let also: Vec<String> = s
+                .depends_on
+                .iter()
+                .filter(|d| pos.get(d.as_str()).copied() != parent)
+                .cloned()
+                .collect();
+            let prefix = if root {
+                String::new()
+            } else {
+                format!("{lead}{}", if last { "└─" } else { "├─" })
+            };
+            rows.push(TreeRow {
+                prefix,
+                node: Node::Service { index: i, also },
+            });
+            if depth > 64 {
+                return;
+            }
+            let next_lead = if root {
+                String::new()
+            } else {
+                format!("{lead}{}", if last { "  " } else { "│ " })
+            };
+            let n = children[i].len();
+            for (k, c) in children[i].iter().enumerate() {
+                walk(
+                    *c,
+                    &next_lead,
+                    k + 1 == n,
+                    false,
+                    services,
+                    children,
+                    pos,
+                    rows,
+                    depth + 1,
+                );
+            }
+        }
+        for r in roots {
+            walk(r, "", true, true, services, &children, &pos, &mut rows, 0);
+        }
+        self.tree_rows = rows;
+        self.dirty = true;
+    }
+
+    /// Indices (into `state.services`) in tree order.
+    pub fn service_rows(&self) -> Vec<usize> {
+        self.tree_rows
+            .iter()
+            .filter_map(|r| match r.node {
+                Node::Service { index, .. } => Some(index),
+                Node::Migration { .. } => None,
+            })
+            .collect()
+    }
+
+    pub fn selected_service(&self) -> Option<&crate::engine::ServiceState> {
+        let name = self.selected.as_ref()?;
+        self.state.services.iter().find(|s| &s.name == name)
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let rows = self.service_rows();
+        if rows.is_empty() {
+            return;
+        }
+        let cur = self
+            .selected
+            .as_ref()
+            .and_then(|n| rows.iter().position(|i| &self.state.services[*i].name == n))
+            .unwrap_or(0) as isize;
+        let next = (cur + delta).clamp(0, rows.len() as isize - 1) as usize;
+        self.selected = Some(self.state.services[rows[next]].name.clone());
+        self.dirty = true;
+    }
+
+    /// Whether the release is in flight (quitting asks what to do with it).
+    pub fn release_in_flight(&self) -> bool {
+        matches!(
+            self.state.status,
+            ReleaseStatus::Running | ReleaseStatus::Paused
+        )
+    }
+
+    /// Whether `action` is available (read-only hides dangerous actions).
+    pub fn allowed(&self, action: Action) -> bool {
+        !(self.settings.read_only && action.dangerous())
+    }
+
+    /// A key from the terminal.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        self.dirty = true;
+        match self.overlay.clone() {
+            Overlay::None => {}
+            Overlay::Help { scroll } => {
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter => {
+                        self.overlay = Overlay::None
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.overlay = Overlay::Help { scroll: scroll + 1 }
+                    }
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.overlay = Overlay::Help {
+                            scroll: scroll.saturating_sub(1),
+                        }
+                    }
+                    KeyCode::PageDown => {
+                        self.overlay = Overlay::Help {
+                            scroll: scroll + 10,
+                        }
+                    }
+                    KeyCode::PageUp => {
+                        self.overlay = Overlay::Help {
+                            scroll: scroll.saturating_sub(10),
+                        }
+                    }
+                    _ => {}
+                }
+                return Vec::new();
+            }
+            Overlay::Palette { input, selected } => return self.palette_key(key, input, selected),
+            Overlay::Confirm { command, .. } => {
+                return match key.code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => {
+                        self.overlay = Overlay::None;
+                        self.send(command)
+                    }
+                    KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Enter => {
+                        self.overlay = Overlay::None;
+                        self.toast(format!("{command}: cancelled"), false);
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            Overlay::Quit => {
+                return match key.code {
+                    KeyCode::Char('p') | KeyCode::Char('P') => {
+                        self.overlay = Overlay::None;
+                        let mut fx = Vec::new();
+                        if self.state.status != ReleaseStatus::Paused {
+                            fx.extend(self.send(Command::Pause { service: None }));
+                        }
+                        fx.push(Effect::Quit);
+                        fx
+                    }
+                    KeyCode::Char('r') | KeyCode::Char('R') => {
+                        self.overlay = Overlay::None;
+                        let mut fx = self.send(Command::Rollback { service: None });
+                        fx.push(Effect::Quit);
+                        fx
+                    }
+                    KeyCode::Esc | KeyCode::Char('c') | KeyCode::Char('C') | KeyCode::Enter => {
+                        self.overlay = Overlay::None;
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            Overlay::Filter { previous } => {
+                match key.code {
+                    KeyCode::Esc => {
+                        self.log_filter = previous;
+                        self.overlay = Overlay::None;
+                    }
+                    KeyCode::Enter => self.overlay = Overlay::None,
+                    KeyCode::Backspace => {
+                        self.log_filter.pop();
+                    }
+                    KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        self.log_filter.push(c)
+                    }
+                    _ => {}
+                }
+                return Vec::new();
+            }
+        }
+        if key.code == KeyCode::Esc {
+            // Esc backs out: zoom, then config errors, then the toast.
+            if self.zoom {
+                self.zoom = false;
+            } else if !self.config_errors.is_empty() {
+                self.config_errors.clear();
+            } else {
+                self.toast = None;
+            }
+            return Vec::new();
+        }
+        let Some(k) = Key::from_event(&key) else {
+            return Vec::new();
+        };
+        match self.keymap.resolve(self.focus.context(), &k) {
+            Some(a) => self.dispatch(a),
+            None => Vec::new(),
+        }
+    }
+
+    fn need_service(&mut self, action: Action) -> Option<String> {
+        match &self.selected {
+            Some(s) => Some(s.clone()),
+            None => {
+                self.toast(format!("{}: select a service first", action.name()), true);
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, command: Command) -> Vec<Effect> {
+        self.in_flight += 1;
+        self.toast(format!("{command}: sent"), false);
+        vec![Effect::Send(command)]
+    }
+
+    /// Carry out an action (from a key, the palette or a mouse click).
+    pub fn dispatch(&mut self, action: Action) -> Vec<Effect> {
+        self.dirty = true;
+        if !self.allowed(action) {
+            self.toast(
+                format!(
+                    "read-only: `{}` is not available (started with --read-only)",
+                    action.name()
+                ),
+                true,
+            );
+            return Vec::new();
+        }
+        let page = 10;
+        match action {
+            Action::Quit => {
+                if self.release_in_flight() && !self.settings.read_only {
+                    self.overlay = Overlay::Quit;
+                    Vec::new()
+                } else {
+                    vec![Effect::Quit]
+                }
+            }
+            Action::Help => {
+                self.overlay = Overlay::Help { scroll: 0 };
+                Vec::new()
+            }
+            Action::Palette => {
+                self.overlay = Overlay::Palette {
+                    input: String::new(),
+                    selected: 0,
+                };
+                Vec::new()
+            }
+            Action::FocusNext | Action::FocusPrev => {
+                let i = Pane::ORDER
+                    .iter()
+                    .position(|p| *p == self.focus)
+                    .unwrap_or(0);
+                let n = Pane::ORDER.len();
+                let j = if action == Action::FocusNext {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.focus = Pane::ORDER[j];
+                Vec::new()
+            }
+            Action::Up
+            | Action::Down
+            | Action::Top
+            | Action::Bottom
+            | Action::PageUp
+            | Action::PageDown => {
+                if self.focus == Pane::Log {
+                    let ev = match action {
+                        Action::Up | Action::PageUp => TuiWidgetEvent::PrevPageKey,
+                        Action::Down | Action::PageDown => TuiWidgetEvent::NextPageKey,
+                        _ => TuiWidgetEvent::EscapeKey,
+                    };
+                    self.log_state.transition(ev);
+                } else {
+                    let delta = match action {
+                        Action::Up => -1,
+                        Action::Down => 1,
+                        Action::PageUp => -page,
+                        Action::PageDown => page,
+                        Action::Top => isize::MIN / 2,
+                        _ => isize::MAX / 2,
+                    };
+                    self.move_selection(delta);
+                }
+                Vec::new()
+            }
+            Action::Zoom => {
+                self.zoom = !self.zoom;
+                Vec::new()
+            }
+            Action::LogFilter => {
+                self.overlay = Overlay::Filter {
+                    previous: self.log_filter.clone(),
+                };
+                Vec::new()
+            }
+            Action::LogToggleService => {
+                self.show_service_output = !self.show_service_output;
+                self.toast(
+                    format!(
+                        "service output {}",
+                        if self.show_service_output {
+                            "shown"
+                        } else {
+                            "hidden"
+                        }
+                    ),
+                    false,
+                );
+                Vec::new()
+            }
+            Action::Suspend => vec![Effect::Suspend],
+            Action::ToggleMouse => {
+                self.settings.mouse = !self.settings.mouse;
+                self.toast(
+                    format!("mouse {}", if self.settings.mouse { "on" } else { "off" }),
+                    false,
+                );
+                vec![Effect::SetMouse(self.settings.mouse)]
+            }
+            Action::Start => self.send(Command::Start),
+            Action::Pause => {
+                if self.state.status == ReleaseStatus::Paused {
+                    self.send(Command::Resume { service: None })
+                } else {
+                    self.send(Command::Pause { service: None })
+                }
+            }
+            Action::PauseService => {
+                let Some(s) = self.need_service(action) else {
+                    return Vec::new();
+                };
+                let paused = self
+                    .selected_service()
+                    .is_some_and(|x| x.status == ServiceStatus::Paused);
+                if paused {
+                    self.send(Command::Resume { service: Some(s) })
+                } else {
+                    self.send(Command::Pause { service: Some(s) })
+                }
+            }
+            Action::PromoteStep => match self.need_service(action) {
+                Some(service) => self.send(Command::Promote { service }),
+                None => Vec::new(),
+            },
+            Action::PromoteAll => {
+                let Some(service) = self.need_service(action) else {
+                    return Vec::new();
+                };
+                self.confirm(Command::PromoteAll { service })
+            }
+            Action::Rollback => match self.need_service(action) {
+                Some(s) => self.send(Command::Rollback { service: Some(s) }),
+                None => Vec::new(),
+            },
+            Action::RollbackRelease => self.send(Command::Rollback { service: None }),
+            Action::Approve => match self.need_service(action) {
+                Some(service) => self.send(Command::Approve { service }),
+                None => Vec::new(),
+            },
+            Action::Reject => match self.need_service(action) {
+                Some(service) => self.send(Command::Reject { service }),
+                None => Vec::new(),
+            },
+            Action::Retry => match self.need_service(action) {
+                Some(service) => self.send(Command::Retry { service }),
+                None => Vec::new(),
+            },
+            Action::Abort => self.confirm(Command::Abort),
+        }
+    }
+
+    /// The question a dangerous command asks, naming its target and effect.
+    pub fn question(&self, command: &Command) -> String {
+        let env = self
+            .settings
+            .environment
+            .as_deref()
+            .map(|e| format!(" in {e}"))
+            .unwrap_or_default();
+        match command {
+            Command::PromoteAll { service } => {
+                let s = self.state.service(service);
+                let left = s.map_or(0, |s| s.steps.len().saturating_sub(s.step));
+                let cand = s.map_or("the candidate", |s| s.candidate.as_str());
+                format!(
+                    "Promote all of {service}{env}? All traffic goes to {cand} now, skipping {left} remaining step(s)."
+                )
+            }
+            Command::Abort => {
+                let active = self
+                    .state
+                    .services
+                    .iter()
+                    .filter(|s| s.status.is_active())
+                    .count();
+                let pending = self
+                    .state
+                    .services
+                    .iter()
+                    .filter(|s| s.status == ServiceStatus::Pending)
+                    .count();
+                format!(
+                    "Abort release {}{env}? {active} service(s) in flight roll back, {pending} pending are skipped; promoted ones stay.",
+                    self.state.release
+                )
+            }
+            other => format!("{other}{env}?"),
+        }
+    }
+
+    fn confirm(&mut self, command: Command) -> Vec<Effect> {
+        let question = self.question(&command);
+        self.overlay = Overlay::Confirm { command, question };
+        Vec::new()
+    }
+
+    /// A command the user typed in the palette (`rollback payments`).
+    pub fn typed(&mut self, text: &str) -> Vec<Effect> {
+        match Command::parse(text) {
+            Ok(c) => {
+                if self.settings.read_only {
+                    self.toast(
+                        format!("read-only: `{c}` is not available (started with --read-only)"),
+                        true,
+                    );
+                    return Vec::new();
+                }
+                if let Some(s) = c.service()
+                    && self.state.service(s).is_none()
+                {
+                    self.toast(
+                        format!("`{c}`: no service named `{s}` in this release"),
+                        true,
+                    );
+                    return Vec::new();
+                }
+                if matches!(c, Command::PromoteAll { .. } | Command::Abort) {
+                    self.confirm(c)
+                } else {
+                    self.send(c)
+                }
+            }
+            Err(e) => {
+                self.toast(e, true);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Palette entries matching `input`: (action, key shown).
+    pub fn palette_items(&self, input: &str) -> Vec<Action> {
+        let word = input.split_whitespace().next().unwrap_or("").to_lowercase();
+        ACTIONS
+            .iter()
+            .filter(|i| self.allowed(i.action))
+            .filter(|i| {
+                word.is_empty()
+                    || i.name.contains(&word)
+                    || i.description.to_lowercase().contains(&word)
+            })
+            .map(|i| i.action)
+            .collect()
+    }
+
+    fn palette_key(
+        &mut self,
+        key: KeyEvent,
+        mut input: String,
+        mut selected: usize,
+    ) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => {
+                self.overlay = Overlay::None;
+                return Vec::new();
+            }
+            KeyCode::Enter => {
+                self.overlay = Overlay::None;
+                let trimmed = input.trim();
+                // A typed command with its arguments wins: `rollback payments`.
+                let verb = trimmed.split_whitespace().next().unwrap_or("");
+                let is_command =
+                    Command::parse(verb).is_ok() || Command::parse(&format!("{verb} x")).is_ok();
+                if !trimmed.is_empty()
+                    && is_command
+                    && (trimmed.contains(' ') || Command::parse(trimmed).is_ok())
+                {
+                    return self.typed(trimmed);
+                }
+                let items = self.palette_items(&input);
+                return match items.get(selected) {
+                    Some(a) => self.dispatch(*a),
+                    None => {
+                        self.toast(format!("`{trimmed}`: no such action or command"), true);
+                        Vec::new()
+                    }
+                };
+            }
+            KeyCode::Up => selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Tab => selected += 1,
+            KeyCode::Backspace => {
+                input.pop();
+                selected = 0;
+            }
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                input.push(c);
+                selected = 0;
+            }
+            _ => {}
+        }
+        let n = self.palette_items(&input).len();
+        if n > 0 {
+            selected = selected.min(n - 1);
+        }
+        self.overlay = Overlay::Palette { input, selected };
+        Vec::new()
+    }
+
+    /// A mouse event (when mouse support is on): click focuses panes and selects rows,
+    /// the wheel scrolls.
+    pub fn on_mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
+        let hit = |r: &Rect| {
+            m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
+        };
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                for (name, pane) in [
+                    ("tree", Pane::Tree),
+                    ("health", Pane::Health),
+                    ("timeline", Pane::Timeline),
+                    ("log", Pane::Log),
+                ] {
+                    if self.areas.get(name).is_some_and(hit) {
+                        self.focus = pane;
+                        self.dirty = true;
+                    }
+                }
+                if let Some(r) = self.areas.get("tree").copied()
+                    && hit(&r)
+                    && m.row > r.y
+                {
+                    let row = (m.row - r.y - 1) as usize + self.tree_offset;
+                    if let Some(TreeRow {
+                        node: Node::Service { index, .. },
+                        ..
+                    }) = self.tree_rows.get(row)
+                    {
+                        self.selected = Some(self.state.services[*index].name.clone());
+                    }
+                }
+                Vec::new()
+            }
+            MouseEventKind::ScrollDown => self.dispatch(Action::Down),
+            MouseEventKind::ScrollUp => self.dispatch(Action::Up),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Engine events go to the log pane (target `engine`); health polls are too frequent.
+fn log_event(e: &Event) {
+    let line = describe(e);
+    match &e.kind {
+        EventKind::Health { .. } => {}
+        EventKind::Failed { .. } | EventKind::CommandRefused { .. } => {
+            tracing::error!(target: "engine", "{line}")
+        }
+        EventKind::PlatformError { fatal: true, .. } => tracing::error!(target: "engine", "{line}"),
+        EventKind::RollbackStarted { .. }
+        | EventKind::RolledBack { .. }
+        | EventKind::PlatformError { .. } => {
+            tracing::warn!(target: "engine", "{line}")
+        }
+        EventKind::Verdict { verdict, .. } if verdict.outcome == crate::judge::Outcome::Fail => {
+            tracing::warn!(target: "engine", "{line}");
+            for l in &verdict.explanation {
+                tracing::warn!(target: "engine", "  {l}");
+            }
+        }
+        _ => tracing::info!(target: "engine", "{line}"),
+    }
+}

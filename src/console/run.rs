@@ -1,0 +1,193 @@
+//! The console's event loop and its terminal. The loop is generic over the ratatui
+//! backend and the input stream, so tests drive it with `TestBackend` and scripted keys
+//! against a scripted engine; [`run`] wires it to the real terminal.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use futures_util::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::engine::telemetry::Telemetry;
+use crate::engine::{Clock, Command, CommandRequest, Event, ReleaseState};
+
+use super::app::{App, Effect};
+
+/// Bumped by the log layer on every log record, so the loop redraws when the log moved.
+pub static LOG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// What the loop reads from and writes to the engine: the same channels every front
+/// end uses.
+pub struct EngineLink {
+    pub commands: mpsc::Sender<CommandRequest>,
+    pub events: broadcast::Receiver<Event>,
+    pub state: watch::Receiver<ReleaseState>,
+    pub telemetry: Option<watch::Receiver<Arc<Telemetry>>>,
+}
+
+/// Things only a real terminal can do.
+pub trait TerminalControl<B: Backend> {
+    /// Ctrl-Z: give the terminal back, stop, and take it again on `fg`.
+    fn suspend(&mut self, terminal: &mut Terminal<B>) -> io::Result<()>;
+    fn set_mouse(&mut self, on: bool) -> io::Result<()>;
+}
+
+/// For tests and headless backends: nothing to do.
+pub struct NoTerminalControl;
+
+impl<B: Backend> TerminalControl<B> for NoTerminalControl {
+    fn suspend(&mut self, _terminal: &mut Terminal<B>) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_mouse(&mut self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run until the user quits (or the input ends). Never blocks on the engine: commands
+/// go out with `try_send` and their answers come back on a channel of their own.
+pub async fn run_loop<B, S>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    mut link: EngineLink,
+    mut input: S,
+    clock: Arc<dyn Clock>,
+    tick: Duration,
+    control: &mut dyn TerminalControl<B>,
+) -> io::Result<()>
+where
+    B: Backend,
+    B::Error: std::error::Error + Send + Sync + 'static,
+    S: Stream<Item = io::Result<TermEvent>> + Unpin,
+{
+    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<(Command, Result<String, String>)>();
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events_open = true;
+    let mut state_open = true;
+    let mut telemetry_open = link.telemetry.is_some();
+    let mut input_open = true;
+    let mut log_seen = LOG_GENERATION.load(Ordering::Relaxed);
+    app.set_state(link.state.borrow_and_update().clone());
+    app.set_now(clock.now_ms());
+    loop {
+        if app.dirty {
+            terminal.draw(|f| app.render(f)).map_err(io::Error::other)?;
+            app.dirty = false;
+        }
+        let mut effects = Vec::new();
+        tokio::select! {
+            ev = input.next(), if input_open => match ev {
+                Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => effects = app.on_key(k),
+                Some(Ok(TermEvent::Mouse(m))) => effects = app.on_mouse(m),
+                Some(Ok(TermEvent::Resize(..))) => {
+                    terminal.autoresize().map_err(io::Error::other)?;
+                    app.dirty = true;
+                }
+                Some(Ok(TermEvent::Paste(text))) => {
+                    for c in text.chars().filter(|c| !c.is_control()) {
+                        let k = crossterm::event::KeyEvent::new(
+                            crossterm::event::KeyCode::Char(c),
+                            crossterm::event::KeyModifiers::NONE,
+                        );
+                        if matches!(app.overlay, super::app::Overlay::Palette { .. } | super::app::Overlay::Filter { .. }) {
+                            effects.extend(app.on_key(k));
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => input_open = false,
+            },
+            r = link.state.changed(), if state_open => match r {
+                Ok(()) => {
+                    let s = link.state.borrow_and_update().clone();
+                    app.set_state(s);
+                }
+                Err(_) => state_open = false,
+            },
+            r = link.events.recv(), if events_open => match r {
+                Ok(e) => app.on_event(&e),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(target: "console", "skipped {n} events; state resynchronised");
+                    let s = link.state.borrow().clone();
+                    app.set_state(s);
+                }
+                Err(broadcast::error::RecvError::Closed) => events_open = false,
+            },
+            r = async {
+                match link.telemetry.as_mut() {
+                    Some(t) => t.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if telemetry_open => match r {
+                Ok(()) => {
+                    if let Some(t) = link.telemetry.as_mut() {
+                        let v = t.borrow_and_update().clone();
+                        app.set_telemetry(v);
+                    }
+                }
+                Err(_) => telemetry_open = false,
+            },
+            Some((command, reply)) = reply_rx.recv() => app.on_reply(&command, reply),
+            _ = ticker.tick() => {
+                app.set_now(clock.now_ms());
+                let g = LOG_GENERATION.load(Ordering::Relaxed);
+                if g != log_seen {
+                    log_seen = g;
+                    app.dirty = true;
+                }
+            }
+        }
+        let mut quit = false;
+        for fx in effects {
+            match fx {
+                Effect::Send(command) => {
+                    let (req, rx) = CommandRequest::new(command.clone(), &app.settings.operator);
+                    match link.commands.try_send(req) {
+                        Ok(()) => {
+                            let tx = reply_tx.clone();
+                            tokio::spawn(async move {
+                                let r = match rx.await {
+                                    Ok(Ok(done)) => Ok(done),
+                                    Ok(Err(refusal)) => Err(refusal.reason),
+                                    Err(_) => {
+                                        Err("the engine stopped before answering".to_string())
+                                    }
+                                };
+                                let _ = tx.send((command, r));
+                            });
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => app.on_reply(
+                            &command,
+                            Err("the engine is busy (command queue full); try again".into()),
+                        ),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            app.on_reply(&command, Err("the engine has stopped".into()))
+                        }
+                    }
+                }
+                Effect::Quit => quit = true,
+                Effect::Suspend => {
+                    control.suspend(terminal)?;
+                    app.dirty = true;
+                }
+                Effect::SetMouse(on) => control.set_mouse(on)?,
+            }
+        }
+        if quit {
+            if app.dirty {
+                terminal.draw(|f| app.render(f)).map_err(io::Error::other)?;
+            }
+            return Ok(());
+        }
+        if !input_open && !events_open && !state_open {
+            return Ok(());
+        }
+    }
+}

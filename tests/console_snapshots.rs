@@ -1,0 +1,187 @@
+//! Snapshots of the console, rendered into ratatui's `TestBackend` from states folded
+//! out of scripted engine events (`cutover::console::fixtures`).
+
+use std::sync::Arc;
+
+use cutover::console::app::{App, Overlay, Pane, Settings};
+use cutover::console::fixtures::{self, Script};
+use cutover::console::keymap::Keymap;
+use cutover::console::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn app_for(s: &Script, scenario: &str, theme: &str, select: Option<&str>) -> App {
+    let mut app = App::new(
+        s.state(),
+        Keymap::shipped("default").unwrap(),
+        Theme::shipped(theme).unwrap(),
+        Settings {
+            operator: "alice".into(),
+            environment: s.release.release.environment.clone(),
+            read_only: false,
+            mouse: false,
+        },
+    )
+    .with_plan(Some(s.plan.clone()));
+    app.set_telemetry(Arc::new(fixtures::telemetry(scenario, s.now)));
+    app.set_now(s.now);
+    if let Some(n) = select {
+        app.selected = Some(n.to_string());
+    }
+    app
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t
+}
+
+fn snap(scenario: &str, select: Option<&str>) -> Terminal<TestBackend> {
+    let s = fixtures::scenario(scenario);
+    let mut app = app_for(&s, scenario, "dark", select);
+    draw(&mut app, 140, 42)
+}
+
+#[test]
+fn pending() {
+    let t = snap("pending", None);
+    let text = t.backend().to_string();
+    assert!(text.contains("○ ledger"), "{text}");
+    assert!(text.contains("PENDING"));
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn canary_at_25_percent_analysing() {
+    let t = snap("canary-analysing", Some("payments"));
+    let text = t.backend().to_string();
+    assert!(text.contains("ANALYSING"), "{text}");
+    assert!(text.contains("v1 75% · v2 25%"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn paused_at_a_gate_with_countdown() {
+    let t = snap("gate", Some("payments"));
+    let text = t.backend().to_string();
+    assert!(text.contains("APPROVAL"), "{text}");
+    // A 10 min gate opened 2m29s ago (inventory steps 15 s, then 134 s).
+    assert!(text.contains("7m31s left"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn failed_with_the_judges_explanation() {
+    let t = snap("failed", Some("payments"));
+    let text = t.backend().to_string();
+    assert!(text.contains("✖ FAIL"), "{text}");
+    assert!(text.contains("ratio 13× > 1.25×"), "{text}");
+    assert!(text.contains("ROLLING BACK"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn rolled_back() {
+    let t = snap("rolled-back", Some("payments"));
+    let text = t.backend().to_string();
+    assert!(text.contains("ROLLED BACK"), "{text}");
+    assert!(text.contains("SKIPPED"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn all_promoted() {
+    let t = snap("promoted", Some("gateway"));
+    let text = t.backend().to_string();
+    assert!(text.contains("6/6 promoted"), "{text}");
+    assert!(text.contains("FINISHED"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn two_hundred_services() {
+    let s = fixtures::big_scenario(200);
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("svc-025"));
+    let t = draw(&mut app, 140, 42);
+    let text = t.backend().to_string();
+    assert!(text.contains("20/200 promoted"), "{text}");
+    assert!(text.contains("PRODUCTION"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn narrow_terminal() {
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("payments"));
+    let t = draw(&mut app, 80, 40);
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn too_small_terminal() {
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    let t = draw(&mut app, 50, 12);
+    assert!(t.backend().to_string().contains("terminal too small"));
+    insta::assert_snapshot!(t.backend());
+    // No size makes it panic.
+    for (w, h) in [
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (59, 16),
+        (60, 15),
+        (60, 16),
+        (200, 60),
+    ] {
+        draw(&mut app, w, h);
+    }
+}
+
+#[test]
+fn mono_theme_keeps_bold_and_reverse() {
+    let s = fixtures::scenario("failed");
+    let mut app = app_for(&s, "failed", "mono", Some("payments"));
+    let t = draw(&mut app, 110, 30);
+    let buf = t.backend().buffer().clone();
+    // No colour anywhere.
+    for c in buf.content() {
+        assert_eq!(c.fg, ratatui::style::Color::Reset, "{c:?}");
+        assert_eq!(c.bg, ratatui::style::Color::Reset, "{c:?}");
+    }
+    insta::assert_debug_snapshot!(buf);
+}
+
+#[test]
+fn overlays_help_palette_confirm_quit() {
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("payments"));
+    app.overlay = Overlay::Help { scroll: 0 };
+    insta::assert_snapshot!("help", draw(&mut app, 120, 40).backend());
+    app.overlay = Overlay::Palette {
+        input: "roll".into(),
+        selected: 0,
+    };
+    insta::assert_snapshot!("palette", draw(&mut app, 120, 40).backend());
+    app.overlay = Overlay::None;
+    app.dispatch(cutover::console::action::Action::PromoteAll);
+    let t = draw(&mut app, 120, 40);
+    assert!(
+        t.backend()
+            .to_string()
+            .contains("Promote all of payments in staging?")
+    );
+    insta::assert_snapshot!("confirm_promote_all", t.backend());
+    app.overlay = Overlay::Quit;
+    insta::assert_snapshot!("quit", draw(&mut app, 120, 40).backend());
+}
+
+#[test]
+fn zoomed_health_pane() {
+    let s = fixtures::scenario("failed");
+    let mut app = app_for(&s, "failed", "dark", Some("payments"));
+    app.focus = Pane::Health;
+    app.zoom = true;
+    insta::assert_snapshot!(draw(&mut app, 120, 36).backend());
+}
