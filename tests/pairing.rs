@@ -596,3 +596,76 @@ async fn kill_9_of_serve_then_resume_and_clients_reattach() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_link_of_attach_carries_state_events_presence_and_commands() {
+    let served = Served::start(&[]);
+    let mut remote = cutover::cli::attach::remote_link(served.client("alice"))
+        .await
+        .unwrap();
+    assert_eq!(remote.state.release, "pairing");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = remote.link.state.borrow_and_update().clone();
+        if s.services
+            .iter()
+            .any(|x| x.name == "search" && x.status == ServiceStatus::Paused)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "search never reached its gate");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        remote
+            .link
+            .presence
+            .as_mut()
+            .unwrap()
+            .borrow_and_update()
+            .clone(),
+        vec!["alice".to_string()]
+    );
+    // A second, read-only console shows up in the first one's status bar.
+    let _watcher = Recorder::attach(&served.client("watcher").read_only(true)).await;
+    let p = remote.link.presence.as_mut().unwrap();
+    tokio::time::timeout(FAN_OUT_BOUND, async {
+        loop {
+            if p.borrow_and_update().len() == 2 {
+                break;
+            }
+            p.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        p.borrow().clone(),
+        vec!["alice".to_string(), "watcher (read-only)".to_string()]
+    );
+    // The console's command channel reaches the engine, attributed to alice.
+    let (req, rx) = cutover::engine::CommandRequest::new(
+        EngineCommand::Promote {
+            service: "search".into(),
+        },
+        "ignored-locally",
+    );
+    remote.link.commands.send(req).await.unwrap();
+    let reply = rx.await.unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    let mut saw = false;
+    let deadline = Instant::now() + FAN_OUT_BOUND;
+    while Instant::now() < deadline && !saw {
+        if let Ok(Ok(e)) =
+            tokio::time::timeout(Duration::from_millis(200), remote.link.events.recv()).await
+        {
+            saw = matches!(&e.kind, EventKind::CommandAccepted { operator, command, .. }
+                if operator == "alice" && command.to_string() == "promote search");
+        }
+    }
+    assert!(saw, "the accepted promote came back on the event stream");
+    // The read-only console cannot act.
+    let ro = served.client("watcher").read_only(true);
+    let e = ro.command(EngineCommand::Abort, None).await.err().unwrap();
+    assert!(e.is_denied(), "{e}");
+}

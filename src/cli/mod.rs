@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod judge_bench;
 pub mod judge_replay;
 
+pub mod attach;
 pub mod ctl;
 pub mod demo;
 pub mod demo_service;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Run a release headless and share it: a control API on a Unix socket in the state
     /// directory (and optionally loopback TCP with tokens) for `attach` and `ctl`.
     Serve(serve::ServeArgs),
+    /// Open the console on a served release: its state, live events, commands; the
+    /// status bar lists who is attached. Quitting only detaches.
+    Attach(attach::AttachArgs),
     /// Send one command to a served release (or `status` for its state as JSON).
     /// Exit 0 accepted, 2 invalid input, 4 refused by the engine, 5 not allowed, 1 internal.
     Ctl(ctl::CtlArgs),
@@ -148,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => resume::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Attach(args) => attach::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),

@@ -139,6 +139,8 @@ pub struct App {
     pub tree_rows: Vec<TreeRow>,
     /// Every message shown, oldest first (the last 100).
     pub messages: Vec<String>,
+    /// Who is attached to a served release (`cutover attach`); empty in-process.
+    pub attached: Vec<String>,
 }
 
 impl App {
@@ -167,6 +169,7 @@ impl App {
             areas: HashMap::new(),
             tree_rows: Vec::new(),
             messages: Vec::new(),
+            attached: Vec::new(),
         };
         app.rebuild_tree();
         app
@@ -187,6 +190,14 @@ impl App {
         }
         self.keep_selection();
         self.dirty = true;
+    }
+
+    /// Who is attached (operator names, `(ro)` for read-only), for the status bar.
+    pub fn set_attached(&mut self, names: Vec<String>) {
+        if names != self.attached {
+            self.attached = names;
+            self.dirty = true;
+        }
     }
 
     pub fn set_telemetry(&mut self, t: Arc<Telemetry>) {
