@@ -378,6 +378,8 @@ async fn two_attached_clients_share_one_release_and_a_dropped_one_changes_nothin
         status_of(s, "payments") == ServiceStatus::AwaitingApproval
     })
     .await;
+    // The gate needs two different approvers (approvals = 2): alice's approval is
+    // recorded, her second is refused, bob's opens the gate.
     let ok = served.ctl(&[
         "approve",
         "payments",
@@ -392,6 +394,16 @@ async fn two_attached_clients_share_one_release_and_a_dropped_one_changes_nothin
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("approval 1 of 2"));
+    let twice = served.ctl(&["approve", "payments", "--operator", "alice"]);
+    assert_eq!(twice.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("alice already approved payments"));
+    assert_eq!(
+        status_of(&a.view(), "payments"),
+        ServiceStatus::AwaitingApproval
+    );
+    let second = served.ctl(&["approve", "payments", "--operator", "bob"]);
+    assert_eq!(second.status.code(), Some(0));
     a.wait_until("payments promoted", Duration::from_secs(30), |s| {
         status_of(s, "payments") == ServiceStatus::Promoted
     })

@@ -248,6 +248,7 @@ impl Script {
                 crate::plan::Action::Approval {
                     timeout_ms,
                     on_timeout,
+                    ..
                 } => {
                     self.push(EventKind::GateWaiting {
                         service: service.into(),

@@ -106,6 +106,8 @@ struct Rt {
     retiring: BTreeSet<String>,
     promote_all: bool,
     rollback_waiting: bool,
+    /// Who approved which step (0-based index) so far, for gates needing several people.
+    approvers: Vec<(usize, String)>,
     /// Candidate replicas replaced so far (rolling).
     replaced: u32,
     /// A timed analysis ran out inconclusive and keeps going (`on_inconclusive = extend`).
@@ -119,6 +121,7 @@ impl Rt {
         self.steps.get(self.idx)
     }
     fn reset_run(&mut self) {
+        self.approvers.clear();
         self.idx = 0;
         self.entered = false;
         self.sub = 0;
@@ -280,6 +283,7 @@ impl Engine {
                     retiring: BTreeSet::new(),
                     promote_all: false,
                     rollback_waiting: false,
+                    approvers: Vec::new(),
                     replaced: 0,
                     extending: false,
                     complete: false,
@@ -1347,6 +1351,7 @@ impl Engine {
             Action::Approval {
                 timeout_ms,
                 on_timeout,
+                ..
             } => {
                 let deadline = now + timeout_ms;
                 if let Some(rt) = self.rts.get_mut(name) {
@@ -2372,6 +2377,39 @@ impl Engine {
                 }
                 if st != ServiceStatus::AwaitingApproval || held.is_some() {
                     return self.refuse(command, operator, format!("{name} has no approval waiting (it is {st})"));
+                }
+                let needed = match self.rts[&name].step().map(|x| &x.action) {
+                    Some(Action::Approval { approvals, .. }) => *approvals,
+                    _ => 1,
+                };
+                if approve && needed > 1 {
+                    let idx = self.rts[&name].idx;
+                    let so_far: Vec<String> = self.rts[&name]
+                        .approvers
+                        .iter()
+                        .filter(|(i, _)| *i == idx)
+                        .map(|(_, who)| who.clone())
+                        .collect();
+                    if so_far.iter().any(|w| w == operator) {
+                        return self.refuse(
+                            command,
+                            operator,
+                            format!("{operator} already approved {name}; this gate needs {needed} different approvers ({} so far: {})", so_far.len(), so_far.join(", ")),
+                        );
+                    }
+                    if so_far.len() + 1 < needed as usize {
+                        // Recorded (journaled as an accepted approve by this operator);
+                        // the gate stays until enough different people approved.
+                        self.accept(command, operator)?;
+                        if let Some(rt) = self.rts.get_mut(&name) {
+                            rt.approvers.push((idx, op.clone()));
+                        }
+                        let have = so_far.len() + 1;
+                        return Ok(Ok(format!(
+                            "{name}: approval {have} of {needed} recorded ({op}); waiting for {} more from someone else",
+                            needed as usize - have
+                        )));
+                    }
                 }
                 self.accept(command, operator)?;
                 self.unfreeze(Some(&name), now);
