@@ -361,13 +361,18 @@ impl EventStream {
                 let mut data = String::new();
                 for line in text.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
-                        event = if v.trim() == "error" { "error" } else { "item" };
+                        event = match v.trim() {
+                            "error" => "error",
+                            "event" | "presence" | "end" => "item",
+                            // A newer minor version's item type: skip it.
+                            _ => "unknown",
+                        };
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
                     }
                 }
-                if data.is_empty() {
-                    continue; // keep-alive comment
+                if data.is_empty() || event == "unknown" {
+                    continue; // keep-alive comment, or an item this version does not know
                 }
                 if event == "error" {
                     let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
