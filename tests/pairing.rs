@@ -681,3 +681,132 @@ async fn the_console_link_of_attach_carries_state_events_presence_and_commands()
     let e = ro.command(EngineCommand::Abort, None).await.err().unwrap();
     assert!(e.is_denied(), "{e}");
 }
+
+/// tmux on a private server socket (needs the `tmux` package; fails without it).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux {
+            socket: format!("cutover-pairing-{}", std::process::id()),
+        }
+    }
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux is needed for this test (apt-get install tmux)")
+    }
+    fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", session]).stdout)
+            .to_string()
+    }
+    fn wait_screen(&self, session: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen(session);
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{session}: {what} never shown:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn two_real_terminals_attached_one_rollback_attributed_and_closing_one_changes_nothing() {
+    let mut served = Served::start(&[]);
+    let tmux = Tmux::new();
+    for (session, op) in [("alice", "alice"), ("bob", "bob")] {
+        let cmd = format!(
+            "{} attach --socket {} --operator {op}",
+            bin(),
+            served.socket.display()
+        );
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for s in ["alice", "bob"] {
+        tmux.wait_screen(s, "both attached and both gates", |t| {
+            t.contains("attached: alice, bob") || t.contains("attached: bob, alice")
+        });
+        tmux.wait_screen(s, "payments at its gate", |t| {
+            t.lines()
+                .any(|l| l.contains("payments") && l.contains("PAUSED"))
+        });
+    }
+    // Bob presses rollback (r) on the selected service (payments, first in the tree).
+    tmux.run(&["send-keys", "-t", "bob", "r"]);
+    tmux.wait_screen("alice", "payments rolled back in alice's terminal", |t| {
+        t.lines()
+            .any(|l| l.contains("payments") && l.contains("ROLLED BACK"))
+    });
+    // Closing bob's terminal changes nothing: alice sees him leave, search still waits.
+    tmux.run(&["kill-session", "-t", "bob"]);
+    let s = tmux.wait_screen("alice", "bob detached", |t| {
+        let bar = t.lines().next().unwrap_or_default();
+        bar.contains("attached: alice") && !bar.contains("bob")
+    });
+    assert!(
+        s.lines()
+            .any(|l| l.contains("search") && l.contains("PAUSED")),
+        "{s}"
+    );
+    // Alice quits: an attached console only detaches, nothing to confirm.
+    tmux.run(&["send-keys", "-t", "alice", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.run(&["has-session", "-t", "alice"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "alice's console did not quit:\n{}",
+            tmux.screen("alice")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = served.ctl(&["status"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["state"]["status"], "running", "the release goes on");
+    assert_eq!(v["attached"].as_array().map(Vec::len), Some(0));
+    let abort = served.ctl(&["abort", "--operator", "carol"]);
+    assert_eq!(abort.status.code(), Some(0));
+    served.wait_exit();
+    let audit = Command::new(bin())
+        .args(["audit", "--state-dir"])
+        .arg(&served.state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout);
+    let rollbacks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("rollback payments"))
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "one rollback, once: {text}");
+    assert!(rollbacks[0].contains("bob"), "attributed to bob: {text}");
+}

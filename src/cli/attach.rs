@@ -159,6 +159,7 @@ pub fn run(args: AttachArgs) -> ExitCode {
             },
         );
         app.config_errors = loaded.errors.iter().map(|e| e.to_string()).collect();
+        app.remote = true;
         let mut terminal = match ratatui::try_init() {
             Ok(t) => t,
             Err(e) => {

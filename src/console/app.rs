@@ -141,6 +141,9 @@ pub struct App {
     pub messages: Vec<String>,
     /// Who is attached to a served release (`cutover attach`); empty in-process.
     pub attached: Vec<String>,
+    /// Attached to a served release: quitting only detaches (the release goes on in
+    /// `cutover serve`), so there is nothing to confirm.
+    pub remote: bool,
 }
 
 impl App {
@@ -170,6 +173,7 @@ impl App {
             tree_rows: Vec::new(),
             messages: Vec::new(),
             attached: Vec::new(),
+            remote: false,
         };
         app.rebuild_tree();
         app
@@ -573,7 +577,7 @@ impl App {
         let page = 10;
         match action {
             Action::Quit => {
-                if self.release_in_flight() && !self.settings.read_only {
+                if self.release_in_flight() && !self.settings.read_only && !self.remote {
                     self.overlay = Overlay::Quit;
                     Vec::new()
                 } else {
