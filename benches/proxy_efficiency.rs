@@ -42,14 +42,25 @@ fn proxy_role() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| fail("CUTOVER_BENCH_GREEN missing"));
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
+    let threads = std::env::var("CUTOVER_BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+    let rt = if std::env::var("CUTOVER_BENCH_PROXY_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
     rt.block_on(async move {
         let proxy = ServiceProxy::bind("bench", listen, ProxyStats::new())
             .await

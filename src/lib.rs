@@ -12,6 +12,7 @@ pub mod journal;
 pub mod judge;
 pub mod loadgen;
 pub mod metrics;
+pub mod migrate;
 pub mod plan;
 pub mod platform;
 pub mod release;

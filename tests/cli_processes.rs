@@ -212,3 +212,96 @@ fn demo_service_process_crashes_and_stops_gracefully_and_load_reports_json() {
         assert!(!alive(pid), "process {pid} is still running");
     }
 }
+
+/// Blue-green through the proxy with real backend processes: drain then SIGTERM loses
+/// nothing; SIGKILL without drain loses the requests in flight (the check can fail).
+#[test]
+fn flip_with_drain_loses_nothing_and_sigkill_without_drain_does() {
+    use cutover::loadgen::{LoadConfig, run as run_load};
+    use cutover::platform::local::proxy::{DrainOutcome, ServiceProxy};
+    use cutover::platform::local::stats::ProxyStats;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut procs = Procs(Vec::new());
+    let mut start = |rev: &str| {
+        let port = free_port();
+        let pid = procs.spawn(&[
+            "demo-service",
+            "--port",
+            &port.to_string(),
+            "--revision",
+            rev,
+            "--latency-ms",
+            "20",
+        ]);
+        wait_listening(port);
+        (pid, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let (v1_pid, v1) = start("v1");
+    let (v2_pid, v2) = start("v2");
+    let (v3_pid, v3) = start("v3");
+
+    let proxy = rt
+        .block_on(ServiceProxy::bind(
+            "api",
+            "127.0.0.1:0".parse().unwrap(),
+            ProxyStats::new(),
+        ))
+        .unwrap();
+    proxy.set_backends("v1", vec![v1]);
+    proxy.set_backends("v2", vec![v2]);
+    proxy.set_weights(&vec![("v1".into(), 100)]).unwrap();
+    let url: hyper::Uri = format!("http://{}/", proxy.local_addr()).parse().unwrap();
+    let mut cfg = LoadConfig::new(vec![url], 1000.0, Duration::from_secs(3));
+    cfg.connections = 64;
+
+    // Graceful: flip, drain, SIGTERM.
+    let load = rt.spawn(run_load(cfg.clone()));
+    std::thread::sleep(Duration::from_millis(1000));
+    proxy.set_weights(&vec![("v2".into(), 100)]).unwrap();
+    assert_eq!(
+        rt.block_on(proxy.drain("v1", Duration::from_secs(10))),
+        DrainOutcome::Drained
+    );
+    unsafe { libc::kill(v1_pid as i32, libc::SIGTERM) };
+    let report = rt.block_on(load).unwrap().unwrap();
+    assert_eq!(
+        wait_exit(procs.child(v1_pid), Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.urls[0].revisions["v1"] > 100 && report.urls[0].revisions["v2"] > 100);
+
+    // Control: flip and SIGKILL at once, no drain.
+    proxy.set_backends("v3", vec![v3]);
+    proxy.set_weights(&vec![("v3".into(), 100)]).unwrap();
+    let load = rt.spawn(run_load(cfg));
+    std::thread::sleep(Duration::from_millis(1000));
+    proxy.set_weights(&vec![("v2".into(), 100)]).unwrap();
+    unsafe { libc::kill(v3_pid as i32, libc::SIGKILL) };
+    let report = rt.block_on(load).unwrap().unwrap();
+    assert!(
+        report.failed > 0,
+        "killing a revision with requests in flight must show: {report:?}"
+    );
+    assert_eq!(
+        report.urls[0].status.get(&502).copied().unwrap_or(0),
+        report.failed
+    );
+
+    rt.block_on(proxy.shutdown());
+    unsafe { libc::kill(v2_pid as i32, libc::SIGTERM) };
+    assert_eq!(
+        wait_exit(procs.child(v2_pid), Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let pids: Vec<u32> = procs.0.iter().map(Child::id).collect();
+    drop(procs);
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+}

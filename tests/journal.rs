@@ -182,6 +182,38 @@ fn a_batch_is_chained_like_single_appends() {
 }
 
 #[test]
+fn float_payloads_read_back_exactly() {
+    // Resume replays verdicts with their statistics: a p-value must come back bit for
+    // bit (serde_json's default float parser is off by an ulp for many values; the
+    // crate enables `float_roundtrip`).
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let mut j = Journal::create_at(state, "checkout", "f00d", T0).unwrap();
+    let mut rng = rand::rng();
+    let values: Vec<f64> = (0..2000)
+        .map(|i| match i % 3 {
+            0 => rng.random::<f64>(),
+            1 => rng.random::<f64>() * 1e6,
+            _ => f64::from_bits(rng.random::<u64>() >> 2),
+        })
+        .filter(|x| x.is_finite())
+        .collect();
+    let written = j
+        .append(new(
+            "verdict",
+            None,
+            Some("api"),
+            json!({ "values": values }),
+        ))
+        .unwrap();
+    let id = j.run_id().to_owned();
+    drop(j);
+    let j = Journal::open(state, &id).unwrap();
+    assert_eq!(j.entries_ref()[0], written);
+}
+
+#[test]
 fn every_append_is_visible_to_a_fresh_reader_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();
@@ -281,6 +313,22 @@ fn a_second_writer_is_refused_with_the_holders_pid() {
     drop(first);
     let j = Journal::open(state, &id).unwrap();
     assert_eq!(j.len(), 2);
+}
+
+#[test]
+fn child_processes_do_not_inherit_the_writer_lock() {
+    // The engine spawns services; if they inherited the lock's descriptor, a crashed
+    // engine's services would keep the run locked against `resume`.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let j = Journal::create(state, "checkout", "f00d").unwrap();
+    let id = j.run_id().to_owned();
+    let mut service = Command::new("sleep").arg("30").spawn().unwrap();
+    drop(j);
+    let reopened = Journal::open(state, &id);
+    service.kill().unwrap();
+    service.wait().unwrap();
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
 }
 
 #[test]

@@ -265,6 +265,27 @@ fn silent_canary_and_error_ceiling_block_a_pass() {
 }
 
 #[test]
+fn a_traffic_split_far_from_the_weight_is_pointed_out() {
+    let mut j = SequentialJudge::new(AnalysisConfig::default()).unwrap();
+    for s in 1..=60 {
+        // Configured 10 %, but the canary gets 30 %.
+        j.observe(&window(s, (70, 0, 0), (30, 0, 0))).unwrap();
+    }
+    let v = j.verdict();
+    assert!(
+        v.notes
+            .iter()
+            .any(|n| n.contains("the canary got 30 % of the requests but its weight is 10 %")),
+        "{v}"
+    );
+    let mut k = SequentialJudge::new(AnalysisConfig::default()).unwrap();
+    for s in 1..=60 {
+        k.observe(&window(s, (89, 0, 0), (11, 0, 0))).unwrap();
+    }
+    assert!(k.verdict().notes.is_empty(), "{}", k.verdict());
+}
+
+#[test]
 fn windows_out_of_order_or_with_a_new_threshold_are_refused() {
     let mut j = SequentialJudge::new(AnalysisConfig::default()).unwrap();
     j.observe(&window(5, (90, 0, 0), (10, 0, 0))).unwrap();

@@ -195,14 +195,15 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
             } else {
                 "rollbacks are detections"
             };
+            let scn = Scenario::parse(&r.scenario)
+                .map(|s| s.describe(p))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "\n{} — {} rps, {} % canary, base errors {} %, ×{} errors, +{} ms tail; {kind}\n",
+                "\n{} — {} rps, {} % canary, {}-second horizon: {scn}; {kind}\n",
                 r.scenario,
                 r.rps,
                 r.weight * 100.0,
-                p.base_error * 100.0,
-                p.multiplier,
-                p.latency_shift_ms
+                p.horizon_s,
             ));
             out.push_str(&format!(
                 "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8} {:>7}\n",

@@ -3,6 +3,7 @@
 
 mod audit;
 mod history;
+mod migrate;
 mod plan;
 mod schema;
 mod validate;
@@ -107,6 +108,11 @@ pub enum Command {
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
+    /// Database migrations: lint, dry run on a copy, history and drift.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate::MigrateCommand,
+    },
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -158,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
+        Command::Migrate { command } => migrate::run(command),
     }
 }
 

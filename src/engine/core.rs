@@ -42,6 +42,9 @@ pub struct EngineOptions {
     pub operator: String,
     /// How long starting baselines (and restarting revisions on resume) may take.
     pub bootstrap_timeout: Duration,
+    /// Keep the engine running after the release finished, for as long as a command
+    /// sender is alive (a console, `retry` after the summary). Default: stop when done.
+    pub stay_alive: bool,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +52,7 @@ impl Default for EngineOptions {
         EngineOptions {
             operator: "unknown".into(),
             bootstrap_timeout: Duration::from_secs(60),
+            stay_alive: false,
         }
     }
 }
@@ -394,6 +398,9 @@ impl Engine {
     pub(crate) fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
     }
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
     }
@@ -655,6 +662,16 @@ impl Engine {
             return Ok(());
         }
         let max = self.state.max_parallel.max(1) as usize;
+        // Waves are barriers (see the plan): a wave starts once every service of the
+        // earlier waves has finished (promoted, or rolled back / skipped / failed).
+        let open_wave = self
+            .state
+            .services
+            .iter()
+            .filter(|s| !s.status.is_terminal())
+            .map(|s| s.wave)
+            .min()
+            .unwrap_or(usize::MAX);
         for name in self.order.clone() {
             if self.status(&name) != ServiceStatus::Pending {
                 continue;
@@ -680,6 +697,9 @@ impl Engine {
                 continue;
             }
             if !self.rts[&name].retiring.is_empty() {
+                continue;
+            }
+            if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
                 continue;
             }
             let active = self
@@ -934,9 +954,9 @@ impl Engine {
         }
         let now = self.clock.now_ms();
         // Watch health and the judges (even while paused: a pause freezes weights, not checks).
-        if self.rts[name].next_health_ms <= now && status != ServiceStatus::Promoted {
+        if self.rts[name].next_health_ms <= now {
             self.poll_health(name).await?;
-            if !self.status(name).is_active() {
+            if self.status(name) != status {
                 return Ok(());
             }
         }
@@ -1053,9 +1073,38 @@ impl Engine {
                     })?;
                 }
                 if let Some(p) = summary.problem {
-                    return self
-                        .fail_service(name, format!("candidate {} health: {p}", s.candidate))
-                        .await;
+                    if s.status != ServiceStatus::Promoted {
+                        return self
+                            .fail_service(name, format!("candidate {} health: {p}", s.candidate))
+                            .await;
+                    }
+                    // Promoted: go back while the old revision is still warm; once it is
+                    // gone, restart what failed.
+                    let warm = s.baseline_running && !self.rts[name].retiring.contains(&s.baseline);
+                    if warm {
+                        return self
+                            .fail_service(
+                                name,
+                                format!("after promotion, while {} was kept warm, candidate {} health: {p}", s.baseline, s.candidate),
+                            )
+                            .await;
+                    }
+                    let replicas = self.rts[name].replicas;
+                    self.emit(EventKind::PlatformError {
+                        service: name.to_string(),
+                        message: format!(
+                            "{p}; the old revision is retired, restarting {}",
+                            s.candidate
+                        ),
+                        fatal: false,
+                    })?;
+                    if let Err(e) = self.platform.launch(name, &s.candidate, replicas).await {
+                        self.emit(EventKind::PlatformError {
+                            service: name.to_string(),
+                            message: e.message,
+                            fatal: !e.retryable,
+                        })?;
+                    }
                 }
             }
         }

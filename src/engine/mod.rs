@@ -101,7 +101,7 @@ pub async fn run(
     let mut open = true;
     loop {
         engine.tick().await?;
-        if engine.is_done() {
+        if engine.is_done() && !(engine.options().stay_alive && open) {
             break;
         }
         let at = engine.next_wakeup();

@@ -399,8 +399,12 @@ async fn rollback_dependents_rolls_back_changed_dependents_and_skips_the_rest() 
     );
     let mut h = H::new(r);
     h.start().await;
+    // Wave 1 (a, c) ends when c is promoted after its 10 s hold; then b starts.
     h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("b"), ServiceStatus::Pending, "waves are barriers");
+    h.run_for(Duration::from_secs(9)).await;
     assert_eq!(h.status("a"), ServiceStatus::Promoted);
+    assert_eq!(h.status("c"), ServiceStatus::Promoted);
     assert!(h.status("b").is_active());
     assert!(h.cmd("rollback a").await.is_ok());
     assert_eq!(h.status("a"), ServiceStatus::RolledBack);
@@ -417,7 +421,6 @@ async fn rollback_dependents_rolls_back_changed_dependents_and_skips_the_rest() 
         .collect();
     assert_eq!(order, vec!["b".to_string(), "a".to_string()]);
     h.finish(Duration::from_secs(120)).await;
-    assert_eq!(h.status("c"), ServiceStatus::Promoted);
     h.no_traffic_on_stopped();
 }
 
@@ -1025,4 +1028,97 @@ async fn a_gate_needing_two_approvers_waits_for_two_different_people() {
     assert!(ev.iter().any(
         |e| matches!(&e.kind, EventKind::CommandRefused { operator, .. } if operator == "alice")
     ));
+}
+
+mod property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Cmd(&'static str),
+        Wait(u64),
+        Crash(&'static str),
+        Sick(&'static str),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let cmds = prop::sample::select(vec![
+            "pause",
+            "resume",
+            "pause a",
+            "resume a",
+            "pause b",
+            "promote a",
+            "promote b",
+            "promote-all a",
+            "promote-all c",
+            "approve b",
+            "reject b",
+            "rollback a",
+            "rollback b",
+            "rollback c",
+            "rollback",
+            "retry a",
+            "retry b",
+            "retry c",
+            "abort",
+            "start",
+        ]);
+        prop_oneof![
+            6 => cmds.prop_map(Op::Cmd),
+            4 => (1u64..20).prop_map(Op::Wait),
+            1 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Op::Crash),
+            1 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Op::Sick),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever operators do and whatever breaks, traffic never stays on a revision
+        /// that does not run, weights always add up to 100, and the release ends.
+        #[test]
+        fn random_commands_never_leave_traffic_on_a_stopped_revision(ops in prop::collection::vec(op(), 1..25)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let r = release(
+                    "max_parallel = 2",
+                    &[
+                        ("a", GATED),
+                        ("b", &format!("depends_on = [\"a\"]\n{}", GATED)),
+                        ("c", "strategy = \"blue_green\"\nblue_green = { keep_old_for = \"30s\" }\n"),
+                    ],
+                );
+                let mut h = H::new(r);
+                h.start().await;
+                for op in ops {
+                    match op {
+                        Op::Cmd(c) => { let _ = h.cmd(c).await; }
+                        Op::Wait(s) => h.run_for(Duration::from_secs(s)).await,
+                        Op::Crash(s) => {
+                            h.platform.set_state(s, "v2", InstanceState::Exited { reason: "killed".into() });
+                            h.run_for(Duration::from_secs(2)).await;
+                        }
+                        Op::Sick(s) => {
+                            h.platform.set_state(s, "v2", InstanceState::Unhealthy { reason: "503".into() });
+                            h.run_for(Duration::from_secs(2)).await;
+                        }
+                    }
+                    h.no_traffic_on_stopped();
+                    for (svc, ws) in h.platform.all_weights() {
+                        let sum: u32 = ws.iter().map(|(_, w)| u32::from(*w)).sum();
+                        assert_eq!(sum, 100, "{svc}: {ws:?}");
+                    }
+                }
+                // Whatever happened, an operator can always bring it to an end.
+                let _ = h.cmd("rollback").await;
+                let _ = h.cmd("resume").await;
+                let _ = h.cmd("abort").await;
+                h.finish(Duration::from_secs(120)).await;
+                h.no_traffic_on_stopped();
+            });
+        }
+    }
 }

@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! <state_dir>/runs/<run_id>/journal.jsonl   one entry per line, fsync'd per append
-//!                          /run.json        release, file sha256, start, finish record
+//!                          /run.json        release, file sha256, start, finish record,
+//!                                           sealed with a SHA-256 of its fields
 //!                          /lock            flock'd by the one process writing the run
+//!                          /torn-<offset>.bin  bytes of an interrupted write, cut off
+//!                                           by `open` and kept as evidence
 //! ```
 //!
 //! Durability: `append` writes the whole line with one `write_all` and returns only after
@@ -66,7 +69,8 @@ pub enum JournalError {
     )]
     UnknownRun { state_dir: PathBuf, run_id: String },
     #[error(
-        "`{0}` is not a run id: run ids look like 20261127T031500Z-checkout-1a2b (letters, digits, `.`, `_`, `-`); `cutover history` lists them"
+        "`{}` is not a run id: run ids look like 20261127T031500Z-checkout-1a2b (letters, digits, `.`, `_`, `-`); `cutover history` lists them",
+        .0.escape_debug()
     )]
     InvalidRunId(String),
     #[error(

@@ -1,7 +1,8 @@
 //! Read-only views of the runs under a state directory: listing (`history`), reading one
-//! run with its entries (`audit`), verifying chains (`audit verify`). Nothing here takes
-//! the writer lock or modifies a file, so it is safe next to a running engine (whose
-//! in-flight last line then shows as a torn tail).
+//! run with its entries (`audit`), verifying chains (`audit verify`). Nothing here
+//! modifies a file or holds the writer lock (a momentary shared `flock` tells a running
+//! run from an interrupted one), so it is safe next to a running engine, whose in-flight
+//! last line then shows as a torn tail.
 
 use std::io;
 use std::path::Path;

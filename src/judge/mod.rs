@@ -10,6 +10,34 @@
 //! * [`ArmSampler`] turns polls of a [`crate::metrics::MetricSource`] into windows.
 //! * [`sim`] is the seeded benchmark behind `cutover judge-bench`, with the Kayenta- and
 //!   z-test-style comparators in [`comparators`].
+//!
+//! How the engine drives an analysis (the sampler part is async and needs a source):
+//!
+//! ```
+//! use cutover::judge::{AnalysisConfig, AnalysisWindow, ArmCounts, Outcome, freeze_slow_threshold, new_judge};
+//! use cutover::metrics::LatencyQuantiles;
+//!
+//! let config = AnalysisConfig::default(); // from the release's [service.analysis]
+//! // Before the canary takes traffic: freeze "slow" from the baseline's latency.
+//! let baseline = LatencyQuantiles { p50_ms: 50.0, p90_ms: 108.0, p99_ms: 201.4, samples: 12_000 };
+//! let slow = freeze_slow_threshold(&config, Some(&baseline));
+//! let mut judge = new_judge(&config)?;
+//! // Every tick: a window from `ArmSampler::sample`, journaled, then judged.
+//! let window = AnalysisWindow {
+//!     at_ms: 1_000,
+//!     duration_ms: 1_000,
+//!     canary_weight: 0.1,
+//!     slow_threshold_ms: Some(slow.threshold.as_millis() as u64),
+//!     baseline: ArmCounts { requests: 90, errors: 0, slow: 1 },
+//!     canary: ArmCounts { requests: 10, errors: 0, slow: 0 },
+//! };
+//! assert_eq!(judge.observe(&window)?, Outcome::Inconclusive);
+//! let verdict = judge.verdict(); // serde for the journal, Display for people
+//! assert!(verdict.to_string().starts_with("INCONCLUSIVE after 1s (sequential): not enough data yet"));
+//! // A restarted engine rebuilds the judge by feeding it the journaled windows again:
+//! // judges are deterministic and read time only from the windows.
+//! # Ok::<(), cutover::judge::JudgeError>(())
+//! ```
 
 pub mod comparators;
 pub mod config;
@@ -64,6 +92,9 @@ pub trait Judge: Send {
     fn observe(&mut self, window: &AnalysisWindow) -> Result<Outcome, JudgeError>;
 
     /// The current state, explained per metric (for the console and the journal).
+    /// Heavier than `observe` (the sequential judge computes its confidence intervals
+    /// here: about 10 ms after 30 minutes of 1-second windows at 100 rps in a release
+    /// build), so call it when journaling or drawing, not in tight loops.
     fn verdict(&self) -> Verdict;
 }
 

@@ -52,8 +52,8 @@ fn quantize_share(w: f64) -> Option<u32> {
 #[derive(Debug, Clone)]
 struct Family {
     eproc: RatioEProcess,
-    /// Bad events grouped by (share in 1/1000, tempering bits).
-    history: BTreeMap<(u32, u64), (u64, u64)>,
+    /// Tempered bad events (canary, baseline) grouped by share in 1/1000.
+    history: BTreeMap<u32, (f64, f64)>,
     /// (minute index, counts), the last entry is the minute in progress.
     minutes: Vec<(u64, MinuteCounts)>,
     dispersion: Option<(f64, usize)>,
@@ -80,7 +80,11 @@ impl Family {
             // A new minute: re-estimate dispersion from the completed ones.
             self.dispersion = dispersion(&self.minutes.iter().map(|(_, c)| *c).collect::<Vec<_>>());
             self.temper = match self.dispersion {
-                Some((phi, _)) if phi > TEMPER_FROM => 1.0 / phi.min(MAX_TEMPER_PHI),
+                // Rounded down to 1/20 (less evidence, still valid) so the history keeps
+                // few distinct tempering values.
+                Some((phi, _)) if phi > TEMPER_FROM => {
+                    ((20.0 / phi.min(MAX_TEMPER_PHI)).floor() / 20.0).max(0.05)
+                }
                 _ => 1.0,
             };
             self.minutes.push((minute, MinuteCounts::default()));
@@ -102,22 +106,18 @@ impl Family {
         let share = q as f64 / 1000.0;
         self.eproc
             .update(canary_bad, baseline_bad, share, self.temper);
-        let e = self
-            .history
-            .entry((q, self.temper.to_bits()))
-            .or_insert((0, 0));
-        e.0 += canary_bad;
-        e.1 += baseline_bad;
+        let e = self.history.entry(q).or_insert((0.0, 0.0));
+        e.0 += self.temper * canary_bad as f64;
+        e.1 += self.temper * baseline_bad as f64;
     }
 
     fn history(&self) -> Vec<BadEvents> {
         self.history
             .iter()
-            .map(|(&(q, t), &(c, b))| BadEvents {
+            .map(|(&q, &(c, b))| BadEvents {
                 canary: c,
                 baseline: b,
                 share: q as f64 / 1000.0,
-                temper: f64::from_bits(t),
             })
             .collect()
     }
@@ -144,6 +144,8 @@ pub struct SequentialJudge {
     baseline: ArmCounts,
     failed: Option<(Failure, u64)>,
     silent_windows: u32,
+    /// Σ configured weight × requests, to compare the configured split with the real one.
+    weighted_config_share: f64,
     outcome: Outcome,
 }
 
@@ -168,6 +170,7 @@ impl SequentialJudge {
             baseline: ArmCounts::default(),
             failed: None,
             silent_windows: 0,
+            weighted_config_share: 0.0,
             outcome: Outcome::Inconclusive,
             config,
         })
@@ -308,6 +311,8 @@ impl Judge for SequentialJudge {
         self.clock.accept(w)?;
         self.canary.add(&w.canary);
         self.baseline.add(&w.baseline);
+        self.weighted_config_share +=
+            w.canary_weight * (w.canary.requests + w.baseline.requests) as f64;
         if w.canary.requests == 0 && w.baseline.requests > 0 {
             self.silent_windows += 1;
         } else if w.canary.requests > 0 {
@@ -396,6 +401,19 @@ impl Judge for SequentialJudge {
                 "the canary got no requests in the last {} windows while the baseline did: is routing broken?",
                 self.silent_windows
             ));
+        }
+        let total = self.canary.requests + self.baseline.requests;
+        if total >= 1000 {
+            let configured = self.weighted_config_share / total as f64;
+            let real = self.canary.requests as f64 / total as f64;
+            if configured > 0.0 && (real / configured - 1.0).abs() > 0.5 {
+                notes.push(format!(
+                    "the canary got {} of the requests but its weight is {}: check the traffic split \
+                     (the judge uses the real split, so its verdict stays valid)",
+                    percent(real),
+                    percent(configured)
+                ));
+            }
         }
         let ceiling = self.canary_over_ceiling();
         if ceiling && self.failed.is_none() {

@@ -76,6 +76,29 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|s| s.name() == text)
     }
 
+    /// What the canary does in this scenario, for the table.
+    pub fn describe(&self, p: &SimParams) -> String {
+        let m = p.multiplier;
+        let base = p.base_error * 100.0;
+        match self {
+            Scenario::Aa | Scenario::LowTrafficAa => format!("canary = baseline ({base} % errors)"),
+            Scenario::Errors | Scenario::LowTraffic => {
+                format!("canary errors ×{m} ({base} % → {} %)", base * m)
+            }
+            Scenario::Latency => format!(
+                "canary requests above the baseline p90 take +{} ms (p99 +{0} ms)",
+                p.latency_shift_ms
+            ),
+            Scenario::Crash => "canary fails 50 % of requests".into(),
+            Scenario::Incident => {
+                format!("both arms at 5 % errors in minutes 10–12, else {base} %")
+            }
+            Scenario::Overdispersed => {
+                format!("canary = baseline ({base} %), per-arm-minute Gamma(k=4) error-rate noise")
+            }
+        }
+    }
+
     /// Is any rollback in this scenario a false one?
     pub fn is_aa(&self) -> bool {
         matches!(
@@ -344,7 +367,9 @@ fn poisson(rng: &mut SmallRng, d: &Option<Poisson<f64>>) -> u64 {
 /// Generate one trial's ticks into `out` (cleared first).
 pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
     out.clear();
-    let seed = splitmix64(p.seed ^ (s.id() << 32) ^ trial as u64);
+    // Chained hashing, so that (seed, trial) pairs never collide the way a plain
+    // `seed ^ trial` would (seed 1 trial 6 = seed 7 trial 0).
+    let seed = splitmix64(splitmix64(splitmix64(p.seed) ^ s.id()) ^ trial as u64);
     let mut rng = SmallRng::seed_from_u64(seed);
     let (rps, w) = p.traffic(s);
     let pc = Poisson::new(rps * w).ok();
@@ -633,6 +658,12 @@ mod tests {
         generate(Scenario::Aa, &p, 4, &mut c);
         assert_eq!(a, b);
         assert_ne!(a, c);
+        // Different base seeds do not share trials.
+        let mut d = Vec::new();
+        generate(Scenario::Aa, &SimParams { seed: 7, ..p }, 0, &mut d);
+        let mut e = Vec::new();
+        generate(Scenario::Aa, &SimParams { seed: 1, ..p }, 6, &mut e);
+        assert_ne!(d, e);
         let nc: u64 = a.iter().map(|t| t.canary.0).sum();
         let nb: u64 = a.iter().map(|t| t.baseline.0).sum();
         assert!(

@@ -88,14 +88,21 @@ impl RatioEProcess {
     /// Add one window: `canary` and `baseline` bad events while the canary served share
     /// `w` of the requests; `temper` in (0, 1] scales the evidence (1 = none).
     pub fn update(&mut self, canary: u64, baseline: u64, w: f64, temper: f64) {
-        if canary + baseline == 0 || !(w > 0.0 && w < 1.0) {
+        self.update_weighted(temper * canary as f64, temper * baseline as f64, w);
+    }
+
+    /// Add bad events already multiplied by their tempering: the log factor of a window
+    /// is linear in the counts, so tempered counts of many windows with the same share
+    /// can be added up first.
+    pub fn update_weighted(&mut self, canary: f64, baseline: f64, w: f64) {
+        if canary + baseline <= 0.0 || !(w > 0.0 && w < 1.0) {
             return;
         }
-        let (xc, x) = (canary as f64, (canary + baseline) as f64);
+        let x = canary + baseline;
         let c0 = (self.r0 * w + 1.0 - w).ln();
         for k in 0..GRID_SIZE {
             let ck = (self.r_k[k] * w + 1.0 - w).ln();
-            self.log_l[k] += temper * (xc * self.ln_ratio[k] - x * (ck - c0));
+            self.log_l[k] += canary * self.ln_ratio[k] - x * (ck - c0);
         }
         self.ln_e = log_mean_exp(&self.log_l);
     }
@@ -110,22 +117,21 @@ impl RatioEProcess {
     }
 }
 
-/// The bad events of one window, kept so the interval can be computed for any `r0`.
+/// Bad events of all windows with the same traffic share, each multiplied by the
+/// tempering of its window, kept so the interval can be computed for any `r0`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BadEvents {
-    pub canary: u64,
-    pub baseline: u64,
-    /// The canary's share of the window's requests.
+    pub canary: f64,
+    pub baseline: f64,
+    /// The canary's share of the requests in these windows.
     pub share: f64,
-    /// The tempering applied to this window (1 = none).
-    pub temper: f64,
 }
 
 /// `ln E` of the mixture test of `r0` (on `side`) over a recorded history.
 pub fn history_ln_e(history: &[BadEvents], r0: f64, side: Side) -> f64 {
     let mut e = RatioEProcess::new(r0, side);
     for b in history {
-        e.update(b.canary, b.baseline, b.share, b.temper);
+        e.update_weighted(b.canary, b.baseline, b.share);
     }
     e.ln_e()
 }
@@ -145,7 +151,7 @@ pub fn ratio_interval(history: &[BadEvents], alpha: f64) -> (f64, f64) {
         if history_ln_e(history, b.exp(), Side::Above) >= level {
             a = b;
         } else {
-            for _ in 0..40 {
+            for _ in 0..14 {
                 let m = 0.5 * (a + b);
                 if history_ln_e(history, m.exp(), Side::Above) >= level {
                     a = m;
@@ -164,7 +170,7 @@ pub fn ratio_interval(history: &[BadEvents], alpha: f64) -> (f64, f64) {
         if history_ln_e(history, a.exp(), Side::Below) >= level {
             b = a;
         } else {
-            for _ in 0..40 {
+            for _ in 0..14 {
                 let m = 0.5 * (a + b);
                 if history_ln_e(history, m.exp(), Side::Below) >= level {
                     b = m;
@@ -333,10 +339,9 @@ mod tests {
         // 20 canary and 45 baseline bad events at w = 0.1: ratio (20/0.1)/(45/0.9) = 4.
         let history: Vec<BadEvents> = (0..65)
             .map(|i| BadEvents {
-                canary: u64::from(i < 20),
-                baseline: u64::from(i >= 20),
+                canary: f64::from(u8::from(i < 20)),
+                baseline: f64::from(u8::from(i >= 20)),
                 share: 0.1,
-                temper: 1.0,
             })
             .collect();
         let (lo, hi) = ratio_interval(&history, 0.005);

@@ -1,6 +1,8 @@
-//! Helpers for tests that run real `cutover demo-service` processes behind the local
-//! platform.
+//! Helpers shared by integration tests: real `cutover demo-service` processes behind the
+//! local platform, and a PostgreSQL server per test (`pg`).
 #![allow(dead_code)]
+
+pub mod pg;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -235,6 +235,9 @@ struct Inner {
     table: RwLock<Arc<Table>>,
     /// Serializes writers so a read-modify-write of the table is never lost.
     write: Mutex<()>,
+    /// Route tables replaced by an update and maybe still held by a request that is
+    /// choosing its backend (see `wait_snapshots`).
+    replaced: Mutex<Vec<Weak<Table>>>,
     /// Every backend that is listed or still has requests in flight.
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     counter: AtomicU64,
@@ -282,6 +285,7 @@ impl ServiceProxy {
             stats,
             table: RwLock::new(Arc::new(Table::default())),
             write: Mutex::new(()),
+            replaced: Mutex::new(Vec::new()),
             backends: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             stop,
@@ -320,7 +324,37 @@ impl ServiceProxy {
         let out = f(&mut next);
         next.slots = next.build_slots(&next.weights);
         *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        let mut replaced = self
+            .inner
+            .replaced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        replaced.retain(|w| w.strong_count() > 0);
+        replaced.push(Arc::downgrade(&current));
         out
+    }
+
+    /// Wait until no request still routes on a replaced table (they let go right after
+    /// counting themselves in flight, so this takes microseconds). False at `deadline`.
+    async fn wait_snapshots(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let pending = {
+                let mut replaced = self
+                    .inner
+                    .replaced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                replaced.retain(|w| w.strong_count() > 0);
+                !replaced.is_empty()
+            };
+            if !pending {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The replicas of a revision that may take traffic. Creates the revision if new;
@@ -500,15 +534,20 @@ impl ServiceProxy {
 
     /// Wait until the revision has nothing in flight, or `timeout`.
     pub async fn drain(&self, revision: &str, timeout: Duration) -> DrainOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_snapshots(deadline).await;
         let Some(stats) = self.inner.stats.get(&self.inner.service, revision) else {
             return DrainOutcome::Drained;
         };
-        outcome(stats.in_flight_gauge().wait_idle(timeout).await)
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        outcome(stats.in_flight_gauge().wait_idle(left).await)
     }
 
     /// Wait until one replica has nothing in flight, or `timeout` (remove it from its
     /// revision's backends first, so it gets no new requests).
     pub async fn drain_backend(&self, addr: SocketAddr, timeout: Duration) -> DrainOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_snapshots(deadline).await;
         let backend = {
             let reg = self
                 .inner
@@ -520,7 +559,8 @@ impl ServiceProxy {
         let Some(backend) = backend else {
             return DrainOutcome::Drained;
         };
-        let result = outcome(backend.in_flight.wait_idle(timeout).await);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = outcome(backend.in_flight.wait_idle(left).await);
         self.prune_backends();
         result
     }
@@ -583,8 +623,9 @@ async fn accept_loop(
                     let service = hyper::service::service_fn(move |req| {
                         handle(conn_inner.clone(), req)
                     });
+                    // No timer: hyper would arm a header-read timeout per request,
+                    // a measurable cost; clients are local and trusted.
                     let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
                         .serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -800,6 +841,14 @@ async fn handle(
         ));
     };
 
+    // Count the request in flight before letting go of the table snapshot: a drain first
+    // waits until every replaced snapshot is released, so no request can pick a drained
+    // revision or replica and reach it after the drain said it was idle.
+    let revision = revision.clone();
+    let backend = backend.clone();
+    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
+    drop(table);
+
     // Backends get origin-form targets; an absolute-form request (sent as to a forward
     // proxy) is rewritten to its path.
     if req.uri().scheme().is_some() {
@@ -824,15 +873,15 @@ async fn handle(
     }
     strip_hop_by_hop(req.headers_mut());
 
-    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
     let started = Instant::now();
     match backend.send(req).await {
         Ok((resp, sender)) => {
+            let now = Instant::now();
             guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             revision
                 .stats
-                .record_response(parts.status.as_u16(), started.elapsed());
+                .record_response_at(parts.status.as_u16(), now - started, now);
             strip_hop_by_hop(&mut parts.headers);
             if let Some(h) = &revision.header {
                 parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
@@ -886,6 +935,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || matches!(
+            name.as_str(),
+            "keep-alive" | "proxy-connection" | "proxy-authenticate"
+        )
+}
+
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
@@ -898,7 +955,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Remove hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.is_empty() {
+    // Fast path: most messages carry none, and a scan of a few keys is cheaper than a
+    // dozen hash lookups.
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if let Some(conn) = headers.get(header::CONNECTION) {

@@ -121,11 +121,16 @@ impl RevisionStats {
 
     /// A response arrived from the revision with `status` after `latency` (to headers).
     pub fn record_response(&self, status: u16, latency: Duration) {
+        self.record_response_at(status, latency, Instant::now());
+    }
+
+    /// [`RevisionStats::record_response`] with the clock already read (`now`).
+    pub fn record_response_at(&self, status: u16, latency: Duration, now: Instant) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.responses[class].fetch_add(1, Ordering::Relaxed);
         let micros = latency.as_micros().min(u128::from(u64::MAX)) as u64;
         self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
-        let second = self.epoch.elapsed().as_secs();
+        let second = now.saturating_duration_since(self.epoch).as_secs();
         let mut l = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
         l.record(second, micros);
     }
