@@ -185,3 +185,89 @@ fn zoomed_health_pane() {
     app.zoom = true;
     insta::assert_snapshot!(draw(&mut app, 120, 36).backend());
 }
+
+#[test]
+fn broken_user_config_is_shown_and_defaults_used() {
+    let dirs = cutover::console::config::Dirs {
+        config: std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/console/bad"
+        )),
+        state: std::env::temp_dir(),
+    };
+    let loaded = cutover::console::config::load(
+        &dirs,
+        &cutover::console::config::Choice {
+            theme: Some("broken".into()),
+            ..Default::default()
+        },
+    );
+    // Defaults stand in: the shipped keymap still binds rollback to `r`.
+    let r = cutover::console::keymap::Key::parse("r").unwrap();
+    assert_eq!(
+        loaded
+            .keymap
+            .resolve(cutover::console::keymap::Context::Tree, &r),
+        Some(cutover::console::action::Action::Rollback)
+    );
+    assert_eq!(loaded.theme, Theme::shipped("dark").unwrap());
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("payments"));
+    app.config_errors = loaded
+        .errors
+        .iter()
+        .map(|e| e.to_string().replace(env!("CARGO_MANIFEST_DIR"), "."))
+        .collect();
+    let t = draw(&mut app, 140, 42);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("./tests/fixtures/console/bad/keymap.toml:3: unknown action `explode`"),
+        "{text}"
+    );
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn log_filter_and_service_output_toggle() {
+    use cutover::console::run::{LogLine, remember};
+    for (target, msg) in [
+        ("engine", "payments: step 6/11: analyse for 2m at 25%"),
+        ("service", "payments v2: GET /api/pay 500 (injected fault)"),
+        (
+            "engine",
+            "payments: rolling back by alice: operator rollback",
+        ),
+        (
+            "service",
+            "payments v1: rolling back nothing, just a log line",
+        ),
+    ] {
+        remember(LogLine {
+            at: "03:10:00".into(),
+            level: tracing::Level::INFO,
+            target: target.into(),
+            message: msg.into(),
+        });
+    }
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", Some("payments"));
+    app.log_filter = "rolling back".into();
+    let text = draw(&mut app, 140, 42).backend().to_string();
+    assert!(text.contains("Log · filter \"rolling back\""), "{text}");
+    assert!(text.contains("payments: rolling back by alice"), "{text}");
+    assert!(text.contains("payments v1: rolling back nothing"), "{text}");
+    assert!(!text.contains("analyse for 2m at 25%  "), "{text}");
+    app.dispatch(cutover::console::action::Action::LogToggleService);
+    let text = draw(&mut app, 140, 42).backend().to_string();
+    assert!(text.contains("service output hidden"), "{text}");
+    assert!(text.contains("payments: rolling back by alice"), "{text}");
+    assert!(
+        !text.contains("payments v1: rolling back nothing"),
+        "{text}"
+    );
+    app.log_filter = "target:service".into();
+    app.dispatch(cutover::console::action::Action::LogToggleService);
+    let text = draw(&mut app, 140, 42).backend().to_string();
+    assert!(text.contains("GET /api/pay 500"), "{text}");
+    assert!(!text.contains("rolling back by alice"), "{text}");
+}

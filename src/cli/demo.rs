@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::deploy::{Begin, finish_session, runtime, start_session};
+use super::deploy::{Begin, finish_session, runtime, start_session_with};
 use super::{EXIT_INTERNAL, Output, StateDirArg};
 use crate::engine::{Event, EventKind, ReleaseState, ServiceStatus};
 
@@ -22,9 +22,11 @@ pub const REGRESSING: &str = "orders";
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// No console: print one line per event.
+    /// No console: print one line per event (also when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    #[command(flatten)]
+    pub ui: super::console_front::UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     #[command(flatten)]
@@ -146,7 +148,12 @@ fn load_urls(release: &crate::release::Release) -> Vec<hyper::Uri> {
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    super::init_logging();
+    let console = super::console_front::wanted(args.headless, args.output);
+    if console {
+        super::console_front::init_logging();
+    } else {
+        super::init_logging();
+    }
     let release = match crate::release::load_str(
         Path::new("examples/demo.toml"),
         DEMO_RELEASE,
@@ -172,7 +179,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
         };
-        let session = match start_session(&release, Path::new("."), &state_dir, begin, &operator, args.output).await {
+        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console).await {
             Ok(s) => s,
             Err(f) => {
                 eprintln!("cutover: {}", f.message);
@@ -192,12 +199,16 @@ pub fn run(args: DemoArgs) -> ExitCode {
             );
         }
         let mut as_expected = false;
-        let code = finish_session(session, &operator, false, |state| {
+        let close = |state: &ReleaseState| {
             as_expected = caught(state);
             let r = reg.lock().map(|r| *r).unwrap_or_default();
             closing(state, r)
-        })
-        .await;
+        };
+        let code = if console {
+            super::console_front::finish_with_console(session, &release, &operator, &args.ui, close).await
+        } else {
+            finish_session(session, &operator, false, close).await
+        };
         load.abort();
         // The demo succeeds when the engine did its job: the regression rolled back, the
         // rest promoted (or skipped because it depends on the regressing service).

@@ -28,9 +28,11 @@ use crate::release::{PlatformKind, Release};
 pub struct DeployArgs {
     /// The release file.
     pub file: PathBuf,
-    /// No console: print one line per event (the default until the console lands).
+    /// No console: print one line per event (also when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    #[command(flatten)]
+    pub ui: super::console_front::UiArgs,
     /// `json`: one JSON object per line, ending with a `summary` object.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -93,14 +95,16 @@ pub(crate) enum Begin {
     Resume { run_id: String },
 }
 
-/// Start the local platform, the engine (new or restored), the printer and the notifier.
-pub(crate) async fn start_session(
+/// Start the local platform, the engine (new or restored), the printer (unless the
+/// console replaces it: `printer` false) and the notifier.
+pub(crate) async fn start_session_with(
     release: &Release,
     base_dir: &Path,
     state_dir: &Path,
     begin: Begin,
     operator: &str,
     output: Output,
+    printer: bool,
 ) -> Result<Session, Failure> {
     if release.release.platform != PlatformKind::Local {
         return Err(Failure::invalid(format!(
@@ -197,7 +201,11 @@ pub(crate) async fn start_session(
             return Err(Failure::internal(e.to_string()));
         }
     };
-    let printer = spawn_printer(engine.subscribe(), output);
+    let printer = if printer {
+        spawn_printer(engine.subscribe(), output)
+    } else {
+        tokio::spawn(async {})
+    };
     let notifier = release
         .notify
         .as_ref()
@@ -413,7 +421,12 @@ pub(crate) async fn finish_session(
 }
 
 pub fn run(args: DeployArgs) -> ExitCode {
-    super::init_logging();
+    let console = super::console_front::wanted(args.headless, args.output);
+    if console {
+        super::console_front::init_logging();
+    } else {
+        super::init_logging();
+    }
     let text = match std::fs::read(&args.file) {
         Ok(t) => t,
         Err(e) => {
@@ -440,13 +453,14 @@ pub fn run(args: DeployArgs) -> ExitCode {
             file_label: args.file.display().to_string(),
             sha256: crate::journal::sha256_hex(&text),
         };
-        match start_session(
+        match start_session_with(
             &loaded.release,
             &base_dir,
             &state_dir,
             begin,
             &operator,
             args.output,
+            !console,
         )
         .await
         {
@@ -458,10 +472,19 @@ pub fn run(args: DeployArgs) -> ExitCode {
                         state_dir.display()
                     );
                 }
-                finish_session(s, &operator, args.keep_running, |_| {
-                    (serde_json::json!({}), Vec::new())
-                })
-                .await
+                let none = |_: &ReleaseState| (serde_json::json!({}), Vec::new());
+                if console {
+                    super::console_front::finish_with_console(
+                        s,
+                        &loaded.release,
+                        &operator,
+                        &args.ui,
+                        none,
+                    )
+                    .await
+                } else {
+                    finish_session(s, &operator, args.keep_running, none).await
+                }
             }
             Err(f) => {
                 eprintln!("cutover: {}", f.message);

@@ -2,9 +2,12 @@
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
 mod audit;
+mod check_config;
+pub mod console_front;
 mod history;
 mod migrate;
 mod plan;
+mod print;
 mod schema;
 mod validate;
 
@@ -94,6 +97,12 @@ pub enum Command {
     /// Send one command to a served release (or `status` for its state as JSON).
     /// Exit 0 accepted, 2 invalid input, 4 refused by the engine, 5 not allowed, 1 internal.
     Ctl(ctl::CtlArgs),
+    /// Check your console keymap.toml and themes/*.toml; print every problem as FILE:LINE
+    /// (exit 2 if any).
+    #[command(name = "check-config")]
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Print the config directories, the keymap in force, or the theme slots.
+    Print(print::PrintArgs),
     /// Run a small HTTP service with injectable faults (for demos, tests, rehearsals).
     DemoService(demo_service::DemoServiceArgs),
     /// Send HTTP load to URLs and report status counts, errors and latency.
@@ -159,6 +168,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Attach(args) => attach::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),

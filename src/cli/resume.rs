@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session};
+use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
 use super::{EXIT_INVALID, Output, StateDirArg};
 
 #[derive(Debug, clap::Args)]
@@ -15,9 +15,11 @@ pub struct ResumeArgs {
     /// The run to resume (default: the newest unfinished one).
     #[arg(long)]
     pub run: Option<String>,
-    /// No console: print one line per event.
+    /// No console: print one line per event (also when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    #[command(flatten)]
+    pub ui: super::console_front::UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Keep serving the final state after the summary until SIGINT/SIGTERM.
@@ -29,7 +31,12 @@ pub struct ResumeArgs {
 }
 
 pub fn run(args: ResumeArgs) -> ExitCode {
-    super::init_logging();
+    let console = super::console_front::wanted(args.headless, args.output);
+    if console {
+        super::console_front::init_logging();
+    } else {
+        super::init_logging();
+    }
     let state_dir = args.state.resolve();
     let run_id = match args.run.clone() {
         Some(r) => r,
@@ -67,13 +74,14 @@ pub fn run(args: ResumeArgs) -> ExitCode {
         let begin = Begin::Resume {
             run_id: run_id.clone(),
         };
-        match start_session(
+        match start_session_with(
             &release,
             &base_dir,
             &state_dir,
             begin,
             &operator,
             args.output,
+            !console,
         )
         .await
         {
@@ -81,10 +89,17 @@ pub fn run(args: ResumeArgs) -> ExitCode {
                 if args.output == Output::Text {
                     eprintln!("cutover: resuming run {run_id}");
                 }
-                finish_session(s, &operator, args.keep_running, |_| {
+                let resumed = |_: &crate::engine::ReleaseState| {
                     (serde_json::json!({"resumed": true}), Vec::new())
-                })
-                .await
+                };
+                if console {
+                    super::console_front::finish_with_console(
+                        s, &release, &operator, &args.ui, resumed,
+                    )
+                    .await
+                } else {
+                    finish_session(s, &operator, args.keep_running, resumed).await
+                }
             }
             Err(f) => {
                 eprintln!("cutover: {}", f.message);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session};
+use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
 use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg};
 use crate::control::{ControlServer, Listeners, SOCKET_NAME, ServerConfig, Tokens};
 
@@ -170,13 +170,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return EXIT_INVALID;
             }
         };
-        let session = match start_session(
+        let session = match start_session_with(
             &release,
             &base_dir,
             &state_dir,
             begin,
             &operator,
             args.output,
+            true,
         )
         .await
         {

@@ -82,6 +82,18 @@ pub enum Effect {
     SetMouse(bool),
 }
 
+/// How the user left the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuitChoice {
+    /// Nothing in flight (or read-only): just quit.
+    #[default]
+    Plain,
+    /// Mid-release: paused it first.
+    Pause,
+    /// Mid-release: rolled everything back first.
+    RollBack,
+}
+
 /// Settings the console is started with.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -144,6 +156,7 @@ pub struct App {
     /// Attached to a served release: quitting only detaches (the release goes on in
     /// `cutover serve`), so there is nothing to confirm.
     pub remote: bool,
+    pub quit_choice: QuitChoice,
 }
 
 impl App {
@@ -174,6 +187,7 @@ impl App {
             messages: Vec::new(),
             attached: Vec::new(),
             remote: false,
+            quit_choice: QuitChoice::Plain,
         };
         app.rebuild_tree();
         app
@@ -491,12 +505,14 @@ impl App {
                         if self.state.status != ReleaseStatus::Paused {
                             fx.extend(self.send(Command::Pause { service: None }));
                         }
+                        self.quit_choice = QuitChoice::Pause;
                         fx.push(Effect::Quit);
                         fx
                     }
                     KeyCode::Char('r') | KeyCode::Char('R') => {
                         self.overlay = Overlay::None;
                         let mut fx = self.send(Command::Rollback { service: None });
+                        self.quit_choice = QuitChoice::RollBack;
                         fx.push(Effect::Quit);
                         fx
                     }
@@ -647,6 +663,14 @@ impl App {
             }
             Action::LogToggleService => {
                 self.show_service_output = !self.show_service_output;
+                // tui-logger hides a target through its level.
+                let level = if self.show_service_output {
+                    tui_logger::LevelFilter::Trace
+                } else {
+                    tui_logger::LevelFilter::Off
+                };
+                let state = std::mem::take(&mut self.log_state);
+                self.log_state = state.set_level_for_target("service", level);
                 self.toast(
                     format!(
                         "service output {}",

@@ -574,5 +574,9 @@ pub fn telemetry(name: &str, now: u64) -> Telemetry {
         services.insert("payments".to_string(), series(now, 0.25, regress, keep));
         services.insert("ledger".to_string(), series(now, 1.0, false, keep));
     }
-    Telemetry { services, keep }
+    Telemetry {
+        services,
+        keep,
+        every_ms: 2000,
+    }
 }

@@ -353,12 +353,20 @@ impl KeymapLayer {
             };
             let section_text = section_lines(text, section);
             let mut seen: BTreeMap<Key, String> = BTreeMap::new();
-            for (k, v) in keys {
-                let line = section_text
-                    .iter()
-                    .find(|(_, l)| key_on_line(l, k))
-                    .map(|(n, _)| *n)
-                    .or(line);
+            // In file order, so a duplicate is reported at its second occurrence.
+            let mut ordered: Vec<(Option<usize>, &String, &toml::Value)> = keys
+                .iter()
+                .map(|(k, v)| {
+                    let l = section_text
+                        .iter()
+                        .find(|(_, l)| key_on_line(l, k))
+                        .map(|(n, _)| *n)
+                        .or(line);
+                    (l, k, v)
+                })
+                .collect();
+            ordered.sort_by_key(|(l, _, _)| *l);
+            for (line, k, v) in ordered {
                 let key = match Key::parse(k) {
                     Ok(key) => key,
                     Err(e) => {
@@ -401,6 +409,7 @@ impl KeymapLayer {
         if errors.is_empty() {
             Ok(layer)
         } else {
+            errors.sort_by_key(|e| e.line);
             Err(errors)
         }
     }

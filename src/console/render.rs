@@ -706,8 +706,21 @@ impl App {
             .split(area)
             .to_vec()
         };
-        let window_ms = self.telemetry.keep.max(1) as u64 * 2000;
-        let window_s = (window_ms / 1000).max(60) as f64;
+        // The window: what was sampled so far (at least a minute), up to what is kept.
+        let kept_ms = self.telemetry.keep.max(1) as u64 * self.telemetry.every_ms.max(1);
+        let oldest = series
+            .baseline
+            .front()
+            .into_iter()
+            .chain(series.candidate.front())
+            .map(|s| s.at_ms)
+            .min()
+            .unwrap_or(self.now_ms);
+        let window_ms = self
+            .now_ms
+            .saturating_sub(oldest)
+            .clamp(60_000, kept_ms.max(60_000));
+        let window_s = (window_ms / 1000) as f64;
         for ((title, a, b), r) in metrics.into_iter().zip(areas) {
             let pts = |q: &std::collections::VecDeque<Sample>, pick: Pick| -> Vec<(f64, f64)> {
                 q.iter()
@@ -909,7 +922,7 @@ impl App {
                 let b = col(t + d).min(bar_w - 1).max(a);
                 let (ch, slot) = if *gate {
                     ('◆', Slot::StepGate)
-                } else if s.status.is_terminal() || idx < s.step {
+                } else if s.status == ServiceStatus::Promoted || idx < s.step {
                     ('━', Slot::StepDone)
                 } else if idx == s.step {
                     ('█', Slot::StepActive)
@@ -1037,22 +1050,73 @@ impl App {
             title.push_str("· service output hidden ");
         }
         let block = self.pane_block(&title, Pane::Log);
-        let formatter = Formatter {
-            filter: self.log_filter.to_lowercase(),
-            show_service: self.show_service_output,
-            styles: [
-                self.style(Slot::LogError),
-                self.style(Slot::LogWarn),
-                self.style(Slot::LogInfo),
-                self.style(Slot::LogDebug),
-            ],
-            target_style: self.style(Slot::Dim),
-        };
-        let w = TuiLoggerWidget::default()
-            .block(block)
-            .formatter(Box::new(formatter))
-            .state(&self.log_state);
-        f.render_widget(w, area);
+        let styles = [
+            self.style(Slot::LogError),
+            self.style(Slot::LogWarn),
+            self.style(Slot::LogInfo),
+            self.style(Slot::LogDebug),
+        ];
+        if self.log_filter.is_empty() {
+            // tui-logger's own view; service output hidden through its per-target level.
+            let w = TuiLoggerWidget::default()
+                .block(block)
+                .formatter(Box::new(Formatter {
+                    styles,
+                    target_style: self.style(Slot::Dim),
+                }))
+                .state(&self.log_state);
+            f.render_widget(w, area);
+            return;
+        }
+        // Filtered: the matching records, newest at the bottom.
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let filter = self.log_filter.to_lowercase();
+        let target_only = filter.strip_prefix("target:").map(|t| t.trim().to_string());
+        let q = super::run::LOG_LINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let h = inner.height as usize;
+        let mut lines: Vec<Line> = q
+            .iter()
+            .rev()
+            .filter(|l| self.show_service_output || l.target != "service")
+            .filter(|l| match &target_only {
+                Some(t) => l.target.starts_with(t.as_str()),
+                None => l.message.to_lowercase().contains(&filter) || l.target.contains(&filter),
+            })
+            .take(h)
+            .map(|l| {
+                let (lvl, st) = match l.level {
+                    tracing::Level::ERROR => ("ERR", styles[0]),
+                    tracing::Level::WARN => ("WRN", styles[1]),
+                    tracing::Level::INFO => ("INF", styles[2]),
+                    _ => ("DBG", styles[3]),
+                };
+                Line::from(vec![
+                    Span::styled(
+                        format!("{} {lvl} {:<7} ", l.at, truncate(&l.target, 7)),
+                        self.style(Slot::Dim),
+                    ),
+                    Span::styled(
+                        l.message
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .collect::<String>(),
+                        st,
+                    ),
+                ])
+            })
+            .collect();
+        drop(q);
+        if lines.is_empty() {
+            lines.push(Line::from(Span::styled(
+                "no log line matches the filter",
+                self.style(Slot::Dim),
+            )));
+        }
+        lines.reverse();
+        f.render_widget(Paragraph::new(lines), inner);
     }
 
     fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -1247,10 +1311,9 @@ fn num(v: f64) -> String {
     }
 }
 
-/// Log lines: time, level, target, message; text filter and service-output toggle.
+/// Log lines: time, level, target, message (always at least one line: tui-logger
+/// needs one per record).
 struct Formatter {
-    filter: String,
-    show_service: bool,
     /// error, warn, info, debug
     styles: [Style; 4],
     target_style: Style,
@@ -1262,19 +1325,7 @@ impl LogFormatter for Formatter {
     }
     fn format(&self, width: usize, evt: &ExtLogRecord) -> Vec<Line<'_>> {
         let target = evt.target();
-        if !self.show_service && target == "service" {
-            return Vec::new();
-        }
         let msg = evt.msg();
-        if !self.filter.is_empty() {
-            let keep = match self.filter.strip_prefix("target:") {
-                Some(t) => target.starts_with(t.trim()),
-                None => msg.to_lowercase().contains(&self.filter) || target.contains(&self.filter),
-            };
-            if !keep {
-                return Vec::new();
-            }
-        }
         let (lvl, style) = match evt.level {
             log::Level::Error => ("ERR", self.styles[0]),
             log::Level::Warn => ("WRN", self.styles[1]),

@@ -21,6 +21,31 @@ use super::app::{App, Effect};
 /// Bumped by the log layer on every log record, so the loop redraws when the log moved.
 pub static LOG_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// One log record as the filtered log view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub at: String,
+    pub level: tracing::Level,
+    pub target: String,
+    pub message: String,
+}
+
+/// The last log records, for the filtered view (tui-logger has no text filter).
+pub static LOG_LINES: std::sync::Mutex<std::collections::VecDeque<LogLine>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Records kept for filtering.
+pub const LOG_KEEP: usize = 5000;
+
+/// Remember a record for the filtered view.
+pub fn remember(line: LogLine) {
+    let mut q = LOG_LINES.lock().unwrap_or_else(|p| p.into_inner());
+    q.push_back(line);
+    while q.len() > LOG_KEEP {
+        q.pop_front();
+    }
+}
+
 /// What the loop reads from and writes to the engine: the same channels every front
 /// end uses.
 pub struct EngineLink {

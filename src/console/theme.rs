@@ -236,6 +236,7 @@ impl ThemeFile {
                 styles.insert(slot, style);
             }
         }
+        errors.sort_by_key(|e| e.line);
         if errors.is_empty() {
             Ok(ThemeFile {
                 name,

@@ -42,6 +42,8 @@ pub struct Telemetry {
     pub services: BTreeMap<String, ServiceSeries>,
     /// Samples kept per series.
     pub keep: usize,
+    /// Sampling interval (ms): `keep × every_ms` is the longest window shown.
+    pub every_ms: u64,
 }
 
 /// Sampling settings.
@@ -134,9 +136,11 @@ pub fn spawn_sampler(
     clock: Arc<dyn Clock>,
     options: SamplerOptions,
 ) -> (watch::Receiver<Arc<Telemetry>>, JoinHandle<()>) {
+    let every_ms = options.every.as_millis() as u64;
     let (tx, rx) = watch::channel(Arc::new(Telemetry {
         services: BTreeMap::new(),
         keep: options.keep,
+        every_ms,
     }));
     let join = tokio::spawn(async move {
         let mut sampler = Sampler {
@@ -145,6 +149,7 @@ pub fn spawn_sampler(
             telemetry: Telemetry {
                 services: BTreeMap::new(),
                 keep: options.keep,
+                every_ms,
             },
             every: options.every,
         };
@@ -236,6 +241,7 @@ mod tests {
             telemetry: Telemetry {
                 services: BTreeMap::new(),
                 keep: 3,
+                every_ms: 1000,
             },
             every: Duration::from_secs(1),
         };

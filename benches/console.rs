@@ -1,0 +1,201 @@
+//! Console benchmark (prints figures; run once, the machine is shared):
+//! 1. frame render time, 200 services vs the 6-service release, side by side;
+//! 2. CPU and resident memory of `cutover demo` with the console open in tmux, while
+//!    the release runs and once it finished (watching), at the demo's load and at 1 req/s.
+//!
+//!   cargo bench --bench console            (release build; needs tmux)
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cutover::console::app::{App, Settings};
+use cutover::console::fixtures::{self, Script};
+use cutover::console::keymap::Keymap;
+use cutover::console::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn app(s: &Script, select: &str) -> App {
+    let mut a = App::new(
+        s.state(),
+        Keymap::shipped("default").unwrap(),
+        Theme::shipped("dark").unwrap(),
+        Settings {
+            operator: "bench".into(),
+            environment: Some("production".into()),
+            read_only: false,
+            mouse: false,
+        },
+    )
+    .with_plan(Some(s.plan.clone()));
+    let mut t = fixtures::telemetry("failed", s.now);
+    t.services
+        .insert(select.to_string(), fixtures::series(s.now, 0.25, true, 90));
+    a.set_telemetry(Arc::new(t));
+    a.set_now(s.now);
+    a.selected = Some(select.to_string());
+    a
+}
+
+fn frames(app: &mut App, w: u16, h: u16, n: usize) -> Vec<Duration> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    for _ in 0..50 {
+        term.draw(|f| app.render(f)).unwrap();
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // Move the clock so countdowns and charts change like a live screen.
+        app.set_now(app.now_ms + 1000 * (i as u64 % 2));
+        let t = Instant::now();
+        term.draw(|f| app.render(f)).unwrap();
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+fn render_bench() {
+    println!(
+        "frame render (TestBackend 200x60, dark theme, {} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let big = fixtures::big_scenario(200);
+    let small = fixtures::scenario("failed");
+    let mut a = app(&big, "svc-025");
+    let mut b = app(&small, "payments");
+    // Interleave rounds so the shared machine's noise hits both alike.
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        fa.extend(frames(&mut a, 200, 60, 400));
+        fb.extend(frames(&mut b, 200, 60, 400));
+    }
+    fa.sort();
+    fb.sort();
+    for (name, v) in [("200 services", &fa), ("6 services", &fb)] {
+        println!(
+            "  {name:<13} p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({} frames)",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0),
+            v.len()
+        );
+    }
+    println!(
+        "  ratio p99 200/6 services: {:.2}x   (target: p99 <= 2 ms in release)",
+        pct(&fa, 0.99) / pct(&fb, 0.99)
+    );
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(l.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+fn cpu_percent(pid: u32, over: Duration) -> Option<f64> {
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let a = proc_cpu_ticks(pid)?;
+    let t = Instant::now();
+    std::thread::sleep(over);
+    let b = proc_cpu_ticks(pid)?;
+    Some((b - a) as f64 / hz / t.elapsed().as_secs_f64() * 100.0)
+}
+
+struct Server(String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .output();
+    }
+}
+
+/// Run `cutover demo --rate RATE` in tmux; measure while it runs and once `settled`
+/// shows on screen (FINISHED at the demo's load; PAUSED at 1 req/s, where the judge
+/// never gets enough requests and holds the canary).
+fn watch_bench(rate: &str, settled: &str) {
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let state = std::env::temp_dir().join(format!(
+        "cutover-bench-console-{}-{rate}",
+        std::process::id()
+    ));
+    let server = Server(format!("cutover-bench-{}-{rate}", std::process::id()));
+    let sock = server.0.clone();
+    let tmux = |args: &[&str]| -> String {
+        let o = Command::new("tmux")
+            .arg("-L")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .expect("tmux must be installed");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let cmd = format!(
+        "exec env CUTOVER_STATE_DIR={} {bin} demo --rate {rate}",
+        state.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "b",
+        "-x",
+        "140",
+        "-y",
+        "42",
+        &cmd,
+    ]);
+    let pid: u32 = tmux(&["display", "-p", "-t", "b", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("pane pid");
+    let wait = |pat: &str| {
+        let end = Instant::now() + Duration::from_secs(240);
+        while !tmux(&["capture-pane", "-p", "-t", "b"]).contains(pat) {
+            assert!(Instant::now() < end, "timed out waiting for {pat}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("RUNNING");
+    let running = cpu_percent(pid, Duration::from_secs(4));
+    let rss_running = rss_mb(pid);
+    wait(settled);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = cpu_percent(pid, Duration::from_secs(10));
+    let rss_idle = rss_mb(pid);
+    println!(
+        "  demo --rate {rate:<4} rolling out: CPU {:>5.1} %  RSS {:>5.1} MB | {settled}, watching: CPU {:>5.2} %  RSS {:>5.1} MB",
+        running.unwrap_or(f64::NAN),
+        rss_running.unwrap_or(f64::NAN),
+        idle.unwrap_or(f64::NAN),
+        rss_idle.unwrap_or(f64::NAN)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+fn main() {
+    render_bench();
+    println!(
+        "cutover demo with the console in tmux 140x42 (whole process: console, engine, proxies, load generator; one core = 100 %)"
+    );
+    watch_bench("1", "PAUSED");
+    watch_bench("250", "FINISHED");
+}
