@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// return once the socket answers.
     #[arg(long)]
     pub detach: bool,
+    /// Run in the background and open the console on it here: quitting the console
+    /// leaves the release running (`cutover attach` to come back).
+    #[arg(long, conflicts_with = "detach")]
+    pub console: bool,
 }
 
 /// The socket of a state directory.
@@ -86,8 +90,26 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
         _ => None,
     };
-    if args.detach {
-        return detach(&state_dir, &socket);
+    if args.detach || args.console {
+        let code = detach(&state_dir, &socket, args.console);
+        if !args.console || code != ExitCode::SUCCESS {
+            return code;
+        }
+        return super::attach::run(super::attach::AttachArgs {
+            connect: super::ctl::ConnectArgs {
+                state: StateDirArg {
+                    state_dir: Some(state_dir.clone()),
+                },
+                socket: Some(socket.clone()),
+                url: None,
+                token_file: None,
+                operator: args.operator.clone(),
+            },
+            read_only: false,
+            keymap: None,
+            theme: None,
+            no_color: false,
+        });
     }
     // Resolve what to run before touching anything.
     let (release, base_dir, begin, text_note) = if args.resume {
@@ -225,7 +247,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// Start `cutover serve` again without `--detach` in a new session, output to a log file,
 /// and wait for its socket.
-fn detach(state_dir: &Path, socket: &Path) -> ExitCode {
+fn detach(state_dir: &Path, socket: &Path, quiet: bool) -> ExitCode {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
@@ -261,7 +283,7 @@ fn detach(state_dir: &Path, socket: &Path) -> ExitCode {
     };
     let argv: Vec<std::ffi::OsString> = std::env::args_os()
         .skip(1)
-        .filter(|a| a != "--detach")
+        .filter(|a| a != "--detach" && a != "--console")
         .collect();
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&argv)
@@ -288,6 +310,9 @@ fn detach(state_dir: &Path, socket: &Path) -> ExitCode {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            if quiet {
+                return ExitCode::SUCCESS;
+            }
             println!(
                 "cutover: serving in the background (pid {}) on {}; log {}",
                 child.id(),
