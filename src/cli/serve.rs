@@ -68,7 +68,6 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    super::init_logging();
     let state_dir = args.state.resolve();
     let socket = args
         .socket
@@ -111,6 +110,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
             no_color: false,
         });
     }
+    // Log to stderr only here: with --console this terminal belongs to the console.
+    super::init_logging();
     // Resolve what to run before touching anything.
     let (release, base_dir, begin, text_note) = if args.resume {
         let run_id = match args.run.clone() {
