@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod control;
 pub mod demo_service;
 pub mod duration;
 pub mod engine;

@@ -93,6 +93,7 @@ async fn drive(keys: Vec<TermEvent>, read_only: bool, refuse: &'static str) -> R
         events: ev_rx,
         state: state_rx,
         telemetry: None,
+        presence: None,
     };
     tokio::time::timeout(
         Duration::from_secs(20),

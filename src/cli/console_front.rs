@@ -67,6 +67,7 @@ pub(crate) async fn finish_with_console(
         notifier,
         run_id,
         output,
+        hub: _,
     } = session;
     printer.abort();
     let EngineHandle {
@@ -87,6 +88,7 @@ pub(crate) async fn finish_with_console(
         events: events.subscribe(),
         state: state.clone(),
         telemetry: Some(telemetry),
+        presence: None,
     };
     let options = ConsoleOptions {
         settings: Settings {

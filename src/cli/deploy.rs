@@ -85,6 +85,8 @@ pub(crate) struct Session {
     pub notifier: Option<JoinHandle<()>>,
     pub run_id: String,
     pub output: Output,
+    /// Numbers and fans out the engine's events to control API clients.
+    pub hub: Arc<crate::control::Hub>,
 }
 
 /// How a session starts: a fresh run, or a journal to resume.
@@ -217,6 +219,7 @@ pub(crate) async fn start_session_with(
             )
         });
     let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
+    let hub = crate::control::Hub::start(engine.state().clone(), engine.subscribe());
     let handle = spawn(engine);
     if was_ready && let Err(r) = handle.send(Command::Start, operator).await {
         return Err(Failure::internal(r.to_string()));
@@ -228,6 +231,7 @@ pub(crate) async fn start_session_with(
         notifier,
         run_id,
         output,
+        hub,
     })
 }
 
@@ -362,6 +366,7 @@ pub(crate) async fn finish_session(
         notifier,
         run_id,
         output,
+        hub: _,
     } = session;
     let EngineHandle {
         commands,

@@ -22,11 +22,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod judge_bench;
 pub mod judge_replay;
 
+pub mod attach;
+pub mod ctl;
 pub mod demo;
 pub mod demo_service;
 pub mod deploy;
 pub mod load;
 pub mod resume;
+pub mod serve;
 
 /// Exit code for invalid input (a release file, a flag).
 pub const EXIT_INVALID: u8 = 2;
@@ -88,6 +91,15 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Carry on with an interrupted run from its journal (after a crash or kill -9).
     Resume(resume::ResumeArgs),
+    /// Run a release headless and share it: a control API on a Unix socket in the state
+    /// directory (and optionally loopback TCP with tokens) for `attach` and `ctl`.
+    Serve(serve::ServeArgs),
+    /// Open the console on a served release: its state, live events, commands; the
+    /// status bar lists who is attached. Quitting only detaches.
+    Attach(attach::AttachArgs),
+    /// Send one command to a served release (or `status` for its state as JSON).
+    /// Exit 0 accepted, 2 invalid input, 4 refused by the engine, 5 not allowed, 1 internal.
+    Ctl(ctl::CtlArgs),
     /// Check your console keymap.toml and themes/*.toml; print every problem as FILE:LINE
     /// (exit 2 if any).
     #[command(name = "check-config")]
@@ -176,6 +188,9 @@ pub fn main() -> ExitCode {
         Command::Judge { command } => judge_replay::run(command),
         Command::Deploy(args) => deploy::run(args),
         Command::Resume(args) => resume::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Attach(args) => attach::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),

@@ -151,6 +151,11 @@ pub struct App {
     pub tree_rows: Vec<TreeRow>,
     /// Every message shown, oldest first (the last 100).
     pub messages: Vec<String>,
+    /// Who is attached to a served release (`cutover attach`); empty in-process.
+    pub attached: Vec<String>,
+    /// Attached to a served release: quitting only detaches (the release goes on in
+    /// `cutover serve`), so there is nothing to confirm.
+    pub remote: bool,
     pub quit_choice: QuitChoice,
 }
 
@@ -180,6 +185,8 @@ impl App {
             areas: HashMap::new(),
             tree_rows: Vec::new(),
             messages: Vec::new(),
+            attached: Vec::new(),
+            remote: false,
             quit_choice: QuitChoice::Plain,
         };
         app.rebuild_tree();
@@ -201,6 +208,14 @@ impl App {
         }
         self.keep_selection();
         self.dirty = true;
+    }
+
+    /// Who is attached (operator names, `(ro)` for read-only), for the status bar.
+    pub fn set_attached(&mut self, names: Vec<String>) {
+        if names != self.attached {
+            self.attached = names;
+            self.dirty = true;
+        }
     }
 
     pub fn set_telemetry(&mut self, t: Arc<Telemetry>) {
@@ -578,7 +593,7 @@ impl App {
         let page = 10;
         match action {
             Action::Quit => {
-                if self.release_in_flight() && !self.settings.read_only {
+                if self.release_in_flight() && !self.settings.read_only && !self.remote {
                     self.overlay = Overlay::Quit;
                     Vec::new()
                 } else {

@@ -174,6 +174,7 @@ impl Script {
         self.push(EventKind::CommandAccepted {
             operator: "alice".into(),
             command: Command::Start,
+            note: None,
         });
         self.push(EventKind::ReleaseStarted {
             operator: "alice".into(),
@@ -247,6 +248,7 @@ impl Script {
                 crate::plan::Action::Approval {
                     timeout_ms,
                     on_timeout,
+                    ..
                 } => {
                     self.push(EventKind::GateWaiting {
                         service: service.into(),

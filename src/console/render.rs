@@ -290,6 +290,13 @@ impl App {
                 bar.patch(self.style(Slot::HealthDown)),
             ));
         }
+        if !self.attached.is_empty() {
+            spans.push(sep.clone());
+            spans.push(Span::styled(
+                format!("attached: {}", self.attached.join(", ")),
+                bar,
+            ));
+        }
         if self.settings.read_only {
             spans.push(sep);
             spans.push(Span::styled("READ-ONLY", bar.add_modifier(Modifier::BOLD)));

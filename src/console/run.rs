@@ -53,6 +53,8 @@ pub struct EngineLink {
     pub events: broadcast::Receiver<Event>,
     pub state: watch::Receiver<ReleaseState>,
     pub telemetry: Option<watch::Receiver<Arc<Telemetry>>>,
+    /// Who is attached, for a console attached to a served release (`cutover attach`).
+    pub presence: Option<watch::Receiver<Vec<String>>>,
 }
 
 /// Things only a real terminal can do.
@@ -96,6 +98,10 @@ where
     let mut events_open = true;
     let mut state_open = true;
     let mut telemetry_open = link.telemetry.is_some();
+    let mut presence_open = link.presence.is_some();
+    if let Some(p) = link.presence.as_mut() {
+        app.set_attached(p.borrow_and_update().clone());
+    }
     let mut input_open = true;
     let mut log_seen = LOG_GENERATION.load(Ordering::Relaxed);
     app.set_state(link.state.borrow_and_update().clone());
@@ -158,6 +164,20 @@ where
                     }
                 }
                 Err(_) => telemetry_open = false,
+            },
+            r = async {
+                match link.presence.as_mut() {
+                    Some(p) => p.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if presence_open => match r {
+                Ok(()) => {
+                    if let Some(p) = link.presence.as_mut() {
+                        let v = p.borrow_and_update().clone();
+                        app.set_attached(v);
+                    }
+                }
+                Err(_) => presence_open = false,
             },
             Some((command, reply)) = reply_rx.recv() => app.on_reply(&command, reply),
             _ = ticker.tick() => {

@@ -137,6 +137,11 @@ pub struct CommandRequest {
     pub operator: String,
     /// Where the answer goes (dropped senders are fine).
     pub reply: Option<oneshot::Sender<CommandReply>>,
+    /// The operator's stated reason, journaled with the command.
+    pub note: Option<String>,
+    /// Set by a front end that refused the command itself (read-only or bad credential):
+    /// the engine only journals the refusal with this reason, so the attempt is audited.
+    pub denied: Option<String>,
 }
 
 impl CommandRequest {
@@ -150,9 +155,23 @@ impl CommandRequest {
                 command,
                 operator: operator.to_string(),
                 reply: Some(tx),
+                note: None,
+                denied: None,
             },
             rx,
         )
+    }
+
+    /// The same request with the operator's stated reason.
+    pub fn with_note(mut self, note: Option<String>) -> CommandRequest {
+        self.note = note.filter(|n| !n.trim().is_empty());
+        self
+    }
+
+    /// A request refused before the engine: it is journaled as refused with `reason`.
+    pub fn denied(mut self, reason: impl Into<String>) -> CommandRequest {
+        self.denied = Some(reason.into());
+        self
     }
 }
 

@@ -110,6 +110,8 @@ struct Rt {
     retiring: BTreeSet<String>,
     promote_all: bool,
     rollback_waiting: bool,
+    /// Who approved which step (0-based index) so far, for gates needing several people.
+    approvers: Vec<(usize, String)>,
     /// Candidate replicas replaced so far (rolling).
     replaced: u32,
     /// A timed analysis ran out inconclusive and keeps going (`on_inconclusive = extend`).
@@ -123,6 +125,7 @@ impl Rt {
         self.steps.get(self.idx)
     }
     fn reset_run(&mut self) {
+        self.approvers.clear();
         self.idx = 0;
         self.entered = false;
         self.sub = 0;
@@ -165,6 +168,10 @@ pub struct Engine {
     bootstrapped: bool,
     /// Resumed from a journal: revisions must be brought back before going on.
     restore: bool,
+    /// The operator's stated reason for the command being handled (journaled with it).
+    note: Option<String>,
+    /// Per service: who or what started its latest rollback, and when (for refusals).
+    rollbacks: HashMap<String, (String, u64)>,
 }
 
 fn weights_of(baseline: &str, candidate: &str, candidate_weight: u8) -> Weights {
@@ -280,6 +287,7 @@ impl Engine {
                     retiring: BTreeSet::new(),
                     promote_all: false,
                     rollback_waiting: false,
+                    approvers: Vec::new(),
                     replaced: 0,
                     extending: false,
                     complete: false,
@@ -305,6 +313,8 @@ impl Engine {
             bg_rx,
             bootstrapped: false,
             restore: false,
+            note: None,
+            rollbacks: HashMap::new(),
         })
     }
 
@@ -325,6 +335,16 @@ impl Engine {
         let mut engine = Engine::bare(release, plan, platform, clock, recorder, smoke, options)?;
         engine.state = ReleaseState::replay(events);
         engine.seq = engine.state.last_seq;
+        for e in events {
+            if let EventKind::RollbackStarted {
+                service, trigger, ..
+            } = &e.kind
+            {
+                engine
+                    .rollbacks
+                    .insert(service.clone(), (trigger_text(trigger), e.at_ms));
+            }
+        }
         if engine.state.services.len() != engine.order.len() {
             return Err(EngineError::Setup(format!(
                 "the journal describes {} service(s) but the release file has {}; resume needs the same release file",
@@ -391,6 +411,15 @@ impl Engine {
     /// Record, apply, broadcast. The caller acts only after this returned Ok.
     pub(crate) fn emit(&mut self, kind: EventKind) -> Result<(), EngineError> {
         let observation = kind.is_observation();
+        if let EventKind::RollbackStarted {
+            service, trigger, ..
+        } = &kind
+        {
+            self.rollbacks.insert(
+                service.clone(),
+                (trigger_text(trigger), self.clock.now_ms()),
+            );
+        }
         let event = Event {
             seq: if observation { self.seq } else { self.seq + 1 },
             at_ms: self.clock.now_ms(),
@@ -1371,6 +1400,7 @@ impl Engine {
             Action::Approval {
                 timeout_ms,
                 on_timeout,
+                ..
             } => {
                 let deadline = now + timeout_ms;
                 if let Some(rt) = self.rts.get_mut(name) {
@@ -1985,6 +2015,7 @@ impl Engine {
             operator: operator.to_string(),
             command: command.clone(),
             reason: reason.clone(),
+            note: self.note.clone(),
         })?;
         self.publish();
         Ok(Err(Refusal {
@@ -1997,7 +2028,47 @@ impl Engine {
         self.emit(EventKind::CommandAccepted {
             operator: operator.to_string(),
             command: command.clone(),
+            note: self.note.clone(),
         })
+    }
+
+    /// Carry out one command with the operator's stated reason, journaled with it.
+    pub async fn handle_with_note(
+        &mut self,
+        command: Command,
+        operator: &str,
+        note: Option<String>,
+    ) -> Result<CommandReply, EngineError> {
+        self.note = note;
+        let reply = self.handle(command, operator).await;
+        self.note = None;
+        reply
+    }
+
+    /// Record a command a front end refused before it reached the engine (a read-only
+    /// or invalid credential), so the attempt is in the audit; nothing else changes.
+    pub fn deny(
+        &mut self,
+        command: Command,
+        operator: &str,
+        reason: String,
+    ) -> Result<CommandReply, EngineError> {
+        self.refuse(&command, operator, reason)
+    }
+
+    /// `payments is already rolling back, started by alice 2 s ago` (who and when, if known).
+    fn rolling_back_text(&self, name: &str, status: ServiceStatus) -> String {
+        let what = match status {
+            ServiceStatus::RollingBack => "already rolling back",
+            _ => "already rolled back",
+        };
+        match self.rollbacks.get(name) {
+            Some((by, at)) => {
+                let ago = self.clock.now_ms().saturating_sub(*at) / 1000;
+                format!("{name} is {what}, started {by} {ago} s ago")
+            }
+            None => format!("{name} is {what}"),
+        }
     }
 
     /// Carry out one command (idempotent; refused with a reason when it makes no sense).
@@ -2246,7 +2317,10 @@ impl Engine {
                     })?;
                     Ok(Ok(format!("{name} paused: weights frozen")))
                 }
-                ServiceStatus::RollingBack => self.refuse(command, operator, format!("{name} is rolling back; a rollback is never paused")),
+                ServiceStatus::RollingBack => {
+                    let text = self.rolling_back_text(&name, st);
+                    self.refuse(command, operator, format!("{text}; a rollback is never paused"))
+                }
                 ServiceStatus::Pending => self.refuse(command, operator, format!("{name}: {}; pause the release to hold everything", not_started(&deps))),
                 other => self.refuse(command, operator, format!("{name} is {other}; there is nothing to pause")),
             },
@@ -2338,13 +2412,54 @@ impl Engine {
                             format!("{name}: step `{desc}` ended by {}", operator)
                         }))
                     }
+                    ServiceStatus::RollingBack | ServiceStatus::RolledBack => {
+                        let text = self.rolling_back_text(&name, st);
+                        self.refuse(command, operator, format!("{text}; only a rollout in progress can be promoted (retry it first)"))
+                    }
                     other => self.refuse(command, operator, format!("{name} is {other}; only a rollout in progress can be promoted (retry it first)")),
                 }
             }
             Command::Approve { .. } | Command::Reject { .. } => {
                 let approve = matches!(command, Command::Approve { .. });
+                if matches!(st, ServiceStatus::RollingBack | ServiceStatus::RolledBack) {
+                    let text = self.rolling_back_text(&name, st);
+                    return self.refuse(command, operator, format!("{text}; there is no approval waiting"));
+                }
                 if st != ServiceStatus::AwaitingApproval || held.is_some() {
                     return self.refuse(command, operator, format!("{name} has no approval waiting (it is {st})"));
+                }
+                let needed = match self.rts[&name].step().map(|x| &x.action) {
+                    Some(Action::Approval { approvals, .. }) => *approvals,
+                    _ => 1,
+                };
+                if approve && needed > 1 {
+                    let idx = self.rts[&name].idx;
+                    let so_far: Vec<String> = self.rts[&name]
+                        .approvers
+                        .iter()
+                        .filter(|(i, _)| *i == idx)
+                        .map(|(_, who)| who.clone())
+                        .collect();
+                    if so_far.iter().any(|w| w == operator) {
+                        return self.refuse(
+                            command,
+                            operator,
+                            format!("{operator} already approved {name}; this gate needs {needed} different approvers ({} so far: {})", so_far.len(), so_far.join(", ")),
+                        );
+                    }
+                    if so_far.len() + 1 < needed as usize {
+                        // Recorded (journaled as an accepted approve by this operator);
+                        // the gate stays until enough different people approved.
+                        self.accept(command, operator)?;
+                        if let Some(rt) = self.rts.get_mut(&name) {
+                            rt.approvers.push((idx, op.clone()));
+                        }
+                        let have = so_far.len() + 1;
+                        return Ok(Ok(format!(
+                            "{name}: approval {have} of {needed} recorded ({op}); waiting for {} more from someone else",
+                            needed as usize - have
+                        )));
+                    }
                 }
                 self.accept(command, operator)?;
                 self.unfreeze(Some(&name), now);
@@ -2453,5 +2568,14 @@ pub fn revisions(release: &Release, s: &Service) -> (String, String) {
         ),
         (Some(l), None) => (l.current.revision.clone(), l.target.revision.clone()),
         (None, None) => ("stable".into(), "candidate".into()),
+    }
+}
+
+/// `by alice`, `automatically`, `by policy after orders failed`.
+fn trigger_text(t: &Trigger) -> String {
+    match t {
+        Trigger::Operator { operator } => format!("by {operator}"),
+        Trigger::Automatic => "automatically".into(),
+        Trigger::Policy { failed } => format!("by policy after {failed} failed"),
     }
 }

@@ -109,7 +109,10 @@ pub async fn run(
             biased;
             req = commands.recv(), if open => match req {
                 Some(req) => {
-                    let reply = engine.handle(req.command, &req.operator).await?;
+                    let reply = match req.denied {
+                        Some(reason) => engine.deny(req.command, &req.operator, reason)?,
+                        None => engine.handle_with_note(req.command, &req.operator, req.note).await?,
+                    };
                     if let Some(tx) = req.reply {
                         let _ = tx.send(reply);
                     }

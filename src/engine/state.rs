@@ -258,12 +258,18 @@ pub enum EventKind {
     CommandAccepted {
         operator: String,
         command: Command,
+        /// The operator's stated reason (`ctl --reason`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// A command was refused; nothing changed.
     CommandRefused {
         operator: String,
         command: Command,
         reason: String,
+        /// The operator's stated reason (`ctl --reason`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     ReleaseStarted {
         operator: String,
@@ -764,12 +770,23 @@ pub fn describe(e: &Event) -> String {
         ReleaseLoaded {
             release, services, ..
         } => format!("release {release} loaded: {} service(s)", services.len()),
-        CommandAccepted { operator, command } => format!("{operator}: {command}"),
+        CommandAccepted {
+            operator,
+            command,
+            note,
+        } => match note {
+            Some(n) => format!("{operator}: {command} ({n})"),
+            None => format!("{operator}: {command}"),
+        },
         CommandRefused {
             operator,
             command,
             reason,
-        } => format!("{operator}: {command} refused: {reason}"),
+            note,
+        } => match note {
+            Some(n) => format!("{operator}: {command} ({n}) refused: {reason}"),
+            None => format!("{operator}: {command} refused: {reason}"),
+        },
         ReleaseStarted { operator } => format!("release started by {operator}"),
         BaselineReady { service, revision } => {
             format!("{service}: baseline {revision} serving all traffic")

@@ -916,6 +916,120 @@ async fn the_runner_answers_commands_and_publishes_state() {
     assert!(matches!(first.kind, EventKind::CommandAccepted { .. }));
 }
 
+#[tokio::test]
+async fn a_conflicting_command_is_told_who_rolled_back_and_when() {
+    let mut h = H::new(release("", &[("api", GATED)]));
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    // alice rolls back (H::cmd acts as alice); bob's promote comes second and is refused.
+    assert!(h.cmd("rollback api").await.is_ok());
+    h.clock.advance(Duration::from_secs(2));
+    let r = h
+        .engine
+        .handle_with_note(
+            Command::parse("promote api").unwrap(),
+            "bob",
+            Some("ship it".into()),
+        )
+        .await
+        .unwrap();
+    let refusal = r.unwrap_err();
+    assert!(
+        refusal
+            .reason
+            .contains("api is already rolled back, started by alice 2 s ago")
+            || refusal
+                .reason
+                .contains("api is already rolling back, started by alice 2 s ago"),
+        "{}",
+        refusal.reason
+    );
+    let refused = h
+        .events()
+        .into_iter()
+        .find(
+            |e| matches!(&e.kind, EventKind::CommandRefused { operator, .. } if operator == "bob"),
+        )
+        .unwrap();
+    assert!(
+        matches!(&refused.kind, EventKind::CommandRefused { note: Some(n), .. } if n == "ship it")
+    );
+}
+
+#[tokio::test]
+async fn a_denied_request_is_journaled_as_refused_and_changes_nothing() {
+    let mut h = H::new(release("", &[("api", GATED)]));
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    let before = h.svc("api").status;
+    let r = h
+        .engine
+        .deny(
+            Command::parse("rollback api").unwrap(),
+            "mallory",
+            "read-only token".into(),
+        )
+        .unwrap();
+    assert_eq!(r.unwrap_err().reason, "read-only token");
+    assert_eq!(h.svc("api").status, before);
+    assert!(h.events().iter().any(|e| matches!(&e.kind,
+        EventKind::CommandRefused { operator, reason, .. } if operator == "mallory" && reason == "read-only token")));
+}
+
+#[tokio::test]
+async fn a_gate_needing_two_approvers_waits_for_two_different_people() {
+    const TWO: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", on_timeout = \"rollback\", approvals = 2 } ]\n";
+    let mut h = H::new(release("", &[("api", TWO)]));
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("api"), ServiceStatus::AwaitingApproval);
+    let approve = || Command::parse("approve api").unwrap();
+    let first = h.engine.handle(approve(), "alice").await.unwrap().unwrap();
+    assert!(first.contains("approval 1 of 2"), "{first}");
+    h.settle().await;
+    assert_eq!(
+        h.status("api"),
+        ServiceStatus::AwaitingApproval,
+        "one approval is not enough"
+    );
+    let again = h
+        .engine
+        .handle(approve(), "alice")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        again.reason.contains("alice already approved api"),
+        "{}",
+        again.reason
+    );
+    let second = h.engine.handle(approve(), "bob").await.unwrap();
+    assert!(second.is_ok(), "{second:?}");
+    h.settle().await;
+    assert_ne!(h.status("api"), ServiceStatus::AwaitingApproval);
+    // Each approval is journaled with its operator; the gate is answered by the second.
+    let ev = h.events();
+    let approvals: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CommandAccepted {
+                operator,
+                command: Command::Approve { .. },
+                ..
+            } => Some(operator.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(approvals, vec!["alice", "bob"]);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(&e.kind, EventKind::GateAnswered { by, .. } if by == "bob"))
+    );
+    assert!(ev.iter().any(
+        |e| matches!(&e.kind, EventKind::CommandRefused { operator, .. } if operator == "alice")
+    ));
+}
+
 mod property {
     use proptest::prelude::*;
 

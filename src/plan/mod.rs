@@ -101,10 +101,12 @@ pub enum Action {
     Analysis { duration_ms: u64 },
     /// Wait; `duration_ms: None` waits for a promote command.
     Pause { duration_ms: Option<u64> },
-    /// Wait for a person's approval.
+    /// Wait for `approvals` distinct people to approve (or one to reject).
     Approval {
         timeout_ms: u64,
         on_timeout: OnTimeout,
+        #[serde(default = "one_approver", skip_serializing_if = "is_one_approver")]
+        approvals: u32,
     },
     /// Blue-green: all traffic to the candidate at once.
     Switch,
@@ -457,10 +459,12 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
                     Step::Approval {
                         timeout,
                         on_timeout,
+                        approvals,
                     } => raw.push((
                         Action::Approval {
                             timeout_ms: ms(timeout.0),
                             on_timeout: *on_timeout,
+                            approvals: *approvals,
                         },
                         w,
                         0,
@@ -489,6 +493,7 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
                     Action::Approval {
                         timeout_ms: deadline,
                         on_timeout: OnTimeout::Rollback,
+                        approvals: 1,
                     },
                     0,
                     0,
@@ -694,8 +699,14 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
         Action::Approval {
             timeout_ms,
             on_timeout,
+            approvals,
         } => format!(
-            "wait for approval at {w}% (up to {}, then {})",
+            "wait for {} at {w}% (up to {}, then {})",
+            if *approvals > 1 {
+                format!("{approvals} approvals")
+            } else {
+                "approval".to_string()
+            },
             d(*timeout_ms),
             match on_timeout {
                 OnTimeout::Rollback => "roll back",
@@ -739,4 +750,12 @@ fn describe_judge(a: &Analysis) -> String {
             format!("threshold judge, max error rate {}", a.max_error_rate)
         }
     }
+}
+
+fn one_approver() -> u32 {
+    1
+}
+
+fn is_one_approver(n: &u32) -> bool {
+    *n == 1
 }

@@ -183,7 +183,7 @@ impl StrategyKind {
 
 /// One canary step. Written as a one-key inline table: `{ set_weight = 5 }`,
 /// `{ analysis = "2m" }`, `{ pause = "1m" }` or `{ pause = "forever" }`,
-/// `{ approval = "10m", on_timeout = "rollback" }`.
+/// `{ approval = "10m", on_timeout = "rollback", approvals = 2 }`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Send this percentage (0-100) of traffic to the candidate.
@@ -192,8 +192,13 @@ pub enum Step {
     Analysis(Dur),
     /// Wait; `Forever` waits for a promote command.
     Pause(PauseFor),
-    /// Wait for a person to approve or reject, at most `timeout`.
-    Approval { timeout: Dur, on_timeout: OnTimeout },
+    /// Wait for `approvals` distinct people to approve (or one to reject), at most
+    /// `timeout`.
+    Approval {
+        timeout: Dur,
+        on_timeout: OnTimeout,
+        approvals: u32,
+    },
 }
 
 /// How long a pause lasts.
@@ -638,7 +643,17 @@ impl JsonSchema for Dur {
 }
 
 /// The keys a step table may have, for messages and the schema.
-pub const STEP_KEYS: &[&str] = &["set_weight", "analysis", "pause", "approval", "on_timeout"];
+pub const STEP_KEYS: &[&str] = &[
+    "set_weight",
+    "analysis",
+    "pause",
+    "approval",
+    "on_timeout",
+    "approvals",
+];
+
+/// The most approvers a gate can ask for.
+pub const MAX_APPROVALS: u32 = 10;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -653,6 +668,8 @@ struct StepRepr {
     approval: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     on_timeout: Option<OnTimeout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approvals: Option<u32>,
 }
 
 impl Serialize for Step {
@@ -663,6 +680,7 @@ impl Serialize for Step {
             pause: None,
             approval: None,
             on_timeout: None,
+            approvals: None,
         };
         match self {
             Step::SetWeight(w) => r.set_weight = Some(*w),
@@ -672,9 +690,11 @@ impl Serialize for Step {
             Step::Approval {
                 timeout,
                 on_timeout,
+                approvals,
             } => {
                 r.approval = Some(*timeout);
                 r.on_timeout = Some(*on_timeout);
+                r.approvals = (*approvals > 1).then_some(*approvals);
             }
         }
         r.serialize(s)
@@ -699,6 +719,16 @@ impl<'de> Deserialize<'de> for Step {
         if r.on_timeout.is_some() && r.approval.is_none() {
             return Err(D::Error::custom("on_timeout belongs to an approval step"));
         }
+        if r.approvals.is_some() && r.approval.is_none() {
+            return Err(D::Error::custom("approvals belongs to an approval step"));
+        }
+        if let Some(n) = r.approvals
+            && !(1..=MAX_APPROVALS).contains(&n)
+        {
+            return Err(D::Error::custom(format!(
+                "approvals is a number of people, 1-{MAX_APPROVALS}"
+            )));
+        }
         if let Some(w) = r.set_weight {
             if w > 100 {
                 return Err(D::Error::custom("set_weight is a percentage, 0-100"));
@@ -720,6 +750,7 @@ impl<'de> Deserialize<'de> for Step {
             Some(timeout) => Ok(Step::Approval {
                 timeout,
                 on_timeout: r.on_timeout.unwrap_or_default(),
+                approvals: r.approvals.unwrap_or(1),
             }),
             None => Err(D::Error::custom("empty step")),
         }
@@ -759,8 +790,8 @@ impl JsonSchema for Step {
                 },
                 {
                     "type": "object",
-                    "description": "Wait for a person to approve or reject, at most this long.",
-                    "properties": {"approval": dur, "on_timeout": on_timeout},
+                    "description": "Wait for people to approve (approvals = how many distinct approvers, default 1) or one to reject, at most this long.",
+                    "properties": {"approval": dur, "on_timeout": on_timeout, "approvals": {"type": "integer", "minimum": 1, "maximum": MAX_APPROVALS}},
                     "required": ["approval"],
                     "additionalProperties": false
                 }
@@ -779,13 +810,21 @@ impl fmt::Display for Step {
             Step::Approval {
                 timeout,
                 on_timeout,
+                approvals,
             } => {
                 let what = match on_timeout {
                     OnTimeout::Rollback => "roll back",
                     OnTimeout::Promote => "promote",
                     OnTimeout::Pause => "pause",
                 };
-                write!(f, "approval (timeout {timeout}, then {what})")
+                if *approvals > 1 {
+                    write!(
+                        f,
+                        "approval by {approvals} people (timeout {timeout}, then {what})"
+                    )
+                } else {
+                    write!(f, "approval (timeout {timeout}, then {what})")
+                }
             }
         }
     }

@@ -927,6 +927,14 @@ impl Parser<'_> {
                 );
                 continue;
             }
+            if st.get("approvals").is_some() && kinds[0] != "approval" {
+                self.err(
+                    st.get("approvals").map(|v| v.span()).or(Some(item.span())),
+                    format!("`approvals` in step {} belongs to an approval step", i + 1),
+                    "remove it, or make the step `{ approval = \"10m\", approvals = 2 }`"
+                        .to_string(),
+                );
+            }
             if st.get("on_timeout").is_some() && kinds[0] != "approval" {
                 self.err(
                     st.get("on_timeout").map(|v| v.span()).or(Some(item.span())),
@@ -983,10 +991,25 @@ impl Parser<'_> {
                             &[OnTimeout::Rollback, OnTimeout::Promote, OnTimeout::Pause],
                         )
                         .unwrap_or_default();
-                    timeout.map(|timeout| Step::Approval {
-                        timeout,
-                        on_timeout,
-                    })
+                    let approvals = match st.get("approvals") {
+                        None => Some(1),
+                        Some(av) => self
+                            .int_of(
+                                av,
+                                tbl.loc("approvals"),
+                                1,
+                                i64::from(crate::release::model::MAX_APPROVALS),
+                                Ex::Literal("{ approval = \"10m\", approvals = 2 }"),
+                            )
+                            .map(|n| n as u32),
+                    };
+                    timeout
+                        .zip(approvals)
+                        .map(|(timeout, approvals)| Step::Approval {
+                            timeout,
+                            on_timeout,
+                            approvals,
+                        })
                 }
             };
             if let Some(s) = step {

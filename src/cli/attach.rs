@@ -1,0 +1,206 @@
+//! `cutover attach`: the console against a served release. The client's snapshot and
+//! event stream are adapted into the same channels the console uses in-process (a state
+//! watch, an event broadcast, a command sender, plus who is attached), so the console
+//! cannot tell the difference. Quitting (or losing the terminal) only detaches: the
+//! release goes on in `cutover serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::ctl::ConnectArgs;
+use super::{EXIT_INTERNAL, EXIT_INVALID};
+use crate::console::app::{App, Settings};
+use crate::console::config::{Choice, Dirs, load, no_color_env};
+use crate::console::run::{EngineLink, NoTerminalControl, run_loop};
+use crate::control::{Attached, Client, ClientError, CommandOutcome, ItemBody, Role};
+use crate::engine::{CommandRequest, Refusal, ReleaseState, SystemClock};
+
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Watch only: the console sends no commands (and the server refuses any).
+    #[arg(long)]
+    pub read_only: bool,
+    /// A shipped keymap (default, vim) under your own.
+    #[arg(long)]
+    pub keymap: Option<String>,
+    /// A theme (dark, light, high-contrast, mono).
+    #[arg(long)]
+    pub theme: Option<String>,
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+/// `alice`, `bob (read-only)`.
+pub fn presence_names(attached: &[Attached]) -> Vec<String> {
+    attached
+        .iter()
+        .map(|a| match a.role {
+            Role::Operator => a.operator.clone(),
+            Role::ReadOnly => format!("{} (read-only)", a.operator),
+        })
+        .collect()
+}
+
+/// What a remote console runs on: the link, the state it starts from, and the task that
+/// feeds it (ends when the server's stream ends).
+pub struct RemoteLink {
+    pub link: EngineLink,
+    pub state: ReleaseState,
+    pub feed: tokio::task::JoinHandle<String>,
+}
+
+/// Attach `client` and adapt it into an [`EngineLink`]: stream items become events, state
+/// updates and presence; commands sent on the link go to the server, and the server's
+/// answer (or why it could not be had) comes back on the request's reply channel.
+pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
+    let (mut snapshot, mut stream) = client.attach().await?;
+    let (ev_tx, ev_rx) = broadcast::channel(4096);
+    let (state_tx, state_rx) = watch::channel(snapshot.state.clone());
+    let (presence_tx, presence_rx) = watch::channel(presence_names(&snapshot.attached));
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<CommandRequest>(64);
+    let state = snapshot.state.clone();
+    let feed = tokio::spawn(async move {
+        loop {
+            match stream.next().await {
+                Ok(Some(item)) => {
+                    snapshot.apply(&item);
+                    match item.body {
+                        ItemBody::Event { event } => {
+                            let _ = ev_tx.send(event);
+                            let _ = state_tx.send(snapshot.state.clone());
+                        }
+                        ItemBody::Presence { attached } => {
+                            let _ = presence_tx.send(presence_names(&attached));
+                        }
+                        ItemBody::End { reason } => return reason,
+                    }
+                }
+                Ok(None) => return "the server closed the stream".to_string(),
+                Err(e) => return e.to_string(),
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(req) = cmd_rx.recv().await {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let name = req.command.to_string();
+                let reply = match client.command(req.command, req.note).await {
+                    Ok(CommandOutcome::Accepted { message, .. }) => Ok(message),
+                    Ok(CommandOutcome::Refused(r)) => Err(r),
+                    Err(e) => Err(Refusal {
+                        command: name,
+                        reason: e.to_string(),
+                    }),
+                };
+                if let Some(tx) = req.reply {
+                    let _ = tx.send(reply);
+                }
+            });
+        }
+    });
+    Ok(RemoteLink {
+        link: EngineLink {
+            commands: cmd_tx,
+            events: ev_rx,
+            state: state_rx,
+            telemetry: None,
+            presence: Some(presence_rx),
+        },
+        state,
+        feed,
+    })
+}
+
+pub fn run(args: AttachArgs) -> ExitCode {
+    let client = match args.connect.client() {
+        Ok(c) => c.read_only(args.read_only),
+        Err(e) => {
+            eprintln!("cutover: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let rt = match super::deploy::runtime() {
+        Ok(rt) => rt,
+        Err(f) => {
+            eprintln!("cutover: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    let operator = client.operator().to_string();
+    let endpoint = client.endpoint().to_string();
+    let code = rt.block_on(async move {
+        let remote = match remote_link(client).await {
+            Ok(r) => r,
+            Err(e) => return super::ctl::report(&e),
+        };
+        let loaded = load(
+            &Dirs::resolve(None),
+            &Choice {
+                keymap: args.keymap.clone(),
+                theme: args.theme.clone(),
+                no_color: args.no_color || no_color_env(),
+            },
+        );
+        let mut app = App::new(
+            remote.state.clone(),
+            loaded.keymap,
+            loaded.theme,
+            Settings {
+                operator,
+                environment: None,
+                read_only: args.read_only,
+                mouse: false,
+            },
+        );
+        app.config_errors = loaded.errors.iter().map(|e| e.to_string()).collect();
+        app.remote = true;
+        let mut terminal = match ratatui::try_init() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("cutover: cannot open the terminal: {e}");
+                return EXIT_INTERNAL;
+            }
+        };
+        let input = crossterm::event::EventStream::new();
+        let result = run_loop(
+            &mut terminal,
+            &mut app,
+            remote.link,
+            input,
+            Arc::new(SystemClock),
+            Duration::from_millis(250),
+            &mut NoTerminalControl,
+        )
+        .await;
+        ratatui::restore();
+        let ended = if remote.feed.is_finished() {
+            remote.feed.await.ok()
+        } else {
+            remote.feed.abort();
+            None
+        };
+        match result {
+            Ok(()) => {
+                match ended {
+                    Some(why) => eprintln!("cutover: detached from {endpoint}: {why}"),
+                    None => eprintln!(
+                        "cutover: detached from {endpoint}; the release goes on (`cutover attach` to come back)"
+                    ),
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("cutover: console: {e}");
+                EXIT_INTERNAL
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}

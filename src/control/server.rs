@@ -1,0 +1,596 @@
+//! The control API server: HTTP/1.1 on the Unix socket (trusted by file mode: 0600, the
+//! state directory's owner only) and optionally on loopback TCP (bearer tokens).
+//! See `PROTOCOL.md`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::hub::{Hub, Item, ItemBody, StreamError};
+use super::tokens::{Role, Tokens};
+use super::{
+    CommandAnswer, CommandBody, ErrorBody, ErrorDetail, OPERATOR_HEADER, PROTOCOL_HEADER,
+    ROLE_HEADER, check_version, protocol_version,
+};
+use crate::engine::CommandRequest;
+
+/// The largest command body accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// A comment line on idle event streams, so dead clients are noticed.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "{path}: another cutover serve is answering on this socket; attach to it, or stop it first"
+    )]
+    InUse { path: PathBuf },
+    #[error("{path} exists and is not a socket; move it away")]
+    NotASocket { path: PathBuf },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "--listen {addr}: only loopback addresses are served (tokens travel in clear text); use 127.0.0.1:PORT"
+    )]
+    NotLoopback { addr: SocketAddr },
+    #[error("--listen {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where to listen.
+pub struct ServerConfig {
+    /// The Unix socket path (usually `STATE_DIR/cutover.sock`).
+    pub socket: PathBuf,
+    /// Loopback TCP and the tokens it requires.
+    pub tcp: Option<(SocketAddr, Tokens)>,
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError {
+    let path = path.to_path_buf();
+    move |source| ServerError::Io { what, path, source }
+}
+
+/// Bind a Unix socket at `path` that only its owner can use: it is bound inside a fresh
+/// 0700 directory, set to 0600 there, then renamed into place, so it is never reachable
+/// with a wider mode. An existing socket is removed only if nothing answers on it.
+pub fn bind_unix_socket(path: &Path) -> Result<UnixListener, ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServerError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(ServerError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(_) => {
+                tracing::info!("removing stale socket {}", path.display());
+                std::fs::remove_file(path).map_err(io_err("cannot remove stale socket", path))?;
+            }
+        }
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+    let private = parent.join(format!(
+        ".cutover-sock-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io_err("cannot create", &private))?;
+    let tmp = private.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&tmp).map_err(io_err("cannot bind", &tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("cannot set the mode of", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err("cannot move the socket to", path))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&private);
+    result
+}
+
+/// The bound sockets, before anything is served (bind early: a busy socket or port is
+/// found before the release starts).
+pub struct Listeners {
+    unix: UnixListener,
+    socket: PathBuf,
+    tcp: Option<(TcpListener, Tokens)>,
+}
+
+impl Listeners {
+    pub async fn bind(config: ServerConfig) -> Result<Listeners, ServerError> {
+        let tcp = match config.tcp {
+            Some((addr, tokens)) => {
+                if !addr.ip().is_loopback() {
+                    return Err(ServerError::NotLoopback { addr });
+                }
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen { addr, source })?;
+                Some((l, tokens))
+            }
+            None => None,
+        };
+        let unix = bind_unix_socket(&config.socket)?;
+        Ok(Listeners {
+            unix,
+            socket: config.socket,
+            tcp,
+        })
+    }
+
+    /// The bound TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+}
+
+/// A running control server.
+pub struct ControlServer {
+    hub: Arc<Hub>,
+    socket: PathBuf,
+    tcp_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Ctx {
+    hub: Arc<Hub>,
+    commands: mpsc::Sender<CommandRequest>,
+    tokens: Option<Tokens>,
+}
+
+#[derive(Debug, Clone)]
+enum Peer {
+    Unix,
+    Tcp(SocketAddr),
+}
+
+/// Who is calling, as established by the transport.
+struct Caller {
+    operator: String,
+    role: Role,
+    via: &'static str,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+impl ControlServer {
+    /// Serve `hub` and `commands` on listeners bound by [`Listeners::bind`].
+    pub fn start(
+        listeners: Listeners,
+        hub: Arc<Hub>,
+        commands: mpsc::Sender<CommandRequest>,
+    ) -> ControlServer {
+        let Listeners { unix, socket, tcp } = listeners;
+        let (tcp_listener, tokens) = match tcp {
+            Some((l, t)) => (Some(l), Some(t)),
+            None => (None, None),
+        };
+        let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let ctx = Arc::new(Ctx {
+            hub: hub.clone(),
+            commands,
+            tokens,
+        });
+        let mut tasks = Vec::new();
+        let c = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match unix.accept().await {
+                    Ok((stream, _)) => serve_connection(stream, c.clone(), Peer::Unix),
+                    Err(e) => {
+                        tracing::warn!("control socket accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+        if let Some(l) = tcp_listener {
+            let c = ctx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((stream, addr)) => {
+                            let _ = stream.set_nodelay(true);
+                            serve_connection(stream, c.clone(), Peer::Tcp(addr))
+                        }
+                        Err(e) => {
+                            tracing::warn!("control TCP accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        ControlServer {
+            hub,
+            socket,
+            tcp_addr,
+            tasks,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+    /// The bound TCP address (with the real port when asked for port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Tell every client why the server stops, stop accepting, remove the socket.
+    pub async fn shutdown(self, reason: &str) {
+        self.hub.end(reason.to_string());
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        // Let the streams write their `end` item.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn serve_connection<S>(stream: S, ctx: Arc<Ctx>, peer: Peer)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let ctx = ctx.clone();
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(handle(req, ctx, peer).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!("control connection: {e}");
+        }
+    });
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
+    json_response(
+        status,
+        &ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        },
+    )
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+}
+
+async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>, peer: Peer) -> Response<Body> {
+    let mut resp = route(req, &ctx, &peer).await;
+    if let Ok(v) = HeaderValue::from_str(&protocol_version()) {
+        resp.headers_mut().insert(PROTOCOL_HEADER, v);
+    }
+    resp
+}
+
+/// Authenticate by transport: the socket's owner is trusted and names themselves; TCP
+/// callers are who their token says.
+fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Caller, String> {
+    match peer {
+        Peer::Unix => {
+            let operator = header(req, OPERATOR_HEADER)
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
+                .unwrap_or("unknown")
+                .to_string();
+            let role = match header(req, ROLE_HEADER) {
+                Some(r) if r.trim() == "read-only" => Role::ReadOnly,
+                _ => Role::Operator,
+            };
+            Ok(Caller {
+                operator,
+                role,
+                via: "unix",
+            })
+        }
+        Peer::Tcp(addr) => {
+            let Some(tokens) = &ctx.tokens else {
+                return Err(format!("TCP caller {addr}: this server has no tokens"));
+            };
+            let presented = header(req, AUTHORIZATION.as_str())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match presented.and_then(|t| tokens.check(t)) {
+                Some((operator, role)) => Ok(Caller {
+                    operator,
+                    role,
+                    via: "tcp",
+                }),
+                None if presented.is_none() => Err(
+                    "no token: send `Authorization: Bearer TOKEN` (cutover --token-file F)".into(),
+                ),
+                None => Err("the token is not valid for this server".into()),
+            }
+        }
+    }
+}
+
+async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body> {
+    if let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
+        tracing::warn!("control API: refused a request: {msg}");
+        return error(StatusCode::BAD_REQUEST, "protocol_mismatch", msg);
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let caller = match authenticate(&req, ctx, peer) {
+        Ok(c) => c,
+        Err(msg) => {
+            if method == Method::POST && path == "/v1/commands" {
+                let who = match peer {
+                    Peer::Tcp(a) => format!("unauthenticated ({a})"),
+                    Peer::Unix => "unauthenticated".into(),
+                };
+                audit_denied(req, ctx, &who, "refused: no valid token").await;
+            }
+            return error(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+        }
+    };
+    match (method, path.as_str()) {
+        (Method::GET, "/v1/snapshot") => json_response(StatusCode::OK, &ctx.hub.snapshot()),
+        (Method::GET, "/v1/presence") => json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "attached": ctx.hub.attached() }),
+        ),
+        (Method::GET, "/v1/events") => events(&req, ctx, caller),
+        (Method::POST, "/v1/commands") => command(req, ctx, caller).await,
+        (_, "/v1/snapshot" | "/v1/presence" | "/v1/events" | "/v1/commands") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} {path}: wrong method; see PROTOCOL.md", req.method()),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "{path}: no such endpoint; this server speaks /v1/snapshot, /v1/events, /v1/commands, /v1/presence"
+            ),
+        ),
+    }
+}
+
+async fn read_command(req: Request<Incoming>) -> Result<CommandBody, String> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the body (at most {MAX_BODY} bytes): {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!("the body is not a command: {e}; send e.g. {{\"command\": {{\"command\": \"promote\", \"service\": \"payments\"}}, \"reason\": \"...\"}}")
+    })
+}
+
+/// Journal a command the server refused itself, so the attempt shows in the audit.
+async fn audit_denied(req: Request<Incoming>, ctx: &Ctx, who: &str, why: &str) {
+    let command = read_command(req).await.ok().map(|b| b.command);
+    // Only a well-formed command can be journaled as one; anything else is logged.
+    match command {
+        Some(c) => {
+            let (req, rx) = CommandRequest::new(c, who);
+            if ctx.commands.send(req.denied(why)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+        None => tracing::warn!("control API: {who}: {why} (body was not a command)"),
+    }
+}
+
+async fn command(req: Request<Incoming>, ctx: &Ctx, caller: Caller) -> Response<Body> {
+    let body = match read_command(req).await {
+        Ok(b) => b,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", msg),
+    };
+    let Caller { operator, role, .. } = caller;
+    if role == Role::ReadOnly {
+        let why = "refused: read-only access cannot act";
+        let (r, rx) = CommandRequest::new(body.command.clone(), &operator);
+        if ctx.commands.send(r.denied(why)).await.is_ok() {
+            let _ = rx.await;
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{operator} is read-only: `{}` was not sent to the engine (the attempt is journaled)",
+                body.command
+            ),
+        );
+    }
+    let (r, rx) = CommandRequest::new(body.command.clone(), &operator);
+    if ctx.commands.send(r.with_note(body.reason)).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            "the engine has stopped (the release finished); it takes no more commands",
+        );
+    }
+    match rx.await {
+        Ok(Ok(message)) => json_response(
+            StatusCode::OK,
+            &CommandAnswer {
+                accepted: true,
+                message: Some(message),
+                refusal: None,
+                operator,
+            },
+        ),
+        Ok(Err(refusal)) => json_response(
+            StatusCode::CONFLICT,
+            &CommandAnswer {
+                accepted: false,
+                message: None,
+                refusal: Some(refusal),
+                operator,
+            },
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            format!("the engine stopped before answering `{}`", body.command),
+        ),
+    }
+}
+
+fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
+}
+
+fn sse_frame(item: &Item) -> Bytes {
+    let kind = match &item.body {
+        ItemBody::Event { .. } => "event",
+        ItemBody::Presence { .. } => "presence",
+        ItemBody::End { .. } => "end",
+    };
+    let data = serde_json::to_string(item).unwrap_or_default();
+    Bytes::from(format!("id: {}\nevent: {kind}\ndata: {data}\n\n", item.seq))
+}
+
+fn events(req: &Request<Incoming>, ctx: &Ctx, caller: Caller) -> Response<Body> {
+    let from = match query_param(req, "from").map(str::parse::<u64>) {
+        Some(Ok(n)) => n,
+        None => 0,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "`from` must be a sequence number (from a snapshot's `seq`)",
+            );
+        }
+    };
+    let attach = matches!(query_param(req, "attach"), Some("1" | "true"));
+    let who = attach.then(|| (caller.operator.clone(), caller.role, caller.via));
+    let (sub, guard) = match ctx.hub.subscribe(from, who) {
+        Ok(x) => x,
+        Err(e @ StreamError::Gone { .. }) => return error(StatusCode::GONE, "gone", e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let _presence = guard;
+        let mut live = sub.live;
+        let mut last = from;
+        for item in sub.backlog {
+            last = item.seq;
+            if tx.send(sse_frame(&item)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(item) => {
+                        if item.seq <= last {
+                            continue;
+                        }
+                        last = item.seq;
+                        let end = matches!(item.body, ItemBody::End { .. });
+                        if tx.send(sse_frame(&item)).await.is_err() || end {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let msg = serde_json::json!({"code": "lagged", "message": format!("this client fell {n} items behind; take a new snapshot"), "seq": last});
+                        let _ = tx.send(Bytes::from(format!("event: error\ndata: {msg}\n\n"))).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let mut r = Response::new(ChannelBody { rx }.boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A response body fed by a channel (the event stream).
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
