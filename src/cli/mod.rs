@@ -4,8 +4,8 @@
 mod audit;
 mod aws_common;
 mod check_config;
-mod diff;
 pub mod console_front;
+mod diff;
 mod history;
 mod migrate;
 mod plan;
