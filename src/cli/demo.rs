@@ -152,7 +152,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     if console {
         super::console_front::init_logging();
     } else {
-        super::init_logging();
+        super::init_logging_at("warn");
     }
     let release = match crate::release::load_str(
         Path::new("examples/demo.toml"),

@@ -425,7 +425,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
     if console {
         super::console_front::init_logging();
     } else {
-        super::init_logging();
+        super::init_logging_at("warn");
     }
     let text = match std::fs::read(&args.file) {
         Ok(t) => t,

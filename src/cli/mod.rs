@@ -227,8 +227,15 @@ fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Log to stderr, filtered by `RUST_LOG`, else at `default` (`"warn"` for the headless
+/// front ends, whose own event lines are the output; `RUST_LOG=info` adds platform and
+/// service logs). Safe to call twice.
+pub fn init_logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

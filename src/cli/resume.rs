@@ -35,7 +35,7 @@ pub fn run(args: ResumeArgs) -> ExitCode {
     if console {
         super::console_front::init_logging();
     } else {
-        super::init_logging();
+        super::init_logging_at("warn");
     }
     let state_dir = args.state.resolve();
     let run_id = match args.run.clone() {

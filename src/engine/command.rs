@@ -180,12 +180,49 @@ pub fn operator_name(flag: Option<&str>) -> String {
     flag.map(str::to_string)
         .filter(|s| !s.trim().is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
+        .or_else(login_name)
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The login name of the process's user from the password database, for shells and
+/// services that run without `$USER` (cron, systemd, some containers).
+fn login_name() -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf`, which outlive the call; on success
+    // `result` points at `pwd` and `pw_name` into `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str()
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_falls_back_to_the_login_name() {
+        assert_eq!(operator_name(Some("alice")), "alice");
+        // Whatever the environment, the fallback chain never yields an empty name.
+        assert!(!operator_name(None).is_empty());
+        assert!(login_name().is_some_and(|n| !n.is_empty()));
+    }
 
     #[test]
     fn typed_commands_parse_and_print_back() {
