@@ -409,6 +409,19 @@ impl Engine {
     }
 
     /// Record, apply, broadcast. The caller acts only after this returned Ok.
+    /// Record a platform call that failed but may succeed on a later tick.
+    fn platform_warning(
+        &mut self,
+        service: &str,
+        e: crate::platform::PlatformError,
+    ) -> Result<(), EngineError> {
+        self.emit(EventKind::PlatformError {
+            service: service.to_string(),
+            message: e.message,
+            fatal: false,
+        })
+    }
+
     pub(crate) fn emit(&mut self, kind: EventKind) -> Result<(), EngineError> {
         let observation = kind.is_observation();
         if let EventKind::RollbackStarted {
@@ -1929,11 +1942,7 @@ impl Engine {
                     weights: w.clone(),
                 })?;
                 if let Err(e) = self.platform.set_weights(name, &w).await {
-                    self.emit(EventKind::PlatformError {
-                        service: name.to_string(),
-                        message: e.message,
-                        fatal: false,
-                    })?;
+                    self.platform_warning(name, e)?;
                     return Ok(());
                 }
             }
@@ -1958,21 +1967,13 @@ impl Engine {
                 if h.desired < replicas
                     && let Err(e) = self.platform.launch(name, &s.baseline, replicas).await
                 {
-                    self.emit(EventKind::PlatformError {
-                        service: name.to_string(),
-                        message: e.message,
-                        fatal: false,
-                    })?;
+                    self.platform_warning(name, e)?;
                 }
                 h.healthy() > 0 && h.desired >= replicas
             }
             Err(_) => {
                 if let Err(e) = self.platform.launch(name, &s.baseline, replicas).await {
-                    self.emit(EventKind::PlatformError {
-                        service: name.to_string(),
-                        message: e.message,
-                        fatal: false,
-                    })?;
+                    self.platform_warning(name, e)?;
                 }
                 false
             }
@@ -1986,11 +1987,7 @@ impl Engine {
             weights: w.clone(),
         })?;
         if let Err(e) = self.platform.set_weights(name, &w).await {
-            self.emit(EventKind::PlatformError {
-                service: name.to_string(),
-                message: e.message,
-                fatal: false,
-            })?;
+            self.platform_warning(name, e)?;
             return Ok(());
         }
         self.emit(EventKind::RolledBack {
