@@ -21,7 +21,7 @@ use super::recorder::{RecordError, Recorder};
 use super::smoke::{SmokeOutcome, SmokeTester};
 use super::state::{
     Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState, ReleaseStatus,
-    ServiceInit, ServiceStatus, Trigger,
+    ServiceInit, ServiceState, ServiceStatus, Trigger,
 };
 
 /// Why the engine stopped.
@@ -544,11 +544,7 @@ impl Engine {
             let Some(s) = s else { continue };
             let rt = &self.rts[&name];
             let replicas = rt.replicas;
-            let baseline_needed = if self.restore {
-                s.baseline_running
-            } else {
-                true
-            };
+            let baseline_needed = !self.restore || s.baseline_running || never_bootstrapped(&s);
             if baseline_needed {
                 let baseline_replicas = if s.strategy == StrategyKind::Rolling && self.restore {
                     replicas.saturating_sub(rt.replaced).max(
@@ -626,6 +622,7 @@ impl Engine {
             let Some(s) = self.state.service(&name).cloned() else {
                 continue;
             };
+            let fresh = !self.restore || never_bootstrapped(&s);
             let weights = if self.restore && !s.weights.is_empty() {
                 match s.status {
                     ServiceStatus::RollingBack
@@ -633,7 +630,7 @@ impl Engine {
                     | ServiceStatus::Skipped => weights_of(&s.baseline, &s.candidate, 0),
                     _ => s.weights.clone(),
                 }
-            } else if self.restore && !s.baseline_running {
+            } else if !fresh && !s.baseline_running {
                 weights_of(&s.baseline, &s.candidate, 100)
             } else {
                 weights_of(&s.baseline, &s.candidate, 0)
@@ -648,7 +645,7 @@ impl Engine {
                     e.message
                 )));
             }
-            if !self.restore {
+            if fresh {
                 self.emit(EventKind::BaselineReady {
                     service: name.clone(),
                     revision: s.baseline.clone(),
@@ -2575,4 +2572,10 @@ fn trigger_text(t: &Trigger) -> String {
         Trigger::Automatic => "automatically".into(),
         Trigger::Policy { failed } => format!("by policy after {failed} failed"),
     }
+}
+
+/// A service the interrupted run had not yet started (killed during the first bootstrap,
+/// before its baseline was journaled ready): resume starts it as a fresh run would.
+fn never_bootstrapped(s: &ServiceState) -> bool {
+    s.status == ServiceStatus::Pending && !s.baseline_running && !s.candidate_running
 }

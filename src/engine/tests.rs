@@ -877,6 +877,57 @@ async fn resume_from_events_restores_revisions_and_weights() {
 }
 
 #[tokio::test]
+async fn resume_after_a_kill_during_the_first_bootstrap_starts_the_baseline_afresh() {
+    // The crashed run journaled the start but no baseline was ready yet: resume must launch
+    // the baseline and give it all traffic, not assume the candidate took over.
+    let r = release("", &[("api", GATED)]);
+    let mut h = H::new(r.clone());
+    h.start().await;
+    let events: Vec<_> = h
+        .events()
+        .into_iter()
+        .take_while(|e| {
+            !matches!(
+                e.kind,
+                EventKind::WeightsSet { .. } | EventKind::BaselineReady { .. }
+            )
+        })
+        .collect();
+    assert!(!events.is_empty());
+    let clock = h.clock.clone();
+    let platform = FakePlatform::new(Arc::new(clock.clone()));
+    let rec = MemoryRecorder::new();
+    rec.events.lock().unwrap().extend(events.iter().cloned());
+    let plan = crate::plan::plan(&r);
+    let mut engine = Engine::restore(
+        r,
+        &plan,
+        platform.clone(),
+        Arc::new(clock.clone()),
+        Box::new(rec.clone()),
+        Arc::new(ScriptedSmoke::new()),
+        EngineOptions::default(),
+        &events,
+    )
+    .unwrap();
+    engine.tick().await.unwrap();
+    assert!(platform.running("api", "v1"));
+    assert_eq!(platform.all_weights()["api"], vec![("v1".to_string(), 100)]);
+    let mut h2 = H {
+        engine,
+        clock,
+        platform,
+        smoke: ScriptedSmoke::new(),
+        rec,
+    };
+    h2.settle().await;
+    assert_eq!(h2.status("api"), ServiceStatus::Paused);
+    assert!(h2.cmd("promote-all api").await.is_ok());
+    h2.finish(Duration::from_secs(30)).await;
+    assert_eq!(h2.status("api"), ServiceStatus::Promoted);
+}
+
+#[tokio::test]
 async fn the_runner_answers_commands_and_publishes_state() {
     let r = release("", &[("api", GATED)]);
     let h = H::new(r);
