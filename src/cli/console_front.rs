@@ -191,6 +191,49 @@ impl Shared {
     }
 }
 
+/// From the instant of a SIGHUP, stdout and stderr go to /dev/null: the terminal is
+/// gone, and whatever still writes to it (the console giving the terminal back, ratatui's
+/// cursor) would panic on the dead descriptor. Done in the signal handler itself (`dup2`
+/// is async-signal-safe), so it happens before any task notices the hang-up; tokio's own
+/// SIGHUP stream still fires (the registry chains handlers).
+fn silence_output_on_hangup() {
+    use std::os::fd::IntoRawFd;
+    let Ok(devnull) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    // Kept open for the life of the process.
+    let fd = devnull.into_raw_fd();
+    // SAFETY: the action only calls dup2, which is async-signal-safe, on descriptors
+    // that stay valid.
+    let registered = unsafe {
+        signal_hook_registry::register(libc::SIGHUP, move || {
+            libc::dup2(fd, 1);
+            libc::dup2(fd, 2);
+        })
+    };
+    if let Err(e) = registered {
+        tracing::warn!(target: "console", "cannot watch for a hang-up: {e}");
+    }
+}
+
+/// After a hang-up, what would have gone to the terminal goes to the background server's
+/// log (`STATE_DIR/serve-PID.log`, PID this process's).
+fn log_after_hangup(state_dir: &Path, lines: &[String]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join(format!("serve-{}.log", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+    {
+        for l in lines {
+            let _ = writeln!(f, "{l}");
+        }
+    }
+}
+
 /// SIGHUP: the terminal (or the SSH session, or tmux pane) went away.
 async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
     match sig {
@@ -230,6 +273,8 @@ pub(crate) async fn run_console(
     // Registered before the console takes the terminal: closing it hands the release
     // over to the background instead of killing it.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    silence_output_on_hangup();
+    let mut hung_up = false;
     let clock = Arc::new(SystemClock);
     let (telemetry, sampler) = spawn_sampler(
         platform.metrics(),
@@ -270,7 +315,10 @@ pub(crate) async fn run_console(
                 // A terminal that hung up fails the console's input before the signal
                 // is seen: give the signal a moment to tell the two apart.
                 match tokio::time::timeout(std::time::Duration::from_millis(500), hangup(&mut hup)).await {
-                    Ok(()) => QuitChoice::Background,
+                    Ok(()) => {
+                        hung_up = true;
+                        QuitChoice::Background
+                    }
                     Err(_) => {
                         note!("cutover: the console stopped: {e:?}");
                         QuitChoice::Pause
@@ -284,7 +332,10 @@ pub(crate) async fn run_console(
             let _ = commands.send(req).await;
             QuitChoice::RollBack
         }
-        _ = hangup(&mut hup) => QuitChoice::Background,
+        _ = hangup(&mut hup) => {
+            hung_up = true;
+            QuitChoice::Background
+        }
     };
     sampler.abort();
     let finished = || state.borrow().status == ReleaseStatus::Finished;
@@ -295,35 +346,53 @@ pub(crate) async fn run_console(
             n.abort();
         }
         let name = state.borrow().release.clone();
-        return match hand_over(join, &platform, shared, &state_dir, &run_id, operator).await {
-            Ok(h) => {
-                note!(
-                    "cutover: release {name} (run {run_id}) goes on in the background: pid {}, log {}; handed over in {} ms",
-                    h.pid,
-                    h.log.display(),
-                    h.took.as_millis()
-                );
-                note!(
-                    "cutover: attach with `{}`; stop it with `cutover ctl abort --state-dir {}`",
-                    attach_command(&state_dir),
-                    shell_word(&state_dir)
-                );
+        let why = if hung_up {
+            "the terminal hung up"
+        } else {
+            "asked from the console"
+        };
+        let (end, lines) = match hand_over(join, &platform, shared, &state_dir, &run_id, operator)
+            .await
+        {
+            Ok(h) => (
                 ConsoleEnd {
                     code: 0,
                     handed_over: true,
-                }
-            }
-            Err(e) => {
-                note!("cutover: the hand-over to the background failed: {e}");
-                note!(
-                    "cutover: release {name} is unfinished (run {run_id}); the journal holds its state: `cutover serve --resume --run {run_id}` or `cutover resume --run {run_id}` carries on"
-                );
+                },
+                vec![
+                    format!(
+                        "cutover: release {name} (run {run_id}) goes on in the background ({why}): pid {}, log {}; handed over in {} ms",
+                        h.pid,
+                        h.log.display(),
+                        h.took.as_millis()
+                    ),
+                    format!(
+                        "cutover: attach with `{}`; stop it with `cutover ctl abort --state-dir {}`",
+                        attach_command(&state_dir),
+                        shell_word(&state_dir)
+                    ),
+                ],
+            ),
+            Err(e) => (
                 ConsoleEnd {
                     code: super::EXIT_INTERNAL,
                     handed_over: false,
-                }
-            }
+                },
+                vec![
+                    format!("cutover: the hand-over to the background ({why}) failed: {e}"),
+                    format!(
+                        "cutover: release {name} is unfinished (run {run_id}); the journal holds its state: `cutover serve --resume --run {run_id}` or `cutover resume --run {run_id}` carries on"
+                    ),
+                ],
+            ),
         };
+        for l in &lines {
+            note!("{l}");
+        }
+        if hung_up {
+            log_after_hangup(&state_dir, &lines);
+        }
+        return end;
     }
     let wait_for_engine = finished() || choice == QuitChoice::RollBack;
     let code = if wait_for_engine {
@@ -421,7 +490,8 @@ async fn hand_over(
     let _ = join.await;
     if let Some(s) = shared {
         let reason = format!(
-            "the release was handed over to a background `cutover serve` (the console's pid {} quit); attach again: `{}`",
+            "{}: a background `cutover serve` carries the release on (the console, pid {}, quit); attach again: `{}`",
+            crate::control::HANDED_OVER,
             std::process::id(),
             s.attach
         );
