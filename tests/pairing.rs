@@ -689,8 +689,11 @@ struct Tmux {
 
 impl Tmux {
     fn new() -> Tmux {
+        // One tmux server per test: tests run in parallel and name their sessions alike.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Tmux {
-            socket: format!("cutover-pairing-{}", std::process::id()),
+            socket: format!("cutover-pairing-{}-{n}", std::process::id()),
         }
     }
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -921,6 +924,7 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reaper = KillByDir { dir: state.clone() };
+    wait_for_demo_ports();
     let tmux = Tmux::new();
     let host = format!(
         "cd {} && CUTOVER_STATE_DIR={} {} demo --operator alice; sleep 60",
@@ -1018,10 +1022,32 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
     tmux.run(&["kill-session", "-t", "host"]);
     // Bob's console follows the release to the background server: alice is gone from
     // the presence list, the state is the same run's.
-    tmux.wait_screen("bob", "the hand-over followed", |t| {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        // Between the old server's socket going and the new one's, nothing answers.
+        let out = served_ctl(&state, &["status"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let names: Vec<&str> = v["attached"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a["operator"].as_str())
+                .collect();
+            if names == ["bob"] {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's console never attached to the background server: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    tmux.wait_screen("bob", "bob's console on the background server", |t| {
         bar_lists(t, &["bob"]) && rolled_back(t)
     });
-    let after = ctl_json(&state, &["status"]);
     assert_eq!(after["state"]["run_id"], run_id.as_str(), "the same run");
     assert_eq!(after["state"]["status"], "paused", "still held, as it was");
     assert_eq!(service_json(&after, "payments")["status"], "rolled_back");
@@ -1053,6 +1079,23 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
         text.contains("engine resumed by alice"),
         "the hand-over is journaled: {text}"
     );
+}
+
+/// The demo listens on fixed ports (127.0.0.1:18301-18305); on a shared machine another
+/// demo may hold them for a while. Wait (up to 3 minutes) until they are free.
+fn wait_for_demo_ports() {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn served_ctl(state: &Path, args: &[&str]) -> std::process::Output {
