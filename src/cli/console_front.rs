@@ -339,6 +339,18 @@ pub(crate) async fn run_console(
     };
     sampler.abort();
     let finished = || state.borrow().status == ReleaseStatus::Finished;
+    // Without the socket (another live server holds it) a background server could not
+    // serve either: a hang-up then leaves the release paused, resumable from the journal.
+    let choice = if choice == QuitChoice::Background && shared.is_none() {
+        let (req, _rx) = crate::engine::CommandRequest::new(
+            crate::engine::Command::Pause { service: None },
+            operator,
+        );
+        let _ = commands.send(req).await;
+        QuitChoice::Pause
+    } else {
+        choice
+    };
     if choice == QuitChoice::Background && !finished() {
         drop(commands);
         drop(events);
