@@ -529,7 +529,12 @@ async fn hand_over(
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        if let Ok(snap) = client.snapshot().await
+        // The socket accepts before the server answers: a snapshot comes only once the
+        // session started (journal locked, platform up, engine restored). Bounded, so a
+        // server that dies meanwhile is noticed below.
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(2), client.snapshot()).await;
+        if let Ok(Ok(snap)) = answer
             && snap.state.run_id == run_id
         {
             return Ok(HandedOver {
