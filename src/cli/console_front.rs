@@ -452,7 +452,7 @@ pub(crate) async fn run_console(
                 "unfinished"
             }
         );
-        super::EXIT_INTERNAL
+        super::EXIT_UNFINISHED
     };
     if let Some(s) = shared {
         s.stop("the console that ran the release quit; the server stopped")

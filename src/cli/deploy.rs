@@ -390,7 +390,7 @@ pub(crate) async fn finish_session(
                     join.abort();
                     platform.shutdown().await;
                     eprintln!("cutover: stopped; `cutover resume` carries on from the journal (run {run_id})");
-                    return EXIT_INTERNAL;
+                    return super::EXIT_UNFINISHED;
                 }
             }
         }
