@@ -13,7 +13,6 @@ use crate::console::config::Choice;
 use crate::console::{ConsoleOptions, EngineLink};
 use crate::engine::telemetry::{SamplerOptions, spawn_sampler};
 use crate::engine::{EngineHandle, ReleaseState, ReleaseStatus, SystemClock};
-use crate::platform::Platform;
 use crate::release::Release;
 
 /// Console flags shared by `deploy`, `resume` and `demo`.

@@ -1,0 +1,423 @@
+//! `cutover deploy` of an ECS release, end to end against moto: the real binary, the real
+//! engine, the ECS platform talking to the emulator over HTTP, checked afterwards against
+//! the emulator's own state (primary task sets, listener rule weights, task definitions).
+//!
+//! moto is an API mock, not a scheduler: it never starts the tasks of a task set, never
+//! registers them in a target group. [`Scheduler`] plays that part of ECS through the public
+//! API (RunTask with `startedBy` = the task set's id, RegisterTargets with the task's IP), so
+//! the platform reads health exactly as on AWS (ListTasks, DescribeTasks,
+//! DescribeTargetHealth). moto has no data plane either: smoke tests go to `url` in
+//! [service.ecs], a loopback HTTP server standing in for the ALB, which answers by the
+//! `x-cutover-revision` header the way the test listener rule routes.
+//!
+//! Needs moto (see tests/support/moto.rs): without it the tests fail.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_ecs::types::LaunchType;
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use cutover::platform::ecs::aws::Clients;
+use support::*;
+
+/// Keep moto's tasks RUNNING (by default each DescribeTasks moves them one step on).
+fn freeze_task_lifecycle(endpoint: &str) {
+    let (status, body) = moto::http(
+        endpoint,
+        "POST",
+        "/moto-api/state-manager/set-transition",
+        &[("Content-Type", "application/json")],
+        r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000}}"#,
+    );
+    assert!(
+        (200..300).contains(&status),
+        "set-transition: {status} {body}"
+    );
+}
+
+/// The part of the ECS scheduler moto lacks: every task set runs `ceil(scale × size)`
+/// tasks started by it, registered by IP in its target group.
+struct Scheduler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scheduler {
+    fn start(c: Clients, services: Vec<(String, String)>, size: u32) -> Scheduler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            while !flag.load(Ordering::Relaxed) {
+                for (cluster, service) in &services {
+                    schedule_once(&c, cluster, service, size).await;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        });
+        Scheduler { stop, task }
+    }
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+    }
+}
+
+async fn schedule_once(c: &Clients, cluster: &str, service: &str, size: u32) {
+    let Ok(out) = c
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+    else {
+        return;
+    };
+    let Some(svc) = out.services().first() else {
+        return;
+    };
+    for ts in svc.task_sets() {
+        let (Some(id), Some(td)) = (ts.id(), ts.task_definition()) else {
+            continue;
+        };
+        let pct = ts.scale().map_or(0.0, |s| s.value());
+        let want = (f64::from(size) * pct / 100.0).ceil() as usize;
+        let Ok(running) = c
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .started_by(id)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let have = running.task_arns().len();
+        if have >= want {
+            continue;
+        }
+        let Ok(run) = c
+            .ecs
+            .run_task()
+            .cluster(cluster)
+            .task_definition(td)
+            .count((want - have) as i32)
+            .started_by(id)
+            .launch_type(LaunchType::Fargate)
+            .set_network_configuration(ts.network_configuration().cloned())
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Some(tg) = ts
+            .load_balancers()
+            .first()
+            .and_then(|l| l.target_group_arn())
+        else {
+            continue;
+        };
+        for t in run.tasks() {
+            if let Some(ip) = cutover::platform::ecs::task_ip(t) {
+                let _ = c
+                    .elb
+                    .register_targets()
+                    .target_group_arn(tg)
+                    .targets(TargetDescription::builder().id(ip).port(8080).build())
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+/// A loopback HTTP server standing in for the load balancer's data plane: 200 for every
+/// request, 500 for requests routed (by `x-cutover-revision`) to a revision in `failing`.
+/// Records the revision header of each request.
+struct Front {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn front(failing: &[&str]) -> Front {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failing: BTreeSet<String> = failing.iter().map(|s| s.to_string()).collect();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut revision = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("x-cutover-revision")
+                {
+                    revision = v.trim().to_string();
+                }
+            }
+            log.lock().unwrap().push(revision.clone());
+            let status = if failing.contains(&revision) {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    Front { url, seen }
+}
+
+fn release_text(name: &str, api: &External, web: &External, url: &str, extra: &str) -> String {
+    let ecs = |fx: &External, image: &str| {
+        format!(
+            r#"cluster = "{}"
+service = "{}"
+container = "app"
+image = "{image}"
+listener_rule = "{}"
+test_listener_rule = "{}"
+target_groups = ["{}", "{}"]
+region = "{REGION}"
+desired_count = 2
+url = "{url}""#,
+            fx.cluster, fx.service, fx.rule, fx.test_rule, fx.blue, fx.green
+        )
+    };
+    format!(
+        r#"[release]
+name = "{name}"
+platform = "ecs"
+max_parallel = 1
+on_failure = "rollback_release"
+progress_deadline = "60s"
+{extra}
+[[service]]
+name = "api"
+strategy = "canary"
+steps = [{{ set_weight = 25 }}, {{ pause = "1s" }}, {{ set_weight = 50 }}]
+[service.health]
+interval = "300ms"
+timeout = "200ms"
+healthy_after = 1
+[[service.smoke]]
+name = "ping"
+request = "GET /healthz"
+[service.ecs]
+{api_ecs}
+
+[[service]]
+name = "web"
+depends_on = ["api"]
+strategy = "blue_green"
+blue_green = {{ keep_old_for = "1s" }}
+[service.health]
+interval = "300ms"
+timeout = "200ms"
+healthy_after = 1
+[[service.smoke]]
+name = "home"
+request = "GET /"
+[service.ecs]
+{web_ecs}
+"#,
+        api_ecs = ecs(api, "repo/api:2.0"),
+        web_ecs = ecs(web, "repo/web:2.0"),
+    )
+}
+
+fn cutover(args: &[&str], endpoint: &str, state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    cmd.args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", state.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            state.join("no-aws-credentials"),
+        )
+        .env("CUTOVER_STATE_DIR", state)
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The JSON lines of a headless run and its closing summary.
+fn parse(out: &Output) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{stdout}"))
+        })
+        .collect();
+    let summary = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "summary")
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no summary in\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (lines, summary)
+}
+
+fn sorted(mut v: Vec<(String, i32)>) -> Vec<(String, i32)> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() {
+    let ep = moto::moto().endpoint.clone();
+    freeze_task_lifecycle(&ep);
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-api").await;
+    let web = external(&conf, &ep, "e2e-web").await;
+    let c = clients(&conf);
+    let sched = Scheduler::start(
+        c.clone(),
+        vec![
+            (api.cluster.clone(), api.service.clone()),
+            (web.cluster.clone(), web.service.clone()),
+        ],
+        2,
+    );
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    std::fs::write(&file, release_text(&api.name, &api, &web, &fr.url, "")).unwrap();
+    let state = dir.path().join("state");
+    let out = run(cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+        ],
+        &ep,
+        &state,
+    ))
+    .await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (events, summary) = parse(&out);
+    assert_eq!(summary["exit_code"], 0, "{summary}\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+
+    // The engine works with ECS revision names (the running task set's, the image tag),
+    // not placeholders.
+    for e in events.iter().filter(|e| e["type"] == "weights_set") {
+        let revs: Vec<&str> = e["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p[0].as_str())
+            .collect();
+        assert!(revs.iter().all(|r| ["1.0", "2.0"].contains(r)), "{e}");
+    }
+    for e in events.iter().filter(|e| e["type"] == "launched") {
+        assert_eq!(
+            (&e["revision"], &e["replicas"]),
+            (&"2.0".into(), &2.into()),
+            "{e}"
+        );
+    }
+    // api shifted step by step before web started; web switched at once.
+    let shifts = |svc: &str| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "weights_set" && e["service"] == svc)
+            .map(|e| {
+                e["weights"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p[0] == "2.0")
+                    .and_then(|p| p[1].as_u64())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    assert_eq!(shifts("api"), [0, 25, 50, 100]);
+    assert_eq!(shifts("web"), [0, 100]);
+    let seq_of = |ty: &str, svc: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == ty && e["service"] == svc)
+            .and_then(|e| e["seq"].as_u64())
+            .unwrap_or_else(|| panic!("{ty} of {svc}"))
+    };
+    assert!(seq_of("promoted", "api") < seq_of("launched", "web"));
+    // Smoke tests reached each candidate through its test route.
+    let seen = fr.seen.lock().unwrap().clone();
+    assert!(seen.iter().filter(|r| *r == "2.0").count() >= 2, "{seen:?}");
+
+    // The emulator's state: candidates primary, all traffic on them, the old task sets
+    // retired, the new task definitions carry the release's images.
+    for (fx, image) in [(&api, "repo/api:2.0"), (&web, "repo/web:2.0")] {
+        assert_eq!(
+            primary(&c, &fx.cluster, &fx.service).await.as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(
+            rule_weights(&c, &fx.rule).await,
+            sorted(vec![(fx.blue.clone(), 0), (fx.green.clone(), 100)])
+        );
+        let desc = c
+            .ecs
+            .describe_services()
+            .cluster(&fx.cluster)
+            .services(&fx.service)
+            .send()
+            .await
+            .unwrap();
+        let sets = desc.services()[0].task_sets();
+        let ids: Vec<_> = sets.iter().filter_map(|t| t.external_id()).collect();
+        assert_eq!(ids, ["2.0"], "the old task set is retired");
+        let td = c
+            .ecs
+            .describe_task_definition()
+            .task_definition(sets[0].task_definition().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            td.task_definition().unwrap().container_definitions()[0].image(),
+            Some(image)
+        );
+    }
+    // The run's pins are journaled (ids only) and the run is recorded as promoted.
+    let history = run(cutover(&["history", "--output", "json"], &ep, &state)).await;
+    let h = String::from_utf8_lossy(&history.stdout);
+    assert!(h.contains("promoted"), "{h}");
+}
