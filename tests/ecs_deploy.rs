@@ -184,8 +184,17 @@ fn front(failing: &[&str]) -> Front {
     Front { url, seen }
 }
 
-fn release_text(name: &str, api: &External, web: &External, url: &str, extra: &str) -> String {
-    let ecs = |fx: &External, image: &str| {
+/// Two services: `api` (canary 25 → pause → 50 → 100) and `web` (blue-green, depends on
+/// api), each smoke-tested through its own front (`urls`: api's, web's).
+fn release_text(
+    name: &str,
+    api: &External,
+    web: &External,
+    urls: (&str, &str),
+    pause: &str,
+    web_extra: &str,
+) -> String {
+    let ecs = |fx: &External, image: &str, url: &str| {
         format!(
             r#"cluster = "{}"
 service = "{}"
@@ -207,11 +216,11 @@ platform = "ecs"
 max_parallel = 1
 on_failure = "rollback_release"
 progress_deadline = "60s"
-{extra}
+
 [[service]]
 name = "api"
 strategy = "canary"
-steps = [{{ set_weight = 25 }}, {{ pause = "1s" }}, {{ set_weight = 50 }}]
+steps = [{{ set_weight = 25 }}, {{ pause = "{pause}" }}, {{ set_weight = 50 }}]
 [service.health]
 interval = "300ms"
 timeout = "200ms"
@@ -227,6 +236,7 @@ name = "web"
 depends_on = ["api"]
 strategy = "blue_green"
 blue_green = {{ keep_old_for = "1s" }}
+{web_extra}
 [service.health]
 interval = "300ms"
 timeout = "200ms"
@@ -237,8 +247,8 @@ request = "GET /"
 [service.ecs]
 {web_ecs}
 "#,
-        api_ecs = ecs(api, "repo/api:2.0"),
-        web_ecs = ecs(web, "repo/web:2.0"),
+        api_ecs = ecs(api, "repo/api:2.0", urls.0),
+        web_ecs = ecs(web, "repo/web:2.0", urls.1),
     )
 }
 
@@ -312,7 +322,11 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
     let fr = front(&[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("release.toml");
-    std::fs::write(&file, release_text(&api.name, &api, &web, &fr.url, "")).unwrap();
+    std::fs::write(
+        &file,
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", ""),
+    )
+    .unwrap();
     let state = dir.path().join("state");
     let out = run(cutover(
         &[
@@ -420,4 +434,301 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
     let history = run(cutover(&["history", "--output", "json"], &ep, &state)).await;
     let h = String::from_utf8_lossy(&history.stdout);
     assert!(h.contains("promoted"), "{h}");
+}
+
+/// Two EXTERNAL services in moto, the scheduler stand-in running for both.
+async fn two_services(prefix: &str) -> (String, External, External, Clients, Scheduler) {
+    let ep = moto::moto().endpoint.clone();
+    freeze_task_lifecycle(&ep);
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, &format!("{prefix}-a")).await;
+    let web = external(&conf, &ep, &format!("{prefix}-w")).await;
+    let c = clients(&conf);
+    let sched = Scheduler::start(
+        c.clone(),
+        vec![
+            (api.cluster.clone(), api.service.clone()),
+            (web.cluster.clone(), web.service.clone()),
+        ],
+        2,
+    );
+    (ep, api, web, c, sched)
+}
+
+async fn external_ids(c: &Clients, fx: &External) -> Vec<(String, String)> {
+    let desc = c
+        .ecs
+        .describe_services()
+        .cluster(&fx.cluster)
+        .services(&fx.service)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String)> = desc.services()[0]
+        .task_sets()
+        .iter()
+        .map(|t| {
+            (
+                t.external_id().unwrap_or("").to_string(),
+                t.task_definition().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// ALB metrics of one target group, put into CloudWatch every 300 ms while the run goes:
+/// `requests` per put, `errors` of them 5xx.
+fn feed_cloudwatch(
+    c: Clients,
+    fx: &External,
+    tg: &str,
+    requests: f64,
+    errors: f64,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let dims = vec![
+        Dimension::builder()
+            .name("TargetGroup")
+            .value(tg.rsplit(':').next().unwrap())
+            .build(),
+        Dimension::builder()
+            .name("LoadBalancer")
+            .value(fx.load_balancer.split(":loadbalancer/").nth(1).unwrap())
+            .build(),
+    ];
+    let task = tokio::spawn(async move {
+        while !flag.load(Ordering::Relaxed) {
+            let now = DateTime::from(std::time::SystemTime::now());
+            let datum = |name: &str, v: f64| {
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .set_dimensions(Some(dims.clone()))
+                    .timestamp(now)
+                    .value(v)
+                    .build()
+            };
+            let _ = c
+                .cloudwatch
+                .put_metric_data()
+                .namespace("AWS/ApplicationELB")
+                .metric_data(datum("RequestCount", requests))
+                .metric_data(datum("HTTPCode_Target_5XX_Count", errors))
+                .metric_data(datum("TargetResponseTime", 0.05))
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bake_judged_on_cloudwatch_rolls_back_the_weights_and_the_primary_task_set() {
+    let (ep, api, web, c, sched) = two_services("e2e-rb").await;
+    let fr = front(&[]);
+    // web's new revision answers 30 % 5xx on its (green) target group, as CloudWatch sees it.
+    let (stop_feed, feed) = feed_cloudwatch(c.clone(), &web, &web.green, 100.0, 30.0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    std::fs::write(
+        &file,
+        release_text(
+            &api.name,
+            &api,
+            &web,
+            (&fr.url, &fr.url),
+            "1s",
+            "[service.analysis]\njudge = \"threshold\"\nmin_requests = 50\nmin_duration = \"3s\"\nmax_error_rate = 0.05",
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = run(cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+        ],
+        &ep,
+        &state,
+    ))
+    .await;
+    stop_feed.store(true, Ordering::Relaxed);
+    let _ = feed.await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (events, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(3), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "rolled_back", "{summary}");
+    let reason = summary["reasons"]["web"].as_str().unwrap_or("");
+    assert!(reason.contains("analysis failed"), "{summary}");
+    // The verdict came from CloudWatch numbers.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "verdict" && e["service"] == "web"),
+        "no verdict in {events:?}"
+    );
+    // web had switched: 2.0 took all traffic and was the primary task set.
+    assert!(events.iter().any(|e| {
+        e["type"] == "weights_set"
+            && e["service"] == "web"
+            && e["weights"] == serde_json::json!([["2.0", 100]])
+    }));
+    // Afterwards: 1.0 primary again, all traffic on blue (1.0's target group), the
+    // candidate's task set retired; api stays on 2.0.
+    assert_eq!(
+        primary(&c, &web.cluster, &web.service).await.as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(
+        rule_weights(&c, &web.rule).await,
+        sorted(vec![(web.blue.clone(), 100), (web.green.clone(), 0)])
+    );
+    let sets = external_ids(&c, &web).await;
+    assert_eq!(sets, vec![("1.0".to_string(), web.td_v1.clone())]);
+    assert_eq!(
+        primary(&c, &api.cluster, &api.service).await.as_deref(),
+        Some("2.0")
+    );
+    let history = run(cutover(&["history", "--output", "json"], &ep, &state)).await;
+    let h = String::from_utf8_lossy(&history.stdout);
+    assert!(h.contains("rolled_back"), "{h}");
+}
+
+/// Start `cutover deploy`, read its JSON lines until `until` matches one, then kill it
+/// (SIGKILL: no cleanup, as a crashed host).
+async fn deploy_until_killed(
+    cmd: Command,
+    until: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+) -> Vec<serde_json::Value> {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let stop = until(&v);
+            seen.push(v);
+            if stop {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
+    let (ep, api, web, c, sched) = two_services("e2e-rs").await;
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // A long pause at 25 %: the run is killed there.
+    std::fs::write(
+        &file,
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "3s", ""),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let seen = deploy_until_killed(
+        cutover(
+            &[
+                "deploy",
+                file.to_str().unwrap(),
+                "--headless",
+                "--output",
+                "json",
+            ],
+            &ep,
+            &state,
+        ),
+        |e| {
+            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
+        },
+    )
+    .await;
+    assert!(
+        seen.iter().any(|e| e["type"] == "step_started"),
+        "the run was killed mid-way: {seen:?}"
+    );
+    let at_25 = sorted(vec![(api.blue.clone(), 75), (api.green.clone(), 25)]);
+    assert_eq!(rule_weights(&c, &api.rule).await, at_25);
+
+    // Something else rewrites the rule while no cutover runs: resume refuses, changes
+    // nothing, and says what the journal set and what is there.
+    c.elb
+        .modify_rule()
+        .rule_arn(&api.rule)
+        .actions(forward(&[(&api.blue, 100), (&api.green, 0)]))
+        .send()
+        .await
+        .unwrap();
+    let refused = run(cutover(
+        &["resume", "--headless", "--output", "json"],
+        &ep,
+        &state,
+    ))
+    .await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("changed while no cutover ran"), "{err}");
+    assert!(err.contains("1.0=75% 2.0=25%"), "{err}");
+    assert_eq!(
+        rule_weights(&c, &api.rule).await,
+        sorted(vec![(api.blue.clone(), 100), (api.green.clone(), 0)])
+    );
+
+    // Put back what the journal says; resume carries on to the end.
+    c.elb
+        .modify_rule()
+        .rule_arn(&api.rule)
+        .actions(forward(&[(&api.blue, 75), (&api.green, 25)]))
+        .send()
+        .await
+        .unwrap();
+    let out = run(cutover(
+        &["resume", "--headless", "--output", "json"],
+        &ep,
+        &state,
+    ))
+    .await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    for fx in [&api, &web] {
+        assert_eq!(
+            primary(&c, &fx.cluster, &fx.service).await.as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(
+            rule_weights(&c, &fx.rule).await,
+            sorted(vec![(fx.blue.clone(), 0), (fx.green.clone(), 100)])
+        );
+        // One task definition registered for 2.0, none more on resume.
+        assert_eq!(revisions(&c, &fx.family).await, 2, "{}", fx.name);
+    }
 }

@@ -135,15 +135,35 @@ pub(crate) async fn start(
     })
 }
 
-/// Each service's journaled splits, oldest first, consecutive repeats folded.
+/// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
+/// journals a split before it asks the platform for it, so the one before the last is
+/// also a split the rule may legitimately show, but only while nothing of that service
+/// was journaled after the last split (the run stopped between the two). Once later
+/// events show the shift was made, the last split alone is accepted.
 fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
     let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
+    let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
     for e in events {
         if let EventKind::WeightsSet { service, weights } = &e.kind {
             let h = out.entry(service.clone()).or_default();
             if h.last() != Some(weights) {
                 h.push(weights.clone());
             }
+            confirmed.insert(service.clone(), false);
+        } else if let Some(service) = e.kind.service()
+            && let Some(c) = confirmed.get_mut(service)
+        {
+            *c = true;
+        }
+    }
+    for (service, h) in out.iter_mut() {
+        let keep = if confirmed.get(service) == Some(&true) {
+            1
+        } else {
+            2
+        };
+        if h.len() > keep {
+            h.drain(..h.len() - keep);
         }
     }
     out
@@ -173,4 +193,43 @@ fn record(journal: &mut Journal, kind: &str, payload: serde_json::Value) {
         service: None,
         payload,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at_ms: seq,
+            kind,
+        }
+    }
+    fn set(service: &str, w: &[(&str, u8)]) -> EventKind {
+        EventKind::WeightsSet {
+            service: service.into(),
+            weights: w.iter().map(|(r, p)| (r.to_string(), *p)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_shift_followed_by_more_events_is_the_only_split_accepted() {
+        let events = vec![
+            ev(1, set("api", &[("1.0", 100)])),
+            ev(2, set("api", &[("1.0", 75), ("2.0", 25)])),
+            ev(
+                3,
+                EventKind::Promoted {
+                    service: "api".into(),
+                },
+            ),
+        ];
+        let got = journaled_splits(&events);
+        assert_eq!(got["api"].len(), 1);
+        assert_eq!(got["api"][0][1], ("2.0".to_string(), 25));
+        // Stopped right after journaling the shift: the split before it may still be live.
+        let got = journaled_splits(&events[..2]);
+        assert_eq!(got["api"].len(), 2);
+    }
 }
