@@ -26,6 +26,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::LaunchType;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use cutover::platform::ecs::aws::Clients;
+use support::fault::{Fault, FaultProxy};
 use support::*;
 
 /// Keep moto's tasks RUNNING (by default each DescribeTasks moves them one step on).
@@ -269,10 +270,33 @@ fn cutover(args: &[&str], endpoint: &str, state: &Path) -> Command {
     cmd
 }
 
+/// No run of these tests may hang CI: a cutover process still running after this is
+/// killed (and the test then fails on its missing summary).
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// Kill `pid` if it still runs after [`RUN_LIMIT`]; dropping the returned sender disarms.
+fn watchdog(pid: u32) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(RUN_LIMIT) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    tx
+}
+
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _armed = watchdog(child.id());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 /// The JSON lines of a headless run and its closing summary.
@@ -617,6 +641,7 @@ async fn deploy_until_killed(
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let _armed = watchdog(child.id());
         let stdout = child.stdout.take().unwrap();
         let mut seen = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -731,4 +756,187 @@ async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
         // One task definition registered for 2.0, none more on resume.
         assert_eq!(revisions(&c, &fx.family).await, 2, "{}", fx.name);
     }
+}
+
+/// Run `cmd`, handing each JSON line of its stdout to `on_line` as it comes; returns the
+/// lines and the exit code.
+async fn run_watching(
+    cmd: Command,
+    mut on_line: impl FnMut(&serde_json::Value) + Send + 'static,
+) -> (Vec<serde_json::Value>, Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _armed = watchdog(child.id());
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            on_line(&v);
+            seen.push(v);
+        }
+        let status = child.wait().unwrap();
+        (seen, status.code(), err.join().unwrap_or_default())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_5xx_during_a_deploy_are_retried_and_it_still_promotes() {
+    let (ep, api, web, c, sched) = two_services("e2e-flt").await;
+    let proxy = FaultProxy::start(&ep).await;
+    let faults = [
+        ("DescribeServices", Fault::Throttle, 3),
+        ("RegisterTaskDefinition", Fault::Throttle, 1),
+        ("CreateTaskSet", Fault::Status(503), 1),
+        ("DescribeRules", Fault::Status(500), 2),
+        ("ModifyRule", Fault::Throttle, 2),
+        (
+            "UpdateServicePrimaryTaskSet",
+            Fault::ForwardThenStatus(503),
+            1,
+        ),
+        ("DeleteTaskSet", Fault::Status(503), 1),
+    ];
+    for (op, f, n) in faults {
+        proxy.inject(op, f, n);
+    }
+    let expected: u32 = faults.iter().map(|(_, _, n)| n).sum();
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    std::fs::write(
+        &file,
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", ""),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = run(cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+        ],
+        &proxy.endpoint,
+        &state,
+    ))
+    .await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    assert_eq!(
+        proxy.faults_served(),
+        expected,
+        "every injected fault was met"
+    );
+    for fx in [&api, &web] {
+        assert_eq!(
+            primary(&c, &fx.cluster, &fx.service).await.as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(
+            rule_weights(&c, &fx.rule).await,
+            sorted(vec![(fx.blue.clone(), 0), (fx.green.clone(), 100)])
+        );
+        // A retried CreateTaskSet made one task set, not two.
+        assert_eq!(external_ids(&c, fx).await.len(), 1, "{}", fx.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alb_outage_mid_canary_holds_the_known_split_until_it_clears() {
+    let (ep, api, web, c, sched) = two_services("e2e-out").await;
+    let proxy = Arc::new(FaultProxy::start(&ep).await);
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    std::fs::write(
+        &file,
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", ""),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    // Once api holds at 25 %, every ModifyRule answers 503 until two failed shifts (to
+    // 50 %) were reported; then the API recovers.
+    let p = proxy.clone();
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let errs = errors.clone();
+    let rule_during = Arc::new(Mutex::new(None));
+    let during = rule_during.clone();
+    let (c2, api_rule) = (c.clone(), api.rule.clone());
+    let handle = tokio::runtime::Handle::current();
+    let (lines, code, stderr) = run_watching(
+        cutover(
+            &[
+                "deploy",
+                file.to_str().unwrap(),
+                "--headless",
+                "--output",
+                "json",
+            ],
+            &proxy.endpoint,
+            &state,
+        ),
+        move |e| {
+            // At 25 % and holding (the pause step started): the shift to 25 % is made.
+            if e["type"] == "step_started"
+                && e["service"] == "api"
+                && e["action"]["action"] == "pause"
+            {
+                p.inject("ModifyRule", Fault::Status(503), u32::MAX);
+            }
+            if e["type"] == "platform_error" && e["service"] == "api" {
+                let mut v = errs.lock().unwrap();
+                v.push(e["message"].as_str().unwrap_or("").to_string());
+                if v.len() == 2 {
+                    let live = handle.block_on(rule_weights(&c2, &api_rule));
+                    *during.lock().unwrap() = Some(live);
+                    p.clear();
+                }
+            }
+        },
+    )
+    .await;
+    sched.stop().await;
+    let summary = lines.last().cloned().unwrap_or_default();
+    assert_eq!(code, Some(0), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.len() >= 2, "{errors:?}");
+    for m in &errors {
+        // Each failed shift says what is in force: the split before it, intact.
+        assert!(m.contains("the rule forwards"), "{m}");
+        assert!(m.contains("=75") && m.contains("=25"), "{m}");
+    }
+    assert_eq!(
+        rule_during.lock().unwrap().clone(),
+        Some(sorted(vec![
+            (api.blue.clone(), 75),
+            (api.green.clone(), 25)
+        ])),
+        "the split stayed whole during the outage"
+    );
+    assert_eq!(
+        rule_weights(&c, &api.rule).await,
+        sorted(vec![(api.blue.clone(), 0), (api.green.clone(), 100)])
+    );
 }
