@@ -343,12 +343,30 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
         ],
         2,
     );
+    // api's new task definition takes a database password from Secrets Manager.
+    let secret_arn = c
+        .secrets
+        .create_secret()
+        .name(format!("{}/db", api.name))
+        .secret_string(SECRET_VALUE)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let version = current_version(&c, &secret_arn).await;
     let fr = front(&[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("release.toml");
+    let api_url = format!("url = \"{}\"", fr.url);
     std::fs::write(
         &file,
-        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", ""),
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "").replacen(
+            &api_url,
+            &format!("{api_url}\nsecret_env = {{ DB_PASSWORD = \"{secret_arn}\" }}"),
+            1,
+        ),
     )
     .unwrap();
     let state = dir.path().join("state");
@@ -368,6 +386,29 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     let (events, summary) = parse(&out);
     assert_eq!(summary["exit_code"], 0, "{summary}\n{stderr}");
+    // The secret's value is nowhere: not in the output, not in the journal; the journal
+    // holds the version the release deployed with, and the new task definition pins it.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET_VALUE));
+    assert!(!stderr.contains(SECRET_VALUE));
+    let journal = journal_text(&state);
+    assert!(!journal.contains(SECRET_VALUE));
+    assert!(
+        journal.contains("ecs_pins") && journal.contains(&version),
+        "{journal}"
+    );
+    let api_sets = external_ids(&c, &api).await;
+    let td = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(&api_sets[0].1)
+        .send()
+        .await
+        .unwrap();
+    let s = &td.task_definition().unwrap().container_definitions()[0].secrets()[0];
+    assert_eq!(
+        (s.name(), s.value_from()),
+        ("DB_PASSWORD", format!("{secret_arn}:::{version}").as_str())
+    );
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(summary["services"]["api"], "promoted", "{summary}");
     assert_eq!(summary["services"]["web"], "promoted", "{summary}");
@@ -458,6 +499,34 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
     let history = run(cutover(&["history", "--output", "json"], &ep, &state)).await;
     let h = String::from_utf8_lossy(&history.stdout);
     assert!(h.contains("promoted"), "{h}");
+}
+
+const SECRET_VALUE: &str = "hunter2-never-print-me";
+
+/// The AWSCURRENT version id of a secret.
+async fn current_version(c: &Clients, arn: &str) -> String {
+    c.secrets
+        .describe_secret()
+        .secret_id(arn)
+        .send()
+        .await
+        .unwrap()
+        .version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| s.iter().any(|x| x == "AWSCURRENT"))
+        .map(|(v, _)| v.clone())
+        .unwrap()
+}
+
+/// Every journal of every run under `state`, as text.
+fn journal_text(state: &Path) -> String {
+    let mut out = String::new();
+    for run in std::fs::read_dir(state.join("runs")).unwrap() {
+        let path = run.unwrap().path().join("journal.jsonl");
+        out.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+    }
+    out
 }
 
 /// Two EXTERNAL services in moto, the scheduler stand-in running for both.
@@ -939,4 +1008,79 @@ async fn an_alb_outage_mid_canary_holds_the_known_split_until_it_clears() {
         rule_weights(&c, &api.rule).await,
         sorted(vec![(api.blue.clone(), 0), (api.green.clone(), 100)])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaunch_uses_the_pinned_secret_version_not_the_current_one() {
+    use cutover::platform::Platform;
+    use cutover::platform::ecs::EcsPlatform;
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let fx = external(&conf, &ep, "pin").await;
+    let c = clients(&conf);
+    let arn = c
+        .secrets
+        .create_secret()
+        .name(format!("{}/db", fx.name))
+        .secret_string(SECRET_VALUE)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let first = current_version(&c, &arn).await;
+    let release = fx.canary_release(&format!("secret_env = {{ DB = \"{arn}\" }}"));
+    let p = EcsPlatform::from_release_with_retry(&release, &conf, fast_retry()).unwrap();
+    let candidates = [("api".to_string(), "2.0".to_string())].into();
+    let pins = p.pin_release(&candidates).await.unwrap();
+    let pin = &pins.services["api"];
+    assert_eq!((pin.baseline.as_str(), pin.replicas), ("1.0", 0));
+    assert_eq!(pin.baseline_task_definition, fx.td_v1);
+    assert_eq!(pin.secret_versions[0].version_id, first);
+    assert!(!format!("{pins:?}").contains(SECRET_VALUE));
+    // The secret rotates before the launch (say, the run was resumed a day later).
+    c.secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string("rotated-value")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(current_version(&c, &arn).await, first);
+    // A platform given the journaled pins launches with the pinned version.
+    let resumed = EcsPlatform::from_release_with_retry(&release, &conf, fast_retry()).unwrap();
+    resumed.apply_pins(&pins).unwrap();
+    resumed.launch("api", "2.0", 0).await.unwrap();
+    let sets = {
+        let d = c
+            .ecs
+            .describe_services()
+            .cluster(&fx.cluster)
+            .services(&fx.service)
+            .send()
+            .await
+            .unwrap();
+        d.services()[0].task_sets().to_vec()
+    };
+    let td = sets
+        .iter()
+        .find(|t| t.external_id() == Some("2.0"))
+        .and_then(|t| t.task_definition())
+        .unwrap()
+        .to_string();
+    let td = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(&td)
+        .send()
+        .await
+        .unwrap();
+    let s = &td.task_definition().unwrap().container_definitions()[0].secrets()[0];
+    assert_eq!(s.value_from(), format!("{arn}:::{first}"));
+    assert_eq!(resumed.secret_versions("api")[0].version_id, first);
+    // A release whose image already runs is refused before anything changes.
+    let same = [("api".to_string(), "1.0".to_string())].into();
+    let err = p.pin_release(&same).await.unwrap_err();
+    assert!(err.message.contains("already runs revision"), "{err}");
 }

@@ -1708,4 +1708,104 @@ mod tests {
             InstanceState::Starting
         );
     }
+
+    #[test]
+    fn a_task_ip_comes_from_the_container_or_the_eni_attachment() {
+        use aws_sdk_ecs::types::{Attachment, Container, KeyValuePair, NetworkInterface, Task};
+        let from_container = Task::builder()
+            .containers(
+                Container::builder()
+                    .network_interfaces(
+                        NetworkInterface::builder()
+                            .private_ipv4_address("10.0.1.7")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(task_ip(&from_container), Some("10.0.1.7"));
+        let from_eni = Task::builder()
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(
+                        KeyValuePair::builder()
+                            .name("subnetId")
+                            .value("s-1")
+                            .build(),
+                    )
+                    .details(
+                        KeyValuePair::builder()
+                            .name("privateIPv4Address")
+                            .value("10.0.2.9")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(task_ip(&from_eni), Some("10.0.2.9"));
+        assert_eq!(task_ip(&Task::builder().build()), None);
+    }
+
+    #[test]
+    fn a_rollout_state_is_folded_into_health() {
+        use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+        let healthy = |n: usize| RevisionHealth {
+            revision: "2.0".into(),
+            desired: 2,
+            instances: (0..n)
+                .map(|i| InstanceHealth {
+                    id: format!("t{i}"),
+                    address: String::new(),
+                    state: InstanceState::Healthy,
+                })
+                .collect(),
+        };
+        let dep = |s: DeploymentRolloutState| {
+            Deployment::builder()
+                .id("ecs-svc/1")
+                .rollout_state(s)
+                .rollout_state_reason("tasks failed to start")
+                .build()
+        };
+        let mut h = healthy(2);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::Completed));
+        assert!(h.all_healthy());
+        let mut h = healthy(2);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::InProgress));
+        assert!(!h.all_healthy(), "in progress is not done: {h:?}");
+        let mut h = healthy(1);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::Failed));
+        assert!(h.instances.iter().any(|i| matches!(
+            &i.state,
+            InstanceState::Unhealthy { reason } if reason.contains("tasks failed to start")
+        )));
+    }
+
+    #[test]
+    fn a_task_set_wants_its_scale_of_the_service_until_ecs_computed_it() {
+        use aws_sdk_ecs::types::{Scale, ScaleUnit};
+        let release = crate::release::load_str(
+            std::path::Path::new("t.toml"),
+            "[release]\nname = \"x\"\nplatform = \"ecs\"\n[[service]]\nname = \"api\"\nstrategy = \"rolling\"\n[service.ecs]\ncluster = \"c\"\nservice = \"s\"\ncontainer = \"app\"\nimage = \"r:2\"\ndesired_count = 3\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let conf = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let p = EcsPlatform::from_release(&release, &conf).unwrap();
+        let svc = p.svc("api").unwrap();
+        let desc = EcsServiceDesc::builder().desired_count(0).build();
+        let ts = |pct: f64, computed: i32| {
+            TaskSet::builder()
+                .scale(Scale::builder().unit(ScaleUnit::Percent).value(pct).build())
+                .computed_desired_count(computed)
+                .build()
+        };
+        assert_eq!(task_set_desired(svc, &desc, &ts(100.0, 0)), 3);
+        assert_eq!(task_set_desired(svc, &desc, &ts(50.0, 0)), 2);
+        assert_eq!(task_set_desired(svc, &desc, &ts(0.0, 0)), 0);
+        assert_eq!(task_set_desired(svc, &desc, &ts(50.0, 4)), 4);
+    }
 }
