@@ -1084,3 +1084,48 @@ async fn a_relaunch_uses_the_pinned_secret_version_not_the_current_one() {
     let err = p.pin_release(&same).await.unwrap_err();
     assert!(err.message.contains("already runs revision"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_stops_the_deploy_before_anything_changes() {
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-pre-a").await;
+    let web = external(&conf, &ep, "e2e-pre-w").await;
+    let c = clients(&conf);
+    let missing = format!(
+        "arn:aws:secretsmanager:{REGION}:123456789012:secret:{}/gone-AbCdEf",
+        web.name
+    );
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    let text = release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "");
+    // The secret goes on web (its [service.ecs] table ends the file), the second service:
+    // the preflight covers the whole release before the first service changes.
+    let text = format!("{text}secret_env = {{ TOKEN = \"{missing}\" }}\n");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let out = run(cutover(
+        &["deploy", file.to_str().unwrap(), "--headless"],
+        &ep,
+        &state,
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secrets preflight failed"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("web"), "{stderr}");
+    for fx in [&api, &web] {
+        assert_eq!(
+            revisions(&c, &fx.family).await,
+            1,
+            "no task definition registered"
+        );
+        assert_eq!(external_ids(&c, fx).await.len(), 1, "no task set created");
+        assert_eq!(
+            rule_weights(&c, &fx.rule).await,
+            sorted(vec![(fx.blue.clone(), 100), (fx.green.clone(), 0)])
+        );
+    }
+}
