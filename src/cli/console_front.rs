@@ -76,12 +76,18 @@ pub(crate) async fn finish_with_console(
         join,
     } = handle;
     let clock = Arc::new(SystemClock);
-    let (telemetry, sampler) = spawn_sampler(
-        platform.metrics(),
-        state.clone(),
-        clock.clone(),
-        SamplerOptions::default(),
-    );
+    // CloudWatch has one data point a minute per metric and charges per metric read:
+    // sampling it every 2 s, as the local proxy is, would buy nothing.
+    let sampling = if platform.name() == "ecs" {
+        SamplerOptions {
+            every: std::time::Duration::from_secs(15),
+            ..SamplerOptions::default()
+        }
+    } else {
+        SamplerOptions::default()
+    };
+    let (telemetry, sampler) =
+        spawn_sampler(platform.metrics(), state.clone(), clock.clone(), sampling);
     let link = EngineLink {
         commands: commands.clone(),
         events: events.subscribe(),
