@@ -87,6 +87,8 @@ pub(crate) struct Session {
     pub output: Output,
     /// Numbers and fans out the engine's events to control API clients.
     pub hub: Arc<crate::control::Hub>,
+    /// Where the run is journaled (and a console shares it: `STATE_DIR/cutover.sock`).
+    pub state_dir: PathBuf,
 }
 
 /// How a session starts: a fresh run, or a journal to resume.
@@ -234,6 +236,7 @@ pub(crate) async fn start_session_with(
         run_id,
         output,
         hub,
+        state_dir: state_dir.to_path_buf(),
     })
 }
 
@@ -369,6 +372,7 @@ pub(crate) async fn finish_session(
         run_id,
         output,
         hub: _,
+        state_dir: _,
     } = session;
     let EngineHandle {
         commands,
