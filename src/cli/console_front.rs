@@ -493,10 +493,11 @@ struct HandedOver {
 /// returns only once the new server answers with the same run. Traffic on the services'
 /// ports pauses from the proxies' stop until the new process has healthy replicas behind
 /// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
-/// and the journal's chain carry over.
+/// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
+/// new server re-reads the run's pins and checks the listener rules against the journal.
 async fn hand_over(
     join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
-    platform: &Arc<crate::platform::local::LocalPlatform>,
+    platform: &Arc<dyn crate::platform::Platform>,
     shared: Option<Shared>,
     state_dir: &Path,
     run_id: &str,
