@@ -1116,6 +1116,11 @@ async fn a_missing_secret_stops_the_deploy_before_anything_changes() {
     assert!(stderr.contains("secrets preflight failed"), "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
     assert!(stderr.contains("web"), "{stderr}");
+    // The refused run is over: nothing to resume.
+    let resume = run(cutover(&["resume", "--headless"], &ep, &state)).await;
+    let err = String::from_utf8_lossy(&resume.stderr);
+    assert_eq!(resume.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing to resume"), "{err}");
     for fx in [&api, &web] {
         assert_eq!(
             revisions(&c, &fx.family).await,

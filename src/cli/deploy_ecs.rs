@@ -57,6 +57,8 @@ pub(crate) async fn start(
                         "platform",
                         serde_json::json!({"summary": format!("ECS preflight failed, nothing was changed: {e}")}),
                     );
+                    // Nothing ran: the run is over, not resumable.
+                    let _ = journal.finish("refused");
                     return Err(if e.retryable {
                         Failure::internal(format!("ECS: {e}"))
                     } else {
