@@ -1134,3 +1134,94 @@ async fn a_missing_secret_stops_the_deploy_before_anything_changes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rollback_of_a_served_release_restores_weights_and_primary() {
+    let (ep, api, web, c, sched) = two_services("e2e-ctl").await;
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // web keeps 1.0 warm for a minute after its switch: long enough to be rolled back.
+    std::fs::write(
+        &file,
+        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "")
+            .replace(r#"keep_old_for = "1s""#, r#"keep_old_for = "60s""#),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    // While web keeps the old revision warm (2.0 primary with all traffic), alice rolls
+    // it back through the control API.
+    let ctl_out = Arc::new(Mutex::new(None));
+    let ctl_seen = ctl_out.clone();
+    let (ctl_ep, ctl_state) = (ep.clone(), state.clone());
+    let (lines, code, stderr) = run_watching(
+        cutover(
+            &["serve", file.to_str().unwrap(), "--output", "json"],
+            &ep,
+            &state,
+        ),
+        move |e| {
+            if e["type"] == "step_started"
+                && e["service"] == "web"
+                && e["action"]["action"] == "keep_old"
+            {
+                let out = cutover(
+                    &[
+                        "ctl",
+                        "rollback",
+                        "web",
+                        "--reason",
+                        "checkout errors reported by support",
+                        "--operator",
+                        "alice",
+                    ],
+                    &ctl_ep,
+                    &ctl_state,
+                )
+                .output()
+                .unwrap();
+                *ctl_seen.lock().unwrap() = Some(out);
+            }
+        },
+    )
+    .await;
+    sched.stop().await;
+    let ctl = ctl_out
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the rollback was sent");
+    assert_eq!(
+        ctl.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    let summary = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "summary")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(code, Some(3), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["web"], "rolled_back", "{summary}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    let started = lines
+        .iter()
+        .find(|e| e["type"] == "rollback_started" && e["service"] == "web")
+        .expect("rollback_started");
+    assert_eq!(started["trigger"]["operator"], "alice", "{started}");
+    // The emulator: web back on 1.0 (primary, all traffic), 2.0's task set retired.
+    assert_eq!(
+        primary(&c, &web.cluster, &web.service).await.as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(
+        rule_weights(&c, &web.rule).await,
+        sorted(vec![(web.blue.clone(), 100), (web.green.clone(), 0)])
+    );
+    assert_eq!(
+        external_ids(&c, &web).await,
+        vec![("1.0".to_string(), web.td_v1.clone())]
+    );
+}
