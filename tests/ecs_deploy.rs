@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -274,26 +274,68 @@ fn cutover(args: &[&str], endpoint: &str, state: &Path) -> Command {
 /// killed (and the test then fails on its missing summary).
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
-/// Kill `pid` if it still runs after [`RUN_LIMIT`]; dropping the returned sender disarms.
-fn watchdog(pid: u32) -> std::sync::mpsc::Sender<()> {
+/// Kill `child` if it still runs after [`RUN_LIMIT`]; dropping the returned sender disarms.
+fn watchdog(child: Arc<Mutex<Child>>) -> std::sync::mpsc::Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(RUN_LIMIT) {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(RUN_LIMIT)
+            && let Ok(mut c) = child.lock()
+        {
+            let _ = c.kill();
         }
     });
     tx
 }
 
+/// Wait for `child` without holding its lock (the watchdog may need it).
+fn wait(child: &Mutex<Child>) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.lock().unwrap().try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start `cmd` with piped output under a watchdog.
+fn spawn_watched(
+    cmd: &mut Command,
+) -> (
+    Arc<Mutex<Child>>,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+    std::sync::mpsc::Sender<()>,
+) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Arc::new(Mutex::new(child));
+    let armed = watchdog(child.clone());
+    (child, stdout, stderr, armed)
+}
+
+fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
 async fn run(mut cmd: Command) -> Output {
     tokio::task::spawn_blocking(move || {
-        let child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _armed = watchdog(child.id());
-        child.wait_with_output().unwrap()
+        let (child, stdout, stderr, _armed) = spawn_watched(&mut cmd);
+        let (out, err) = (read_all(stdout), read_all(stderr));
+        let status = wait(&child);
+        Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
     })
     .await
     .unwrap()
@@ -705,13 +747,8 @@ async fn deploy_until_killed(
 ) -> Vec<serde_json::Value> {
     tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let _armed = watchdog(child.id());
-        let stdout = child.stdout.take().unwrap();
+        let (child, stdout, stderr, _armed) = spawn_watched(&mut cmd);
+        let _err = read_all(stderr);
         let mut seen = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -724,8 +761,8 @@ async fn deploy_until_killed(
                 break;
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.lock().unwrap().kill();
+        wait(&child);
         seen
     })
     .await
@@ -835,19 +872,8 @@ async fn run_watching(
 ) -> (Vec<serde_json::Value>, Option<i32>, String) {
     tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _armed = watchdog(child.id());
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-            s
-        });
+        let (child, stdout, stderr, _armed) = spawn_watched(&mut cmd);
+        let err = read_all(stderr);
         let mut seen = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -857,8 +883,9 @@ async fn run_watching(
             on_line(&v);
             seen.push(v);
         }
-        let status = child.wait().unwrap();
-        (seen, status.code(), err.join().unwrap_or_default())
+        let status = wait(&child);
+        let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+        (seen, status.code(), err)
     })
     .await
     .unwrap()
