@@ -584,11 +584,33 @@ async fn cloudwatch_counters_come_from_put_metric_data_and_missing_stays_missing
             .build(),
     ];
     let now = std::time::SystemTime::now();
+    // Counters start at the task set's creation (data before it belongs to whatever the
+    // target group served earlier): a point "a second ago" must not fall before it, or
+    // the test fails whenever the launch and the put straddle a minute.
+    let created = {
+        let d = c
+            .ecs
+            .describe_services()
+            .cluster(&fx.cluster)
+            .services(&fx.service)
+            .send()
+            .await
+            .unwrap();
+        let t = d.services()[0]
+            .task_sets()
+            .iter()
+            .find(|t| t.external_id() == Some("2.0"))
+            .and_then(|t| t.created_at().copied())
+            .unwrap();
+        std::time::SystemTime::try_from(t).unwrap()
+    };
     let datum = |name: &str, value: f64, ago: u64| {
         MetricDatum::builder()
             .metric_name(name)
             .set_dimensions(Some(dims.clone()))
-            .timestamp(DateTime::from(now - Duration::from_secs(ago)))
+            .timestamp(DateTime::from(
+                (now - Duration::from_secs(ago)).max(created),
+            ))
             .value(value)
             .build()
     };

@@ -18,7 +18,6 @@ use crate::control::{
 };
 use crate::engine::telemetry::{SamplerOptions, spawn_sampler};
 use crate::engine::{EngineHandle, ReleaseState, ReleaseStatus, SystemClock};
-use crate::platform::Platform;
 use crate::release::Release;
 
 /// Console flags shared by `deploy`, `resume` and `demo`.
@@ -276,12 +275,18 @@ pub(crate) async fn run_console(
     silence_output_on_hangup();
     let mut hung_up = false;
     let clock = Arc::new(SystemClock);
-    let (telemetry, sampler) = spawn_sampler(
-        platform.metrics(),
-        state.clone(),
-        clock.clone(),
-        SamplerOptions::default(),
-    );
+    // CloudWatch has one data point a minute per metric and charges per metric read:
+    // sampling it every 2 s, as the local proxy is, would buy nothing.
+    let sampling = if platform.name() == "ecs" {
+        SamplerOptions {
+            every: std::time::Duration::from_secs(15),
+            ..SamplerOptions::default()
+        }
+    } else {
+        SamplerOptions::default()
+    };
+    let (telemetry, sampler) =
+        spawn_sampler(platform.metrics(), state.clone(), clock.clone(), sampling);
     let link = EngineLink {
         commands: commands.clone(),
         events: events.subscribe(),
@@ -488,10 +493,11 @@ struct HandedOver {
 /// returns only once the new server answers with the same run. Traffic on the services'
 /// ports pauses from the proxies' stop until the new process has healthy replicas behind
 /// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
-/// and the journal's chain carry over.
+/// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
+/// new server re-reads the run's pins and checks the listener rules against the journal.
 async fn hand_over(
     join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
-    platform: &Arc<crate::platform::local::LocalPlatform>,
+    platform: &Arc<dyn crate::platform::Platform>,
     shared: Option<Shared>,
     state_dir: &Path,
     run_id: &str,

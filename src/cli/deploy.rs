@@ -80,7 +80,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// Everything a running release consists of.
 pub(crate) struct Session {
     pub handle: EngineHandle,
-    pub platform: Arc<LocalPlatform>,
+    pub platform: Arc<dyn Platform>,
     pub printer: JoinHandle<()>,
     pub notifier: Option<JoinHandle<()>>,
     pub run_id: String,
@@ -97,7 +97,7 @@ pub(crate) enum Begin {
     Resume { run_id: String },
 }
 
-/// Start the local platform, the engine (new or restored), the printer (unless the
+/// Start the platform (local, or ECS through [`super::deploy_ecs`]), the engine (new or restored), the printer (unless the
 /// console replaces it: `printer` false) and the notifier.
 pub(crate) async fn start_session_with(
     release: &Release,
@@ -108,14 +108,7 @@ pub(crate) async fn start_session_with(
     output: Output,
     printer: bool,
 ) -> Result<Session, Failure> {
-    if release.release.platform != PlatformKind::Local {
-        return Err(Failure::invalid(format!(
-            "release {}: platform `{}` cannot be deployed by this build; use platform = \"local\"",
-            release.release.name,
-            release.release.platform.as_str()
-        )));
-    }
-    let (mut journal, prior) = match begin {
+    let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
@@ -134,7 +127,7 @@ pub(crate) async fn start_session_with(
                 }),
             })
             .map_err(|e| Failure::internal(format!("journal: {e}")))?;
-            (j, None)
+            (j, None, None)
         }
         Begin::Resume { run_id } => {
             let j = Journal::open(state_dir, &run_id).map_err(|e| {
@@ -148,30 +141,39 @@ pub(crate) async fn start_session_with(
                 .entries()
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             let events = crate::engine::events_from_entries(&entries);
-            (j, Some(events))
+            (j, Some(events), Some(entries))
         }
     };
     let run_id = journal.run_id().to_string();
-    let self_exe = std::env::current_exe()
-        .map_err(|e| Failure::internal(format!("cannot find this program's path: {e}")))?;
-    let config = local_config(release, journal.dir(), &self_exe, base_dir, None)
-        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
-    let platform = match LocalPlatform::start(config).await {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            let _ = journal.append(NewEntry {
+    let mut platform_services = std::collections::HashMap::new();
+    let platform: Arc<dyn Platform> = if release.release.platform == PlatformKind::Ecs {
+        let prior_ecs = prior_entries.as_deref().zip(prior.as_deref());
+        let ecs = super::deploy_ecs::start(release, &mut journal, prior_ecs).await?;
+        platform_services = ecs.services;
+        ecs.platform
+    } else {
+        let self_exe = std::env::current_exe()
+            .map_err(|e| Failure::internal(format!("cannot find this program's path: {e}")))?;
+        let config = local_config(release, journal.dir(), &self_exe, base_dir, None)
+            .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+        match LocalPlatform::start(config).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let _ = journal.append(NewEntry {
                 at_ms: crate::engine::Clock::now_ms(&SystemClock),
                 operator: None,
                 kind: "platform".into(),
                 service: None,
                 payload: serde_json::json!({"summary": format!("local platform failed to start: {e}")}),
             });
-            return Err(Failure::internal(format!("local platform: {e}")));
+                return Err(Failure::internal(format!("local platform: {e}")));
+            }
         }
     };
     let plan = crate::plan::plan(release);
     let options = EngineOptions {
         operator: operator.to_string(),
+        platform_services,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));

@@ -27,6 +27,7 @@ pub mod ctl;
 pub mod demo;
 pub mod demo_service;
 pub mod deploy;
+mod deploy_ecs;
 pub mod load;
 pub mod resume;
 pub mod serve;

@@ -45,6 +45,20 @@ pub struct EngineOptions {
     /// Keep the engine running after the release finished, for as long as a command
     /// sender is alive (a console, `retry` after the summary). Default: stop when done.
     pub stay_alive: bool,
+    /// What the platform knows of a service better than the release file does (ECS: the
+    /// revision running now and the service's task count). Empty on the local platform.
+    pub platform_services: HashMap<String, PlatformService>,
+}
+
+/// A platform's view of one service at the start of a run (see
+/// [`EngineOptions::platform_services`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformService {
+    /// The baseline revision's name as the platform names it (`1.0`, an image tag),
+    /// instead of the release's placeholder.
+    pub baseline: Option<String>,
+    /// Instances per revision, instead of `[service.local] replicas`.
+    pub replicas: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +67,7 @@ impl Default for EngineOptions {
             operator: "unknown".into(),
             bootstrap_timeout: Duration::from_secs(60),
             stay_alive: false,
+            platform_services: HashMap::new(),
         }
     }
 }
@@ -223,7 +238,15 @@ impl Engine {
             .iter()
             .map(|sp| {
                 let rt = &engine.rts[&sp.name];
-                let (baseline, candidate) = revisions(&engine.release, &rt.spec);
+                let (mut baseline, candidate) = revisions(&engine.release, &rt.spec);
+                if let Some(b) = engine
+                    .options
+                    .platform_services
+                    .get(&sp.name)
+                    .and_then(|p| p.baseline.clone())
+                {
+                    baseline = b;
+                }
                 ServiceInit {
                     name: sp.name.clone(),
                     strategy: sp.strategy,
@@ -267,7 +290,11 @@ impl Engine {
                 .service(&sp.name)
                 .cloned()
                 .ok_or_else(|| EngineError::UnknownService(sp.name.clone()))?;
-            let replicas = spec.local.as_ref().map_or(1, |l| l.replicas.max(1));
+            let replicas = options
+                .platform_services
+                .get(&sp.name)
+                .and_then(|p| p.replicas)
+                .unwrap_or_else(|| spec.local.as_ref().map_or(1, |l| l.replicas.max(1)));
             order.push(sp.name.clone());
             rts.insert(
                 sp.name.clone(),
@@ -1230,15 +1257,15 @@ impl Engine {
         }
         // Completion checks of steps already entered.
         match &step.action {
-            Action::Launch { .. }
-            | Action::SetWeight { .. }
-            | Action::Switch
-            | Action::EcsRollingUpdate => {
+            Action::Launch { .. } | Action::SetWeight { .. } | Action::Switch => {
                 if step_is_instant(&step.action) {
                     self.complete_step(name).await?;
                 }
             }
-            Action::WaitHealthy => {
+            // An ECS rolling update is done when the platform reports the new deployment
+            // healthy (its rollout state folded into health); a failed rollout shows as a
+            // health problem and the progress deadline bounds the wait.
+            Action::WaitHealthy | Action::EcsRollingUpdate => {
                 if let Ok(h) = self.platform.health(name, &s.candidate).await
                     && h.all_healthy()
                 {
@@ -1368,9 +1395,11 @@ impl Engine {
                             revision: s.candidate.clone(),
                             replicas: self.rts[name].replicas,
                         })?;
-                        if self.set_weight(name, s, 100).await? {
-                            self.complete_step(name).await?;
+                        if let Some(rt) = self.rts.get_mut(name) {
+                            rt.next_health_ms = now;
                         }
+                        // Completed once healthy (see run_step), not here.
+                        self.set_weight(name, s, 100).await?;
                     }
                     Err(e) => return self.platform_failed(name, e).await,
                 }
@@ -2552,10 +2581,7 @@ impl Engine {
 fn step_is_instant(a: &Action) -> bool {
     matches!(
         a,
-        Action::Launch { .. }
-            | Action::SetWeight { .. }
-            | Action::Switch
-            | Action::EcsRollingUpdate
+        Action::Launch { .. } | Action::SetWeight { .. } | Action::Switch
     )
 }
 

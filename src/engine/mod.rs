@@ -29,7 +29,7 @@ mod tests;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use self::core::{Engine, EngineError, EngineOptions, revisions};
+pub use self::core::{Engine, EngineError, EngineOptions, PlatformService, revisions};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
 pub use recorder::{

@@ -25,6 +25,7 @@
 pub mod aws;
 pub mod metrics;
 pub mod secrets;
+pub mod session;
 pub mod taskdef;
 pub mod traffic;
 pub mod verify;
@@ -103,6 +104,8 @@ struct SvcState {
     previous_task_definition: Option<String>,
     /// Base URL for test traffic, once derived.
     base_url: Option<String>,
+    /// What this run pinned when it started (journaled, restored on resume).
+    pin: Option<session::ServicePin>,
 }
 
 pub(crate) struct Inner {
@@ -397,15 +400,38 @@ impl EcsPlatform {
 
     /// Register the release's task definition derived from `base`, after the secrets
     /// preflight. Returns the new ARN.
-    async fn register(&self, svc: &Svc, base_arn: &str) -> Result<String, PlatformError> {
-        let base = self.task_definition(svc, base_arn).await?;
-        let unpinned = taskdef::derive(&base, &svc.cfg, &BTreeMap::new())
+    /// The secrets preflight for the task definition the release derives from `base`:
+    /// every Secrets Manager secret it references exists, is readable and is not scheduled
+    /// for deletion. Returns the versions to pin (the run's journaled ones once pinned).
+    pub(crate) async fn checked_secrets(
+        &self,
+        svc: &Svc,
+        base: &TaskDefinition,
+    ) -> Result<Vec<SecretVersion>, PlatformError> {
+        let unpinned = taskdef::derive(base, &svc.cfg, &BTreeMap::new())
             .map_err(|e| svc.fatal(e.to_string()))?;
         let mut refs: Vec<String> = taskdef::secret_refs(&unpinned.def)
             .into_iter()
             .map(|(_, _, v)| v)
             .collect();
         refs.extend(svc.cfg.secrets.iter().cloned());
+        // The versions this run pinned when it started (journaled): a relaunch after a
+        // resume or a rollback uses exactly those, never whatever is AWSCURRENT now.
+        let pinned = self.with_state(&svc.name, |s| {
+            s.pin.as_ref().map(|p| p.secret_versions.clone())
+        });
+        if let Some(pinned) = pinned.filter(|p| !p.is_empty()) {
+            refs = refs
+                .into_iter()
+                .map(|r| match taskdef::secret_ref(&r) {
+                    Some(sr) if sr.version_id.is_none() && sr.version_stage.is_none() => pinned
+                        .iter()
+                        .find(|v| v.arn == sr.arn)
+                        .map_or(r.clone(), |v| format!("{}:::{}", v.arn, v.version_id)),
+                    _ => r,
+                })
+                .collect();
+        }
         let versions = secrets::preflight(&svc.clients, &self.inner.retry, &refs)
             .await
             .map_err(|issues| {
@@ -418,6 +444,12 @@ impl EcsPlatform {
                         .join("; ")
                 ))
             })?;
+        Ok(versions)
+    }
+
+    async fn register(&self, svc: &Svc, base_arn: &str) -> Result<String, PlatformError> {
+        let base = self.task_definition(svc, base_arn).await?;
+        let versions = self.checked_secrets(svc, &base).await?;
         let pins: BTreeMap<String, String> = versions
             .iter()
             .map(|v| (v.arn.clone(), v.version_id.clone()))
@@ -495,8 +527,11 @@ impl EcsPlatform {
             .map(|(_, t)| t)
             .find(|t| t.status() == Some("PRIMARY"))
             .or_else(|| sets.first().map(|(_, t)| t));
-        let base_td = primary
-            .and_then(|t| t.task_definition())
+        let pin = self.with_state(&svc.name, |s| s.pin.clone());
+        let base_td = pin
+            .as_ref()
+            .map(|p| p.baseline_task_definition.as_str())
+            .or(primary.and_then(|t| t.task_definition()))
             .or(desc.task_definition())
             .ok_or_else(|| {
                 svc.fatal(format!(
@@ -533,7 +568,12 @@ impl EcsPlatform {
                 short_tg(&tg)
             )));
         }
-        let new_td = self.register(svc, &base_td).await?;
+        // The baseline of this run comes back as it was (after a rollback that found its
+        // task set gone): its own task definition, not one derived with the new image.
+        let new_td = match &pin {
+            Some(p) if p.baseline == revision => p.baseline_task_definition.clone(),
+            _ => self.register(svc, &base_td).await?,
+        };
         let td = self.task_definition(svc, &new_td).await?;
         let port = primary
             .and_then(|t| {
@@ -893,7 +933,12 @@ impl EcsPlatform {
             tracing::info!(service = %svc.name, revision, "service already runs this revision");
             return Ok(());
         }
-        let new_td = self.register(svc, &current).await?;
+        let pin = self.with_state(&svc.name, |s| s.pin.clone());
+        let new_td = match &pin {
+            Some(p) if p.baseline == revision => p.baseline_task_definition.clone(),
+            Some(p) => self.register(svc, &p.baseline_task_definition).await?,
+            None => self.register(svc, &current).await?,
+        };
         self.with_state(&svc.name, |s| {
             s.previous_task_definition = Some(current.clone())
         });
@@ -985,13 +1030,7 @@ impl EcsPlatform {
         let instances = tasks
             .iter()
             .map(|t| {
-                let ip = t
-                    .containers()
-                    .iter()
-                    .flat_map(|c| c.network_interfaces())
-                    .find_map(|n| n.private_ipv4_address())
-                    .unwrap_or("")
-                    .to_string();
+                let ip = task_ip(t).unwrap_or("").to_string();
                 let target = targets.as_ref().map(|m| {
                     m.get(&ip)
                         .map(|(s, d)| (s.as_str(), d.as_deref()))
@@ -1046,6 +1085,75 @@ pub fn rollout_of(desc: &EcsServiceDesc, wanted: &str, revision: String) -> Roll
         desired: d.desired_count().max(0) as u32,
         running: d.running_count().max(0) as u32,
         pending: d.pending_count().max(0) as u32,
+    }
+}
+
+/// Tasks a task set should run: ECS's `computedDesiredCount`, or, until ECS has computed
+/// it (it does so asynchronously after CreateTaskSet/UpdateTaskSet; moto never does), the
+/// task set's scale applied to the service's size as the release sees it.
+fn task_set_desired(svc: &Svc, desc: &EcsServiceDesc, ts: &TaskSet) -> u32 {
+    let computed = ts.computed_desired_count().max(0) as u32;
+    if computed > 0 {
+        return computed;
+    }
+    let base = svc
+        .cfg
+        .desired_count
+        .unwrap_or(desc.desired_count().max(0) as u32);
+    let pct = ts
+        .scale()
+        .filter(|s| s.unit() == Some(&ScaleUnit::Percent))
+        .map_or(0.0, |s| s.value());
+    (f64::from(base) * pct / 100.0).ceil().max(0.0) as u32
+}
+
+/// A task's private IPv4 address: from its containers' network interfaces, else from its
+/// elastic network interface attachment (Fargate reports both; some emulators only the
+/// attachment).
+pub fn task_ip(t: &aws_sdk_ecs::types::Task) -> Option<&str> {
+    t.containers()
+        .iter()
+        .flat_map(|c| c.network_interfaces())
+        .find_map(|n| n.private_ipv4_address())
+        .or_else(|| {
+            t.attachments()
+                .iter()
+                .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+                .flat_map(|a| a.details())
+                .find(|kv| kv.name() == Some("privateIPv4Address"))
+                .and_then(|kv| kv.value())
+        })
+}
+
+/// Fold an ECS deployment's rollout state into the health of its revision: a FAILED
+/// rollout (circuit breaker, tasks that never stabilised) is a health problem the engine
+/// rolls back on; an IN_PROGRESS one is not complete until ECS says so.
+pub fn fold_rollout(h: &mut RevisionHealth, d: &aws_sdk_ecs::types::Deployment) {
+    use aws_sdk_ecs::types::DeploymentRolloutState as S;
+    match d.rollout_state() {
+        Some(S::Failed) => h.instances.push(InstanceHealth {
+            id: d.id().unwrap_or("deployment").to_string(),
+            address: String::new(),
+            state: InstanceState::Unhealthy {
+                reason: format!(
+                    "ECS rollout failed{}",
+                    d.rollout_state_reason()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            },
+        }),
+        Some(S::InProgress) if h.healthy() >= h.desired && h.desired > 0 => {
+            // Every new task is healthy, but ECS has not finished (old tasks draining):
+            // one instance counted as starting keeps the step waiting for COMPLETED.
+            h.instances.push(InstanceHealth {
+                id: d.id().unwrap_or("deployment").to_string(),
+                address: String::new(),
+                state: InstanceState::Starting,
+            });
+            h.desired += 1;
+        }
+        _ => {}
     }
 }
 
@@ -1147,7 +1255,7 @@ impl Platform for EcsPlatform {
                     .load_balancers()
                     .first()
                     .and_then(|l| l.target_group_arn());
-                let desired = ts.computed_desired_count().max(0) as u32;
+                let desired = task_set_desired(svc, &desc, ts);
                 self.health_of(svc, ts.id().unwrap_or(""), desired, tg, revision)
                     .await
             }
@@ -1159,7 +1267,7 @@ impl Platform for EcsPlatform {
                             .load_balancers()
                             .first()
                             .and_then(|l| l.target_group_arn());
-                        return self
+                        let mut h = self
                             .health_of(
                                 svc,
                                 d.id().unwrap_or(""),
@@ -1167,7 +1275,9 @@ impl Platform for EcsPlatform {
                                 tg,
                                 revision,
                             )
-                            .await;
+                            .await?;
+                        fold_rollout(&mut h, d);
+                        return Ok(h);
                     }
                 }
                 Err(svc.fatal(format!(
@@ -1200,8 +1310,14 @@ impl Platform for EcsPlatform {
                     return Ok(());
                 }
                 let mut candidates: Vec<String> = self
-                    .with_state(&svc.name, |s| s.previous_task_definition.clone())
+                    .with_state(&svc.name, |s| {
+                        [
+                            s.previous_task_definition.clone(),
+                            s.pin.as_ref().map(|p| p.baseline_task_definition.clone()),
+                        ]
+                    })
                     .into_iter()
+                    .flatten()
                     .collect();
                 candidates.extend(
                     desc.deployments()
@@ -1591,5 +1707,105 @@ mod tests {
             instance_state("RUNNING", None, None, Some(("unregistered", None))),
             InstanceState::Starting
         );
+    }
+
+    #[test]
+    fn a_task_ip_comes_from_the_container_or_the_eni_attachment() {
+        use aws_sdk_ecs::types::{Attachment, Container, KeyValuePair, NetworkInterface, Task};
+        let from_container = Task::builder()
+            .containers(
+                Container::builder()
+                    .network_interfaces(
+                        NetworkInterface::builder()
+                            .private_ipv4_address("10.0.1.7")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(task_ip(&from_container), Some("10.0.1.7"));
+        let from_eni = Task::builder()
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(
+                        KeyValuePair::builder()
+                            .name("subnetId")
+                            .value("s-1")
+                            .build(),
+                    )
+                    .details(
+                        KeyValuePair::builder()
+                            .name("privateIPv4Address")
+                            .value("10.0.2.9")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(task_ip(&from_eni), Some("10.0.2.9"));
+        assert_eq!(task_ip(&Task::builder().build()), None);
+    }
+
+    #[test]
+    fn a_rollout_state_is_folded_into_health() {
+        use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+        let healthy = |n: usize| RevisionHealth {
+            revision: "2.0".into(),
+            desired: 2,
+            instances: (0..n)
+                .map(|i| InstanceHealth {
+                    id: format!("t{i}"),
+                    address: String::new(),
+                    state: InstanceState::Healthy,
+                })
+                .collect(),
+        };
+        let dep = |s: DeploymentRolloutState| {
+            Deployment::builder()
+                .id("ecs-svc/1")
+                .rollout_state(s)
+                .rollout_state_reason("tasks failed to start")
+                .build()
+        };
+        let mut h = healthy(2);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::Completed));
+        assert!(h.all_healthy());
+        let mut h = healthy(2);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::InProgress));
+        assert!(!h.all_healthy(), "in progress is not done: {h:?}");
+        let mut h = healthy(1);
+        fold_rollout(&mut h, &dep(DeploymentRolloutState::Failed));
+        assert!(h.instances.iter().any(|i| matches!(
+            &i.state,
+            InstanceState::Unhealthy { reason } if reason.contains("tasks failed to start")
+        )));
+    }
+
+    #[test]
+    fn a_task_set_wants_its_scale_of_the_service_until_ecs_computed_it() {
+        use aws_sdk_ecs::types::{Scale, ScaleUnit};
+        let release = crate::release::load_str(
+            std::path::Path::new("t.toml"),
+            "[release]\nname = \"x\"\nplatform = \"ecs\"\n[[service]]\nname = \"api\"\nstrategy = \"rolling\"\n[service.ecs]\ncluster = \"c\"\nservice = \"s\"\ncontainer = \"app\"\nimage = \"r:2\"\ndesired_count = 3\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let conf = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let p = EcsPlatform::from_release(&release, &conf).unwrap();
+        let svc = p.svc("api").unwrap();
+        let desc = EcsServiceDesc::builder().desired_count(0).build();
+        let ts = |pct: f64, computed: i32| {
+            TaskSet::builder()
+                .scale(Scale::builder().unit(ScaleUnit::Percent).value(pct).build())
+                .computed_desired_count(computed)
+                .build()
+        };
+        assert_eq!(task_set_desired(svc, &desc, &ts(100.0, 0)), 3);
+        assert_eq!(task_set_desired(svc, &desc, &ts(50.0, 0)), 2);
+        assert_eq!(task_set_desired(svc, &desc, &ts(0.0, 0)), 0);
+        assert_eq!(task_set_desired(svc, &desc, &ts(50.0, 4)), 4);
     }
 }

@@ -16,7 +16,7 @@ use super::aws::{Clients, RetryPolicy, call};
 use super::taskdef::secret_ref;
 
 /// A secret checked and found usable, with the version the release deploys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SecretVersion {
     /// The secret's full ARN.
     pub arn: String,

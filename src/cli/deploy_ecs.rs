@@ -1,0 +1,237 @@
+//! The ECS half of a deploy session (`deploy`, `resume`, `serve`): build the platform
+//! from the standard AWS configuration, pin what the run acts on and journal it (fresh),
+//! or read the pins back and check the listener rules against the journal (resume).
+//! See [`crate::platform::ecs::session`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::deploy::Failure;
+use crate::engine::{Clock, Event, EventKind, PlatformService, SystemClock};
+use crate::journal::{Entry, Journal, NewEntry};
+use crate::platform::Weights;
+use crate::platform::ecs::session::{PIN_ENTRY, Pins};
+use crate::platform::ecs::{EcsPlatform, aws};
+use crate::release::Release;
+
+/// The platform of an ECS session and what the engine needs to know from it.
+pub(crate) struct EcsSession {
+    pub platform: Arc<EcsPlatform>,
+    pub services: HashMap<String, PlatformService>,
+}
+
+/// Build the ECS platform for `release` and pin the run: a fresh run (`prior` is `None`)
+/// reads the account and journals the pins; a resumed run reads them from `prior`'s
+/// entries and refuses listener rules changed since the journal's last shift.
+pub(crate) async fn start(
+    release: &Release,
+    journal: &mut Journal,
+    prior: Option<(&[Entry], &[Event])>,
+) -> Result<EcsSession, Failure> {
+    let name = &release.release.name;
+    let conf = aws::load_config(None, None).await;
+    if conf.region().is_none()
+        && release
+            .services
+            .iter()
+            .any(|s| s.ecs.as_ref().is_some_and(|e| e.region.is_none()))
+    {
+        return Err(Failure::invalid(format!(
+            "release {name}: no AWS region: set AWS_REGION (or a profile's region), or add `region` to each [service.ecs]"
+        )));
+    }
+    let platform = EcsPlatform::from_release(release, &conf)
+        .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
+    let pins = match prior {
+        None => {
+            let candidates: BTreeMap<String, String> = release
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), crate::engine::revisions(release, s).1))
+                .collect();
+            let pins = match platform.pin_release(&candidates).await {
+                Ok(p) => p,
+                Err(e) => {
+                    record(
+                        journal,
+                        "platform",
+                        serde_json::json!({"summary": format!("ECS preflight failed, nothing was changed: {e}")}),
+                    );
+                    // Nothing ran: the run is over, not resumable.
+                    let _ = journal.finish("refused");
+                    return Err(if e.retryable {
+                        Failure::internal(format!("ECS: {e}"))
+                    } else {
+                        Failure::invalid(format!("release {name}: {e}"))
+                    });
+                }
+            };
+            let payload = serde_json::to_value(&pins)
+                .map_err(|e| Failure::internal(format!("cannot record the ECS pins: {e}")))?;
+            journal
+                .append(NewEntry {
+                    at_ms: SystemClock.now_ms(),
+                    operator: None,
+                    kind: PIN_ENTRY.into(),
+                    service: None,
+                    payload: serde_json::json!({
+                        "summary": summary(&pins),
+                        "pins": payload,
+                    }),
+                })
+                .map_err(|e| Failure::internal(format!("journal: {e}")))?;
+            pins
+        }
+        Some((entries, events)) => {
+            let entry = entries
+                .iter()
+                .rev()
+                .find(|e| e.kind == PIN_ENTRY)
+                .ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "run {}: the journal holds no ECS pins (it stopped before the ECS preflight finished): start a new `cutover deploy`",
+                        journal.run_id()
+                    ))
+                })?;
+            let pins: Pins =
+                serde_json::from_value(entry.payload["pins"].clone()).map_err(|e| {
+                    Failure::internal(format!("the journal's ECS pins cannot be read: {e}"))
+                })?;
+            if let Err(e) = platform
+                .check_resumed_weights(&journaled_splits(events))
+                .await
+            {
+                record(
+                    journal,
+                    "platform",
+                    serde_json::json!({"summary": format!("resume refused: {e}")}),
+                );
+                return Err(if e.retryable {
+                    Failure::internal(format!("resume: {e}"))
+                } else {
+                    Failure::invalid(format!("resume: {e}"))
+                });
+            }
+            pins
+        }
+    };
+    platform
+        .apply_pins(&pins)
+        .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
+    let services = pins
+        .services
+        .iter()
+        .map(|(svc, p)| {
+            (
+                svc.clone(),
+                PlatformService {
+                    baseline: Some(p.baseline.clone()),
+                    replicas: Some(p.replicas),
+                },
+            )
+        })
+        .collect();
+    Ok(EcsSession {
+        platform: Arc::new(platform),
+        services,
+    })
+}
+
+/// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
+/// journals a split before it asks the platform for it, so the one before the last is
+/// also a split the rule may legitimately show, but only while nothing of that service
+/// was journaled after the last split (the run stopped between the two). Once later
+/// events show the shift was made, the last split alone is accepted.
+fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
+    let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
+    let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
+    for e in events {
+        if let EventKind::WeightsSet { service, weights } = &e.kind {
+            let h = out.entry(service.clone()).or_default();
+            if h.last() != Some(weights) {
+                h.push(weights.clone());
+            }
+            confirmed.insert(service.clone(), false);
+        } else if let Some(service) = e.kind.service()
+            && let Some(c) = confirmed.get_mut(service)
+        {
+            *c = true;
+        }
+    }
+    for (service, h) in out.iter_mut() {
+        let keep = if confirmed.get(service) == Some(&true) {
+            1
+        } else {
+            2
+        };
+        if h.len() > keep {
+            h.drain(..h.len() - keep);
+        }
+    }
+    out
+}
+
+fn summary(pins: &Pins) -> String {
+    let parts: Vec<String> = pins
+        .services
+        .iter()
+        .map(|(s, p)| {
+            format!(
+                "{s}: baseline {} ({} task(s), {} secret version(s) pinned)",
+                p.baseline,
+                p.replicas,
+                p.secret_versions.len()
+            )
+        })
+        .collect();
+    format!("ECS pinned: {}", parts.join("; "))
+}
+
+fn record(journal: &mut Journal, kind: &str, payload: serde_json::Value) {
+    let _ = journal.append(NewEntry {
+        at_ms: SystemClock.now_ms(),
+        operator: None,
+        kind: kind.into(),
+        service: None,
+        payload,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at_ms: seq,
+            kind,
+        }
+    }
+    fn set(service: &str, w: &[(&str, u8)]) -> EventKind {
+        EventKind::WeightsSet {
+            service: service.into(),
+            weights: w.iter().map(|(r, p)| (r.to_string(), *p)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_shift_followed_by_more_events_is_the_only_split_accepted() {
+        let events = vec![
+            ev(1, set("api", &[("1.0", 100)])),
+            ev(2, set("api", &[("1.0", 75), ("2.0", 25)])),
+            ev(
+                3,
+                EventKind::Promoted {
+                    service: "api".into(),
+                },
+            ),
+        ];
+        let got = journaled_splits(&events);
+        assert_eq!(got["api"].len(), 1);
+        assert_eq!(got["api"][0][1], ("2.0".to_string(), 25));
+        // Stopped right after journaling the shift: the split before it may still be live.
+        let got = journaled_splits(&events[..2]);
+        assert_eq!(got["api"].len(), 2);
+    }
+}
