@@ -44,6 +44,22 @@ pub struct DeployArgs {
     /// Who runs the release, for the journal (default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
+    /// Run each migration's contract, without asking, once every listed service is
+    /// promoted and baked (contract is one-way). Headless without it, the release ends
+    /// with the contract pending; the console asks.
+    #[arg(long)]
+    pub allow_contract: bool,
+}
+
+/// How contract is confirmed: `--allow-contract`, else the console asks, else (headless)
+/// the release ends with it pending.
+pub(crate) fn contract_mode(allow: bool, console: bool) -> crate::engine::ContractMode {
+    use crate::engine::ContractMode;
+    match (allow, console) {
+        (true, _) => ContractMode::Allow,
+        (false, true) => ContractMode::Confirm,
+        (false, false) => ContractMode::Defer,
+    }
 }
 
 /// A failure with its exit code and message.
@@ -97,6 +113,7 @@ pub(crate) enum Begin {
 
 /// Start the local platform, the engine (new or restored), the printer (unless the
 /// console replaces it: `printer` false) and the notifier.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_session_with(
     release: &Release,
     base_dir: &Path,
@@ -105,6 +122,7 @@ pub(crate) async fn start_session_with(
     operator: &str,
     output: Output,
     printer: bool,
+    contract: crate::engine::ContractMode,
 ) -> Result<Session, Failure> {
     if release.release.platform != PlatformKind::Local {
         return Err(Failure::invalid(format!(
@@ -113,6 +131,14 @@ pub(crate) async fn start_session_with(
             release.release.platform.as_str()
         )));
     }
+    // Read and lint the migrations' files before anything starts (the engine refuses a
+    // blocking finding with its own journaled message).
+    let migrations = release
+        .migrations
+        .iter()
+        .map(|m| crate::migrate::PreparedMigration::new(m, base_dir))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let (mut journal, prior) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
@@ -170,6 +196,8 @@ pub(crate) async fn start_session_with(
     let plan = crate::plan::plan(release);
     let options = EngineOptions {
         operator: operator.to_string(),
+        migrations,
+        contract,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));
@@ -461,6 +489,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
             &operator,
             args.output,
             !console,
+            contract_mode(args.allow_contract, console),
         )
         .await
         {

@@ -24,6 +24,11 @@ use super::state::{
     ServiceInit, ServiceState, ServiceStatus, Trigger,
 };
 
+// The engine's migration stages (a child module: it extends `Engine` with hooks below).
+#[path = "migration.rs"]
+mod migration;
+pub use migration::ContractMode;
+
 /// Why the engine stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -45,6 +50,12 @@ pub struct EngineOptions {
     /// Keep the engine running after the release finished, for as long as a command
     /// sender is alive (a console, `retry` after the summary). Default: stop when done.
     pub stay_alive: bool,
+    /// The release's `[[migration]]`s, read and linted (`migrate::prepare`).
+    pub migrations: Vec<crate::migrate::PreparedMigration>,
+    /// What happens once a contract is allowed (confirm, `--allow-contract`, defer).
+    pub contract: ContractMode,
+    /// How migration stages run (timeouts, retries); the actor is the operator.
+    pub migrate: crate::migrate::RunOptions,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +64,9 @@ impl Default for EngineOptions {
             operator: "unknown".into(),
             bootstrap_timeout: Duration::from_secs(60),
             stay_alive: false,
+            migrations: Vec::new(),
+            contract: ContractMode::default(),
+            migrate: crate::migrate::RunOptions::default(),
         }
     }
 }
@@ -172,6 +186,8 @@ pub struct Engine {
     note: Option<String>,
     /// Per service: who or what started its latest rollback, and when (for refusals).
     rollbacks: HashMap<String, (String, u64)>,
+    /// The release's migration stages.
+    mig: migration::Migrations,
 }
 
 fn weights_of(baseline: &str, candidate: &str, candidate_weight: u8) -> Weights {
@@ -294,7 +310,14 @@ impl Engine {
                 },
             );
         }
+        let mig = migration::Migrations::new(
+            &options.migrations,
+            plan,
+            options.contract,
+            options.migrate.clone(),
+        );
         Ok(Engine {
+            mig,
             release,
             options,
             platform,
@@ -469,7 +492,8 @@ impl Engine {
     pub fn is_done(&self) -> bool {
         self.state.status == ReleaseStatus::Finished
             && self.rts.values().all(|rt| {
-                rt.retiring.is_empty()
+                !self.mig.busy()
+                    && rt.retiring.is_empty()
                     && rt.busy.is_none()
                     && !self
                         .svc(&rt.spec.name)
@@ -528,6 +552,7 @@ impl Engine {
         for name in self.order.clone() {
             self.drive(&name).await?;
         }
+        self.migrations_tick().await?;
         self.schedule().await?;
         self.check_finished()?;
         self.publish();
@@ -712,6 +737,9 @@ impl Engine {
             if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
                 continue;
             }
+            if self.migration_holds(&name) {
+                continue;
+            }
             let active = self
                 .state
                 .services
@@ -745,11 +773,11 @@ impl Engine {
             .rts
             .values()
             .any(|rt| rt.busy == Some(Busy::CrossCheck))
+            || self.migrations_pending()
         {
             return Ok(());
         }
-        let all_promoted = services.values().all(|s| *s == FinalStatus::Promoted);
-        let exit_code = if all_promoted { 0 } else { 3 };
+        let exit_code = self.state.exit_code();
         self.emit(EventKind::ReleaseFinished {
             services,
             exit_code,
@@ -1895,6 +1923,9 @@ impl Engine {
         ) {
             return Ok(());
         }
+        if self.migration_blocks_rollback(name, &reason)? {
+            return Ok(());
+        }
         self.emit(EventKind::RollbackStarted {
             service: name.to_string(),
             reason: reason.clone(),
@@ -2239,6 +2270,9 @@ impl Engine {
                     Ok(Ok("rolling back the release".into()))
                 }
             },
+            Command::Contract { migration } => {
+                self.confirm_contract(command, operator, migration).await
+            }
             _ => self.service_command(command, operator, now).await,
         }
     }
@@ -2474,6 +2508,13 @@ impl Engine {
                     Ok(Ok(format!("{name} rejected: rolling back")))
                 }
             }
+            Command::Rollback { .. }
+                if (st.is_active() || st == ServiceStatus::Promoted)
+                    && self.migration_refuses_rollback(&name).is_some() =>
+            {
+                let why = self.migration_refuses_rollback(&name).unwrap_or_default();
+                self.refuse(command, operator, why)
+            }
             Command::Rollback { .. } => match st {
                 ServiceStatus::RollingBack | ServiceStatus::RolledBack => {
                     self.accept(command, operator)?;
@@ -2524,7 +2565,7 @@ impl Engine {
                 }
                 other => self.refuse(command, operator, format!("{name} is {other}; only a rolled-back, failed or skipped service can be retried")),
             },
-            Command::Start | Command::Abort => {
+            Command::Start | Command::Abort | Command::Contract { .. } => {
                 self.refuse(command, operator, "not a service command".into())
             }
         }
