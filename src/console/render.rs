@@ -50,7 +50,7 @@ pub fn migration_look(p: MigrationPhase) -> (&'static str, &'static str, Slot) {
         MigrationPhase::DryRunOk => ("◑", "dry-run ok", Slot::Database),
         MigrationPhase::Expanding => ("◎", "expanding", Slot::StatusActive),
         MigrationPhase::Expanded => ("▲", "expanded", Slot::Database),
-        MigrationPhase::ContractAwaiting => ("?", "contract: confirm (C)", Slot::Countdown),
+        MigrationPhase::ContractAwaiting => ("?", "contract: awaiting confirm", Slot::Countdown),
         MigrationPhase::Contracting => ("◎", "contracting", Slot::StatusActive),
         MigrationPhase::Contracted => ("●", "contracted", Slot::HealthOk),
         MigrationPhase::UndoingExpand => ("↺", "undoing expand", Slot::StatusRollingBack),
@@ -908,6 +908,11 @@ impl App {
             .services
             .iter()
             .map(|s| s.name.chars().count())
+            .chain(
+                self.plan
+                    .iter()
+                    .flat_map(|p| p.migrations.iter().map(|m| m.name.chars().count() + 2)),
+            )
             .max()
             .unwrap_or(6)
             .clamp(6, 18);
