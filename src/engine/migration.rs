@@ -390,6 +390,9 @@ impl Engine {
                 let s = self.state.service(name)?;
                 let p = match s.status {
                     ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
+                    // The old revision still runs (kept warm, or draining): it may still
+                    // use the old schema.
+                    ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
                     ServiceStatus::Promoted => {
                         let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
                         ServiceProgress::Promoted {
