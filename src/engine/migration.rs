@@ -434,9 +434,22 @@ impl Engine {
                     self.emit_migration(&name, MigrationPhase::Expanding, detail, vec![])?;
                     self.spawn_migration_job(i, Some(Stage::Expand));
                 }
+                // A listed service retried after undo_expand: its new revision needs the
+                // expanded schema again (the dry run already proved expand after undo).
+                MigrationPhase::Undone if due => {
+                    let detail = format!(
+                        "applying {} to {} again before the retried {} start",
+                        prep.migration.expand,
+                        prep.database,
+                        listed.join(", ")
+                    );
+                    self.emit_migration(&name, MigrationPhase::Expanding, detail, vec![])?;
+                    self.spawn_migration_job(i, Some(Stage::Expand));
+                }
                 MigrationPhase::Expanded
                 | MigrationPhase::ContractAwaiting
-                | MigrationPhase::ContractPending => {
+                | MigrationPhase::ContractPending
+                | MigrationPhase::KeptExpanded => {
                     self.after_expand(i, phase, open).await?;
                 }
                 _ => {}
@@ -539,14 +552,16 @@ impl Engine {
             return false;
         };
         self.mig.items.iter().any(|it| {
+            let phase = self.migration_phase(it.prep.name());
             it.expand_wave <= wave
-                && matches!(
-                    self.migration_phase(it.prep.name()),
+                && (matches!(
+                    phase,
                     MigrationPhase::Pending
                         | MigrationPhase::Linted
                         | MigrationPhase::DryRunOk
                         | MigrationPhase::Expanding
-                )
+                ) || phase == MigrationPhase::Undone
+                    && it.prep.migration.services.iter().any(|s| s == service))
         })
     }
 
@@ -560,7 +575,9 @@ impl Engine {
             let phase = self.migration_phase(&m.name);
             if !matches!(
                 phase,
-                MigrationPhase::Expanded | MigrationPhase::ContractAwaiting
+                MigrationPhase::Expanded
+                    | MigrationPhase::ContractAwaiting
+                    | MigrationPhase::KeptExpanded
             ) {
                 return false;
             }
@@ -1050,6 +1067,52 @@ mod tests {
             )
         });
         assert!(retired < undoing);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_undo_expands_again_before_the_service_starts() {
+        let db = Db::new(EXPAND, Some(UNDO));
+        let r = db.release(CUSTOMERS, true);
+        let mut h = db.harness(r, ContractMode::Allow);
+        h.start().await;
+        fail_customers_mid_rollout(&mut h).await;
+        h.finish(Duration::from_secs(300)).await;
+        assert_eq!(phase(&h), MigrationPhase::Undone);
+        h.cmd("retry customers").await.unwrap();
+        h.finish(Duration::from_secs(600)).await;
+        assert_eq!(h.status("customers"), ServiceStatus::Promoted);
+        assert_eq!(phase(&h), MigrationPhase::Contracted);
+        let events = h.events();
+        let retried = events
+            .iter()
+            .rposition(|e| matches!(e.kind, EventKind::Retrying { .. }))
+            .unwrap();
+        let expanded = events
+            .iter()
+            .rposition(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Migration {
+                        phase: MigrationPhase::Expanded,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        let started = events
+            .iter()
+            .rposition(|e| matches!(&e.kind, EventKind::ServiceStarted { service } if service == "customers"))
+            .unwrap();
+        assert!(retried < expanded && expanded < started, "{events:#?}");
+        assert_eq!(
+            db.history(),
+            [
+                "expand applied",
+                "undo_expand applied",
+                "expand applied",
+                "contract applied"
+            ]
+        );
     }
 
     #[tokio::test]
