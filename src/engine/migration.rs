@@ -1132,6 +1132,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_contract_is_journaled_and_the_release_exits_3() {
+        let db = Db::new(EXPAND, None);
+        std::fs::write(
+            db.dir.path().join("m/contract.sql"),
+            "ALTER TABLE no_such_table DROP COLUMN full_name;\n",
+        )
+        .unwrap();
+        let r = db.release(CUSTOMERS, false);
+        let mut h = db.harness(r, ContractMode::Allow);
+        h.start().await;
+        // The dry run proves contract too: it fails on the copy, before expand.
+        h.finish(Duration::from_secs(600)).await;
+        let m = h.engine.state().migration("split-name").unwrap().clone();
+        assert_eq!(m.phase, MigrationPhase::Failed);
+        assert!(
+            m.detail.contains("contract failed on the copy"),
+            "{}",
+            m.detail
+        );
+        assert_eq!(h.engine.state().exit_code(), 2);
+        assert!(db.history().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_schema_changed_outside_migrations_stops_contract_and_the_release_exits_3() {
+        let db = Db::new(EXPAND, None);
+        let r = db.release(CUSTOMERS, false);
+        let mut h = db.harness(r, ContractMode::Allow);
+        h.start().await;
+        h.run_for(Duration::from_secs(30)).await;
+        assert_eq!(phase(&h), MigrationPhase::Expanded);
+        rusqlite::Connection::open(db.dir.path().join("app.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE intruder (x INTEGER);")
+            .unwrap();
+        h.finish(Duration::from_secs(600)).await;
+        let m = h.engine.state().migration("split-name").unwrap().clone();
+        assert_eq!(m.phase, MigrationPhase::Failed);
+        assert!(
+            m.detail.contains("changed outside migrations"),
+            "{}",
+            m.detail
+        );
+        assert!(!m.refused);
+        assert_eq!(h.engine.state().exit_code(), 3);
+        assert_eq!(db.history(), ["expand applied"], "contract did not run");
+        assert!(db.columns().contains(&"full_name".to_string()));
+    }
+
+    #[tokio::test]
     async fn allow_contract_runs_it_after_the_bake_without_asking() {
         let db = Db::new(EXPAND, None);
         let r = db.release(CUSTOMERS, false);

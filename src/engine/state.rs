@@ -598,10 +598,18 @@ impl ReleaseState {
     }
 
     /// The exit code of a finished release: 2 when lint or a dry run refused a migration
-    /// (nothing touched the database), 0 when every service promoted, else 3.
+    /// (nothing touched the database), 3 when a migration stage failed, 0 when every
+    /// service promoted, else 3.
     pub fn exit_code(&self) -> u8 {
         if self.migrations.iter().any(|m| m.refused) {
             return 2;
+        }
+        if self
+            .migrations
+            .iter()
+            .any(|m| m.phase == MigrationPhase::Failed)
+        {
+            return 3;
         }
         match self.final_statuses() {
             Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,
