@@ -375,7 +375,7 @@ impl Script {
     pub fn expand(&mut self) {
         self.migration(
             MigrationPhase::Linted,
-            "no blocking finding (0 warning(s)); database sqlite://data/orders.db",
+            "no blocking finding (0 other finding(s)); database sqlite://data/orders.db",
             &[],
         );
         self.advance(400);

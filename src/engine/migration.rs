@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio::task::JoinError;
 
 use crate::migrate::{
     self, DryRunReport, MigrateError, MigrationState as DbState, PreparedMigration, RunOptions,
@@ -58,7 +59,8 @@ struct Item {
     prep: Arc<PreparedMigration>,
     /// `expand` runs before this wave starts (from the plan).
     expand_wave: usize,
-    job: Option<JoinHandle<JobOutput>>,
+    /// The stage or dry run in flight; its result arrives here (then the engine is woken).
+    job: Option<oneshot::Receiver<Result<JobOutput, JoinError>>>,
 }
 
 /// The engine's runtime state for the release's migrations.
@@ -179,14 +181,16 @@ impl Engine {
         let mut opts = self.mig.run.clone();
         opts.actor = self.options.operator.clone();
         let wake = self.wake.clone();
-        item.job = Some(tokio::task::spawn_blocking(move || {
-            let out = match stage {
-                None => JobOutput::DryRun(prep.dry_run(&opts)),
-                Some(s) => JobOutput::Stage(s, prep.apply(s, &opts)),
-            };
+        let (tx, rx) = oneshot::channel();
+        let blocking = tokio::task::spawn_blocking(move || match stage {
+            None => JobOutput::DryRun(prep.dry_run(&opts)),
+            Some(s) => JobOutput::Stage(s, prep.apply(s, &opts)),
+        });
+        tokio::spawn(async move {
+            let _ = tx.send(blocking.await);
             wake.notify_one();
-            out
-        }));
+        });
+        item.job = Some(rx);
     }
 
     /// Skip every service not started yet: a migration they need cannot run.
@@ -254,7 +258,7 @@ impl Engine {
                     }
                     if self.migration_phase(&name) == MigrationPhase::Pending {
                         let detail = format!(
-                            "no blocking finding ({} warning(s)); database {}",
+                            "no blocking finding ({} other finding(s)); database {}",
                             lines.len(),
                             prep.database
                         );
@@ -274,19 +278,20 @@ impl Engine {
 
     async fn collect_migration_jobs(&mut self) -> Result<(), EngineError> {
         for i in 0..self.mig.items.len() {
-            let done = self.mig.items[i]
-                .job
-                .as_ref()
-                .is_some_and(|j| j.is_finished());
-            if !done {
-                continue;
-            }
-            let Some(job) = self.mig.items[i].job.take() else {
+            let Some(job) = self.mig.items[i].job.as_mut() else {
                 continue;
             };
+            let result = match job.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => continue,
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Err("the task running it was dropped".to_string())
+                }
+            };
+            self.mig.items[i].job = None;
             let prep = self.mig.items[i].prep.clone();
             let name = prep.name().to_string();
-            let out = match job.await {
+            let out = match result {
                 Ok(o) => o,
                 Err(e) => {
                     let reason = format!("the migration task stopped: {e}");
