@@ -282,6 +282,7 @@ fn deploy_under_load(fx: &Fx) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    println!("load through the proxy during the SQLite deploy: {report}");
     assert!(report["requests"].as_u64().unwrap() > 300, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     let ev = events(&out);
@@ -372,6 +373,7 @@ fn postgres_release_deploys_end_to_end_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    println!("load through the proxy during the PostgreSQL deploy: {report}");
     assert_eq!(report["failed"], 0, "{report}");
     let ev = events(&out);
     assert_eq!(
@@ -467,6 +469,11 @@ fn headless_without_allow_contract_leaves_it_pending_and_migrate_contract_runs_i
             .unwrap()
             .contains("cutover migrate contract"),
         "{pending}"
+    );
+    let summary = ev.iter().find(|e| e["type"] == "summary").unwrap();
+    assert_eq!(
+        summary["migrations"]["split-customer-name"], "contract pending",
+        "{summary}"
     );
     assert_eq!(fx.sqlite_history(), ["expand applied"]);
     std::thread::sleep(Duration::from_millis(1100));

@@ -347,6 +347,16 @@ pub(crate) fn summary_json(
         "started_at_ms": state.started_at_ms,
         "finished_at_ms": state.finished_at_ms,
     });
+    if !state.migrations.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        let migrations: BTreeMap<&str, &str> = state
+            .migrations
+            .iter()
+            .map(|m| (m.name.as_str(), m.phase.as_str()))
+            .collect();
+        obj.insert("migrations".into(), serde_json::json!(migrations));
+    }
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -370,6 +380,14 @@ pub(crate) fn print_summary(
                     Some(r) => println!("  {:<16} {:<12} {r}", s.name, s.status.as_str()),
                     None => println!("  {:<16} {}", s.name, s.status.as_str()),
                 }
+            }
+            for m in &state.migrations {
+                println!(
+                    "  migration {:<16} {}: {}",
+                    m.name,
+                    m.phase.as_str(),
+                    m.detail
+                );
             }
             for l in text_extra {
                 println!("{l}");
