@@ -214,6 +214,17 @@ fn phases(ev: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
+/// Milliseconds from lint to expand applied, for the record.
+fn lint_to_expanded_ms(ev: &[serde_json::Value]) -> u64 {
+    let at = |phase: &str| {
+        ev.iter()
+            .find(|e| e["type"] == "migration" && e["phase"] == phase)
+            .and_then(|e| e["at_ms"].as_u64())
+            .unwrap_or(0)
+    };
+    at("expanded").saturating_sub(at("linted"))
+}
+
 fn index_of(ev: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> bool) -> usize {
     ev.iter().position(f).expect("event not found")
 }
@@ -283,6 +294,10 @@ fn deploy_under_load(fx: &Fx) -> Vec<serde_json::Value> {
     );
     let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
     println!("load through the proxy during the SQLite deploy: {report}");
+    println!(
+        "SQLite lint + dry run + expand: {} ms",
+        lint_to_expanded_ms(&events(&out))
+    );
     assert!(report["requests"].as_u64().unwrap() > 300, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     let ev = events(&out);
@@ -376,6 +391,10 @@ fn postgres_release_deploys_end_to_end_under_load() {
     println!("load through the proxy during the PostgreSQL deploy: {report}");
     assert_eq!(report["failed"], 0, "{report}");
     let ev = events(&out);
+    println!(
+        "PostgreSQL lint + dry run + expand: {} ms",
+        lint_to_expanded_ms(&ev)
+    );
     assert_eq!(
         phases(&ev),
         [

@@ -250,6 +250,7 @@ mod tests {
             "approve a",
             "reject a",
             "retry a",
+            "contract split-customer-name",
         ] {
             let c = Command::parse(t).unwrap();
             assert_eq!(c.to_string(), t);
@@ -260,6 +261,15 @@ mod tests {
             Command::parse("promote")
                 .unwrap_err()
                 .contains("needs a service")
+        );
+        assert!(
+            Command::parse("contract")
+                .unwrap_err()
+                .contains("needs a migration name")
+        );
+        assert_eq!(
+            serde_json::to_value(Command::parse("contract m").unwrap()).unwrap(),
+            serde_json::json!({"command": "contract", "migration": "m"})
         );
         assert!(
             Command::parse("launch x")
