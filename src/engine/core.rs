@@ -2173,9 +2173,10 @@ impl Engine {
                     if self.state.status == ReleaseStatus::Paused {
                         self.emit(EventKind::Resumed {
                             service: None,
-                            operator: op,
+                            operator: op.clone(),
                         })?;
                     }
+                    self.migrations_on_abort(&op)?;
                     self.check_finished()?;
                     Ok(Ok(
                         "aborted: services in flight roll back, pending ones are skipped".into(),

@@ -543,6 +543,29 @@ impl Engine {
         Ok(())
     }
 
+    /// `abort`: a contract not yet running is left pending (nobody confirms it in this
+    /// run any more), so the release can finish.
+    pub(super) fn migrations_on_abort(&mut self, operator: &str) -> Result<(), EngineError> {
+        self.mig.mode = ContractMode::Defer;
+        for i in 0..self.mig.items.len() {
+            let it = &self.mig.items[i];
+            let name = it.prep.name().to_string();
+            let waiting = it.job.is_none()
+                && it.prep.migration.contract.is_some()
+                && matches!(
+                    self.migration_phase(&name),
+                    MigrationPhase::Expanded | MigrationPhase::ContractAwaiting
+                );
+            if waiting {
+                let detail = format!(
+                    "release aborted by {operator} before contract; the schema stays expanded. Run it later, once every listed service is promoted and baked: `cutover migrate contract RELEASE_FILE --migration {name}`"
+                );
+                self.emit_migration(&name, MigrationPhase::ContractPending, detail, vec![])?;
+            }
+        }
+        Ok(())
+    }
+
     fn defer_contract(&mut self, name: &str) -> Result<(), EngineError> {
         let detail = format!(
             "not confirmed (headless without --allow-contract); the schema stays expanded. Run it once the bake has passed: `cutover migrate contract RELEASE_FILE --migration {name}`"
@@ -966,6 +989,23 @@ mod tests {
             "{}",
             r.reason
         );
+    }
+
+    #[tokio::test]
+    async fn abort_while_contract_awaits_confirmation_leaves_it_pending() {
+        let db = Db::new(EXPAND, Some(UNDO));
+        let mut h = db.harness(db.release(CUSTOMERS, true), ContractMode::Confirm);
+        h.start().await;
+        h.run_for(Duration::from_secs(300)).await;
+        assert_eq!(phase(&h), MigrationPhase::ContractAwaiting);
+        h.cmd("abort").await.unwrap();
+        h.settle().await;
+        // The release finishes instead of waiting for a person nobody will be.
+        assert_eq!(h.engine.state().status, ReleaseStatus::Finished);
+        assert_eq!(phase(&h), MigrationPhase::ContractPending);
+        let detail = &h.engine.state().migration("split-name").unwrap().detail;
+        assert!(detail.contains("aborted by alice"), "{detail}");
+        assert_eq!(db.history(), ["expand applied"]);
     }
 
     #[tokio::test]
