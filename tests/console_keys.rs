@@ -227,3 +227,50 @@ async fn read_only_sends_nothing_and_says_why() {
         run.screen
     );
 }
+
+/// Mid-release, `q` asks; "keep running in the background" (`b`) is offered only when the
+/// console shares its release (it needs the control socket to come back), and then says
+/// how to attach.
+#[test]
+fn the_quit_dialog_offers_the_background_only_when_the_release_is_shared() {
+    use cutover::console::app::{Effect, Overlay, QuitChoice};
+    let s = fixtures::scenario("canary-analysing");
+    let press =
+        |app: &mut App, c: char| app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    let new_app = || {
+        App::new(
+            s.state(),
+            Keymap::shipped("default").unwrap(),
+            Theme::shipped("dark").unwrap(),
+            Settings {
+                operator: "alice".into(),
+                ..Default::default()
+            },
+        )
+    };
+    // Not shared: `b` does nothing, the dialog stays.
+    let mut app = new_app();
+    assert!(press(&mut app, 'q').is_empty());
+    assert_eq!(app.overlay, Overlay::Quit);
+    assert!(press(&mut app, 'b').is_empty());
+    assert_eq!(app.overlay, Overlay::Quit);
+    assert_eq!(app.quit_choice, QuitChoice::Plain);
+    // Shared: the dialog names the way back, and `b` quits choosing the background.
+    let mut app = new_app();
+    app.share = Some("cutover attach --state-dir /srv/state".into());
+    press(&mut app, 'q');
+    let mut terminal = Terminal::new(TestBackend::new(140, 42)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let screen = terminal.backend().to_string();
+    assert!(
+        screen.contains("keep running in the background"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("cutover attach --state-dir /srv/state"),
+        "{screen}"
+    );
+    assert_eq!(press(&mut app, 'b'), vec![Effect::Quit]);
+    assert_eq!(app.quit_choice, QuitChoice::Background);
+    assert_eq!(app.overlay, Overlay::None);
+}

@@ -135,3 +135,81 @@ fn rollback_key_in_a_real_terminal_moves_the_proxy_back() {
         "{after}"
     );
 }
+
+#[test]
+fn quitting_and_leaving_the_release_paused_exits_6_and_resume_carries_on() {
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let release = dir.path().join("held.toml");
+    std::fs::write(
+        &release,
+        format!(
+            r#"[release]
+name = "held"
+platform = "local"
+
+[[service]]
+name = "api"
+strategy = "canary"
+steps = [ {{ set_weight = 50 }}, {{ pause = "forever" }} ]
+[service.health]
+interval = "200ms"
+timeout = "150ms"
+[service.local]
+listen = "127.0.0.1:{port}"
+command = ["cutover", "demo-service", "--port", "{{port}}", "--revision", "{{revision}}", "--service", "held-{{service}}"]
+current = {{ revision = "v1" }}
+target = {{ revision = "v2" }}
+"#
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let t = Tmux {
+        socket: format!("cutover-console-quit-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "CUTOVER_STATE_DIR={} {bin} deploy {}; echo \"exit $?\"; sleep 60",
+        state.display(),
+        release.display()
+    );
+    t.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "demo",
+        "-x",
+        "140",
+        "-y",
+        "42",
+        &cmd,
+    ]);
+    t.wait_for(
+        "the canary held at its pause",
+        |s| service_row(s, "api").contains("v2 50%"),
+        60,
+    );
+    t.run(&["send-keys", "-t", "demo", "q"]);
+    t.wait_for("the quit dialog", |s| s.contains("roll back"), 10);
+    t.run(&["send-keys", "-t", "demo", "p"]);
+    let after = t.wait_for("the exit code", |s| s.contains("exit "), 30);
+    assert!(after.contains("exit 6"), "{after}");
+    assert!(after.contains("cutover resume"), "{after}");
+    // The journal knows the run is unfinished and paused.
+    let out = Command::new(bin)
+        .args(["history", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        runs.as_array()
+            .is_some_and(|a| a.iter().any(|r| r["state"] != "finished")),
+        "{runs}"
+    );
+}

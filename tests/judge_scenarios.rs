@@ -200,7 +200,7 @@ fn a_failing_verdict_reads_like_the_console_line() {
     let v = j.verdict();
     let line = v.metrics[0].to_string();
     assert!(
-        line.starts_with("errors: canary 2.0 % vs baseline 0.6 %, 3.6× ["),
+        line.starts_with("errors: canary 2.0 % vs baseline 0.5 %, 3.6× ["),
         "{line}"
     );
     assert!(line.ends_with(", over tolerance 1.25×: FAIL"), "{line}");

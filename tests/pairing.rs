@@ -689,8 +689,11 @@ struct Tmux {
 
 impl Tmux {
     fn new() -> Tmux {
+        // One tmux server per test: tests run in parallel and name their sessions alike.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Tmux {
-            socket: format!("cutover-pairing-{}", std::process::id()),
+            socket: format!("cutover-pairing-{}-{n}", std::process::id()),
         }
     }
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -809,4 +812,485 @@ fn two_real_terminals_attached_one_rollback_attributed_and_closing_one_changes_n
         .collect();
     assert_eq!(rollbacks.len(), 1, "one rollback, once: {text}");
     assert!(rollbacks[0].contains("bob"), "attributed to bob: {text}");
+}
+
+/// Kills, on drop, every process whose command line names `dir` (a test's private state
+/// directory): the background servers a hand-over starts outlive their tmux pane.
+struct KillByDir {
+    dir: PathBuf,
+}
+
+impl KillByDir {
+    fn pids(&self) -> Vec<i32> {
+        let needle = self.dir.to_string_lossy().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if pid == std::process::id() as i32 {
+                continue;
+            }
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let env = String::from_utf8_lossy(&env).replace('\0', " ");
+            if cmd.contains("cutover") && (cmd.contains(&needle) || env.contains(&needle)) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for KillByDir {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn ctl_json(state: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin())
+        .arg("ctl")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn service_json<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["state"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+fn audit_text(state: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["audit", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn audit_verifies(state: &Path) {
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// Wait until nothing answers on the socket (the server exited), up to 60 s.
+fn wait_socket_gone(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        assert!(Instant::now() < deadline, "the server never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn bar_lists(screen: &str, names: &[&str]) -> bool {
+    let bar = screen.lines().next().unwrap_or_default();
+    bar.contains(&format!("attached: {}", names.join(", ")))
+}
+
+/// The issue's "done when": `cutover demo` in one terminal, `cutover attach` in another;
+/// a rollback pressed in the attached one happens once and is audited as bob's; closing
+/// the attached terminal changes nothing, and closing the demo's own terminal hands the
+/// release over to a background server that the other console follows.
+#[test]
+fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reaper = KillByDir { dir: state.clone() };
+    wait_for_demo_ports();
+    let tmux = Tmux::new();
+    let host = format!(
+        "cd {} && CUTOVER_STATE_DIR={} {} demo --operator alice; sleep 60",
+        dir.path().display(),
+        state.display(),
+        bin()
+    );
+    assert!(
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "host",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &host
+        ])
+        .status
+        .success()
+    );
+    let attach = format!("cutover attach --state-dir {}", state.display());
+    tmux.wait_screen("host", "how to attach", |t| t.contains(&attach));
+    let bob = format!(
+        "{} attach --state-dir {} --operator bob",
+        bin(),
+        state.display()
+    );
+    assert!(
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "bob",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &bob
+        ])
+        .status
+        .success()
+    );
+    for s in ["host", "bob"] {
+        tmux.wait_screen(s, "alice and bob attached", |t| {
+            bar_lists(t, &["alice", "bob"])
+        });
+    }
+    tmux.wait_screen("bob", "payments' canary taking traffic", |t| {
+        t.lines()
+            .any(|l| l.contains(" payments ") && l.contains("v2 20%"))
+    });
+    // Hold the release (weights and timers freeze) so it cannot finish under the test.
+    let pause = served_ctl(&state, &["pause", "--operator", "alice"]);
+    assert_eq!(pause.status.code(), Some(0), "{pause:?}");
+    // Bob presses rollback on the selected service (payments, first in the tree).
+    tmux.run(&["send-keys", "-t", "bob", "r"]);
+    let rolled_back = |t: &str| {
+        t.lines()
+            .any(|l| l.contains(" payments ") && l.contains("ROLLED BACK"))
+    };
+    tmux.wait_screen(
+        "host",
+        "payments rolled back in the demo's terminal",
+        rolled_back,
+    );
+    // Closing bob's terminal changes nothing: alice sees him leave.
+    tmux.run(&["kill-session", "-t", "bob"]);
+    tmux.wait_screen("host", "bob detached", |t| {
+        bar_lists(t, &["alice"]) && !t.lines().next().unwrap_or_default().contains("bob")
+    });
+    let before = ctl_json(&state, &["status"]);
+    assert_eq!(before["state"]["status"], "paused", "the release goes on");
+    let run_id = before["state"]["run_id"].as_str().unwrap().to_string();
+    // Bob comes back; then the demo's own terminal closes (SIGHUP).
+    assert!(
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "bob",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &bob
+        ])
+        .status
+        .success()
+    );
+    tmux.wait_screen("bob", "bob attached again", |t| {
+        bar_lists(t, &["alice", "bob"])
+    });
+    tmux.run(&["kill-session", "-t", "host"]);
+    // Bob's console follows the release to the background server: alice is gone from
+    // the presence list, the state is the same run's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        // Between the old server's socket going and the new one's, nothing answers.
+        let out = served_ctl(&state, &["status"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let names: Vec<&str> = v["attached"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a["operator"].as_str())
+                .collect();
+            if names == ["bob"] {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's console never attached to the background server: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    tmux.wait_screen("bob", "bob's console on the background server", |t| {
+        bar_lists(t, &["bob"]) && rolled_back(t)
+    });
+    assert_eq!(after["state"]["run_id"], run_id.as_str(), "the same run");
+    assert_eq!(after["state"]["status"], "paused", "still held, as it was");
+    assert_eq!(service_json(&after, "payments")["status"], "rolled_back");
+    for s in before["state"]["services"].as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        assert_eq!(
+            service_json(&after, name)["candidate_weight"],
+            s["candidate_weight"],
+            "{name}: the journaled weight carried over"
+        );
+    }
+    // Finish it from a script; the background server exits by itself.
+    let abort = served_ctl(&state, &["abort", "--operator", "carol"]);
+    assert_eq!(abort.status.code(), Some(0), "{abort:?}");
+    wait_socket_gone(&state.join("cutover.sock"));
+    audit_verifies(&state);
+    let text = audit_text(&state);
+    let rollbacks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("rollback payments"))
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "one rollback, once: {text}");
+    assert!(rollbacks[0].contains("bob"), "attributed to bob: {text}");
+    assert!(
+        text.contains("payments: rolling back by bob"),
+        "the rollback itself is bob's: {text}"
+    );
+    assert!(
+        text.contains("engine resumed by alice"),
+        "the hand-over is journaled: {text}"
+    );
+}
+
+/// The demo listens on fixed ports (127.0.0.1:18301-18305); on a shared machine another
+/// demo may hold them for a while. Wait (up to 3 minutes) until they are free.
+fn wait_for_demo_ports() {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn served_ctl(state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("ctl")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
+/// The longest stretch without a successful answer from `addr`, sampled every 20 ms.
+struct GapProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(Duration, u64, u64)>>,
+}
+
+impl GapProbe {
+    fn start(addr: String) -> GapProbe {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let mut longest = Duration::ZERO;
+            let mut down_since: Option<Instant> = None;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let up = answers(&addr);
+                let now = Instant::now();
+                if up {
+                    ok += 1;
+                    if let Some(t) = down_since.take() {
+                        longest = longest.max(now - t);
+                    }
+                } else {
+                    failed += 1;
+                    down_since.get_or_insert(now);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(t) = down_since {
+                longest = longest.max(Instant::now() - t);
+            }
+            (longest, ok, failed)
+        });
+        GapProbe {
+            stop,
+            thread: Some(thread),
+        }
+    }
+    fn finish(mut self) -> (Duration, u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn answers(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 2")
+}
+
+/// "Keep running in the background" from the quit dialog of an in-process console
+/// (`cutover deploy`): the release moves to a background `serve --resume`, keeps its
+/// state, its journaled weights and the approval already given, and goes on there.
+#[test]
+fn the_quit_dialog_hands_the_release_over_to_a_background_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let state = root.join("state");
+    let _reaper = KillByDir { dir: state.clone() };
+    let (port_a, port_b) = (free_port(), free_port());
+    let text = RELEASE
+        .replace("MARKER", &format!("handover{}", std::process::id()))
+        .replace("PORT_A", &port_a.to_string())
+        .replace("PORT_B", &port_b.to_string());
+    std::fs::write(root.join("release.toml"), text).unwrap();
+    let tmux = Tmux::new();
+    let host = format!(
+        "cd {} && {} deploy release.toml --state-dir {} --operator alice; sleep 60",
+        root.display(),
+        bin(),
+        state.display()
+    );
+    assert!(
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "host",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &host
+        ])
+        .status
+        .success()
+    );
+    tmux.wait_screen("host", "payments at its gate", |t| {
+        t.lines()
+            .any(|l| l.contains(" payments ") && l.contains("PAUSED"))
+    });
+    // On to the two-approver gate; alice gives the first approval.
+    assert_eq!(
+        served_ctl(&state, &["promote", "payments", "--operator", "alice"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service_json(&ctl_json(&state, &["status"]), "payments")["status"] != "awaiting_approval"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "payments never reached its approval gate"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = served_ctl(&state, &["approve", "payments", "--operator", "alice"]);
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("approval 1 of 2"),
+        "{first:?}"
+    );
+    let before = ctl_json(&state, &["status"]);
+    let run_id = before["state"]["run_id"].as_str().unwrap().to_string();
+    // Quit; the dialog offers the background and says how to come back.
+    tmux.run(&["send-keys", "-t", "host", "q"]);
+    tmux.wait_screen("host", "the quit dialog", |t| {
+        t.contains("keep running in the background")
+            && t.contains(&format!("cutover attach --state-dir {}", state.display()))
+    });
+    let probe = GapProbe::start(format!("127.0.0.1:{port_a}"));
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.run(&["send-keys", "-t", "host", "b"]);
+    let screen = tmux.wait_screen("host", "the hand-over", |t| {
+        t.contains("goes on in the background")
+    });
+    assert!(
+        screen.contains(&format!("cutover attach --state-dir {}", state.display())),
+        "{screen}"
+    );
+    // The release answers from the new server: same run, same state, alice's approval kept.
+    let after = ctl_json(&state, &["status"]);
+    assert_eq!(after["state"]["run_id"], run_id.as_str());
+    assert_eq!(after["state"]["status"], "running");
+    let p = service_json(&after, "payments");
+    assert_eq!(p["status"], "awaiting_approval");
+    assert_eq!(p["approvals"], serde_json::json!(["alice"]));
+    for name in ["payments", "search"] {
+        assert_eq!(
+            service_json(&after, name)["candidate_weight"],
+            service_json(&before, name)["candidate_weight"],
+            "{name}"
+        );
+    }
+    // Traffic through payments' address comes back (the proxies restarted with it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answers(&format!("127.0.0.1:{port_a}")) {
+        assert!(Instant::now() < deadline, "payments never answered again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (gap, ok, failed) = probe.finish();
+    eprintln!(
+        "hand-over: longest stretch without an answer on payments' address {} ms ({ok} answered, {failed} not, one probe per 20 ms)",
+        gap.as_millis()
+    );
+    assert!(ok > 0);
+    // The approval gate still needs someone other than alice.
+    let again = served_ctl(&state, &["approve", "payments", "--operator", "alice"]);
+    assert_eq!(again.status.code(), Some(4), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("alice already approved payments"));
+    let second = served_ctl(&state, &["approve", "payments", "--operator", "bob"]);
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service_json(&ctl_json(&state, &["status"]), "payments")["status"] != "promoted" {
+        assert!(Instant::now() < deadline, "payments never promoted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let abort = served_ctl(&state, &["abort", "--operator", "carol"]);
+    assert_eq!(abort.status.code(), Some(0), "{abort:?}");
+    wait_socket_gone(&state.join("cutover.sock"));
+    audit_verifies(&state);
+    let text = audit_text(&state);
+    assert!(text.contains("engine resumed by alice"), "{text}");
+    assert!(text.contains("payments: gate approved by bob"), "{text}");
 }

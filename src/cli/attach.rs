@@ -15,7 +15,7 @@ use super::{EXIT_INTERNAL, EXIT_INVALID};
 use crate::console::app::{App, Settings};
 use crate::console::config::{Choice, Dirs, load, no_color_env};
 use crate::console::run::{EngineLink, NoTerminalControl, run_loop};
-use crate::control::{Attached, Client, ClientError, CommandOutcome, ItemBody, Role};
+use crate::control::{Attached, Client, ClientError, CommandOutcome, EventStream, ItemBody, Role};
 use crate::engine::{CommandRequest, Refusal, ReleaseState, SystemClock};
 
 #[derive(Debug, clap::Args)]
@@ -64,24 +64,40 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
     let (presence_tx, presence_rx) = watch::channel(presence_names(&snapshot.attached));
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<CommandRequest>(64);
     let state = snapshot.state.clone();
+    let feed_client = client.clone();
     let feed = tokio::spawn(async move {
         loop {
-            match stream.next().await {
-                Ok(Some(item)) => {
-                    snapshot.apply(&item);
-                    match item.body {
-                        ItemBody::Event { event } => {
-                            let _ = ev_tx.send(event);
-                            let _ = state_tx.send(snapshot.state.clone());
+            let why = loop {
+                match stream.next().await {
+                    Ok(Some(item)) => {
+                        snapshot.apply(&item);
+                        match item.body {
+                            ItemBody::Event { event } => {
+                                let _ = ev_tx.send(event);
+                                let _ = state_tx.send(snapshot.state.clone());
+                            }
+                            ItemBody::Presence { attached } => {
+                                let _ = presence_tx.send(presence_names(&attached));
+                            }
+                            ItemBody::End { reason } => break reason,
                         }
-                        ItemBody::Presence { attached } => {
-                            let _ = presence_tx.send(presence_names(&attached));
-                        }
-                        ItemBody::End { reason } => return reason,
                     }
+                    Ok(None) => return "the server closed the stream".to_string(),
+                    Err(e) => return e.to_string(),
                 }
-                Ok(None) => return "the server closed the stream".to_string(),
-                Err(e) => return e.to_string(),
+            };
+            if !why.starts_with(crate::control::HANDED_OVER) {
+                return why;
+            }
+            // The release moved to a new server on the same socket: follow it.
+            match reattach(&feed_client, &snapshot.state.run_id).await {
+                Some((snap, s)) => {
+                    snapshot = snap;
+                    stream = s;
+                    let _ = state_tx.send(snapshot.state.clone());
+                    let _ = presence_tx.send(presence_names(&snapshot.attached));
+                }
+                None => return why,
             }
         }
     });
@@ -115,6 +131,24 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
         state,
         feed,
     })
+}
+
+/// After a hand-over, attach to the server that took the release (the same run on the
+/// same endpoint), for up to a minute.
+async fn reattach(
+    client: &Client,
+    run_id: &str,
+) -> Option<(crate::control::Snapshot, EventStream)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok((snap, stream)) = client.attach().await
+            && snap.state.run_id == run_id
+        {
+            return Some((snap, stream));
+        }
+    }
+    None
 }
 
 pub fn run(args: AttachArgs) -> ExitCode {

@@ -204,12 +204,22 @@ pub fn run(args: DemoArgs) -> ExitCode {
             let r = reg.lock().map(|r| *r).unwrap_or_default();
             closing(state, r)
         };
-        let code = if console {
-            super::console_front::finish_with_console(session, &release, &operator, &args.ui, close).await
+        let (code, handed_over) = if console {
+            let end = super::console_front::run_console(session, &release, &operator, &args.ui, close).await;
+            (end.code, end.handed_over)
         } else {
-            finish_session(session, &operator, false, close).await
+            (finish_session(session, &operator, false, close).await, false)
         };
         load.abort();
+        if handed_over {
+            // After a hang-up stderr is gone: do not panic on it.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "cutover demo: the demo's load generator stopped with this process; the release goes on without it"
+            );
+            return 0;
+        }
         // The demo succeeds when the engine did its job: the regression rolled back, the
         // rest promoted (or skipped because it depends on the regressing service).
         if code == 3 && as_expected { 0 } else if code == 0 { EXIT_INTERNAL } else { code }

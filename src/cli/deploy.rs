@@ -103,6 +103,8 @@ pub(crate) struct Session {
     pub output: Output,
     /// Numbers and fans out the engine's events to control API clients.
     pub hub: Arc<crate::control::Hub>,
+    /// Where the run is journaled (and a console shares it: `STATE_DIR/cutover.sock`).
+    pub state_dir: PathBuf,
 }
 
 /// How a session starts: a fresh run, or a journal to resume.
@@ -260,6 +262,7 @@ pub(crate) async fn start_session_with(
         run_id,
         output,
         hub,
+        state_dir: state_dir.to_path_buf(),
     })
 }
 
@@ -413,6 +416,7 @@ pub(crate) async fn finish_session(
         run_id,
         output,
         hub: _,
+        state_dir: _,
     } = session;
     let EngineHandle {
         commands,
@@ -432,7 +436,7 @@ pub(crate) async fn finish_session(
                     join.abort();
                     platform.shutdown().await;
                     eprintln!("cutover: stopped; `cutover resume` carries on from the journal (run {run_id})");
-                    return EXIT_INTERNAL;
+                    return super::EXIT_UNFINISHED;
                 }
             }
         }

@@ -244,7 +244,9 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
          median/p90 s: time to that rollback; canary req / bad req: mean canary requests served,\n\
          and of them failed or slower than the baseline p99, until the rollback or the horizon;\n\
          pass % / inconcl %: the verdict at the horizon when not rolled back;\n\
-         ns/win: judge CPU per one-second window (timed, so it varies between runs).\n",
+         ns/win: judge CPU per one-second window (timed, so it varies between runs);\n\
+         oracle: not a judge but the yardstick, the sequential test told the true rate ratio\n\
+         (no anytime-valid test at the same α and tolerance is much faster).\n",
     );
     out
 }

@@ -37,6 +37,9 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 1;
 /// Exit code when something rolled back (or, in a replay, would have).
 pub const EXIT_ROLLED_BACK: u8 = 3;
+/// Exit code when the operator stopped a release before its end (quit the console
+/// leaving it paused, or interrupted twice): nothing failed, `resume` carries on.
+pub const EXIT_UNFINISHED: u8 = 6;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -252,48 +252,38 @@ pub fn run(args: ServeArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Start `cutover serve` again without `--detach` in a new session, output to a log file,
-/// and wait for its socket.
-fn detach(state_dir: &Path, socket: &Path, quiet: bool) -> ExitCode {
+/// A `cutover serve` started in the background by [`spawn_background`].
+pub(crate) struct Background {
+    pub child: std::process::Child,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// Start this program with `argv` in a new session (`setsid`: no controlling terminal,
+/// its own process group, so a closed terminal or SSH session cannot hang it up), stdin
+/// from /dev/null, stdout and stderr appended to `STATE_DIR/serve-PID.log` (mode 0600).
+pub(crate) fn spawn_background(
+    state_dir: &Path,
+    argv: &[std::ffi::OsString],
+) -> Result<Background, String> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("cutover: cannot find this program's path: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
-    if let Err(e) = std::fs::create_dir_all(state_dir) {
-        eprintln!("cutover: cannot create {}: {e}", state_dir.display());
-        return ExitCode::from(EXIT_INTERNAL);
-    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     let log_path = state_dir.join(format!("serve-{}.log", std::process::id()));
-    let log = match std::fs::OpenOptions::new()
+    let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&log_path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("cutover: cannot create {}: {e}", log_path.display());
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
-    let log2 = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
-    let argv: Vec<std::ffi::OsString> = std::env::args_os()
-        .skip(1)
-        .filter(|a| a != "--detach" && a != "--console")
-        .collect();
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(&argv)
+    cmd.args(argv)
         .env("CUTOVER_STATE_DIR", state_dir)
         .stdin(std::process::Stdio::null())
         .stdout(log)
@@ -307,10 +297,29 @@ fn detach(state_dir: &Path, socket: &Path, quiet: bool) -> ExitCode {
             Ok(())
         });
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the background server: {e}"))?;
+    Ok(Background {
+        child,
+        log: log_path,
+    })
+}
+
+/// Start `cutover serve` again without `--detach` in a new session, output to a log file,
+/// and wait for its socket.
+fn detach(state_dir: &Path, socket: &Path, quiet: bool) -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--detach" && a != "--console")
+        .collect();
+    let Background {
+        mut child,
+        log: log_path,
+    } = match spawn_background(state_dir, &argv) {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!("cutover: cannot start the background server: {e}");
+            eprintln!("cutover: {e}");
             return ExitCode::from(EXIT_INTERNAL);
         }
     };

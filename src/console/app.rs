@@ -92,6 +92,9 @@ pub enum QuitChoice {
     Pause,
     /// Mid-release: rolled everything back first.
     RollBack,
+    /// Mid-release: hand the release over to a background `cutover serve --resume` and
+    /// leave it running there (only offered when the release is shared: [`App::share`]).
+    Background,
 }
 
 /// Settings the console is started with.
@@ -156,6 +159,10 @@ pub struct App {
     /// Attached to a served release: quitting only detaches (the release goes on in
     /// `cutover serve`), so there is nothing to confirm.
     pub remote: bool,
+    /// In-process and shared over the control API: the command others run to attach
+    /// (`cutover attach --state-dir D`). Also what the quit dialog's "keep running in the
+    /// background" needs.
+    pub share: Option<String>,
     pub quit_choice: QuitChoice,
 }
 
@@ -187,6 +194,7 @@ impl App {
             messages: Vec::new(),
             attached: Vec::new(),
             remote: false,
+            share: None,
             quit_choice: QuitChoice::Plain,
         };
         app.rebuild_tree();
@@ -528,6 +536,11 @@ impl App {
                         self.quit_choice = QuitChoice::RollBack;
                         fx.push(Effect::Quit);
                         fx
+                    }
+                    KeyCode::Char('b') | KeyCode::Char('B') if self.share.is_some() => {
+                        self.overlay = Overlay::None;
+                        self.quit_choice = QuitChoice::Background;
+                        vec![Effect::Quit]
                     }
                     KeyCode::Esc | KeyCode::Char('c') | KeyCode::Char('C') | KeyCode::Enter => {
                         self.overlay = Overlay::None;

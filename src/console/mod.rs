@@ -30,6 +30,9 @@ pub struct ConsoleOptions {
     /// `--config-dir`: instead of the default config directory.
     pub config_dir: Option<PathBuf>,
     pub plan: Option<Arc<Plan>>,
+    /// The release is shared over the control API: the command others run to attach
+    /// (shown at start, in the log and in the quit dialog).
+    pub share: Option<String>,
 }
 
 /// Take the terminal and run the console on `link` until the user quits; the terminal
@@ -52,6 +55,12 @@ pub async fn run(
     let mut app = app::App::new(state, loaded.keymap, loaded.theme, options.settings.clone())
         .with_plan(options.plan.clone());
     app.config_errors = loaded.errors.iter().map(|e| e.to_string()).collect();
+    if let Some(attach) = &options.share {
+        app.share = Some(attach.clone());
+        app.set_now(clock.now_ms());
+        tracing::info!(target: "console", "shared: others attach with `{attach}`");
+        app.toast(format!("shared: others attach with `{attach}`"), false);
+    }
     let no_color = options.choice.no_color;
     let mouse = options.settings.mouse;
     let mut tui = terminal::Tui::enter(mouse, no_color)?;

@@ -1361,12 +1361,12 @@ impl App {
     }
 
     fn render_quit(&self, f: &mut Frame, area: Rect) {
-        let r = Self::centered(area, 74, 10);
+        let r = Self::centered(area, 74, if self.share.is_some() { 13 } else { 10 });
         f.render_widget(Clear, r);
         let block = self.dialog_block(" Quit while the release is running? ");
         let inner = block.inner(r);
         f.render_widget(block, r);
-        let lines = vec![
+        let mut lines = vec![
             Line::from(format!(
                 "{} is {}.",
                 self.state.release,
@@ -1384,6 +1384,17 @@ impl App {
                 Span::styled("r", self.style(Slot::HintKey)),
                 Span::raw("  roll back everything, then quit"),
             ]),
+        ];
+        if let Some(attach) = &self.share {
+            lines.push(Line::from(vec![
+                Span::styled("b", self.style(Slot::HintKey)),
+                Span::raw("  keep running in the background (`cutover serve`), then quit;"),
+            ]));
+            lines.push(Line::from(Span::raw(format!(
+                "   come back with `{attach}`"
+            ))));
+        }
+        lines.extend([
             Line::from(vec![
                 Span::styled("c / Esc", self.style(Slot::HintKey)),
                 Span::raw("  cancel: stay here"),
@@ -1393,7 +1404,7 @@ impl App {
                 "Either way the journal holds the state.",
                 self.style(Slot::Dim),
             )),
-        ];
+        ]);
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
     }
 }

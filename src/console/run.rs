@@ -104,6 +104,7 @@ where
     }
     let mut input_open = true;
     let mut log_seen = LOG_GENERATION.load(Ordering::Relaxed);
+    tui_logger::move_events();
     app.set_state(link.state.borrow_and_update().clone());
     app.set_now(clock.now_ms());
     loop {
@@ -185,6 +186,7 @@ where
                 let g = LOG_GENERATION.load(Ordering::Relaxed);
                 if g != log_seen {
                     log_seen = g;
+                    tui_logger::move_events();
                     app.dirty = true;
                 }
             }

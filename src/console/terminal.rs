@@ -73,7 +73,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Generation {
 pub fn init_logging() -> bool {
     static ONCE: OnceLock<bool> = OnceLock::new();
     *ONCE.get_or_init(|| {
-        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+        // Not `tui_logger::init_logger`: its mover thread wakes every 10 ms for the whole
+        // run. The console moves new lines into the pane's buffer itself when it redraws
+        // (`run_loop`), and the hot buffer is deep enough for a busy second.
+        tui_logger::set_hot_buffer_depth(2_000);
+        tui_logger::move_events(); // swaps in a hot buffer of the new depth
         tui_logger::set_default_level(tui_logger::LevelFilter::Trace);
         let filter = std::env::var("CUTOVER_LOG")
             .ok()

@@ -32,6 +32,10 @@ pub const PROTOCOL_HEADER: &str = "cutover-protocol";
 pub const OPERATOR_HEADER: &str = "cutover-operator";
 /// `cutover-role: read-only` makes a Unix-socket client read-only.
 pub const ROLE_HEADER: &str = "cutover-role";
+/// How the `end` item's reason starts when a console handed its release over to a
+/// background `cutover serve`: the same run is served again on the same socket shortly,
+/// and clients may attach again (`cutover attach` does so by itself).
+pub const HANDED_OVER: &str = "handed over";
 /// The socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "cutover.sock";
 

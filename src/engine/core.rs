@@ -134,6 +134,14 @@ struct Rt {
     complete: bool,
 }
 
+/// Approvals of the waiting gate recorded before a crash count after resume: the state
+/// fold kept who approved; the gate is re-entered at the same step index.
+fn restore_partial_approvals(rt: &mut Rt, s: &crate::engine::ServiceState) {
+    if s.status == ServiceStatus::AwaitingApproval {
+        rt.approvers = s.approvals.iter().map(|w| (rt.idx, w.clone())).collect();
+    }
+}
+
 impl Rt {
     fn step(&self) -> Option<&PlanStep> {
         self.steps.get(self.idx)
@@ -394,6 +402,7 @@ impl Engine {
             if s.status == ServiceStatus::RollingBack {
                 rt.rollback_waiting = true;
             }
+            restore_partial_approvals(rt, &s);
         }
         engine.restore = true;
         let operator = engine.options.operator.clone();

@@ -183,6 +183,11 @@ pub struct ServiceState {
     pub finished_at_ms: Option<u64>,
     /// Old revision still to retire after promotion.
     pub cleanup_pending: bool,
+    /// Who approved the waiting approval gate so far, in order, for gates needing several
+    /// different approvers (`approvals = N`). Folded from the journaled `approve`
+    /// commands, so a resumed engine keeps approvals recorded before a crash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
 }
 
 /// The whole release, as the console shows it.
@@ -680,8 +685,24 @@ impl ReleaseState {
                         started_at_ms: None,
                         finished_at_ms: None,
                         cleanup_pending: false,
+                        approvals: Vec::new(),
                     })
                     .collect();
+            }
+            CommandAccepted {
+                operator,
+                command: Command::Approve { service },
+                ..
+            } => {
+                // An approval of the gate now waiting. The engine accepts one per person;
+                // the one that completes the gate is followed by `GateAnswered`, which
+                // clears the list.
+                if let Some(s) = self.service_mut(service)
+                    && s.status == ServiceStatus::AwaitingApproval
+                    && !s.approvals.contains(operator)
+                {
+                    s.approvals.push(operator.clone());
+                }
             }
             CommandAccepted { .. } | CommandRefused { .. } | EngineRestarted { .. } => {}
             ReleaseStarted { operator } => {
@@ -696,6 +717,7 @@ impl ReleaseState {
             }
             ServiceStarted { service } => {
                 if let Some(s) = self.service_mut(service) {
+                    s.approvals.clear();
                     s.status = ServiceStatus::Starting;
                     s.started_at_ms = Some(at);
                     s.finished_at_ms = None;
@@ -712,6 +734,9 @@ impl ReleaseState {
                 ..
             } => {
                 if let Some(s) = self.service_mut(service) {
+                    if s.step != *index {
+                        s.approvals.clear();
+                    }
                     s.step = *index;
                     s.gate = None;
                     s.wait_until_ms = *until_ms;
@@ -759,7 +784,10 @@ impl ReleaseState {
                 if let Some(s) = self.service_mut(service) {
                     s.status = match gate.kind {
                         GateKind::Approval { .. } => ServiceStatus::AwaitingApproval,
-                        GateKind::Promote => ServiceStatus::Paused,
+                        GateKind::Promote => {
+                            s.approvals.clear();
+                            ServiceStatus::Paused
+                        }
                     };
                     s.paused_reason = Some(reason.clone());
                     s.gate = Some(gate.clone());
@@ -767,6 +795,7 @@ impl ReleaseState {
             }
             GateAnswered { service, .. } => {
                 if let Some(s) = self.service_mut(service) {
+                    s.approvals.clear();
                     s.gate = None;
                     s.paused_reason = None;
                     if matches!(
@@ -821,6 +850,7 @@ impl ReleaseState {
                 service, reason, ..
             } => {
                 if let Some(s) = self.service_mut(service) {
+                    s.approvals.clear();
                     s.status = ServiceStatus::RollingBack;
                     s.reason = Some(reason.clone());
                     s.gate = None;
@@ -852,6 +882,7 @@ impl ReleaseState {
             }
             Retrying { service, .. } => {
                 if let Some(s) = self.service_mut(service) {
+                    s.approvals.clear();
                     s.status = ServiceStatus::Pending;
                     s.reason = None;
                     s.step = 0;

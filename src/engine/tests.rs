@@ -111,8 +111,12 @@ impl H {
     }
 
     pub async fn cmd(&mut self, text: &str) -> CommandReply {
+        self.cmd_as(text, "alice").await
+    }
+
+    pub async fn cmd_as(&mut self, text: &str, operator: &str) -> CommandReply {
         let c = Command::parse(text).unwrap();
-        let r = self.engine.handle(c, "alice").await.unwrap();
+        let r = self.engine.handle(c, operator).await.unwrap();
         self.settle().await;
         r
     }
@@ -1087,6 +1091,75 @@ async fn a_gate_needing_two_approvers_waits_for_two_different_people() {
     assert!(ev.iter().any(
         |e| matches!(&e.kind, EventKind::CommandRefused { operator, .. } if operator == "alice")
     ));
+}
+
+#[tokio::test]
+async fn a_partial_approval_recorded_before_a_crash_counts_after_resume() {
+    const TWO: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", on_timeout = \"rollback\", approvals = 2 } ]\n";
+    let r = release("", &[("api", TWO)]);
+    let mut h = H::new(r.clone());
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("api"), ServiceStatus::AwaitingApproval);
+    let first = h.cmd_as("approve api", "alice").await.unwrap();
+    assert!(first.contains("approval 1 of 2"), "{first}");
+    assert_eq!(h.svc("api").approvals, vec!["alice".to_string()]);
+    // The process dies here; a new one resumes from the journaled events.
+    let events = h.events();
+    assert_eq!(
+        ReleaseState::replay(&events).services[0].approvals,
+        vec!["alice".to_string()],
+        "the fold of the journal keeps alice's approval"
+    );
+    let clock = h.clock.clone();
+    let platform = FakePlatform::new(Arc::new(clock.clone()));
+    let rec = MemoryRecorder::new();
+    rec.events.lock().unwrap().extend(events.iter().cloned());
+    let plan = crate::plan::plan(&r);
+    let engine = Engine::restore(
+        r,
+        &plan,
+        platform.clone(),
+        Arc::new(clock.clone()),
+        Box::new(rec.clone()),
+        Arc::new(ScriptedSmoke::new()),
+        EngineOptions::default(),
+        &events,
+    )
+    .unwrap();
+    let mut h2 = H {
+        engine,
+        clock,
+        platform,
+        smoke: ScriptedSmoke::new(),
+        rec,
+    };
+    h2.settle().await;
+    assert_eq!(h2.status("api"), ServiceStatus::AwaitingApproval);
+    assert_eq!(
+        h2.svc("api").approvals,
+        vec!["alice".to_string()],
+        "re-entering the gate on resume keeps the approvals"
+    );
+    // alice cannot count twice across the crash ...
+    let again = h2.cmd_as("approve api", "alice").await.unwrap_err();
+    assert!(
+        again.reason.contains("alice already approved api") && again.reason.contains("1 so far"),
+        "{}",
+        again.reason
+    );
+    assert_eq!(h2.status("api"), ServiceStatus::AwaitingApproval);
+    // ... and bob's approval is the second of two: the gate opens.
+    let second = h2.cmd_as("approve api", "bob").await.unwrap();
+    assert_eq!(second, "api approved");
+    h2.settle().await;
+    assert_ne!(h2.status("api"), ServiceStatus::AwaitingApproval);
+    assert!(h2.svc("api").approvals.is_empty());
+    assert!(h2.events().iter().any(
+        |e| matches!(&e.kind, EventKind::GateAnswered { by, answer, .. } if by == "bob" && answer == "approved")
+    ));
+    h2.finish(Duration::from_secs(30)).await;
+    assert_eq!(h2.status("api"), ServiceStatus::Promoted);
 }
 
 mod property {

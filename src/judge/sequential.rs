@@ -176,6 +176,20 @@ impl SequentialJudge {
         })
     }
 
+    /// The benchmark's yardstick: the same judge testing against the true rate ratios
+    /// of the simulated regression (errors, slow requests) instead of the mixture.
+    pub fn oracle(
+        name: &str,
+        config: AnalysisConfig,
+        errors: f64,
+        latency: f64,
+    ) -> Result<SequentialJudge, JudgeError> {
+        let mut j = SequentialJudge::named(name, config)?;
+        j.errors.eproc = RatioEProcess::oracle(j.config.tolerance, errors);
+        j.latency.eproc = RatioEProcess::oracle(j.config.tolerance, latency);
+        Ok(j)
+    }
+
     /// The e-values of the error and latency tests so far.
     pub fn e_values(&self) -> (f64, f64) {
         (self.errors.eproc.e_value(), self.latency.eproc.e_value())

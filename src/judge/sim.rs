@@ -182,6 +182,24 @@ impl SimParams {
         Ok(())
     }
 
+    /// The canary's true rate ratios against the baseline in a scenario: errors, and
+    /// requests slower than the frozen p99.
+    pub fn true_ratios(&self, s: Scenario) -> (f64, f64) {
+        let errors = match s {
+            Scenario::Errors | Scenario::LowTraffic => self.multiplier,
+            Scenario::Crash if self.base_error > 0.0 => 0.5 / self.base_error,
+            _ => 1.0,
+        };
+        let latency = match s {
+            Scenario::Latency => {
+                let t = frozen_p99_ms() as f64;
+                p_slower_tail_shift(t, self.latency_shift_ms) / p_slower(t)
+            }
+            _ => 1.0,
+        };
+        (errors, latency)
+    }
+
     /// Traffic and split for a scenario (the low-traffic ones use 5 rps and 5 %).
     pub fn traffic(&self, s: Scenario) -> (f64, f64) {
         match s {
@@ -208,10 +226,14 @@ pub enum JudgeSpec {
     Kayenta5m,
     /// Naive two-proportion z-test every 60 s.
     ZPeek60s,
+    /// Not a judge but a yardstick: the default judge told the scenario's true rate
+    /// ratios (a sequential probability ratio test), which bounds how fast any
+    /// anytime-valid test at the same α and tolerance can be.
+    Oracle,
 }
 
 impl JudgeSpec {
-    pub const ALL: [JudgeSpec; 7] = [
+    pub const ALL: [JudgeSpec; 8] = [
         JudgeSpec::Sequential,
         JudgeSpec::ArgoFl0,
         JudgeSpec::ArgoFl3,
@@ -219,6 +241,7 @@ impl JudgeSpec {
         JudgeSpec::Flagger10,
         JudgeSpec::Kayenta5m,
         JudgeSpec::ZPeek60s,
+        JudgeSpec::Oracle,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -230,6 +253,7 @@ impl JudgeSpec {
             JudgeSpec::Flagger10 => "flagger-10",
             JudgeSpec::Kayenta5m => "kayenta-5m",
             JudgeSpec::ZPeek60s => "z-peek-60s",
+            JudgeSpec::Oracle => "oracle",
         }
     }
 
@@ -245,7 +269,9 @@ impl JudgeSpec {
         )
     }
 
-    pub fn build(&self) -> Result<Box<dyn Judge>, JudgeError> {
+    /// The judge; `truth` is the scenario's true (error, slow-request) rate ratios,
+    /// which only the oracle reads.
+    pub fn build(&self, truth: (f64, f64)) -> Result<Box<dyn Judge>, JudgeError> {
         let base = AnalysisConfig::default();
         let argo = |limit: u32, no_data: NoDataPolicy| AnalysisConfig {
             judge: super::JudgeKind::Threshold,
@@ -282,6 +308,12 @@ impl JudgeSpec {
             JudgeSpec::ZPeek60s => {
                 Box::new(ZPeekJudge::new(self.name(), base, Duration::from_secs(60))?)
             }
+            JudgeSpec::Oracle => Box::new(SequentialJudge::oracle(
+                self.name(),
+                base,
+                truth.0,
+                truth.1,
+            )?),
         })
     }
 }
@@ -459,9 +491,14 @@ pub struct TrialResult {
 }
 
 /// Run one judge over one trial's ticks.
-pub fn run_trial(spec: JudgeSpec, ticks: &[Tick], weight: f64) -> Result<TrialResult, JudgeError> {
+pub fn run_trial(
+    spec: JudgeSpec,
+    ticks: &[Tick],
+    weight: f64,
+    truth: (f64, f64),
+) -> Result<TrialResult, JudgeError> {
     let started = std::time::Instant::now();
-    let mut judge = spec.build()?;
+    let mut judge = spec.build(truth)?;
     let which = usize::from(spec.absolute_latency());
     let (mut served, mut bad) = (0u64, 0u64);
     let mut outcome = Outcome::Inconclusive;
@@ -573,6 +610,7 @@ pub fn run_scenario(
 ) -> Result<Vec<Summary>, JudgeError> {
     let threads = threads.clamp(1, p.trials as usize);
     let (_, weight) = p.traffic(s);
+    let truth = p.true_ratios(s);
     let per_thread: Vec<Result<Vec<TrialRow>, JudgeError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -584,7 +622,7 @@ pub fn run_scenario(
                         generate(s, p, trial, &mut ticks);
                         let row = judges
                             .iter()
-                            .map(|j| run_trial(*j, &ticks, weight))
+                            .map(|j| run_trial(*j, &ticks, weight, truth))
                             .collect::<Result<Vec<_>, _>>()?;
                         out.push((trial, row));
                         trial += threads as u32;

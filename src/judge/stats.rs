@@ -6,7 +6,8 @@
 //! `r = p_canary / p_baseline` is the rate ratio; at `r = 1` the base rate drops out.
 //! To test H0: `r ≤ r0` we keep, for each alternative `r_k > r0` on a log-spaced grid,
 //! the log likelihood ratio `L_k` of all bad events so far under `θ(r_k, w)` against
-//! `θ(r0, w)`, and report the mixture `E = mean_k exp(L_k)`. Under any `r ≤ r0` each
+//! `θ(r0, w)`, and report the mixture `E = Σ_k π_k·exp(L_k)` (prior weights `π_k`, see
+//! [`regression_prior`]). Under any `r ≤ r0` each
 //! `exp(L_k)` is a non-negative supermartingale, hence so is `E`, and by Ville's
 //! inequality `P(E ever reaches 1/α) ≤ α`: the judge may look after every window
 //! without inflating false rollbacks. Raising a window's factor to a power `c ≤ 1`
@@ -14,9 +15,16 @@
 
 /// Number of alternatives in the mixture.
 pub const GRID_SIZE: usize = 48;
-/// The alternatives span `r0 × [GRID_LOW, GRID_HIGH]`, log-spaced, equal weights.
+/// The alternatives span `r0 × [GRID_LOW, GRID_HIGH]`, log-spaced.
 pub const GRID_LOW: f64 = 1.1;
 pub const GRID_HIGH: f64 = 20.0;
+
+/// Centre of the prior bump, in `ln(r / r0)` (1.1 ≈ a ratio of 3·r0).
+pub const PRIOR_CENTER: f64 = 1.1;
+/// Spread of the prior bump, in `ln(r / r0)`.
+pub const PRIOR_SD: f64 = 0.5;
+/// Share of the prior spread evenly over the whole grid.
+pub const PRIOR_FLAT: f64 = 0.15;
 
 fn grid_log_factors() -> [f64; GRID_SIZE] {
     let (lo, hi) = (GRID_LOW.ln(), GRID_HIGH.ln());
@@ -32,14 +40,27 @@ pub fn canary_share_of_bad(r: f64, w: f64) -> f64 {
     r * w / (r * w + 1.0 - w)
 }
 
-/// Log of `Σ exp(x_i) / n`, computed without overflow.
-pub fn log_mean_exp(xs: &[f64]) -> f64 {
+/// Log of `Σ exp(x_i)`, computed without overflow.
+pub fn log_sum_exp(xs: &[f64]) -> f64 {
     let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
     }
-    let s: f64 = xs.iter().map(|x| (x - max).exp()).sum();
-    max + (s / xs.len() as f64).ln()
+    max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+}
+
+/// The prior over the alternatives of the regression test (log weights summing to 1):
+/// most mass on the regressions a canary exists to catch quickly, a normal bump on
+/// `ln(r/r0)` around [`PRIOR_CENTER`] (r ≈ 3·r0) with spread [`PRIOR_SD`], and the rest
+/// ([`PRIOR_FLAT`]) spread evenly so huge regressions still fail within a second or two.
+/// The prior is fixed before any data, so the mixture stays a test supermartingale;
+/// it only decides where the test is fastest. Against the flat prior it cut the median
+/// time to catch ×4 errors from 79 s to 73 s and p99 + 50 ms from 71 s to 64 s in
+/// `judge-bench` (see benches/README.md), at the same false-rollback rate.
+fn regression_prior(g: &[f64; GRID_SIZE]) -> [f64; GRID_SIZE] {
+    let bump = g.map(|x| -0.5 * ((x - PRIOR_CENTER) / PRIOR_SD).powi(2));
+    let norm = log_sum_exp(&bump);
+    bump.map(|b| ((1.0 - PRIOR_FLAT) * (b - norm).exp() + PRIOR_FLAT / GRID_SIZE as f64).ln())
 }
 
 /// Which way a test looks.
@@ -59,11 +80,30 @@ pub struct RatioEProcess {
     r_k: [f64; GRID_SIZE],
     /// `ln(r_k / r0)`.
     ln_ratio: [f64; GRID_SIZE],
+    /// Log prior weight of each alternative (they sum to 1).
+    ln_prior: [f64; GRID_SIZE],
     log_l: [f64; GRID_SIZE],
     ln_e: f64,
 }
 
 impl RatioEProcess {
+    /// The test of H0 `r ≤ r0` against the single alternative on the grid nearest to
+    /// `r` (a sequential probability ratio test). It is only for benchmarks: knowing the
+    /// true ratio, no anytime-valid test at the same level can be much faster, which
+    /// makes it the yardstick for the mixture.
+    pub fn oracle(r0: f64, r: f64) -> RatioEProcess {
+        let mut e = RatioEProcess::new(r0, Side::Above);
+        let target = (r / r0).ln();
+        let g = grid_log_factors();
+        let nearest = (0..GRID_SIZE)
+            .min_by(|&a, &b| (g[a] - target).abs().total_cmp(&(g[b] - target).abs()))
+            .unwrap_or(0);
+        for (k, p) in e.ln_prior.iter_mut().enumerate() {
+            *p = if k == nearest { 0.0 } else { f64::NEG_INFINITY };
+        }
+        e
+    }
+
     pub fn new(r0: f64, side: Side) -> RatioEProcess {
         let g = grid_log_factors();
         let mut r_k = [0.0; GRID_SIZE];
@@ -76,10 +116,15 @@ impl RatioEProcess {
             ln_ratio[k] = lr;
             r_k[k] = r0 * lr.exp();
         }
+        let ln_prior = match side {
+            Side::Above => regression_prior(&g),
+            Side::Below => [-(GRID_SIZE as f64).ln(); GRID_SIZE],
+        };
         RatioEProcess {
             r0,
             r_k,
             ln_ratio,
+            ln_prior,
             log_l: [0.0; GRID_SIZE],
             ln_e: 0.0,
         }
@@ -104,7 +149,11 @@ impl RatioEProcess {
             let ck = (self.r_k[k] * w + 1.0 - w).ln();
             self.log_l[k] += canary * self.ln_ratio[k] - x * (ck - c0);
         }
-        self.ln_e = log_mean_exp(&self.log_l);
+        let mut weighted = self.log_l;
+        for (v, p) in weighted.iter_mut().zip(&self.ln_prior) {
+            *v += p;
+        }
+        self.ln_e = log_sum_exp(&weighted);
     }
 
     /// `ln E`: the log of the evidence against H0 so far.
@@ -269,24 +318,27 @@ mod tests {
     }
 
     #[test]
-    fn log_mean_exp_is_stable() {
-        assert!((log_mean_exp(&[0.0, 0.0]) - 0.0).abs() < 1e-12);
-        let v = log_mean_exp(&[1000.0, 1000.0 + 2f64.ln()]);
-        assert!((v - (1000.0 + 1.5f64.ln())).abs() < 1e-9);
+    fn log_sum_exp_is_stable() {
+        assert!((log_sum_exp(&[0.0, 0.0]) - 2f64.ln()).abs() < 1e-12);
+        let v = log_sum_exp(&[1000.0, 1000.0 + 2f64.ln()]);
+        assert!((v - (1000.0 + 3f64.ln())).abs() < 1e-9);
+        assert_eq!(log_sum_exp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
     }
 
     #[test]
     fn one_event_update_matches_the_formula() {
-        // One canary bad event at w = 0.1, r0 = 1.25: E = mean_k θ(r_k)/θ(r0).
+        // One canary bad event at w = 0.1, r0 = 1.25: E = Σ_k π_k θ(r_k)/θ(r0).
         let mut e = RatioEProcess::new(1.25, Side::Above);
         e.update(1, 0, 0.1, 1.0);
         let g = grid_log_factors();
+        let prior = regression_prior(&g);
         let theta0 = canary_share_of_bad(1.25, 0.1);
+        assert!((prior.iter().map(|p| p.exp()).sum::<f64>() - 1.0).abs() < 1e-12);
         let want: f64 = g
             .iter()
-            .map(|lg| canary_share_of_bad(1.25 * lg.exp(), 0.1) / theta0)
-            .sum::<f64>()
-            / GRID_SIZE as f64;
+            .zip(prior)
+            .map(|(lg, lp)| lp.exp() * canary_share_of_bad(1.25 * lg.exp(), 0.1) / theta0)
+            .sum::<f64>();
         assert!((e.e_value() - want).abs() < 1e-9 * want);
         // A baseline event is evidence for H0: the e-value falls below 1.
         let mut f = RatioEProcess::new(1.25, Side::Above);
@@ -321,6 +373,40 @@ mod tests {
             let mean = sum / trials as f64;
             assert!(mean < max_mean, "r = {r}: mean E {mean}");
         }
+    }
+
+    #[test]
+    fn the_prior_favours_moderate_regressions_and_the_oracle_stays_valid() {
+        let g = grid_log_factors();
+        let prior = regression_prior(&g);
+        let top = (0..GRID_SIZE)
+            .max_by(|&a, &b| prior[a].total_cmp(&prior[b]))
+            .unwrap();
+        assert!((g[top] - PRIOR_CENTER).abs() < 0.1, "peak at {}", g[top]);
+        // Every alternative keeps some weight: a 20× regression is still caught.
+        assert!(
+            prior
+                .iter()
+                .all(|p| p.exp() >= PRIOR_FLAT / GRID_SIZE as f64 * 0.999)
+        );
+        // The single-alternative test is a supermartingale at the null too.
+        let mut rng = SmallRng::seed_from_u64(11);
+        let theta = canary_share_of_bad(1.25, 0.1);
+        let trials = 4000;
+        let mut sum = 0.0;
+        for _ in 0..trials {
+            let mut e = RatioEProcess::oracle(1.25, 4.0);
+            for _ in 0..30 {
+                let canary = u64::from(rng.random::<f64>() < theta);
+                e.update(canary, 1 - canary, 0.1, 1.0);
+            }
+            sum += e.e_value();
+        }
+        assert!(
+            sum / (trials as f64) < 1.2,
+            "mean E {}",
+            sum / trials as f64
+        );
     }
 
     #[test]
