@@ -178,6 +178,53 @@ fn overlays_help_palette_confirm_quit() {
 }
 
 #[test]
+fn migration_waits_for_contract_confirmation() {
+    let s = fixtures::scenario("contract-awaiting");
+    let mut app = app_for(&s, "contract-awaiting", "dark", Some("orders"));
+    let t = draw(&mut app, 140, 42);
+    let text = t.backend().to_string();
+    // The tree's database node and the timeline's row both show the stage.
+    assert!(
+        text.contains("⛁ DB orders-split-address ? contract: awaiting"),
+        "{text}"
+    );
+    assert!(text.contains("▲━"), "{text}");
+    insta::assert_snapshot!("migration_contract_awaiting", t.backend());
+    // `C` opens the dialog naming the migration; `y` sends `contract NAME`.
+    app.dispatch(cutover::console::action::Action::Contract);
+    let t = draw(&mut app, 140, 42);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("Contract migration orders-split-address in staging?"),
+        "{text}"
+    );
+    insta::assert_snapshot!("migration_contract_dialog", t.backend());
+    let fx = app.on_key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Char('y'),
+    ));
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            cutover::console::app::Effect::Send(cutover::engine::Command::Contract { migration })
+                if migration == "orders-split-address"
+        )),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn migration_refused_by_lint() {
+    let t = snap("lint-refused", None);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("⛁ DB orders-split-address ✖ FAILED"),
+        "{text}"
+    );
+    assert!(text.contains("SKIPPED"), "{text}");
+    insta::assert_snapshot!("migration_lint_refused", t.backend());
+}
+
+#[test]
 fn zoomed_health_pane() {
     let s = fixtures::scenario("failed");
     let mut app = app_for(&s, "failed", "dark", Some("payments"));

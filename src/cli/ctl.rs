@@ -64,10 +64,10 @@ impl ConnectArgs {
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
     /// pause, resume, promote, promote-all, rollback, approve, reject, abort, retry,
-    /// start, or status (prints the snapshot as JSON).
+    /// start, contract, or status (prints the snapshot as JSON).
     pub action: String,
     /// The service (needed by promote, promote-all, approve, reject, retry; optional for
-    /// pause, resume, rollback).
+    /// pause, resume, rollback), or the migration for contract.
     pub service: Option<String>,
     /// Why (journaled with the command).
     #[arg(long)]

@@ -44,6 +44,22 @@ pub struct DeployArgs {
     /// Who runs the release, for the journal (default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
+    /// Run each migration's contract, without asking, once every listed service is
+    /// promoted and baked (contract is one-way). Headless without it, the release ends
+    /// with the contract pending; the console asks.
+    #[arg(long)]
+    pub allow_contract: bool,
+}
+
+/// How contract is confirmed: `--allow-contract`, else the console asks, else (headless)
+/// the release ends with it pending.
+pub(crate) fn contract_mode(allow: bool, console: bool) -> crate::engine::ContractMode {
+    use crate::engine::ContractMode;
+    match (allow, console) {
+        (true, _) => ContractMode::Allow,
+        (false, true) => ContractMode::Confirm,
+        (false, false) => ContractMode::Defer,
+    }
 }
 
 /// A failure with its exit code and message.
@@ -99,6 +115,7 @@ pub(crate) enum Begin {
 
 /// Start the platform (local, or ECS through [`super::deploy_ecs`]), the engine (new or restored), the printer (unless the
 /// console replaces it: `printer` false) and the notifier.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_session_with(
     release: &Release,
     base_dir: &Path,
@@ -107,7 +124,16 @@ pub(crate) async fn start_session_with(
     operator: &str,
     output: Output,
     printer: bool,
+    contract: crate::engine::ContractMode,
 ) -> Result<Session, Failure> {
+    // Read and lint the migrations' files before anything starts (the engine refuses a
+    // blocking finding with its own journaled message).
+    let migrations = release
+        .migrations
+        .iter()
+        .map(|m| crate::migrate::PreparedMigration::new(m, base_dir))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
@@ -174,6 +200,8 @@ pub(crate) async fn start_session_with(
     let options = EngineOptions {
         operator: operator.to_string(),
         platform_services,
+        migrations,
+        contract,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));
@@ -324,6 +352,16 @@ pub(crate) fn summary_json(
         "started_at_ms": state.started_at_ms,
         "finished_at_ms": state.finished_at_ms,
     });
+    if !state.migrations.is_empty()
+        && let Some(obj) = v.as_object_mut()
+    {
+        let migrations: BTreeMap<&str, &str> = state
+            .migrations
+            .iter()
+            .map(|m| (m.name.as_str(), m.phase.as_str()))
+            .collect();
+        obj.insert("migrations".into(), serde_json::json!(migrations));
+    }
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -347,6 +385,14 @@ pub(crate) fn print_summary(
                     Some(r) => println!("  {:<16} {:<12} {r}", s.name, s.status.as_str()),
                     None => println!("  {:<16} {}", s.name, s.status.as_str()),
                 }
+            }
+            for m in &state.migrations {
+                println!(
+                    "  migration {:<16} {}: {}",
+                    m.name,
+                    m.phase.as_str(),
+                    m.detail
+                );
             }
             for l in text_extra {
                 println!("{l}");
@@ -467,6 +513,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
             &operator,
             args.output,
             !console,
+            contract_mode(args.allow_contract, console),
         )
         .await
         {

@@ -1,4 +1,4 @@
-//! `cutover migrate lint|dry-run|status`: the migration tools for people. The engine runs
+//! `cutover migrate lint|dry-run|status|contract`: the migration tools for people. The engine runs
 //! the same library calls in the release's order; these commands let an engineer check a
 //! migration before the deploy window.
 
@@ -50,6 +50,18 @@ pub enum MigrateCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Run the contract a deploy left pending (headless without --allow-contract). The
+    /// release's newest finished run must show every listed service promoted, and the
+    /// bake passed since the last promotion; contract is one-way. Exit 2 when refused.
+    Contract {
+        /// The release file.
+        file: PathBuf,
+        /// The migration to contract.
+        #[arg(long)]
+        migration: String,
+        #[command(flatten)]
+        state: super::StateDirArg,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,6 +96,136 @@ pub fn run(cmd: MigrateCommand) -> ExitCode {
             migration,
             output,
         } => status(&file, migration.as_deref(), output),
+        MigrateCommand::Contract {
+            file,
+            migration,
+            state,
+        } => contract(&file, &migration, &state.resolve()),
+    }
+}
+
+/// Where each listed service of `m` stood at the end of the release's newest finished
+/// run, with promotion times turned into `Instant`s for the guard.
+fn progress_from_runs(
+    state_dir: &Path,
+    release_name: &str,
+    m: &Migration,
+) -> Result<
+    (
+        String,
+        std::collections::BTreeMap<String, migrate::ServiceProgress>,
+    ),
+    String,
+> {
+    use crate::engine::{ReleaseState, ServiceStatus, events_from_entries};
+    let runs = crate::journal::list_runs(state_dir).map_err(|e| e.to_string())?;
+    let run = runs
+        .iter()
+        .find(|r| r.release == release_name && r.is_finished() && r.damage.is_none())
+        .ok_or_else(|| {
+            format!(
+                "no finished run of release {release_name} under {}; deploy it first (or pass --state-dir)",
+                state_dir.display()
+            )
+        })?;
+    let rec = crate::journal::read_run(state_dir, &run.run_id).map_err(|e| e.to_string())?;
+    let state = ReleaseState::replay(&events_from_entries(&rec.entries));
+    let now_ms = crate::engine::Clock::now_ms(&crate::engine::SystemClock);
+    let now = std::time::Instant::now();
+    let progress = m
+        .services
+        .iter()
+        .filter_map(|name| {
+            let s = state.service(name)?;
+            let p = match s.status {
+                ServiceStatus::Promoted => {
+                    let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
+                    migrate::ServiceProgress::Promoted {
+                        at: now
+                            .checked_sub(std::time::Duration::from_millis(ago))
+                            .unwrap_or(now),
+                    }
+                }
+                ServiceStatus::RolledBack => migrate::ServiceProgress::RolledBack,
+                ServiceStatus::Pending | ServiceStatus::Skipped => {
+                    migrate::ServiceProgress::Pending
+                }
+                _ => migrate::ServiceProgress::RollingOut,
+            };
+            Some((name.clone(), p))
+        })
+        .collect();
+    Ok((run.run_id.clone(), progress))
+}
+
+fn contract(file: &Path, name: &str, state_dir: &Path) -> ExitCode {
+    let (picked, base_dir) = match load(file, Some(name)) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let release_name = match release::load(file) {
+        Ok(l) => l.release.release.name,
+        Err(d) => return super::report_diagnostics(&d),
+    };
+    let Some(m) = picked.first() else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let prep = match PreparedMigration::new(m, &base_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cutover: {e}");
+            return error_code(&e);
+        }
+    };
+    if let Err(e) = prep.check_lint() {
+        eprintln!("cutover: {e}");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let (run_id, progress) = match progress_from_runs(state_dir, &release_name, m) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cutover: migration \"{name}\": {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let db_state = match prep.state() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cutover: {e}");
+            return error_code(&e);
+        }
+    };
+    if let Err(r) =
+        migrate::contract_allowed(m, db_state, &progress, std::time::Instant::now(), true)
+    {
+        eprintln!("cutover: {r} (run {run_id})");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let opts = RunOptions {
+        actor: crate::engine::operator_name(None),
+        ..RunOptions::default()
+    };
+    match prep.apply(Stage::Contract, &opts) {
+        Ok(outcome) => {
+            println!(
+                "migration \"{name}\": contract applied to {} ({}); the listed services can no longer roll back to their old revision",
+                prep.database,
+                match outcome {
+                    migrate::StageOutcome::Applied {
+                        statements,
+                        duration_ms,
+                        ..
+                    } => format!("{statements} statement(s) in {duration_ms} ms"),
+                    migrate::StageOutcome::AlreadyApplied { applied_at, .. } =>
+                        format!("already applied at {applied_at}; nothing ran"),
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cutover: {e}");
+            error_code(&e)
+        }
     }
 }
 

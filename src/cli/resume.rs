@@ -28,6 +28,10 @@ pub struct ResumeArgs {
     /// Who resumes, for the journal (default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
+    /// Run each migration's contract, without asking, once every listed service is
+    /// promoted and baked (contract is one-way).
+    #[arg(long)]
+    pub allow_contract: bool,
 }
 
 pub fn run(args: ResumeArgs) -> ExitCode {
@@ -82,6 +86,7 @@ pub fn run(args: ResumeArgs) -> ExitCode {
             &operator,
             args.output,
             !console,
+            super::deploy::contract_mode(args.allow_contract, console),
         )
         .await
         {

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// leaves the release running (`cutover attach` to come back).
     #[arg(long, conflicts_with = "detach")]
     pub console: bool,
+    /// Run each migration's contract, without asking, once every listed service is
+    /// promoted and baked (contract is one-way). Otherwise it waits for `contract NAME`
+    /// (an attached console's dialog, or `cutover ctl contract NAME`).
+    #[arg(long)]
+    pub allow_contract: bool,
 }
 
 /// The socket of a state directory.
@@ -201,6 +206,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             &operator,
             args.output,
             true,
+            super::deploy::contract_mode(args.allow_contract, true),
         )
         .await
         {

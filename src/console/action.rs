@@ -32,6 +32,7 @@ pub enum Action {
     Reject,
     Retry,
     Abort,
+    Contract,
     Suspend,
     ToggleMouse,
 }
@@ -129,6 +130,13 @@ pub const ACTIONS: &[ActionInfo] = &[
         "roll a rolled-back or failed service out again",
         true,
         false,
+    ),
+    info(
+        Action::Contract,
+        "contract",
+        "confirm the contract of a migration that waits for it (asks first, naming it; one-way)",
+        true,
+        true,
     ),
     info(
         Action::Abort,

@@ -11,7 +11,7 @@ use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
 use crate::engine::telemetry::Telemetry;
 use crate::engine::{
-    Command, Event, EventKind, ReleaseState, ReleaseStatus, ServiceStatus, describe,
+    Command, Event, EventKind, MigrationPhase, ReleaseState, ReleaseStatus, ServiceStatus, describe,
 };
 use crate::plan::Plan;
 
@@ -266,6 +266,19 @@ impl App {
             }
             EventKind::CommandRefused { .. } => {
                 self.toast(describe(e), true);
+            }
+            // The engine's contract gate: ask at once, naming the migration.
+            EventKind::Migration {
+                migration,
+                phase: MigrationPhase::ContractAwaiting,
+                ..
+            } if !self.settings.read_only
+                && self.overlay == Overlay::None
+                && e.seq >= self.state.last_seq =>
+            {
+                self.confirm(Command::Contract {
+                    migration: migration.clone(),
+                });
             }
             _ => {}
         }
@@ -755,6 +768,24 @@ impl App {
                 None => Vec::new(),
             },
             Action::Abort => self.confirm(Command::Abort),
+            Action::Contract => {
+                let waiting = self
+                    .state
+                    .migrations
+                    .iter()
+                    .find(|m| m.phase == MigrationPhase::ContractAwaiting)
+                    .map(|m| m.name.clone());
+                match waiting {
+                    Some(migration) => self.confirm(Command::Contract { migration }),
+                    None => {
+                        self.toast(
+                            "no migration waits for contract confirmation (it is offered once every listed service is promoted and baked)".into(),
+                            true,
+                        );
+                        Vec::new()
+                    }
+                }
+            }
         }
     }
 
@@ -793,6 +824,17 @@ impl App {
                     self.state.release
                 )
             }
+            Command::Contract { migration } => {
+                let services = self
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.migrations.iter().find(|m| &m.name == migration))
+                    .map(|m| m.services.join(", "))
+                    .unwrap_or_default();
+                format!(
+                    "Contract migration {migration}{env}? Every listed service ({services}) is promoted and baked. Contract is one-way: afterwards they cannot roll back to their old revision."
+                )
+            }
             other => format!("{other}{env}?"),
         }
     }
@@ -823,7 +865,10 @@ impl App {
                     );
                     return Vec::new();
                 }
-                if matches!(c, Command::PromoteAll { .. } | Command::Abort) {
+                if matches!(
+                    c,
+                    Command::PromoteAll { .. } | Command::Abort | Command::Contract { .. }
+                ) {
                     self.confirm(c)
                 } else {
                     self.send(c)
@@ -950,7 +995,12 @@ fn log_event(e: &Event) {
     let line = describe(e);
     match &e.kind {
         EventKind::Health { .. } => {}
-        EventKind::Failed { .. } | EventKind::CommandRefused { .. } => {
+        EventKind::Failed { .. }
+        | EventKind::CommandRefused { .. }
+        | EventKind::Migration {
+            phase: MigrationPhase::Failed,
+            ..
+        } => {
             tracing::error!(target: "engine", "{line}")
         }
         EventKind::PlatformError { fatal: true, .. } => tracing::error!(target: "engine", "{line}"),

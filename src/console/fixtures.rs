@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::engine::telemetry::{Sample, ServiceSeries, Telemetry};
 use crate::engine::{
-    Command, Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState,
+    Command, Event, EventKind, Gate, GateKind, HealthSummary, MigrationPhase, ReleaseState,
     ServiceInit, Trigger, VerdictInfo, revisions,
 };
 use crate::judge::Outcome;
@@ -361,14 +361,46 @@ impl Script {
         }
     }
 
+    /// A step of the release's migration (`orders-split-address`).
+    pub fn migration(&mut self, phase: MigrationPhase, detail: &str, lines: &[&str]) {
+        self.push(EventKind::Migration {
+            migration: "orders-split-address".into(),
+            phase,
+            detail: detail.into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        });
+    }
+
+    /// Lint, dry run and expand of the migration (before `orders` starts).
+    pub fn expand(&mut self) {
+        self.migration(
+            MigrationPhase::Linted,
+            "no blocking finding (0 other finding(s)); database sqlite://data/orders.db",
+            &[],
+        );
+        self.advance(400);
+        self.migration(
+            MigrationPhase::DryRunOk,
+            "applied to a copy of sqlite://data/orders.db (VACUUM INTO a temporary file); the real database untouched",
+            &["expand ok (12 ms)", "  + column orders.street", "  + column orders.city"],
+        );
+        self.migration(
+            MigrationPhase::Expanding,
+            "applying migrations/0007_expand.sql to sqlite://data/orders.db before orders start",
+            &[],
+        );
+        self.advance(300);
+        self.migration(
+            MigrationPhase::Expanded,
+            "expand applied: old and new revisions both work on this schema (3 statement(s) in 9 ms)",
+            &[],
+        );
+    }
+
     pub fn finish(&mut self) {
         let st = self.state();
-        let map: BTreeMap<String, FinalStatus> = st.final_statuses().unwrap_or_default();
-        let code = if map.values().all(|f| *f == FinalStatus::Promoted) {
-            0
-        } else {
-            3
-        };
+        let map: BTreeMap<String, _> = st.final_statuses().unwrap_or_default();
+        let code = st.exit_code();
         self.push(EventKind::ReleaseFinished {
             services: map,
             exit_code: code,
@@ -486,6 +518,46 @@ pub fn scenario(name: &str) -> Script {
                 s.push(EventKind::Skipped {
                     service: n.into(),
                     reason: "a dependency rolled back".into(),
+                });
+            }
+            s.finish();
+        }
+        "contract-awaiting" => {
+            s.start();
+            for n in ["ledger", "auth", "payments", "inventory"] {
+                s.promote(n);
+            }
+            s.expand();
+            s.promote("orders");
+            s.run_to("gateway", 3);
+            s.advance(60_000);
+            s.run_to("gateway", 5);
+            s.advance(61_000);
+            s.migration(
+                MigrationPhase::ContractAwaiting,
+                "every listed service is promoted and baked; contract is one-way: confirm it (console dialog, `contract orders-split-address`), or roll back",
+                &[],
+            );
+            s.advance(4_000);
+        }
+        "lint-refused" => {
+            s.start();
+            s.migration(
+                MigrationPhase::Failed,
+                "lint refused expand of migration \"orders-split-address\": 1 blocking finding(s), first at migrations/0007_expand.sql:3 [drop-column] drops column orders.address; nothing touched sqlite://data/orders.db",
+                &["migrations/0007_expand.sql:3: error[drop-column] (expand) drops column orders.address — the old revision still reads it; fix: drop it in contract"],
+            );
+            for n in [
+                "ledger",
+                "auth",
+                "payments",
+                "inventory",
+                "orders",
+                "gateway",
+            ] {
+                s.push(EventKind::Skipped {
+                    service: n.into(),
+                    reason: "migration orders-split-address: lint refused it".into(),
                 });
             }
             s.finish();

@@ -12,7 +12,7 @@ use ratatui::widgets::{
 use tui_logger::{ExtLogRecord, LogFormatter, TuiLoggerWidget};
 
 use crate::engine::telemetry::Sample;
-use crate::engine::{GateKind, ReleaseStatus, ServiceState, ServiceStatus};
+use crate::engine::{GateKind, MigrationPhase, ReleaseStatus, ServiceState, ServiceStatus};
 use crate::judge::Outcome;
 use crate::plan::Action as StepAction;
 
@@ -39,6 +39,25 @@ pub fn status_look(s: ServiceStatus) -> (&'static str, &'static str, Slot) {
         ServiceStatus::RolledBack => ("⟲", "ROLLED BACK", Slot::HealthDown),
         ServiceStatus::Failed => ("✖", "FAILED", Slot::HealthDown),
         ServiceStatus::Skipped => ("–", "SKIPPED", Slot::HealthUnknown),
+    }
+}
+
+/// Glyph, word and style of a migration's phase (tree and timeline).
+pub fn migration_look(p: MigrationPhase) -> (&'static str, &'static str, Slot) {
+    match p {
+        MigrationPhase::Pending => ("○", "pending", Slot::HealthUnknown),
+        MigrationPhase::Linted => ("◔", "linted", Slot::Database),
+        MigrationPhase::DryRunOk => ("◑", "dry-run ok", Slot::Database),
+        MigrationPhase::Expanding => ("◎", "expanding", Slot::StatusActive),
+        MigrationPhase::Expanded => ("▲", "expanded", Slot::Database),
+        MigrationPhase::ContractAwaiting => ("?", "contract: awaiting confirm", Slot::Countdown),
+        MigrationPhase::Contracting => ("◎", "contracting", Slot::StatusActive),
+        MigrationPhase::Contracted => ("●", "contracted", Slot::HealthOk),
+        MigrationPhase::UndoingExpand => ("↺", "undoing expand", Slot::StatusRollingBack),
+        MigrationPhase::Undone => ("⟲", "undone", Slot::HealthDegraded),
+        MigrationPhase::KeptExpanded => ("▲", "expanded (kept)", Slot::HealthDegraded),
+        MigrationPhase::ContractPending => ("‖", "contract pending", Slot::HealthDegraded),
+        MigrationPhase::Failed => ("✖", "FAILED", Slot::HealthDown),
     }
 }
 
@@ -459,16 +478,27 @@ impl App {
                         .contract_after_wave
                         .map(|w| format!(", contract after wave {}", w + 1))
                         .unwrap_or_default();
-                    let text = format!(
-                        "⛁ DB {}  expand before wave {}{contract} · {}",
-                        m.name,
+                    let phase = self
+                        .state
+                        .migration(&m.name)
+                        .map_or(MigrationPhase::Pending, |x| x.phase);
+                    let (glyph, word, slot) = migration_look(phase);
+                    let head = format!("⛁ DB {} ", m.name);
+                    let state = format!("{glyph} {word}");
+                    let rest = format!(
+                        "  expand before wave {}{contract} · {}",
                         m.expand_before_wave + 1,
                         m.services.join(", ")
                     );
-                    lines.push(Line::from(Span::styled(
-                        truncate(&text, width),
-                        self.style(Slot::Database),
-                    )));
+                    let head_w = head.chars().count();
+                    let state_w = width.saturating_sub(head_w);
+                    let state = truncate(&state, state_w);
+                    let rest_w = state_w.saturating_sub(state.chars().count());
+                    lines.push(Line::from(vec![
+                        Span::styled(truncate(&head, width), self.style(Slot::Database)),
+                        Span::styled(state, self.style(slot)),
+                        Span::styled(truncate(&rest, rest_w), self.style(Slot::Database)),
+                    ]));
                 }
                 Node::Service { index, also } => {
                     let s = &self.state.services[*index];
@@ -878,6 +908,11 @@ impl App {
             .services
             .iter()
             .map(|s| s.name.chars().count())
+            .chain(
+                self.plan
+                    .iter()
+                    .flat_map(|p| p.migrations.iter().map(|m| m.name.chars().count() + 2)),
+            )
             .max()
             .unwrap_or(6)
             .clamp(6, 18);
@@ -901,9 +936,22 @@ impl App {
             ),
             Span::styled(format!(" {label_end} (┃ now)"), self.style(Slot::Dim)),
         ]));
-        // Rows in tree order.
+        // Rows in tree order; the migrations' rows below them.
         let order = self.service_rows();
-        let visible = inner.height as usize - 1;
+        let migrations: Vec<(String, usize)> = self
+            .plan
+            .as_ref()
+            .map(|p| {
+                p.migrations
+                    .iter()
+                    .map(|m| (m.name.clone(), m.expand_before_wave))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mig_rows = migrations
+            .len()
+            .min((inner.height as usize).saturating_sub(2));
+        let visible = inner.height as usize - 1 - mig_rows;
         let sel_pos = order
             .iter()
             .position(|i| self.selected.as_deref() == Some(self.state.services[*i].name.as_str()))
@@ -975,6 +1023,55 @@ impl App {
             spans.extend(bar_spans);
             spans.push(Span::raw(" "));
             spans.push(Span::styled(truncate(&text, text_w), self.style(tslot)));
+            lines.push(Line::from(spans));
+        }
+        for (name, wave) in migrations.iter().take(mig_rows) {
+            let m = self.state.migration(name);
+            let phase = m.map_or(MigrationPhase::Pending, |m| m.phase);
+            let (glyph, word, slot) = migration_look(phase);
+            // ━ while the expanded schema serves both revisions, ▲ expand, ▼ contract/undo.
+            let mut cells: Vec<(char, Slot)> = vec![(' ', Slot::Base); bar_w];
+            let at = |t: u64| col(t.saturating_sub(release_start)).min(bar_w - 1);
+            if let Some(e) = m.and_then(|m| m.expanded_at_ms) {
+                let a = at(e);
+                let end = m
+                    .and_then(|m| m.ended_at_ms)
+                    .map_or(now_c, |t| at(t).max(a));
+                for c in cells.iter_mut().take(end + 1).skip(a) {
+                    *c = ('━', Slot::Database);
+                }
+                cells[a] = ('▲', slot);
+                if let Some(t) = m.and_then(|m| m.ended_at_ms) {
+                    cells[at(t).max(a)] = ('▼', slot);
+                }
+            } else if let Some(m) = m {
+                cells[at(m.since_ms)] = (glyph.chars().next().unwrap_or('○'), slot);
+            }
+            let mut bar_spans: Vec<Span> = Vec::new();
+            let mut cur = String::new();
+            let mut cur_slot = Slot::Base;
+            for (ch, s) in cells {
+                if s != cur_slot && !cur.is_empty() {
+                    bar_spans.push(Span::styled(std::mem::take(&mut cur), self.style(cur_slot)));
+                }
+                cur_slot = s;
+                cur.push(ch);
+            }
+            if !cur.is_empty() {
+                bar_spans.push(Span::styled(cur, self.style(cur_slot)));
+            }
+            let mut spans = vec![Span::styled(
+                format!("{} ", pad(&format!("⛁ {name}"), name_w)),
+                self.style(Slot::Database),
+            )];
+            spans.extend(bar_spans);
+            spans.push(Span::raw(" "));
+            let text = if phase == MigrationPhase::Pending {
+                format!("{glyph} {word} · before wave {}", wave + 1)
+            } else {
+                format!("{glyph} {word}")
+            };
+            spans.push(Span::styled(truncate(&text, text_w), self.style(slot)));
             lines.push(Line::from(spans));
         }
         f.render_widget(Paragraph::new(lines), inner);

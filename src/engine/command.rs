@@ -33,12 +33,15 @@ pub enum Command {
     Reject { service: String },
     /// Roll a rolled-back (or failed) service out again.
     Retry { service: String },
+    /// Confirm the contract of a migration that waits for it (every listed service
+    /// promoted and baked). Contract is one-way.
+    Contract { migration: String },
 }
 
 impl Command {
     pub fn service(&self) -> Option<&str> {
         match self {
-            Command::Start | Command::Abort => None,
+            Command::Start | Command::Abort | Command::Contract { .. } => None,
             Command::Pause { service }
             | Command::Resume { service }
             | Command::Rollback { service } => service.as_deref(),
@@ -63,6 +66,7 @@ impl Command {
             Command::Approve { .. } => "approve",
             Command::Reject { .. } => "reject",
             Command::Retry { .. } => "retry",
+            Command::Contract { .. } => "contract",
         }
     }
 
@@ -100,9 +104,15 @@ impl Command {
             "retry" => Command::Retry {
                 service: need(target)?,
             },
+            "contract" => Command::Contract {
+                migration: target.ok_or_else(|| {
+                    "`contract` needs a migration name, e.g. `contract split-customer-name`"
+                        .to_string()
+                })?,
+            },
             other => {
                 return Err(format!(
-                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry"
+                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract"
                 ));
             }
         })
@@ -111,9 +121,10 @@ impl Command {
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.service() {
-            Some(s) => write!(f, "{} {s}", self.name()),
-            None => f.write_str(self.name()),
+        match (self, self.service()) {
+            (Command::Contract { migration }, _) => write!(f, "contract {migration}"),
+            (_, Some(s)) => write!(f, "{} {s}", self.name()),
+            (_, None) => f.write_str(self.name()),
         }
     }
 }
@@ -239,6 +250,7 @@ mod tests {
             "approve a",
             "reject a",
             "retry a",
+            "contract split-customer-name",
         ] {
             let c = Command::parse(t).unwrap();
             assert_eq!(c.to_string(), t);
@@ -249,6 +261,15 @@ mod tests {
             Command::parse("promote")
                 .unwrap_err()
                 .contains("needs a service")
+        );
+        assert!(
+            Command::parse("contract")
+                .unwrap_err()
+                .contains("needs a migration name")
+        );
+        assert_eq!(
+            serde_json::to_value(Command::parse("contract m").unwrap()).unwrap(),
+            serde_json::json!({"command": "contract", "migration": "m"})
         );
         assert!(
             Command::parse("launch x")

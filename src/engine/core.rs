@@ -24,6 +24,11 @@ use super::state::{
     ServiceInit, ServiceState, ServiceStatus, Trigger,
 };
 
+// The engine's migration stages (a child module: it extends `Engine` with hooks below).
+#[path = "migration.rs"]
+mod migration;
+pub use migration::ContractMode;
+
 /// Why the engine stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -48,6 +53,12 @@ pub struct EngineOptions {
     /// What the platform knows of a service better than the release file does (ECS: the
     /// revision running now and the service's task count). Empty on the local platform.
     pub platform_services: HashMap<String, PlatformService>,
+    /// The release's `[[migration]]`s, read and linted (`migrate::prepare`).
+    pub migrations: Vec<crate::migrate::PreparedMigration>,
+    /// What happens once a contract is allowed (confirm, `--allow-contract`, defer).
+    pub contract: ContractMode,
+    /// How migration stages run (timeouts, retries); the actor is the operator.
+    pub migrate: crate::migrate::RunOptions,
 }
 
 /// A platform's view of one service at the start of a run (see
@@ -68,6 +79,9 @@ impl Default for EngineOptions {
             bootstrap_timeout: Duration::from_secs(60),
             stay_alive: false,
             platform_services: HashMap::new(),
+            migrations: Vec::new(),
+            contract: ContractMode::default(),
+            migrate: crate::migrate::RunOptions::default(),
         }
     }
 }
@@ -195,6 +209,8 @@ pub struct Engine {
     note: Option<String>,
     /// Per service: who or what started its latest rollback, and when (for refusals).
     rollbacks: HashMap<String, (String, u64)>,
+    /// The release's migration stages.
+    mig: migration::Migrations,
 }
 
 fn weights_of(baseline: &str, candidate: &str, candidate_weight: u8) -> Weights {
@@ -329,7 +345,14 @@ impl Engine {
                 },
             );
         }
+        let mig = migration::Migrations::new(
+            &options.migrations,
+            plan,
+            options.contract,
+            options.migrate.clone(),
+        );
         Ok(Engine {
+            mig,
             release,
             options,
             platform,
@@ -505,7 +528,8 @@ impl Engine {
     pub fn is_done(&self) -> bool {
         self.state.status == ReleaseStatus::Finished
             && self.rts.values().all(|rt| {
-                rt.retiring.is_empty()
+                !self.mig.busy()
+                    && rt.retiring.is_empty()
                     && rt.busy.is_none()
                     && !self
                         .svc(&rt.spec.name)
@@ -564,6 +588,7 @@ impl Engine {
         for name in self.order.clone() {
             self.drive(&name).await?;
         }
+        self.migrations_tick().await?;
         self.schedule().await?;
         self.check_finished()?;
         self.publish();
@@ -748,6 +773,9 @@ impl Engine {
             if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
                 continue;
             }
+            if self.migration_holds(&name) {
+                continue;
+            }
             let active = self
                 .state
                 .services
@@ -781,11 +809,11 @@ impl Engine {
             .rts
             .values()
             .any(|rt| rt.busy == Some(Busy::CrossCheck))
+            || self.migrations_pending()
         {
             return Ok(());
         }
-        let all_promoted = services.values().all(|s| *s == FinalStatus::Promoted);
-        let exit_code = if all_promoted { 0 } else { 3 };
+        let exit_code = self.state.exit_code();
         self.emit(EventKind::ReleaseFinished {
             services,
             exit_code,
@@ -1933,6 +1961,9 @@ impl Engine {
         ) {
             return Ok(());
         }
+        if self.migration_blocks_rollback(name, &reason)? {
+            return Ok(());
+        }
         self.emit(EventKind::RollbackStarted {
             service: name.to_string(),
             reason: reason.clone(),
@@ -2180,9 +2211,10 @@ impl Engine {
                     if self.state.status == ReleaseStatus::Paused {
                         self.emit(EventKind::Resumed {
                             service: None,
-                            operator: op,
+                            operator: op.clone(),
                         })?;
                     }
+                    self.migrations_on_abort(&op)?;
                     self.check_finished()?;
                     Ok(Ok(
                         "aborted: services in flight roll back, pending ones are skipped".into(),
@@ -2277,6 +2309,9 @@ impl Engine {
                     Ok(Ok("rolling back the release".into()))
                 }
             },
+            Command::Contract { migration } => {
+                self.confirm_contract(command, operator, migration).await
+            }
             _ => self.service_command(command, operator, now).await,
         }
     }
@@ -2512,6 +2547,13 @@ impl Engine {
                     Ok(Ok(format!("{name} rejected: rolling back")))
                 }
             }
+            Command::Rollback { .. }
+                if (st.is_active() || st == ServiceStatus::Promoted)
+                    && self.migration_refuses_rollback(&name).is_some() =>
+            {
+                let why = self.migration_refuses_rollback(&name).unwrap_or_default();
+                self.refuse(command, operator, why)
+            }
             Command::Rollback { .. } => match st {
                 ServiceStatus::RollingBack | ServiceStatus::RolledBack => {
                     self.accept(command, operator)?;
@@ -2562,7 +2604,7 @@ impl Engine {
                 }
                 other => self.refuse(command, operator, format!("{name} is {other}; only a rolled-back, failed or skipped service can be retried")),
             },
-            Command::Start | Command::Abort => {
+            Command::Start | Command::Abort | Command::Contract { .. } => {
                 self.refuse(command, operator, "not a service command".into())
             }
         }

@@ -29,7 +29,9 @@ mod tests;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use self::core::{Engine, EngineError, EngineOptions, PlatformService, revisions};
+pub use self::core::{
+    ContractMode, Engine, EngineError, EngineOptions, PlatformService, revisions,
+};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
 pub use recorder::{
@@ -37,15 +39,17 @@ pub use recorder::{
 };
 pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
 pub use state::{
-    Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, ReleaseState, ReleaseStatus,
-    ServiceInit, ServiceState, ServiceStatus, Trigger, VerdictInfo, describe,
+    Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, MigrationPhase, MigrationState,
+    ReleaseState, ReleaseStatus, ServiceInit, ServiceState, ServiceStatus, Trigger, VerdictInfo,
+    describe,
 };
 
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub state: ReleaseState,
-    /// 0 all promoted, 3 something rolled back, failed or was skipped.
+    /// 0 all promoted, 2 lint or a dry run refused a migration, 3 something rolled back,
+    /// failed or was skipped.
     pub exit_code: u8,
 }
 
@@ -125,9 +129,6 @@ pub async fn run(
     }
     engine.close()?;
     let state = engine.state().clone();
-    let exit_code = match state.final_statuses() {
-        Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,
-        _ => 3,
-    };
+    let exit_code = state.exit_code();
     Ok(RunOutcome { state, exit_code })
 }

@@ -208,6 +208,9 @@ pub struct ReleaseState {
     pub finished_at_ms: Option<u64>,
     /// Who started it.
     pub operator: Option<String>,
+    /// The release's migrations, in release order, once the engine reported on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<MigrationState>,
     /// The last engine event applied.
     pub last_seq: u64,
 }
@@ -390,6 +393,96 @@ pub enum EventKind {
         operator: String,
         note: String,
     },
+    /// A step of a `[[migration]]` (lint, dry run, expand, contract, undo): recorded
+    /// before the database is touched (`Expanding`, `Contracting`, `UndoingExpand`) and
+    /// after (`Expanded`, `Contracted`, `Undone`, `Failed`).
+    Migration {
+        migration: String,
+        phase: MigrationPhase,
+        /// One line: what happened, or why it waits or failed.
+        detail: String,
+        /// Lint findings (`file:line [rule] ...`), dry-run steps, the objects changed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<String>,
+    },
+}
+
+/// Where one `[[migration]]` stands in a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationPhase {
+    /// Nothing done yet.
+    Pending,
+    /// Lint found nothing blocking (warnings, if any, are in `lines`).
+    Linted,
+    /// Dry run on a copy passed.
+    DryRunOk,
+    /// Expand is being applied (recorded before the database is touched).
+    Expanding,
+    /// Expand applied; old and new revisions both work on the schema.
+    Expanded,
+    /// Every listed service is promoted and baked; contract waits for a person.
+    ContractAwaiting,
+    /// Contract is being applied.
+    Contracting,
+    /// Contract applied: the listed services cannot roll back to their old revision.
+    Contracted,
+    /// A listed service rolled back: `undo_expand` is being applied.
+    UndoingExpand,
+    /// `undo_expand` applied: the schema is as before the release.
+    Undone,
+    /// A listed service rolled back and there is no `undo_expand`: the additive schema
+    /// stays (the old revision works with it).
+    KeptExpanded,
+    /// The release ended without contract (not confirmed); `detail` says how to run it.
+    ContractPending,
+    /// Lint refused it, or the dry run or a stage failed; `detail` says why.
+    Failed,
+}
+
+impl MigrationPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationPhase::Pending => "pending",
+            MigrationPhase::Linted => "linted",
+            MigrationPhase::DryRunOk => "dry-run ok",
+            MigrationPhase::Expanding => "expanding",
+            MigrationPhase::Expanded => "expanded",
+            MigrationPhase::ContractAwaiting => "contract awaiting confirmation",
+            MigrationPhase::Contracting => "contracting",
+            MigrationPhase::Contracted => "contracted",
+            MigrationPhase::UndoingExpand => "undoing expand",
+            MigrationPhase::Undone => "undone",
+            MigrationPhase::KeptExpanded => "expanded (kept after rollback)",
+            MigrationPhase::ContractPending => "contract pending",
+            MigrationPhase::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for MigrationPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One migration, as front ends show it (folded from [`EventKind::Migration`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationState {
+    pub name: String,
+    pub phase: MigrationPhase,
+    pub detail: String,
+    /// The latest non-empty `lines` (lint findings, dry-run steps).
+    pub lines: Vec<String>,
+    /// Lint or the dry run refused it: nothing touched the database.
+    pub refused: bool,
+    pub since_ms: u64,
+    /// When expand was applied (the timeline's ▲).
+    #[serde(default)]
+    pub expanded_at_ms: Option<u64>,
+    /// When contract or undo_expand was applied (the timeline's ▼).
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
 }
 
 impl EventKind {
@@ -420,7 +513,8 @@ impl EventKind {
             ReleaseLoaded { .. }
             | ReleaseStarted { .. }
             | ReleaseFinished { .. }
-            | EngineRestarted { .. } => None,
+            | EngineRestarted { .. }
+            | Migration { .. } => None,
         }
     }
 
@@ -436,6 +530,7 @@ impl EventKind {
             | Retired { .. }
             | PlatformError { .. }
             | BaselineReady { .. } => "platform",
+            Migration { .. } => "migration",
             _ => "decision",
         }
     }
@@ -481,6 +576,7 @@ impl ReleaseState {
             started_at_ms: None,
             finished_at_ms: None,
             operator: None,
+            migrations: Vec::new(),
             last_seq: 0,
         }
     }
@@ -500,6 +596,30 @@ impl ReleaseState {
 
     fn service_mut(&mut self, name: &str) -> Option<&mut ServiceState> {
         self.services.iter_mut().find(|s| s.name == name)
+    }
+
+    pub fn migration(&self, name: &str) -> Option<&MigrationState> {
+        self.migrations.iter().find(|m| m.name == name)
+    }
+
+    /// The exit code of a finished release: 2 when lint or a dry run refused a migration
+    /// (nothing touched the database), 3 when a migration stage failed, 0 when every
+    /// service promoted, else 3.
+    pub fn exit_code(&self) -> u8 {
+        if self.migrations.iter().any(|m| m.refused) {
+            return 2;
+        }
+        if self
+            .migrations
+            .iter()
+            .any(|m| m.phase == MigrationPhase::Failed)
+        {
+            return 3;
+        }
+        match self.final_statuses() {
+            Some(s) if s.values().all(|f| *f == FinalStatus::Promoted) => 0,
+            _ => 3,
+        }
     }
 
     /// Final status of every service (for the summary), `None` while some is unfinished.
@@ -786,6 +906,49 @@ impl ReleaseState {
                 }
             }
             PlatformError { .. } => {}
+            Migration {
+                migration,
+                phase,
+                detail,
+                lines,
+            } => {
+                let m = match self.migrations.iter().position(|m| m.name == *migration) {
+                    Some(i) => &mut self.migrations[i],
+                    None => {
+                        self.migrations.push(MigrationState {
+                            name: migration.clone(),
+                            phase: MigrationPhase::Pending,
+                            detail: String::new(),
+                            lines: Vec::new(),
+                            refused: false,
+                            since_ms: at,
+                            expanded_at_ms: None,
+                            ended_at_ms: None,
+                        });
+                        let last = self.migrations.len() - 1;
+                        &mut self.migrations[last]
+                    }
+                };
+                if *phase == MigrationPhase::Failed
+                    && matches!(
+                        m.phase,
+                        MigrationPhase::Pending | MigrationPhase::Linted | MigrationPhase::DryRunOk
+                    )
+                {
+                    m.refused = true;
+                }
+                match phase {
+                    MigrationPhase::Expanded => m.expanded_at_ms = Some(at),
+                    MigrationPhase::Contracted | MigrationPhase::Undone => m.ended_at_ms = Some(at),
+                    _ => {}
+                }
+                m.phase = *phase;
+                m.detail = detail.clone();
+                if !lines.is_empty() {
+                    m.lines = lines.clone();
+                }
+                m.since_ms = at;
+            }
             ReleaseFinished { .. } => {
                 self.status = ReleaseStatus::Finished;
                 self.finished_at_ms = Some(at);
@@ -936,5 +1099,18 @@ pub fn describe(e: &Event) -> String {
             format!("release finished (exit {exit_code}): {}", parts.join(", "))
         }
         EngineRestarted { operator, note } => format!("engine resumed by {operator}: {note}"),
+        Migration {
+            migration,
+            phase,
+            detail,
+            lines,
+        } => {
+            let mut text = format!("migration {migration}: {phase}: {detail}");
+            for l in lines {
+                text.push_str("\n    ");
+                text.push_str(l);
+            }
+            text
+        }
     }
 }

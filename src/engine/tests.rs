@@ -73,6 +73,14 @@ impl H {
     /// Tick until nothing changes at the current time (background work included).
     pub async fn settle(&mut self) {
         for _ in 0..200 {
+            // A migration stage runs on the blocking pool, in real time.
+            for _ in 0..2000 {
+                if !self.engine.migrations_busy() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                self.engine.tick().await.unwrap();
+            }
             let before = self.rec.snapshot().len();
             self.engine.tick().await.unwrap();
             for _ in 0..5 {
