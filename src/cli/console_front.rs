@@ -260,6 +260,7 @@ pub(crate) async fn run_console(
         output,
         hub,
         state_dir,
+        contract,
     } = session;
     printer.abort();
     let EngineHandle {
@@ -368,8 +369,10 @@ pub(crate) async fn run_console(
         } else {
             "asked from the console"
         };
-        let (end, lines) = match hand_over(join, &platform, shared, &state_dir, &run_id, operator)
-            .await
+        let (end, lines) = match hand_over(
+            join, &platform, shared, &state_dir, &run_id, operator, contract,
+        )
+        .await
         {
             Ok(h) => (
                 ConsoleEnd {
@@ -495,6 +498,30 @@ struct HandedOver {
 /// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
 /// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
 /// new server re-reads the run's pins and checks the listener rules against the journal.
+/// The background server's arguments: the same run, state dir, operator, and contract
+/// mode (`--allow-contract` carries over).
+fn serve_argv(
+    run_id: &str,
+    state_dir: &Path,
+    operator: &str,
+    contract: crate::engine::ContractMode,
+) -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--resume".into(),
+        "--run".into(),
+        run_id.into(),
+        "--state-dir".into(),
+        state_dir.as_os_str().to_owned(),
+        "--operator".into(),
+        operator.into(),
+    ];
+    if contract == crate::engine::ContractMode::Allow {
+        argv.push("--allow-contract".into());
+    }
+    argv
+}
+
 async fn hand_over(
     join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
     platform: &Arc<dyn crate::platform::Platform>,
@@ -502,6 +529,7 @@ async fn hand_over(
     state_dir: &Path,
     run_id: &str,
     operator: &str,
+    contract: crate::engine::ContractMode,
 ) -> Result<HandedOver, String> {
     let t0 = std::time::Instant::now();
     join.abort();
@@ -516,16 +544,7 @@ async fn hand_over(
         s.stop(&reason).await;
     }
     platform.shutdown().await;
-    let argv: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--resume".into(),
-        "--run".into(),
-        run_id.into(),
-        "--state-dir".into(),
-        state_dir.as_os_str().to_owned(),
-        "--operator".into(),
-        operator.into(),
-    ];
+    let argv = serve_argv(run_id, state_dir, operator, contract);
     let super::serve::Background { mut child, log } =
         super::serve::spawn_background(state_dir, &argv)?;
     let pid = child.id();
@@ -562,5 +581,29 @@ async fn hand_over(
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ContractMode;
+
+    #[test]
+    fn the_background_server_resumes_the_same_run_and_keeps_allow_contract() {
+        let dir = Path::new("/tmp/state");
+        let args = |c| {
+            serve_argv("RUN1", dir, "alice", c)
+                .into_iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            args(ContractMode::Confirm),
+            "serve --resume --run RUN1 --state-dir /tmp/state --operator alice"
+        );
+        assert!(args(ContractMode::Allow).ends_with(" --allow-contract"));
+        assert!(!args(ContractMode::Defer).contains("allow-contract"));
     }
 }

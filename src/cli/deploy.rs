@@ -105,6 +105,8 @@ pub(crate) struct Session {
     pub hub: Arc<crate::control::Hub>,
     /// Where the run is journaled (and a console shares it: `STATE_DIR/cutover.sock`).
     pub state_dir: PathBuf,
+    /// How contracts are confirmed (a hand-over to `serve` keeps `--allow-contract`).
+    pub contract: crate::engine::ContractMode,
 }
 
 /// How a session starts: a fresh run, or a journal to resume.
@@ -265,6 +267,7 @@ pub(crate) async fn start_session_with(
         output,
         hub,
         state_dir: state_dir.to_path_buf(),
+        contract,
     })
 }
 
@@ -419,6 +422,7 @@ pub(crate) async fn finish_session(
         output,
         hub: _,
         state_dir: _,
+        contract: _,
     } = session;
     let EngineHandle {
         commands,
