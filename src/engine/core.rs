@@ -121,6 +121,9 @@ struct Rt {
     /// Sub-phase of multi-stage steps (rolling batches).
     sub: u8,
     step_started_ms: u64,
+    /// A retryable platform failure interrupted the step: (attempts, next try at). The
+    /// step keeps its start time, so `progress_deadline` still bounds the retries.
+    retry: Option<(u32, u64)>,
     until_ms: Option<u64>,
     gate_deadline_ms: Option<u64>,
     paused_by_operator: bool,
@@ -181,6 +184,7 @@ impl Rt {
         self.replaced = 0;
         self.extending = false;
         self.complete = false;
+        self.retry = None;
     }
 }
 
@@ -323,6 +327,7 @@ impl Engine {
                     entered: false,
                     sub: 0,
                     step_started_ms: 0,
+                    retry: None,
                     until_ms: None,
                     gate_deadline_ms: None,
                     paused_by_operator: false,
@@ -469,11 +474,21 @@ impl Engine {
 
     /// Record, apply, broadcast. The caller acts only after this returned Ok.
     /// Record a platform call that failed but may succeed on a later tick.
+    /// After a retryable platform failure: try again later, backing off.
+    fn back_off(&mut self, service: &str) {
+        let now = self.clock.now_ms();
+        if let Some(rt) = self.rts.get_mut(service) {
+            let attempts = rt.retry.map_or(0, |(n, _)| n) + 1;
+            rt.retry = Some((attempts, now + retry_backoff_ms(attempts)));
+        }
+    }
+
     fn platform_warning(
         &mut self,
         service: &str,
         e: crate::platform::PlatformError,
     ) -> Result<(), EngineError> {
+        self.back_off(service);
         self.emit(EventKind::PlatformError {
             service: service.to_string(),
             message: e.message,
@@ -562,7 +577,11 @@ impl Engine {
                 continue;
             }
             t = t.min(rt.next_health_ms.max(now + 1));
-            for x in [rt.until_ms, rt.gate_deadline_ms].into_iter().flatten() {
+            let retry_at = rt.retry.map(|(_, at)| at);
+            for x in [rt.until_ms, rt.gate_deadline_ms, retry_at]
+                .into_iter()
+                .flatten()
+            {
                 t = t.min(x.max(now + 1));
             }
             for a in [&rt.analysis, &rt.continuous].into_iter().flatten() {
@@ -1056,7 +1075,7 @@ impl Engine {
             let own = step.min_duration_ms;
             if status != ServiceStatus::Promoted
                 && !waits_for_people
-                && rt.entered
+                && (rt.entered || rt.retry.is_some())
                 && now > rt.step_started_ms + own + deadline
             {
                 let why = if rt.extending {
@@ -1256,6 +1275,10 @@ impl Engine {
             None => return Ok(()),
         };
         if !self.rts[name].entered {
+            let retrying = self.rts[name].retry;
+            if retrying.is_some_and(|(_, at)| now < at) {
+                return Ok(());
+            }
             let until = match step.action {
                 Action::Analysis { duration_ms }
                 | Action::Bake { duration_ms }
@@ -1268,7 +1291,9 @@ impl Engine {
             if let Some(rt) = self.rts.get_mut(name) {
                 rt.entered = true;
                 rt.sub = 0;
-                rt.step_started_ms = now;
+                if retrying.is_none() {
+                    rt.step_started_ms = now;
+                }
                 rt.until_ms = until;
                 rt.gate_deadline_ms = None;
                 rt.extending = false;
@@ -1779,6 +1804,7 @@ impl Engine {
             fatal: !e.retryable,
         })?;
         if e.retryable {
+            self.back_off(name);
             if let Some(rt) = self.rts.get_mut(name) {
                 rt.entered = false;
             }
@@ -1823,6 +1849,7 @@ impl Engine {
         }
         rt.idx = next;
         rt.entered = false;
+        rt.retry = None;
         rt.until_ms = None;
         rt.gate_deadline_ms = None;
         if rt.idx >= rt.steps.len() {
@@ -1978,6 +2005,7 @@ impl Engine {
             rt.paused_by_operator = false;
             rt.rollback_waiting = true;
             rt.entered = false;
+            rt.retry = None;
         }
         self.continue_rollback(name).await
     }
@@ -1986,6 +2014,10 @@ impl Engine {
         let Some(s) = self.svc(name).cloned() else {
             return Ok(());
         };
+        let now = self.clock.now_ms();
+        if self.rts[name].retry.is_some_and(|(_, at)| now < at) {
+            return Ok(()); // backing off after a platform failure
+        }
         let reason = s.reason.clone().unwrap_or_default();
         if !s.baseline_running {
             self.emit(EventKind::Failed {
@@ -2000,17 +2032,17 @@ impl Engine {
         if !s.candidate_running
             || (s.candidate_weight == 0 && s.weights.iter().all(|(r, _)| *r != s.candidate))
         {
-            // No traffic ever reached the candidate.
-            if s.weights != weights_of(&s.baseline, &s.candidate, 0) {
-                let w = weights_of(&s.baseline, &s.candidate, 0);
-                self.emit(EventKind::WeightsSet {
-                    service: name.to_string(),
-                    weights: w.clone(),
-                })?;
-                if let Err(e) = self.platform.set_weights(name, &w).await {
-                    self.platform_warning(name, e)?;
-                    return Ok(());
-                }
+            // No traffic reached the candidate, as far as the journal knows. The journal
+            // records weights before they are set, so after a failed call it may say
+            // more than the platform did: set them (idempotent) rather than trust it.
+            let w = weights_of(&s.baseline, &s.candidate, 0);
+            self.emit(EventKind::WeightsSet {
+                service: name.to_string(),
+                weights: w.clone(),
+            })?;
+            if let Err(e) = self.platform.set_weights(name, &w).await {
+                self.platform_warning(name, e)?;
+                return Ok(());
             }
             self.emit(EventKind::RolledBack {
                 service: name.to_string(),
@@ -2021,6 +2053,7 @@ impl Engine {
             }
             if let Some(rt) = self.rts.get_mut(name) {
                 rt.rollback_waiting = false;
+                rt.retry = None;
                 rt.complete = true;
             }
             return Ok(());
@@ -2063,6 +2096,7 @@ impl Engine {
         self.spawn_retire(name, &s.candidate);
         if let Some(rt) = self.rts.get_mut(name) {
             rt.rollback_waiting = false;
+            rt.retry = None;
             rt.complete = true;
         }
         Ok(())
@@ -2655,4 +2689,10 @@ fn trigger_text(t: &Trigger) -> String {
 /// before its baseline was journaled ready): resume starts it as a fresh run would.
 fn never_bootstrapped(s: &ServiceState) -> bool {
     s.status == ServiceStatus::Pending && !s.baseline_running && !s.candidate_running
+}
+
+/// Wait before trying a step again after a retryable platform failure: 1 s, doubling,
+/// at most 30 s (a long outage costs a few journal lines a minute, not a few a second).
+fn retry_backoff_ms(attempts: u32) -> u64 {
+    (1000u64 << attempts.saturating_sub(1).min(5)).min(30_000)
 }

@@ -35,6 +35,8 @@ struct FakeRevision {
 struct Inner {
     revisions: BTreeMap<(String, String), FakeRevision>,
     weights: BTreeMap<String, Weights>,
+    /// Scripted: weight changes of these services fail (retryably) until healed.
+    fail_weights: std::collections::BTreeSet<String>,
     /// Scripted: the next launch of (service, revision) fails.
     fail_launch: BTreeMap<(String, String), bool>,
     /// Scripted per-revision behaviour applied at launch.
@@ -102,6 +104,17 @@ impl FakePlatform {
             .get_mut(&(service.to_string(), revision.to_string()))
         {
             r.state = state;
+        }
+    }
+
+    /// Weight changes of `service` fail with a retryable error (an outage of the load
+    /// balancer's API) until `fail` is called with false.
+    pub fn fail_weights(&self, service: &str, fail: bool) {
+        let mut i = self.lock();
+        if fail {
+            i.fail_weights.insert(service.to_string());
+        } else {
+            i.fail_weights.remove(service);
         }
     }
 
@@ -246,6 +259,12 @@ impl Platform for FakePlatform {
         let mut i = self.lock();
         self.flow(&mut i, service);
         self.log(&mut i, format!("weights {service} {weights:?}"));
+        if i.fail_weights.contains(service) {
+            return Err(PlatformError::retryable(
+                service,
+                "the load balancer's API is unavailable",
+            ));
+        }
         let sum: u32 = weights.iter().map(|(_, w)| u32::from(*w)).sum();
         if sum != 100 {
             return Err(PlatformError::fatal(

@@ -265,6 +265,59 @@ async fn smoke_failure_rolls_back_before_any_traffic() {
 }
 
 #[tokio::test]
+async fn a_load_balancer_outage_is_retried_with_backoff_and_bounded_by_the_deadline() {
+    let steps = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"5s\" }, { set_weight = 50 }, { pause = \"forever\" } ]\n";
+    let mut h = H::new(release("progress_deadline = \"2m\"", &[("api", steps)]));
+    h.start().await;
+    h.run_for(Duration::from_secs(2)).await;
+    assert_eq!(h.svc("api").candidate_weight, 10);
+    // The API that shifts weights goes away before the step to 50 %.
+    h.platform.fail_weights("api", true);
+    h.run_for(Duration::from_secs(60)).await;
+    let errors = |h: &H| {
+        h.events()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::PlatformError { .. }))
+            .count()
+    };
+    // Backoff 1, 2, 4, 8, 16, 30 s: a handful of tries in the first minute, not sixty.
+    let first_minute = errors(&h);
+    assert!(
+        (4..=8).contains(&first_minute),
+        "{first_minute} tries in a minute"
+    );
+    // The known split stays in force meanwhile.
+    assert_eq!(
+        h.platform.all_weights()["api"],
+        vec![("v1".to_string(), 90), ("v2".to_string(), 10)]
+    );
+    assert!(
+        !h.status("api").is_terminal() && h.status("api") != ServiceStatus::RollingBack,
+        "{:?}",
+        h.status("api")
+    );
+    // The deadline counts from the step's first try, so the retries cannot run forever.
+    h.run_for(Duration::from_secs(90)).await;
+    let s = h.svc("api");
+    assert!(
+        s.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("progress_deadline"),
+        "{s:?}"
+    );
+    assert_eq!(s.status, ServiceStatus::RollingBack);
+    // The API comes back: the rollback goes through.
+    h.platform.fail_weights("api", false);
+    h.run_for(Duration::from_secs(60)).await;
+    assert_eq!(h.status("api"), ServiceStatus::RolledBack);
+    assert_eq!(
+        h.platform.all_weights()["api"],
+        vec![("v1".to_string(), 100)]
+    );
+}
+
+#[tokio::test]
 async fn progress_deadline_fails_a_candidate_that_never_gets_healthy() {
     let mut h = H::new(release("progress_deadline = \"30s\"", &[("api", CANARY)]));
     h.platform
