@@ -434,6 +434,42 @@ fn postgres_release_deploys_end_to_end_under_load() {
 }
 
 #[test]
+fn a_missing_database_stops_the_deploy_before_anything_starts() {
+    // The release names a SQLite file nobody created.
+    let fx = Fx::new(
+        "sqlite://data/nope.db",
+        "ALTER TABLE customers ADD COLUMN x TEXT;\n",
+        "1s",
+    );
+    let out = wait_output(fx.deploy(&[]), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("migration split-customer-name")
+            && stderr.contains("data/nope.db")
+            && stderr.contains("create the database first or fix the path")
+            && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    assert!(
+        events(&out).is_empty(),
+        "no event, no journal: {:?}",
+        events(&out)
+    );
+    let runs = fx.cmd(&["history", "--output", "json"]).output().unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_slice(&runs.stdout).unwrap_or(serde_json::Value::Null);
+    assert!(
+        listed.as_array().is_none_or(|a| a.is_empty()),
+        "no run to resume: {listed}"
+    );
+    assert!(
+        !fx.dir.path().join("data/nope.db").exists(),
+        "not created by the check"
+    );
+}
+
+#[test]
 fn a_dangerous_expand_is_refused_before_the_database_is_touched() {
     let fx = Fx::sqlite("ALTER TABLE customers DROP COLUMN full_name;\n", "1s");
     let out = wait_output(fx.deploy(&["--allow-contract"]), Duration::from_secs(60));

@@ -136,6 +136,7 @@ pub(crate) async fn start_session_with(
         .map(|m| crate::migrate::PreparedMigration::new(m, base_dir))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+    preflight_databases(&release.release.name, &migrations).await?;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
@@ -269,6 +270,39 @@ pub(crate) async fn start_session_with(
         state_dir: state_dir.to_path_buf(),
         contract,
     })
+}
+
+/// Every migration's database answers (a connection only: nothing is read or written),
+/// so a wrong path or a database that is down stops the release before any service or
+/// journal is started, not at the dry run minutes later.
+async fn preflight_databases(
+    release: &str,
+    migrations: &[crate::migrate::PreparedMigration],
+) -> Result<(), Failure> {
+    if migrations.is_empty() {
+        return Ok(());
+    }
+    let checks = migrations.to_vec();
+    let problems = tokio::task::spawn_blocking(move || {
+        checks
+            .iter()
+            .filter_map(|m| {
+                m.connect()
+                    .err()
+                    .map(|e| format!("migration {}: {e}", m.name()))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| Failure::internal(format!("database preflight: {e}")))?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::invalid(format!(
+            "release {release}: {}; nothing was started",
+            problems.join("; ")
+        )))
+    }
 }
 
 fn stamp(ms: u64) -> String {

@@ -2010,6 +2010,33 @@ impl Engine {
         self.continue_rollback(name).await
     }
 
+    /// The baseline must be able to take the traffic back (rolling scaled it down):
+    /// scale it up if needed; true once it is at size with a healthy instance.
+    async fn baseline_can_take_traffic(
+        &mut self,
+        name: &str,
+        baseline: &str,
+    ) -> Result<bool, EngineError> {
+        let replicas = self.rts[name].replicas;
+        Ok(match self.platform.health(name, baseline).await {
+            Ok(h) if h.desired >= replicas && h.healthy() > 0 => true,
+            Ok(h) => {
+                if h.desired < replicas
+                    && let Err(e) = self.platform.launch(name, baseline, replicas).await
+                {
+                    self.platform_warning(name, e)?;
+                }
+                h.healthy() > 0 && h.desired >= replicas
+            }
+            Err(_) => {
+                if let Err(e) = self.platform.launch(name, baseline, replicas).await {
+                    self.platform_warning(name, e)?;
+                }
+                false
+            }
+        })
+    }
+
     async fn continue_rollback(&mut self, name: &str) -> Result<(), EngineError> {
         let Some(s) = self.svc(name).cloned() else {
             return Ok(());
@@ -2029,55 +2056,13 @@ impl Engine {
             })?;
             return Ok(());
         }
-        if !s.candidate_running
-            || (s.candidate_weight == 0 && s.weights.iter().all(|(r, _)| *r != s.candidate))
-        {
-            // No traffic reached the candidate, as far as the journal knows. The journal
-            // records weights before they are set, so after a failed call it may say
-            // more than the platform did: set them (idempotent) rather than trust it.
-            let w = weights_of(&s.baseline, &s.candidate, 0);
-            self.emit(EventKind::WeightsSet {
-                service: name.to_string(),
-                weights: w.clone(),
-            })?;
-            if let Err(e) = self.platform.set_weights(name, &w).await {
-                self.platform_warning(name, e)?;
-                return Ok(());
-            }
-            self.emit(EventKind::RolledBack {
-                service: name.to_string(),
-                reason,
-            })?;
-            if s.candidate_running {
-                self.spawn_retire(name, &s.candidate);
-            }
-            if let Some(rt) = self.rts.get_mut(name) {
-                rt.rollback_waiting = false;
-                rt.retry = None;
-                rt.complete = true;
-            }
-            return Ok(());
-        }
-        let replicas = self.rts[name].replicas;
-        // The baseline must be able to take the traffic (rolling scaled it down).
-        let healthy = match self.platform.health(name, &s.baseline).await {
-            Ok(h) if h.desired >= replicas && h.healthy() > 0 => true,
-            Ok(h) => {
-                if h.desired < replicas
-                    && let Err(e) = self.platform.launch(name, &s.baseline, replicas).await
-                {
-                    self.platform_warning(name, e)?;
-                }
-                h.healthy() > 0 && h.desired >= replicas
-            }
-            Err(_) => {
-                if let Err(e) = self.platform.launch(name, &s.baseline, replicas).await {
-                    self.platform_warning(name, e)?;
-                }
-                false
-            }
-        };
-        if !healthy {
+        // When no traffic reached the candidate (as far as the journal knows), the baseline
+        // never gave any up and needs no check. The weights are set again either way: the
+        // journal records them before the call, so after a failed call it may say more
+        // than the platform did.
+        let untouched = !s.candidate_running
+            || (s.candidate_weight == 0 && s.weights.iter().all(|(r, _)| *r != s.candidate));
+        if !untouched && !self.baseline_can_take_traffic(name, &s.baseline).await? {
             return Ok(());
         }
         let w = weights_of(&s.baseline, &s.candidate, 0);
@@ -2093,7 +2078,9 @@ impl Engine {
             service: name.to_string(),
             reason,
         })?;
-        self.spawn_retire(name, &s.candidate);
+        if s.candidate_running {
+            self.spawn_retire(name, &s.candidate);
+        }
         if let Some(rt) = self.rts.get_mut(name) {
             rt.rollback_waiting = false;
             rt.retry = None;
