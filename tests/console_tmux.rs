@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
 struct Tmux {
     socket: String,
 }
@@ -72,6 +74,7 @@ fn service_row<'a>(screen: &'a str, service: &str) -> &'a str {
 fn rollback_key_in_a_real_terminal_moves_the_proxy_back() {
     let bin = env!("CARGO_BIN_EXE_cutover");
     let state = tempfile::tempdir().unwrap();
+    common::wait_for_demo_ports();
     let t = Tmux {
         socket: format!("cutover-console-test-{}", std::process::id()),
     };

@@ -2,6 +2,8 @@
 //! control API; `cutover ctl` acts from scripts. Real processes, real sockets, the local
 //! platform with demo services.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -924,7 +926,7 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reaper = KillByDir { dir: state.clone() };
-    wait_for_demo_ports();
+    common::wait_for_demo_ports();
     let tmux = Tmux::new();
     let host = format!(
         "cd {} && CUTOVER_STATE_DIR={} {} demo --operator alice; sleep 60",
@@ -1079,23 +1081,6 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
         text.contains("engine resumed by alice"),
         "the hand-over is journaled: {text}"
     );
-}
-
-/// The demo listens on fixed ports (127.0.0.1:18301-18305); on a shared machine another
-/// demo may hold them for a while. Wait (up to 3 minutes) until they are free.
-fn wait_for_demo_ports() {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn served_ctl(state: &Path, args: &[&str]) -> std::process::Output {

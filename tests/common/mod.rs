@@ -261,3 +261,20 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// `cutover demo` listens on fixed ports (127.0.0.1:18301-18305); on a shared machine
+/// another demo may hold them for a while. Wait (up to 3 minutes) until they are free.
+pub fn wait_for_demo_ports() {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
