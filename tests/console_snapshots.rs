@@ -318,3 +318,31 @@ fn log_filter_and_service_output_toggle() {
     assert!(text.contains("GET /api/pay 500"), "{text}");
     assert!(!text.contains("rolling back by alice"), "{text}");
 }
+
+#[test]
+fn an_attached_console_shows_the_environment_the_engine_reports() {
+    // `cutover attach` has no release file: its settings name no environment, and the
+    // banner comes from the engine's state (the release said `production`).
+    let s = fixtures::big_scenario(3);
+    let state = s.state();
+    assert_eq!(state.environment.as_deref(), Some("production"));
+    let settings = Settings {
+        operator: "bob".into(),
+        environment: None,
+        read_only: false,
+        mouse: false,
+    };
+    let mut app = App::new(
+        cutover::engine::ReleaseState::empty(),
+        Keymap::shipped("default").unwrap(),
+        Theme::shipped("dark").unwrap(),
+        settings,
+    );
+    app.set_state(state);
+    let t = draw(&mut app, 140, 42);
+    let top: String = (0..140)
+        .map(|x| t.backend().buffer()[(x, 0)].symbol().to_string())
+        .collect();
+    assert!(top.contains("PRODUCTION"), "{top}");
+    assert!(!top.contains("NO ENVIRONMENT"), "{top}");
+}

@@ -167,7 +167,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(state: ReleaseState, keymap: Keymap, theme: Theme, settings: Settings) -> App {
+    pub fn new(state: ReleaseState, keymap: Keymap, theme: Theme, mut settings: Settings) -> App {
+        if settings.environment.is_none() {
+            settings.environment = state.environment.clone();
+        }
         let mut app = App {
             state,
             plan: None,
@@ -210,6 +213,10 @@ impl App {
     /// A new state snapshot from the engine's watch.
     pub fn set_state(&mut self, state: ReleaseState) {
         let shape_changed = state.services.len() != self.state.services.len();
+        // An attached console has no release file: the engine says which environment.
+        if self.settings.environment.is_none() {
+            self.settings.environment = state.environment.clone();
+        }
         self.state = state;
         if shape_changed {
             self.rebuild_tree();

@@ -138,6 +138,7 @@ impl Script {
             release: p.release.clone(),
             run_id: "20261127T030000Z-checkout".into(),
             platform: "local".into(),
+            environment: s.release.release.environment.clone(),
             on_failure: p.on_failure,
             max_parallel: p.max_parallel,
             waves: p.waves.clone(),

@@ -283,6 +283,7 @@ impl Engine {
             release: plan.release.clone(),
             run_id,
             platform: engine.platform.name().to_string(),
+            environment: engine.release.release.environment.clone(),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

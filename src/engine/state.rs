@@ -197,6 +197,9 @@ pub struct ReleaseState {
     /// The journal run this state belongs to.
     pub run_id: String,
     pub platform: String,
+    /// The release's `environment`, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     pub status: ReleaseStatus,
     pub on_failure: FailurePolicy,
     pub max_parallel: u32,
@@ -257,6 +260,10 @@ pub enum EventKind {
         release: String,
         run_id: String,
         platform: String,
+        /// The release's `environment` (`production` gets the loud banner), so every
+        /// attached console shows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        environment: Option<String>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,
@@ -567,6 +574,7 @@ impl ReleaseState {
             release: String::new(),
             run_id: String::new(),
             platform: String::new(),
+            environment: None,
             status: ReleaseStatus::Ready,
             on_failure: FailurePolicy::default(),
             max_parallel: 1,
@@ -649,6 +657,7 @@ impl ReleaseState {
                 release,
                 run_id,
                 platform,
+                environment,
                 on_failure,
                 max_parallel,
                 waves,
@@ -657,6 +666,7 @@ impl ReleaseState {
                 self.release = release.clone();
                 self.run_id = run_id.clone();
                 self.platform = platform.clone();
+                self.environment = environment.clone();
                 self.on_failure = *on_failure;
                 self.max_parallel = *max_parallel;
                 self.waves = waves.clone();

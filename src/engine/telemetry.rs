@@ -206,6 +206,7 @@ mod tests {
                 release: "r".into(),
                 run_id: "run".into(),
                 platform: "fake".into(),
+                environment: None,
                 on_failure: Default::default(),
                 max_parallel: 1,
                 waves: vec![vec!["svc".into()]],
