@@ -94,6 +94,7 @@ async fn drive(keys: Vec<TermEvent>, read_only: bool, refuse: &'static str) -> R
         state: state_rx,
         telemetry: None,
         presence: None,
+        connection: None,
     };
     tokio::time::timeout(
         Duration::from_secs(20),

@@ -346,3 +346,25 @@ fn an_attached_console_shows_the_environment_the_engine_reports() {
     assert!(top.contains("PRODUCTION"), "{top}");
     assert!(!top.contains("NO ENVIRONMENT"), "{top}");
 }
+
+#[test]
+fn a_remote_console_that_lost_its_server_says_so_until_it_is_back() {
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    app.set_connection(Some("the server closed the stream; reconnecting".into()));
+    let top = |t: &Terminal<TestBackend>| -> String {
+        (0..200)
+            .map(|x| t.backend().buffer()[(x, 0)].symbol().to_string())
+            .collect()
+    };
+    let t = draw(&mut app, 200, 42);
+    assert!(
+        top(&t).contains("DISCONNECTED, state may be stale"),
+        "{}",
+        top(&t)
+    );
+    assert_eq!(app.toast.as_ref().map(|t| t.error), Some(true));
+    app.set_connection(None);
+    let t = draw(&mut app, 200, 42);
+    assert!(!top(&t).contains("DISCONNECTED"), "{}", top(&t));
+}

@@ -126,6 +126,28 @@ impl Served {
         }
     }
 
+    /// `cutover serve --resume` of the run, as `operator`, once its socket answers.
+    fn resume(&mut self, operator: &str) {
+        let log = std::fs::File::create(self.root.join("resume.log")).unwrap();
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--resume",
+                "--operator",
+                operator,
+                "--linger",
+                "0.5",
+                "--state-dir",
+            ])
+            .arg(&self.state)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for_socket(&self.socket, &mut child);
+        self.child = Some(child);
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
@@ -542,6 +564,66 @@ fn tcp_needs_a_valid_operator_token_and_refused_attempts_are_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_console_says_the_server_is_gone_and_comes_back_after_resume() {
+    let mut served = Served::start(&[]);
+    // The console's own link (what `cutover attach` renders from).
+    let remote = cutover::cli::attach::remote_link(served.client("carol"))
+        .await
+        .unwrap();
+    let mut link = remote.link;
+    let mut conn = link
+        .connection
+        .take()
+        .expect("a remote link reports its connection");
+    let mut state = link.state.clone();
+    let paused = |s: &cutover::engine::ReleaseState| {
+        s.service("payments")
+            .is_some_and(|p| p.status == ServiceStatus::Paused)
+    };
+    tokio::time::timeout(Duration::from_secs(30), state.wait_for(|s| paused(s)))
+        .await
+        .expect("payments at its gate")
+        .unwrap();
+    let run_id = state.borrow().run_id.clone();
+    assert!(conn.borrow().is_none());
+    served.kill9();
+    let lost = tokio::time::timeout(Duration::from_secs(10), conn.wait_for(|c| c.is_some()))
+        .await
+        .expect("the console is told the server is gone")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert!(
+        lost.contains("reconnecting") && lost.contains("cutover serve --resume"),
+        "{lost}"
+    );
+    served.resume("bob");
+    tokio::time::timeout(Duration::from_secs(30), conn.wait_for(|c| c.is_none()))
+        .await
+        .expect("the console reconnects by itself")
+        .unwrap();
+    assert_eq!(state.borrow().run_id, run_id, "the same run");
+    // Live again: a command from elsewhere shows up in this console's state.
+    let out = served
+        .client("alice")
+        .command(EngineCommand::Rollback { service: None }, None)
+        .await
+        .unwrap();
+    assert!(matches!(out, CommandOutcome::Accepted { .. }), "{out:?}");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        state.wait_for(|s| {
+            s.service("payments")
+                .is_some_and(|p| p.status == ServiceStatus::RolledBack)
+        }),
+    )
+    .await
+    .expect("the rollback reaches the reconnected console")
+    .unwrap();
+    assert_eq!(served.wait_exit(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_serve_then_resume_and_clients_reattach() {
     let mut served = Served::start(&[]);
     let alice = served.client("alice");
@@ -559,24 +641,7 @@ async fn kill_9_of_serve_then_resume_and_clients_reattach() {
     assert!(alice.snapshot().await.is_err(), "nothing answers");
     // The stale socket is still there; serve --resume replaces it.
     assert!(served.socket.exists());
-    let log = std::fs::File::create(served.root.join("resume.log")).unwrap();
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--resume",
-            "--operator",
-            "bob",
-            "--linger",
-            "0.5",
-            "--state-dir",
-        ])
-        .arg(&served.state)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for_socket(&served.socket, &mut child);
-    served.child = Some(child);
+    served.resume("bob");
     let a2 = Recorder::attach(&alice).await;
     let b2 = Recorder::attach(&served.client("bob")).await;
     assert_eq!(a2.view().state.run_id, run_id, "the same run, resumed");

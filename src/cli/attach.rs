@@ -64,10 +64,11 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
     let (presence_tx, presence_rx) = watch::channel(presence_names(&snapshot.attached));
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<CommandRequest>(64);
     let state = snapshot.state.clone();
+    let (conn_tx, conn_rx) = watch::channel::<Option<String>>(None);
     let feed_client = client.clone();
     let feed = tokio::spawn(async move {
         loop {
-            let why = loop {
+            let lost = loop {
                 match stream.next().await {
                     Ok(Some(item)) => {
                         snapshot.apply(&item);
@@ -79,25 +80,44 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
                             ItemBody::Presence { attached } => {
                                 let _ = presence_tx.send(presence_names(&attached));
                             }
-                            ItemBody::End { reason } => break reason,
+                            ItemBody::End { reason } => break Lost::Ended(reason),
                         }
                     }
-                    Ok(None) => return "the server closed the stream".to_string(),
-                    Err(e) => return e.to_string(),
+                    Ok(None) => break Lost::Dropped("the server closed the stream".to_string()),
+                    Err(e) => break Lost::Dropped(e.to_string()),
                 }
             };
-            if !why.starts_with(crate::control::HANDED_OVER) {
-                return why;
-            }
-            // The release moved to a new server on the same socket: follow it.
-            match reattach(&feed_client, &snapshot.state.run_id).await {
+            let (why, patience) = match lost {
+                // The release moved to a new server on the same socket: follow it.
+                Lost::Ended(reason) if reason.starts_with(crate::control::HANDED_OVER) => {
+                    (reason, HAND_OVER_PATIENCE)
+                }
+                Lost::Ended(reason) => return reason,
+                // The server went away without a word (killed, crashed, the network):
+                // keep the console, say its state may be stale, and come back when the
+                // release is served again (`cutover serve --resume`).
+                Lost::Dropped(why) => {
+                    let _ = conn_tx.send(Some(format!(
+                        "{why}; reconnecting (start `cutover serve --resume` if the server died)"
+                    )));
+                    (why, RECONNECT_PATIENCE)
+                }
+            };
+            match reattach(&feed_client, &snapshot.state.run_id, patience).await {
                 Some((snap, s)) => {
                     snapshot = snap;
                     stream = s;
                     let _ = state_tx.send(snapshot.state.clone());
                     let _ = presence_tx.send(presence_names(&snapshot.attached));
+                    let _ = conn_tx.send(None);
                 }
-                None => return why,
+                None => {
+                    let _ = conn_tx.send(Some(format!(
+                        "{why}; gave up reconnecting after {}",
+                        crate::duration::format_duration(patience)
+                    )));
+                    return why;
+                }
             }
         }
     });
@@ -127,21 +147,39 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
             state: state_rx,
             telemetry: None,
             presence: Some(presence_rx),
+            connection: Some(conn_rx),
         },
         state,
         feed,
     })
 }
 
-/// After a hand-over, attach to the server that took the release (the same run on the
-/// same endpoint), for up to a minute.
+/// How the server's stream ended.
+enum Lost {
+    /// The server said why (release over, handed over to another server).
+    Ended(String),
+    /// The connection broke without a word.
+    Dropped(String),
+}
+
+/// How long to wait for the server that takes a handed-over release.
+const HAND_OVER_PATIENCE: Duration = Duration::from_secs(60);
+/// How long to keep trying after the server vanished (someone may have to start
+/// `cutover serve --resume` first).
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(30 * 60);
+
+/// Attach again to a server for the same run on the same endpoint, trying for
+/// `patience` (every 100 ms at first, backing off to every 2 s).
 async fn reattach(
     client: &Client,
     run_id: &str,
+    patience: Duration,
 ) -> Option<(crate::control::Snapshot, EventStream)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(100);
     while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
         if let Ok((snap, stream)) = client.attach().await
             && snap.state.run_id == run_id
         {

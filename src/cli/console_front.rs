@@ -294,6 +294,7 @@ pub(crate) async fn run_console(
         state: state.clone(),
         telemetry: Some(telemetry),
         presence: shared.as_ref().map(|s| s.presence.clone()),
+        connection: None,
     };
     let options = ConsoleOptions {
         settings: Settings {

@@ -156,6 +156,8 @@ pub struct App {
     pub messages: Vec<String>,
     /// Who is attached to a served release (`cutover attach`); empty in-process.
     pub attached: Vec<String>,
+    /// A remote console's lost connection (what it shows meanwhile is stale).
+    pub connection_lost: Option<String>,
     /// Attached to a served release: quitting only detaches (the release goes on in
     /// `cutover serve`), so there is nothing to confirm.
     pub remote: bool,
@@ -196,6 +198,7 @@ impl App {
             tree_rows: Vec::new(),
             messages: Vec::new(),
             attached: Vec::new(),
+            connection_lost: None,
             remote: false,
             share: None,
             quit_choice: QuitChoice::Plain,
@@ -226,6 +229,17 @@ impl App {
     }
 
     /// Who is attached (operator names, `(ro)` for read-only), for the status bar.
+    /// The connection to the server was lost (`Some`, reconnecting) or is back (`None`).
+    pub fn set_connection(&mut self, lost: Option<String>) {
+        match (&self.connection_lost, &lost) {
+            (None, Some(why)) => self.toast(format!("connection lost: {why}"), true),
+            (Some(_), None) => self.toast("reconnected to the server".into(), false),
+            _ => {}
+        }
+        self.connection_lost = lost;
+        self.dirty = true;
+    }
+
     pub fn set_attached(&mut self, names: Vec<String>) {
         if names != self.attached {
             self.attached = names;

@@ -316,6 +316,14 @@ impl App {
                 bar,
             ));
         }
+        if let Some(why) = &self.connection_lost {
+            spans.push(sep.clone());
+            spans.push(Span::styled(
+                format!("DISCONNECTED, state may be stale: {why}"),
+                bar.patch(self.style(Slot::HealthDown))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        }
         if self.settings.read_only {
             spans.push(sep);
             spans.push(Span::styled("READ-ONLY", bar.add_modifier(Modifier::BOLD)));

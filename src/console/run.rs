@@ -55,6 +55,9 @@ pub struct EngineLink {
     pub telemetry: Option<watch::Receiver<Arc<Telemetry>>>,
     /// Who is attached, for a console attached to a served release (`cutover attach`).
     pub presence: Option<watch::Receiver<Vec<String>>>,
+    /// For a remote console: `Some(why)` while the connection to the server is lost
+    /// (reconnecting), `None` while it is up.
+    pub connection: Option<watch::Receiver<Option<String>>>,
 }
 
 /// Things only a real terminal can do.
@@ -99,6 +102,7 @@ where
     let mut state_open = true;
     let mut telemetry_open = link.telemetry.is_some();
     let mut presence_open = link.presence.is_some();
+    let mut connection_open = link.connection.is_some();
     if let Some(p) = link.presence.as_mut() {
         app.set_attached(p.borrow_and_update().clone());
     }
@@ -179,6 +183,20 @@ where
                     }
                 }
                 Err(_) => presence_open = false,
+            },
+            r = async {
+                match link.connection.as_mut() {
+                    Some(c) => c.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if connection_open => match r {
+                Ok(()) => {
+                    if let Some(c) = link.connection.as_mut() {
+                        let v = c.borrow_and_update().clone();
+                        app.set_connection(v);
+                    }
+                }
+                Err(_) => connection_open = false,
             },
             Some((command, reply)) = reply_rx.recv() => app.on_reply(&command, reply),
             _ = ticker.tick() => {
