@@ -138,3 +138,23 @@ fn a_missing_file_is_reported_not_panicked_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_database_password_is_refused_and_never_printed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "validate",
+            "tests/fixtures/invalid/45-database-url-with-password.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("has a password in it"), "{all}");
+    assert!(all.contains("env:DATABASE_URL"), "{all}");
+    assert!(!all.contains("s3cret"), "the password was printed: {all}");
+}

@@ -58,7 +58,8 @@ pub struct RemoteLink {
 /// updates and presence; commands sent on the link go to the server, and the server's
 /// answer (or why it could not be had) comes back on the request's reply channel.
 pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
-    let (mut snapshot, mut stream) = client.attach().await?;
+    let (mut snapshot, stream) = client.attach().await?;
+    let mut stream = stream.with_idle_limit(IDLE_LIMIT);
     let (ev_tx, ev_rx) = broadcast::channel(4096);
     let (state_tx, state_rx) = watch::channel(snapshot.state.clone());
     let (presence_tx, presence_rx) = watch::channel(presence_names(&snapshot.attached));
@@ -69,7 +70,8 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
     let feed = tokio::spawn(async move {
         loop {
             let lost = loop {
-                match stream.next().await {
+                let next = stream.next().await;
+                match next {
                     Ok(Some(item)) => {
                         snapshot.apply(&item);
                         match item.body {
@@ -90,6 +92,7 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
             let (why, patience) = match lost {
                 // The release moved to a new server on the same socket: follow it.
                 Lost::Ended(reason) if reason.starts_with(crate::control::HANDED_OVER) => {
+                    let _ = conn_tx.send(Some(format!("{reason}; following the release")));
                     (reason, HAND_OVER_PATIENCE)
                 }
                 Lost::Ended(reason) => return reason,
@@ -106,7 +109,7 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
             match reattach(&feed_client, &snapshot.state.run_id, patience).await {
                 Some((snap, s)) => {
                     snapshot = snap;
-                    stream = s;
+                    stream = s.with_idle_limit(IDLE_LIMIT);
                     let _ = state_tx.send(snapshot.state.clone());
                     let _ = presence_tx.send(presence_names(&snapshot.attached));
                     let _ = conn_tx.send(None);
@@ -162,6 +165,8 @@ enum Lost {
     Dropped(String),
 }
 
+/// Silence on the stream (keep-alives come every 5 s) that counts as a lost connection.
+const IDLE_LIMIT: Duration = Duration::from_secs(15);
 /// How long to wait for the server that takes a handed-over release.
 const HAND_OVER_PATIENCE: Duration = Duration::from_secs(60);
 /// How long to keep trying after the server vanished (someone may have to start
@@ -180,7 +185,10 @@ async fn reattach(
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(2));
-        if let Ok((snap, stream)) = client.attach().await
+        // A server that accepts but does not answer (still starting, or stuck) must not
+        // hold the loop past its patience.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Ok(Ok((snap, stream))) = tokio::time::timeout(left, client.attach()).await
             && snap.state.run_id == run_id
         {
             return Some((snap, stream));

@@ -485,20 +485,6 @@ struct HandedOver {
     took: std::time::Duration,
 }
 
-/// Move the release to a background `cutover serve --resume` process.
-///
-/// The local platform's replicas die with this process (they are tied to it) and a new
-/// process cannot adopt running ones, so the release moves the way a crash recovery does,
-/// without the crash: this engine stops (dropping it releases the journal's lock), the
-/// control server tells attached clients where the release went and removes the socket,
-/// the platform drains its proxies and stops the replicas, then `serve --resume` is
-/// started in its own session: it takes the journal lock, relaunches every revision the
-/// journal says runs at its journaled weights, and serves the socket again. This process
-/// returns only once the new server answers with the same run. Traffic on the services'
-/// ports pauses from the proxies' stop until the new process has healthy replicas behind
-/// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
-/// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
-/// new server re-reads the run's pins and checks the listener rules against the journal.
 /// The background server's arguments: the same run, state dir, operator, and contract
 /// mode (`--allow-contract` carries over).
 fn serve_argv(
@@ -523,6 +509,20 @@ fn serve_argv(
     argv
 }
 
+/// Move the release to a background `cutover serve --resume` process.
+///
+/// The local platform's replicas die with this process (they are tied to it) and a new
+/// process cannot adopt running ones, so the release moves the way a crash recovery does,
+/// without the crash: this engine stops (dropping it releases the journal's lock), the
+/// control server tells attached clients where the release went and removes the socket,
+/// the platform drains its proxies and stops the replicas, then `serve --resume` is
+/// started in its own session: it takes the journal lock, relaunches every revision the
+/// journal says runs at its journaled weights, and serves the socket again. This process
+/// returns only once the new server answers with the same run. Traffic on the services'
+/// ports pauses from the proxies' stop until the new process has healthy replicas behind
+/// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
+/// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
+/// new server re-reads the run's pins and checks the listener rules against the journal.
 async fn hand_over(
     join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
     platform: &Arc<dyn crate::platform::Platform>,
@@ -576,8 +576,12 @@ async fn hand_over(
             ));
         }
         if std::time::Instant::now() > deadline {
+            // Stop it: left running, it could take the journal and the socket after the
+            // user was told to resume by hand, and two servers would race for the run.
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(format!(
-                "`cutover serve --resume` (pid {pid}) did not serve run {run_id} within 60 s; see {}",
+                "`cutover serve --resume` (pid {pid}) did not serve run {run_id} within 60 s and was stopped; see {}",
                 log.display()
             ));
         }

@@ -139,20 +139,41 @@ pub(crate) async fn start(
 
 /// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
 /// journals a split before it asks the platform for it, so the one before the last is
-/// also a split the rule may legitimately show, but only while nothing of that service
-/// was journaled after the last split (the run stopped between the two). Once later
-/// events show the shift was made, the last split alone is accepted.
+/// also a split the rule may legitimately show, until an event shows the shift was made:
+/// the next step started, a verdict or a gate on the new split, the service promoted,
+/// rolled back, its baseline ready or a revision retired. Events that say nothing about
+/// it (a platform error and the retry of the same step, commands, pauses) leave the
+/// shift in doubt. Once confirmed, the last split alone is accepted.
 fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
     let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
+    // Per service: is the last shift confirmed, and in which step was it journaled.
     let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
+    let mut step: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shift_step: BTreeMap<String, usize> = BTreeMap::new();
     for e in events {
-        if let EventKind::WeightsSet { service, weights } = &e.kind {
-            let h = out.entry(service.clone()).or_default();
-            if h.last() != Some(weights) {
-                h.push(weights.clone());
+        let made = match &e.kind {
+            EventKind::WeightsSet { service, weights } => {
+                let h = out.entry(service.clone()).or_default();
+                if h.last() != Some(weights) {
+                    h.push(weights.clone());
+                }
+                confirmed.insert(service.clone(), false);
+                shift_step.insert(service.clone(), step.get(service).copied().unwrap_or(0));
+                None
             }
-            confirmed.insert(service.clone(), false);
-        } else if let Some(service) = e.kind.service()
+            EventKind::StepStarted { service, index, .. } => {
+                step.insert(service.clone(), *index);
+                (shift_step.get(service) != Some(index)).then_some(service)
+            }
+            EventKind::Verdict { service, .. }
+            | EventKind::GateWaiting { service, .. }
+            | EventKind::Promoted { service }
+            | EventKind::RolledBack { service, .. }
+            | EventKind::BaselineReady { service, .. }
+            | EventKind::Retired { service, .. } => Some(service),
+            _ => None,
+        };
+        if let Some(service) = made
             && let Some(c) = confirmed.get_mut(service)
         {
             *c = true;
@@ -233,5 +254,50 @@ mod tests {
         // Stopped right after journaling the shift: the split before it may still be live.
         let got = journaled_splits(&events[..2]);
         assert_eq!(got["api"].len(), 2);
+    }
+
+    #[test]
+    fn a_failed_shift_and_its_retries_leave_the_split_before_it_acceptable() {
+        let step = |seq, index| {
+            ev(
+                seq,
+                EventKind::StepStarted {
+                    service: "api".into(),
+                    index,
+                    of: 4,
+                    action: crate::plan::Action::SetWeight { weight: 50 },
+                    description: "send 50% of traffic to the candidate".into(),
+                    until_ms: None,
+                },
+            )
+        };
+        let failed = |seq| {
+            ev(
+                seq,
+                EventKind::PlatformError {
+                    service: "api".into(),
+                    message: "throttled".into(),
+                    fatal: false,
+                },
+            )
+        };
+        let mut events = vec![
+            ev(1, set("api", &[("1.0", 100)])),
+            step(2, 1),
+            ev(3, set("api", &[("1.0", 75), ("2.0", 25)])),
+            step(4, 2),
+            ev(5, set("api", &[("1.0", 50), ("2.0", 50)])),
+            failed(6),
+            // The retry of the same step after the back-off.
+            step(7, 2),
+            ev(8, set("api", &[("1.0", 50), ("2.0", 50)])),
+            failed(9),
+        ];
+        let got = journaled_splits(&events);
+        assert_eq!(got["api"].len(), 2, "{got:?}");
+        assert_eq!(got["api"][0][1], ("2.0".to_string(), 25));
+        // The next step starting shows the shift was made.
+        events.push(step(10, 3));
+        assert_eq!(journaled_splits(&events)["api"].len(), 1);
     }
 }

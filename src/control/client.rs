@@ -316,6 +316,7 @@ impl Client {
             body: resp.into_body(),
             buf: BytesMut::new(),
             endpoint: self.endpoint.to_string(),
+            idle_limit: None,
         })
     }
 
@@ -348,9 +349,19 @@ pub struct EventStream {
     body: Incoming,
     buf: BytesMut,
     endpoint: String,
+    /// Give up when nothing at all (not even a keep-alive) arrives for this long.
+    idle_limit: Option<std::time::Duration>,
 }
 
 impl EventStream {
+    /// Treat silence (no item and no keep-alive, which the server sends every 5 s) for
+    /// `limit` as a broken connection: `next` then fails instead of waiting forever on
+    /// a peer that died without closing.
+    pub fn with_idle_limit(mut self, limit: std::time::Duration) -> EventStream {
+        self.idle_limit = Some(limit);
+        self
+    }
+
     /// The next item; `Ok(None)` when the server closed the stream.
     pub async fn next(&mut self) -> Result<Option<Item>, ClientError> {
         loop {
@@ -386,7 +397,22 @@ impl EventStream {
                     ClientError::Protocol(format!("{}: unreadable stream item: {e}", self.endpoint))
                 });
             }
-            match self.body.frame().await {
+            let frame = match self.idle_limit {
+                Some(limit) => match tokio::time::timeout(limit, self.body.frame()).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        return Err(ClientError::Transport {
+                            endpoint: self.endpoint.clone(),
+                            message: format!(
+                                "nothing, not even a keep-alive, for {}",
+                                crate::duration::format_duration(limit)
+                            ),
+                        });
+                    }
+                },
+                None => self.body.frame().await,
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);

@@ -481,13 +481,29 @@ impl Engine {
         {
             match migrate::on_service_rolled_back(m, DbState::Expanded, &rolled) {
                 migrate::RollbackAction::RunUndoExpand => {
-                    // The new revision must be stopped before what it uses is dropped.
-                    if self
-                        .state
-                        .service(&rolled)
-                        .is_some_and(|s| s.candidate_running)
-                    {
+                    // Every new revision of a listed service must be stopped before what it
+                    // uses is dropped, and none may be promoted, rolling out or still to
+                    // start: those keep the expanded schema.
+                    if let Some(user) = self.expanded_schema_user(m) {
+                        if phase != MigrationPhase::KeptExpanded {
+                            let detail = format!(
+                                "{rolled} rolled back before contract, but {user} ({}) uses the expanded schema: it stays, undo_expand waits until no listed service needs it",
+                                self.status(&user)
+                            );
+                            self.emit_migration(
+                                &name,
+                                MigrationPhase::KeptExpanded,
+                                detail,
+                                vec![],
+                            )?;
+                        }
                         return Ok(());
+                    }
+                    if m.services
+                        .iter()
+                        .any(|s| self.state.service(s).is_some_and(|x| x.candidate_running))
+                    {
+                        return Ok(()); // a new revision is still stopping
                     }
                     let detail = format!(
                         "{rolled} rolled back before contract: applying {} to {}",
@@ -543,6 +559,20 @@ impl Engine {
         Ok(())
     }
 
+    /// A listed service that is promoted, rolling out or still to start: it needs the
+    /// expanded schema, so undo_expand must wait.
+    fn expanded_schema_user(&self, m: &crate::release::Migration) -> Option<String> {
+        m.services
+            .iter()
+            .find(|s| {
+                !matches!(
+                    self.status(s),
+                    ServiceStatus::RolledBack | ServiceStatus::Skipped | ServiceStatus::Failed
+                )
+            })
+            .cloned()
+    }
+
     /// `abort`: a contract not yet running is left pending (nobody confirms it in this
     /// run any more), so the release can finish.
     pub(super) fn migrations_on_abort(&mut self, operator: &str) -> Result<(), EngineError> {
@@ -550,8 +580,17 @@ impl Engine {
         for i in 0..self.mig.items.len() {
             let it = &self.mig.items[i];
             let name = it.prep.name().to_string();
+            // A listed service still rolling out will roll back now: its undo_expand
+            // (if any) decides what happens to the schema, not a pending contract.
+            let rolling = it
+                .prep
+                .migration
+                .services
+                .iter()
+                .any(|s| !self.status(s).is_terminal());
             let waiting = it.job.is_none()
                 && it.prep.migration.contract.is_some()
+                && !rolling
                 && matches!(
                     self.migration_phase(&name),
                     MigrationPhase::Expanded | MigrationPhase::ContractAwaiting
@@ -581,15 +620,25 @@ impl Engine {
         };
         self.mig.items.iter().any(|it| {
             let phase = self.migration_phase(it.prep.name());
+            let listed = &it.prep.migration.services;
+            // Expand happens only for a listed service still to start: when none will
+            // (skipped, rolled back), nothing is held.
+            let will_expand = listed
+                .iter()
+                .any(|s| self.status(s) == ServiceStatus::Pending);
             it.expand_wave <= wave
-                && (matches!(
-                    phase,
-                    MigrationPhase::Pending
-                        | MigrationPhase::Linted
-                        | MigrationPhase::DryRunOk
-                        | MigrationPhase::Expanding
-                ) || phase == MigrationPhase::Undone
-                    && it.prep.migration.services.iter().any(|s| s == service))
+                && (will_expand
+                    && matches!(
+                        phase,
+                        MigrationPhase::Pending
+                            | MigrationPhase::Linted
+                            | MigrationPhase::DryRunOk
+                            | MigrationPhase::Expanding
+                    )
+                    || matches!(
+                        phase,
+                        MigrationPhase::Undone | MigrationPhase::UndoingExpand
+                    ) && listed.iter().any(|s| s == service))
         })
     }
 
@@ -605,14 +654,16 @@ impl Engine {
                 phase,
                 MigrationPhase::Expanded
                     | MigrationPhase::ContractAwaiting
+                    | MigrationPhase::ContractPending
                     | MigrationPhase::KeptExpanded
             ) {
                 return false;
             }
             let statuses: Vec<ServiceStatus> = m.services.iter().map(|s| self.status(s)).collect();
             if statuses.contains(&ServiceStatus::RolledBack) {
-                // undo_expand still to run (it waits for the candidate to stop).
-                return m.undo_expand.is_some();
+                // undo_expand still to run (it waits for the candidates to stop), unless
+                // another listed service keeps the expanded schema.
+                return m.undo_expand.is_some() && self.expanded_schema_user(m).is_none();
             }
             m.contract.is_some()
                 && statuses.iter().all(|s| *s == ServiceStatus::Promoted)
@@ -728,6 +779,24 @@ impl Engine {
             };
             return self.refuse(command, operator, reason);
         }
+        // The gate was offered earlier: check again that every listed service is still
+        // promoted and baked (one may have been rolled back since).
+        let progress = self.listed_progress(&prep);
+        if let Err(r) = migrate::contract_allowed(
+            &prep.migration,
+            DbState::Expanded,
+            &progress,
+            Instant::now(),
+            true,
+        ) {
+            self.emit_migration(
+                migration,
+                MigrationPhase::Expanded,
+                format!("contract no longer possible: {r}"),
+                vec![],
+            )?;
+            return self.refuse(command, operator, r.to_string());
+        }
         self.accept(command, operator)?;
         let detail = format!(
             "confirmed by {operator}: applying {} to {}",
@@ -826,6 +895,11 @@ mod tests {
         }
 
         fn release(&self, customers: &str, undo: bool) -> Release {
+            self.release_listing(customers, undo, "[\"customers\"]")
+        }
+
+        /// The same release with `services = LISTED` in the migration.
+        fn release_listing(&self, customers: &str, undo: bool, listed: &str) -> Release {
             let mut text = String::from("[release]\nname = \"t\"\nplatform = \"local\"\n");
             for (i, (name, body)) in [("web", WEB), ("customers", customers)].iter().enumerate() {
                 text.push_str(&format!(
@@ -833,7 +907,8 @@ mod tests {
                     19100 + i
                 ));
             }
-            text.push_str("\n[[migration]]\nname = \"split-name\"\ndatabase = \"sqlite://app.db\"\nexpand = \"m/expand.sql\"\ncontract = \"m/contract.sql\"\nservices = [\"customers\"]\nbake = \"2m\"\n");
+            text.push_str("\n[[migration]]\nname = \"split-name\"\ndatabase = \"sqlite://app.db\"\nexpand = \"m/expand.sql\"\ncontract = \"m/contract.sql\"\nbake = \"2m\"\n");
+            text.push_str(&format!("services = {listed}\n"));
             if undo {
                 text.push_str("undo_expand = \"m/undo.sql\"\n");
             }
@@ -1112,6 +1187,57 @@ mod tests {
             )
         });
         assert!(retired < undoing);
+    }
+
+    #[tokio::test]
+    async fn undo_waits_while_another_listed_service_uses_the_expanded_schema() {
+        // web (promoted, listed) runs its new revision on the expanded schema: when
+        // customers rolls back, undo_expand must not drop what web uses.
+        let db = Db::new(EXPAND, Some(UNDO));
+        let r = db.release_listing(CUSTOMERS, true, "[\"web\", \"customers\"]");
+        let mut h = db.harness(r, ContractMode::Allow);
+        h.start().await;
+        fail_customers_mid_rollout(&mut h).await;
+        h.finish(Duration::from_secs(300)).await;
+        assert_eq!(h.status("web"), ServiceStatus::Promoted);
+        assert_eq!(h.status("customers"), ServiceStatus::RolledBack);
+        assert_eq!(phase(&h), MigrationPhase::KeptExpanded);
+        assert_eq!(
+            db.columns(),
+            ["id", "full_name", "first_name", "last_name"],
+            "the schema web uses stays"
+        );
+        assert_eq!(db.history(), ["expand applied"]);
+        let m = h.engine.state().migration("split-name").unwrap().clone();
+        assert!(m.detail.contains("web"), "{}", m.detail);
+    }
+
+    #[tokio::test]
+    async fn a_listed_service_that_never_starts_holds_nothing() {
+        // web fails, so customers (the only listed service, next wave) is skipped: expand
+        // never comes due, and the release must still finish.
+        let db = Db::new(EXPAND, Some(UNDO));
+        let r = db.release(CUSTOMERS, true);
+        let mut h = db.harness(r, ContractMode::Allow);
+        h.start().await;
+        for _ in 0..60 {
+            if h.svc("web").candidate_weight == 50 {
+                break;
+            }
+            h.run_for(Duration::from_secs(1)).await;
+        }
+        h.platform.set_state(
+            "web",
+            "v2",
+            InstanceState::Unhealthy {
+                reason: "GET /healthz answered 503".into(),
+            },
+        );
+        h.finish(Duration::from_secs(300)).await;
+        assert_eq!(h.engine.state().status, ReleaseStatus::Finished);
+        assert_eq!(h.status("customers"), ServiceStatus::Skipped);
+        assert!(db.history().is_empty(), "nothing applied");
+        assert_eq!(db.columns(), ["id", "full_name"]);
     }
 
     #[tokio::test]

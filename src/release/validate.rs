@@ -653,6 +653,24 @@ impl Validator<'_> {
                     format!("database of migration \"{}\" is not a sqlite://, postgres:// or env: URL", m.name),
                     "write \"sqlite://data/app.db\", \"postgres://host/db\" or \"env:DATABASE_URL\"",
                 );
+            } else if !db.starts_with("env:") && crate::migrate::RedactedUrl::new(db).as_str() != db
+            {
+                // The release file is journaled whole, and plans and errors show it.
+                let shown = crate::migrate::RedactedUrl::new(db);
+                self.at(
+                    &format!("{p}.database"),
+                    format!(
+                        "database of migration \"{}\" has a password in it ({shown}); the release is stored in the journal",
+                        m.name
+                    ),
+                    "put the URL in an environment variable and write \"env:DATABASE_URL\" (or use ~/.pgpass)",
+                );
+                // Nor does the excerpt of the line show it.
+                if let Some(d) = self.diags.last_mut()
+                    && let Some((line, _)) = d.excerpt.as_mut()
+                {
+                    *line = line.replace(db, shown.as_str());
+                }
             }
             if m.services.is_empty() && !self.broken(format_args!("{p}.services")) {
                 self.at(

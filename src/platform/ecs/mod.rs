@@ -421,15 +421,13 @@ impl EcsPlatform {
             s.pin.as_ref().map(|p| p.secret_versions.clone())
         });
         if let Some(pinned) = pinned.filter(|p| !p.is_empty()) {
+            let pins: BTreeMap<String, String> = pinned
+                .iter()
+                .map(|v| (v.arn.clone(), v.version_id.clone()))
+                .collect();
             refs = refs
                 .into_iter()
-                .map(|r| match taskdef::secret_ref(&r) {
-                    Some(sr) if sr.version_id.is_none() && sr.version_stage.is_none() => pinned
-                        .iter()
-                        .find(|v| v.arn == sr.arn)
-                        .map_or(r.clone(), |v| format!("{}:::{}", v.arn, v.version_id)),
-                    _ => r,
-                })
+                .map(|r| taskdef::pin(&r, &pins).unwrap_or(r))
                 .collect();
         }
         let versions = secrets::preflight(&svc.clients, &self.inner.retry, &refs)

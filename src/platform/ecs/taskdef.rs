@@ -170,7 +170,10 @@ pub fn secret_refs(td: &TaskDefinition) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn pin(value_from: &str, pins: &BTreeMap<String, String>) -> Option<String> {
+/// `value_from` with the pinned version of its secret (`pins`: full ARN → version id), or
+/// `None` when it already names a version or stage, or its secret is not pinned. A partial
+/// ARN (without the random suffix) matches the full one; a JSON key is kept.
+pub(crate) fn pin(value_from: &str, pins: &BTreeMap<String, String>) -> Option<String> {
     let r = secret_ref(value_from)?;
     if r.version_id.is_some() || r.version_stage.is_some() {
         return None; // the task definition already chose a version
