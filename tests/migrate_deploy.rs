@@ -588,6 +588,16 @@ fn a_kill_while_expand_runs_then_resume_applies_each_stage_once() {
         !seen.contains("\"phase\":\"expanded\""),
         "killed before expand was journaled done"
     );
+    // The newest run is unfinished: `migrate contract` must not go by an older one.
+    let early = fx
+        .cmd(&["migrate", "contract"])
+        .arg(fx.release())
+        .args(["--migration", "split-customer-name"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&early.stderr).to_string();
+    assert_eq!(early.status.code(), Some(2), "{said}");
+    assert!(said.contains("has not finished"), "{said}");
     let resume = fx
         .cmd(&[
             "resume",

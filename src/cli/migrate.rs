@@ -117,17 +117,31 @@ fn progress_from_runs(
     ),
     String,
 > {
-    use crate::engine::{ReleaseState, ServiceStatus, events_from_entries};
+    use crate::engine::{ReleaseState, events_from_entries};
     let runs = crate::journal::list_runs(state_dir).map_err(|e| e.to_string())?;
+    // The newest run of this release decides: an older finished run says nothing about
+    // a newer one still in flight.
     let run = runs
         .iter()
-        .find(|r| r.release == release_name && r.is_finished() && r.damage.is_none())
+        .find(|r| r.release == release_name)
         .ok_or_else(|| {
             format!(
-                "no finished run of release {release_name} under {}; deploy it first (or pass --state-dir)",
+                "no run of release {release_name} under {}; deploy it first (or pass --state-dir)",
                 state_dir.display()
             )
         })?;
+    if let Some(d) = &run.damage {
+        return Err(format!(
+            "the newest run of release {release_name} ({}) cannot be trusted: {d}; check it with `cutover audit verify`",
+            run.run_id
+        ));
+    }
+    if !run.is_finished() {
+        return Err(format!(
+            "the newest run of release {release_name} ({}) has not finished; let it finish or `cutover resume --run {}` first",
+            run.run_id, run.run_id
+        ));
+    }
     let rec = crate::journal::read_run(state_dir, &run.run_id).map_err(|e| e.to_string())?;
     let state = ReleaseState::replay(&events_from_entries(&rec.entries));
     let now_ms = crate::engine::Clock::now_ms(&crate::engine::SystemClock);
@@ -137,22 +151,10 @@ fn progress_from_runs(
         .iter()
         .filter_map(|name| {
             let s = state.service(name)?;
-            let p = match s.status {
-                ServiceStatus::Promoted => {
-                    let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
-                    migrate::ServiceProgress::Promoted {
-                        at: now
-                            .checked_sub(std::time::Duration::from_millis(ago))
-                            .unwrap_or(now),
-                    }
-                }
-                ServiceStatus::RolledBack => migrate::ServiceProgress::RolledBack,
-                ServiceStatus::Pending | ServiceStatus::Skipped => {
-                    migrate::ServiceProgress::Pending
-                }
-                _ => migrate::ServiceProgress::RollingOut,
-            };
-            Some((name.clone(), p))
+            Some((
+                name.clone(),
+                crate::engine::migration_service_progress(s, now_ms, now),
+            ))
         })
         .collect();
     Ok((run.run_id.clone(), progress))

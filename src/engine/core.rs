@@ -28,6 +28,7 @@ use super::state::{
 #[path = "migration.rs"]
 mod migration;
 pub use migration::ContractMode;
+pub(crate) use migration::service_progress as migration_service_progress;
 
 /// Why the engine stopped.
 #[derive(Debug, thiserror::Error)]

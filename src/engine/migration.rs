@@ -35,7 +35,7 @@ use crate::plan::Plan;
 use super::Engine;
 use super::EngineError;
 use crate::engine::command::{Command, CommandReply};
-use crate::engine::state::{EventKind, MigrationPhase, ReleaseStatus, ServiceStatus};
+use crate::engine::state::{EventKind, MigrationPhase, ReleaseStatus, ServiceState, ServiceStatus};
 
 /// What happens once a contract is allowed (every listed service promoted and baked).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -393,21 +393,7 @@ impl Engine {
             .iter()
             .filter_map(|name| {
                 let s = self.state.service(name)?;
-                let p = match s.status {
-                    ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
-                    // The old revision still runs (kept warm, or draining): it may still
-                    // use the old schema.
-                    ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
-                    ServiceStatus::Promoted => {
-                        let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
-                        ServiceProgress::Promoted {
-                            at: now.checked_sub(Duration::from_millis(ago)).unwrap_or(now),
-                        }
-                    }
-                    ServiceStatus::RolledBack => ServiceProgress::RolledBack,
-                    _ => ServiceProgress::RollingOut,
-                };
-                Some((name.clone(), p))
+                Some((name.clone(), service_progress(s, now_ms, now)))
             })
             .collect()
     }
@@ -806,6 +792,25 @@ impl Engine {
         self.emit_migration(migration, MigrationPhase::Contracting, detail, vec![])?;
         self.spawn_migration_job(i, Some(Stage::Contract));
         Ok(Ok(format!("contract of {migration} confirmed: applying")))
+    }
+}
+
+/// Where a listed service stands for [`migrate::contract_allowed`] (the engine's gate and
+/// `cutover migrate contract` alike), its promotion time turned into an `Instant`.
+pub(crate) fn service_progress(s: &ServiceState, now_ms: u64, now: Instant) -> ServiceProgress {
+    match s.status {
+        ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
+        // The old revision still runs (kept warm, or draining): it may still use the old
+        // schema.
+        ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
+        ServiceStatus::Promoted => {
+            let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
+            ServiceProgress::Promoted {
+                at: now.checked_sub(Duration::from_millis(ago)).unwrap_or(now),
+            }
+        }
+        ServiceStatus::RolledBack => ServiceProgress::RolledBack,
+        _ => ServiceProgress::RollingOut,
     }
 }
 

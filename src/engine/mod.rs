@@ -29,6 +29,7 @@ mod tests;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) use self::core::migration_service_progress;
 pub use self::core::{
     ContractMode, Engine, EngineError, EngineOptions, PlatformService, revisions,
 };
