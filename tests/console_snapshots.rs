@@ -368,3 +368,37 @@ fn a_remote_console_that_lost_its_server_says_so_until_it_is_back() {
     let t = draw(&mut app, 200, 42);
     assert!(!top(&t).contains("DISCONNECTED"), "{}", top(&t));
 }
+
+#[test]
+fn an_attached_console_without_a_plan_still_shows_the_migration() {
+    // `cutover attach` has no release file and so no plan: the database node and the
+    // timeline row come from what the engine reported.
+    let s = fixtures::scenario("contract-awaiting");
+    let state = s.state();
+    assert!(!state.migrations.is_empty());
+    let mut app = App::new(
+        cutover::engine::ReleaseState::empty(),
+        Keymap::shipped("default").unwrap(),
+        Theme::shipped("dark").unwrap(),
+        Settings {
+            operator: "bob".into(),
+            environment: None,
+            read_only: false,
+            mouse: false,
+        },
+    );
+    app.set_state(state);
+    let t = draw(&mut app, 160, 42);
+    let buf = t.backend().buffer();
+    let text: String = (0..42)
+        .map(|y| {
+            (0..160)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    assert!(text.contains("⛁ DB orders-split-address"), "{text}");
+    assert!(text.contains("⛁ orders-split-ad"), "timeline row: {text}");
+    assert!(text.contains("contract: awaiting confirm"), "{text}");
+}

@@ -215,7 +215,8 @@ impl App {
 
     /// A new state snapshot from the engine's watch.
     pub fn set_state(&mut self, state: ReleaseState) {
-        let shape_changed = state.services.len() != self.state.services.len();
+        let shape_changed = state.services.len() != self.state.services.len()
+            || self.plan.is_none() && state.migrations.len() != self.state.migrations.len();
         // An attached console has no release file: the engine says which environment.
         if self.settings.environment.is_none() {
             self.settings.environment = state.environment.clone();
@@ -353,17 +354,29 @@ impl App {
         }
     }
 
+    /// The release's migrations in release order: from the plan, or (an attached console
+    /// has no plan) from what the engine reported.
+    pub fn migration_names(&self) -> Vec<String> {
+        match &self.plan {
+            Some(p) => p.migrations.iter().map(|m| m.name.clone()).collect(),
+            None => self
+                .state
+                .migrations
+                .iter()
+                .map(|m| m.name.clone())
+                .collect(),
+        }
+    }
+
     /// The tree: services under the dependency that gates them last (in plan order),
     /// further dependencies named; migrations first as database nodes.
     pub fn rebuild_tree(&mut self) {
         let mut rows = Vec::new();
-        if let Some(plan) = &self.plan {
-            for (i, _) in plan.migrations.iter().enumerate() {
-                rows.push(TreeRow {
-                    prefix: String::new(),
-                    node: Node::Migration { index: i },
-                });
-            }
+        for i in 0..self.migration_names().len() {
+            rows.push(TreeRow {
+                prefix: String::new(),
+                node: Node::Migration { index: i },
+            });
         }
         let services = &self.state.services;
         let pos: HashMap<&str, usize> = services
@@ -850,10 +863,10 @@ impl App {
                     .plan
                     .as_ref()
                     .and_then(|p| p.migrations.iter().find(|m| &m.name == migration))
-                    .map(|m| m.services.join(", "))
+                    .map(|m| format!(" ({})", m.services.join(", ")))
                     .unwrap_or_default();
                 format!(
-                    "Contract migration {migration}{env}? Every listed service ({services}) is promoted and baked. Contract is one-way: afterwards they cannot roll back to their old revision."
+                    "Contract migration {migration}{env}? Every listed service{services} is promoted and baked. Contract is one-way: afterwards they cannot roll back to their old revision."
                 )
             }
             other => format!("{other}{env}?"),

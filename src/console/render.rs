@@ -479,25 +479,31 @@ impl App {
         for row in self.tree_rows.iter().skip(self.tree_offset).take(h) {
             match &row.node {
                 Node::Migration { index } => {
-                    let Some(m) = self.plan.as_ref().and_then(|p| p.migrations.get(*index)) else {
+                    let Some(name) = self.migration_names().get(*index).cloned() else {
                         continue;
                     };
-                    let contract = m
-                        .contract_after_wave
-                        .map(|w| format!(", contract after wave {}", w + 1))
-                        .unwrap_or_default();
+                    let planned = self
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.migrations.iter().find(|m| m.name == name));
                     let phase = self
                         .state
-                        .migration(&m.name)
+                        .migration(&name)
                         .map_or(MigrationPhase::Pending, |x| x.phase);
                     let (glyph, word, slot) = migration_look(phase);
-                    let head = format!("⛁ DB {} ", m.name);
+                    let head = format!("⛁ DB {name} ");
                     let state = format!("{glyph} {word}");
-                    let rest = format!(
-                        "  expand before wave {}{contract} · {}",
-                        m.expand_before_wave + 1,
-                        m.services.join(", ")
-                    );
+                    let rest = planned.map_or_else(String::new, |m| {
+                        let contract = m
+                            .contract_after_wave
+                            .map(|w| format!(", contract after wave {}", w + 1))
+                            .unwrap_or_default();
+                        format!(
+                            "  expand before wave {}{contract} · {}",
+                            m.expand_before_wave + 1,
+                            m.services.join(", ")
+                        )
+                    });
                     let head_w = head.chars().count();
                     let state_w = width.saturating_sub(head_w);
                     let state = truncate(&state, state_w);
@@ -916,11 +922,7 @@ impl App {
             .services
             .iter()
             .map(|s| s.name.chars().count())
-            .chain(
-                self.plan
-                    .iter()
-                    .flat_map(|p| p.migrations.iter().map(|m| m.name.chars().count() + 2)),
-            )
+            .chain(self.migration_names().iter().map(|m| m.chars().count() + 2))
             .max()
             .unwrap_or(6)
             .clamp(6, 18);
@@ -946,16 +948,19 @@ impl App {
         ]));
         // Rows in tree order; the migrations' rows below them.
         let order = self.service_rows();
-        let migrations: Vec<(String, usize)> = self
-            .plan
-            .as_ref()
-            .map(|p| {
-                p.migrations
-                    .iter()
-                    .map(|m| (m.name.clone(), m.expand_before_wave))
-                    .collect()
+        let migrations: Vec<(String, Option<usize>)> = self
+            .migration_names()
+            .into_iter()
+            .map(|name| {
+                let wave = self.plan.as_ref().and_then(|p| {
+                    p.migrations
+                        .iter()
+                        .find(|m| m.name == name)
+                        .map(|m| m.expand_before_wave)
+                });
+                (name, wave)
             })
-            .unwrap_or_default();
+            .collect();
         let mig_rows = migrations
             .len()
             .min((inner.height as usize).saturating_sub(2));
@@ -1074,10 +1079,11 @@ impl App {
             )];
             spans.extend(bar_spans);
             spans.push(Span::raw(" "));
-            let text = if phase == MigrationPhase::Pending {
-                format!("{glyph} {word} · before wave {}", wave + 1)
-            } else {
-                format!("{glyph} {word}")
+            let text = match wave {
+                Some(w) if phase == MigrationPhase::Pending => {
+                    format!("{glyph} {word} · before wave {}", w + 1)
+                }
+                _ => format!("{glyph} {word}"),
             };
             spans.push(Span::styled(truncate(&text, text_w), self.style(slot)));
             lines.push(Line::from(spans));
