@@ -476,10 +476,11 @@ impl App {
             .clamp(6, 30);
         let width = inner.width as usize;
         let mut lines = Vec::with_capacity(h);
+        let migration_names = self.migration_names();
         for row in self.tree_rows.iter().skip(self.tree_offset).take(h) {
             match &row.node {
                 Node::Migration { index } => {
-                    let Some(name) = self.migration_names().get(*index).cloned() else {
+                    let Some(name) = migration_names.get(*index).cloned() else {
                         continue;
                     };
                     let planned = self

@@ -756,14 +756,7 @@ impl Engine {
         let max = self.state.max_parallel.max(1) as usize;
         // Waves are barriers (see the plan): a wave starts once every service of the
         // earlier waves has finished (promoted, or rolled back / skipped / failed).
-        let open_wave = self
-            .state
-            .services
-            .iter()
-            .filter(|s| !s.status.is_terminal())
-            .map(|s| s.wave)
-            .min()
-            .unwrap_or(usize::MAX);
+        let open_wave = self.open_wave();
         for name in self.order.clone() {
             if self.status(&name) != ServiceStatus::Pending {
                 continue;

@@ -374,7 +374,7 @@ impl Engine {
     }
 
     /// The wave that starts next (`usize::MAX` when every service finished).
-    fn open_wave(&self) -> usize {
+    pub(super) fn open_wave(&self) -> usize {
         self.state
             .services
             .iter()
