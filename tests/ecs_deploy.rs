@@ -26,8 +26,9 @@ use std::time::Duration;
 use aws_sdk_ecs::types::LaunchType;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use cutover::platform::ecs::aws::Clients;
+use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
-use support::*;
+use support::moto;
 
 /// Keep moto's tasks RUNNING (by default each DescribeTasks moves them one step on).
 fn freeze_task_lifecycle(endpoint: &str) {

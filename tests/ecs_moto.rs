@@ -13,8 +13,9 @@ use cutover::metrics::RevisionCounters;
 use cutover::platform::Platform;
 use cutover::platform::ecs::EcsPlatform;
 use cutover::platform::ecs::verify::{self, Status};
+use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
-use support::*;
+use support::moto;
 
 fn w(pairs: &[(&str, u8)]) -> Vec<(String, u8)> {
     pairs.iter().map(|(r, p)| (r.to_string(), *p)).collect()
