@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::net::free_port;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+const BIN: &str = support::CUTOVER;
 
 /// Spawned children, killed and reaped on drop (also when a test fails).
 struct Procs(Vec<Child>);

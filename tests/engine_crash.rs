@@ -13,7 +13,7 @@ use support::net::free_port;
 const RELEASE: &str = include_str!("fixtures/crash-release.toml");
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
+    support::CUTOVER
 }
 
 /// Processes whose command line contains `marker` (the demo services of one run).

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::net::free_port;
 use support::pg::PgServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+const BIN: &str = support::CUTOVER;
 
 const SQLITE_EXPAND: &str = "ALTER TABLE customers ADD COLUMN first_name TEXT;
 ALTER TABLE customers ADD COLUMN last_name TEXT;

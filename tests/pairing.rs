@@ -19,7 +19,7 @@ const RELEASE: &str = include_str!("fixtures/pairing-release.toml");
 const FAN_OUT_BOUND: Duration = Duration::from_secs(3);
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
+    support::CUTOVER
 }
 
 struct Served {

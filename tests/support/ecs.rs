@@ -3,6 +3,7 @@
 //! rules, task definitions) with names unique to each test.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -36,6 +37,24 @@ pub async fn config(endpoint: &str) -> SdkConfig {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await
+}
+
+/// The `cutover` binary pointed at moto (or the fault proxy) at `endpoint`: test
+/// credentials, no profile, and AWS config and credentials files that do not exist (in
+/// `dir`), so nothing of the machine's own AWS set-up leaks in.
+pub fn cutover_cli(endpoint: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(super::CUTOVER);
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env_remove("AWS_PROFILE");
+    cmd
 }
 
 /// A quick retry policy for tests: the same logic, short delays.
@@ -480,6 +499,22 @@ env = {{ MODE = "fast" }}
             service = self.service,
         ))
     }
+}
+
+/// The AWSCURRENT version id of a secret.
+pub async fn current_version(c: &Clients, arn: &str) -> String {
+    c.secrets
+        .describe_secret()
+        .secret_id(arn)
+        .send()
+        .await
+        .unwrap()
+        .version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| s.iter().any(|x| x == "AWSCURRENT"))
+        .map(|(v, _)| v.clone())
+        .unwrap()
 }
 
 /// Number of revisions registered in a task definition family.

@@ -9,7 +9,8 @@
 //! - [`pg`]: a throwaway PostgreSQL server per test.
 //! - [`moto`]: the moto server (AWS emulator) of a test binary.
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
-//! - [`ecs`]: AWS configuration pointed at moto and ECS/ELBv2 fixtures.
+//! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
+//! - [`release`]: the shipped example releases and fixture files.
 #![allow(dead_code)]
 
 pub mod ecs;
@@ -18,6 +19,7 @@ pub mod local;
 pub mod moto;
 pub mod net;
 pub mod pg;
+pub mod release;
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
