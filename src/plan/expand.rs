@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Action, PlanStep, blue_green, canary, linear, ms, rolling};
+use super::{Action, PlanStep, blue_green, canary, linear, ms, rolling, service};
 use crate::duration::format_duration;
 use crate::release::{Analysis, OnTimeout, PlatformKind, Release, Service, StrategyKind};
 
@@ -67,17 +67,10 @@ pub fn expand(release: &Release, s: &Service) -> Vec<PlanStep> {
     let healthy_min = ms(h.interval.0) * u64::from(h.healthy_after);
     let deadline = ms(release.release.progress_deadline.0);
     let on_ecs = release.release.platform == PlatformKind::Ecs;
-    let replicas = s.local.as_ref().map_or(1, |l| l.replicas);
-    let launch_replicas = if on_ecs { None } else { Some(replicas) };
-    let revision = match (&s.local, &s.ecs) {
-        (Some(l), _) if release.release.platform == PlatformKind::Local => {
-            l.target.revision.clone()
-        }
-        (_, Some(e)) => e.image.rsplit(':').next().unwrap_or(&e.image).to_string(),
-        (Some(l), None) => l.target.revision.clone(),
-        (None, None) => "candidate".into(),
-    };
-    let drain = s.local.as_ref().map_or(30_000, |l| ms(l.drain_timeout.0));
+    let replicas = service::planned_replicas(s);
+    let launch_replicas = service::launch_replicas(release, s);
+    let revision = service::candidate_revision(release, s);
+    let drain = ms(service::drain_timeout(s));
     let smoke_names: Vec<String> = s.smoke.iter().map(|t| t.name.clone()).collect();
     let smoke_max: u64 = s.smoke.iter().map(|t| ms(t.timeout.0)).sum();
     let ex = Expansion {

@@ -11,6 +11,7 @@ mod expand;
 mod linear;
 mod render;
 mod rolling;
+mod service;
 mod timing;
 mod waves;
 
@@ -21,6 +22,10 @@ use serde::Serialize;
 
 pub use expand::expand;
 pub use render::render_text;
+pub use service::{
+    baseline_revision, candidate_revision, default_replicas, drain_timeout, launch_replicas,
+    planned_replicas, revision_of_image, revisions,
+};
 pub use waves::waves;
 
 use crate::release::{FailurePolicy, OnTimeout, PlatformKind, Release, StrategyKind};
@@ -180,7 +185,7 @@ pub fn plan(release: &Release) -> Plan {
             let s = &release.services[i];
             let steps = expand(release, s);
             let min_to_promotion_ms = min_to_promotion(&steps);
-            let waits_for_people = steps.iter().any(is_gate);
+            let waits_for_people = steps.iter().any(PlanStep::is_gate);
             services.push(ServicePlan {
                 name: s.name.clone(),
                 wave: wave_of[&i],
@@ -233,11 +238,23 @@ pub fn plan(release: &Release) -> Plan {
     }
 }
 
-fn is_gate(st: &PlanStep) -> bool {
-    matches!(
-        st.action,
-        Action::Approval { .. } | Action::Pause { duration_ms: None }
-    )
+impl PlanStep {
+    /// True when the step waits for a person: see [`Action::is_gate`].
+    pub fn is_gate(&self) -> bool {
+        self.action.is_gate()
+    }
+}
+
+impl Action {
+    /// True for a gate, a step that waits for a person: an approval, or a pause without a
+    /// duration (until someone promotes). Gates count 0 in the plan's minimum times, are
+    /// exempt from the progress deadline, and are drawn apart in the console's timeline.
+    pub fn is_gate(&self) -> bool {
+        matches!(
+            self,
+            Action::Approval { .. } | Action::Pause { duration_ms: None }
+        )
+    }
 }
 
 fn one_approver() -> u32 {

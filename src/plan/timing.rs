@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Action, MigrationPlan, PlanStep, ReleaseTiming, ServicePlan, is_gate};
+use super::{Action, MigrationPlan, PlanStep, ReleaseTiming, ServicePlan};
 use crate::duration::format_duration;
 
 pub(super) fn min_to_promotion(steps: &[PlanStep]) -> u64 {
@@ -62,7 +62,7 @@ pub(super) fn timing(
     let gates = services
         .iter()
         .flat_map(|s| &s.steps)
-        .filter(|st| is_gate(st))
+        .filter(|st| st.is_gate())
         .count();
     let mut formula = parts.join(" + ");
     formula.push_str(&format!(
