@@ -13,7 +13,9 @@
 //! Part B: the effect of `lock_timeout` on queries queued behind a blocked DDL (PostgreSQL,
 //! a server started here on loopback, as in the tests).
 
-#[path = "../tests/common/pg.rs"]
+#[path = "../tests/support/net.rs"]
+mod net;
+#[path = "../tests/support/pg.rs"]
 mod pg;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@
 //! Run: `cargo bench --bench pairing_fanout`. Knobs: BENCH_PF_COMMANDS (300),
 //! BENCH_PF_RATE (25 commands/s), BENCH_PF_WINDOW (8 s).
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,27 +22,16 @@ use std::time::{Duration, Instant};
 use cutover::control::{Client, Endpoint, ItemBody};
 use cutover::engine::{Command as EngineCommand, EventKind, ServiceStatus};
 
-const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+use common::{CUTOVER, fail, free_port};
+
 const RELEASE: &str = include_str!("../tests/fixtures/pairing-release.toml");
 const CLIENTS: usize = 10;
-
-fn fail(msg: &str) -> ! {
-    eprintln!("bench error: {msg}");
-    std::process::exit(1);
-}
 
 fn knob(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| fail(&format!("no free port: {e}")))
 }
 
 /// utime + stime of a process, in seconds.

@@ -1,19 +1,15 @@
 //! `cutover demo-service` and `cutover load` as real processes: exit codes, graceful
 //! SIGTERM, JSON report. Every spawned process is reaped and checked gone by pid.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+use support::net::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = support::CUTOVER;
 
 /// Spawned children, killed and reaped on drop (also when a test fails).
 struct Procs(Vec<Child>);

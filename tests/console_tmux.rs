@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
+mod support;
 
 struct Tmux {
     socket: String,
@@ -74,7 +74,7 @@ fn service_row<'a>(screen: &'a str, service: &str) -> &'a str {
 fn rollback_key_in_a_real_terminal_moves_the_proxy_back() {
     let bin = env!("CARGO_BIN_EXE_cutover");
     let state = tempfile::tempdir().unwrap();
-    common::wait_for_demo_ports();
+    support::net::wait_for_demo_ports();
     let t = Tmux {
         socket: format!("cutover-console-test-{}", std::process::id()),
     };
@@ -143,11 +143,7 @@ fn rollback_key_in_a_real_terminal_moves_the_proxy_back() {
 fn quitting_and_leaving_the_release_paused_exits_6_and_resume_carries_on() {
     let bin = env!("CARGO_BIN_EXE_cutover");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::net::free_port();
     let release = dir.path().join("held.toml");
     std::fs::write(
         &release,

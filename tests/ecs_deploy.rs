@@ -26,8 +26,9 @@ use std::time::Duration;
 use aws_sdk_ecs::types::LaunchType;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use cutover::platform::ecs::aws::Clients;
+use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
-use support::*;
+use support::moto;
 
 /// Keep moto's tasks RUNNING (by default each DescribeTasks moves them one step on).
 fn freeze_task_lifecycle(endpoint: &str) {
@@ -254,19 +255,8 @@ request = "GET /"
 }
 
 fn cutover(args: &[&str], endpoint: &str, state: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    cmd.args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", state.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            state.join("no-aws-credentials"),
-        )
-        .env("CUTOVER_STATE_DIR", state)
-        .env_remove("AWS_PROFILE");
+    let mut cmd = cutover_cli(endpoint, state);
+    cmd.args(args).env("CUTOVER_STATE_DIR", state);
     cmd
 }
 
@@ -544,22 +534,6 @@ async fn deploy_runs_a_canary_and_a_dependent_blue_green_service_to_promotion() 
 }
 
 const SECRET_VALUE: &str = "hunter2-never-print-me";
-
-/// The AWSCURRENT version id of a secret.
-async fn current_version(c: &Clients, arn: &str) -> String {
-    c.secrets
-        .describe_secret()
-        .secret_id(arn)
-        .send()
-        .await
-        .unwrap()
-        .version_ids_to_stages()
-        .unwrap()
-        .iter()
-        .find(|(_, s)| s.iter().any(|x| x == "AWSCURRENT"))
-        .map(|(v, _)| v.clone())
-        .unwrap()
-}
 
 /// Every journal of every run under `state`, as text.
 fn journal_text(state: &Path) -> String {

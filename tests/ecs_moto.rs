@@ -13,8 +13,9 @@ use cutover::metrics::RevisionCounters;
 use cutover::platform::Platform;
 use cutover::platform::ecs::EcsPlatform;
 use cutover::platform::ecs::verify::{self, Status};
+use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
-use support::*;
+use support::moto;
 
 fn w(pairs: &[(&str, u8)]) -> Vec<(String, u8)> {
     pairs.iter().map(|(r, p)| (r.to_string(), *p)).collect()
@@ -438,19 +439,7 @@ async fn secrets_are_checked_pinned_and_never_shown() {
     let fx = external(&conf, ep, "secrets").await;
     let c = clients(&conf);
     let arn = secret(m, &conf, &format!("{}/db", fx.name)).await;
-    let version = c
-        .secrets
-        .describe_secret()
-        .secret_id(&arn)
-        .send()
-        .await
-        .unwrap()
-        .version_ids_to_stages()
-        .unwrap()
-        .iter()
-        .find(|(_, s)| s.iter().any(|x| x == "AWSCURRENT"))
-        .map(|(v, _)| v.clone())
-        .unwrap();
+    let version = current_version(&c, &arn).await;
     let p = EcsPlatform::from_release_with_retry(
         &fx.canary_release(&format!(
             "secrets = [\"{arn}\"]\nsecret_env = {{ DB_PASSWORD = \"{arn}\" }}"
@@ -919,15 +908,9 @@ target_groups = ["{}", "{}"]
     )
     .unwrap();
     let run = |cmd: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        cutover_cli(&ep, dir.path())
             .arg(cmd)
             .arg(&file)
-            .env("AWS_ENDPOINT_URL", &ep)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_CONFIG_FILE", dir.path().join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
             .output()
             .unwrap()
     };

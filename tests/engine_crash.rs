@@ -2,14 +2,18 @@
 //! `cutover resume` must converge (every service promoted), leave no orphan process and
 //! keep a valid audit chain. `CUTOVER_CRASH_POINTS` sets how many points (default 5).
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::net::free_port;
+
 const RELEASE: &str = include_str!("fixtures/crash-release.toml");
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
+    support::CUTOVER
 }
 
 /// Processes whose command line contains `marker` (the demo services of one run).
@@ -31,14 +35,6 @@ fn processes_with(marker: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One crash point: returns (killed_after, resumed) for the report.

@@ -1,6 +1,8 @@
 //! The engine on the real local platform: demo-service processes behind the proxy,
 //! real health checks, real traffic and the real judge.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use cutover::engine::{
 use cutover::platform::Platform;
 use cutover::platform::local::LocalPlatform;
 use cutover::platform::local::from_release::local_config;
+use support::net::free_port;
 
 /// The live split without revisions at 0 %.
 async fn live(p: &LocalPlatform) -> Vec<(String, u8)> {
@@ -20,14 +23,6 @@ async fn live(p: &LocalPlatform) -> Vec<(String, u8)> {
         .into_iter()
         .filter(|(_, w)| *w > 0)
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn release(target_args: &str, steps: &str) -> (cutover::release::Release, u16) {

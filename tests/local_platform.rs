@@ -1,16 +1,17 @@
 //! The local platform with real `cutover demo-service` processes and real sockets. Every
 //! test shuts the platform down and checks by pid that no replica is left.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use cutover::platform::local::LocalPlatform;
 use cutover::platform::{InstanceState, Platform, TEST_ROUTE_HEADER};
+use support::CUTOVER;
+use support::local::*;
 
 /// Pids of every running replica of the given revisions.
 async fn pids_of(p: &LocalPlatform, revisions: &[&str]) -> Vec<u32> {

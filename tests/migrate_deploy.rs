@@ -1,19 +1,20 @@
 //! `cutover deploy --headless` of a release with a `[[migration]]`, end to end as real
 //! processes: demo services behind the local platform, SQLite and a real PostgreSQL
-//! (started by the test: tests/common/pg.rs; the test fails when the server is missing),
+//! (started by the test: tests/support/pg.rs; the test fails when the server is missing),
 //! `cutover load` through the proxy during the whole deploy, a dangerous expand refused
 //! before the database is touched, a contract left pending and run with `cutover migrate
 //! contract`, and a SIGKILL while expand runs followed by `cutover resume`.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pg::PgServer;
+use support::net::free_port;
+use support::pg::PgServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+const BIN: &str = support::CUTOVER;
 
 const SQLITE_EXPAND: &str = "ALTER TABLE customers ADD COLUMN first_name TEXT;
 ALTER TABLE customers ADD COLUMN last_name TEXT;
@@ -31,14 +32,6 @@ UPDATE customers SET first_name = split_part(full_name, ' ', 1),
 const CONTRACT: &str = "ALTER TABLE customers DROP COLUMN full_name;\n";
 const UNDO: &str =
     "ALTER TABLE customers DROP COLUMN first_name;\nALTER TABLE customers DROP COLUMN last_name;\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Fx {
     dir: tempfile::TempDir,

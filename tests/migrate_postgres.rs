@@ -1,17 +1,17 @@
 //! PostgreSQL for real: each test starts its own server on a loopback port (see
-//! tests/common/pg.rs) and fails when the server binaries are missing.
+//! tests/support/pg.rs) and fails when the server binaries are missing.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::pg::PgServer;
 use cutover::migrate::{
     Database, MigrateError, MigrationFiles, MigrationState, RunOptions, Stage, StageOutcome,
     dry_run,
 };
 use cutover::release::{Dur, Migration};
+use support::pg::PgServer;
 
 const EXPAND: &str = "ALTER TABLE users ADD COLUMN full_name text;
 UPDATE users SET full_name = name WHERE full_name IS NULL;

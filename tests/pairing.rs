@@ -2,7 +2,7 @@
 //! control API; `cutover ctl` acts from scripts. Real processes, real sockets, the local
 //! platform with demo services.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cutover::control::{Client, CommandOutcome, Endpoint, Item, ItemBody, Snapshot};
 use cutover::engine::{Command as EngineCommand, EventKind, ServiceStatus};
+use support::net::free_port;
 
 const RELEASE: &str = include_str!("fixtures/pairing-release.toml");
 /// How long an action may take to show in another attached client. Generous: the machine
@@ -18,15 +19,7 @@ const RELEASE: &str = include_str!("fixtures/pairing-release.toml");
 const FAN_OUT_BOUND: Duration = Duration::from_secs(3);
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    support::CUTOVER
 }
 
 struct Served {
@@ -991,7 +984,7 @@ fn demo_in_two_terminals_rollback_attributed_and_closing_either_changes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reaper = KillByDir { dir: state.clone() };
-    common::wait_for_demo_ports();
+    support::net::wait_for_demo_ports();
     let tmux = Tmux::new();
     let host = format!(
         "cd {} && CUTOVER_STATE_DIR={} {} demo --operator alice; sleep 60",

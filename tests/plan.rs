@@ -1,21 +1,14 @@
 //! `cutover plan`: snapshots of the text and JSON forms for the examples, the stable
 //! `waves` shape, and a property test of wave ordering on random graphs.
 
+mod support;
+
 use std::path::Path;
 
 use cutover::plan::{self, Action};
 use cutover::release::{self, Release};
 use proptest::prelude::*;
-
-fn example(name: &str) -> Release {
-    release::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(name),
-    )
-    .expect(name)
-    .release
-}
+use support::release::example;
 
 #[test]
 fn plan_text_snapshots() {

@@ -1,19 +1,15 @@
 //! Every shipped example parses and validates; the hand-written parser agrees with serde
 //! on them; the key lists the parser accepts are exactly the schema's properties.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use cutover::release::{self, Release, parse::keys};
+use support::release::{example, toml_files};
 
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("examples dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    toml_files("examples")
 }
 
 #[test]
@@ -37,15 +33,7 @@ fn every_example_validates() {
 
 #[test]
 fn the_examples_cover_what_the_docs_promise() {
-    let load = |name: &str| {
-        release::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(name),
-        )
-        .expect(name)
-        .release
-    };
+    let load = example;
     let bg = load("blue-green.toml");
     assert_eq!(bg.services.len(), 1);
     assert_eq!(bg.services[0].strategy, release::StrategyKind::BlueGreen);

@@ -3,20 +3,15 @@
 //! asserts a diagnostic on exactly that line whose message or hint contains every TEXT,
 //! and that nothing is reported on unmarked lines (no noise, no cascades).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use cutover::release;
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixtures dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    support::release::toml_files("tests/fixtures/invalid")
 }
 
 /// (line, expected substrings) for each marked line.

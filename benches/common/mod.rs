@@ -1,20 +1,19 @@
 //! Helpers shared by the bench binaries: child processes that are always reaped, CPU time
-//! of a process from procfs, machine busy-ness, free ports.
+//! of a process from procfs, machine busy-ness, free ports (the tests' own
+//! tests/support/net.rs).
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+#[path = "../../tests/support/net.rs"]
+mod net;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| fail(&format!("no free port: {e}")))
-}
+pub use net::free_port;
+
+pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
 
 pub fn fail(msg: &str) -> ! {
     eprintln!("bench error: {msg}");

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use crate::engine::telemetry::{Sample, ServiceSeries, Telemetry};
 use crate::engine::{
     Command, Event, EventKind, Gate, GateKind, HealthSummary, MigrationPhase, ReleaseState,
-    ServiceInit, Trigger, VerdictInfo, revisions,
+    ServiceInit, Trigger, VerdictInfo,
 };
 use crate::judge::Outcome;
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, plan, revisions};
 use crate::release::{Release, load_str};
 
 /// Release start time of every scenario.

@@ -14,7 +14,6 @@ use tui_logger::{ExtLogRecord, LogFormatter, TuiLoggerWidget};
 use crate::engine::telemetry::Sample;
 use crate::engine::{GateKind, MigrationPhase, ReleaseStatus, ServiceState, ServiceStatus};
 use crate::judge::Outcome;
-use crate::plan::Action as StepAction;
 
 use super::action::{ACTIONS, Action};
 use super::app::{App, Node, Overlay, Pane};
@@ -866,13 +865,7 @@ impl App {
         match plan_steps {
             Some(steps) => steps
                 .iter()
-                .map(|p| {
-                    let gate = matches!(
-                        p.action,
-                        StepAction::Approval { .. } | StepAction::Pause { duration_ms: None }
-                    );
-                    (p.min_duration_ms, gate)
-                })
+                .map(|p| (p.min_duration_ms, p.is_gate()))
                 .collect(),
             None => s.steps.iter().map(|_| (0, false)).collect(),
         }

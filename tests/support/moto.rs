@@ -40,11 +40,6 @@ fn venv() -> PathBuf {
     cache.join(format!("moto-{MOTO_VERSION}"))
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// A bare HTTP/1.0 request to moto; returns (status, body).
 pub fn http(
     endpoint: &str,
@@ -113,7 +108,7 @@ pub fn moto() -> &'static Moto {
             "moto is not installed: set MOTO_ENDPOINT to a running moto, or install it with\n  python3 -m venv {v} && {v}/bin/pip install moto=={MOTO_VERSION} flask flask-cors",
             v = venv.display()
         );
-        let port = free_port();
+        let port = super::net::free_port();
         // moto_server's own entry point, plus a thread that exits when our process (its
         // parent) is gone, so a killed test run leaves no server behind.
         let script = format!(

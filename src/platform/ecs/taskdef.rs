@@ -9,11 +9,9 @@ use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, Secret, TaskDefiniti
 
 use crate::release::EcsService;
 
-/// The revision name of a task definition: the tag of the release's container image, the
-/// same rule `cutover plan` uses (`.../api:2.3.1` is `2.3.1`).
-pub fn revision_of_image(image: &str) -> String {
-    image.rsplit(':').next().unwrap_or(image).to_string()
-}
+/// The revision name of a task definition: the tag of the release's container image, by
+/// the plan's rule (`.../api:2.3.1` is `2.3.1`), so it names the plan's candidate.
+pub use crate::plan::revision_of_image;
 
 /// Why a task definition cannot be derived.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,8 +1,5 @@
-//! Helpers shared by integration tests: real `cutover demo-service` processes behind the
-//! local platform, and a PostgreSQL server per test (`pg`).
-#![allow(dead_code)]
-
-pub mod pg;
+//! The local platform in tests: real `cutover demo-service` processes behind it, health
+//! waits, process checks, an HTTP client and a closed-loop load.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+use super::CUTOVER;
 
 /// `cutover demo-service --port {port} --revision {revision}`.
 pub fn demo_command() -> Vec<String> {
@@ -260,21 +257,4 @@ pub fn init_logs() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// `cutover demo` listens on fixed ports (127.0.0.1:18301-18305); on a shared machine
-/// another demo may hold them for a while. Wait (up to 3 minutes) until they are free.
-pub fn wait_for_demo_ports() {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }

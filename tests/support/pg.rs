@@ -6,7 +6,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,11 +61,7 @@ impl PgServer {
             );
         }
         let data = dir.path().join("data");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::net::free_port();
         let server = PgServer {
             _dir: dir,
             bin,

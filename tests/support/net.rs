@@ -1,0 +1,31 @@
+//! Loopback ports for tests and benches: a free port, and the demo's fixed ports.
+//! Self-contained (std only): benches include this file by `#[path]`.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+/// A port free on 127.0.0.1 right now (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cutover demo` listens on fixed ports (127.0.0.1:18301-18305); on a shared machine
+/// another demo may hold them for a while. Wait (up to 3 minutes) until they are free.
+pub fn wait_for_demo_ports() {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
