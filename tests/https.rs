@@ -2,6 +2,8 @@
 //! `SSL_CERT_FILE` gets a deploy's notifications; without that CA the handshake is refused
 //! with the host and the reason (no insecure fallback).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -16,6 +18,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use support::CUTOVER;
+use support::net::free_port;
 
 /// A test CA and a server certificate it signed for `localhost` and 127.0.0.1.
 struct TestPki {
@@ -94,14 +99,6 @@ fn receiver(rt: &tokio::runtime::Runtime, config: rustls::ServerConfig) -> (Sock
     (addr, got)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const RELEASE: &str = r#"
 [release]
 name = "tls-hook"
@@ -133,7 +130,7 @@ fn deploy(dir: &Path, hook_port: u16, ssl_cert_file: &Path) -> std::process::Out
         .replace("HOOK_PORT", &hook_port.to_string())
         .replace("WEB_PORT", &free_port().to_string());
     std::fs::write(&file, text).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_cutover"))
+    Command::new(CUTOVER)
         .args(["deploy", "--headless", "--output", "json", "--state-dir"])
         .arg(dir.join("state"))
         .arg(&file)

@@ -414,12 +414,6 @@ fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Calle
 }
 
 async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body> {
-    if let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
-        tracing::warn!("control API: refused a request: {msg}");
-        return error(StatusCode::BAD_REQUEST, "protocol_mismatch", msg);
-    }
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
     if !ctx.rate.allow(&peer.client_key()) {
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -430,6 +424,12 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body>
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    if let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
+        tracing::warn!("control API: refused a request: {msg}");
+        return error(StatusCode::BAD_REQUEST, "protocol_mismatch", msg);
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
     let caller = match authenticate(&req, ctx, peer) {
         Ok(c) => c,
         Err(msg) => {
