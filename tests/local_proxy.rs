@@ -335,7 +335,7 @@ async fn test_route_header_reaches_a_revision_at_weight_zero() {
     let ans = get(proxy.local_addr(), "/", &[(TEST_ROUTE_HEADER, "v7")]).await;
     assert_eq!(ans.status, 502);
     assert!(ans.body.contains("no revision `v7`"), "{}", ans.body);
-    // A known revision without backends: 502 naming it, counted against it.
+    // A known revision without backends: 502 naming it (pinned requests are not counted).
     proxy.set_backends("v3", vec![]);
     let ans = get(proxy.local_addr(), "/", &[(TEST_ROUTE_HEADER, "v3")]).await;
     assert_eq!(ans.status, 502);
@@ -387,8 +387,10 @@ async fn connection_errors_are_counted_against_the_revision() {
     slow.latency = Duration::from_secs(5);
     let dying = DemoServer::start(any_port(), slow).await.unwrap();
     proxy.set_backends("v3", vec![dying.local_addr()]);
+    // Routed by weight: pinned requests are not counted in the statistics.
+    proxy.set_weights(&w(&[("v3", 100)])).unwrap();
     let addr = proxy.local_addr();
-    let pending = tokio::spawn(async move { get(addr, "/", &[(TEST_ROUTE_HEADER, "v3")]).await });
+    let pending = tokio::spawn(async move { get(addr, "/", &[]).await });
     for _ in 0..200 {
         if proxy.in_flight("v3") == 1 {
             break;
@@ -735,4 +737,39 @@ async fn pooled_connections_to_a_restarted_backend_are_replaced_without_errors()
     assert_eq!(second.served(), 400);
     proxy.shutdown().await;
     second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_requests_are_never_counted_in_the_judges_statistics() {
+    let (a, b) = (demo("v1", 0).await, demo("v2", 0).await);
+    let stats = ProxyStats::new();
+    let proxy = ServiceProxy::bind("api", any_port(), stats.clone())
+        .await
+        .unwrap();
+    proxy.set_backends("v1", vec![a.local_addr()]);
+    proxy.set_backends("v2", vec![b.local_addr()]);
+    proxy.set_backends("v3", vec![]);
+    proxy.set_weights(&w(&[("v1", 90), ("v2", 10)])).unwrap();
+    // Unpinned traffic counts: 100 requests follow the 90/10 split exactly.
+    for _ in 0..100 {
+        assert_eq!(get(proxy.local_addr(), "/", &[]).await.status, 200);
+    }
+    let counted = |rev: &str| {
+        stats
+            .get("api", rev)
+            .map(|s| s.counters(Duration::from_millis(500)).requests)
+            .unwrap_or(0)
+    };
+    assert_eq!((counted("v1"), counted("v2")), (90, 10));
+    // A flood of pinned requests (smoke-test style), answered or not, changes nothing.
+    for _ in 0..50 {
+        let ans = get(proxy.local_addr(), "/", &[(TEST_ROUTE_HEADER, "v2")]).await;
+        assert_eq!(ans.revision.as_deref(), Some("v2"));
+        let ans = get(proxy.local_addr(), "/", &[(TEST_ROUTE_HEADER, "v3")]).await;
+        assert_eq!(ans.status, 502);
+    }
+    assert_eq!((counted("v1"), counted("v2"), counted("v3")), (90, 10, 0));
+    proxy.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod hub;
+pub mod limits;
 pub mod server;
 pub mod tokens;
 

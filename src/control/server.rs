@@ -21,6 +21,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::hub::{Hub, Item, ItemBody, StreamError};
+use super::limits::{
+    ConnectionCap, ConnectionSlot, Denial, DenialSampler, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_ADDRESS, RateLimiter,
+};
 use super::tokens::{Role, Tokens};
 use super::{
     CommandAnswer, CommandBody, ErrorBody, ErrorDetail, OPERATOR_HEADER, PROTOCOL_HEADER,
@@ -169,12 +173,26 @@ struct Ctx {
     hub: Arc<Hub>,
     commands: mpsc::Sender<CommandRequest>,
     tokens: Option<Tokens>,
+    rate: RateLimiter,
+    denials: DenialSampler,
 }
 
 #[derive(Debug, Clone)]
 enum Peer {
-    Unix,
+    /// The socket's owner; the pid the kernel reports, when it does.
+    Unix(Option<i32>),
     Tcp(SocketAddr),
+}
+
+impl Peer {
+    /// Who a request counts against in the rate limit before it is authenticated.
+    fn client_key(&self) -> String {
+        match self {
+            Peer::Unix(Some(pid)) => format!("unix:{pid}"),
+            Peer::Unix(None) => "unix".into(),
+            Peer::Tcp(a) => format!("tcp:{}", a.ip()),
+        }
+    }
 }
 
 /// Who is calling, as established by the transport.
@@ -203,13 +221,25 @@ impl ControlServer {
             hub: hub.clone(),
             commands,
             tokens,
+            rate: RateLimiter::default(),
+            denials: DenialSampler::default(),
         });
         let mut tasks = Vec::new();
         let c = ctx.clone();
+        let unix_cap = Arc::new(ConnectionCap::new(MAX_CONNECTIONS, MAX_CONNECTIONS));
         tasks.push(tokio::spawn(async move {
             loop {
                 match unix.accept().await {
-                    Ok((stream, _)) => serve_connection(stream, c.clone(), Peer::Unix),
+                    Ok((stream, _)) => {
+                        let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+                        let peer = Peer::Unix(pid);
+                        match unix_cap.open(&peer.client_key()) {
+                            Some(slot) => serve_connection(stream, c.clone(), peer, slot),
+                            None => tracing::debug!(
+                                "control socket: connection cap reached; closed a connection"
+                            ),
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!("control socket accept: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -219,12 +249,23 @@ impl ControlServer {
         }));
         if let Some(l) = tcp_listener {
             let c = ctx.clone();
+            let tcp_cap = Arc::new(ConnectionCap::new(
+                MAX_CONNECTIONS,
+                MAX_CONNECTIONS_PER_ADDRESS,
+            ));
             tasks.push(tokio::spawn(async move {
                 loop {
                     match l.accept().await {
                         Ok((stream, addr)) => {
                             let _ = stream.set_nodelay(true);
-                            serve_connection(stream, c.clone(), Peer::Tcp(addr))
+                            match tcp_cap.open(&addr.ip().to_string()) {
+                                Some(slot) => {
+                                    serve_connection(stream, c.clone(), Peer::Tcp(addr), slot)
+                                }
+                                None => tracing::debug!(
+                                    "control TCP: connection cap reached; closed a connection from {addr}"
+                                ),
+                            }
                         }
                         Err(e) => {
                             tracing::warn!("control TCP accept: {e}");
@@ -273,17 +314,20 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_connection<S>(stream: S, ctx: Arc<Ctx>, peer: Peer)
+fn serve_connection<S>(stream: S, ctx: Arc<Ctx>, peer: Peer, slot: ConnectionSlot)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let _slot = slot;
         let service = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
             let peer = peer.clone();
             async move { Ok::<_, Infallible>(handle(req, ctx, peer).await) }
         });
         if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service)
             .await
         {
@@ -331,7 +375,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>, peer: Peer) -> Response<B
 /// callers are who their token says.
 fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Caller, String> {
     match peer {
-        Peer::Unix => {
+        Peer::Unix(_) => {
             let operator = header(req, OPERATOR_HEADER)
                 .map(str::trim)
                 .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
@@ -370,6 +414,16 @@ fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Calle
 }
 
 async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body> {
+    if !ctx.rate.allow(&peer.client_key()) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this client; slow down and retry in a second",
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     if let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
         tracing::warn!("control API: refused a request: {msg}");
         return error(StatusCode::BAD_REQUEST, "protocol_mismatch", msg);
@@ -382,7 +436,7 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body>
             if method == Method::POST && path == "/v1/commands" {
                 let who = match peer {
                     Peer::Tcp(a) => format!("unauthenticated ({a})"),
-                    Peer::Unix => "unauthenticated".into(),
+                    Peer::Unix(_) => "unauthenticated".into(),
                 };
                 audit_denied(req, ctx, &who, "refused: no valid token").await;
             }
@@ -423,14 +477,36 @@ async fn read_command(req: Request<Incoming>) -> Result<CommandBody, String> {
     })
 }
 
-/// Journal a command the server refused itself, so the attempt shows in the audit.
+/// Journal a command the server refused itself, so the attempt shows in the audit: a
+/// bounded sample (see [`DenialSampler`]); the others are counted, and the next journaled
+/// refusal says how many were passed over.
 async fn audit_denied(req: Request<Incoming>, ctx: &Ctx, who: &str, why: &str) {
+    let Denial::Journal { passed_over } = ctx.denials.admit() else {
+        return;
+    };
     let command = read_command(req).await.ok().map(|b| b.command);
+    journal_denied(command, ctx, who, why, passed_over).await;
+}
+
+async fn journal_denied(
+    command: Option<crate::engine::Command>,
+    ctx: &Ctx,
+    who: &str,
+    why: &str,
+    passed_over: u64,
+) {
+    let why = if passed_over > 0 {
+        format!(
+            "{why} ({passed_over} more refused command(s) since the last one journaled were counted, not journaled)"
+        )
+    } else {
+        why.to_string()
+    };
     // Only a well-formed command can be journaled as one; anything else is logged.
     match command {
         Some(c) => {
             let (req, rx) = CommandRequest::new(c, who);
-            if ctx.commands.send(req.denied(why)).await.is_ok() {
+            if ctx.commands.send(req.denied(&why)).await.is_ok() {
                 let _ = rx.await;
             }
         }
@@ -446,15 +522,14 @@ async fn command(req: Request<Incoming>, ctx: &Ctx, caller: Caller) -> Response<
     let Caller { operator, role, .. } = caller;
     if role == Role::ReadOnly {
         let why = "refused: read-only access cannot act";
-        let (r, rx) = CommandRequest::new(body.command.clone(), &operator);
-        if ctx.commands.send(r.denied(why)).await.is_ok() {
-            let _ = rx.await;
+        if let Denial::Journal { passed_over } = ctx.denials.admit() {
+            journal_denied(Some(body.command.clone()), ctx, &operator, why, passed_over).await;
         }
         return error(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "{operator} is read-only: `{}` was not sent to the engine (the attempt is journaled)",
+                "{operator} is read-only: `{}` was not sent to the engine (refused attempts are journaled; under a flood, a bounded sample)",
                 body.command
             ),
         );

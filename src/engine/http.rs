@@ -1,5 +1,6 @@
-//! A minimal HTTP/1 client over loopback for smoke tests and webhooks: one request per
-//! connection, bounded by a timeout.
+//! A minimal HTTP/1 client for smoke tests and webhooks: one request per connection,
+//! bounded by a timeout; `https://` goes through [`crate::tls`] (system store plus
+//! `SSL_CERT_FILE`, never an insecure fallback).
 
 use std::time::Duration;
 
@@ -39,21 +40,53 @@ async fn request_inner(
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("`{url}`: only http:// URLs are supported"));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => None,
+        Some("https") => Some(crate::tls::client().map_err(|e| format!("{method} {url}: {e}"))?),
+        _ => {
+            return Err(format!(
+                "`{url}`: only http:// and https:// URLs are supported"
+            ));
+        }
+    };
     let host = uri
         .host()
         .ok_or_else(|| format!("`{url}` has no host"))?
         .to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((host.as_str(), port))
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let connect_host = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = TcpStream::connect((connect_host, port))
         .await
         .map_err(|e| format!("{method} {url}: connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{method} {url}: {e}"))?;
-    let conn = tokio::spawn(conn);
+    let default_port = if tls.is_some() { 443 } else { 80 };
+    let authority = match uri.port_u16() {
+        Some(p) if p != default_port => format!("{host}:{p}"),
+        _ => host.clone(),
+    };
+    let req = build(method, &uri, &authority, headers, body)
+        .map_err(|e| format!("{method} {url}: invalid request: {e}"))?;
+    let result = match tls {
+        None => exchange(TokioIo::new(stream), req).await,
+        Some(client) => {
+            let stream = client
+                .connect(&host, stream)
+                .await
+                .map_err(|e| format!("{method} {url}: {e}"))?;
+            exchange(TokioIo::new(stream), req).await
+        }
+    };
+    result.map_err(|e| format!("{method} {url}: {e}"))
+}
+
+fn build(
+    method: &str,
+    uri: &hyper::Uri,
+    authority: &str,
+    headers: &[(String, String)],
+    body: Option<(String, Vec<u8>)>,
+) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -61,7 +94,7 @@ async fn request_inner(
     let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::HOST, authority)
         .header(hyper::header::USER_AGENT, "cutover")
         .header(hyper::header::CONNECTION, "close");
     for (k, v) in headers {
@@ -74,9 +107,18 @@ async fn request_inner(
         }
         None => Bytes::new(),
     };
-    let req = req
-        .body(Full::new(payload))
-        .map_err(|e| format!("{method} {url}: invalid request: {e}"))?;
+    req.body(Full::new(payload))
+}
+
+/// One request on a fresh connection (`Connection: close`), then the connection is dropped.
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<Answer, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
     let result = match sender.send_request(req).await {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -89,7 +131,7 @@ async fn request_inner(
             let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_string();
             Ok(Answer { status, body: text })
         }
-        Err(e) => Err(format!("{method} {url}: {e}")),
+        Err(e) => Err(e.to_string()),
     };
     conn.abort();
     result

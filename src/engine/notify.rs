@@ -55,14 +55,15 @@ pub fn message(release: &str, e: &Event) -> Option<serde_json::Value> {
     }))
 }
 
-/// Scheme, host and port of a URL: what logs may show.
+/// Scheme, host and port of a URL: what logs may show (never the path, the query or a
+/// `user:password@`).
 pub fn redact(url: &str) -> String {
     match url.parse::<hyper::Uri>() {
-        Ok(u) => format!(
-            "{}://{}/…",
-            u.scheme_str().unwrap_or("http"),
-            u.authority().map(|a| a.as_str()).unwrap_or("?")
-        ),
+        Ok(u) => {
+            let host = u.host().unwrap_or("?");
+            let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}/…", u.scheme_str().unwrap_or("http"))
+        }
         Err(_) => "(invalid URL)".into(),
     }
 }
@@ -255,6 +256,10 @@ mod tests {
         assert_eq!(
             redact("http://127.0.0.1:9/services/T000/SECRET"),
             "http://127.0.0.1:9/…"
+        );
+        assert_eq!(
+            redact("https://user:s3cret@hooks.example.com/x?token=t0k"),
+            "https://hooks.example.com/…"
         );
     }
 }

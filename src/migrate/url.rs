@@ -74,21 +74,25 @@ impl serde::Serialize for RedactedUrl {
 
 fn redact(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
+        return redact_key_values(raw);
     };
     let (scheme, rest) = raw.split_at(scheme_end + 3);
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let host = &authority[at + 1..];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***@{host}", &userinfo[..colon]),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
+    // The user info ends at the *last* '@': a password may hold '@', '/' or '?' unencoded,
+    // so cutting the authority at the first '/' would leave part of it in the "path".
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(host_end);
+    let userinfo = match userinfo {
+        Some(u) => match u.find(':') {
+            Some(colon) if !u[..colon].contains(['/', '?']) => format!("{}:***@", &u[..colon]),
+            // Not a plain `user` or `user:password`: an '@' in the path or query. Show none of it.
+            _ if u.contains(['/', '?', '=', ':']) => "***@".to_string(),
+            _ => format!("{u}@"),
+        },
+        None => String::new(),
     };
     let tail = match tail.find('?') {
         Some(q) => {
@@ -104,7 +108,64 @@ fn redact(raw: &str) -> String {
         }
         None => tail.to_string(),
     };
-    format!("{scheme}{authority}{tail}")
+    format!("{scheme}{userinfo}{host}{tail}")
+}
+
+/// libpq's `key=value` connection string (`host=db user=app password='s e/c' dbname=app`):
+/// the value of `password` (quoted or not, spaces around `=` allowed) becomes `***`.
+fn redact_key_values(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(pos) = find_key(rest, "password") {
+        out.push_str(&rest[..pos]);
+        let after_key = &rest[pos + "password".len()..];
+        let value = after_key.trim_start();
+        let Some(value) = value.strip_prefix('=') else {
+            out.push_str(&rest[pos..pos + "password".len()]);
+            rest = after_key;
+            continue;
+        };
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            // Up to the closing quote; `\'` and `\\` are escapes inside it.
+            let mut chars = quoted.char_indices();
+            let mut close = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '\'' => {
+                        close = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            1 + close
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        out.push_str("password=***");
+        rest = &value[end.min(value.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where `key` starts as a whole word (case-insensitive) in `s`.
+fn find_key(s: &str, key: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(key) {
+        let at = from + i;
+        let before_ok = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
+        if before_ok {
+            return Some(at);
+        }
+        from = at + key.len();
+    }
+    None
 }
 
 /// A database location resolved from the release (after `env:` lookup).
@@ -239,6 +300,78 @@ mod tests {
         // A password containing '@' still disappears entirely.
         let shown = RedactedUrl::new("postgres://app:p@ss@db/shop").to_string();
         assert!(!shown.contains("p@ss"), "{shown}");
+        // ... and so does one holding '/' or '?' (the host part used to end at the first '/').
+        assert_eq!(
+            RedactedUrl::new("postgres://app:pa/ss@db/app").to_string(),
+            "postgres://app:***@db/app"
+        );
+        assert_eq!(
+            RedactedUrl::new("postgres://app:p?a/s@db:5432/app?sslmode=require").to_string(),
+            "postgres://app:***@db:5432/app?sslmode=require"
+        );
+        // An '@' in the query never lets a password parameter through.
+        let shown = RedactedUrl::new("postgres://db/app?password=x/y@z").to_string();
+        assert!(!shown.contains("x/y"), "{shown}");
+    }
+
+    #[test]
+    fn key_value_connection_strings_hide_the_password() {
+        assert_eq!(
+            RedactedUrl::new("host=db user=app password=s3cr/et dbname=app").to_string(),
+            "host=db user=app password=*** dbname=app"
+        );
+        assert_eq!(
+            RedactedUrl::new("host=db PASSWORD = 'a b\\' c' dbname=app").to_string(),
+            "host=db password=*** dbname=app"
+        );
+        assert_eq!(
+            RedactedUrl::new("host=db password=tail").to_string(),
+            "host=db password=***"
+        );
+        // A key that merely ends in "password" is not the password.
+        assert_eq!(
+            RedactedUrl::new("host=db oldpassword=x").to_string(),
+            "host=db oldpassword=x"
+        );
+        // Redaction never panics on odd input.
+        for s in [
+            "password",
+            "password=",
+            "password='",
+            "password='\\",
+            "日本password=ü",
+        ] {
+            let shown = RedactedUrl::new(s).to_string();
+            assert!(!shown.contains('ü'), "{s} -> {shown}");
+        }
+    }
+
+    #[test]
+    fn an_env_variable_holding_a_key_value_string_is_shown_redacted_in_errors() {
+        // SAFETY: the variable name is unique to this test.
+        unsafe {
+            std::env::set_var(
+                "CUTOVER_TEST_URL_KV",
+                "env:host=db user=app password=hunter2 dbname=app",
+            )
+        };
+        let err = resolve("env:CUTOVER_TEST_URL_KV", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("CUTOVER_TEST_URL_KV"), "{err}");
+        // SAFETY: as above.
+        unsafe {
+            std::env::set_var(
+                "CUTOVER_TEST_URL_KV2",
+                "host=db user=app password=hunter2 dbname=app",
+            )
+        };
+        let err = resolve("env:CUTOVER_TEST_URL_KV2", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("password=***"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!   (`n * 37 mod 100`), so every 100 consecutive requests follow the weights exactly and
 //!   the revisions are interleaved rather than served in bursts.
 //! - `x-cutover-revision: R` on a request routes it to revision R whatever its weight;
-//!   every response carries `x-cutover-revision` naming the revision that served it.
+//!   every response carries `x-cutover-revision` naming the revision that served it. The
+//!   header is honoured only from loopback clients (the engine's smoke tests): from any
+//!   other address it is refused with 403. Pinned requests are not counted in the
+//!   revision's statistics, so they never weigh in the judge's verdict.
 //! - In flight is counted per revision and per backend; the count is released when the
 //!   response body has been sent (or dropped), so draining covers streamed bodies.
 //! - A request that cannot reach its revision (no backend, refused, reset) is answered
@@ -617,11 +620,12 @@ async fn accept_loop(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let conn_inner = inner.clone();
+                    let loopback = peer.ip().is_loopback();
                     let service = hyper::service::service_fn(move |req| {
-                        handle(conn_inner.clone(), req)
+                        handle(conn_inner.clone(), req, loopback)
                     });
                     // No timer: hyper would arm a header-read timeout per request,
                     // a measurable cost; clients are local and trusted.
@@ -774,7 +778,18 @@ fn proxy_answer(
 async fn handle(
     inner: Arc<Inner>,
     mut req: Request<Incoming>,
+    loopback_client: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let pinned = req.headers().contains_key(TEST_ROUTE_HEADER);
+    if pinned && !loopback_client {
+        return Ok(proxy_answer(
+            StatusCode::FORBIDDEN,
+            None,
+            format!(
+                "cutover proxy: the {TEST_ROUTE_HEADER} header is honoured only from this machine; send the request without it\n"
+            ),
+        ));
+    }
     let table = inner
         .table
         .read()
@@ -830,7 +845,9 @@ async fn handle(
     };
 
     let Some(backend) = revision.pick() else {
-        revision.stats.record_connection_error();
+        if !pinned {
+            revision.stats.record_connection_error();
+        }
         return Ok(proxy_answer(
             StatusCode::BAD_GATEWAY,
             revision.header.as_ref(),
@@ -879,9 +896,11 @@ async fn handle(
             let now = Instant::now();
             guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
-            revision
-                .stats
-                .record_response_at(parts.status.as_u16(), now - started, now);
+            if !pinned {
+                revision
+                    .stats
+                    .record_response_at(parts.status.as_u16(), now - started, now);
+            }
             strip_hop_by_hop(&mut parts.headers);
             if let Some(h) = &revision.header {
                 parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
@@ -904,7 +923,9 @@ async fn handle(
         }
         Err(e) => {
             drop(guard);
-            revision.stats.record_connection_error();
+            if !pinned {
+                revision.stats.record_connection_error();
+            }
             tracing::debug!(
                 service = %inner.service,
                 revision = %revision.name,

@@ -1,0 +1,221 @@
+//! HTTPS for outbound calls: a webhook receiver with a certificate from a test CA named in
+//! `SSL_CERT_FILE` gets a deploy's notifications; without that CA the handshake is refused
+//! with the host and the reason (no insecure fallback).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Response;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use support::CUTOVER;
+use support::net::free_port;
+
+/// A test CA and a server certificate it signed for `localhost` and 127.0.0.1.
+struct TestPki {
+    ca_pem: String,
+    server: rustls::ServerConfig,
+}
+
+fn pki() -> TestPki {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "cutover test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        server,
+    }
+}
+
+/// Every request the receiver got: its path and its body.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An HTTPS server on a loopback port that answers 200 and keeps every request's path and body.
+fn receiver(rt: &tokio::runtime::Runtime, config: rustls::ServerConfig) -> (SocketAddr, Received) {
+    let got: Received = Arc::new(Mutex::new(Vec::new()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let seen = got.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await?.to_bytes();
+                        seen.lock()
+                            .unwrap()
+                            .push((path, String::from_utf8_lossy(&body).into_owned()));
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, got)
+}
+
+const RELEASE: &str = r#"
+[release]
+name = "tls-hook"
+platform = "local"
+progress_deadline = "30s"
+
+[notify]
+webhooks = ["https://localhost:HOOK_PORT/services/T000/B000/hooksecret"]
+
+[[service]]
+name = "web"
+strategy = "blue_green"
+blue_green = { keep_old_for = "1s" }
+[service.health]
+interval = "200ms"
+timeout = "150ms"
+healthy_after = 1
+[service.local]
+listen = "127.0.0.1:WEB_PORT"
+drain_timeout = "1s"
+command = ["cutover", "demo-service", "--port", "{port}", "--revision", "{revision}", "--service", "tls-hook-{service}"]
+current = { revision = "v1" }
+target = { revision = "v2" }
+"#;
+
+fn deploy(dir: &Path, hook_port: u16, ssl_cert_file: &Path) -> std::process::Output {
+    let file = dir.join("release.toml");
+    let text = RELEASE
+        .replace("HOOK_PORT", &hook_port.to_string())
+        .replace("WEB_PORT", &free_port().to_string());
+    std::fs::write(&file, text).unwrap();
+    Command::new(CUTOVER)
+        .args(["deploy", "--headless", "--output", "json", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg(&file)
+        .env("SSL_CERT_FILE", ssl_cert_file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_webhook_over_https_with_a_ca_from_ssl_cert_file_is_delivered() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki();
+    let (addr, got) = receiver(&rt, pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+
+    let out = deploy(dir.path(), addr.port(), &ca);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "deploy failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = got.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .all(|(path, _)| path == "/services/T000/B000/hooksecret"),
+        "{got:?}"
+    );
+    let texts: Vec<String> = got
+        .iter()
+        .map(|(_, body)| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["text"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("tls-hook") && t.contains("web")),
+        "no notification named the release and the service: {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with(":tada:")),
+        "the release's finish was not delivered: {texts:?}"
+    );
+}
+
+#[test]
+fn a_server_signed_by_an_unknown_authority_is_refused_with_the_host_and_the_reason() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki();
+    let (addr, got) = receiver(&rt, pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+
+    // The system store alone does not know the test CA.
+    let system = cutover::tls::Client::new(None).unwrap();
+    let err = rt
+        .block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            system.connect("localhost", tcp).await.map(|_| ())
+        })
+        .unwrap_err();
+    assert!(err.contains("localhost"), "{err}");
+    assert!(err.contains("unknown authority"), "{err}");
+
+    // With the CA's bundle named, the same server is trusted, by name and by address.
+    let trusting = cutover::tls::Client::new(Some(&ca)).unwrap();
+    assert!(trusting.trust().extra.is_some());
+    for host in ["localhost", "127.0.0.1"] {
+        rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            trusting.connect(host, tcp).await.map(|_| ())
+        })
+        .unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+    assert!(got.lock().unwrap().is_empty());
+
+    // A named bundle that is not PEM is an error that says so, not an empty trust store.
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(&bogus, "not a certificate").unwrap();
+    let err = cutover::tls::Client::new(Some(&bogus)).err().unwrap();
+    assert!(err.contains("SSL_CERT_FILE"), "{err}");
+}
