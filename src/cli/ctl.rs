@@ -46,11 +46,11 @@ impl ConnectArgs {
             (None, None) => Endpoint::Unix(super::serve::socket_path(&self.state.resolve())),
         };
         let token = match (&self.token_file, &endpoint) {
-            (Some(f), Endpoint::Tcp(_)) => Some(
+            (Some(f), Endpoint::Tcp(_) | Endpoint::Https(_)) => Some(
                 crate::control::tokens::client_token(f, self.operator.as_deref())
                     .map_err(|e| format!("--token-file: {e}"))?,
             ),
-            (None, Endpoint::Tcp(_)) => {
+            (None, Endpoint::Tcp(_) | Endpoint::Https(_)) => {
                 return Err(
                     "--url needs --token-file: the TCP listener only answers token holders".into(),
                 );

@@ -1,5 +1,7 @@
 //! The client side of the control API (`attach`, `ctl`, tests, the benchmark): one
-//! HTTP/1.1 connection per request over the Unix socket or loopback TCP.
+//! HTTP/1.1 connection per request over the Unix socket, loopback TCP, or TCP with TLS to
+//! a remote server (verified against the system store plus `SSL_CERT_FILE`). A token is
+//! never sent in clear text to a host that is not loopback.
 
 use std::path::PathBuf;
 
@@ -22,25 +24,53 @@ use crate::engine::{Command, Refusal};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Unix(PathBuf),
-    /// `host:port` (loopback).
+    /// `host:port`, plain HTTP (loopback).
     Tcp(String),
+    /// `host:port`, HTTP over TLS (a remote server).
+    Https(String),
 }
 
 impl Endpoint {
-    /// `http://127.0.0.1:7070` (a trailing `/` is fine; https is not served).
+    /// `http://127.0.0.1:7070` or `https://host.example:7070` (a trailing `/` is fine).
     pub fn from_url(url: &str) -> Result<Endpoint, ClientError> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            ClientError::Usage(format!(
-                "--url {url}: write http://127.0.0.1:PORT (the control API is plain HTTP on loopback)"
-            ))
-        })?;
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => {
+                return Err(ClientError::Usage(format!(
+                    "--url {url}: write http://127.0.0.1:PORT (this machine) or https://HOST:PORT (a server with --tls-cert)"
+                )));
+            }
+        };
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() || !host.contains(':') {
             return Err(ClientError::Usage(format!(
                 "--url {url}: name the host and port, e.g. http://127.0.0.1:7070"
             )));
         }
-        Ok(Endpoint::Tcp(host.to_string()))
+        Ok(if tls {
+            Endpoint::Https(host.to_string())
+        } else {
+            Endpoint::Tcp(host.to_string())
+        })
+    }
+
+    /// Whether the host of a TCP endpoint is this machine (a loopback address or
+    /// `localhost`). Names other than `localhost` count as remote.
+    pub fn is_loopback(&self) -> bool {
+        let hostport = match self {
+            Endpoint::Unix(_) => return true,
+            Endpoint::Tcp(h) | Endpoint::Https(h) => h,
+        };
+        let host = match hostport.rsplit_once(':') {
+            Some((h, _)) => h,
+            None => hostport.as_str(),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -49,6 +79,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(p) => write!(f, "{}", p.display()),
             Endpoint::Tcp(h) => write!(f, "http://{h}"),
+            Endpoint::Https(h) => write!(f, "https://{h}"),
         }
     }
 }
@@ -102,6 +133,9 @@ pub struct Client {
     token: Option<String>,
     operator: String,
     read_only: bool,
+    /// The roots an `https://` server is checked against; the process-wide system store
+    /// plus `SSL_CERT_FILE` when unset.
+    trust: Option<std::sync::Arc<crate::tls::Client>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -122,6 +156,7 @@ impl Client {
             token: None,
             operator: operator.to_string(),
             read_only: false,
+            trust: None,
         }
     }
     pub fn with_token(mut self, token: Option<String>) -> Client {
@@ -130,6 +165,12 @@ impl Client {
     }
     /// Ask the server to treat this client as read-only (Unix socket; TCP roles come
     /// from the token).
+    /// Check `https://` servers against these roots instead of the process-wide ones.
+    pub fn with_trust(mut self, trust: std::sync::Arc<crate::tls::Client>) -> Client {
+        self.trust = Some(trust);
+        self
+    }
+
     pub fn read_only(mut self, yes: bool) -> Client {
         self.read_only = yes;
         self
@@ -161,8 +202,17 @@ impl Client {
         req = req.header(PROTOCOL_HEADER, version);
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost".to_string(),
-            Endpoint::Tcp(h) => h.clone(),
+            Endpoint::Tcp(h) | Endpoint::Https(h) => h.clone(),
         };
+        if self.token.is_some()
+            && matches!(self.endpoint, Endpoint::Tcp(_))
+            && !self.endpoint.is_loopback()
+        {
+            return Err(ClientError::Usage(format!(
+                "refusing to send a token in clear text to {}: use https:// (the server needs --tls-cert and --tls-key)",
+                self.endpoint
+            )));
+        }
         req = req.header(HOST, host);
         if let Ok(v) = HeaderValue::from_str(&self.operator) {
             req = req.header(OPERATOR_HEADER, v);
@@ -190,6 +240,20 @@ impl Client {
             Endpoint::Tcp(h) => {
                 let s = TcpStream::connect(h).await.map_err(connect)?;
                 let _ = s.set_nodelay(true);
+                request_on(s, req).await
+            }
+            Endpoint::Https(h) => {
+                let s = TcpStream::connect(h).await.map_err(connect)?;
+                let _ = s.set_nodelay(true);
+                let name = h.rsplit_once(':').map_or(h.as_str(), |(n, _)| n);
+                let s = match &self.trust {
+                    Some(t) => t.connect(name, s).await,
+                    None => match crate::tls::client() {
+                        Ok(t) => t.connect(name, s).await,
+                        Err(e) => Err(e),
+                    },
+                }
+                .map_err(&transport)?;
                 request_on(s, req).await
             }
         }

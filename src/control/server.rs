@@ -52,14 +52,80 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "--listen {addr}: only loopback addresses are served (tokens travel in clear text); use 127.0.0.1:PORT"
+        "--listen {addr}: only loopback addresses are served without TLS (tokens would travel in clear text); use 127.0.0.1:PORT, or give --tls-cert and --tls-key"
     )]
     NotLoopback { addr: SocketAddr },
+    #[error("{what} {path}: {reason}")]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("--listen {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// A certificate chain and its private key (PEM files) for serving TCP over TLS.
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls(..)")
+    }
+}
+
+impl ServerTls {
+    /// Load `cert` (PEM, the server's certificate first, then its chain) and `key` (PEM,
+    /// PKCS#8, PKCS#1 or SEC1). Errors name the file and what is wrong with it.
+    pub fn load(cert: &Path, key: &Path) -> Result<ServerTls, ServerError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls_err = |what: &'static str, path: &Path, reason: String| ServerError::Tls {
+            what,
+            path: path.to_path_buf(),
+            reason,
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| tls_err("--tls-cert", cert, e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_err("--tls-cert", cert, format!("not a PEM certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(tls_err(
+                "--tls-cert",
+                cert,
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            tls_err(
+                "--tls-key",
+                key,
+                format!("no PEM private key could be read: {e}"),
+            )
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("--tls-cert", cert, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|e| {
+                tls_err(
+                    "--tls-key",
+                    key,
+                    format!("does not go with the certificate: {e}"),
+                )
+            })?;
+        Ok(ServerTls {
+            config: Arc::new(config),
+        })
+    }
 }
 
 /// Where to listen.
@@ -131,13 +197,24 @@ pub struct Listeners {
     unix: UnixListener,
     socket: PathBuf,
     tcp: Option<(TcpListener, Tokens)>,
+    tls: Option<ServerTls>,
 }
 
 impl Listeners {
+    /// Bind the socket and, when asked, plain TCP on loopback.
     pub async fn bind(config: ServerConfig) -> Result<Listeners, ServerError> {
+        Listeners::bind_tls(config, None).await
+    }
+
+    /// Bind the socket and TCP; with `tls`, TCP speaks only TLS and may listen on any
+    /// address (remote pairing). Without it, only loopback.
+    pub async fn bind_tls(
+        config: ServerConfig,
+        tls: Option<ServerTls>,
+    ) -> Result<Listeners, ServerError> {
         let tcp = match config.tcp {
             Some((addr, tokens)) => {
-                if !addr.ip().is_loopback() {
+                if !addr.ip().is_loopback() && tls.is_none() {
                     return Err(ServerError::NotLoopback { addr });
                 }
                 let l = TcpListener::bind(addr)
@@ -152,7 +229,13 @@ impl Listeners {
             unix,
             socket: config.socket,
             tcp,
+            tls,
         })
+    }
+
+    /// Whether TCP is served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some() && self.tcp.is_some()
     }
 
     /// The bound TCP address.
@@ -166,6 +249,7 @@ pub struct ControlServer {
     hub: Arc<Hub>,
     socket: PathBuf,
     tcp_addr: Option<SocketAddr>,
+    tls: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -211,7 +295,14 @@ impl ControlServer {
         hub: Arc<Hub>,
         commands: mpsc::Sender<CommandRequest>,
     ) -> ControlServer {
-        let Listeners { unix, socket, tcp } = listeners;
+        let Listeners {
+            unix,
+            socket,
+            tcp,
+            tls,
+        } = listeners;
+        let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
+        let tls = acceptor.is_some();
         let (tcp_listener, tokens) = match tcp {
             Some((l, t)) => (Some(l), Some(t)),
             None => (None, None),
@@ -258,11 +349,32 @@ impl ControlServer {
                     match l.accept().await {
                         Ok((stream, addr)) => {
                             let _ = stream.set_nodelay(true);
-                            match tcp_cap.open(&addr.ip().to_string()) {
-                                Some(slot) => {
+                            match (tcp_cap.open(&addr.ip().to_string()), &acceptor) {
+                                (Some(slot), None) => {
                                     serve_connection(stream, c.clone(), Peer::Tcp(addr), slot)
                                 }
-                                None => tracing::debug!(
+                                (Some(slot), Some(acceptor)) => {
+                                    let (c, acceptor) = (c.clone(), acceptor.clone());
+                                    tokio::spawn(async move {
+                                        let handshake = tokio::time::timeout(
+                                            HEADER_READ_TIMEOUT,
+                                            acceptor.accept(stream),
+                                        )
+                                        .await;
+                                        match handshake {
+                                            Ok(Ok(tls)) => {
+                                                serve_connection(tls, c, Peer::Tcp(addr), slot)
+                                            }
+                                            Ok(Err(e)) => tracing::debug!(
+                                                "control TLS: handshake with {addr} failed: {e}"
+                                            ),
+                                            Err(_) => tracing::debug!(
+                                                "control TLS: {addr} did not finish its handshake in time"
+                                            ),
+                                        }
+                                    });
+                                }
+                                (None, _) => tracing::debug!(
                                     "control TCP: connection cap reached; closed a connection from {addr}"
                                 ),
                             }
@@ -279,6 +391,7 @@ impl ControlServer {
             hub,
             socket,
             tcp_addr,
+            tls,
             tasks,
         }
     }
@@ -289,6 +402,11 @@ impl ControlServer {
     /// The bound TCP address (with the real port when asked for port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+    /// `http://ADDR` or, served over TLS, `https://ADDR`: what `attach --url` takes.
+    pub fn tcp_url(&self) -> Option<String> {
+        let scheme = if self.tls { "https" } else { "http" };
+        self.tcp_addr.map(|a| format!("{scheme}://{a}"))
     }
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub

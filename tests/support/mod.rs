@@ -11,6 +11,7 @@
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
 //! - [`release`]: the shipped example releases and fixture files.
+//! - [`tls`]: a throwaway CA and server certificate for TLS tests.
 #![allow(dead_code)]
 
 pub mod ecs;
@@ -20,6 +21,7 @@ pub mod moto;
 pub mod net;
 pub mod pg;
 pub mod release;
+pub mod tls;
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
