@@ -16,4 +16,5 @@ pub mod migrate;
 pub mod plan;
 pub mod platform;
 pub mod release;
+pub mod secrets;
 pub mod tls;
