@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinError;
@@ -35,7 +35,7 @@ use crate::plan::Plan;
 use super::Engine;
 use super::EngineError;
 use crate::engine::command::{Command, CommandReply};
-use crate::engine::state::{EventKind, MigrationPhase, ReleaseStatus, ServiceState, ServiceStatus};
+use crate::engine::state::{EventKind, MigrationPhase, ReleaseStatus, ServiceStatus};
 
 /// What happens once a contract is allowed (every listed service promoted and baked).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -373,17 +373,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The wave that starts next (`usize::MAX` when every service finished).
-    pub(super) fn open_wave(&self) -> usize {
-        self.state
-            .services
-            .iter()
-            .filter(|s| !s.status.is_terminal())
-            .map(|s| s.wave)
-            .min()
-            .unwrap_or(usize::MAX)
-    }
-
     /// Where each listed service stands, for [`migrate::contract_allowed`].
     fn listed_progress(&self, prep: &PreparedMigration) -> BTreeMap<String, ServiceProgress> {
         let now_ms = self.clock.now_ms();
@@ -393,7 +382,7 @@ impl Engine {
             .iter()
             .filter_map(|name| {
                 let s = self.state.service(name)?;
-                Some((name.clone(), service_progress(s, now_ms, now)))
+                Some((name.clone(), super::state::service_progress(s, now_ms, now)))
             })
             .collect()
     }
@@ -792,25 +781,6 @@ impl Engine {
         self.emit_migration(migration, MigrationPhase::Contracting, detail, vec![])?;
         self.spawn_migration_job(i, Some(Stage::Contract));
         Ok(Ok(format!("contract of {migration} confirmed: applying")))
-    }
-}
-
-/// Where a listed service stands for [`migrate::contract_allowed`] (the engine's gate and
-/// `cutover migrate contract` alike), its promotion time turned into an `Instant`.
-pub(crate) fn service_progress(s: &ServiceState, now_ms: u64, now: Instant) -> ServiceProgress {
-    match s.status {
-        ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
-        // The old revision still runs (kept warm, or draining): it may still use the old
-        // schema.
-        ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
-        ServiceStatus::Promoted => {
-            let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
-            ServiceProgress::Promoted {
-                at: now.checked_sub(Duration::from_millis(ago)).unwrap_or(now),
-            }
-        }
-        ServiceStatus::RolledBack => ServiceProgress::RolledBack,
-        _ => ServiceProgress::RollingOut,
     }
 }
 

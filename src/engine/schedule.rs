@@ -93,4 +93,15 @@ impl Engine {
         })?;
         Ok(())
     }
+
+    /// The wave that starts next (`usize::MAX` when every service finished).
+    pub(super) fn open_wave(&self) -> usize {
+        self.state
+            .services
+            .iter()
+            .filter(|s| !s.status.is_terminal())
+            .map(|s| s.wave)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
 }

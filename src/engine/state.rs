@@ -3,10 +3,12 @@
 //! The console renders these types, the control API ships them; all are serde types.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Outcome;
+use crate::migrate::ServiceProgress;
 use crate::plan::Action;
 use crate::platform::Weights;
 use crate::release::{FailurePolicy, OnTimeout, StrategyKind};
@@ -651,4 +653,78 @@ impl ReleaseState {
             })
             .collect()
     }
+}
+
+/// Where a listed service stands for [`migrate::contract_allowed`] (the engine's gate and
+/// `cutover migrate contract` alike), its promotion time turned into an `Instant`.
+pub(crate) fn service_progress(s: &ServiceState, now_ms: u64, now: Instant) -> ServiceProgress {
+    match s.status {
+        ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
+        // The old revision still runs (kept warm, or draining): it may still use the old
+        // schema.
+        ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
+        ServiceStatus::Promoted => {
+            let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
+            ServiceProgress::Promoted {
+                at: now.checked_sub(Duration::from_millis(ago)).unwrap_or(now),
+            }
+        }
+        ServiceStatus::RolledBack => ServiceProgress::RolledBack,
+        _ => ServiceProgress::RollingOut,
+    }
+}
+
+/// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
+/// journals a split before it asks the platform for it, so the one before the last is
+/// also a split the rule may legitimately show, until an event shows the shift was made:
+/// the next step started, a verdict or a gate on the new split, the service promoted,
+/// rolled back, its baseline ready or a revision retired. Events that say nothing about
+/// it (a platform error and the retry of the same step, commands, pauses) leave the
+/// shift in doubt. Once confirmed, the last split alone is accepted.
+pub(crate) fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
+    let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
+    // Per service: is the last shift confirmed, and in which step was it journaled.
+    let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
+    let mut step: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shift_step: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events {
+        let made = match &e.kind {
+            EventKind::WeightsSet { service, weights } => {
+                let h = out.entry(service.clone()).or_default();
+                if h.last() != Some(weights) {
+                    h.push(weights.clone());
+                }
+                confirmed.insert(service.clone(), false);
+                shift_step.insert(service.clone(), step.get(service).copied().unwrap_or(0));
+                None
+            }
+            EventKind::StepStarted { service, index, .. } => {
+                step.insert(service.clone(), *index);
+                (shift_step.get(service) != Some(index)).then_some(service)
+            }
+            EventKind::Verdict { service, .. }
+            | EventKind::GateWaiting { service, .. }
+            | EventKind::Promoted { service }
+            | EventKind::RolledBack { service, .. }
+            | EventKind::BaselineReady { service, .. }
+            | EventKind::Retired { service, .. } => Some(service),
+            _ => None,
+        };
+        if let Some(service) = made
+            && let Some(c) = confirmed.get_mut(service)
+        {
+            *c = true;
+        }
+    }
+    for (service, h) in out.iter_mut() {
+        let keep = if confirmed.get(service) == Some(&true) {
+            1
+        } else {
+            2
+        };
+        if h.len() > keep {
+            h.drain(..h.len() - keep);
+        }
+    }
+    out
 }
