@@ -42,13 +42,13 @@ impl Engine {
                 results,
                 cross,
             } => {
-                let Some(rt) = self.rts.get(&service) else {
+                let Some(rt) = self.runs.get(&service) else {
                     return Ok(());
                 };
                 if rt.generation != generation {
                     return Ok(());
                 }
-                if let Some(rt) = self.rts.get_mut(&service) {
+                if let Some(rt) = self.runs.get_mut(&service) {
                     rt.busy = None;
                 }
                 let mut failed = None;
@@ -96,7 +96,7 @@ impl Engine {
                 revision,
                 result,
             } => {
-                if let Some(rt) = self.rts.get_mut(&service) {
+                if let Some(rt) = self.runs.get_mut(&service) {
                     rt.retiring.remove(&revision);
                 }
                 match result {
@@ -105,7 +105,7 @@ impl Engine {
                             service: service.clone(),
                             revision: revision.clone(),
                         })?;
-                        let is_cleanup = self.rts.get(&service).is_some_and(|rt| {
+                        let is_cleanup = self.runs.get(&service).is_some_and(|rt| {
                             matches!(rt.step().map(|s| &s.action), Some(Action::Retire { .. }))
                         }) && self.status(&service) == ServiceStatus::Promoted;
                         if is_cleanup {
@@ -118,7 +118,7 @@ impl Engine {
                             message: format!("retiring {revision}: {message}"),
                             fatal: false,
                         })?;
-                        if let Some(rt) = self.rts.get_mut(&service) {
+                        if let Some(rt) = self.runs.get_mut(&service) {
                             // Try again on the next step entry.
                             rt.entered = false;
                         }
@@ -130,7 +130,7 @@ impl Engine {
     }
 
     pub(super) fn spawn_retire(&mut self, service: &str, revision: &str) {
-        let Some(rt) = self.rts.get_mut(service) else {
+        let Some(rt) = self.runs.get_mut(service) else {
             return;
         };
         if !rt.retiring.insert(revision.to_string()) {
@@ -163,7 +163,7 @@ impl Engine {
         // Tests to run: (owner service, test, revision to test).
         let mut plan: Vec<(crate::release::Smoke, String, String)> = Vec::new();
         if cross {
-            let dependents = self.rts[service].dependents.clone();
+            let dependents = self.runs[service].dependents.clone();
             for d in dependents {
                 let Some(ds) = self.svc(&d) else { continue };
                 // A dependent's tests run against what it serves now.
@@ -172,16 +172,16 @@ impl Engine {
                 } else {
                     ds.baseline.clone()
                 };
-                for t in &self.rts[&d].spec.smoke {
+                for t in &self.runs[&d].spec.smoke {
                     plan.push((t.clone(), d.clone(), rev.clone()));
                 }
             }
         } else if let Some(s) = self.svc(service) {
-            for t in &self.rts[service].spec.smoke {
+            for t in &self.runs[service].spec.smoke {
                 plan.push((t.clone(), service.to_string(), s.candidate.clone()));
             }
         }
-        let Some(rt) = self.rts.get_mut(service) else {
+        let Some(rt) = self.runs.get_mut(service) else {
             return;
         };
         rt.busy = Some(if cross { Busy::CrossCheck } else { Busy::Smoke });

@@ -12,7 +12,7 @@ use super::reconciler::{
     Engine, EngineError, EngineOptions, ms, problem_of, trigger_text, weights_of,
 };
 use super::recorder::Recorder;
-use super::service_run::Rt;
+use super::service_run::ServiceRun;
 use super::smoke::SmokeTester;
 use super::state::{Event, EventKind, ReleaseState, ServiceState, ServiceStatus};
 
@@ -53,7 +53,7 @@ impl Engine {
         }
         let now = engine.clock.now_ms();
         for s in engine.state.services.clone() {
-            let Some(rt) = engine.rts.get_mut(&s.name) else {
+            let Some(rt) = engine.runs.get_mut(&s.name) else {
                 return Err(EngineError::UnknownService(s.name.clone()));
             };
             rt.idx = s.step.saturating_sub(1);
@@ -89,7 +89,7 @@ impl Engine {
         for name in self.order.clone() {
             let s = self.state.service(&name).cloned();
             let Some(s) = s else { continue };
-            let rt = &self.rts[&name];
+            let rt = &self.runs[&name];
             let replicas = rt.replicas;
             let baseline_needed = !self.restore || s.baseline_running || never_bootstrapped(&s);
             if baseline_needed {
@@ -113,7 +113,7 @@ impl Engine {
             {
                 let n =
                     if s.strategy == StrategyKind::Rolling && s.status != ServiceStatus::Promoted {
-                        self.rts[&name].replaced.max(1)
+                        self.runs[&name].replaced.max(1)
                     } else {
                         replicas
                     };
@@ -200,7 +200,7 @@ impl Engine {
             }
             if self.restore
                 && s.status == ServiceStatus::RollingBack
-                && let Some(rt) = self.rts.get_mut(&name)
+                && let Some(rt) = self.runs.get_mut(&name)
             {
                 rt.rollback_waiting = true;
             }
@@ -215,7 +215,7 @@ impl Engine {
 
 /// Approvals of the waiting gate recorded before a crash count after resume: the state
 /// fold kept who approved; the gate is re-entered at the same step index.
-pub(super) fn restore_partial_approvals(rt: &mut Rt, s: &crate::engine::ServiceState) {
+pub(super) fn restore_partial_approvals(rt: &mut ServiceRun, s: &crate::engine::ServiceState) {
     if s.status == ServiceStatus::AwaitingApproval {
         rt.approvers = s.approvals.iter().map(|w| (rt.idx, w.clone())).collect();
     }

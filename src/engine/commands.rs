@@ -92,7 +92,7 @@ impl Engine {
         operator: &str,
     ) -> Result<CommandReply, EngineError> {
         if let Some(svc) = command.service()
-            && !self.rts.contains_key(svc)
+            && !self.runs.contains_key(svc)
         {
             let known = self.order.join(", ");
             return self.refuse(
@@ -165,7 +165,7 @@ impl Engine {
             Command::Pause { service: None } => match release {
                 ReleaseStatus::Running => {
                     self.accept(command, operator)?;
-                    for rt in self.rts.values_mut() {
+                    for rt in self.runs.values_mut() {
                         rt.paused_at_ms.get_or_insert(now);
                     }
                     self.emit(EventKind::Paused {
@@ -190,7 +190,7 @@ impl Engine {
                     if let Some(held) = self
                         .order
                         .iter()
-                        .find(|n| self.rts[*n].failure_hold.is_some())
+                        .find(|n| self.runs[*n].failure_hold.is_some())
                         .cloned()
                     {
                         return self.refuse(
@@ -258,7 +258,7 @@ impl Engine {
     }
 
     pub(super) fn unfreeze(&mut self, service: Option<&str>, now: u64) {
-        for (name, rt) in self.rts.iter_mut() {
+        for (name, rt) in self.runs.iter_mut() {
             if service.is_some_and(|s| s != name) {
                 continue;
             }
@@ -293,7 +293,7 @@ impl Engine {
             );
         }
         let st = s.status;
-        let rt = &self.rts[&name];
+        let rt = &self.runs[&name];
         let held = rt.failure_hold.clone();
         let step_action = rt.step().map(|x| x.action.clone());
         let not_started = |deps: &[String]| {
@@ -315,7 +315,7 @@ impl Engine {
                 }
                 s if s.is_active() && s != ServiceStatus::RollingBack => {
                     self.accept(command, operator)?;
-                    if let Some(rt) = self.rts.get_mut(&name) {
+                    if let Some(rt) = self.runs.get_mut(&name) {
                         rt.paused_by_operator = true;
                         rt.paused_at_ms.get_or_insert(now);
                     }
@@ -333,15 +333,15 @@ impl Engine {
                 other => self.refuse(command, operator, format!("{name} is {other}; there is nothing to pause")),
             },
             Command::Resume { .. } => match st {
-                ServiceStatus::Paused if s.gate.is_some() && held.is_none() && !self.rts[&name].paused_by_operator => {
+                ServiceStatus::Paused if s.gate.is_some() && held.is_none() && !self.runs[&name].paused_by_operator => {
                     self.refuse(command, operator, format!("{name} waits at a gate ({}): promote to move on, or roll back", s.paused_reason.unwrap_or_default()))
                 }
                 ServiceStatus::Paused | ServiceStatus::AwaitingApproval
-                    if held.is_some() || self.rts[&name].paused_by_operator =>
+                    if held.is_some() || self.runs[&name].paused_by_operator =>
                 {
                     self.accept(command, operator)?;
                     self.unfreeze(Some(&name), now);
-                    if let Some(rt) = self.rts.get_mut(&name) {
+                    if let Some(rt) = self.runs.get_mut(&name) {
                         rt.paused_by_operator = false;
                         if rt.failure_hold.take().is_some() {
                             // Overriding a failure: judge again from scratch.
@@ -353,7 +353,7 @@ impl Engine {
                         operator: op.clone(),
                     })?;
                     if self.state.status == ReleaseStatus::Paused
-                        && self.rts.values().all(|rt| rt.failure_hold.is_none())
+                        && self.runs.values().all(|rt| rt.failure_hold.is_none())
                         && held.is_some()
                     {
                         self.unfreeze(None, now);
@@ -391,7 +391,7 @@ impl Engine {
                         format!("{name} failed ({}); roll it back, or resume it to override the failure first", held.unwrap_or_default()),
                     ),
                     ServiceStatus::Progressing | ServiceStatus::Analysing | ServiceStatus::Paused | ServiceStatus::AwaitingApproval => {
-                        if self.rts[&name].busy == Some(Busy::CrossCheck) {
+                        if self.runs[&name].busy == Some(Busy::CrossCheck) {
                             return self.refuse(command, operator, format!("{name} is being promoted (dependents' smoke tests are running)"));
                         }
                         self.accept(command, operator)?;
@@ -403,7 +403,7 @@ impl Engine {
                                 by: op.clone(),
                             })?;
                         }
-                        if let Some(rt) = self.rts.get_mut(&name) {
+                        if let Some(rt) = self.runs.get_mut(&name) {
                             rt.paused_by_operator = false;
                             rt.analysis = None;
                             rt.extending = false;
@@ -412,7 +412,7 @@ impl Engine {
                         if st == ServiceStatus::Paused && s.gate.is_none() {
                             self.emit(EventKind::Resumed { service: Some(name.clone()), operator: op })?;
                         }
-                        let desc = self.rts[&name].step().map(|x| x.description.clone()).unwrap_or_default();
+                        let desc = self.runs[&name].step().map(|x| x.description.clone()).unwrap_or_default();
                         self.complete_step(&name).await?;
                         Ok(Ok(if all {
                             format!("{name}: skipping every remaining step to full promotion")
@@ -436,13 +436,13 @@ impl Engine {
                 if st != ServiceStatus::AwaitingApproval || held.is_some() {
                     return self.refuse(command, operator, format!("{name} has no approval waiting (it is {st})"));
                 }
-                let needed = match self.rts[&name].step().map(|x| &x.action) {
+                let needed = match self.runs[&name].step().map(|x| &x.action) {
                     Some(Action::Approval { approvals, .. }) => *approvals,
                     _ => 1,
                 };
                 if approve && needed > 1 {
-                    let idx = self.rts[&name].idx;
-                    let so_far: Vec<String> = self.rts[&name]
+                    let idx = self.runs[&name].idx;
+                    let so_far: Vec<String> = self.runs[&name]
                         .approvers
                         .iter()
                         .filter(|(i, _)| *i == idx)
@@ -459,7 +459,7 @@ impl Engine {
                         // Recorded (journaled as an accepted approve by this operator);
                         // the gate stays until enough different people approved.
                         self.accept(command, operator)?;
-                        if let Some(rt) = self.rts.get_mut(&name) {
+                        if let Some(rt) = self.runs.get_mut(&name) {
                             rt.approvers.push((idx, op.clone()));
                         }
                         let have = so_far.len() + 1;
@@ -477,7 +477,7 @@ impl Engine {
                     by: op.clone(),
                 })?;
                 if approve {
-                    if let Some(rt) = self.rts.get_mut(&name) {
+                    if let Some(rt) = self.runs.get_mut(&name) {
                         rt.paused_by_operator = false;
                     }
                     self.complete_step(&name).await?;
@@ -513,7 +513,7 @@ impl Engine {
                     self.check_finished()?;
                     Ok(Ok(format!("{name} had not started: skipped")))
                 }
-                ServiceStatus::Promoted if !s.baseline_running || self.rts[&name].retiring.contains(&s.baseline) => self.refuse(
+                ServiceStatus::Promoted if !s.baseline_running || self.runs[&name].retiring.contains(&s.baseline) => self.refuse(
                     command,
                     operator,
                     format!("{name}'s old revision {} is retired (or being retired); roll forward, or deploy it again", s.baseline),
@@ -523,7 +523,7 @@ impl Engine {
                     self.rollback_with_dependents(&name, format!("rolled back by {op}"), Trigger::Operator { operator: op })
                         .await?;
                     if self.state.status == ReleaseStatus::Paused
-                        && self.rts.values().all(|rt| rt.failure_hold.is_none())
+                        && self.runs.values().all(|rt| rt.failure_hold.is_none())
                         && held.is_some()
                     {
                         self.emit(EventKind::Resumed { service: None, operator: operator.to_string() })?;
@@ -537,7 +537,7 @@ impl Engine {
                         return self.refuse(command, operator, format!("{name}'s baseline {} is not running; nothing to retry from", s.baseline));
                     }
                     self.accept(command, operator)?;
-                    if let Some(rt) = self.rts.get_mut(&name) {
+                    if let Some(rt) = self.runs.get_mut(&name) {
                         rt.reset_run();
                     }
                     self.emit(EventKind::Retrying { service: name.clone(), operator: op })?;

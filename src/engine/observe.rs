@@ -18,10 +18,10 @@ impl Engine {
         let Some(s) = self.svc(name).cloned() else {
             return Ok(());
         };
-        let rt = &self.rts[name];
+        let rt = &self.runs[name];
         let interval = ms(rt.spec.health.interval.0).max(50);
         let unhealthy_after = rt.spec.health.unhealthy_after.max(1);
-        if let Some(rt) = self.rts.get_mut(name) {
+        if let Some(rt) = self.runs.get_mut(name) {
             rt.next_health_ms = now + interval;
         }
         if !s.candidate_running {
@@ -36,7 +36,7 @@ impl Engine {
         match cand {
             Err(e) => {
                 let errors = {
-                    let Some(rt) = self.rts.get_mut(name) else {
+                    let Some(rt) = self.runs.get_mut(name) else {
                         return Ok(());
                     };
                     rt.health_errors += 1;
@@ -64,7 +64,7 @@ impl Engine {
                     at_ms: now,
                 };
                 let changed = {
-                    let Some(rt) = self.rts.get_mut(name) else {
+                    let Some(rt) = self.runs.get_mut(name) else {
                         return Ok(());
                     };
                     rt.health_errors = 0;
@@ -90,7 +90,8 @@ impl Engine {
                     }
                     // Promoted: go back while the old revision is still warm; once it is
                     // gone, restart what failed.
-                    let warm = s.baseline_running && !self.rts[name].retiring.contains(&s.baseline);
+                    let warm =
+                        s.baseline_running && !self.runs[name].retiring.contains(&s.baseline);
                     if warm {
                         return self
                             .fail_service(
@@ -99,7 +100,7 @@ impl Engine {
                             )
                             .await;
                     }
-                    let replicas = self.rts[name].replicas;
+                    let replicas = self.runs[name].replicas;
                     self.emit(EventKind::PlatformError {
                         service: name.to_string(),
                         message: format!(
@@ -126,7 +127,7 @@ impl Engine {
         let weight = self.svc(name).map_or(0, |s| s.candidate_weight);
         for continuous in [false, true] {
             let due = {
-                let rt = &self.rts[name];
+                let rt = &self.runs[name];
                 let a = if continuous {
                     &rt.continuous
                 } else {
@@ -138,7 +139,7 @@ impl Engine {
                 continue;
             }
             let result = {
-                let Some(rt) = self.rts.get_mut(name) else {
+                let Some(rt) = self.runs.get_mut(name) else {
                     return Ok(());
                 };
                 let a = if continuous {
@@ -200,7 +201,7 @@ impl Engine {
         .await
         {
             Ok(run) => {
-                if let Some(rt) = self.rts.get_mut(name) {
+                if let Some(rt) = self.runs.get_mut(name) {
                     if continuous {
                         rt.continuous = Some(run);
                     } else {
@@ -223,7 +224,7 @@ impl Engine {
         s: &super::state::ServiceState,
         force: bool,
     ) -> Result<(), EngineError> {
-        let rt = &self.rts[name];
+        let rt = &self.runs[name];
         if rt.continuous.is_some()
             || !matches!(s.strategy, StrategyKind::Linear | StrategyKind::Rolling)
             || (rt.spec.analysis.is_none() && !force)
@@ -254,7 +255,7 @@ impl Engine {
         step: &PlanStep,
     ) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
-        let rt = &self.rts[name];
+        let rt = &self.runs[name];
         let is_canary = rt.spec.strategy == StrategyKind::Canary;
         let run = rt.analysis.as_ref().or(rt.continuous.as_ref());
         let Some(run) = run else {
@@ -285,7 +286,7 @@ impl Engine {
                     service: name.to_string(),
                     verdict,
                 })?;
-                if let Some(rt) = self.rts.get_mut(name) {
+                if let Some(rt) = self.runs.get_mut(name) {
                     rt.analysis = None;
                     if matches!(step.action, Action::Bake { .. }) {
                         rt.continuous = None;
@@ -311,7 +312,7 @@ impl Engine {
                 match on {
                     OnInconclusive::Extend => {
                         // Keep analysing until a verdict or the progress deadline.
-                        if let Some(rt) = self.rts.get_mut(name) {
+                        if let Some(rt) = self.runs.get_mut(name) {
                             rt.extending = true;
                             rt.until_ms = None;
                             rt.step_started_ms = now;
@@ -319,7 +320,7 @@ impl Engine {
                         Ok(())
                     }
                     OnInconclusive::Pause => {
-                        if let Some(rt) = self.rts.get_mut(name) {
+                        if let Some(rt) = self.runs.get_mut(name) {
                             rt.until_ms = None;
                         }
                         let gate = Gate {

@@ -3,7 +3,7 @@
 //! records the event durably, folds it into the [`ReleaseState`] and broadcasts it, and
 //! only then does the engine act on it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use super::background::Background;
 use super::clock::Clock;
 use super::migration::ContractMode;
 use super::recorder::{RecordError, Recorder};
-use super::service_run::Rt;
+use super::service_run::ServiceRun;
 use super::smoke::SmokeTester;
 use super::state::{
     Event, EventKind, FinalStatus, ReleaseState, ReleaseStatus, ServiceInit, ServiceStatus, Trigger,
@@ -95,7 +95,7 @@ pub struct Engine {
     pub(super) dirty: bool,
     pub(super) seq: u64,
     pub(super) order: Vec<String>,
-    pub(super) rts: HashMap<String, Rt>,
+    pub(super) runs: HashMap<String, ServiceRun>,
     pub(super) wake: Arc<Notify>,
     pub(super) bg_tx: mpsc::UnboundedSender<Background>,
     pub(super) bg_rx: mpsc::UnboundedReceiver<Background>,
@@ -150,7 +150,7 @@ impl Engine {
             .services
             .iter()
             .map(|sp| {
-                let rt = &engine.rts[&sp.name];
+                let rt = &engine.runs[&sp.name];
                 let (mut baseline, candidate) = revisions(&engine.release, &rt.spec);
                 if let Some(b) = engine
                     .options
@@ -197,7 +197,7 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let (state_tx, _) = watch::channel(ReleaseState::empty());
         let (bg_tx, bg_rx) = mpsc::unbounded_channel();
-        let mut rts = HashMap::new();
+        let mut runs = HashMap::new();
         let mut order = Vec::new();
         for sp in &plan.services {
             let spec = release
@@ -210,38 +210,9 @@ impl Engine {
                 .and_then(|p| p.replicas)
                 .unwrap_or_else(|| spec.local.as_ref().map_or(1, |l| l.replicas.max(1)));
             order.push(sp.name.clone());
-            rts.insert(
+            runs.insert(
                 sp.name.clone(),
-                Rt {
-                    spec,
-                    steps: sp.steps.clone(),
-                    dependents: sp.dependents.clone(),
-                    replicas,
-                    idx: 0,
-                    entered: false,
-                    sub: 0,
-                    step_started_ms: 0,
-                    retry: None,
-                    until_ms: None,
-                    gate_deadline_ms: None,
-                    paused_by_operator: false,
-                    failure_hold: None,
-                    paused_at_ms: None,
-                    next_health_ms: 0,
-                    health_errors: 0,
-                    last_health: None,
-                    analysis: None,
-                    continuous: None,
-                    busy: None,
-                    generation: 0,
-                    retiring: BTreeSet::new(),
-                    promote_all: false,
-                    rollback_waiting: false,
-                    approvers: Vec::new(),
-                    replaced: 0,
-                    extending: false,
-                    complete: false,
-                },
+                ServiceRun::new(spec, sp.steps.clone(), sp.dependents.clone(), replicas),
             );
         }
         let mig = super::migration::Migrations::new(
@@ -264,7 +235,7 @@ impl Engine {
             dirty: true,
             seq: 0,
             order,
-            rts,
+            runs,
             wake: Arc::new(Notify::new()),
             bg_tx,
             bg_rx,
@@ -314,7 +285,7 @@ impl Engine {
     /// After a retryable platform failure: try again later, backing off.
     pub(super) fn back_off(&mut self, service: &str) {
         let now = self.clock.now_ms();
-        if let Some(rt) = self.rts.get_mut(service) {
+        if let Some(rt) = self.runs.get_mut(service) {
             let attempts = rt.retry.map_or(0, |(n, _)| n) + 1;
             rt.retry = Some((attempts, now + retry_backoff_ms(attempts)));
         }
@@ -379,7 +350,7 @@ impl Engine {
     /// True once the release finished and no cleanup or background work remains.
     pub fn is_done(&self) -> bool {
         self.state.status == ReleaseStatus::Finished
-            && self.rts.values().all(|rt| {
+            && self.runs.values().all(|rt| {
                 !self.mig.busy()
                     && rt.retiring.is_empty()
                     && rt.busy.is_none()
@@ -408,7 +379,7 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut t = now + 1000;
         for name in &self.order {
-            let rt = &self.rts[name];
+            let rt = &self.runs[name];
             let st = self.status(name);
             if st == ServiceStatus::Pending || (st.is_terminal() && rt.complete) {
                 continue;

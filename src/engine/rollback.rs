@@ -17,7 +17,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         match self.state.on_failure {
             FailurePolicy::Pause => {
-                if let Some(rt) = self.rts.get_mut(name) {
+                if let Some(rt) = self.runs.get_mut(name) {
                     rt.failure_hold = Some(reason.clone());
                     rt.analysis = None;
                     rt.continuous = None;
@@ -53,7 +53,7 @@ impl Engine {
         let mut stack = vec![name.to_string()];
         while let Some(n) = stack.pop() {
             for d in self
-                .rts
+                .runs
                 .get(&n)
                 .map(|rt| rt.dependents.clone())
                 .unwrap_or_default()
@@ -151,7 +151,7 @@ impl Engine {
             reason: reason.clone(),
             trigger,
         })?;
-        if let Some(rt) = self.rts.get_mut(name) {
+        if let Some(rt) = self.runs.get_mut(name) {
             rt.analysis = None;
             rt.continuous = None;
             rt.busy = None;
@@ -172,7 +172,7 @@ impl Engine {
         name: &str,
         baseline: &str,
     ) -> Result<bool, EngineError> {
-        let replicas = self.rts[name].replicas;
+        let replicas = self.runs[name].replicas;
         Ok(match self.platform.health(name, baseline).await {
             Ok(h) if h.desired >= replicas && h.healthy() > 0 => true,
             Ok(h) => {
@@ -197,7 +197,7 @@ impl Engine {
             return Ok(());
         };
         let now = self.clock.now_ms();
-        if self.rts[name].retry.is_some_and(|(_, at)| now < at) {
+        if self.runs[name].retry.is_some_and(|(_, at)| now < at) {
             return Ok(()); // backing off after a platform failure
         }
         let reason = s.reason.clone().unwrap_or_default();
@@ -236,7 +236,7 @@ impl Engine {
         if s.candidate_running {
             self.spawn_retire(name, &s.candidate);
         }
-        if let Some(rt) = self.rts.get_mut(name) {
+        if let Some(rt) = self.runs.get_mut(name) {
             rt.rollback_waiting = false;
             rt.retry = None;
             rt.complete = true;

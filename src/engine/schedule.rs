@@ -20,7 +20,7 @@ impl Engine {
             if self.status(&name) != ServiceStatus::Pending {
                 continue;
             }
-            let deps = self.rts[&name].spec.depends_on.clone();
+            let deps = self.runs[&name].spec.depends_on.clone();
             if let Some(bad) = deps.iter().find(|d| {
                 matches!(
                     self.status(d),
@@ -40,7 +40,7 @@ impl Engine {
             {
                 continue;
             }
-            if !self.rts[&name].retiring.is_empty() {
+            if !self.runs[&name].retiring.is_empty() {
                 continue;
             }
             if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
@@ -59,7 +59,7 @@ impl Engine {
                 break;
             }
             let now = self.clock.now_ms();
-            if let Some(rt) = self.rts.get_mut(&name) {
+            if let Some(rt) = self.runs.get_mut(&name) {
                 rt.reset_run();
                 rt.step_started_ms = now;
                 rt.next_health_ms = now;
@@ -79,7 +79,7 @@ impl Engine {
             return Ok(());
         };
         if self
-            .rts
+            .runs
             .values()
             .any(|rt| rt.busy == Some(Busy::CrossCheck))
             || self.migrations_pending()

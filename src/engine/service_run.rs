@@ -10,7 +10,7 @@ use super::background::Busy;
 use super::state::HealthSummary;
 
 /// Per-service runtime state that is not part of the public snapshot.
-pub(super) struct Rt {
+pub(super) struct ServiceRun {
     pub(super) spec: Service,
     pub(super) steps: Vec<PlanStep>,
     pub(super) dependents: Vec<String>,
@@ -18,8 +18,8 @@ pub(super) struct Rt {
     /// 0-based index of the step being run; `entered` says whether its action ran.
     pub(super) idx: usize,
     pub(super) entered: bool,
-    /// Sub-phase of multi-stage steps (rolling batches).
-    pub(super) sub: u8,
+    /// Where a rolling batch step (`ReplaceBatch`) is.
+    pub(super) batch: BatchPhase,
     pub(super) step_started_ms: u64,
     /// A retryable platform failure interrupted the step: (attempts, next try at). The
     /// step keeps its start time, so `progress_deadline` still bounds the retries.
@@ -52,7 +52,46 @@ pub(super) struct Rt {
     pub(super) complete: bool,
 }
 
-impl Rt {
+impl ServiceRun {
+    /// A service's run state before its first step.
+    pub(super) fn new(
+        spec: Service,
+        steps: Vec<PlanStep>,
+        dependents: Vec<String>,
+        replicas: u32,
+    ) -> ServiceRun {
+        ServiceRun {
+            spec,
+            steps,
+            dependents,
+            replicas,
+            idx: 0,
+            entered: false,
+            batch: BatchPhase::Launch,
+            step_started_ms: 0,
+            retry: None,
+            until_ms: None,
+            gate_deadline_ms: None,
+            paused_by_operator: false,
+            failure_hold: None,
+            paused_at_ms: None,
+            next_health_ms: 0,
+            health_errors: 0,
+            last_health: None,
+            analysis: None,
+            continuous: None,
+            busy: None,
+            generation: 0,
+            retiring: BTreeSet::new(),
+            promote_all: false,
+            rollback_waiting: false,
+            approvers: Vec::new(),
+            replaced: 0,
+            extending: false,
+            complete: false,
+        }
+    }
+
     pub(super) fn step(&self) -> Option<&PlanStep> {
         self.steps.get(self.idx)
     }
@@ -60,7 +99,7 @@ impl Rt {
         self.approvers.clear();
         self.idx = 0;
         self.entered = false;
-        self.sub = 0;
+        self.batch = BatchPhase::Launch;
         self.until_ms = None;
         self.gate_deadline_ms = None;
         self.paused_by_operator = false;
@@ -78,4 +117,16 @@ impl Rt {
         self.complete = false;
         self.retry = None;
     }
+}
+
+/// The phases of one rolling batch step (`replace_batch`), in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BatchPhase {
+    /// Launch the next batch of candidate instances.
+    Launch,
+    /// Wait until the batch is healthy, then shift its share of the traffic and shrink the
+    /// baseline.
+    Shift,
+    /// The batch is in; the step completes.
+    Done,
 }

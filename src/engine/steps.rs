@@ -9,6 +9,7 @@ use crate::release::{OnTimeout, StrategyKind};
 
 use super::analysis::judge_config;
 use super::reconciler::{Engine, EngineError, ms, weights_of};
+use super::service_run::BatchPhase;
 use super::state::{EventKind, Gate, GateKind, ReleaseStatus, ServiceStatus};
 
 impl Engine {
@@ -25,7 +26,7 @@ impl Engine {
         }
         let now = self.clock.now_ms();
         // Watch health and the judges (even while paused: a pause freezes weights, not checks).
-        if self.rts[name].next_health_ms <= now {
+        if self.runs[name].next_health_ms <= now {
             self.poll_health(name).await?;
             if self.status(name) != status {
                 return Ok(());
@@ -38,7 +39,7 @@ impl Engine {
             }
         }
         let release_paused = self.state.status == ReleaseStatus::Paused;
-        let rt = &self.rts[name];
+        let rt = &self.runs[name];
         if release_paused || rt.paused_by_operator || rt.failure_hold.is_some() {
             return Ok(());
         }
@@ -76,10 +77,10 @@ impl Engine {
 
     /// Enter the current step if needed, and finish it when its condition holds.
     pub(super) async fn run_step(&mut self, name: &str) -> Result<(), EngineError> {
-        let Some(step) = self.rts[name].step().cloned() else {
+        let Some(step) = self.runs[name].step().cloned() else {
             return Ok(());
         };
-        if self.rts[name].busy.is_some() {
+        if self.runs[name].busy.is_some() {
             return Ok(());
         }
         let now = self.clock.now_ms();
@@ -87,8 +88,8 @@ impl Engine {
             Some(s) => s,
             None => return Ok(()),
         };
-        if !self.rts[name].entered {
-            let retrying = self.rts[name].retry;
+        if !self.runs[name].entered {
+            let retrying = self.runs[name].retry;
             if retrying.is_some_and(|(_, at)| now < at) {
                 return Ok(());
             }
@@ -101,9 +102,9 @@ impl Engine {
                 } => Some(now + duration_ms),
                 _ => None,
             };
-            if let Some(rt) = self.rts.get_mut(name) {
+            if let Some(rt) = self.runs.get_mut(name) {
                 rt.entered = true;
-                rt.sub = 0;
+                rt.batch = BatchPhase::Launch;
                 if retrying.is_none() {
                     rt.step_started_ms = now;
                 }
@@ -114,7 +115,7 @@ impl Engine {
             self.emit(EventKind::StepStarted {
                 service: name.to_string(),
                 index: step.index,
-                of: self.rts[name].steps.len(),
+                of: self.runs[name].steps.len(),
                 action: step.action.clone(),
                 description: step.description.clone(),
                 until_ms: until,
@@ -139,7 +140,7 @@ impl Engine {
                 }
             }
             Action::Analysis { .. } | Action::Bake { .. } => {
-                let rt = &self.rts[name];
+                let rt = &self.runs[name];
                 let extended_pass = rt.extending
                     && rt
                         .analysis
@@ -147,7 +148,7 @@ impl Engine {
                         .or(rt.continuous.as_ref())
                         .is_some_and(|a| a.outcome() == Outcome::Pass);
                 if extended_pass {
-                    if let Some(rt) = self.rts.get_mut(name) {
+                    if let Some(rt) = self.runs.get_mut(name) {
                         rt.extending = false;
                     }
                     self.end_analysis(name, &step).await?;
@@ -159,14 +160,14 @@ impl Engine {
                 duration_ms: Some(_),
             }
             | Action::KeepOld { .. } => {
-                if self.rts[name].until_ms.is_some_and(|u| now >= u) {
+                if self.runs[name].until_ms.is_some_and(|u| now >= u) {
                     self.complete_step(name).await?;
                 }
             }
             Action::Approval { on_timeout, .. } => {
-                if self.rts[name].gate_deadline_ms.is_some_and(|d| now >= d) {
+                if self.runs[name].gate_deadline_ms.is_some_and(|d| now >= d) {
                     let on_timeout = *on_timeout;
-                    if let Some(rt) = self.rts.get_mut(name) {
+                    if let Some(rt) = self.runs.get_mut(name) {
                         rt.gate_deadline_ms = None;
                     }
                     match on_timeout {
@@ -220,7 +221,7 @@ impl Engine {
         let now = self.clock.now_ms();
         match &step.action {
             Action::Launch { revision, replicas } => {
-                let n = replicas.unwrap_or(self.rts[name].replicas);
+                let n = replicas.unwrap_or(self.runs[name].replicas);
                 match self.platform.launch(name, revision, n).await {
                     Ok(()) => {
                         self.emit(EventKind::Launched {
@@ -228,7 +229,7 @@ impl Engine {
                             revision: revision.clone(),
                             replicas: n,
                         })?;
-                        if let Some(rt) = self.rts.get_mut(name) {
+                        if let Some(rt) = self.runs.get_mut(name) {
                             rt.next_health_ms = now;
                         }
                         self.complete_step(name).await?;
@@ -252,16 +253,16 @@ impl Engine {
             Action::EcsRollingUpdate => {
                 match self
                     .platform
-                    .launch(name, &s.candidate, self.rts[name].replicas)
+                    .launch(name, &s.candidate, self.runs[name].replicas)
                     .await
                 {
                     Ok(()) => {
                         self.emit(EventKind::Launched {
                             service: name.to_string(),
                             revision: s.candidate.clone(),
-                            replicas: self.rts[name].replicas,
+                            replicas: self.runs[name].replicas,
                         })?;
-                        if let Some(rt) = self.rts.get_mut(name) {
+                        if let Some(rt) = self.runs.get_mut(name) {
                             rt.next_health_ms = now;
                         }
                         // Completed once healthy (see run_step), not here.
@@ -276,7 +277,7 @@ impl Engine {
                     self.maybe_start_continuous(name, s, true).await?;
                 } else {
                     let cfg = judge_config(
-                        self.rts[name].spec.analysis.as_ref(),
+                        self.runs[name].spec.analysis.as_ref(),
                         false,
                         Duration::from_millis(*duration_ms),
                     );
@@ -288,7 +289,7 @@ impl Engine {
                 // No baseline takes traffic at 100 %: judge the candidate against the
                 // release's absolute bounds.
                 let cfg = judge_config(
-                    self.rts[name].spec.analysis.as_ref(),
+                    self.runs[name].spec.analysis.as_ref(),
                     true,
                     Duration::from_millis(*duration_ms),
                 );
@@ -317,7 +318,7 @@ impl Engine {
                 ..
             } => {
                 let deadline = now + timeout_ms;
-                if let Some(rt) = self.rts.get_mut(name) {
+                if let Some(rt) = self.runs.get_mut(name) {
                     rt.gate_deadline_ms = Some(deadline);
                 }
                 let gate = Gate {
@@ -338,14 +339,14 @@ impl Engine {
             }
             Action::ReplaceBatch { .. } => self.rolling_batch(name, s).await?,
             Action::Promote => {
-                if let Some(rt) = self.rts.get_mut(name) {
+                if let Some(rt) = self.runs.get_mut(name) {
                     rt.analysis = None;
                     rt.continuous = None;
                 }
-                let dependents_have_tests = self.rts[name]
+                let dependents_have_tests = self.runs[name]
                     .dependents
                     .iter()
-                    .any(|d| self.rts.get(d).is_some_and(|rt| !rt.spec.smoke.is_empty()));
+                    .any(|d| self.runs.get(d).is_some_and(|rt| !rt.spec.smoke.is_empty()));
                 if dependents_have_tests {
                     self.spawn_smoke(name, true);
                 } else {
@@ -372,16 +373,16 @@ impl Engine {
         name: &str,
         s: &super::state::ServiceState,
     ) -> Result<(), EngineError> {
-        let Some(step) = self.rts[name].step().cloned() else {
+        let Some(step) = self.runs[name].step().cloned() else {
             return Ok(());
         };
         let Action::ReplaceBatch { instances, .. } = step.action else {
             return Ok(());
         };
-        let replicas = self.rts[name].replicas;
-        match self.rts[name].sub {
-            0 => {
-                let target = (self.rts[name].replaced + instances).min(replicas);
+        let replicas = self.runs[name].replicas;
+        match self.runs[name].batch {
+            BatchPhase::Launch => {
+                let target = (self.runs[name].replaced + instances).min(replicas);
                 match self.platform.launch(name, &s.candidate, target).await {
                     Ok(()) => {
                         self.emit(EventKind::Launched {
@@ -389,8 +390,8 @@ impl Engine {
                             revision: s.candidate.clone(),
                             replicas: target,
                         })?;
-                        if let Some(rt) = self.rts.get_mut(name) {
-                            rt.sub = 1;
+                        if let Some(rt) = self.runs.get_mut(name) {
+                            rt.batch = BatchPhase::Shift;
                             rt.replaced = target;
                             rt.next_health_ms = self.clock.now_ms();
                         }
@@ -398,7 +399,7 @@ impl Engine {
                     Err(e) => return self.platform_failed(name, e).await,
                 }
             }
-            1 => {
+            BatchPhase::Shift => {
                 let healthy = match self.platform.health(name, &s.candidate).await {
                     Ok(h) => h.all_healthy(),
                     Err(_) => false,
@@ -406,7 +407,7 @@ impl Engine {
                 if !healthy {
                     return Ok(());
                 }
-                let replaced = self.rts[name].replaced;
+                let replaced = self.runs[name].replaced;
                 let w = ((u64::from(replaced) * 100) / u64::from(replicas.max(1))) as u8;
                 if !self.set_weight(name, s, w).await? {
                     return Ok(());
@@ -420,12 +421,12 @@ impl Engine {
                     return self.platform_failed(name, e).await;
                 }
                 self.maybe_start_continuous(name, s, false).await?;
-                if let Some(rt) = self.rts.get_mut(name) {
-                    rt.sub = 2;
+                if let Some(rt) = self.runs.get_mut(name) {
+                    rt.batch = BatchPhase::Done;
                 }
                 self.complete_step(name).await?;
             }
-            _ => {}
+            BatchPhase::Done => {}
         }
         Ok(())
     }
@@ -460,7 +461,7 @@ impl Engine {
         })?;
         if e.retryable {
             self.back_off(name);
-            if let Some(rt) = self.rts.get_mut(name) {
+            if let Some(rt) = self.runs.get_mut(name) {
                 rt.entered = false;
             }
             return Ok(());
@@ -472,7 +473,7 @@ impl Engine {
     /// Move on to the next step (or to promote, after `promote-all`).
     pub(super) async fn complete_step(&mut self, name: &str) -> Result<(), EngineError> {
         let weight = self.svc(name).map_or(0, |s| s.candidate_weight);
-        let Some(rt) = self.rts.get_mut(name) else {
+        let Some(rt) = self.runs.get_mut(name) else {
             return Ok(());
         };
         let mut next = rt.idx + 1;
