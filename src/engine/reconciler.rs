@@ -280,8 +280,6 @@ impl Engine {
         self.platform.clone()
     }
 
-    /// Record, apply, broadcast. The caller acts only after this returned Ok.
-    /// Record a platform call that failed but may succeed on a later tick.
     /// After a retryable platform failure: try again later, backing off.
     pub(super) fn back_off(&mut self, service: &str) {
         let now = self.clock.now_ms();
@@ -291,6 +289,7 @@ impl Engine {
         }
     }
 
+    /// Record a platform call that failed but may succeed on a later tick.
     pub(super) fn platform_warning(
         &mut self,
         service: &str,
@@ -304,6 +303,7 @@ impl Engine {
         })
     }
 
+    /// Record, apply, broadcast. The caller acts only after this returned Ok.
     pub(crate) fn emit(&mut self, kind: EventKind) -> Result<(), EngineError> {
         let observation = kind.is_observation();
         if let EventKind::RollbackStarted {
