@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::deploy::Failure;
-use crate::engine::{Clock, Event, EventKind, PlatformService, SystemClock};
+use crate::engine::state::journaled_splits;
+use crate::engine::{Clock, Event, PlatformService, SystemClock};
 use crate::journal::{Entry, Journal, NewEntry};
-use crate::platform::Weights;
 use crate::platform::ecs::session::{PIN_ENTRY, Pins};
 use crate::platform::ecs::{EcsPlatform, aws};
 use crate::release::Release;
@@ -137,61 +137,6 @@ pub(crate) async fn start(
     })
 }
 
-/// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
-/// journals a split before it asks the platform for it, so the one before the last is
-/// also a split the rule may legitimately show, until an event shows the shift was made:
-/// the next step started, a verdict or a gate on the new split, the service promoted,
-/// rolled back, its baseline ready or a revision retired. Events that say nothing about
-/// it (a platform error and the retry of the same step, commands, pauses) leave the
-/// shift in doubt. Once confirmed, the last split alone is accepted.
-fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
-    let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
-    // Per service: is the last shift confirmed, and in which step was it journaled.
-    let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
-    let mut step: BTreeMap<String, usize> = BTreeMap::new();
-    let mut shift_step: BTreeMap<String, usize> = BTreeMap::new();
-    for e in events {
-        let made = match &e.kind {
-            EventKind::WeightsSet { service, weights } => {
-                let h = out.entry(service.clone()).or_default();
-                if h.last() != Some(weights) {
-                    h.push(weights.clone());
-                }
-                confirmed.insert(service.clone(), false);
-                shift_step.insert(service.clone(), step.get(service).copied().unwrap_or(0));
-                None
-            }
-            EventKind::StepStarted { service, index, .. } => {
-                step.insert(service.clone(), *index);
-                (shift_step.get(service) != Some(index)).then_some(service)
-            }
-            EventKind::Verdict { service, .. }
-            | EventKind::GateWaiting { service, .. }
-            | EventKind::Promoted { service }
-            | EventKind::RolledBack { service, .. }
-            | EventKind::BaselineReady { service, .. }
-            | EventKind::Retired { service, .. } => Some(service),
-            _ => None,
-        };
-        if let Some(service) = made
-            && let Some(c) = confirmed.get_mut(service)
-        {
-            *c = true;
-        }
-    }
-    for (service, h) in out.iter_mut() {
-        let keep = if confirmed.get(service) == Some(&true) {
-            1
-        } else {
-            2
-        };
-        if h.len() > keep {
-            h.drain(..h.len() - keep);
-        }
-    }
-    out
-}
-
 fn summary(pins: &Pins) -> String {
     let parts: Vec<String> = pins
         .services
@@ -221,6 +166,7 @@ fn record(journal: &mut Journal, kind: &str, payload: serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EventKind;
 
     fn ev(seq: u64, kind: EventKind) -> Event {
         Event {

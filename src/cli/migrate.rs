@@ -153,7 +153,7 @@ fn progress_from_runs(
             let s = state.service(name)?;
             Some((
                 name.clone(),
-                crate::engine::migration_service_progress(s, now_ms, now),
+                crate::engine::state::service_progress(s, now_ms, now),
             ))
         })
         .collect();

@@ -13,14 +13,23 @@
 //! subscription, the state watch and the join handle yielding the [`RunOutcome`].
 
 pub mod analysis;
+mod background;
+mod bootstrap;
 pub mod clock;
 pub mod command;
-mod core;
+mod commands;
 pub mod http;
+mod migration;
 pub mod notify;
+mod observe;
+mod reconciler;
 pub mod recorder;
+mod rollback;
+mod schedule;
+mod service_run;
 pub mod smoke;
 pub mod state;
+mod steps;
 pub mod telemetry;
 pub mod testing;
 #[cfg(test)]
@@ -29,12 +38,10 @@ mod tests;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub(crate) use self::core::migration_service_progress;
-pub use self::core::{
-    ContractMode, Engine, EngineError, EngineOptions, PlatformService, revisions,
-};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
+pub use migration::ContractMode;
+pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService, revisions};
 pub use recorder::{
     JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
 };

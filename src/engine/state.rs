@@ -3,15 +3,22 @@
 //! The console renders these types, the control API ships them; all are serde types.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::judge::Outcome;
+use crate::migrate::ServiceProgress;
 use crate::plan::Action;
 use crate::platform::Weights;
 use crate::release::{FailurePolicy, OnTimeout, StrategyKind};
 
 use super::command::Command;
+
+mod describe;
+mod fold;
+
+pub use describe::describe;
 
 /// Where one service is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -646,481 +653,78 @@ impl ReleaseState {
             })
             .collect()
     }
+}
 
-    /// Fold one event into the state. Pure: the same events give the same state.
-    pub fn apply(&mut self, e: &Event) {
-        self.last_seq = self.last_seq.max(e.seq);
-        let at = e.at_ms;
-        use EventKind::*;
-        match &e.kind {
-            ReleaseLoaded {
-                release,
-                run_id,
-                platform,
-                environment,
-                on_failure,
-                max_parallel,
-                waves,
-                services,
-            } => {
-                self.release = release.clone();
-                self.run_id = run_id.clone();
-                self.platform = platform.clone();
-                self.environment = environment.clone();
-                self.on_failure = *on_failure;
-                self.max_parallel = *max_parallel;
-                self.waves = waves.clone();
-                self.services = services
-                    .iter()
-                    .map(|s| ServiceState {
-                        name: s.name.clone(),
-                        strategy: s.strategy,
-                        wave: s.wave,
-                        depends_on: s.depends_on.clone(),
-                        status: ServiceStatus::Pending,
-                        baseline: s.baseline.clone(),
-                        candidate: s.candidate.clone(),
-                        step: 0,
-                        steps: s.steps.clone(),
-                        weights: Vec::new(),
-                        candidate_weight: 0,
-                        candidate_running: false,
-                        baseline_running: false,
-                        health: HealthSummary::default(),
-                        verdict: None,
-                        gate: None,
-                        wait_until_ms: None,
-                        paused_reason: None,
-                        reason: None,
-                        started_at_ms: None,
-                        finished_at_ms: None,
-                        cleanup_pending: false,
-                        approvals: Vec::new(),
-                    })
-                    .collect();
-            }
-            CommandAccepted {
-                operator,
-                command: Command::Approve { service },
-                ..
-            } => {
-                // An approval of the gate now waiting. The engine accepts one per person;
-                // the one that completes the gate is followed by `GateAnswered`, which
-                // clears the list.
-                if let Some(s) = self.service_mut(service)
-                    && s.status == ServiceStatus::AwaitingApproval
-                    && !s.approvals.contains(operator)
-                {
-                    s.approvals.push(operator.clone());
-                }
-            }
-            CommandAccepted { .. } | CommandRefused { .. } | EngineRestarted { .. } => {}
-            ReleaseStarted { operator } => {
-                self.status = ReleaseStatus::Running;
-                self.started_at_ms.get_or_insert(at);
-                self.operator = Some(operator.clone());
-            }
-            BaselineReady { service, .. } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.baseline_running = true;
-                }
-            }
-            ServiceStarted { service } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.approvals.clear();
-                    s.status = ServiceStatus::Starting;
-                    s.started_at_ms = Some(at);
-                    s.finished_at_ms = None;
-                    s.reason = None;
-                    s.verdict = None;
-                    s.step = 0;
-                }
-            }
-            StepStarted {
-                service,
-                index,
-                action,
-                until_ms,
-                ..
-            } => {
-                if let Some(s) = self.service_mut(service) {
-                    if s.step != *index {
-                        s.approvals.clear();
-                    }
-                    s.step = *index;
-                    s.gate = None;
-                    s.wait_until_ms = *until_ms;
-                    s.paused_reason = None;
-                    s.status = match action {
-                        Action::Launch { .. } | Action::WaitHealthy | Action::Smoke { .. } => {
-                            ServiceStatus::Starting
-                        }
-                        Action::Analysis { .. } | Action::Bake { .. } => ServiceStatus::Analysing,
-                        Action::KeepOld { .. } | Action::Retire { .. } => ServiceStatus::Promoted,
-                        _ => ServiceStatus::Progressing,
-                    };
-                }
-            }
-            Launched { service, .. } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.candidate_running = true;
-                }
-            }
-            WeightsSet { service, weights } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.candidate_weight = weights
-                        .iter()
-                        .find(|(r, _)| *r == s.candidate)
-                        .map_or(0, |(_, w)| *w);
-                    s.weights = weights.clone();
-                }
-            }
-            Health { service, summary } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.health = summary.clone();
-                }
-            }
-            SmokeResult { .. } => {}
-            Verdict { service, verdict } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.verdict = Some(verdict.clone());
-                }
-            }
-            GateWaiting {
-                service,
-                gate,
-                reason,
-            } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.status = match gate.kind {
-                        GateKind::Approval { .. } => ServiceStatus::AwaitingApproval,
-                        GateKind::Promote => {
-                            s.approvals.clear();
-                            ServiceStatus::Paused
-                        }
-                    };
-                    s.paused_reason = Some(reason.clone());
-                    s.gate = Some(gate.clone());
-                }
-            }
-            GateAnswered { service, .. } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.approvals.clear();
-                    s.gate = None;
-                    s.paused_reason = None;
-                    if matches!(
-                        s.status,
-                        ServiceStatus::AwaitingApproval | ServiceStatus::Paused
-                    ) {
-                        s.status = ServiceStatus::Progressing;
-                    }
-                }
-            }
-            Paused { service, reason } => match service {
-                None => {
-                    self.status = ReleaseStatus::Paused;
-                    self.paused_reason = Some(reason.clone());
-                }
-                Some(name) => {
-                    if let Some(s) = self.service_mut(name) {
-                        if !s.status.is_terminal() {
-                            s.status = ServiceStatus::Paused;
-                        }
-                        s.paused_reason = Some(reason.clone());
-                    }
-                }
-            },
-            Resumed { service, .. } => match service {
-                None => {
-                    if self.status == ReleaseStatus::Paused {
-                        self.status = ReleaseStatus::Running;
-                    }
-                    self.paused_reason = None;
-                }
-                Some(name) => {
-                    if let Some(s) = self.service_mut(name) {
-                        s.paused_reason = None;
-                        s.gate = None;
-                        if s.status == ServiceStatus::Paused {
-                            s.status = ServiceStatus::Progressing;
-                        }
-                    }
-                }
-            },
-            Promoted { service } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.status = ServiceStatus::Promoted;
-                    s.gate = None;
-                    s.paused_reason = None;
-                    s.finished_at_ms = Some(at);
-                    s.cleanup_pending = s.baseline_running;
-                }
-            }
-            RollbackStarted {
-                service, reason, ..
-            } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.approvals.clear();
-                    s.status = ServiceStatus::RollingBack;
-                    s.reason = Some(reason.clone());
-                    s.gate = None;
-                    s.wait_until_ms = None;
-                    s.paused_reason = None;
-                }
-            }
-            RolledBack { service, reason } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.status = ServiceStatus::RolledBack;
-                    s.reason = Some(reason.clone());
-                    s.finished_at_ms = Some(at);
-                    s.cleanup_pending = false;
-                }
-            }
-            Failed { service, reason } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.status = ServiceStatus::Failed;
-                    s.reason = Some(reason.clone());
-                    s.finished_at_ms = Some(at);
-                }
-            }
-            Skipped { service, reason } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.status = ServiceStatus::Skipped;
-                    s.reason = Some(reason.clone());
-                    s.finished_at_ms = Some(at);
-                }
-            }
-            Retrying { service, .. } => {
-                if let Some(s) = self.service_mut(service) {
-                    s.approvals.clear();
-                    s.status = ServiceStatus::Pending;
-                    s.reason = None;
-                    s.step = 0;
-                    s.finished_at_ms = None;
-                    s.verdict = None;
-                }
-                if self.status == ReleaseStatus::Finished {
-                    self.status = ReleaseStatus::Running;
-                    self.finished_at_ms = None;
-                }
-            }
-            Retired { service, revision } => {
-                if let Some(s) = self.service_mut(service) {
-                    if *revision == s.candidate {
-                        s.candidate_running = false;
-                    }
-                    if *revision == s.baseline {
-                        s.baseline_running = false;
-                        s.cleanup_pending = false;
-                    }
-                }
-            }
-            PlatformError { .. } => {}
-            Migration {
-                migration,
-                phase,
-                detail,
-                lines,
-            } => {
-                let m = match self.migrations.iter().position(|m| m.name == *migration) {
-                    Some(i) => &mut self.migrations[i],
-                    None => {
-                        self.migrations.push(MigrationState {
-                            name: migration.clone(),
-                            phase: MigrationPhase::Pending,
-                            detail: String::new(),
-                            lines: Vec::new(),
-                            refused: false,
-                            since_ms: at,
-                            expanded_at_ms: None,
-                            ended_at_ms: None,
-                        });
-                        let last = self.migrations.len() - 1;
-                        &mut self.migrations[last]
-                    }
-                };
-                if *phase == MigrationPhase::Failed
-                    && matches!(
-                        m.phase,
-                        MigrationPhase::Pending | MigrationPhase::Linted | MigrationPhase::DryRunOk
-                    )
-                {
-                    m.refused = true;
-                }
-                match phase {
-                    MigrationPhase::Expanded => m.expanded_at_ms = Some(at),
-                    MigrationPhase::Contracted | MigrationPhase::Undone => m.ended_at_ms = Some(at),
-                    _ => {}
-                }
-                m.phase = *phase;
-                m.detail = detail.clone();
-                if !lines.is_empty() {
-                    m.lines = lines.clone();
-                }
-                m.since_ms = at;
-            }
-            ReleaseFinished { .. } => {
-                self.status = ReleaseStatus::Finished;
-                self.finished_at_ms = Some(at);
+/// Where a listed service stands for [`migrate::contract_allowed`] (the engine's gate and
+/// `cutover migrate contract` alike), its promotion time turned into an `Instant`.
+pub(crate) fn service_progress(s: &ServiceState, now_ms: u64, now: Instant) -> ServiceProgress {
+    match s.status {
+        ServiceStatus::Pending | ServiceStatus::Skipped => ServiceProgress::Pending,
+        // The old revision still runs (kept warm, or draining): it may still use the old
+        // schema.
+        ServiceStatus::Promoted if s.baseline_running => ServiceProgress::RollingOut,
+        ServiceStatus::Promoted => {
+            let ago = now_ms.saturating_sub(s.finished_at_ms.unwrap_or(now_ms));
+            ServiceProgress::Promoted {
+                at: now.checked_sub(Duration::from_millis(ago)).unwrap_or(now),
             }
         }
+        ServiceStatus::RolledBack => ServiceProgress::RolledBack,
+        _ => ServiceProgress::RollingOut,
     }
 }
 
-/// One line for people (the headless printer, notifications).
-pub fn describe(e: &Event) -> String {
-    use EventKind::*;
-    match &e.kind {
-        ReleaseLoaded {
-            release, services, ..
-        } => format!("release {release} loaded: {} service(s)", services.len()),
-        CommandAccepted {
-            operator,
-            command,
-            note,
-        } => match note {
-            Some(n) => format!("{operator}: {command} ({n})"),
-            None => format!("{operator}: {command}"),
-        },
-        CommandRefused {
-            operator,
-            command,
-            reason,
-            note,
-        } => match note {
-            Some(n) => format!("{operator}: {command} ({n}) refused: {reason}"),
-            None => format!("{operator}: {command} refused: {reason}"),
-        },
-        ReleaseStarted { operator } => format!("release started by {operator}"),
-        BaselineReady { service, revision } => {
-            format!("{service}: baseline {revision} serving all traffic")
-        }
-        ServiceStarted { service } => format!("{service}: rollout started"),
-        StepStarted {
-            service,
-            index,
-            of,
-            description,
-            ..
-        } => format!("{service}: step {index}/{of}: {description}"),
-        Launched {
-            service,
-            revision,
-            replicas,
-        } => format!("{service}: launched {replicas} instance(s) of {revision}"),
-        WeightsSet { service, weights } => {
-            let w: Vec<String> = weights.iter().map(|(r, w)| format!("{r} {w}%")).collect();
-            format!("{service}: traffic {}", w.join(", "))
-        }
-        Health { service, summary } => format!(
-            "{service}: candidate {}/{} healthy, baseline {}/{}{}",
-            summary.candidate_healthy,
-            summary.candidate_desired,
-            summary.baseline_healthy,
-            summary.baseline_desired,
-            summary
-                .problem
-                .as_ref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
-        ),
-        SmokeResult {
-            service,
-            test,
-            revision,
-            passed,
-            detail,
-        } => format!(
-            "{service}: smoke test {test} on {revision} {}: {detail}",
-            if *passed { "passed" } else { "FAILED" }
-        ),
-        Verdict { service, verdict } => format!(
-            "{service}: analysis {} ({}): {}",
-            verdict.outcome, verdict.judge, verdict.summary
-        ),
-        GateWaiting {
-            service, reason, ..
-        } => format!("{service}: waiting: {reason}"),
-        GateAnswered {
-            service,
-            answer,
-            by,
-        } => format!("{service}: gate {answer} by {by}"),
-        Paused {
-            service: Some(s),
-            reason,
-        } => format!("{s}: paused: {reason}"),
-        Paused {
-            service: None,
-            reason,
-        } => format!("release paused: {reason}"),
-        Resumed {
-            service: Some(s),
-            operator,
-        } => format!("{s}: resumed by {operator}"),
-        Resumed {
-            service: None,
-            operator,
-        } => format!("release resumed by {operator}"),
-        Promoted { service } => format!("{service}: PROMOTED"),
-        RollbackStarted {
-            service,
-            reason,
-            trigger,
-        } => {
-            let by = match trigger {
-                Trigger::Operator { operator } => format!("by {operator}"),
-                Trigger::Automatic => "automatically".into(),
-                Trigger::Policy { failed } => format!("by policy after {failed} failed"),
-            };
-            format!("{service}: rolling back {by}: {reason}")
-        }
-        RolledBack { service, reason } => {
-            format!("{service}: ROLLED BACK (all traffic on baseline): {reason}")
-        }
-        Failed { service, reason } => format!("{service}: FAILED: {reason}"),
-        Skipped { service, reason } => format!("{service}: skipped: {reason}"),
-        Retrying { service, operator } => format!("{service}: retry by {operator}"),
-        Retired { service, revision } => format!("{service}: {revision} drained and stopped"),
-        PlatformError {
-            service,
-            message,
-            fatal,
-        } => format!(
-            "{service}: platform error{}: {message}",
-            if *fatal { "" } else { " (will retry)" }
-        ),
-        ReleaseFinished {
-            services,
-            exit_code,
-        } => {
-            let parts: Vec<String> = services
-                .iter()
-                .map(|(n, s)| {
-                    format!(
-                        "{n} {}",
-                        serde_json::to_value(s)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            format!("release finished (exit {exit_code}): {}", parts.join(", "))
-        }
-        EngineRestarted { operator, note } => format!("engine resumed by {operator}: {note}"),
-        Migration {
-            migration,
-            phase,
-            detail,
-            lines,
-        } => {
-            let mut text = format!("migration {migration}: {phase}: {detail}");
-            for l in lines {
-                text.push_str("\n    ");
-                text.push_str(l);
+/// Each service's journaled splits, oldest first, consecutive repeats folded. The engine
+/// journals a split before it asks the platform for it, so the one before the last is
+/// also a split the rule may legitimately show, until an event shows the shift was made:
+/// the next step started, a verdict or a gate on the new split, the service promoted,
+/// rolled back, its baseline ready or a revision retired. Events that say nothing about
+/// it (a platform error and the retry of the same step, commands, pauses) leave the
+/// shift in doubt. Once confirmed, the last split alone is accepted.
+pub(crate) fn journaled_splits(events: &[Event]) -> BTreeMap<String, Vec<Weights>> {
+    let mut out: BTreeMap<String, Vec<Weights>> = BTreeMap::new();
+    // Per service: is the last shift confirmed, and in which step was it journaled.
+    let mut confirmed: BTreeMap<String, bool> = BTreeMap::new();
+    let mut step: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shift_step: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events {
+        let made = match &e.kind {
+            EventKind::WeightsSet { service, weights } => {
+                let h = out.entry(service.clone()).or_default();
+                if h.last() != Some(weights) {
+                    h.push(weights.clone());
+                }
+                confirmed.insert(service.clone(), false);
+                shift_step.insert(service.clone(), step.get(service).copied().unwrap_or(0));
+                None
             }
-            text
+            EventKind::StepStarted { service, index, .. } => {
+                step.insert(service.clone(), *index);
+                (shift_step.get(service) != Some(index)).then_some(service)
+            }
+            EventKind::Verdict { service, .. }
+            | EventKind::GateWaiting { service, .. }
+            | EventKind::Promoted { service }
+            | EventKind::RolledBack { service, .. }
+            | EventKind::BaselineReady { service, .. }
+            | EventKind::Retired { service, .. } => Some(service),
+            _ => None,
+        };
+        if let Some(service) = made
+            && let Some(c) = confirmed.get_mut(service)
+        {
+            *c = true;
         }
     }
+    for (service, h) in out.iter_mut() {
+        let keep = if confirmed.get(service) == Some(&true) {
+            1
+        } else {
+            2
+        };
+        if h.len() > keep {
+            h.drain(..h.len() - keep);
+        }
+    }
+    out
 }

@@ -1,0 +1,107 @@
+//! Which services start when: dependencies, waves, `max_parallel`; and when the release is
+//! finished.
+
+use super::background::Busy;
+use super::reconciler::{Engine, EngineError};
+use super::state::{EventKind, ReleaseStatus, ServiceStatus};
+
+impl Engine {
+    /// Start services whose dependencies are promoted, up to `max_parallel` at once; skip
+    /// those whose dependencies can no longer promote.
+    pub(super) async fn schedule(&mut self) -> Result<(), EngineError> {
+        if self.state.status != ReleaseStatus::Running {
+            return Ok(());
+        }
+        let max = self.state.max_parallel.max(1) as usize;
+        // Waves are barriers (see the plan): a wave starts once every service of the
+        // earlier waves has finished (promoted, or rolled back / skipped / failed).
+        let open_wave = self.open_wave();
+        for name in self.order.clone() {
+            if self.status(&name) != ServiceStatus::Pending {
+                continue;
+            }
+            let deps = self.runs[&name].spec.depends_on.clone();
+            if let Some(bad) = deps.iter().find(|d| {
+                matches!(
+                    self.status(d),
+                    ServiceStatus::RolledBack | ServiceStatus::Failed | ServiceStatus::Skipped
+                )
+            }) {
+                let reason = format!("dependency {bad} {}", self.status(bad));
+                self.emit(EventKind::Skipped {
+                    service: name.clone(),
+                    reason,
+                })?;
+                continue;
+            }
+            if !deps
+                .iter()
+                .all(|d| self.status(d) == ServiceStatus::Promoted)
+            {
+                continue;
+            }
+            if !self.runs[&name].retiring.is_empty() {
+                continue;
+            }
+            if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
+                continue;
+            }
+            if self.migration_holds(&name) {
+                continue;
+            }
+            let active = self
+                .state
+                .services
+                .iter()
+                .filter(|s| s.status.is_active())
+                .count();
+            if active >= max {
+                break;
+            }
+            let now = self.clock.now_ms();
+            if let Some(rt) = self.runs.get_mut(&name) {
+                rt.reset_run();
+                rt.step_started_ms = now;
+                rt.next_health_ms = now;
+            }
+            self.emit(EventKind::ServiceStarted {
+                service: name.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_finished(&mut self) -> Result<(), EngineError> {
+        if self.state.status == ReleaseStatus::Finished {
+            return Ok(());
+        }
+        let Some(services) = self.state.final_statuses() else {
+            return Ok(());
+        };
+        if self
+            .runs
+            .values()
+            .any(|rt| rt.busy == Some(Busy::CrossCheck))
+            || self.migrations_pending()
+        {
+            return Ok(());
+        }
+        let exit_code = self.state.exit_code();
+        self.emit(EventKind::ReleaseFinished {
+            services,
+            exit_code,
+        })?;
+        Ok(())
+    }
+
+    /// The wave that starts next (`usize::MAX` when every service finished).
+    pub(super) fn open_wave(&self) -> usize {
+        self.state
+            .services
+            .iter()
+            .filter(|s| !s.status.is_terminal())
+            .map(|s| s.wave)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+}

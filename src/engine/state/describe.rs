@@ -1,0 +1,161 @@
+//! Events in words, one line each, for people.
+
+use super::*;
+
+/// One line for people (the headless printer, notifications).
+pub fn describe(e: &Event) -> String {
+    use EventKind::*;
+    match &e.kind {
+        ReleaseLoaded {
+            release, services, ..
+        } => format!("release {release} loaded: {} service(s)", services.len()),
+        CommandAccepted {
+            operator,
+            command,
+            note,
+        } => match note {
+            Some(n) => format!("{operator}: {command} ({n})"),
+            None => format!("{operator}: {command}"),
+        },
+        CommandRefused {
+            operator,
+            command,
+            reason,
+            note,
+        } => match note {
+            Some(n) => format!("{operator}: {command} ({n}) refused: {reason}"),
+            None => format!("{operator}: {command} refused: {reason}"),
+        },
+        ReleaseStarted { operator } => format!("release started by {operator}"),
+        BaselineReady { service, revision } => {
+            format!("{service}: baseline {revision} serving all traffic")
+        }
+        ServiceStarted { service } => format!("{service}: rollout started"),
+        StepStarted {
+            service,
+            index,
+            of,
+            description,
+            ..
+        } => format!("{service}: step {index}/{of}: {description}"),
+        Launched {
+            service,
+            revision,
+            replicas,
+        } => format!("{service}: launched {replicas} instance(s) of {revision}"),
+        WeightsSet { service, weights } => {
+            let w: Vec<String> = weights.iter().map(|(r, w)| format!("{r} {w}%")).collect();
+            format!("{service}: traffic {}", w.join(", "))
+        }
+        Health { service, summary } => format!(
+            "{service}: candidate {}/{} healthy, baseline {}/{}{}",
+            summary.candidate_healthy,
+            summary.candidate_desired,
+            summary.baseline_healthy,
+            summary.baseline_desired,
+            summary
+                .problem
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ),
+        SmokeResult {
+            service,
+            test,
+            revision,
+            passed,
+            detail,
+        } => format!(
+            "{service}: smoke test {test} on {revision} {}: {detail}",
+            if *passed { "passed" } else { "FAILED" }
+        ),
+        Verdict { service, verdict } => format!(
+            "{service}: analysis {} ({}): {}",
+            verdict.outcome, verdict.judge, verdict.summary
+        ),
+        GateWaiting {
+            service, reason, ..
+        } => format!("{service}: waiting: {reason}"),
+        GateAnswered {
+            service,
+            answer,
+            by,
+        } => format!("{service}: gate {answer} by {by}"),
+        Paused {
+            service: Some(s),
+            reason,
+        } => format!("{s}: paused: {reason}"),
+        Paused {
+            service: None,
+            reason,
+        } => format!("release paused: {reason}"),
+        Resumed {
+            service: Some(s),
+            operator,
+        } => format!("{s}: resumed by {operator}"),
+        Resumed {
+            service: None,
+            operator,
+        } => format!("release resumed by {operator}"),
+        Promoted { service } => format!("{service}: PROMOTED"),
+        RollbackStarted {
+            service,
+            reason,
+            trigger,
+        } => {
+            let by = match trigger {
+                Trigger::Operator { operator } => format!("by {operator}"),
+                Trigger::Automatic => "automatically".into(),
+                Trigger::Policy { failed } => format!("by policy after {failed} failed"),
+            };
+            format!("{service}: rolling back {by}: {reason}")
+        }
+        RolledBack { service, reason } => {
+            format!("{service}: ROLLED BACK (all traffic on baseline): {reason}")
+        }
+        Failed { service, reason } => format!("{service}: FAILED: {reason}"),
+        Skipped { service, reason } => format!("{service}: skipped: {reason}"),
+        Retrying { service, operator } => format!("{service}: retry by {operator}"),
+        Retired { service, revision } => format!("{service}: {revision} drained and stopped"),
+        PlatformError {
+            service,
+            message,
+            fatal,
+        } => format!(
+            "{service}: platform error{}: {message}",
+            if *fatal { "" } else { " (will retry)" }
+        ),
+        ReleaseFinished {
+            services,
+            exit_code,
+        } => {
+            let parts: Vec<String> = services
+                .iter()
+                .map(|(n, s)| {
+                    format!(
+                        "{n} {}",
+                        serde_json::to_value(s)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("release finished (exit {exit_code}): {}", parts.join(", "))
+        }
+        EngineRestarted { operator, note } => format!("engine resumed by {operator}: {note}"),
+        Migration {
+            migration,
+            phase,
+            detail,
+            lines,
+        } => {
+            let mut text = format!("migration {migration}: {phase}: {detail}");
+            for l in lines {
+                text.push_str("\n    ");
+                text.push_str(l);
+            }
+            text
+        }
+    }
+}
