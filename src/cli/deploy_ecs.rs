@@ -47,7 +47,7 @@ pub(crate) async fn start(
             let candidates: BTreeMap<String, String> = release
                 .services
                 .iter()
-                .map(|s| (s.name.clone(), crate::engine::revisions(release, s).1))
+                .map(|s| (s.name.clone(), crate::plan::candidate_revision(release, s)))
                 .collect();
             let pins = match platform.pin_release(&candidates).await {
                 Ok(p) => p,

@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
 pub use migration::ContractMode;
-pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService, revisions};
+pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService};
 pub use recorder::{
     JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
 };

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::plan::Plan;
 use crate::platform::{InstanceState, Platform, RevisionHealth, Weights};
-use crate::release::{Release, Service};
+use crate::release::Release;
 
 use super::background::Background;
 use super::clock::Clock;
@@ -151,7 +151,7 @@ impl Engine {
             .iter()
             .map(|sp| {
                 let rt = &engine.runs[&sp.name];
-                let (mut baseline, candidate) = revisions(&engine.release, &rt.spec);
+                let (mut baseline, candidate) = crate::plan::revisions(&engine.release, &rt.spec);
                 if let Some(b) = engine
                     .options
                     .platform_services
@@ -160,15 +160,7 @@ impl Engine {
                 {
                     baseline = b;
                 }
-                ServiceInit {
-                    name: sp.name.clone(),
-                    strategy: sp.strategy,
-                    wave: sp.wave,
-                    depends_on: sp.depends_on.clone(),
-                    baseline,
-                    candidate,
-                    steps: sp.steps.iter().map(|s| s.description.clone()).collect(),
-                }
+                ServiceInit::new(sp, baseline, candidate)
             })
             .collect();
         let run_id = engine.recorder.run_id();
@@ -208,7 +200,7 @@ impl Engine {
                 .platform_services
                 .get(&sp.name)
                 .and_then(|p| p.replicas)
-                .unwrap_or_else(|| spec.local.as_ref().map_or(1, |l| l.replicas.max(1)));
+                .unwrap_or_else(|| crate::plan::default_replicas(&spec));
             order.push(sp.name.clone());
             runs.insert(
                 sp.name.clone(),
@@ -429,21 +421,6 @@ impl Engine {
             .iter()
             .map(|s| (s.name.clone(), s.weights.clone()))
             .collect()
-    }
-}
-
-/// Baseline and candidate revision names of a service on the release's platform.
-pub fn revisions(release: &Release, s: &Service) -> (String, String) {
-    match (&s.local, &s.ecs) {
-        (Some(l), _) if release.release.platform == crate::release::PlatformKind::Local => {
-            (l.current.revision.clone(), l.target.revision.clone())
-        }
-        (_, Some(e)) => (
-            "current".to_string(),
-            e.image.rsplit(':').next().unwrap_or(&e.image).to_string(),
-        ),
-        (Some(l), None) => (l.current.revision.clone(), l.target.revision.clone()),
-        (None, None) => ("stable".into(), "candidate".into()),
     }
 }
 
