@@ -16,3 +16,4 @@ pub mod migrate;
 pub mod plan;
 pub mod platform;
 pub mod release;
+pub mod session;

@@ -43,7 +43,7 @@ impl ConnectArgs {
         let endpoint = match (&self.url, &self.socket) {
             (Some(u), _) => Endpoint::from_url(u).map_err(|e| e.to_string())?,
             (None, Some(p)) => Endpoint::Unix(p.clone()),
-            (None, None) => Endpoint::Unix(super::serve::socket_path(&self.state.resolve())),
+            (None, None) => Endpoint::Unix(crate::session::socket_path(&self.state.resolve())),
         };
         let token = match (&self.token_file, &endpoint) {
             (Some(f), Endpoint::Tcp(_)) => Some(

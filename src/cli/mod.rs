@@ -4,7 +4,6 @@
 mod audit;
 mod aws_common;
 mod check_config;
-pub mod console_front;
 mod diff;
 mod history;
 mod migrate;
@@ -17,7 +16,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub mod judge_bench;
 pub mod judge_replay;
@@ -27,20 +26,12 @@ pub mod ctl;
 pub mod demo;
 pub mod demo_service;
 pub mod deploy;
-mod deploy_ecs;
 pub mod load;
 pub mod resume;
 pub mod serve;
 
-/// Exit code for invalid input (a release file, a flag).
-pub const EXIT_INVALID: u8 = 2;
-/// Exit code for an internal error.
-pub const EXIT_INTERNAL: u8 = 1;
-/// Exit code when something rolled back (or, in a replay, would have).
-pub const EXIT_ROLLED_BACK: u8 = 3;
-/// Exit code when the operator stopped a release before its end (quit the console
-/// leaving it paused, or interrupted twice): nothing failed, `resume` carries on.
-pub const EXIT_UNFINISHED: u8 = 6;
+pub use crate::session::exit::{EXIT_INTERNAL, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_UNFINISHED};
+pub use crate::session::spec::Output;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,14 +43,6 @@ pub const EXIT_UNFINISHED: u8 = 6;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output format of commands that can print JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +132,42 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// Console flags shared by `deploy`, `resume`, `demo` and `attach`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UiArgs {
+    /// Watch only: hide every action that changes the release.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Theme: dark, light, high-contrast, mono, or one of yours [default: dark].
+    #[arg(long, env = "CUTOVER_THEME")]
+    pub theme: Option<String>,
+    /// Shipped keymap under your keymap.toml: default or vim.
+    #[arg(long, env = "CUTOVER_KEYMAP")]
+    pub keymap: Option<String>,
+    /// No colours (the mono theme); also when NO_COLOR is set.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Click to focus panes and select services, wheel to scroll.
+    #[arg(long)]
+    pub mouse: bool,
+    /// Read keymap.toml and themes/ from here instead of the config directory.
+    #[arg(long, env = "CUTOVER_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+impl From<&UiArgs> for crate::session::UiOptions {
+    fn from(a: &UiArgs) -> Self {
+        crate::session::UiOptions {
+            read_only: a.read_only,
+            theme: a.theme.clone(),
+            keymap: a.keymap.clone(),
+            no_color: a.no_color,
+            mouse: a.mouse,
+            config_dir: a.config_dir.clone(),
+        }
+    }
 }
 
 /// `--state-dir DIR`: where runs are journaled.

@@ -5,8 +5,11 @@
 
 use std::process::ExitCode;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
-use super::{EXIT_INVALID, Output, StateDirArg};
+use super::{EXIT_INVALID, Output, StateDirArg, UiArgs};
+use crate::session::console::finish_with_console;
+use crate::session::finish::finish_session;
+use crate::session::resume::release_of_run;
+use crate::session::{Begin, contract_mode, runtime, start_session_with};
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
@@ -19,7 +22,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub headless: bool,
     #[command(flatten)]
-    pub ui: super::console_front::UiArgs,
+    pub ui: UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Keep serving the final state after the summary until SIGINT/SIGTERM.
@@ -35,9 +38,9 @@ pub struct ResumeArgs {
 }
 
 pub fn run(args: ResumeArgs) -> ExitCode {
-    let console = super::console_front::wanted(args.headless, args.output);
+    let console = crate::session::console::wanted(args.headless, args.output);
     if console {
-        super::console_front::init_logging();
+        crate::session::console::init_logging();
     } else {
         super::init_logging_at("warn");
     }
@@ -86,7 +89,7 @@ pub fn run(args: ResumeArgs) -> ExitCode {
             &operator,
             args.output,
             !console,
-            super::deploy::contract_mode(args.allow_contract, console),
+            contract_mode(args.allow_contract, console),
         )
         .await
         {
@@ -98,10 +101,7 @@ pub fn run(args: ResumeArgs) -> ExitCode {
                     (serde_json::json!({"resumed": true}), Vec::new())
                 };
                 if console {
-                    super::console_front::finish_with_console(
-                        s, &release, &operator, &args.ui, resumed,
-                    )
-                    .await
+                    finish_with_console(s, &release, &operator, &(&args.ui).into(), resumed).await
                 } else {
                     finish_session(s, &operator, args.keep_running, resumed).await
                 }

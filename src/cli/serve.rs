@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
 use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg};
-use crate::control::{ControlServer, Listeners, SOCKET_NAME, ServerConfig, Tokens};
+use crate::control::{ControlServer, Listeners, ServerConfig, Tokens};
+use crate::session::finish::finish_session;
+use crate::session::handover::{Background, spawn_background};
+use crate::session::resume::release_of_run;
+use crate::session::{Begin, contract_mode, runtime, socket_path, start_session_with};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -67,11 +70,6 @@ pub struct ServeArgs {
     pub allow_contract: bool,
 }
 
-/// The socket of a state directory.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET_NAME)
-}
-
 pub fn run(args: ServeArgs) -> ExitCode {
     let state_dir = args.state.resolve();
     let socket = args
@@ -109,10 +107,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 token_file: None,
                 operator: args.operator.clone(),
             },
-            read_only: false,
-            keymap: None,
-            theme: None,
-            no_color: false,
+            ui: super::UiArgs::default(),
         });
     }
     // Log to stderr only here: with --console this terminal belongs to the console.
@@ -206,7 +201,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             &operator,
             args.output,
             true,
-            super::deploy::contract_mode(args.allow_contract, true),
+            contract_mode(args.allow_contract, true),
         )
         .await
         {
@@ -250,60 +245,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     ExitCode::from(code)
-}
-
-/// A `cutover serve` started in the background by [`spawn_background`].
-pub(crate) struct Background {
-    pub child: std::process::Child,
-    /// Its stdout and stderr.
-    pub log: PathBuf,
-}
-
-/// Start this program with `argv` in a new session (`setsid`: no controlling terminal,
-/// its own process group, so a closed terminal or SSH session cannot hang it up), stdin
-/// from /dev/null, stdout and stderr appended to `STATE_DIR/serve-PID.log` (mode 0600).
-pub(crate) fn spawn_background(
-    state_dir: &Path,
-    argv: &[std::ffi::OsString],
-) -> Result<Background, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::CommandExt;
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    let log_path = state_dir.join(format!("serve-{}.log", std::process::id()));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(argv)
-        .env("CUTOVER_STATE_DIR", state_dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the background server: {e}"))?;
-    Ok(Background {
-        child,
-        log: log_path,
-    })
 }
 
 /// Start `cutover serve` again without `--detach` in a new session, output to a log file,
