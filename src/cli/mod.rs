@@ -303,6 +303,33 @@ mod tests {
     use super::printable;
 
     #[test]
+    fn attach_offers_the_console_options_of_deploy() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let longs = |name: &str| -> std::collections::BTreeSet<String> {
+            cli.find_subcommand(name)
+                .map(|c| {
+                    c.get_arguments()
+                        .filter_map(|a| a.get_long().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (deploy, attach) = (longs("deploy"), longs("attach"));
+        for ui in [
+            "config-dir",
+            "theme",
+            "keymap",
+            "no-color",
+            "mouse",
+            "read-only",
+        ] {
+            assert!(deploy.contains(ui), "deploy lacks --{ui}");
+            assert!(attach.contains(ui), "attach lacks --{ui}");
+        }
+    }
+
+    #[test]
     fn control_characters_are_escaped() {
         assert_eq!(printable("plain ü"), "plain ü");
         assert_eq!(printable("a\nb\u{1b}[2J\t"), "a\\nb\\u{1b}[2J\\t");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::exit::{EXIT_INTERNAL, EXIT_UNFINISHED};
 use super::finish::signal;
 use super::handover::hand_over;
+use super::remote_link::RemoteLink;
 use super::share::{attach_command, share, shell_word};
 use super::spec::Output;
 use super::start::Session;
@@ -198,6 +199,7 @@ pub async fn run_console(
         config_dir: ui.config_dir.clone(),
         plan: Some(Arc::new(crate::plan::plan(release))),
         share: shared.as_ref().map(|s| s.attach.clone()),
+        remote: false,
     };
     // SIGINT/SIGTERM from outside (Ctrl-C inside the console is a key): the console's
     // guard gives the terminal back, then the release is aborted as on the headless path.
@@ -361,5 +363,55 @@ pub async fn run_console(
     ConsoleEnd {
         code,
         handed_over: false,
+    }
+}
+
+/// Run the console on a served release (`cutover attach`): the same console as a run's
+/// own (terminal control, Ctrl-Z, mouse, config directory), on the remote link. Quitting
+/// only detaches: the release goes on in its server.
+pub async fn run_attached(
+    remote: RemoteLink,
+    operator: &str,
+    endpoint: &str,
+    ui: &UiOptions,
+) -> u8 {
+    let options = ConsoleOptions {
+        settings: Settings {
+            operator: operator.to_string(),
+            environment: None,
+            read_only: ui.read_only,
+            mouse: ui.mouse,
+        },
+        choice: Choice {
+            keymap: ui.keymap.clone(),
+            theme: ui.theme.clone(),
+            no_color: ui.no_color,
+        },
+        config_dir: ui.config_dir.clone(),
+        plan: None,
+        share: None,
+        remote: true,
+    };
+    let result = crate::console::run(remote.link, Arc::new(SystemClock), options).await;
+    let ended = if remote.feed.is_finished() {
+        remote.feed.await.ok()
+    } else {
+        remote.feed.abort();
+        None
+    };
+    match result {
+        Ok(_) => {
+            match ended {
+                Some(why) => note!("cutover: detached from {endpoint}: {why}"),
+                None => note!(
+                    "cutover: detached from {endpoint}; the release goes on (`cutover attach` to come back)"
+                ),
+            }
+            0
+        }
+        Err(e) => {
+            note!("cutover: console: {e}");
+            EXIT_INTERNAL
+        }
     }
 }
