@@ -5,11 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{EXIT_INVALID, Output, StateDirArg, UiArgs};
-use crate::engine::ReleaseState;
-use crate::session::console::finish_with_console;
-use crate::session::finish::finish_session;
-use crate::session::{Begin, contract_mode, runtime, start_session_with};
+use super::{Error, Output, StateDirArg, UiArgs};
+use crate::session::{Front, RunSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -38,73 +35,30 @@ pub struct DeployArgs {
     pub allow_contract: bool,
 }
 
-pub fn run(args: DeployArgs) -> ExitCode {
+pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     let console = crate::session::console::wanted(args.headless, args.output);
     if console {
         crate::session::console::init_logging();
     } else {
         super::init_logging_at("warn");
     }
-    let text = match std::fs::read(&args.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cutover: cannot read {}: {e}", args.file.display());
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let loaded = match crate::release::load(&args.file) {
-        Ok(l) => l,
-        Err(diags) => return super::report_diagnostics(&diags),
-    };
-    let operator = crate::engine::operator_name(args.operator.as_deref());
-    let state_dir = args.state.resolve();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(f) => {
-            eprintln!("cutover: {}", f.message);
-            return ExitCode::from(f.code);
-        }
-    };
-    let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
-    let code = rt.block_on(async {
-        let begin = Begin::Fresh {
-            file_label: args.file.display().to_string(),
-            sha256: crate::journal::sha256_hex(&text),
-        };
-        match start_session_with(
-            &loaded.release,
-            &base_dir,
-            &state_dir,
-            begin,
-            &operator,
-            args.output,
-            !console,
-            contract_mode(args.allow_contract, console),
-        )
-        .await
-        {
-            Ok(s) => {
-                if args.output == Output::Text {
-                    eprintln!(
-                        "cutover: run {} journaled under {}",
-                        s.run_id,
-                        state_dir.display()
-                    );
-                }
-                let none = |_: &ReleaseState| (serde_json::json!({}), Vec::new());
-                if console {
-                    finish_with_console(s, &loaded.release, &operator, &(&args.ui).into(), none)
-                        .await
-                } else {
-                    finish_session(s, &operator, args.keep_running, none).await
-                }
+    let (release, base_dir, begin) = crate::session::spec::from_file(&args.file)?;
+    let code = crate::session::run::run(RunSpec {
+        release,
+        base_dir,
+        begin,
+        state_dir: args.state.resolve(),
+        operator: crate::engine::operator_name(args.operator.as_deref()),
+        output: args.output,
+        allow_contract: args.allow_contract,
+        front: if console {
+            Front::Console((&args.ui).into())
+        } else {
+            Front::Headless {
+                keep_running: args.keep_running,
             }
-            Err(f) => {
-                eprintln!("cutover: {}", f.message);
-                f.code
-            }
-        }
-    });
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    ExitCode::from(code)
+        },
+        summary_extra: serde_json::json!({}),
+    })?;
+    Ok(ExitCode::from(code))
 }

@@ -2,7 +2,6 @@
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
 mod audit;
-mod aws_common;
 mod check_config;
 mod diff;
 mod history;
@@ -30,8 +29,15 @@ pub mod load;
 pub mod resume;
 pub mod serve;
 
+use crate::session::Failure;
 pub use crate::session::exit::{EXIT_INTERNAL, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_UNFINISHED};
 pub use crate::session::spec::Output;
+
+/// Exit code of `ctl` when the engine refused the command (its reason is on stderr).
+pub const EXIT_REFUSED: u8 = 4;
+/// Exit code when the server did not let this caller act (token missing, wrong or
+/// read-only).
+pub const EXIT_DENIED: u8 = 5;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -118,7 +124,7 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
-        aws: aws_common::AwsArgs,
+        aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -128,7 +134,7 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
-        aws: aws_common::AwsArgs,
+        aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -170,6 +176,141 @@ impl From<&UiArgs> for crate::session::UiOptions {
     }
 }
 
+/// How to reach a served release (shared with `attach`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// The server's Unix socket [default: STATE_DIR/cutover.sock].
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub socket: Option<PathBuf>,
+    /// The server's TCP address, e.g. http://127.0.0.1:7070 (needs --token-file).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A file holding the token for --url (just the token, or a token file with the
+    /// entry named by --operator); mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Who acts, for the journal (default: $USER; over TCP the token names you).
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+impl ConnectArgs {
+    /// A client for these flags (errors are invalid input).
+    pub fn client(&self) -> Result<crate::control::Client, String> {
+        let operator = crate::engine::operator_name(self.operator.as_deref());
+        let endpoint = match (&self.url, &self.socket) {
+            (Some(u), _) => crate::control::Endpoint::from_url(u).map_err(|e| e.to_string())?,
+            (None, Some(p)) => crate::control::Endpoint::Unix(p.clone()),
+            (None, None) => {
+                crate::control::Endpoint::Unix(crate::session::socket_path(&self.state.resolve()))
+            }
+        };
+        let token = match (&self.token_file, &endpoint) {
+            (Some(f), crate::control::Endpoint::Tcp(_)) => Some(
+                crate::control::tokens::client_token(f, self.operator.as_deref())
+                    .map_err(|e| format!("--token-file: {e}"))?,
+            ),
+            (None, crate::control::Endpoint::Tcp(_)) => {
+                return Err(
+                    "--url needs --token-file: the TCP listener only answers token holders".into(),
+                );
+            }
+            (_, crate::control::Endpoint::Unix(_)) => None,
+        };
+        Ok(crate::control::Client::new(endpoint, &operator).with_token(token))
+    }
+}
+
+/// The console on a served release, here (`attach`, `serve --console`): the same console
+/// runner as a run's own, on the remote link.
+fn attach_console(connect: &ConnectArgs, ui: &UiArgs) -> Result<ExitCode, Error> {
+    let client = connect
+        .client()
+        .map_err(Error::Invalid)?
+        .read_only(ui.read_only);
+    crate::session::console::init_logging();
+    let rt = crate::session::runtime()?;
+    let operator = client.operator().to_string();
+    let endpoint = client.endpoint().to_string();
+    let ui = ui.into();
+    let code = rt.block_on(async move {
+        let remote = crate::session::remote_link(client).await?;
+        Ok::<u8, crate::control::ClientError>(
+            crate::session::console::run_attached(remote, &operator, &endpoint, &ui).await,
+        )
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(ExitCode::from(code?))
+}
+
+// What `verify` and `diff` share: load an ECS release and build the platform for it.
+
+/// Where to find the AWS account: the standard chain, narrowed by these flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region for services without `region` in [service.ecs] (default: AWS_REGION or the
+    /// profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A named profile from ~/.aws/config (default: AWS_PROFILE, then `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// Load and validate the release, check it targets ECS, and build the platform. On
+/// failure, the exit code to return (after printing why).
+pub fn ecs_platform(
+    file: &std::path::Path,
+    args: &AwsArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<crate::platform::ecs::EcsPlatform, ExitCode> {
+    let loaded = match crate::release::load(file) {
+        Ok(r) => r,
+        Err(diags) => return Err(report_diagnostics(&diags)),
+    };
+    if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
+        eprintln!(
+            "{}: the release's platform is \"{}\"; this command checks ECS releases (set `platform = \"ecs\"` in [release])",
+            file.display(),
+            loaded.release.release.platform.as_str()
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    let conf = rt.block_on(crate::platform::ecs::aws::load_config(
+        args.region.as_deref(),
+        args.profile.as_deref(),
+    ));
+    if conf.region().is_none()
+        && loaded
+            .release
+            .services
+            .iter()
+            .any(|s| s.ecs.as_ref().is_some_and(|e| e.region.is_none()))
+    {
+        eprintln!(
+            "cutover: no AWS region: pass --region, set AWS_REGION, or add `region` to each [service.ecs]"
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    crate::platform::ecs::EcsPlatform::from_release(&loaded.release, &conf).map_err(|e| {
+        eprintln!("cutover: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+pub fn aws_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_INTERNAL)
+        })
+}
+
 /// `--state-dir DIR`: where runs are journaled.
 #[derive(Debug, Clone, Args)]
 pub struct StateDirArg {
@@ -209,11 +350,11 @@ pub fn main() -> ExitCode {
         Command::Schema => schema::run(),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
-        Command::Deploy(args) => deploy::run(args),
-        Command::Resume(args) => resume::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Ctl(args) => ctl::run(args),
-        Command::Attach(args) => attach::run(args),
+        Command::Deploy(args) => exit(deploy::run(args)),
+        Command::Resume(args) => exit(resume::run(args)),
+        Command::Serve(args) => exit(serve::run(args)),
+        Command::Ctl(args) => exit(ctl::run(args)),
+        Command::Attach(args) => exit(attach::run(args)),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),
@@ -227,25 +368,120 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Exit code for a journal error: 2 when the caller named something that is not there
-/// (or busy), 1 otherwise.
-fn journal_exit(e: &crate::journal::JournalError) -> ExitCode {
-    eprintln!("cutover: {e}");
-    if e.is_invalid_input() {
-        ExitCode::from(EXIT_INVALID)
-    } else {
-        ExitCode::from(EXIT_INTERNAL)
+/// Why a command failed. Every command that can fail returns one; [`Error::report`] is
+/// the one place that prints it and maps it to its exit code.
+pub enum Error {
+    /// Invalid input (a flag, a file that is not there): exit 2.
+    Invalid(String),
+    /// An internal error: exit 1.
+    Internal(String),
+    /// A run's failure, with its own exit code.
+    Failure(Failure),
+    /// Problems in a release, printed the way `validate` prints them: exit 2.
+    Diagnostics(Vec<crate::release::Diagnostic>),
+    /// 2 when the caller named a run that is not there (or busy), 1 otherwise.
+    Journal(crate::journal::JournalError),
+    /// Talking to a served release: 2 invalid, 5 not allowed, 1 otherwise.
+    Client(crate::control::ClientError),
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::Failure(f)
     }
+}
+
+impl From<Vec<crate::release::Diagnostic>> for Error {
+    fn from(d: Vec<crate::release::Diagnostic>) -> Self {
+        Error::Diagnostics(d)
+    }
+}
+
+impl From<crate::journal::JournalError> for Error {
+    fn from(e: crate::journal::JournalError) -> Self {
+        Error::Journal(e)
+    }
+}
+
+impl From<crate::control::ClientError> for Error {
+    fn from(e: crate::control::ClientError) -> Self {
+        Error::Client(e)
+    }
+}
+
+impl From<crate::session::spec::SourceError> for Error {
+    fn from(e: crate::session::spec::SourceError) -> Self {
+        match e {
+            crate::session::spec::SourceError::Failure(f) => Error::Failure(f),
+            crate::session::spec::SourceError::Invalid(d) => Error::Diagnostics(d),
+        }
+    }
+}
+
+impl Error {
+    /// Print the error on stderr and return its exit code.
+    pub fn report(self) -> u8 {
+        use crate::control::ClientError;
+        match self {
+            Error::Invalid(m) => {
+                eprintln!("cutover: {m}");
+                EXIT_INVALID
+            }
+            Error::Internal(m) => {
+                eprintln!("cutover: {m}");
+                EXIT_INTERNAL
+            }
+            Error::Failure(f) => {
+                eprintln!("cutover: {}", f.message);
+                f.code
+            }
+            Error::Diagnostics(diags) => {
+                for d in &diags {
+                    eprint!("{d}");
+                }
+                let files: std::collections::BTreeSet<_> =
+                    diags.iter().map(|d| d.file.clone()).collect();
+                eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
+                EXIT_INVALID
+            }
+            Error::Journal(e) => {
+                eprintln!("cutover: {e}");
+                if e.is_invalid_input() {
+                    EXIT_INVALID
+                } else {
+                    EXIT_INTERNAL
+                }
+            }
+            Error::Client(e) => {
+                eprintln!("cutover: {e}");
+                match e {
+                    ClientError::Usage(_) | ClientError::Protocol(_) => EXIT_INVALID,
+                    ClientError::Server { code, .. }
+                        if code == "protocol_mismatch" || code == "bad_request" =>
+                    {
+                        EXIT_INVALID
+                    }
+                    e if e.is_denied() => EXIT_DENIED,
+                    _ => EXIT_INTERNAL,
+                }
+            }
+        }
+    }
+}
+
+/// A command's result as the process's exit code (errors printed).
+fn exit(r: Result<ExitCode, Error>) -> ExitCode {
+    r.unwrap_or_else(|e| ExitCode::from(e.report()))
+}
+
+/// Exit code for a journal error (printed).
+fn journal_exit(e: crate::journal::JournalError) -> ExitCode {
+    ExitCode::from(Error::Journal(e).report())
 }
 
 /// Print load errors the way `validate` does and return the invalid-input exit code.
 fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
-    for d in diags {
-        eprint!("{d}");
-    }
-    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| d.file.clone()).collect();
-    eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
-    ExitCode::from(EXIT_INVALID)
+    ExitCode::from(Error::Diagnostics(diags.to_vec()).report())
 }
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.

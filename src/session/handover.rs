@@ -170,6 +170,57 @@ pub async fn hand_over(
     }
 }
 
+/// A server started by [`serve_in_background`].
+pub struct Started {
+    pub pid: u32,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// Start this program with `argv` (a `cutover serve` without `--detach`) in a new
+/// session, output to a log file, and wait until it answers on `socket`.
+pub fn serve_in_background(
+    state_dir: &Path,
+    socket: &Path,
+    argv: &[std::ffi::OsString],
+) -> Result<Started, super::Failure> {
+    use std::time::Duration;
+    let Background {
+        mut child,
+        log: log_path,
+    } = spawn_background(state_dir, argv).map_err(super::Failure::internal)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(Started {
+                pid: child.id(),
+                log: log_path,
+            });
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(super::Failure {
+                code: status
+                    .code()
+                    .and_then(|c| u8::try_from(c).ok())
+                    .unwrap_or(super::EXIT_INTERNAL),
+                message: format!(
+                    "the background server exited ({status}) before serving; see {}",
+                    log_path.display()
+                ),
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(super::Failure::internal(format!(
+                "the background server (pid {}) did not open {} within 60 s; see {}",
+                child.id(),
+                socket.display(),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
