@@ -17,4 +17,5 @@ pub mod plan;
 pub mod platform;
 pub mod release;
 pub mod secrets;
+pub mod session;
 pub mod tls;
