@@ -58,6 +58,12 @@ impl Secrets {
         }
         for m in &release.migrations {
             s.add_url(&m.database);
+            // A database named by `env:VAR`: what the variable holds is secret too.
+            if let Some(var) = m.database.trim().strip_prefix("env:")
+                && let Ok(value) = std::env::var(var)
+            {
+                s.add_url(&value);
+            }
         }
         s
     }

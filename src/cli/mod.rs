@@ -184,7 +184,9 @@ pub struct ConnectArgs {
     /// The server's Unix socket [default: STATE_DIR/cutover.sock].
     #[arg(long, value_name = "PATH", conflicts_with = "url")]
     pub socket: Option<PathBuf>,
-    /// The server's TCP address, e.g. http://127.0.0.1:7070 (needs --token-file).
+    /// The server's TCP address, e.g. http://127.0.0.1:7070, or https://HOST:PORT for a
+    /// server with --tls-cert (checked against the system store plus SSL_CERT_FILE); needs
+    /// --token-file.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// A file holding the token for --url (just the token, or a token file with the
@@ -208,10 +210,12 @@ impl ConnectArgs {
             }
         };
         let token = match (&self.token_file, &endpoint) {
-            (Some(f), crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => Some(
-                crate::control::tokens::client_token(f, self.operator.as_deref())
-                    .map_err(|e| format!("--token-file: {e}"))?,
-            ),
+            (Some(f), crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
+                Some(
+                    crate::control::tokens::client_token(f, self.operator.as_deref())
+                        .map_err(|e| format!("--token-file: {e}"))?,
+                )
+            }
             (None, crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
                 return Err(
                     "--url needs --token-file: the TCP listener only answers token holders".into(),

@@ -38,9 +38,16 @@ pub struct ServeArgs {
     /// The Unix socket [default: STATE_DIR/cutover.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Also serve on loopback TCP, e.g. 127.0.0.1:7070 (requires --token-file).
+    /// Also serve on TCP, e.g. 127.0.0.1:7070 (requires --token-file). An address that is
+    /// not loopback also requires --tls-cert and --tls-key (remote pairing over TLS).
     #[arg(long, value_name = "ADDR", requires = "token_file")]
     pub listen: Option<SocketAddr>,
+    /// The server's certificate chain (PEM) for TLS on --listen.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; keep it mode 0600.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The tokens TCP clients must present (TOML, mode 0600; see PROTOCOL.md).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -83,6 +90,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 "--token-file is for --listen (TCP); the Unix socket needs no token".into(),
             ));
         }
+        _ => None,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::control::server::ServerTls::load(cert, key)
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        ),
         _ => None,
     };
     if args.detach || args.console {
@@ -137,6 +151,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         front: Front::Served(Serving {
             socket,
             tcp: args.listen.zip(tokens),
+            tls,
             keep_running: args.keep_running,
             linger: args.linger,
         }),

@@ -24,6 +24,7 @@ pub mod notify;
 mod observe;
 mod reconciler;
 pub mod recorder;
+mod redact;
 mod rollback;
 mod schedule;
 mod service_run;

@@ -84,6 +84,8 @@ impl Default for EngineOptions {
 /// The engine of one release run.
 pub struct Engine {
     pub(super) release: Release,
+    /// What captured text is scrubbed of before it becomes an event (`redact.rs`).
+    pub(super) secrets: crate::secrets::Secrets,
     pub(super) options: EngineOptions,
     pub(super) platform: Arc<dyn Platform>,
     pub(super) clock: Arc<dyn Clock>,
@@ -215,6 +217,7 @@ impl Engine {
         );
         Ok(Engine {
             mig,
+            secrets: crate::secrets::Secrets::from_release(&release),
             release,
             options,
             platform,
@@ -296,7 +299,8 @@ impl Engine {
     }
 
     /// Record, apply, broadcast. The caller acts only after this returned Ok.
-    pub(crate) fn emit(&mut self, kind: EventKind) -> Result<(), EngineError> {
+    pub(crate) fn emit(&mut self, mut kind: EventKind) -> Result<(), EngineError> {
+        super::redact::scrub(&mut kind, &self.secrets);
         let observation = kind.is_observation();
         if let EventKind::RollbackStarted {
             service, trigger, ..

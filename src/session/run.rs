@@ -41,10 +41,13 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
     let mut front = front;
     let listeners = match &mut front {
         Front::Served(s) => Some(
-            Listeners::bind(ServerConfig {
-                socket: s.socket.clone(),
-                tcp: s.tcp.take(),
-            })
+            Listeners::bind_tls(
+                ServerConfig {
+                    socket: s.socket.clone(),
+                    tcp: s.tcp.take(),
+                },
+                s.tls.take(),
+            )
             .await
             .map_err(|e| Failure::invalid(e.to_string()))?,
         ),
@@ -79,8 +82,8 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
             session.run_id,
             serving.socket.display(),
             server
-                .tcp_addr()
-                .map(|a| format!(" and http://{a}"))
+                .tcp_url()
+                .map(|u| format!(" and {u}"))
                 .unwrap_or_default()
         );
         let code = finish_session(session, &operator, serving.keep_running, extra).await;

@@ -59,6 +59,8 @@ pub enum Front {
 pub struct Serving {
     pub socket: std::path::PathBuf,
     pub tcp: Option<(std::net::SocketAddr, crate::control::Tokens)>,
+    /// TLS for `tcp` (`--tls-cert`/`--tls-key`): required on a non-loopback address.
+    pub tls: Option<crate::control::server::ServerTls>,
     pub keep_running: bool,
     /// After the release finished, keep serving this long so consoles see the end.
     pub linger: std::time::Duration,
