@@ -16,4 +16,6 @@ pub mod migrate;
 pub mod plan;
 pub mod platform;
 pub mod release;
+pub mod secrets;
+pub mod session;
 pub mod tls;

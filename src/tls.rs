@@ -162,6 +162,10 @@ fn reason(e: &std::io::Error) -> String {
                 }
                 C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
                 C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_string(),
+                C::BadSignature => {
+                    "its signature does not verify against the trusted authority of that name"
+                        .to_string()
+                }
                 C::NotValidForName | C::NotValidForNameContext { .. } => {
                     "it is not valid for this host name".to_string()
                 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cutover::cli::judge_replay::{render, replay_file, replay_text};
+use cutover::judge::replay::{render, replay_file, replay_text};
 use cutover::judge::{AnalysisConfig, JudgeKind, Outcome};
 
 fn example(name: &str) -> std::path::PathBuf {

@@ -560,7 +560,7 @@ fn tcp_needs_a_valid_operator_token_and_refused_attempts_are_audited() {
 async fn an_attached_console_says_the_server_is_gone_and_comes_back_after_resume() {
     let mut served = Served::start(&[]);
     // The console's own link (what `cutover attach` renders from).
-    let remote = cutover::cli::attach::remote_link(served.client("carol"))
+    let remote = cutover::session::remote_link(served.client("carol"))
         .await
         .unwrap();
     let mut link = remote.link;
@@ -672,7 +672,7 @@ async fn kill_9_of_serve_then_resume_and_clients_reattach() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_link_of_attach_carries_state_events_presence_and_commands() {
     let served = Served::start(&[]);
-    let mut remote = cutover::cli::attach::remote_link(served.client("alice"))
+    let mut remote = cutover::session::remote_link(served.client("alice"))
         .await
         .unwrap();
     assert_eq!(remote.state.release, "pairing");

@@ -159,3 +159,119 @@ async fn a_non_loopback_listener_needs_tls_and_bad_pem_files_are_named() {
         .to_string();
     assert!(err.contains("does not go with"), "{err}");
 }
+
+/// `cutover serve --listen --tls-cert --tls-key` and two `ctl` clients, one by name and one
+/// by address, trusting the CA through `SSL_CERT_FILE`: both read the release and act as
+/// the operator their token names.
+#[test]
+fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let (ca, cert, key) = pki.write(dir.path());
+    let write_private = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let tokens = write_private("tokens.toml", TOKENS);
+    let alice = write_private("alice.token", "alice-token-0123456789");
+    let bob = write_private("bob.token", "bob-token-0123456789ab");
+    let release = include_str!("fixtures/pairing-release.toml")
+        .replace("MARKER", &format!("tlsmark{}", std::process::id()))
+        .replace("PORT_A", &free_port().to_string())
+        .replace("PORT_B", &free_port().to_string());
+    let file = dir.path().join("release.toml");
+    std::fs::write(&file, release).unwrap();
+    let port = free_port();
+    let state = dir.path().join("state");
+    let mut serve = Command::new(support::CUTOVER)
+        .arg("serve")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--operator", "carol", "--linger", "0.2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--token-file")
+        .arg(&tokens)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ctl = |url: String, token: &std::path::Path, args: &[&str]| {
+        Command::new(support::CUTOVER)
+            .arg("ctl")
+            .args(args)
+            .arg("--url")
+            .arg(url)
+            .arg("--token-file")
+            .arg(token)
+            .env("SSL_CERT_FILE", &ca)
+            .output()
+            .unwrap()
+    };
+    let by_name = format!("https://localhost:{port}");
+    let by_address = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = ctl(by_name.clone(), &alice, &["status"]);
+        if st.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+            assert_eq!(v["state"]["release"], "pairing");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && serve.try_wait().unwrap().is_none(),
+            "serve never answered over TLS: {}\n{}",
+            String::from_utf8_lossy(&st.stderr),
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = ctl(by_address.clone(), &bob, &["status"]);
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    // Trusting another CA, the same command is refused with the reason.
+    let other_ca = write_private("other-ca.pem", &support::tls::pki().ca_pem);
+    let untrusted = Command::new(support::CUTOVER)
+        .args(["ctl", "status", "--url", &by_name, "--token-file"])
+        .arg(&alice)
+        .env("SSL_CERT_FILE", &other_ca)
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("unknown authority"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let ab = ctl(by_address, &bob, &["abort"]);
+    assert_eq!(
+        ab.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ab.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ab.stdout).contains("(as bob)"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serve.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not finish after abort"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    assert!(log.contains(&format!("https://127.0.0.1:{port}")), "{log}");
+}

@@ -66,7 +66,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
 /// `None` means "the newest run" for `audit` and "every run" for `verify`, so the caller
 /// decides.
 fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, ExitCode> {
-    let runs = journal::list_runs(state_dir).map_err(|e| super::journal_exit(&e))?;
+    let runs = journal::list_runs(state_dir).map_err(super::journal_exit)?;
     if let Some(r) = runs.iter().find(|r| r.run_id == target) {
         return Ok(vec![r.clone()]);
     }
@@ -205,7 +205,7 @@ fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             },
-            Err(e) => return super::journal_exit(&e),
+            Err(e) => return super::journal_exit(e),
         },
     };
     let mut damaged = false;
@@ -256,7 +256,7 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
             for id in ids {
                 match journal::verify(state_dir, Some(&id)) {
                     Ok(r) => runs.extend(r.runs),
-                    Err(e) => return super::journal_exit(&e),
+                    Err(e) => return super::journal_exit(e),
                 }
             }
             Ok(journal::VerifyReport { runs })
@@ -264,7 +264,7 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
     };
     let report = match report {
         Ok(r) => r,
-        Err(e) => return super::journal_exit(&e),
+        Err(e) => return super::journal_exit(e),
     };
     match output {
         Output::Json => match serde_json::to_string_pretty(&report) {

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::deploy::{Begin, finish_session, runtime, start_session_with};
+use super::UiArgs;
 use super::{EXIT_INTERNAL, Output, StateDirArg};
 use crate::engine::{Event, EventKind, ReleaseState, ServiceStatus};
+use crate::session::finish::finish_session;
+use crate::session::{Begin, runtime, start_session_with};
 
 /// The demo's release, also shipped as `examples/demo.toml`.
 pub const DEMO_RELEASE: &str = include_str!("../../examples/demo.toml");
@@ -26,7 +28,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub headless: bool,
     #[command(flatten)]
-    pub ui: super::console_front::UiArgs,
+    pub ui: UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     #[command(flatten)]
@@ -148,9 +150,9 @@ fn load_urls(release: &crate::release::Release) -> Vec<hyper::Uri> {
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    let console = super::console_front::wanted(args.headless, args.output);
+    let console = crate::session::console::wanted(args.headless, args.output);
     if console {
-        super::console_front::init_logging();
+        crate::session::console::init_logging();
     } else {
         super::init_logging_at("warn");
     }
@@ -179,7 +181,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
         };
-        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, super::deploy::contract_mode(false, console)).await {
+        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console)).await {
             Ok(s) => s,
             Err(f) => {
                 eprintln!("cutover: {}", f.message);
@@ -205,7 +207,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             closing(state, r)
         };
         let (code, handed_over) = if console {
-            let end = super::console_front::run_console(session, &release, &operator, &args.ui, close).await;
+            let end = crate::session::console::run_console(session, &release, &operator, &(&args.ui).into(), close).await;
             (end.code, end.handed_over)
         } else {
             (finish_session(session, &operator, false, close).await, false)

@@ -21,7 +21,7 @@ fn outcome(r: &RunSummary) -> String {
 pub fn run(state_dir: &Path, output: Output) -> ExitCode {
     let runs = match journal::list_runs(state_dir) {
         Ok(r) => r,
-        Err(e) => return super::journal_exit(&e),
+        Err(e) => return super::journal_exit(e),
     };
     if output == Output::Json {
         return match serde_json::to_string_pretty(&runs) {

@@ -2,9 +2,7 @@
 //! interface: 0 success, 2 invalid input, 3 something rolled back, 1 internal error.
 
 mod audit;
-mod aws_common;
 mod check_config;
-pub mod console_front;
 mod diff;
 mod history;
 mod migrate;
@@ -17,7 +15,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub mod judge_bench;
 pub mod judge_replay;
@@ -27,20 +25,19 @@ pub mod ctl;
 pub mod demo;
 pub mod demo_service;
 pub mod deploy;
-mod deploy_ecs;
 pub mod load;
 pub mod resume;
 pub mod serve;
 
-/// Exit code for invalid input (a release file, a flag).
-pub const EXIT_INVALID: u8 = 2;
-/// Exit code for an internal error.
-pub const EXIT_INTERNAL: u8 = 1;
-/// Exit code when something rolled back (or, in a replay, would have).
-pub const EXIT_ROLLED_BACK: u8 = 3;
-/// Exit code when the operator stopped a release before its end (quit the console
-/// leaving it paused, or interrupted twice): nothing failed, `resume` carries on.
-pub const EXIT_UNFINISHED: u8 = 6;
+use crate::session::Failure;
+pub use crate::session::exit::{EXIT_INTERNAL, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_UNFINISHED};
+pub use crate::session::spec::Output;
+
+/// Exit code of `ctl` when the engine refused the command (its reason is on stderr).
+pub const EXIT_REFUSED: u8 = 4;
+/// Exit code when the server did not let this caller act (token missing, wrong or
+/// read-only).
+pub const EXIT_DENIED: u8 = 5;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,14 +49,6 @@ pub const EXIT_UNFINISHED: u8 = 6;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output format of commands that can print JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +124,7 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
-        aws: aws_common::AwsArgs,
+        aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -145,10 +134,185 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
-        aws: aws_common::AwsArgs,
+        aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// Console flags shared by `deploy`, `resume`, `demo` and `attach`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UiArgs {
+    /// Watch only: hide every action that changes the release.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Theme: dark, light, high-contrast, mono, or one of yours [default: dark].
+    #[arg(long, env = "CUTOVER_THEME")]
+    pub theme: Option<String>,
+    /// Shipped keymap under your keymap.toml: default or vim.
+    #[arg(long, env = "CUTOVER_KEYMAP")]
+    pub keymap: Option<String>,
+    /// No colours (the mono theme); also when NO_COLOR is set.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Click to focus panes and select services, wheel to scroll.
+    #[arg(long)]
+    pub mouse: bool,
+    /// Read keymap.toml and themes/ from here instead of the config directory.
+    #[arg(long, env = "CUTOVER_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+impl From<&UiArgs> for crate::session::UiOptions {
+    fn from(a: &UiArgs) -> Self {
+        crate::session::UiOptions {
+            read_only: a.read_only,
+            theme: a.theme.clone(),
+            keymap: a.keymap.clone(),
+            no_color: a.no_color,
+            mouse: a.mouse,
+            config_dir: a.config_dir.clone(),
+        }
+    }
+}
+
+/// How to reach a served release (shared with `attach`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// The server's Unix socket [default: STATE_DIR/cutover.sock].
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub socket: Option<PathBuf>,
+    /// The server's TCP address, e.g. http://127.0.0.1:7070, or https://HOST:PORT for a
+    /// server with --tls-cert (checked against the system store plus SSL_CERT_FILE); needs
+    /// --token-file.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A file holding the token for --url (just the token, or a token file with the
+    /// entry named by --operator); mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Who acts, for the journal (default: $USER; over TCP the token names you).
+    #[arg(long)]
+    pub operator: Option<String>,
+}
+
+impl ConnectArgs {
+    /// A client for these flags (errors are invalid input).
+    pub fn client(&self) -> Result<crate::control::Client, String> {
+        let operator = crate::engine::operator_name(self.operator.as_deref());
+        let endpoint = match (&self.url, &self.socket) {
+            (Some(u), _) => crate::control::Endpoint::from_url(u).map_err(|e| e.to_string())?,
+            (None, Some(p)) => crate::control::Endpoint::Unix(p.clone()),
+            (None, None) => {
+                crate::control::Endpoint::Unix(crate::session::socket_path(&self.state.resolve()))
+            }
+        };
+        let token = match (&self.token_file, &endpoint) {
+            (Some(f), crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
+                Some(
+                    crate::control::tokens::client_token(f, self.operator.as_deref())
+                        .map_err(|e| format!("--token-file: {e}"))?,
+                )
+            }
+            (None, crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
+                return Err(
+                    "--url needs --token-file: the TCP listener only answers token holders".into(),
+                );
+            }
+            (_, crate::control::Endpoint::Unix(_)) => None,
+        };
+        Ok(crate::control::Client::new(endpoint, &operator).with_token(token))
+    }
+}
+
+/// The console on a served release, here (`attach`, `serve --console`): the same console
+/// runner as a run's own, on the remote link.
+fn attach_console(connect: &ConnectArgs, ui: &UiArgs) -> Result<ExitCode, Error> {
+    let client = connect
+        .client()
+        .map_err(Error::Invalid)?
+        .read_only(ui.read_only);
+    crate::session::console::init_logging();
+    let rt = crate::session::runtime()?;
+    let operator = client.operator().to_string();
+    let endpoint = client.endpoint().to_string();
+    let ui = ui.into();
+    let code = rt.block_on(async move {
+        let remote = crate::session::remote_link(client).await?;
+        Ok::<u8, crate::control::ClientError>(
+            crate::session::console::run_attached(remote, &operator, &endpoint, &ui).await,
+        )
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(ExitCode::from(code?))
+}
+
+// What `verify` and `diff` share: load an ECS release and build the platform for it.
+
+/// Where to find the AWS account: the standard chain, narrowed by these flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region for services without `region` in [service.ecs] (default: AWS_REGION or the
+    /// profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A named profile from ~/.aws/config (default: AWS_PROFILE, then `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// Load and validate the release, check it targets ECS, and build the platform. On
+/// failure, the exit code to return (after printing why).
+pub fn ecs_platform(
+    file: &std::path::Path,
+    args: &AwsArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<crate::platform::ecs::EcsPlatform, ExitCode> {
+    let loaded = match crate::release::load(file) {
+        Ok(r) => r,
+        Err(diags) => return Err(report_diagnostics(&diags)),
+    };
+    if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
+        eprintln!(
+            "{}: the release's platform is \"{}\"; this command checks ECS releases (set `platform = \"ecs\"` in [release])",
+            file.display(),
+            loaded.release.release.platform.as_str()
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    let conf = rt.block_on(crate::platform::ecs::aws::load_config(
+        args.region.as_deref(),
+        args.profile.as_deref(),
+    ));
+    if conf.region().is_none()
+        && loaded
+            .release
+            .services
+            .iter()
+            .any(|s| s.ecs.as_ref().is_some_and(|e| e.region.is_none()))
+    {
+        eprintln!(
+            "cutover: no AWS region: pass --region, set AWS_REGION, or add `region` to each [service.ecs]"
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    crate::platform::ecs::EcsPlatform::from_release(&loaded.release, &conf).map_err(|e| {
+        eprintln!("cutover: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+pub fn aws_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_INTERNAL)
+        })
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -190,11 +354,11 @@ pub fn main() -> ExitCode {
         Command::Schema => schema::run(),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
-        Command::Deploy(args) => deploy::run(args),
-        Command::Resume(args) => resume::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Ctl(args) => ctl::run(args),
-        Command::Attach(args) => attach::run(args),
+        Command::Deploy(args) => exit(deploy::run(args)),
+        Command::Resume(args) => exit(resume::run(args)),
+        Command::Serve(args) => exit(serve::run(args)),
+        Command::Ctl(args) => exit(ctl::run(args)),
+        Command::Attach(args) => exit(attach::run(args)),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),
@@ -208,25 +372,120 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Exit code for a journal error: 2 when the caller named something that is not there
-/// (or busy), 1 otherwise.
-fn journal_exit(e: &crate::journal::JournalError) -> ExitCode {
-    eprintln!("cutover: {e}");
-    if e.is_invalid_input() {
-        ExitCode::from(EXIT_INVALID)
-    } else {
-        ExitCode::from(EXIT_INTERNAL)
+/// Why a command failed. Every command that can fail returns one; [`Error::report`] is
+/// the one place that prints it and maps it to its exit code.
+pub enum Error {
+    /// Invalid input (a flag, a file that is not there): exit 2.
+    Invalid(String),
+    /// An internal error: exit 1.
+    Internal(String),
+    /// A run's failure, with its own exit code.
+    Failure(Failure),
+    /// Problems in a release, printed the way `validate` prints them: exit 2.
+    Diagnostics(Vec<crate::release::Diagnostic>),
+    /// 2 when the caller named a run that is not there (or busy), 1 otherwise.
+    Journal(crate::journal::JournalError),
+    /// Talking to a served release: 2 invalid, 5 not allowed, 1 otherwise.
+    Client(crate::control::ClientError),
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::Failure(f)
     }
+}
+
+impl From<Vec<crate::release::Diagnostic>> for Error {
+    fn from(d: Vec<crate::release::Diagnostic>) -> Self {
+        Error::Diagnostics(d)
+    }
+}
+
+impl From<crate::journal::JournalError> for Error {
+    fn from(e: crate::journal::JournalError) -> Self {
+        Error::Journal(e)
+    }
+}
+
+impl From<crate::control::ClientError> for Error {
+    fn from(e: crate::control::ClientError) -> Self {
+        Error::Client(e)
+    }
+}
+
+impl From<crate::session::spec::SourceError> for Error {
+    fn from(e: crate::session::spec::SourceError) -> Self {
+        match e {
+            crate::session::spec::SourceError::Failure(f) => Error::Failure(f),
+            crate::session::spec::SourceError::Invalid(d) => Error::Diagnostics(d),
+        }
+    }
+}
+
+impl Error {
+    /// Print the error on stderr and return its exit code.
+    pub fn report(self) -> u8 {
+        use crate::control::ClientError;
+        match self {
+            Error::Invalid(m) => {
+                eprintln!("cutover: {m}");
+                EXIT_INVALID
+            }
+            Error::Internal(m) => {
+                eprintln!("cutover: {m}");
+                EXIT_INTERNAL
+            }
+            Error::Failure(f) => {
+                eprintln!("cutover: {}", f.message);
+                f.code
+            }
+            Error::Diagnostics(diags) => {
+                for d in &diags {
+                    eprint!("{d}");
+                }
+                let files: std::collections::BTreeSet<_> =
+                    diags.iter().map(|d| d.file.clone()).collect();
+                eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
+                EXIT_INVALID
+            }
+            Error::Journal(e) => {
+                eprintln!("cutover: {e}");
+                if e.is_invalid_input() {
+                    EXIT_INVALID
+                } else {
+                    EXIT_INTERNAL
+                }
+            }
+            Error::Client(e) => {
+                eprintln!("cutover: {e}");
+                match e {
+                    ClientError::Usage(_) | ClientError::Protocol(_) => EXIT_INVALID,
+                    ClientError::Server { code, .. }
+                        if code == "protocol_mismatch" || code == "bad_request" =>
+                    {
+                        EXIT_INVALID
+                    }
+                    e if e.is_denied() => EXIT_DENIED,
+                    _ => EXIT_INTERNAL,
+                }
+            }
+        }
+    }
+}
+
+/// A command's result as the process's exit code (errors printed).
+fn exit(r: Result<ExitCode, Error>) -> ExitCode {
+    r.unwrap_or_else(|e| ExitCode::from(e.report()))
+}
+
+/// Exit code for a journal error (printed).
+fn journal_exit(e: crate::journal::JournalError) -> ExitCode {
+    ExitCode::from(Error::Journal(e).report())
 }
 
 /// Print load errors the way `validate` does and return the invalid-input exit code.
 fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
-    for d in diags {
-        eprint!("{d}");
-    }
-    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| d.file.clone()).collect();
-    eprintln!("{} problem(s) in {} file(s)", diags.len(), files.len());
-    ExitCode::from(EXIT_INVALID)
+    ExitCode::from(Error::Diagnostics(diags.to_vec()).report())
 }
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.
@@ -282,6 +541,33 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::printable;
+
+    #[test]
+    fn attach_offers_the_console_options_of_deploy() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let longs = |name: &str| -> std::collections::BTreeSet<String> {
+            cli.find_subcommand(name)
+                .map(|c| {
+                    c.get_arguments()
+                        .filter_map(|a| a.get_long().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (deploy, attach) = (longs("deploy"), longs("attach"));
+        for ui in [
+            "config-dir",
+            "theme",
+            "keymap",
+            "no-color",
+            "mouse",
+            "read-only",
+        ] {
+            assert!(deploy.contains(ui), "deploy lacks --{ui}");
+            assert!(attach.contains(ui), "attach lacks --{ui}");
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
-use super::{EXIT_INVALID, Output, StateDirArg};
+use super::{Error, Output, StateDirArg, UiArgs};
+use crate::session::{Front, RunSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
@@ -19,7 +19,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub headless: bool,
     #[command(flatten)]
-    pub ui: super::console_front::UiArgs,
+    pub ui: UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Keep serving the final state after the summary until SIGINT/SIGTERM.
@@ -34,84 +34,32 @@ pub struct ResumeArgs {
     pub allow_contract: bool,
 }
 
-pub fn run(args: ResumeArgs) -> ExitCode {
-    let console = super::console_front::wanted(args.headless, args.output);
+pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
+    let console = crate::session::console::wanted(args.headless, args.output);
     if console {
-        super::console_front::init_logging();
+        crate::session::console::init_logging();
     } else {
         super::init_logging_at("warn");
     }
     let state_dir = args.state.resolve();
-    let run_id = match args.run.clone() {
-        Some(r) => r,
-        None => match crate::journal::latest_unfinished(&state_dir) {
-            Ok(Some(r)) => r.run_id,
-            Ok(None) => {
-                eprintln!(
-                    "cutover: no unfinished run under {}; nothing to resume (see `cutover history`)",
-                    state_dir.display()
-                );
-                return ExitCode::from(EXIT_INVALID);
-            }
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return ExitCode::from(super::EXIT_INTERNAL);
+    let (release, base_dir, begin) =
+        crate::session::spec::from_journal(&state_dir, args.run.as_deref())?;
+    let code = crate::session::run::run(RunSpec {
+        release,
+        base_dir,
+        begin,
+        state_dir,
+        operator: crate::engine::operator_name(args.operator.as_deref()),
+        output: args.output,
+        allow_contract: args.allow_contract,
+        front: if console {
+            Front::Console((&args.ui).into())
+        } else {
+            Front::Headless {
+                keep_running: args.keep_running,
             }
         },
-    };
-    let (release, base_dir) = match release_of_run(&state_dir, &run_id) {
-        Ok(x) => x,
-        Err(f) => {
-            eprintln!("cutover: {}", f.message);
-            return ExitCode::from(f.code);
-        }
-    };
-    let operator = crate::engine::operator_name(args.operator.as_deref());
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(f) => {
-            eprintln!("cutover: {}", f.message);
-            return ExitCode::from(f.code);
-        }
-    };
-    let code = rt.block_on(async {
-        let begin = Begin::Resume {
-            run_id: run_id.clone(),
-        };
-        match start_session_with(
-            &release,
-            &base_dir,
-            &state_dir,
-            begin,
-            &operator,
-            args.output,
-            !console,
-            super::deploy::contract_mode(args.allow_contract, console),
-        )
-        .await
-        {
-            Ok(s) => {
-                if args.output == Output::Text {
-                    eprintln!("cutover: resuming run {run_id}");
-                }
-                let resumed = |_: &crate::engine::ReleaseState| {
-                    (serde_json::json!({"resumed": true}), Vec::new())
-                };
-                if console {
-                    super::console_front::finish_with_console(
-                        s, &release, &operator, &args.ui, resumed,
-                    )
-                    .await
-                } else {
-                    finish_session(s, &operator, args.keep_running, resumed).await
-                }
-            }
-            Err(f) => {
-                eprintln!("cutover: {}", f.message);
-                f.code
-            }
-        }
-    });
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    ExitCode::from(code)
+        summary_extra: serde_json::json!({"resumed": true}),
+    })?;
+    Ok(ExitCode::from(code))
 }

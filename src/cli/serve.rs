@@ -10,13 +10,14 @@
 //! server process from the start, so nothing moves when a console goes away.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::deploy::{Begin, finish_session, release_of_run, runtime, start_session_with};
-use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg};
-use crate::control::{ControlServer, Listeners, SOCKET_NAME, ServerConfig, Tokens};
+use super::{ConnectArgs, Error, Output, StateDirArg, UiArgs};
+use crate::control::Tokens;
+use crate::session::handover::serve_in_background;
+use crate::session::{Front, RunSpec, Serving, socket_path};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -37,9 +38,16 @@ pub struct ServeArgs {
     /// The Unix socket [default: STATE_DIR/cutover.sock].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Also serve on loopback TCP, e.g. 127.0.0.1:7070 (requires --token-file).
+    /// Also serve on TCP, e.g. 127.0.0.1:7070 (requires --token-file). An address that is
+    /// not loopback also requires --tls-cert and --tls-key (remote pairing over TLS).
     #[arg(long, value_name = "ADDR", requires = "token_file")]
     pub listen: Option<SocketAddr>,
+    /// The server's certificate chain (PEM) for TLS on --listen.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; keep it mode 0600.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The tokens TCP clients must present (TOML, mode 0600; see PROTOCOL.md).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -67,297 +75,87 @@ pub struct ServeArgs {
     pub allow_contract: bool,
 }
 
-/// The socket of a state directory.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET_NAME)
-}
-
-pub fn run(args: ServeArgs) -> ExitCode {
+pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let state_dir = args.state.resolve();
     let socket = args
         .socket
         .clone()
         .unwrap_or_else(|| socket_path(&state_dir));
     let tokens = match (&args.listen, &args.token_file) {
-        (Some(_), Some(f)) => match Tokens::load(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("cutover: --token-file: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        },
+        (Some(_), Some(f)) => {
+            Some(Tokens::load(f).map_err(|e| Error::Invalid(format!("--token-file: {e}")))?)
+        }
         (None, Some(_)) => {
-            eprintln!(
-                "cutover: --token-file is for --listen (TCP); the Unix socket needs no token"
-            );
-            return ExitCode::from(EXIT_INVALID);
+            return Err(Error::Invalid(
+                "--token-file is for --listen (TCP); the Unix socket needs no token".into(),
+            ));
         }
         _ => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::control::server::ServerTls::load(cert, key)
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        ),
+        _ => None,
+    };
     if args.detach || args.console {
-        let code = detach(&state_dir, &socket, args.console);
-        if !args.console || code != ExitCode::SUCCESS {
-            return code;
+        // Start `cutover serve` again without --detach/--console in a new session, output
+        // to a log file, and wait for its socket.
+        let argv: Vec<std::ffi::OsString> = std::env::args_os()
+            .skip(1)
+            .filter(|a| a != "--detach" && a != "--console")
+            .collect();
+        let started = serve_in_background(&state_dir, &socket, &argv)?;
+        if !args.console {
+            println!(
+                "cutover: serving in the background (pid {}) on {}; log {}",
+                started.pid,
+                socket.display(),
+                started.log.display()
+            );
+            return Ok(ExitCode::SUCCESS);
         }
-        return super::attach::run(super::attach::AttachArgs {
-            connect: super::ctl::ConnectArgs {
-                state: StateDirArg {
-                    state_dir: Some(state_dir.clone()),
-                },
-                socket: Some(socket.clone()),
-                url: None,
-                token_file: None,
-                operator: args.operator.clone(),
+        let connect = ConnectArgs {
+            state: StateDirArg {
+                state_dir: Some(state_dir.clone()),
             },
-            read_only: false,
-            keymap: None,
-            theme: None,
-            no_color: false,
-        });
+            socket: Some(socket.clone()),
+            url: None,
+            token_file: None,
+            operator: args.operator.clone(),
+        };
+        return super::attach_console(&connect, &UiArgs::default());
     }
     // Log to stderr only here: with --console this terminal belongs to the console.
     super::init_logging();
     // Resolve what to run before touching anything.
-    let (release, base_dir, begin, text_note) = if args.resume {
-        let run_id = match args.run.clone() {
-            Some(r) => r,
-            None => match crate::journal::latest_unfinished(&state_dir) {
-                Ok(Some(r)) => r.run_id,
-                Ok(None) => {
-                    eprintln!(
-                        "cutover: no unfinished run under {}; nothing to resume (see `cutover history`)",
-                        state_dir.display()
-                    );
-                    return ExitCode::from(EXIT_INVALID);
-                }
-                Err(e) => {
-                    eprintln!("cutover: {e}");
-                    return ExitCode::from(EXIT_INTERNAL);
-                }
-            },
-        };
-        let (release, base_dir) = match release_of_run(&state_dir, &run_id) {
-            Ok(x) => x,
-            Err(f) => {
-                eprintln!("cutover: {}", f.message);
-                return ExitCode::from(f.code);
-            }
-        };
-        (
-            release,
-            base_dir,
-            Begin::Resume {
-                run_id: run_id.clone(),
-            },
-            format!("resuming run {run_id}"),
-        )
+    let (release, base_dir, begin) = if args.resume {
+        crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
         let Some(file) = args.file.clone() else {
-            eprintln!("cutover: serve needs a release file or --resume");
-            return ExitCode::from(EXIT_INVALID);
+            return Err(Error::Invalid(
+                "serve needs a release file or --resume".into(),
+            ));
         };
-        let text = match std::fs::read(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("cutover: cannot read {}: {e}", file.display());
-                return ExitCode::from(EXIT_INVALID);
-            }
-        };
-        let loaded = match crate::release::load(&file) {
-            Ok(l) => l,
-            Err(diags) => return super::report_diagnostics(&diags),
-        };
-        let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
-        (
-            loaded.release,
-            base_dir,
-            Begin::Fresh {
-                file_label: file.display().to_string(),
-                sha256: crate::journal::sha256_hex(&text),
-            },
-            String::new(),
-        )
+        crate::session::spec::from_file(&file)?
     };
-    let operator = crate::engine::operator_name(args.operator.as_deref());
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(f) => {
-            eprintln!("cutover: {}", f.message);
-            return ExitCode::from(f.code);
-        }
-    };
-    let code = rt.block_on(async {
-        let config = ServerConfig {
-            socket: socket.clone(),
+    let code = crate::session::run::run(RunSpec {
+        release,
+        base_dir,
+        begin,
+        state_dir,
+        operator: crate::engine::operator_name(args.operator.as_deref()),
+        output: args.output,
+        allow_contract: args.allow_contract,
+        front: Front::Served(Serving {
+            socket,
             tcp: args.listen.zip(tokens),
-        };
-        let listeners = match Listeners::bind(config).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return EXIT_INVALID;
-            }
-        };
-        let session = match start_session_with(
-            &release,
-            &base_dir,
-            &state_dir,
-            begin,
-            &operator,
-            args.output,
-            true,
-            super::deploy::contract_mode(args.allow_contract, true),
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(f) => {
-                let _ = std::fs::remove_file(&socket);
-                eprintln!("cutover: {}", f.message);
-                return f.code;
-            }
-        };
-        let server = ControlServer::start(
-            listeners,
-            session.hub.clone(),
-            session.handle.commands.clone(),
-        );
-        if !text_note.is_empty() {
-            eprintln!("cutover: {text_note}");
-        }
-        eprintln!(
-            "cutover: run {} serving on {}{}",
-            session.run_id,
-            socket.display(),
-            server
-                .tcp_addr()
-                .map(|a| format!(" and http://{a}"))
-                .unwrap_or_default()
-        );
-        let code = finish_session(session, &operator, args.keep_running, |_| {
-            (serde_json::json!({"served": true}), Vec::new())
-        })
-        .await;
-        if !args.keep_running {
-            tokio::time::sleep(args.linger).await;
-        }
-        server
-            .shutdown(&format!(
-                "the release finished (exit {code}); the server stopped"
-            ))
-            .await;
-        code
-    });
-    rt.shutdown_timeout(Duration::from_secs(2));
-    ExitCode::from(code)
-}
-
-/// A `cutover serve` started in the background by [`spawn_background`].
-pub(crate) struct Background {
-    pub child: std::process::Child,
-    /// Its stdout and stderr.
-    pub log: PathBuf,
-}
-
-/// Start this program with `argv` in a new session (`setsid`: no controlling terminal,
-/// its own process group, so a closed terminal or SSH session cannot hang it up), stdin
-/// from /dev/null, stdout and stderr appended to `STATE_DIR/serve-PID.log` (mode 0600).
-pub(crate) fn spawn_background(
-    state_dir: &Path,
-    argv: &[std::ffi::OsString],
-) -> Result<Background, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::CommandExt;
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    let log_path = state_dir.join(format!("serve-{}.log", std::process::id()));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| format!("cannot share {}: {e}", log_path.display()))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(argv)
-        .env("CUTOVER_STATE_DIR", state_dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the background server: {e}"))?;
-    Ok(Background {
-        child,
-        log: log_path,
-    })
-}
-
-/// Start `cutover serve` again without `--detach` in a new session, output to a log file,
-/// and wait for its socket.
-fn detach(state_dir: &Path, socket: &Path, quiet: bool) -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os()
-        .skip(1)
-        .filter(|a| a != "--detach" && a != "--console")
-        .collect();
-    let Background {
-        mut child,
-        log: log_path,
-    } = match spawn_background(state_dir, &argv) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            if quiet {
-                return ExitCode::SUCCESS;
-            }
-            println!(
-                "cutover: serving in the background (pid {}) on {}; log {}",
-                child.id(),
-                socket.display(),
-                log_path.display()
-            );
-            return ExitCode::SUCCESS;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            eprintln!(
-                "cutover: the background server exited ({status}) before serving; see {}",
-                log_path.display()
-            );
-            return ExitCode::from(
-                status
-                    .code()
-                    .and_then(|c| u8::try_from(c).ok())
-                    .unwrap_or(EXIT_INTERNAL),
-            );
-        }
-        if std::time::Instant::now() > deadline {
-            eprintln!(
-                "cutover: the background server (pid {}) did not open {} within 60 s; see {}",
-                child.id(),
-                socket.display(),
-                log_path.display()
-            );
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            tls,
+            keep_running: args.keep_running,
+            linger: args.linger,
+        }),
+        summary_extra: serde_json::json!({"served": true}),
+    })?;
+    Ok(ExitCode::from(code))
 }

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::Output;
-use super::aws_common::{self, AwsArgs};
+use super::{AwsArgs, aws_runtime, ecs_platform};
 use crate::platform::ecs::verify;
 
 pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> ExitCode {
-    let rt = match aws_common::runtime() {
+    let rt = match aws_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let platform = match aws_common::platform(file, aws, &rt) {
+    let platform = match ecs_platform(file, aws, &rt) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -117,15 +117,7 @@ impl Script {
                 let spec = release.service(&sp.name).cloned();
                 let (baseline, candidate) =
                     spec.map(|s| revisions(&release, &s)).unwrap_or_default();
-                ServiceInit {
-                    name: sp.name.clone(),
-                    strategy: sp.strategy,
-                    wave: sp.wave,
-                    depends_on: sp.depends_on.clone(),
-                    baseline,
-                    candidate,
-                    steps: sp.steps.iter().map(|s| s.description.clone()).collect(),
-                }
+                ServiceInit::new(sp, baseline, candidate)
             })
             .collect();
         let mut s = Script {

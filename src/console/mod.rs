@@ -33,6 +33,8 @@ pub struct ConsoleOptions {
     /// The release is shared over the control API: the command others run to attach
     /// (shown at start, in the log and in the quit dialog).
     pub share: Option<String>,
+    /// The release runs in another process (`cutover attach`): quitting only detaches.
+    pub remote: bool,
 }
 
 /// Take the terminal and run the console on `link` until the user quits; the terminal
@@ -55,6 +57,7 @@ pub async fn run(
     let mut app = app::App::new(state, loaded.keymap, loaded.theme, options.settings.clone())
         .with_plan(options.plan.clone());
     app.config_errors = loaded.errors.iter().map(|e| e.to_string()).collect();
+    app.remote = options.remote;
     if let Some(attach) = &options.share {
         app.share = Some(attach.clone());
         app.set_now(clock.now_ms());

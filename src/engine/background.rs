@@ -1,8 +1,6 @@
 //! Work done off the engine's task (smoke tests, retiring a revision): spawned here, its
 //! result comes back through a channel and is acted on at the next tick.
 
-use std::time::Duration;
-
 use crate::plan::Action;
 use crate::platform::InstanceState;
 
@@ -136,11 +134,7 @@ impl Engine {
         if !rt.retiring.insert(revision.to_string()) {
             return;
         }
-        let drain = rt
-            .spec
-            .local
-            .as_ref()
-            .map_or(Duration::from_secs(30), |l| l.drain_timeout.0);
+        let drain = crate::plan::drain_timeout(&rt.spec);
         let platform = self.platform.clone();
         let tx = self.bg_tx.clone();
         let wake = self.wake.clone();

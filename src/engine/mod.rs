@@ -24,6 +24,7 @@ pub mod notify;
 mod observe;
 mod reconciler;
 pub mod recorder;
+mod redact;
 mod rollback;
 mod schedule;
 mod service_run;
@@ -41,7 +42,7 @@ use tokio::task::JoinHandle;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
 pub use migration::ContractMode;
-pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService, revisions};
+pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService};
 pub use recorder::{
     JournalRecorder, MemoryRecorder, RecordError, Recorder, event_payload, events_from_entries,
 };

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::plan::Plan;
 use crate::platform::{InstanceState, Platform, RevisionHealth, Weights};
-use crate::release::{Release, Service};
+use crate::release::Release;
 
 use super::background::Background;
 use super::clock::Clock;
@@ -84,6 +84,8 @@ impl Default for EngineOptions {
 /// The engine of one release run.
 pub struct Engine {
     pub(super) release: Release,
+    /// What captured text is scrubbed of before it becomes an event (`redact.rs`).
+    pub(super) secrets: crate::secrets::Secrets,
     pub(super) options: EngineOptions,
     pub(super) platform: Arc<dyn Platform>,
     pub(super) clock: Arc<dyn Clock>,
@@ -151,7 +153,7 @@ impl Engine {
             .iter()
             .map(|sp| {
                 let rt = &engine.runs[&sp.name];
-                let (mut baseline, candidate) = revisions(&engine.release, &rt.spec);
+                let (mut baseline, candidate) = crate::plan::revisions(&engine.release, &rt.spec);
                 if let Some(b) = engine
                     .options
                     .platform_services
@@ -160,15 +162,7 @@ impl Engine {
                 {
                     baseline = b;
                 }
-                ServiceInit {
-                    name: sp.name.clone(),
-                    strategy: sp.strategy,
-                    wave: sp.wave,
-                    depends_on: sp.depends_on.clone(),
-                    baseline,
-                    candidate,
-                    steps: sp.steps.iter().map(|s| s.description.clone()).collect(),
-                }
+                ServiceInit::new(sp, baseline, candidate)
             })
             .collect();
         let run_id = engine.recorder.run_id();
@@ -208,7 +202,7 @@ impl Engine {
                 .platform_services
                 .get(&sp.name)
                 .and_then(|p| p.replicas)
-                .unwrap_or_else(|| spec.local.as_ref().map_or(1, |l| l.replicas.max(1)));
+                .unwrap_or_else(|| crate::plan::default_replicas(&spec));
             order.push(sp.name.clone());
             runs.insert(
                 sp.name.clone(),
@@ -223,6 +217,7 @@ impl Engine {
         );
         Ok(Engine {
             mig,
+            secrets: crate::secrets::Secrets::from_release(&release),
             release,
             options,
             platform,
@@ -304,7 +299,8 @@ impl Engine {
     }
 
     /// Record, apply, broadcast. The caller acts only after this returned Ok.
-    pub(crate) fn emit(&mut self, kind: EventKind) -> Result<(), EngineError> {
+    pub(crate) fn emit(&mut self, mut kind: EventKind) -> Result<(), EngineError> {
+        super::redact::scrub(&mut kind, &self.secrets);
         let observation = kind.is_observation();
         if let EventKind::RollbackStarted {
             service, trigger, ..
@@ -429,21 +425,6 @@ impl Engine {
             .iter()
             .map(|s| (s.name.clone(), s.weights.clone()))
             .collect()
-    }
-}
-
-/// Baseline and candidate revision names of a service on the release's platform.
-pub fn revisions(release: &Release, s: &Service) -> (String, String) {
-    match (&s.local, &s.ecs) {
-        (Some(l), _) if release.release.platform == crate::release::PlatformKind::Local => {
-            (l.current.revision.clone(), l.target.revision.clone())
-        }
-        (_, Some(e)) => (
-            "current".to_string(),
-            e.image.rsplit(':').next().unwrap_or(&e.image).to_string(),
-        ),
-        (Some(l), None) => (l.current.revision.clone(), l.target.revision.clone()),
-        (None, None) => ("stable".into(), "candidate".into()),
     }
 }
 

@@ -237,6 +237,22 @@ pub struct ServiceInit {
     pub steps: Vec<String>,
 }
 
+impl ServiceInit {
+    /// What a front end is told about a planned service, with the revisions it moves
+    /// between (the plan's names, or the platform's when it reports its own baseline).
+    pub fn new(sp: &crate::plan::ServicePlan, baseline: String, candidate: String) -> ServiceInit {
+        ServiceInit {
+            name: sp.name.clone(),
+            strategy: sp.strategy,
+            wave: sp.wave,
+            depends_on: sp.depends_on.clone(),
+            baseline,
+            candidate,
+            steps: sp.steps.iter().map(|s| s.description.clone()).collect(),
+        }
+    }
+}
+
 /// Who or what made a rollback happen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "by")]

@@ -46,10 +46,8 @@ impl Engine {
         // Progress deadline: a step that waits for nobody but takes too long.
         let deadline = ms(self.release.release.progress_deadline.0);
         if let Some(step) = rt.step() {
-            let waits_for_people = matches!(
-                step.action,
-                Action::Pause { duration_ms: None } | Action::Approval { .. }
-            ) || rt.gate_deadline_ms.is_some()
+            let waits_for_people = step.is_gate()
+                || rt.gate_deadline_ms.is_some()
                 || self.svc(name).is_some_and(|s| s.gate.is_some());
             let own = step.min_duration_ms;
             if status != ServiceStatus::Promoted

@@ -43,6 +43,7 @@ pub mod comparators;
 pub mod config;
 pub mod explain;
 pub mod guard;
+pub mod replay;
 pub mod sampler;
 pub mod sequential;
 pub mod sim;

@@ -35,8 +35,13 @@ impl TestPki {
 pub fn pki() -> TestPki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "cutover test CA");
+    // A name of its own: two CAs with one name would be confused by the verifier.
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("cutover test CA {} {n}", std::process::id()),
+    );
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);

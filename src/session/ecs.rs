@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::deploy::Failure;
+use super::exit::Failure;
 use crate::engine::state::journaled_splits;
 use crate::engine::{Clock, Event, PlatformService, SystemClock};
 use crate::journal::{Entry, Journal, NewEntry};
@@ -15,7 +15,7 @@ use crate::platform::ecs::{EcsPlatform, aws};
 use crate::release::Release;
 
 /// The platform of an ECS session and what the engine needs to know from it.
-pub(crate) struct EcsSession {
+pub struct EcsSession {
     pub platform: Arc<EcsPlatform>,
     pub services: HashMap<String, PlatformService>,
 }
@@ -23,7 +23,7 @@ pub(crate) struct EcsSession {
 /// Build the ECS platform for `release` and pin the run: a fresh run (`prior` is `None`)
 /// reads the account and journals the pins; a resumed run reads them from `prior`'s
 /// entries and refuses listener rules changed since the journal's last shift.
-pub(crate) async fn start(
+pub async fn start(
     release: &Release,
     journal: &mut Journal,
     prior: Option<(&[Entry], &[Event])>,
@@ -47,7 +47,7 @@ pub(crate) async fn start(
             let candidates: BTreeMap<String, String> = release
                 .services
                 .iter()
-                .map(|s| (s.name.clone(), crate::engine::revisions(release, s).1))
+                .map(|s| (s.name.clone(), crate::plan::candidate_revision(release, s)))
                 .collect();
             let pins = match platform.pin_release(&candidates).await {
                 Ok(p) => p,

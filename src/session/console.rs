@@ -1,45 +1,37 @@
-//! The console as the front end of `deploy`, `resume` and `demo` when stdout is a
-//! terminal: the same session as the headless path (platform, engine, journal), with the
-//! console in place of the line printer.
+//! The console as the front end of a run when stdout is a terminal: the same session as
+//! the headless path (platform, engine, journal), with the console in place of the line
+//! printer, shared on the socket, handed over to a background server on request or
+//! hang-up.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch};
-
-use super::Output;
-use super::deploy::{Session, print_summary};
+use super::exit::{EXIT_INTERNAL, EXIT_UNFINISHED};
+use super::finish::signal;
+use super::handover::hand_over;
+use super::remote_link::RemoteLink;
+use super::share::{attach_command, share, shell_word};
+use super::spec::Output;
+use super::start::Session;
+use super::summary::print_summary;
 use crate::console::app::{QuitChoice, Settings};
 use crate::console::config::Choice;
 use crate::console::{ConsoleOptions, EngineLink};
-use crate::control::{
-    Client, ControlServer, Endpoint, Hub, ItemBody, Listeners, PresenceGuard, Role, ServerConfig,
-};
 use crate::engine::telemetry::{SamplerOptions, spawn_sampler};
 use crate::engine::{EngineHandle, ReleaseState, ReleaseStatus, SystemClock};
 use crate::release::Release;
 
-/// Console flags shared by `deploy`, `resume` and `demo`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct UiArgs {
+/// The console's options (the command line's `UiArgs`).
+#[derive(Debug, Clone, Default)]
+pub struct UiOptions {
     /// Watch only: hide every action that changes the release.
-    #[arg(long)]
     pub read_only: bool,
-    /// Theme: dark, light, high-contrast, mono, or one of yours [default: dark].
-    #[arg(long, env = "CUTOVER_THEME")]
     pub theme: Option<String>,
-    /// Shipped keymap under your keymap.toml: default or vim.
-    #[arg(long, env = "CUTOVER_KEYMAP")]
     pub keymap: Option<String>,
-    /// No colours (the mono theme); also when NO_COLOR is set.
-    #[arg(long)]
     pub no_color: bool,
-    /// Click to focus panes and select services, wheel to scroll.
-    #[arg(long)]
     pub mouse: bool,
     /// Read keymap.toml and themes/ from here instead of the config directory.
-    #[arg(long, env = "CUTOVER_CONFIG_DIR", value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
 }
 
@@ -55,7 +47,7 @@ pub fn init_logging() {
 }
 
 /// How a console session ended.
-pub(crate) struct ConsoleEnd {
+pub struct ConsoleEnd {
     /// The exit code (`deploy`'s; 0 after a hand-over to the background).
     pub code: u8,
     /// The release goes on in a background `cutover serve --resume`.
@@ -66,11 +58,11 @@ pub(crate) struct ConsoleEnd {
 /// release finished, print the summary (as the headless path does); when the user left
 /// it paused, say how to resume; when they chose "keep running in the background" (or
 /// the terminal hung up), hand the release over to a background `cutover serve`.
-pub(crate) async fn finish_with_console(
+pub async fn finish_with_console(
     session: Session,
     release: &Release,
     operator: &str,
-    ui: &UiArgs,
+    ui: &UiOptions,
     extra: impl FnOnce(&ReleaseState) -> (serde_json::Value, Vec<String>),
 ) -> u8 {
     run_console(session, release, operator, ui, extra)
@@ -84,110 +76,6 @@ macro_rules! note {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
-}
-
-/// The in-process console's release, shared over the control API like `cutover serve`
-/// shares its own: the same hub and command channel, a 0600 socket in the state dir.
-struct Shared {
-    server: ControlServer,
-    /// This console on the presence list (dropping it detaches).
-    guard: PresenceGuard,
-    presence: watch::Receiver<Vec<String>>,
-    feed: tokio::task::JoinHandle<()>,
-    /// `cutover attach --state-dir D`
-    attach: String,
-}
-
-/// A path as a shell word (quoted when it has anything but safe characters).
-fn shell_word(path: &Path) -> String {
-    let s = path.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c))
-    {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// The command another terminal runs to attach to the release in `state_dir`.
-pub fn attach_command(state_dir: &Path) -> String {
-    let dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-    format!("cutover attach --state-dir {}", shell_word(&dir))
-}
-
-/// Serve the session's hub and command channel on `STATE_DIR/cutover.sock` and put this
-/// console on the presence list. `None` (with a warning in the log) when the socket is
-/// taken by another live server: the console still runs, unshared.
-async fn share(
-    state_dir: &Path,
-    hub: &Arc<Hub>,
-    commands: &tokio::sync::mpsc::Sender<crate::engine::CommandRequest>,
-    operator: &str,
-) -> Option<Shared> {
-    let socket = super::serve::socket_path(state_dir);
-    let listeners = match Listeners::bind(ServerConfig {
-        socket: socket.clone(),
-        tcp: None,
-    })
-    .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(target: "console", "not shared (no `cutover attach` from other terminals): {e}");
-            return None;
-        }
-    };
-    let server = ControlServer::start(listeners, hub.clone(), commands.clone());
-    let from = hub.snapshot().seq;
-    let (sub, guard) = match hub.subscribe(
-        from,
-        Some((operator.to_string(), Role::Operator, "console")),
-    ) {
-        Ok((sub, Some(guard))) => (sub, guard),
-        Ok((_, None)) => return None,
-        Err(e) => {
-            tracing::warn!(target: "console", "presence: {e}");
-            return None;
-        }
-    };
-    let (tx, presence) = watch::channel(super::attach::presence_names(&hub.attached()));
-    let mut live = sub.live;
-    let h = hub.clone();
-    let feed = tokio::spawn(async move {
-        loop {
-            match live.recv().await {
-                Ok(item) => match &item.body {
-                    ItemBody::Presence { attached } => {
-                        let _ = tx.send(super::attach::presence_names(attached));
-                    }
-                    ItemBody::End { .. } => break,
-                    ItemBody::Event { .. } => {}
-                },
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = tx.send(super::attach::presence_names(&h.attached()));
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
-    Some(Shared {
-        server,
-        guard,
-        presence,
-        feed,
-        attach: attach_command(state_dir),
-    })
-}
-
-impl Shared {
-    /// Stop serving: every attached client gets `end` with `reason`; the socket goes.
-    async fn stop(self, reason: &str) {
-        drop(self.guard);
-        self.feed.abort();
-        self.server.shutdown(reason).await;
-    }
 }
 
 /// From the instant of a SIGHUP, stdout and stderr go to /dev/null: the terminal is
@@ -244,11 +132,11 @@ async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Run the console on a session (see [`finish_with_console`]).
-pub(crate) async fn run_console(
+pub async fn run_console(
     session: Session,
     release: &Release,
     operator: &str,
-    ui: &UiArgs,
+    ui: &UiOptions,
     extra: impl FnOnce(&ReleaseState) -> (serde_json::Value, Vec<String>),
 ) -> ConsoleEnd {
     let Session {
@@ -311,6 +199,7 @@ pub(crate) async fn run_console(
         config_dir: ui.config_dir.clone(),
         plan: Some(Arc::new(crate::plan::plan(release))),
         share: shared.as_ref().map(|s| s.attach.clone()),
+        remote: false,
     };
     // SIGINT/SIGTERM from outside (Ctrl-C inside the console is a key): the console's
     // guard gives the terminal back, then the release is aborted as on the headless path.
@@ -333,7 +222,7 @@ pub(crate) async fn run_console(
                 }
             }
         },
-        _ = super::deploy::signal() => {
+        _ = signal() => {
             note!("cutover: interrupted: aborting the release (services in flight roll back)");
             let (req, _rx) = crate::engine::CommandRequest::new(crate::engine::Command::Abort, operator);
             let _ = commands.send(req).await;
@@ -396,7 +285,7 @@ pub(crate) async fn run_console(
             ),
             Err(e) => (
                 ConsoleEnd {
-                    code: super::EXIT_INTERNAL,
+                    code: EXIT_INTERNAL,
                     handed_over: false,
                 },
                 vec![
@@ -433,11 +322,11 @@ pub(crate) async fn run_console(
             }
             Ok(Err(e)) => {
                 note!("cutover: the engine stopped: {e}");
-                super::EXIT_INTERNAL
+                EXIT_INTERNAL
             }
             Err(e) => {
                 note!("cutover: the engine failed: {e}");
-                super::EXIT_INTERNAL
+                EXIT_INTERNAL
             }
         }
     } else {
@@ -461,7 +350,7 @@ pub(crate) async fn run_console(
                 "unfinished"
             }
         );
-        super::EXIT_UNFINISHED
+        EXIT_UNFINISHED
     };
     if let Some(s) = shared {
         s.stop("the console that ran the release quit; the server stopped")
@@ -477,138 +366,52 @@ pub(crate) async fn run_console(
     }
 }
 
-/// A release now running in a background `cutover serve --resume`.
-struct HandedOver {
-    pid: u32,
-    log: PathBuf,
-    /// From stopping this engine to the new server answering with the run's state.
-    took: std::time::Duration,
-}
-
-/// The background server's arguments: the same run, state dir, operator, and contract
-/// mode (`--allow-contract` carries over).
-fn serve_argv(
-    run_id: &str,
-    state_dir: &Path,
+/// Run the console on a served release (`cutover attach`): the same console as a run's
+/// own (terminal control, Ctrl-Z, mouse, config directory), on the remote link. Quitting
+/// only detaches: the release goes on in its server.
+pub async fn run_attached(
+    remote: RemoteLink,
     operator: &str,
-    contract: crate::engine::ContractMode,
-) -> Vec<std::ffi::OsString> {
-    let mut argv: Vec<std::ffi::OsString> = vec![
-        "serve".into(),
-        "--resume".into(),
-        "--run".into(),
-        run_id.into(),
-        "--state-dir".into(),
-        state_dir.as_os_str().to_owned(),
-        "--operator".into(),
-        operator.into(),
-    ];
-    if contract == crate::engine::ContractMode::Allow {
-        argv.push("--allow-contract".into());
-    }
-    argv
-}
-
-/// Move the release to a background `cutover serve --resume` process.
-///
-/// The local platform's replicas die with this process (they are tied to it) and a new
-/// process cannot adopt running ones, so the release moves the way a crash recovery does,
-/// without the crash: this engine stops (dropping it releases the journal's lock), the
-/// control server tells attached clients where the release went and removes the socket,
-/// the platform drains its proxies and stops the replicas, then `serve --resume` is
-/// started in its own session: it takes the journal lock, relaunches every revision the
-/// journal says runs at its journaled weights, and serves the socket again. This process
-/// returns only once the new server answers with the same run. Traffic on the services'
-/// ports pauses from the proxies' stop until the new process has healthy replicas behind
-/// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
-/// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
-/// new server re-reads the run's pins and checks the listener rules against the journal.
-async fn hand_over(
-    join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
-    platform: &Arc<dyn crate::platform::Platform>,
-    shared: Option<Shared>,
-    state_dir: &Path,
-    run_id: &str,
-    operator: &str,
-    contract: crate::engine::ContractMode,
-) -> Result<HandedOver, String> {
-    let t0 = std::time::Instant::now();
-    join.abort();
-    let _ = join.await;
-    if let Some(s) = shared {
-        let reason = format!(
-            "{}: a background `cutover serve` carries the release on (the console, pid {}, quit); attach again: `{}`",
-            crate::control::HANDED_OVER,
-            std::process::id(),
-            s.attach
-        );
-        s.stop(&reason).await;
-    }
-    platform.shutdown().await;
-    let argv = serve_argv(run_id, state_dir, operator, contract);
-    let super::serve::Background { mut child, log } =
-        super::serve::spawn_background(state_dir, &argv)?;
-    let pid = child.id();
-    let client = Client::new(
-        Endpoint::Unix(super::serve::socket_path(state_dir)),
-        operator,
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        // The socket accepts before the server answers: a snapshot comes only once the
-        // session started (journal locked, platform up, engine restored). Bounded, so a
-        // server that dies meanwhile is noticed below.
-        let answer =
-            tokio::time::timeout(std::time::Duration::from_secs(2), client.snapshot()).await;
-        if let Ok(Ok(snap)) = answer
-            && snap.state.run_id == run_id
-        {
-            return Ok(HandedOver {
-                pid,
-                log,
-                took: t0.elapsed(),
-            });
+    endpoint: &str,
+    ui: &UiOptions,
+) -> u8 {
+    let options = ConsoleOptions {
+        settings: Settings {
+            operator: operator.to_string(),
+            environment: None,
+            read_only: ui.read_only,
+            mouse: ui.mouse,
+        },
+        choice: Choice {
+            keymap: ui.keymap.clone(),
+            theme: ui.theme.clone(),
+            no_color: ui.no_color,
+        },
+        config_dir: ui.config_dir.clone(),
+        plan: None,
+        share: None,
+        remote: true,
+    };
+    let result = crate::console::run(remote.link, Arc::new(SystemClock), options).await;
+    let ended = if remote.feed.is_finished() {
+        remote.feed.await.ok()
+    } else {
+        remote.feed.abort();
+        None
+    };
+    match result {
+        Ok(_) => {
+            match ended {
+                Some(why) => note!("cutover: detached from {endpoint}: {why}"),
+                None => note!(
+                    "cutover: detached from {endpoint}; the release goes on (`cutover attach` to come back)"
+                ),
+            }
+            0
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "`cutover serve --resume` exited ({status}) before serving; see {}",
-                log.display()
-            ));
+        Err(e) => {
+            note!("cutover: console: {e}");
+            EXIT_INTERNAL
         }
-        if std::time::Instant::now() > deadline {
-            // Stop it: left running, it could take the journal and the socket after the
-            // user was told to resume by hand, and two servers would race for the run.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "`cutover serve --resume` (pid {pid}) did not serve run {run_id} within 60 s and was stopped; see {}",
-                log.display()
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::ContractMode;
-
-    #[test]
-    fn the_background_server_resumes_the_same_run_and_keeps_allow_contract() {
-        let dir = Path::new("/tmp/state");
-        let args = |c| {
-            serve_argv("RUN1", dir, "alice", c)
-                .into_iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(
-            args(ContractMode::Confirm),
-            "serve --resume --run RUN1 --state-dir /tmp/state --operator alice"
-        );
-        assert!(args(ContractMode::Allow).ends_with(" --allow-contract"));
-        assert!(!args(ContractMode::Defer).contains("allow-contract"));
     }
 }

@@ -1,0 +1,171 @@
+//! The values a release marks or resolves as secret, and the scrubber that removes them
+//! from text cutover did not write itself (smoke-response bodies, a smoke command's
+//! stderr, a replica's last output line) before that text is journaled, shown or sent.
+//!
+//! Secret values are: every revision's environment values (local and ECS), webhook URLs
+//! (whole, and their path and query, which carry Slack-style tokens), the arguments of smoke
+//! commands, database URLs and their passwords, and values resolved from `env:VAR`.
+//! Values shorter than [`MIN_LEN`] characters are not scrubbed: replacing `1` or `on` in
+//! every message would make the messages unreadable without hiding anything.
+
+use crate::release::Release;
+
+/// Shorter values are left in text (see the module documentation).
+pub const MIN_LEN: usize = 4;
+/// What a secret value is replaced with.
+pub const MASK: &str = "***";
+
+/// A set of secret values, longest first (so a value that contains another is masked whole).
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: Vec<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} values)", self.values.len())
+    }
+}
+
+impl Secrets {
+    /// The secret values a release holds in its own text.
+    pub fn from_release(release: &Release) -> Secrets {
+        let mut s = Secrets::default();
+        if let Some(n) = &release.notify {
+            for url in &n.webhooks {
+                s.add_url(url);
+            }
+        }
+        for svc in &release.services {
+            if let Some(local) = &svc.local {
+                for run in [&local.current, &local.target] {
+                    s.extend(run.env.values().cloned());
+                }
+            }
+            if let Some(ecs) = &svc.ecs {
+                s.extend(ecs.env.values().cloned());
+            }
+            for smoke in &svc.smoke {
+                if let Some(argv) = &smoke.command {
+                    s.extend(
+                        argv.iter()
+                            .skip(1)
+                            .filter(|a| !a.contains("{url}"))
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        for m in &release.migrations {
+            s.add_url(&m.database);
+            // A database named by `env:VAR`: what the variable holds is secret too.
+            if let Some(var) = m.database.trim().strip_prefix("env:")
+                && let Ok(value) = std::env::var(var)
+            {
+                s.add_url(&value);
+            }
+        }
+        s
+    }
+
+    /// Add values (resolved `env:` values, say). Short ones are ignored.
+    pub fn extend(&mut self, values: impl IntoIterator<Item = String>) {
+        for v in values {
+            let v = v.trim().to_string();
+            if v.chars().count() >= MIN_LEN && !self.values.contains(&v) {
+                self.values.push(v);
+            }
+        }
+        self.values
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+
+    /// A URL, its path-and-query, and the password of its user info.
+    pub fn add_url(&mut self, url: &str) {
+        let mut v = vec![url.to_string()];
+        if let Some((_, rest)) = url.split_once("://") {
+            if let Some(i) = rest.find(['/', '?']) {
+                let tail = &rest[i..];
+                if tail.len() > 1 {
+                    v.push(tail.to_string());
+                }
+            }
+            if let Some(at) = rest.rfind('@') {
+                let userinfo = &rest[..at];
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    v.push(password.to_string());
+                }
+            }
+        }
+        self.extend(v);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `text` with every secret value replaced by [`MASK`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_values_are_masked_first_and_short_ones_are_left() {
+        let mut s = Secrets::default();
+        s.extend(["abcd".to_string(), "xxabcdxx".to_string(), "on".to_string()]);
+        assert_eq!(s.scrub("got xxabcdxx and abcd, on"), "got *** and ***, on");
+    }
+
+    #[test]
+    fn webhook_paths_and_database_passwords_are_secret() {
+        let mut s = Secrets::default();
+        s.add_url("https://hooks.example.com/services/T000/B000/XYZSECRET");
+        s.add_url("postgres://app:pa/ss@db/app");
+        let text = "POST /services/T000/B000/XYZSECRET failed; login app:pa/ss refused";
+        let shown = s.scrub(text);
+        assert!(!shown.contains("XYZSECRET"), "{shown}");
+        assert!(!shown.contains("pa/ss"), "{shown}");
+    }
+
+    #[test]
+    fn a_release_gives_its_env_values_webhooks_and_smoke_arguments() {
+        let text = r#"
+[release]
+name = "r"
+platform = "local"
+[notify]
+webhooks = ["https://hooks.example.com/services/HOOKMARK"]
+[[service]]
+name = "api"
+strategy = "rolling"
+[[service.smoke]]
+name = "s"
+command = ["probe", "--token", "ARGVMARK", "{url}"]
+[service.local]
+listen = "127.0.0.1:18999"
+command = ["cutover", "demo-service", "--port", "{port}"]
+current = { revision = "v1", env = { API_KEY = "OLDENVMARK" } }
+target = { revision = "v2", env = { API_KEY = "NEWENVMARK" } }
+"#;
+        let release = crate::release::load_str("r.toml".as_ref(), text, ".".as_ref()).unwrap();
+        let s = Secrets::from_release(&release);
+        let shown =
+            s.scrub("env OLDENVMARK NEWENVMARK, hook /services/HOOKMARK, argv ARGVMARK, url {url}");
+        for m in ["OLDENVMARK", "NEWENVMARK", "HOOKMARK", "ARGVMARK"] {
+            assert!(!shown.contains(m), "{m} in {shown}");
+        }
+        assert!(shown.contains("{url}"));
+        assert!(!format!("{s:?}").contains("MARK"));
+    }
+}

@@ -1,0 +1,101 @@
+//! Ending a headless run: wait for the engine (a signal aborts the release; a second one
+//! stops at once), print the summary, keep serving if asked, stop the platform.
+
+use super::exit::{EXIT_INTERNAL, EXIT_UNFINISHED};
+use super::start::Session;
+use super::summary::print_summary;
+use crate::engine::{Command, EngineHandle, ReleaseState};
+
+/// Wait for SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Wait for the engine (a signal aborts the release; a second one stops at once), print
+/// the summary, keep serving if asked, then stop the platform.
+pub async fn finish_session(
+    session: Session,
+    operator: &str,
+    keep_running: bool,
+    extra: impl FnOnce(&ReleaseState) -> (serde_json::Value, Vec<String>),
+) -> u8 {
+    let Session {
+        handle,
+        platform,
+        printer,
+        notifier,
+        run_id,
+        output,
+        hub: _,
+        state_dir: _,
+        contract: _,
+    } = session;
+    let EngineHandle {
+        commands,
+        events,
+        state: _,
+        mut join,
+    } = handle;
+    let outcome = tokio::select! {
+        r = &mut join => r,
+        _ = signal() => {
+            eprintln!("cutover: interrupted: aborting the release (services in flight roll back); interrupt again to stop at once");
+            let (req, _rx) = crate::engine::CommandRequest::new(Command::Abort, operator);
+            let _ = commands.send(req).await;
+            tokio::select! {
+                r = &mut join => r,
+                _ = signal() => {
+                    join.abort();
+                    platform.shutdown().await;
+                    eprintln!("cutover: stopped; `cutover resume` carries on from the journal (run {run_id})");
+                    return EXIT_UNFINISHED;
+                }
+            }
+        }
+    };
+    drop(commands);
+    drop(events);
+    let code = match outcome {
+        Ok(Ok(out)) => {
+            let _ = printer.await;
+            let (more, lines) = extra(&out.state);
+            print_summary(&out.state, out.exit_code, output, more, &lines);
+            out.exit_code
+        }
+        Ok(Err(e)) => {
+            eprintln!("cutover: the engine stopped: {e}");
+            EXIT_INTERNAL
+        }
+        Err(e) => {
+            eprintln!("cutover: the engine failed: {e}");
+            EXIT_INTERNAL
+        }
+    };
+    if let Some(n) = notifier {
+        let _ = n.await;
+    }
+    if keep_running && code != EXIT_INTERNAL {
+        eprintln!("cutover: serving the final state; SIGINT or SIGTERM to stop");
+        signal().await;
+    }
+    platform.shutdown().await;
+    code
+}

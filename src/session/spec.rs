@@ -1,0 +1,118 @@
+//! What a run is asked to be: where its output goes, how it begins (a release file or a
+//! journal to resume) and how contracts are confirmed.
+
+use clap::ValueEnum;
+
+/// Output format of commands that can print JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How contract is confirmed: `--allow-contract`, else the console asks, else (headless)
+/// the release ends with it pending.
+pub fn contract_mode(allow: bool, console: bool) -> crate::engine::ContractMode {
+    use crate::engine::ContractMode;
+    match (allow, console) {
+        (true, _) => ContractMode::Allow,
+        (false, true) => ContractMode::Confirm,
+        (false, false) => ContractMode::Defer,
+    }
+}
+
+/// How a session starts: a fresh run, or a journal to resume.
+pub enum Begin {
+    Fresh { file_label: String, sha256: String },
+    Resume { run_id: String },
+}
+
+/// A run's spec: which release (from a file, or a journal to resume), where it is
+/// journaled, who runs it, where its output goes and how it is watched.
+pub struct RunSpec {
+    pub release: crate::release::Release,
+    /// Where the release's relative paths (migrations, local argv) are read from.
+    pub base_dir: std::path::PathBuf,
+    pub begin: Begin,
+    pub state_dir: std::path::PathBuf,
+    pub operator: String,
+    pub output: Output,
+    /// `--allow-contract`.
+    pub allow_contract: bool,
+    pub front: Front,
+    /// Added to the JSON summary (`{"resumed": true}`, `{"served": true}`).
+    pub summary_extra: serde_json::Value,
+}
+
+/// How a run is watched.
+pub enum Front {
+    /// The console in this terminal.
+    Console(super::UiOptions),
+    /// Event lines on stdout; `keep_running`: serve the final state until a signal.
+    Headless { keep_running: bool },
+    /// Headless and shared on the control API (`cutover serve`).
+    Served(Serving),
+}
+
+/// Where and how long `cutover serve` shares a run.
+pub struct Serving {
+    pub socket: std::path::PathBuf,
+    pub tcp: Option<(std::net::SocketAddr, crate::control::Tokens)>,
+    /// TLS for `tcp` (`--tls-cert`/`--tls-key`): required on a non-loopback address.
+    pub tls: Option<crate::control::server::ServerTls>,
+    pub keep_running: bool,
+    /// After the release finished, keep serving this long so consoles see the end.
+    pub linger: std::time::Duration,
+}
+
+/// Why a release file cannot be run.
+pub enum SourceError {
+    /// The file cannot be read, or another failure with its exit code.
+    Failure(super::Failure),
+    /// The release is invalid: every problem, as `validate` prints them.
+    Invalid(Vec<crate::release::Diagnostic>),
+}
+
+/// A fresh run of the release in `file`: the release, its base directory, and how the
+/// run begins (the file's name and SHA-256 recorded).
+pub fn from_file(
+    file: &std::path::Path,
+) -> Result<(crate::release::Release, std::path::PathBuf, Begin), SourceError> {
+    let text = std::fs::read(file).map_err(|e| {
+        SourceError::Failure(super::Failure::invalid(format!(
+            "cannot read {}: {e}",
+            file.display()
+        )))
+    })?;
+    let loaded = crate::release::load(file).map_err(SourceError::Invalid)?;
+    let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
+    let begin = Begin::Fresh {
+        file_label: file.display().to_string(),
+        sha256: crate::journal::sha256_hex(&text),
+    };
+    Ok((loaded.release, base_dir, begin))
+}
+
+/// A resumed run: `run`, else the newest unfinished run under `state_dir`, and the
+/// release its journal recorded.
+pub fn from_journal(
+    state_dir: &std::path::Path,
+    run: Option<&str>,
+) -> Result<(crate::release::Release, std::path::PathBuf, Begin), super::Failure> {
+    let run_id = match run {
+        Some(r) => r.to_string(),
+        None => match crate::journal::latest_unfinished(state_dir) {
+            Ok(Some(r)) => r.run_id,
+            Ok(None) => {
+                return Err(super::Failure::invalid(format!(
+                    "no unfinished run under {}; nothing to resume (see `cutover history`)",
+                    state_dir.display()
+                )));
+            }
+            Err(e) => return Err(super::Failure::internal(e.to_string())),
+        },
+    };
+    let (release, base_dir) = super::resume::release_of_run(state_dir, &run_id)?;
+    Ok((release, base_dir, Begin::Resume { run_id }))
+}

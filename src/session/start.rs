@@ -1,0 +1,230 @@
+//! Starting a run: the migrations' files and databases checked, the journal created (a
+//! fresh run records its release) or opened (resume), the platform (local, or ECS
+//! through [`super::ecs`]), the engine (new or restored), the printer, the notifier and
+//! the control hub.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use super::ecs;
+use super::exit::Failure;
+use super::spec::{Begin, Output};
+use super::summary::spawn_printer;
+use crate::engine::notify::{NotifyOptions, spawn_notifier};
+use crate::engine::{
+    Command, Engine, EngineHandle, EngineOptions, JournalRecorder, RealSmoke, SystemClock, spawn,
+};
+use crate::journal::{Journal, NewEntry};
+use crate::platform::Platform;
+use crate::platform::local::LocalPlatform;
+use crate::platform::local::from_release::local_config;
+use crate::release::{PlatformKind, Release};
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// Everything a running release consists of.
+pub struct Session {
+    pub handle: EngineHandle,
+    pub platform: Arc<dyn Platform>,
+    pub printer: JoinHandle<()>,
+    pub notifier: Option<JoinHandle<()>>,
+    pub run_id: String,
+    pub output: Output,
+    /// Numbers and fans out the engine's events to control API clients.
+    pub hub: Arc<crate::control::Hub>,
+    /// Where the run is journaled (and a console shares it: `STATE_DIR/cutover.sock`).
+    pub state_dir: PathBuf,
+    /// How contracts are confirmed (a hand-over to `serve` keeps `--allow-contract`).
+    pub contract: crate::engine::ContractMode,
+}
+
+/// Start the platform (local, or ECS through [`super::ecs`]), the engine (new or restored), the printer (unless the
+/// console replaces it: `printer` false) and the notifier.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_session_with(
+    release: &Release,
+    base_dir: &Path,
+    state_dir: &Path,
+    begin: Begin,
+    operator: &str,
+    output: Output,
+    printer: bool,
+    contract: crate::engine::ContractMode,
+) -> Result<Session, Failure> {
+    // Read and lint the migrations' files before anything starts (the engine refuses a
+    // blocking finding with its own journaled message).
+    let migrations = release
+        .migrations
+        .iter()
+        .map(|m| crate::migrate::PreparedMigration::new(m, base_dir))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+    preflight_databases(&release.release.name, &migrations).await?;
+    let (mut journal, prior, prior_entries) = match begin {
+        Begin::Fresh { file_label, sha256 } => {
+            let mut j = Journal::create(state_dir, &release.release.name, &sha256)
+                .map_err(|e| Failure::internal(format!("journal: {e}")))?;
+            crate::journal::release_entry::record_release(
+                &mut j,
+                release,
+                &file_label,
+                base_dir,
+                operator,
+                crate::engine::Clock::now_ms(&SystemClock),
+            )
+            .map_err(|e| Failure::internal(e.to_string()))?;
+            (j, None, None)
+        }
+        Begin::Resume { run_id } => {
+            let j = Journal::open(state_dir, &run_id).map_err(|e| {
+                if e.is_invalid_input() {
+                    Failure::invalid(format!("resume: {e}"))
+                } else {
+                    Failure::internal(format!("resume: {e}"))
+                }
+            })?;
+            let entries = j
+                .entries()
+                .map_err(|e| Failure::internal(format!("journal: {e}")))?;
+            let events = crate::engine::events_from_entries(&entries);
+            (j, Some(events), Some(entries))
+        }
+    };
+    let run_id = journal.run_id().to_string();
+    let mut platform_services = std::collections::HashMap::new();
+    let platform: Arc<dyn Platform> = if release.release.platform == PlatformKind::Ecs {
+        let prior_ecs = prior_entries.as_deref().zip(prior.as_deref());
+        let ecs = ecs::start(release, &mut journal, prior_ecs).await?;
+        platform_services = ecs.services;
+        ecs.platform
+    } else {
+        let self_exe = std::env::current_exe()
+            .map_err(|e| Failure::internal(format!("cannot find this program's path: {e}")))?;
+        let config = local_config(release, journal.dir(), &self_exe, base_dir, None)
+            .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+        match LocalPlatform::start(config).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let _ = journal.append(NewEntry {
+                at_ms: crate::engine::Clock::now_ms(&SystemClock),
+                operator: None,
+                kind: "platform".into(),
+                service: None,
+                payload: serde_json::json!({"summary": format!("local platform failed to start: {e}")}),
+            });
+                return Err(Failure::internal(format!("local platform: {e}")));
+            }
+        }
+    };
+    let plan = crate::plan::plan(release);
+    let options = EngineOptions {
+        operator: operator.to_string(),
+        platform_services,
+        migrations,
+        contract,
+        ..Default::default()
+    };
+    let recorder = Box::new(JournalRecorder::new(journal));
+    let engine = match &prior {
+        None => Engine::new(
+            release.clone(),
+            &plan,
+            platform.clone(),
+            Arc::new(SystemClock),
+            recorder,
+            RealSmoke::shared(),
+            options,
+        ),
+        Some(events) => Engine::restore(
+            release.clone(),
+            &plan,
+            platform.clone(),
+            Arc::new(SystemClock),
+            recorder,
+            RealSmoke::shared(),
+            options,
+            events,
+        ),
+    };
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            platform.shutdown().await;
+            return Err(Failure::internal(e.to_string()));
+        }
+    };
+    let printer = if printer {
+        spawn_printer(engine.subscribe(), output)
+    } else {
+        tokio::spawn(async {})
+    };
+    let notifier = release
+        .notify
+        .as_ref()
+        .filter(|n| !n.webhooks.is_empty())
+        .map(|n| {
+            spawn_notifier(
+                release.release.name.clone(),
+                n.webhooks.clone(),
+                engine.subscribe(),
+                NotifyOptions::default(),
+            )
+        });
+    let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
+    let hub = crate::control::Hub::start(engine.state().clone(), engine.subscribe());
+    let handle = spawn(engine);
+    if was_ready && let Err(r) = handle.send(Command::Start, operator).await {
+        return Err(Failure::internal(r.to_string()));
+    }
+    Ok(Session {
+        handle,
+        platform,
+        printer,
+        notifier,
+        run_id,
+        output,
+        hub,
+        state_dir: state_dir.to_path_buf(),
+        contract,
+    })
+}
+
+/// Every migration's database answers (a connection only: nothing is read or written),
+/// so a wrong path or a database that is down stops the release before any service or
+/// journal is started, not at the dry run minutes later.
+async fn preflight_databases(
+    release: &str,
+    migrations: &[crate::migrate::PreparedMigration],
+) -> Result<(), Failure> {
+    if migrations.is_empty() {
+        return Ok(());
+    }
+    let checks = migrations.to_vec();
+    let problems = tokio::task::spawn_blocking(move || {
+        checks
+            .iter()
+            .filter_map(|m| {
+                m.connect()
+                    .err()
+                    .map(|e| format!("migration {}: {e}", m.name()))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| Failure::internal(format!("database preflight: {e}")))?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::invalid(format!(
+            "release {release}: {}; nothing was started",
+            problems.join("; ")
+        )))
+    }
+}
