@@ -3,6 +3,7 @@
 
 mod audit;
 mod check_config;
+mod completions;
 mod diff;
 mod history;
 mod migrate;
@@ -68,6 +69,10 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(completions::ManArgs),
     /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
     #[command(name = "judge-bench")]
     JudgeBench(judge_bench::JudgeBenchArgs),
@@ -352,6 +357,8 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
         Command::Deploy(args) => exit(deploy::run(args)),
