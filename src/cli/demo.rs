@@ -181,7 +181,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
         };
-        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console)).await {
+        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
             Ok(s) => s,
             Err(f) => {
                 eprintln!("cutover: {}", f.message);

@@ -268,6 +268,15 @@ pub struct AwsArgs {
     pub profile: Option<String>,
 }
 
+impl AwsArgs {
+    pub fn to_session(&self) -> crate::session::Aws {
+        crate::session::Aws {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
 /// Load and validate the release, check it targets ECS, and build the platform. On
 /// failure, the exit code to return (after printing why).
 pub fn ecs_platform(
