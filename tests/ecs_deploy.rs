@@ -1281,3 +1281,47 @@ async fn the_region_can_come_from_the_region_flag() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("secrets preflight failed"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_at_zero_tasks_without_desired_count_is_refused_in_preflight() {
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-zero-a").await;
+    let web = external(&conf, &ep, "e2e-zero-w").await;
+    let c = clients(&conf);
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // The fixtures' ECS services run 0 tasks; without `desired_count` a revision would
+    // launch 0 tasks and wait until the progress deadline.
+    let text = release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "")
+        .replace("desired_count = 2\n", "");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let started = std::time::Instant::now();
+    let out = run(cutover(
+        &["deploy", file.to_str().unwrap(), "--headless"],
+        &ep,
+        &state,
+    ))
+    .await;
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("runs 0 tasks") && stderr.contains("desired_count"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "refused only after {took:?}"
+    );
+    for fx in [&api, &web] {
+        assert_eq!(
+            revisions(&c, &fx.family).await,
+            1,
+            "no task definition registered"
+        );
+        assert_eq!(external_ids(&c, fx).await.len(), 1, "no task set created");
+    }
+}
