@@ -208,10 +208,12 @@ impl ConnectArgs {
             }
         };
         let token = match (&self.token_file, &endpoint) {
-            (Some(f), crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => Some(
-                crate::control::tokens::client_token(f, self.operator.as_deref())
-                    .map_err(|e| format!("--token-file: {e}"))?,
-            ),
+            (Some(f), crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
+                Some(
+                    crate::control::tokens::client_token(f, self.operator.as_deref())
+                        .map_err(|e| format!("--token-file: {e}"))?,
+                )
+            }
             (None, crate::control::Endpoint::Tcp(_) | crate::control::Endpoint::Https(_)) => {
                 return Err(
                     "--url needs --token-file: the TCP listener only answers token holders".into(),
