@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::{Cli, EXIT_INTERNAL};
+use super::{Cli, Error};
 
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
@@ -25,38 +25,33 @@ pub struct ManArgs {
     pub dir: Option<PathBuf>,
 }
 
-pub fn completions(args: &CompletionsArgs) -> ExitCode {
+pub fn completions(args: &CompletionsArgs) -> Result<ExitCode, Error> {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "cutover", &mut out);
     print_bytes(&out)
 }
 
-pub fn man(args: &ManArgs) -> ExitCode {
+pub fn man(args: &ManArgs) -> Result<ExitCode, Error> {
     let cmd = Cli::command();
     match &args.dir {
         None => {
             let mut out = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
-                eprintln!("cutover: cannot render the manual page: {e}");
-                return ExitCode::from(EXIT_INTERNAL);
-            }
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Error::Internal(format!("cannot render the manual page: {e}")))?;
             print_bytes(&out)
         }
-        Some(dir) => match man_pages(&cmd, dir) {
-            Ok(written) => {
-                println!(
-                    "cutover: wrote {} manual pages to {}",
-                    written.len(),
-                    dir.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cutover: man --dir {}: {e}", dir.display());
-                ExitCode::from(EXIT_INTERNAL)
-            }
-        },
+        Some(dir) => {
+            let written = man_pages(&cmd, dir)
+                .map_err(|e| Error::Internal(format!("man --dir {}: {e}", dir.display())))?;
+            println!(
+                "cutover: wrote {} manual pages to {}",
+                written.len(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -92,15 +87,12 @@ fn write_page(
     Ok(())
 }
 
-fn print_bytes(out: &[u8]) -> ExitCode {
+fn print_bytes(out: &[u8]) -> Result<ExitCode, Error> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(out).and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(ExitCode::SUCCESS),
         // A closed pipe (`| head`) is not an error worth a message.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            ExitCode::from(EXIT_INTERNAL)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Error::Internal(e.to_string())),
     }
 }

@@ -5,6 +5,7 @@
 //! console runs on (`remote_link`). Exit codes live in `exit`.
 
 pub mod console;
+pub mod contract;
 mod ecs;
 pub mod exit;
 pub mod finish;
