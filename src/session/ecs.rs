@@ -50,7 +50,11 @@ pub async fn start(
                 .iter()
                 .map(|s| (s.name.clone(), crate::plan::candidate_revision(release, s)))
                 .collect();
-            let pins = match platform.pin_release(&candidates).await {
+            let pinned = platform
+                .pin_release(&candidates)
+                .await
+                .and_then(|p| p.check_task_counts(release).map(|()| p));
+            let pins = match pinned {
                 Ok(p) => p,
                 Err(e) => {
                     record(

@@ -96,14 +96,6 @@ impl EcsPlatform {
                 Some(n) => n,
                 None => desc.desired_count().max(0) as u32,
             };
-            if replicas == 0 {
-                // Every revision would launch 0 tasks and wait for "0/0 healthy" until the
-                // progress deadline: refuse now, before anything changes.
-                return Err(svc.fatal(format!(
-                    "ECS service \"{}\" runs 0 tasks and the release sets no `desired_count`: each revision would launch 0 tasks; set `desired_count = N` in [service.ecs] of service \"{}\", or scale the ECS service up first",
-                    svc.cfg.service, svc.name
-                )));
-            }
             let base = self.task_definition(svc, &td).await?;
             let secret_versions = self.checked_secrets(svc, &base).await?;
             tracing::info!(service = %svc.name, baseline = %baseline, task_definition = %td, replicas, secrets = secret_versions.len(), "pinned");
@@ -199,6 +191,32 @@ fn show(w: &Weights) -> String {
         "nothing".into()
     } else {
         parts.join(" ")
+    }
+}
+
+impl Pins {
+    /// A deploy refuses, before anything changes, a service whose task count resolved to
+    /// 0: each revision would launch 0 tasks and wait for "0/0 healthy" until the progress
+    /// deadline.
+    pub fn check_task_counts(
+        &self,
+        release: &crate::release::Release,
+    ) -> Result<(), PlatformError> {
+        for s in &release.services {
+            let (Some(pin), Some(ecs)) = (self.services.get(&s.name), &s.ecs) else {
+                continue;
+            };
+            if pin.replicas == 0 {
+                return Err(PlatformError::fatal(
+                    &s.name,
+                    format!(
+                        "ECS service \"{}\" runs 0 tasks and the release sets no `desired_count`: each revision would launch 0 tasks; set `desired_count = N` in [service.ecs] of service \"{}\", or scale the ECS service up first",
+                        ecs.service, s.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
