@@ -1226,3 +1226,102 @@ async fn an_operator_rollback_of_a_served_release_restores_weights_and_primary()
         vec![("1.0".to_string(), web.td_v1.clone())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_region_can_come_from_the_region_flag() {
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-reg-a").await;
+    let web = external(&conf, &ep, "e2e-reg-w").await;
+    let missing = format!(
+        "arn:aws:secretsmanager:{REGION}:123456789012:secret:{}/gone-AbCdEf",
+        web.name
+    );
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // No `region` in the release, no AWS_REGION: only the flag can name it.
+    let text = release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "")
+        .replace(&format!("region = \"{REGION}\"\n"), "");
+    let text = format!("{text}secret_env = {{ TOKEN = \"{missing}\" }}\n");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let mut without = cutover(
+        &["deploy", file.to_str().unwrap(), "--headless"],
+        &ep,
+        &state,
+    );
+    without
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION");
+    let out = run(without).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no AWS region") && stderr.contains("--region"),
+        "{stderr}"
+    );
+    // With --region the deploy reaches AWS in that region: its secrets preflight runs
+    // (and refuses the missing secret), so the region was used.
+    let mut with = cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--region",
+            REGION,
+        ],
+        &ep,
+        &state,
+    );
+    with.env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION");
+    let out = run(with).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secrets preflight failed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_at_zero_tasks_without_desired_count_is_refused_in_preflight() {
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-zero-a").await;
+    let web = external(&conf, &ep, "e2e-zero-w").await;
+    let c = clients(&conf);
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // The fixtures' ECS services run 0 tasks; without `desired_count` a revision would
+    // launch 0 tasks and wait until the progress deadline.
+    let text = release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "")
+        .replace("desired_count = 2\n", "");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let started = std::time::Instant::now();
+    let out = run(cutover(
+        &["deploy", file.to_str().unwrap(), "--headless"],
+        &ep,
+        &state,
+    ))
+    .await;
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("runs 0 tasks") && stderr.contains("desired_count"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "refused only after {took:?}"
+    );
+    for fx in [&api, &web] {
+        assert_eq!(
+            revisions(&c, &fx.family).await,
+            1,
+            "no task definition registered"
+        );
+        assert_eq!(external_ids(&c, fx).await.len(), 1, "no task set created");
+    }
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_INTERNAL, EXIT_INVALID, Output, StateDirArg, printable};
+use super::{EXIT_INTERNAL, Error, Output, StateDirArg, printable};
 use crate::journal::{self, Entry, RunRecord, RunSummary, RunVerification, timefmt};
 
 #[derive(Debug, Args)]
@@ -42,19 +42,16 @@ pub enum AuditAction {
     },
 }
 
-pub fn run(args: AuditArgs) -> ExitCode {
+pub fn run(args: AuditArgs) -> Result<ExitCode, Error> {
     let state_dir = StateDirArg {
         state_dir: args.state_dir,
     }
     .resolve();
     match (args.action, args.target) {
-        (Some(AuditAction::Verify { .. }), Some(before)) => {
-            eprintln!(
-                "cutover: put the run after `verify`: cutover audit verify {}",
-                printable(&before)
-            );
-            ExitCode::from(EXIT_INVALID)
-        }
+        (Some(AuditAction::Verify { .. }), Some(before)) => Err(Error::Invalid(format!(
+            "put the run after `verify`: cutover audit verify {}",
+            printable(&before)
+        ))),
         (Some(AuditAction::Verify { target }), None) => {
             verify(&state_dir, target.as_deref(), args.output)
         }
@@ -65,20 +62,19 @@ pub fn run(args: AuditArgs) -> ExitCode {
 /// Which runs a RUN|RELEASE argument names, oldest first. `None` when `target` is
 /// `None` means "the newest run" for `audit` and "every run" for `verify`, so the caller
 /// decides.
-fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, ExitCode> {
-    let runs = journal::list_runs(state_dir).map_err(super::journal_exit)?;
+fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, Error> {
+    let runs = journal::list_runs(state_dir)?;
     if let Some(r) = runs.iter().find(|r| r.run_id == target) {
         return Ok(vec![r.clone()]);
     }
     let mut of_release: Vec<_> = runs.into_iter().filter(|r| r.release == target).collect();
     if of_release.is_empty() {
-        eprintln!(
-            "cutover: no run or release named `{}` under {}: `cutover history --state-dir {}` lists them",
+        return Err(Error::Invalid(format!(
+            "no run or release named `{}` under {}: `cutover history --state-dir {}` lists them",
             printable(target),
             state_dir.display(),
             state_dir.display()
-        );
-        return Err(ExitCode::from(EXIT_INVALID));
+        )));
     }
     of_release.reverse();
     Ok(of_release)
@@ -170,7 +166,8 @@ fn render_entries(entries: &[Entry]) -> String {
     out
 }
 
-/// Print a warning for a damaged chain or a torn tail; true when damaged.
+/// Print a warning for a damaged chain or a torn tail; true when damaged. Warnings, not
+/// errors: they go out beside each run's entries, and `audit` carries on with the next.
 fn report_damage(v: &RunVerification) -> bool {
     if let Some(p) = &v.problem {
         eprintln!(
@@ -188,24 +185,17 @@ fn report_damage(v: &RunVerification) -> bool {
     false
 }
 
-fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
+fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitCode, Error> {
     let runs = match target {
-        Some(t) => match resolve(state_dir, t) {
-            Ok(r) => r,
-            Err(code) => return code,
-        },
-        None => match journal::list_runs(state_dir) {
-            Ok(runs) => match runs.into_iter().next() {
-                Some(newest) => vec![newest],
-                None => {
-                    eprintln!(
-                        "cutover: no runs under {}: nothing to audit (give --state-dir or set CUTOVER_STATE_DIR if the runs are elsewhere)",
-                        state_dir.display()
-                    );
-                    return ExitCode::from(EXIT_INVALID);
-                }
-            },
-            Err(e) => return super::journal_exit(e),
+        Some(t) => resolve(state_dir, t)?,
+        None => match journal::list_runs(state_dir)?.into_iter().next() {
+            Some(newest) => vec![newest],
+            None => {
+                return Err(Error::Invalid(format!(
+                    "no runs under {}: nothing to audit (give --state-dir or set CUTOVER_STATE_DIR if the runs are elsewhere)",
+                    state_dir.display()
+                )));
+            }
         },
     };
     let mut damaged = false;
@@ -213,6 +203,7 @@ fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
         let rec: RunRecord = match journal::read_run(state_dir, &summary.run_id) {
             Ok(r) => r,
             Err(e) => {
+                // Reported, and the other runs still shown; the exit code says so.
                 eprintln!("cutover: {e}");
                 damaged = true;
                 continue;
@@ -235,18 +226,20 @@ fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
         damaged |= report_damage(&rec.verification);
     }
     if damaged {
-        ExitCode::from(EXIT_INTERNAL)
+        Ok(ExitCode::from(EXIT_INTERNAL))
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
+fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitCode, Error> {
     let ids: Option<Vec<String>> = match target {
-        Some(t) => match resolve(state_dir, t) {
-            Ok(r) => Some(r.into_iter().map(|r| r.run_id).collect()),
-            Err(code) => return code,
-        },
+        Some(t) => Some(
+            resolve(state_dir, t)?
+                .into_iter()
+                .map(|r| r.run_id)
+                .collect(),
+        ),
         None => None,
     };
     let report = match ids {
@@ -254,26 +247,18 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
         Some(ids) => {
             let mut runs = Vec::new();
             for id in ids {
-                match journal::verify(state_dir, Some(&id)) {
-                    Ok(r) => runs.extend(r.runs),
-                    Err(e) => return super::journal_exit(e),
-                }
+                runs.extend(journal::verify(state_dir, Some(&id))?.runs);
             }
             Ok(journal::VerifyReport { runs })
         }
     };
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => return super::journal_exit(e),
-    };
+    let report = report?;
     match output {
-        Output::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cutover: cannot encode the report as JSON: {e}");
-                return ExitCode::from(EXIT_INTERNAL);
-            }
-        },
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Internal(format!("cannot encode the report as JSON: {e}")))?;
+            println!("{s}");
+        }
         Output::Text => {
             if report.runs.is_empty() {
                 println!("no runs under {}", state_dir.display());
@@ -319,9 +304,9 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> ExitCode {
         }
     }
     if report.is_ok() {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::from(EXIT_INTERNAL)
+        Ok(ExitCode::from(EXIT_INTERNAL))
     }
 }
 

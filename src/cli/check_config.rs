@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::Error;
 use crate::console::config::{Dirs, check};
 
 #[derive(Debug, clap::Args)]
@@ -13,17 +14,22 @@ pub struct CheckConfigArgs {
     pub config_dir: Option<PathBuf>,
 }
 
-pub fn run(args: CheckConfigArgs) -> ExitCode {
+pub fn run(args: CheckConfigArgs) -> Result<ExitCode, Error> {
     let dirs = Dirs::resolve(args.config_dir.as_deref());
     let errors = check(&dirs);
     if errors.is_empty() {
         println!("{}: keymap and themes are valid", dirs.config.display());
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        eprintln!("{} problem(s) in {}", errors.len(), dirs.config.display());
-        ExitCode::from(super::EXIT_INVALID)
+        let mut lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        lines.push(format!(
+            "{} problem(s) in {}",
+            errors.len(),
+            dirs.config.display()
+        ));
+        Err(Error::Verbatim {
+            text: lines.join("\n"),
+            code: super::EXIT_INVALID,
+        })
     }
 }

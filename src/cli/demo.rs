@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::UiArgs;
-use super::{EXIT_INTERNAL, Output, StateDirArg};
+use super::{EXIT_INTERNAL, Error, Output, StateDirArg};
 use crate::engine::{Event, EventKind, ReleaseState, ServiceStatus};
 use crate::session::finish::finish_session;
 use crate::session::{Begin, runtime, start_session_with};
@@ -149,44 +149,30 @@ fn load_urls(release: &crate::release::Release) -> Vec<hyper::Uri> {
         .collect()
 }
 
-pub fn run(args: DemoArgs) -> ExitCode {
+pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     let console = crate::session::console::wanted(args.headless, args.output);
     if console {
         crate::session::console::init_logging();
     } else {
         super::init_logging_at("warn");
     }
-    let release = match crate::release::load_str(
+    let release = crate::release::load_str(
         Path::new("examples/demo.toml"),
         DEMO_RELEASE,
         Path::new("."),
-    ) {
-        Ok(r) => r,
-        Err(d) => {
-            eprintln!("cutover: the built-in demo release is invalid: {d:?}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
+    )
+    .map_err(|d| Error::Internal(format!("the built-in demo release is invalid: {d:?}")))?;
     let operator = crate::engine::operator_name(args.operator.as_deref());
     let state_dir = args.state.resolve();
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(f) => {
-            eprintln!("cutover: {}", f.message);
-            return ExitCode::from(f.code);
-        }
-    };
+    let rt = runtime()?;
     let code = rt.block_on(async {
         let begin = Begin::Fresh {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
         };
-        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console)).await {
+        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
             Ok(s) => s,
-            Err(f) => {
-                eprintln!("cutover: {}", f.message);
-                return f.code;
-            }
+            Err(f) => return Err(Error::from(f)),
         };
         let reg = track(session.handle.events.subscribe(), REGRESSING);
         let mut config = crate::loadgen::LoadConfig::new(load_urls(&release), args.rate, Duration::from_secs(150));
@@ -220,12 +206,12 @@ pub fn run(args: DemoArgs) -> ExitCode {
                 std::io::stderr(),
                 "cutover demo: the demo's load generator stopped with this process; the release goes on without it"
             );
-            return 0;
+            return Ok(0);
         }
         // The demo succeeds when the engine did its job: the regression rolled back, the
         // rest promoted (or skipped because it depends on the regressing service).
-        if code == 3 && as_expected { 0 } else if code == 0 { EXIT_INTERNAL } else { code }
+        Ok(if code == 3 && as_expected { 0 } else if code == 0 { EXIT_INTERNAL } else { code })
     });
     rt.shutdown_timeout(Duration::from_secs(2));
-    ExitCode::from(code)
+    Ok(ExitCode::from(code?))
 }

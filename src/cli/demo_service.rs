@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::{EXIT_INTERNAL, EXIT_INVALID, init_logging, parse_seconds};
+use crate::cli::{EXIT_INTERNAL, Error, init_logging, parse_seconds};
 use crate::demo_service::{DemoConfig, DemoError, DemoExit, DemoServer};
 
 #[derive(Debug, clap::Args)]
@@ -45,17 +45,16 @@ pub struct DemoServiceArgs {
     pub downstream: Option<String>,
 }
 
-pub fn run(args: DemoServiceArgs) -> ExitCode {
+pub fn run(args: DemoServiceArgs) -> Result<ExitCode, Error> {
     init_logging();
     let downstream = match args.downstream.as_deref().map(str::parse) {
         None => None,
         Some(Ok(uri)) => Some(uri),
         Some(Err(e)) => {
-            eprintln!(
-                "error: --downstream `{}` is not a URL ({e}); write e.g. http://127.0.0.1:8081/api/x",
+            return Err(Error::ToolInvalid(format!(
+                "--downstream `{}` is not a URL ({e}); write e.g. http://127.0.0.1:8081/api/x",
                 args.downstream.as_deref().unwrap_or_default()
-            );
-            return ExitCode::from(EXIT_INVALID);
+            )));
         }
     };
     let config = DemoConfig {
@@ -69,28 +68,16 @@ pub fn run(args: DemoServiceArgs) -> ExitCode {
         slow_start: args.slow_start,
         downstream,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
+        .map_err(|e| Error::ToolInternal(format!("cannot start the async runtime: {e}")))?;
     let addr = SocketAddr::new(args.host, args.port);
     runtime.block_on(async move {
         let server = match DemoServer::start(addr, config).await {
             Ok(s) => s,
-            Err(e @ DemoError::Invalid(_)) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INTERNAL);
-            }
+            Err(e @ DemoError::Invalid(_)) => return Err(Error::ToolInvalid(e.to_string())),
+            Err(e) => return Err(Error::ToolInternal(e.to_string())),
         };
         let signal = async {
             let mut term = match tokio::signal::unix::signal(
@@ -110,11 +97,11 @@ pub fn run(args: DemoServiceArgs) -> ExitCode {
             tracing::info!("signal received: finishing in-flight requests");
         };
         match server.run_until(signal).await {
-            DemoExit::Stopped => ExitCode::SUCCESS,
-            DemoExit::Crashed => {
-                eprintln!("demo-service: crashed on purpose (--crash-after)");
-                ExitCode::from(EXIT_INTERNAL)
-            }
+            DemoExit::Stopped => Ok(ExitCode::SUCCESS),
+            DemoExit::Crashed => Err(Error::Verbatim {
+                text: "demo-service: crashed on purpose (--crash-after)".into(),
+                code: EXIT_INTERNAL,
+            }),
         }
     })
 }

@@ -33,6 +33,8 @@ pub struct DeployArgs {
     /// with the contract pending; the console asks.
     #[arg(long)]
     pub allow_contract: bool,
+    #[command(flatten)]
+    pub aws: super::AwsArgs,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -44,6 +46,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     }
     let (release, base_dir, begin) = crate::session::spec::from_file(&args.file)?;
     let code = crate::session::run::run(RunSpec {
+        aws: args.aws.to_session(),
         release,
         base_dir,
         begin,

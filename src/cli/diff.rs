@@ -5,41 +5,29 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Output;
 use super::{AwsArgs, aws_runtime, ecs_platform};
+use super::{Error, Output};
 use crate::platform::ecs::verify::{self, ServiceDiff};
 
-pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> ExitCode {
-    let rt = match aws_runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let platform = match ecs_platform(file, aws, &rt) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let diffs = match rt.block_on(verify::diff(&platform)) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            return ExitCode::from(if e.retryable {
-                super::EXIT_INTERNAL
-            } else {
-                super::EXIT_INVALID
-            });
+pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> Result<ExitCode, Error> {
+    let rt = aws_runtime()?;
+    let platform = ecs_platform(file, aws, &rt)?;
+    let diffs = rt.block_on(verify::diff(&platform)).map_err(|e| {
+        if e.retryable {
+            Error::Internal(e.to_string())
+        } else {
+            Error::Invalid(e.to_string())
         }
-    };
+    })?;
     match output {
         Output::Text => print!("{}", render(&diffs)),
-        Output::Json => match serde_json::to_string_pretty(&diffs) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cutover: cannot encode the diff as JSON: {e}");
-                return ExitCode::from(super::EXIT_INTERNAL);
-            }
-        },
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&diffs)
+                .map_err(|e| Error::Internal(format!("cannot encode the diff as JSON: {e}")))?;
+            println!("{s}");
+        }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The diff as text: one block per service, `-` old and `+` new per field.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Output, printable};
+use super::{Error, Output, printable};
 use crate::journal::{self, RunState, RunSummary, timefmt};
 
 fn outcome(r: &RunSummary) -> String {
@@ -18,26 +18,17 @@ fn outcome(r: &RunSummary) -> String {
     }
 }
 
-pub fn run(state_dir: &Path, output: Output) -> ExitCode {
-    let runs = match journal::list_runs(state_dir) {
-        Ok(r) => r,
-        Err(e) => return super::journal_exit(e),
-    };
+pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
+    let runs = journal::list_runs(state_dir)?;
     if output == Output::Json {
-        return match serde_json::to_string_pretty(&runs) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cutover: cannot encode the run list as JSON: {e}");
-                ExitCode::from(super::EXIT_INTERNAL)
-            }
-        };
+        let s = serde_json::to_string_pretty(&runs)
+            .map_err(|e| Error::Internal(format!("cannot encode the run list as JSON: {e}")))?;
+        println!("{s}");
+        return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
         println!("no runs under {}", state_dir.display());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 6]> = runs
         .iter()
@@ -96,8 +87,9 @@ pub fn run(state_dir: &Path, output: Output) -> ExitCode {
         .iter()
         .filter_map(|r| r.damage.as_ref().map(|d| (r, d)))
         .collect();
+    // Warnings beside a listing that succeeds (exit 0), not errors.
     for (r, d) in &damaged {
         eprintln!("cutover: run {} is damaged: {}", r.run_id, d);
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

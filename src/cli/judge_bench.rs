@@ -12,7 +12,7 @@ use crate::duration::parse_duration;
 use crate::judge::explain::count;
 use crate::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, record_trial, run_scenario};
 
-use super::{EXIT_INTERNAL, EXIT_INVALID};
+use super::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -67,16 +67,11 @@ pub struct JudgeBenchArgs {
     pub trial: u32,
 }
 
-fn invalid(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_INVALID)
-}
-
-pub fn run(args: JudgeBenchArgs) -> ExitCode {
+pub fn run(args: JudgeBenchArgs) -> Result<ExitCode, Error> {
     let horizon = match parse_duration(&args.horizon) {
         Ok(d) if d.as_secs() >= 1 => d,
-        Ok(_) => return invalid("--horizon must be at least 1s"),
-        Err(e) => return invalid(format!("--horizon: {e}")),
+        Ok(_) => return Err(Error::ToolInvalid("--horizon must be at least 1s".into())),
+        Err(e) => return Err(Error::ToolInvalid(format!("--horizon: {e}"))),
     };
     let params = SimParams {
         rps: args.rps,
@@ -88,9 +83,9 @@ pub fn run(args: JudgeBenchArgs) -> ExitCode {
         trials: args.trials,
         seed: args.seed,
     };
-    if let Err(e) = params.validate() {
-        return invalid(e);
-    }
+    params
+        .validate()
+        .map_err(|e| Error::ToolInvalid(e.to_string()))?;
     let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
         Scenario::ALL.to_vec()
     } else {
@@ -121,13 +116,9 @@ pub fn run(args: JudgeBenchArgs) -> ExitCode {
     let started = Instant::now();
     let mut rows: Vec<Summary> = Vec::new();
     for s in &scenarios {
-        match run_scenario(*s, &judges, &params, threads) {
-            Ok(r) => rows.extend(r),
-            Err(e) => {
-                eprintln!("error: simulation of {} failed: {e}", s.name());
-                return ExitCode::from(EXIT_INTERNAL);
-            }
-        }
+        let r = run_scenario(*s, &judges, &params, threads)
+            .map_err(|e| Error::ToolInternal(format!("simulation of {} failed: {e}", s.name())))?;
+        rows.extend(r);
     }
     let took = started.elapsed();
     match args.output {
@@ -148,10 +139,10 @@ pub fn run(args: JudgeBenchArgs) -> ExitCode {
             );
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> ExitCode {
+fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> Result<ExitCode, Error> {
     let windows = record_trial(s, p, trial);
     let result = File::create(path).and_then(|f| {
         let mut out = BufWriter::new(f);
@@ -163,6 +154,7 @@ fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> ExitCode {
     });
     match result {
         Ok(()) => {
+            // What was written, on stderr beside the recording: not an error.
             eprintln!(
                 "wrote {} windows of scenario {} (trial {trial}, seed {}) to {}",
                 windows.len(),
@@ -170,12 +162,12 @@ fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> ExitCode {
                 p.seed,
                 path.display()
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => invalid(format!(
+        Err(e) => Err(Error::ToolInvalid(format!(
             "cannot write {}: {e}; check the directory exists and is writable",
             path.display()
-        )),
+        ))),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::judge::replay::{ReplayError, render, replay_file};
 use crate::judge::{AnalysisConfig, JudgeKind, Outcome};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{EXIT_INVALID, EXIT_ROLLED_BACK};
+use super::{EXIT_ROLLED_BACK, Error};
 
 #[derive(Debug, Subcommand)]
 pub enum JudgeCommand {
@@ -104,39 +104,27 @@ fn config_from(args: &ReplayArgs) -> Result<AnalysisConfig, ReplayError> {
     Ok(c)
 }
 
-pub fn run(cmd: JudgeCommand) -> ExitCode {
+pub fn run(cmd: JudgeCommand) -> Result<ExitCode, Error> {
     match cmd {
         JudgeCommand::Replay(args) => {
-            let every = match parse_duration(&args.every) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("error: --every: {e}");
-                    return ExitCode::from(EXIT_INVALID);
+            let every = parse_duration(&args.every)
+                .map_err(|e| Error::ToolInvalid(format!("--every: {e}")))?;
+            let r = config_from(&args)
+                .and_then(|c| replay_file(&args.file, &c, every))
+                .map_err(|e| Error::ToolInvalid(e.to_string()))?;
+            match args.output {
+                ReplayOutput::Text => print!("{}", render(&r)),
+                ReplayOutput::Json => {
+                    let s = serde_json::to_string(&r).map_err(|e| {
+                        Error::ToolInternal(format!("cannot encode the replay as JSON: {e}"))
+                    })?;
+                    println!("{s}");
                 }
-            };
-            let result = config_from(&args).and_then(|c| replay_file(&args.file, &c, every));
-            match result {
-                Ok(r) => {
-                    match args.output {
-                        ReplayOutput::Text => print!("{}", render(&r)),
-                        ReplayOutput::Json => match serde_json::to_string(&r) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => {
-                                eprintln!("error: cannot encode the replay as JSON: {e}");
-                                return ExitCode::from(super::EXIT_INTERNAL);
-                            }
-                        },
-                    }
-                    if r.final_verdict.outcome == Outcome::Fail {
-                        ExitCode::from(EXIT_ROLLED_BACK)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_INVALID)
-                }
+            }
+            if r.final_verdict.outcome == Outcome::Fail {
+                Ok(ExitCode::from(EXIT_ROLLED_BACK))
+            } else {
+                Ok(ExitCode::SUCCESS)
             }
         }
     }

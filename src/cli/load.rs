@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
 
-use crate::cli::{EXIT_INTERNAL, EXIT_INVALID, init_logging, parse_seconds};
+use crate::cli::{Error, init_logging, parse_seconds};
 use crate::loadgen::{LoadConfig, LoadReport, run as run_load};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,27 +55,20 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
-pub fn run(args: LoadArgs) -> ExitCode {
+pub fn run(args: LoadArgs) -> Result<ExitCode, Error> {
     init_logging();
     let mut urls = Vec::with_capacity(args.urls.len());
     for u in &args.urls {
-        match u.parse() {
-            Ok(uri) => urls.push(uri),
-            Err(e) => {
-                eprintln!("error: `{u}` is not a URL ({e}); write e.g. http://127.0.0.1:8080/");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
+        let uri = u.parse().map_err(|e| {
+            Error::ToolInvalid(format!(
+                "`{u}` is not a URL ({e}); write e.g. http://127.0.0.1:8080/"
+            ))
+        })?;
+        urls.push(uri);
     }
     let mut headers = Vec::new();
     for h in &args.headers {
-        match parse_header(h) {
-            Ok(kv) => headers.push(kv),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
+        headers.push(parse_header(h).map_err(Error::ToolInvalid)?);
     }
     let config = LoadConfig {
         urls,
@@ -86,34 +79,22 @@ pub fn run(args: LoadArgs) -> ExitCode {
         timeout: args.timeout,
         headers,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
-    };
-    let report = match runtime.block_on(run_load(config)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
+        .map_err(|e| Error::ToolInternal(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime
+        .block_on(run_load(config))
+        .map_err(|e| Error::ToolInvalid(e.to_string()))?;
     match args.output {
-        Output::Json => match serde_json::to_string(&report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the report: {e}");
-                return ExitCode::from(EXIT_INTERNAL);
-            }
-        },
+        Output::Json => {
+            let json = serde_json::to_string(&report)
+                .map_err(|e| Error::ToolInternal(format!("cannot encode the report: {e}")))?;
+            println!("{json}");
+        }
         Output::Text => print!("{}", text_report(&report)),
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The human-readable report.

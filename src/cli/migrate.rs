@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::{EXIT_INTERNAL, EXIT_INVALID, Output};
-use crate::migrate::{self, Dialect, MigrateError, PreparedMigration, RunOptions, SqlFile, Stage};
+use super::{EXIT_INVALID, Error, Output};
+use crate::migrate::{self, Dialect, PreparedMigration, RunOptions, SqlFile, Stage};
 use crate::release::{self, Migration};
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +77,7 @@ pub enum StageArg {
     UndoExpand,
 }
 
-pub fn run(cmd: MigrateCommand) -> ExitCode {
+pub fn run(cmd: MigrateCommand) -> Result<ExitCode, Error> {
     match cmd {
         MigrateCommand::Lint {
             file,
@@ -104,144 +104,53 @@ pub fn run(cmd: MigrateCommand) -> ExitCode {
     }
 }
 
-/// Where each listed service of `m` stood at the end of the release's newest finished
-/// run, with promotion times turned into `Instant`s for the guard.
-fn progress_from_runs(
-    state_dir: &Path,
-    release_name: &str,
-    m: &Migration,
-) -> Result<
-    (
-        String,
-        std::collections::BTreeMap<String, migrate::ServiceProgress>,
-    ),
-    String,
-> {
-    use crate::engine::{ReleaseState, events_from_entries};
-    let runs = crate::journal::list_runs(state_dir).map_err(|e| e.to_string())?;
-    // The newest run of this release decides: an older finished run says nothing about
-    // a newer one still in flight.
-    let run = runs
-        .iter()
-        .find(|r| r.release == release_name)
-        .ok_or_else(|| {
-            format!(
-                "no run of release {release_name} under {}; deploy it first (or pass --state-dir)",
-                state_dir.display()
-            )
-        })?;
-    if let Some(d) = &run.damage {
-        return Err(format!(
-            "the newest run of release {release_name} ({}) cannot be trusted: {d}; check it with `cutover audit verify`",
-            run.run_id
-        ));
-    }
-    if !run.is_finished() {
-        return Err(format!(
-            "the newest run of release {release_name} ({}) has not finished; let it finish or `cutover resume --run {}` first",
-            run.run_id, run.run_id
-        ));
-    }
-    let rec = crate::journal::read_run(state_dir, &run.run_id).map_err(|e| e.to_string())?;
-    let state = ReleaseState::replay(&events_from_entries(&rec.entries));
-    let now_ms = crate::engine::Clock::now_ms(&crate::engine::SystemClock);
-    let now = std::time::Instant::now();
-    let progress = m
-        .services
-        .iter()
-        .filter_map(|name| {
-            let s = state.service(name)?;
-            Some((
-                name.clone(),
-                crate::engine::state::service_progress(s, now_ms, now),
-            ))
-        })
-        .collect();
-    Ok((run.run_id.clone(), progress))
-}
-
-fn contract(file: &Path, name: &str, state_dir: &Path) -> ExitCode {
-    let (picked, base_dir) = match load(file, Some(name)) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let release_name = match release::load(file) {
-        Ok(l) => l.release.release.name,
-        Err(d) => return super::report_diagnostics(&d),
-    };
+fn contract(file: &Path, name: &str, state_dir: &Path) -> Result<ExitCode, Error> {
+    let (picked, base_dir) = load(file, Some(name))?;
+    let release_name = release::load(file)?.release.release.name;
     let Some(m) = picked.first() else {
-        return ExitCode::from(EXIT_INVALID);
+        return Ok(ExitCode::from(EXIT_INVALID));
     };
-    let prep = match PreparedMigration::new(m, &base_dir) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            return error_code(&e);
-        }
-    };
-    if let Err(e) = prep.check_lint() {
-        eprintln!("cutover: {e}");
-        return ExitCode::from(EXIT_INVALID);
-    }
-    let (run_id, progress) = match progress_from_runs(state_dir, &release_name, m) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("cutover: migration \"{name}\": {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let db_state = match prep.state() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            return error_code(&e);
-        }
-    };
-    if let Err(r) =
-        migrate::contract_allowed(m, db_state, &progress, std::time::Instant::now(), true)
-    {
-        eprintln!("cutover: {r} (run {run_id})");
-        return ExitCode::from(EXIT_INVALID);
-    }
+    let prep = PreparedMigration::new(m, &base_dir)?;
+    prep.check_lint()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let (run_id, progress) =
+        crate::session::contract::progress_from_runs(state_dir, &release_name, m)
+            .map_err(|e| Error::Invalid(format!("migration \"{name}\": {e}")))?;
+    let db_state = prep.state()?;
+    migrate::contract_allowed(m, db_state, &progress, std::time::Instant::now(), true)
+        .map_err(|r| Error::Invalid(format!("{r} (run {run_id})")))?;
     let opts = RunOptions {
         actor: crate::engine::operator_name(None),
         ..RunOptions::default()
     };
-    match prep.apply(Stage::Contract, &opts) {
-        Ok(outcome) => {
-            println!(
-                "migration \"{name}\": contract applied to {} ({}); the listed services can no longer roll back to their old revision",
-                prep.database,
-                match outcome {
-                    migrate::StageOutcome::Applied {
-                        statements,
-                        duration_ms,
-                        ..
-                    } => format!("{statements} statement(s) in {duration_ms} ms"),
-                    migrate::StageOutcome::AlreadyApplied { applied_at, .. } =>
-                        format!("already applied at {applied_at}; nothing ran"),
-                }
-            );
-            ExitCode::SUCCESS
+    let done = match prep.apply(Stage::Contract, &opts)? {
+        migrate::StageOutcome::Applied {
+            statements,
+            duration_ms,
+            ..
+        } => format!("{statements} statement(s) in {duration_ms} ms"),
+        migrate::StageOutcome::AlreadyApplied { applied_at, .. } => {
+            format!("already applied at {applied_at}; nothing ran")
         }
-        Err(e) => {
-            eprintln!("cutover: {e}");
-            error_code(&e)
-        }
-    }
+    };
+    println!(
+        "migration \"{name}\": contract applied to {} ({done}); the listed services can no longer roll back to their old revision",
+        prep.database
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Load a release and pick its migrations.
-fn load(file: &Path, only: Option<&str>) -> Result<(Vec<Migration>, PathBuf), ExitCode> {
-    let loaded = release::load(file).map_err(|d| super::report_diagnostics(&d))?;
+fn load(file: &Path, only: Option<&str>) -> Result<(Vec<Migration>, PathBuf), Error> {
+    let loaded = release::load(file)?;
     let all = loaded.release.migrations.clone();
     let picked: Vec<Migration> = match only {
         Some(name) => all.iter().filter(|m| m.name == name).cloned().collect(),
         None => all.clone(),
     };
     if picked.is_empty() {
-        match only {
-            Some(name) => eprintln!(
+        let text = match only {
+            Some(name) => format!(
                 "{}: no migration named \"{name}\"; the release has: {}",
                 file.display(),
                 all.iter()
@@ -249,34 +158,27 @@ fn load(file: &Path, only: Option<&str>) -> Result<(Vec<Migration>, PathBuf), Ex
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            None => eprintln!("{}: the release has no [[migration]]", file.display()),
-        }
-        return Err(ExitCode::from(EXIT_INVALID));
+            None => format!("{}: the release has no [[migration]]", file.display()),
+        };
+        return Err(Error::Verbatim {
+            text,
+            code: EXIT_INVALID,
+        });
     }
     Ok((picked, loaded.base_dir))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ExitCode> {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => {
-            println!("{s}");
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("cutover: cannot encode JSON: {e}");
-            Err(ExitCode::from(EXIT_INTERNAL))
-        }
-    }
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Internal(format!("cannot encode JSON: {e}")))?;
+    println!("{s}");
+    Ok(())
 }
 
-fn error_code(e: &MigrateError) -> ExitCode {
-    match e {
-        MigrateError::Connect { .. }
-        | MigrateError::Db { .. }
-        | MigrateError::DryRun { .. }
-        | MigrateError::LockTimeout { .. } => ExitCode::from(EXIT_INTERNAL),
-        _ => ExitCode::from(EXIT_INVALID),
-    }
+/// A migration error about migration `name`, worded `migration "NAME": …`.
+fn in_migration(name: &str, e: migrate::MigrateError) -> Error {
+    let message = format!("migration \"{name}\": {e}");
+    Error::migrate(&e, message)
 }
 
 fn lint(
@@ -285,7 +187,7 @@ fn lint(
     dialect: DialectArg,
     stage: StageArg,
     output: Output,
-) -> ExitCode {
+) -> Result<ExitCode, Error> {
     let is_sql = file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
@@ -296,15 +198,9 @@ fn lint(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sql = match SqlFile::load(dir, &name) {
-            Ok(s) => SqlFile {
-                shown: file.display().to_string(),
-                ..s
-            },
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
+        let sql = SqlFile {
+            shown: file.display().to_string(),
+            ..SqlFile::load(dir, &name).map_err(|e| Error::Invalid(e.to_string()))?
         };
         let dialect = match dialect {
             DialectArg::Postgres => Dialect::Postgres,
@@ -322,18 +218,10 @@ fn lint(
             },
         ));
     } else {
-        let (migrations, base) = match load(file, only) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+        let (migrations, base) = load(file, only)?;
         for m in &migrations {
-            match PreparedMigration::new(m, &base) {
-                Ok(p) => reports.push((m.name.clone(), p.lint)),
-                Err(e) => {
-                    eprintln!("cutover: migration \"{}\": {e}", m.name);
-                    return error_code(&e);
-                }
-            }
+            let p = PreparedMigration::new(m, &base).map_err(|e| in_migration(&m.name, e))?;
+            reports.push((m.name.clone(), p.lint));
         }
     }
     let blocking: usize = reports.iter().map(|(_, r)| r.blocking().count()).sum();
@@ -343,9 +231,7 @@ fn lint(
                 .iter()
                 .map(|(name, r)| serde_json::json!({ "migration": name, "findings": r.findings, "refused": !r.is_clean() }))
                 .collect();
-            if let Err(c) = print_json(&v) {
-                return c;
-            }
+            print_json(&v)?;
         }
         Output::Text => {
             for (name, r) in &reports {
@@ -365,28 +251,21 @@ fn lint(
         }
     }
     if blocking > 0 {
-        ExitCode::from(EXIT_INVALID)
+        Ok(ExitCode::from(EXIT_INVALID))
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-fn dry_run(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
-    let (migrations, base) = match load(file, only) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+fn dry_run(file: &Path, only: Option<&str>, output: Output) -> Result<ExitCode, Error> {
+    let (migrations, base) = load(file, only)?;
     let mut failed = false;
     let mut json = Vec::new();
     for m in &migrations {
-        let p = match PreparedMigration::new(m, &base) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("cutover: migration \"{}\": {e}", m.name);
-                return error_code(&e);
-            }
-        };
+        let p = PreparedMigration::new(m, &base).map_err(|e| in_migration(&m.name, e))?;
         if !p.lint.is_clean() {
+            // A refused migration is reported and the next one still tried; the exit code
+            // says so at the end.
             for f in p.lint.blocking() {
                 eprint!("{f}");
             }
@@ -397,49 +276,30 @@ fn dry_run(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
             failed = true;
             continue;
         }
-        match p.dry_run(&RunOptions::default()) {
-            Ok(report) => {
-                failed |= !report.ok;
-                match output {
-                    Output::Text => println!("{report}"),
-                    Output::Json => json.push(report),
-                }
-            }
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return error_code(&e);
-            }
+        let report = p.dry_run(&RunOptions::default())?;
+        failed |= !report.ok;
+        match output {
+            Output::Text => println!("{report}"),
+            Output::Json => json.push(report),
         }
     }
-    if output == Output::Json
-        && let Err(c) = print_json(&json)
-    {
-        return c;
+    if output == Output::Json {
+        print_json(&json)?;
     }
     if failed {
-        ExitCode::from(EXIT_INVALID)
+        Ok(ExitCode::from(EXIT_INVALID))
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-fn status(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
-    let (migrations, base) = match load(file, only) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+fn status(file: &Path, only: Option<&str>, output: Output) -> Result<ExitCode, Error> {
+    let (migrations, base) = load(file, only)?;
     let mut drift = false;
     let mut json = Vec::new();
     for m in &migrations {
-        let st = match PreparedMigration::new(m, &base)
-            .and_then(|p| p.connect()?.status(&m.name, &p.files))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return error_code(&e);
-            }
-        };
+        let st = PreparedMigration::new(m, &base)
+            .and_then(|p| p.connect()?.status(&m.name, &p.files))?;
         drift |= !st.checksum_drift.is_empty() || st.schema_drift.is_some();
         match output {
             Output::Json => json.push(st),
@@ -477,14 +337,12 @@ fn status(file: &Path, only: Option<&str>, output: Output) -> ExitCode {
             }
         }
     }
-    if output == Output::Json
-        && let Err(c) = print_json(&json)
-    {
-        return c;
+    if output == Output::Json {
+        print_json(&json)?;
     }
     if drift {
-        ExitCode::from(EXIT_INVALID)
+        Ok(ExitCode::from(EXIT_INVALID))
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }

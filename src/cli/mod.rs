@@ -3,6 +3,7 @@
 
 mod audit;
 mod check_config;
+mod completions;
 mod diff;
 mod history;
 mod migrate;
@@ -68,6 +69,10 @@ pub enum Command {
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(completions::ManArgs),
     /// Benchmark canary judges on seeded, simulated baseline-versus-canary traffic.
     #[command(name = "judge-bench")]
     JudgeBench(judge_bench::JudgeBenchArgs),
@@ -263,24 +268,31 @@ pub struct AwsArgs {
     pub profile: Option<String>,
 }
 
-/// Load and validate the release, check it targets ECS, and build the platform. On
-/// failure, the exit code to return (after printing why).
+impl AwsArgs {
+    pub fn to_session(&self) -> crate::session::Aws {
+        crate::session::Aws {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
+/// Load and validate the release, check it targets ECS, and build the platform.
 pub fn ecs_platform(
     file: &std::path::Path,
     args: &AwsArgs,
     rt: &tokio::runtime::Runtime,
-) -> Result<crate::platform::ecs::EcsPlatform, ExitCode> {
-    let loaded = match crate::release::load(file) {
-        Ok(r) => r,
-        Err(diags) => return Err(report_diagnostics(&diags)),
-    };
+) -> Result<crate::platform::ecs::EcsPlatform, Error> {
+    let loaded = crate::release::load(file)?;
     if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
-        eprintln!(
-            "{}: the release's platform is \"{}\"; this command checks ECS releases (set `platform = \"ecs\"` in [release])",
-            file.display(),
-            loaded.release.release.platform.as_str()
-        );
-        return Err(ExitCode::from(EXIT_INVALID));
+        return Err(Error::Verbatim {
+            text: format!(
+                "{}: the release's platform is \"{}\"; this command checks ECS releases (set `platform = \"ecs\"` in [release])",
+                file.display(),
+                loaded.release.release.platform.as_str()
+            ),
+            code: EXIT_INVALID,
+        });
     }
     let conf = rt.block_on(crate::platform::ecs::aws::load_config(
         args.region.as_deref(),
@@ -293,26 +305,21 @@ pub fn ecs_platform(
             .iter()
             .any(|s| s.ecs.as_ref().is_some_and(|e| e.region.is_none()))
     {
-        eprintln!(
-            "cutover: no AWS region: pass --region, set AWS_REGION, or add `region` to each [service.ecs]"
-        );
-        return Err(ExitCode::from(EXIT_INVALID));
+        return Err(Error::Invalid(
+            "no AWS region: pass --region, set AWS_REGION, or add `region` to each [service.ecs]"
+                .into(),
+        ));
     }
-    crate::platform::ecs::EcsPlatform::from_release(&loaded.release, &conf).map_err(|e| {
-        eprintln!("cutover: {e}");
-        ExitCode::from(EXIT_INVALID)
-    })
+    crate::platform::ecs::EcsPlatform::from_release(&loaded.release, &conf)
+        .map_err(|e| Error::Invalid(e.to_string()))
 }
 
-pub fn aws_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+pub fn aws_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| {
-            eprintln!("cutover: cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_INTERNAL)
-        })
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
 /// `--state-dir DIR`: where runs are journaled.
@@ -348,17 +355,19 @@ impl StateDirArg {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    exit(match cli.command {
         Command::Validate { files } => validate::run(&files),
         Command::Plan { file, output } => plan::run(&file, output),
         Command::Schema => schema::run(),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
         Command::JudgeBench(args) => judge_bench::run(args),
         Command::Judge { command } => judge_replay::run(command),
-        Command::Deploy(args) => exit(deploy::run(args)),
-        Command::Resume(args) => exit(resume::run(args)),
-        Command::Serve(args) => exit(serve::run(args)),
-        Command::Ctl(args) => exit(ctl::run(args)),
-        Command::Attach(args) => exit(attach::run(args)),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Resume(args) => resume::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Attach(args) => attach::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Print(args) => print::run(args),
         Command::Demo(args) => demo::run(args),
@@ -369,7 +378,7 @@ pub fn main() -> ExitCode {
         Command::Migrate { command } => migrate::run(command),
         Command::Verify { file, aws, output } => verify::run(&file, &aws, output),
         Command::Diff { file, aws, output } => diff::run(&file, &aws, output),
-    }
+    })
 }
 
 /// Why a command failed. Every command that can fail returns one; [`Error::report`] is
@@ -387,6 +396,21 @@ pub enum Error {
     Journal(crate::journal::JournalError),
     /// Talking to a served release: 2 invalid, 5 not allowed, 1 otherwise.
     Client(crate::control::ClientError),
+    /// Invalid input to a standalone tool (`judge`, `judge-bench`, `load`,
+    /// `demo-service`), which words its errors `error: …`: exit 2.
+    ToolInvalid(String),
+    /// An internal error of a standalone tool, `error: …`: exit 1.
+    ToolInternal(String),
+    /// A message already worded in full (`FILE: …`, a list of problems), printed as it
+    /// is, with its exit code.
+    Verbatim { text: String, code: u8 },
+}
+
+impl From<crate::migrate::MigrateError> for Error {
+    fn from(e: crate::migrate::MigrateError) -> Self {
+        let message = e.to_string();
+        Error::migrate(&e, message)
+    }
 }
 
 impl From<Failure> for Error {
@@ -423,6 +447,19 @@ impl From<crate::session::spec::SourceError> for Error {
 }
 
 impl Error {
+    /// A migration error worded as `message`: internal when the database (or its copy)
+    /// failed, invalid input otherwise.
+    pub fn migrate(e: &crate::migrate::MigrateError, message: String) -> Self {
+        use crate::migrate::MigrateError;
+        match e {
+            MigrateError::Connect { .. }
+            | MigrateError::Db { .. }
+            | MigrateError::DryRun { .. }
+            | MigrateError::LockTimeout { .. } => Error::Internal(message),
+            _ => Error::Invalid(message),
+        }
+    }
+
     /// Print the error on stderr and return its exit code.
     pub fn report(self) -> u8 {
         use crate::control::ClientError;
@@ -469,6 +506,18 @@ impl Error {
                     _ => EXIT_INTERNAL,
                 }
             }
+            Error::ToolInvalid(m) => {
+                eprintln!("error: {m}");
+                EXIT_INVALID
+            }
+            Error::ToolInternal(m) => {
+                eprintln!("error: {m}");
+                EXIT_INTERNAL
+            }
+            Error::Verbatim { text, code } => {
+                eprintln!("{text}");
+                code
+            }
         }
     }
 }
@@ -476,16 +525,6 @@ impl Error {
 /// A command's result as the process's exit code (errors printed).
 fn exit(r: Result<ExitCode, Error>) -> ExitCode {
     r.unwrap_or_else(|e| ExitCode::from(e.report()))
-}
-
-/// Exit code for a journal error (printed).
-fn journal_exit(e: crate::journal::JournalError) -> ExitCode {
-    ExitCode::from(Error::Journal(e).report())
-}
-
-/// Print load errors the way `validate` does and return the invalid-input exit code.
-fn report_diagnostics(diags: &[crate::release::Diagnostic]) -> ExitCode {
-    ExitCode::from(Error::Diagnostics(diags.to_vec()).report())
 }
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.

@@ -3,24 +3,19 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Output;
+use super::{Error, Output};
 use crate::{plan, release};
 
-pub fn run(file: &Path, output: Output) -> ExitCode {
-    let loaded = match release::load(file) {
-        Ok(r) => r,
-        Err(diags) => return super::report_diagnostics(&diags),
-    };
+pub fn run(file: &Path, output: Output) -> Result<ExitCode, Error> {
+    let loaded = release::load(file)?;
     let p = plan::plan(&loaded.release);
     match output {
         Output::Text => print!("{}", plan::render_text(&p)),
-        Output::Json => match serde_json::to_string_pretty(&p) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cutover: cannot encode the plan as JSON: {e}");
-                return ExitCode::from(super::EXIT_INTERNAL);
-            }
-        },
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&p)
+                .map_err(|e| Error::Internal(format!("cannot encode the plan as JSON: {e}")))?;
+            println!("{s}");
+        }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

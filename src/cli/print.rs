@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use crate::console::config::{Choice, Dirs, load};
 use crate::console::theme::Slot;
 
+use super::Error;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum What {
     /// The config and state directories, and the files read there.
@@ -28,7 +30,7 @@ pub struct PrintArgs {
     pub keymap: Option<String>,
 }
 
-pub fn run(args: PrintArgs) -> ExitCode {
+pub fn run(args: PrintArgs) -> Result<ExitCode, Error> {
     let dirs = Dirs::resolve(args.config_dir.as_deref());
     match args.what {
         What::Dirs => {
@@ -36,7 +38,7 @@ pub fn run(args: PrintArgs) -> ExitCode {
             println!("keymap   {}", dirs.keymap_file().display());
             println!("themes   {}", dirs.themes_dir().display());
             println!("state    {}", dirs.state.display());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         What::Keymap => {
             let loaded = load(
@@ -46,21 +48,23 @@ pub fn run(args: PrintArgs) -> ExitCode {
                     ..Choice::default()
                 },
             );
+            // Problems in the user's files are warnings ahead of the keymap, which is
+            // printed all the same (the shipped keys stand in); they only set the exit code.
             for e in &loaded.errors {
                 eprintln!("{e}");
             }
             print!("{}", loaded.keymap.to_toml());
             if loaded.errors.is_empty() {
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             } else {
-                ExitCode::from(super::EXIT_INVALID)
+                Ok(ExitCode::from(super::EXIT_INVALID))
             }
         }
         What::ThemeSlots => {
             for s in Slot::ALL {
                 println!("{:<24} {}", s.name(), s.description());
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct ResumeArgs {
     /// promoted and baked (contract is one-way).
     #[arg(long)]
     pub allow_contract: bool,
+    #[command(flatten)]
+    pub aws: super::AwsArgs,
 }
 
 pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
@@ -45,6 +47,7 @@ pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
     let (release, base_dir, begin) =
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?;
     let code = crate::session::run::run(RunSpec {
+        aws: args.aws.to_session(),
         release,
         base_dir,
         begin,

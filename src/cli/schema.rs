@@ -2,15 +2,11 @@
 
 use std::process::ExitCode;
 
-pub fn run() -> ExitCode {
-    match serde_json::to_string_pretty(&crate::release::json_schema()) {
-        Ok(s) => {
-            println!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cutover: cannot encode the schema: {e}");
-            ExitCode::from(super::EXIT_INTERNAL)
-        }
-    }
+use super::Error;
+
+pub fn run() -> Result<ExitCode, Error> {
+    let s = serde_json::to_string_pretty(&crate::release::json_schema())
+        .map_err(|e| Error::Internal(format!("cannot encode the schema: {e}")))?;
+    println!("{s}");
+    Ok(ExitCode::SUCCESS)
 }

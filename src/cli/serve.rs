@@ -73,6 +73,8 @@ pub struct ServeArgs {
     /// (an attached console's dialog, or `cutover ctl contract NAME`).
     #[arg(long)]
     pub allow_contract: bool,
+    #[command(flatten)]
+    pub aws: super::AwsArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -141,6 +143,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         crate::session::spec::from_file(&file)?
     };
     let code = crate::session::run::run(RunSpec {
+        aws: args.aws.to_session(),
         release,
         base_dir,
         begin,

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::Error;
 use crate::release;
 
-pub fn run(files: &[PathBuf]) -> ExitCode {
+pub fn run(files: &[PathBuf]) -> Result<ExitCode, Error> {
     let mut problems = Vec::new();
     for f in files {
         match release::load(f) {
@@ -19,8 +20,8 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
         }
     }
     if problems.is_empty() {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
-        super::report_diagnostics(&problems)
+        Err(Error::Diagnostics(problems))
     }
 }

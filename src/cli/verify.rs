@@ -6,33 +6,25 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Output;
 use super::{AwsArgs, aws_runtime, ecs_platform};
+use super::{Error, Output};
 use crate::platform::ecs::verify;
 
-pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> ExitCode {
-    let rt = match aws_runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let platform = match ecs_platform(file, aws, &rt) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> Result<ExitCode, Error> {
+    let rt = aws_runtime()?;
+    let platform = ecs_platform(file, aws, &rt)?;
     let report = rt.block_on(verify::verify(&platform));
     match output {
         Output::Text => print!("{report}"),
-        Output::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cutover: cannot encode the report as JSON: {e}");
-                return ExitCode::from(super::EXIT_INTERNAL);
-            }
-        },
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::Internal(format!("cannot encode the report as JSON: {e}")))?;
+            println!("{s}");
+        }
     }
     if report.problems() == 0 {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::from(super::EXIT_INVALID)
+        Ok(ExitCode::from(super::EXIT_INVALID))
     }
 }

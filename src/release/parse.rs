@@ -1173,7 +1173,7 @@ impl Parser<'_> {
         );
         let url = self.opt_str(t, "url", "\"https://api.example.com\"");
         let desired_count = self
-            .opt_int(t, "desired_count", 0, 5000, "2")
+            .opt_int(t, "desired_count", 1, 5000, "2")
             .map(|n| n as u32);
         let env = self.str_map(t, "env", "env = { LOG_LEVEL = \"info\" }");
         let secret_env = self.str_map(

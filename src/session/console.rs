@@ -149,6 +149,7 @@ pub async fn run_console(
         hub,
         state_dir,
         contract,
+        aws,
     } = session;
     printer.abort();
     let EngineHandle {
@@ -260,7 +261,7 @@ pub async fn run_console(
             "asked from the console"
         };
         let (end, lines) = match hand_over(
-            join, &platform, shared, &state_dir, &run_id, operator, contract,
+            join, &platform, shared, &state_dir, &run_id, operator, contract, &aws,
         )
         .await
         {

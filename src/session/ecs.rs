@@ -27,9 +27,10 @@ pub async fn start(
     release: &Release,
     journal: &mut Journal,
     prior: Option<(&[Entry], &[Event])>,
+    choice: &super::Aws,
 ) -> Result<EcsSession, Failure> {
     let name = &release.release.name;
-    let conf = aws::load_config(None, None).await;
+    let conf = aws::load_config(choice.region.as_deref(), choice.profile.as_deref()).await;
     if conf.region().is_none()
         && release
             .services
@@ -37,7 +38,7 @@ pub async fn start(
             .any(|s| s.ecs.as_ref().is_some_and(|e| e.region.is_none()))
     {
         return Err(Failure::invalid(format!(
-            "release {name}: no AWS region: set AWS_REGION (or a profile's region), or add `region` to each [service.ecs]"
+            "release {name}: no AWS region: pass --region, set AWS_REGION (or a profile's region), or add `region` to each [service.ecs]"
         )));
     }
     let platform = EcsPlatform::from_release(release, &conf)
@@ -49,7 +50,11 @@ pub async fn start(
                 .iter()
                 .map(|s| (s.name.clone(), crate::plan::candidate_revision(release, s)))
                 .collect();
-            let pins = match platform.pin_release(&candidates).await {
+            let pinned = platform
+                .pin_release(&candidates)
+                .await
+                .and_then(|p| p.check_task_counts(release).map(|()| p));
+            let pins = match pinned {
                 Ok(p) => p,
                 Err(e) => {
                     record(

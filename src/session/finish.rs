@@ -47,6 +47,7 @@ pub async fn finish_session(
         hub: _,
         state_dir: _,
         contract: _,
+        aws: _,
     } = session;
     let EngineHandle {
         commands,

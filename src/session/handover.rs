@@ -77,6 +77,7 @@ fn serve_argv(
     state_dir: &Path,
     operator: &str,
     contract: crate::engine::ContractMode,
+    aws: &super::Aws,
 ) -> Vec<std::ffi::OsString> {
     let mut argv: Vec<std::ffi::OsString> = vec![
         "serve".into(),
@@ -91,6 +92,7 @@ fn serve_argv(
     if contract == crate::engine::ContractMode::Allow {
         argv.push("--allow-contract".into());
     }
+    argv.extend(aws.argv());
     argv
 }
 
@@ -108,6 +110,7 @@ fn serve_argv(
 /// its proxies (measured by `tests/pairing.rs`); the release's state, gates, approvals
 /// and the journal's chain carry over. On ECS nothing stops (the tasks run in AWS): the
 /// new server re-reads the run's pins and checks the listener rules against the journal.
+#[allow(clippy::too_many_arguments)]
 pub async fn hand_over(
     join: tokio::task::JoinHandle<Result<crate::engine::RunOutcome, crate::engine::EngineError>>,
     platform: &Arc<dyn crate::platform::Platform>,
@@ -116,6 +119,7 @@ pub async fn hand_over(
     run_id: &str,
     operator: &str,
     contract: crate::engine::ContractMode,
+    aws: &super::Aws,
 ) -> Result<HandedOver, String> {
     let t0 = std::time::Instant::now();
     join.abort();
@@ -130,7 +134,7 @@ pub async fn hand_over(
         s.stop(&reason).await;
     }
     platform.shutdown().await;
-    let argv = serve_argv(run_id, state_dir, operator, contract);
+    let argv = serve_argv(run_id, state_dir, operator, contract, aws);
     let Background { mut child, log } = spawn_background(state_dir, &argv)?;
     let pid = child.id();
     let client = Client::new(Endpoint::Unix(socket_path(state_dir)), operator);
@@ -230,7 +234,7 @@ mod tests {
     fn the_background_server_resumes_the_same_run_and_keeps_allow_contract() {
         let dir = Path::new("/tmp/state");
         let args = |c| {
-            serve_argv("RUN1", dir, "alice", c)
+            serve_argv("RUN1", dir, "alice", c, &super::super::Aws::default())
                 .into_iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -242,5 +246,18 @@ mod tests {
         );
         assert!(args(ContractMode::Allow).ends_with(" --allow-contract"));
         assert!(!args(ContractMode::Defer).contains("allow-contract"));
+        let aws = super::super::Aws {
+            region: Some("eu-west-1".into()),
+            profile: Some("prod".into()),
+        };
+        let with = serve_argv("RUN1", dir, "alice", ContractMode::Confirm, &aws)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            with.ends_with(" --region eu-west-1 --profile prod"),
+            "{with}"
+        );
     }
 }

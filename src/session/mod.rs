@@ -5,6 +5,7 @@
 //! console runs on (`remote_link`). Exit codes live in `exit`.
 
 pub mod console;
+pub mod contract;
 mod ecs;
 pub mod exit;
 pub mod finish;
@@ -21,5 +22,5 @@ pub use console::UiOptions;
 pub use exit::{EXIT_INTERNAL, EXIT_INVALID, EXIT_ROLLED_BACK, EXIT_UNFINISHED, Failure};
 pub use remote_link::{RemoteLink, remote_link};
 pub use share::{presence_names, socket_path};
-pub use spec::{Begin, Front, Output, RunSpec, Serving, contract_mode};
+pub use spec::{Aws, Begin, Front, Output, RunSpec, Serving, contract_mode};
 pub use start::{Session, runtime, start_session_with};

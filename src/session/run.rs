@@ -22,6 +22,7 @@ pub fn run(spec: RunSpec) -> Result<u8, Failure> {
 async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
     let RunSpec {
         release,
+        aws,
         base_dir,
         begin,
         state_dir,
@@ -55,7 +56,7 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
     };
     let contract = super::contract_mode(allow_contract, console || served);
     let session = match start_session_with(
-        &release, &base_dir, &state_dir, begin, &operator, output, !console, contract,
+        &release, &base_dir, &state_dir, begin, &operator, output, !console, contract, &aws,
     )
     .await
     {

@@ -32,6 +32,8 @@ pub enum Begin {
 /// journaled, who runs it, where its output goes and how it is watched.
 pub struct RunSpec {
     pub release: crate::release::Release,
+    /// `--region`/`--profile` for an ECS release.
+    pub aws: Aws,
     /// Where the release's relative paths (migrations, local argv) are read from.
     pub base_dir: std::path::PathBuf,
     pub begin: Begin,
@@ -43,6 +45,29 @@ pub struct RunSpec {
     pub front: Front,
     /// Added to the JSON summary (`{"resumed": true}`, `{"served": true}`).
     pub summary_extra: serde_json::Value,
+}
+
+/// The AWS region and profile a run uses (`--region`, `--profile`); unset, the standard
+/// chain (`AWS_REGION`, `AWS_PROFILE`, the profile's region) decides. A service's own
+/// `[service.ecs] region` still wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aws {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+impl Aws {
+    /// The flags that give the same choice to another cutover process.
+    pub fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut v = Vec::new();
+        if let Some(r) = &self.region {
+            v.extend(["--region".into(), r.into()]);
+        }
+        if let Some(p) = &self.profile {
+            v.extend(["--profile".into(), p.into()]);
+        }
+        v
+    }
 }
 
 /// How a run is watched.

@@ -43,6 +43,8 @@ pub struct Session {
     pub state_dir: PathBuf,
     /// How contracts are confirmed (a hand-over to `serve` keeps `--allow-contract`).
     pub contract: crate::engine::ContractMode,
+    /// The AWS region and profile (a hand-over to `serve` keeps them).
+    pub aws: super::Aws,
 }
 
 /// Start the platform (local, or ECS through [`super::ecs`]), the engine (new or restored), the printer (unless the
@@ -57,6 +59,7 @@ pub async fn start_session_with(
     output: Output,
     printer: bool,
     contract: crate::engine::ContractMode,
+    aws: &super::Aws,
 ) -> Result<Session, Failure> {
     // Read and lint the migrations' files before anything starts (the engine refuses a
     // blocking finding with its own journaled message).
@@ -101,7 +104,7 @@ pub async fn start_session_with(
     let mut platform_services = std::collections::HashMap::new();
     let platform: Arc<dyn Platform> = if release.release.platform == PlatformKind::Ecs {
         let prior_ecs = prior_entries.as_deref().zip(prior.as_deref());
-        let ecs = ecs::start(release, &mut journal, prior_ecs).await?;
+        let ecs = ecs::start(release, &mut journal, prior_ecs, aws).await?;
         platform_services = ecs.services;
         ecs.platform
     } else {
@@ -193,6 +196,7 @@ pub async fn start_session_with(
         hub,
         state_dir: state_dir.to_path_buf(),
         contract,
+        aws: aws.clone(),
     })
 }
 

@@ -194,6 +194,32 @@ fn show(w: &Weights) -> String {
     }
 }
 
+impl Pins {
+    /// A deploy refuses, before anything changes, a service whose task count resolved to
+    /// 0: each revision would launch 0 tasks and wait for "0/0 healthy" until the progress
+    /// deadline.
+    pub fn check_task_counts(
+        &self,
+        release: &crate::release::Release,
+    ) -> Result<(), PlatformError> {
+        for s in &release.services {
+            let (Some(pin), Some(ecs)) = (self.services.get(&s.name), &s.ecs) else {
+                continue;
+            };
+            if pin.replicas == 0 {
+                return Err(PlatformError::fatal(
+                    &s.name,
+                    format!(
+                        "ECS service \"{}\" runs 0 tasks and the release sets no `desired_count`: each revision would launch 0 tasks; set `desired_count = N` in [service.ecs] of service \"{}\", or scale the ECS service up first",
+                        ecs.service, s.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
