@@ -100,6 +100,11 @@ impl Secrets {
         self.extend(v);
     }
 
+    /// Whether `value` is exactly one of the secret values.
+    pub fn is_secret(&self, value: &str) -> bool {
+        self.values.iter().any(|v| v == value.trim()) && value.trim().chars().count() >= MIN_LEN
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

@@ -81,6 +81,7 @@ pub async fn start_session_with(
                 base_dir,
                 operator,
                 crate::engine::Clock::now_ms(&SystemClock),
+                &sha256,
             )
             .map_err(|e| Failure::internal(e.to_string()))?;
             (j, None, None)
