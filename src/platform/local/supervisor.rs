@@ -392,6 +392,10 @@ async fn forward_lines(
     name: &'static str,
     tail: Tail,
 ) {
+    // A replica that prints its own environment must not put the values the release gave
+    // it into the log, the console or a crash reason.
+    let mut secrets = crate::secrets::Secrets::default();
+    secrets.extend(spec.env.values().cloned());
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -400,7 +404,8 @@ async fn forward_lines(
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']);
+                let line = secrets.scrub(line.trim_end_matches(['\n', '\r']));
+                let line = line.as_str();
                 tracing::info!(
                     target: "service",
                     service = %spec.service,
@@ -652,6 +657,17 @@ impl PidFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn output_lines_are_scrubbed_of_the_replicas_environment_values() {
+        let mut spec = spec(&["true"]);
+        spec.env.insert("API_TOKEN".into(), "tok-5e3c1a77".into());
+        let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
+        let printed: &[u8] = b"booting\nAPI_TOKEN=tok-5e3c1a77\n";
+        forward_lines(printed, spec, "stdout", tail.clone()).await;
+        let lines: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        assert_eq!(lines, ["booting", "API_TOKEN=***"]);
+    }
 
     fn spec(cmd: &[&str]) -> ReplicaSpec {
         ReplicaSpec {
