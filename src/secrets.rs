@@ -33,7 +33,15 @@ impl Secrets {
         let mut s = Secrets::default();
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
-                s.add_url(url);
+                match url.strip_prefix("env:") {
+                    // A webhook named by `env:VAR`: what the variable holds is the secret.
+                    Some(var) => {
+                        if let Ok(value) = std::env::var(var) {
+                            s.add_url(&value);
+                        }
+                    }
+                    None => s.add_url(url),
+                }
             }
         }
         for svc in &release.services {

@@ -17,9 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use support::CUTOVER;
 use support::net::free_port;
 use support::tls::pki;
+use support::{CUTOVER, everything_under};
 
 /// Every request the receiver got: its path and its body.
 type Received = Arc<Mutex<Vec<(String, String)>>>;
@@ -184,4 +184,71 @@ fn a_server_signed_by_an_unknown_authority_is_refused_with_the_host_and_the_reas
     std::fs::write(&bogus, "not a certificate").unwrap();
     let err = cutover::tls::Client::new(Some(&bogus)).err().unwrap();
     assert!(err.contains("SSL_CERT_FILE"), "{err}");
+}
+
+#[test]
+fn a_webhook_named_by_env_var_is_delivered_and_never_journaled() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = pki();
+    let (addr, got) = receiver(&rt, pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let file = dir.path().join("release.toml");
+    let text = RELEASE
+        .replace(
+            "\"https://localhost:HOOK_PORT/services/T000/B000/hooksecret\"",
+            "\"env:CUTOVER_TEST_HOOK_URL\"",
+        )
+        .replace("WEB_PORT", &free_port().to_string());
+    std::fs::write(&file, text).unwrap();
+    let url = format!(
+        "https://localhost:{}/services/T000/B000/envhooksecret",
+        addr.port()
+    );
+    let state = dir.path().join("state");
+    let run = |with_var: bool| {
+        let mut cmd = Command::new(CUTOVER);
+        cmd.args(["deploy", "--headless", "--state-dir"])
+            .arg(&state)
+            .arg(&file)
+            .env("SSL_CERT_FILE", &ca)
+            .env_remove("CUTOVER_TEST_HOOK_URL");
+        if with_var {
+            cmd.env("CUTOVER_TEST_HOOK_URL", &url);
+        }
+        cmd.output().unwrap()
+    };
+    // The variable is missing: refused before anything starts, naming it; no run is left.
+    let out = run(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CUTOVER_TEST_HOOK_URL"), "{err}");
+    let runs = std::fs::read_dir(state.join("runs"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(runs, 0, "a run was left");
+    // Set: delivered, and the URL (its token path) is nowhere under the state dir.
+    let out = run(true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = got.lock().unwrap().clone();
+    assert!(!got.is_empty(), "nothing delivered");
+    assert!(
+        got.iter()
+            .all(|(p, _)| p == "/services/T000/B000/envhooksecret")
+    );
+    let journaled = everything_under(&state);
+    assert!(journaled.contains("CUTOVER_TEST_HOOK_URL"));
+    assert!(
+        !journaled.contains("envhooksecret"),
+        "the webhook URL reached the state dir"
+    );
+    for out in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(out).contains("envhooksecret"));
+    }
 }

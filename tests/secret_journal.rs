@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::CUTOVER;
 use support::net::free_port;
+use support::{CUTOVER, everything_under};
 
 const SECRET: &str = "envmark-7f3a9c2e";
 
@@ -37,23 +36,6 @@ current = {{ revision = "v1", env = {{ API_TOKEN = "oldmark-19d2c4" }} }}
 target = {{ revision = "v2", env = {{ API_TOKEN = "{SECRET}" }} }}
 "#
     )
-}
-
-/// Every file under `dir`, as text.
-fn everything_under(dir: &Path) -> String {
-    let mut out = String::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-    }
-    out
 }
 
 /// The pid of the replica of `revision` whose command line carries `marker`.

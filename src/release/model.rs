@@ -107,7 +107,8 @@ impl FailurePolicy {
 #[serde(deny_unknown_fields)]
 pub struct Notify {
     /// URLs that receive a Slack-compatible JSON POST on release start, pause, gate
-    /// waiting, promotion, rollback, failure and completion.
+    /// waiting, promotion, rollback, failure and completion; `env:VAR` reads the URL from
+    /// an environment variable (it is never journaled or shown).
     #[serde(default)]
     pub webhooks: Vec<String>,
 }

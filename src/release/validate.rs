@@ -80,11 +80,21 @@ impl Validator<'_> {
         }
         if let Some(n) = &r.notify {
             for (i, url) in n.webhooks.iter().enumerate() {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if let Some(var) = url.strip_prefix("env:") {
+                    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        self.at(
+                            &format!("notify.webhooks[{i}]"),
+                            format!("webhook {i}: `env:` needs an environment variable name"),
+                            "write e.g. \"env:SLACK_WEBHOOK_URL\" (the variable holds the URL)",
+                        );
+                    }
+                } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    // The value may be a secret: the message names the entry, not the text.
                     self.at(
                         &format!("notify.webhooks[{i}]"),
-                        format!("webhook `{url}` is not an http(s) URL"),
-                        "write a full URL, e.g. \"https://hooks.slack.com/services/...\"",
+                        format!("webhook {i} is not an http(s) URL"),
+                        "write a full URL, e.g. \"https://hooks.slack.com/services/...\", or env:VAR",
                     );
                 }
             }

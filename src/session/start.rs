@@ -70,6 +70,10 @@ pub async fn start_session_with(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     preflight_databases(&release.release.name, &migrations).await?;
+    let webhooks = match &release.notify {
+        Some(n) => resolve_webhooks(&release.release.name, &n.webhooks)?,
+        None => Vec::new(),
+    };
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
@@ -169,18 +173,14 @@ pub async fn start_session_with(
     } else {
         tokio::spawn(async {})
     };
-    let notifier = release
-        .notify
-        .as_ref()
-        .filter(|n| !n.webhooks.is_empty())
-        .map(|n| {
-            spawn_notifier(
-                release.release.name.clone(),
-                n.webhooks.clone(),
-                engine.subscribe(),
-                NotifyOptions::default(),
-            )
-        });
+    let notifier = (!webhooks.is_empty()).then(|| {
+        spawn_notifier(
+            release.release.name.clone(),
+            webhooks,
+            engine.subscribe(),
+            NotifyOptions::default(),
+        )
+    });
     let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
     let hub = crate::control::Hub::start(engine.state().clone(), engine.subscribe());
     let handle = spawn(engine);
@@ -199,6 +199,27 @@ pub async fn start_session_with(
         contract,
         aws: aws.clone(),
     })
+}
+
+/// Webhook URLs as the notifier needs them: `env:VAR` replaced by the variable's value
+/// (a missing variable or a value that is not an http(s) URL stops the release before it
+/// starts; the message names the variable, never the value).
+fn resolve_webhooks(release: &str, hooks: &[String]) -> Result<Vec<String>, Failure> {
+    hooks
+        .iter()
+        .map(|h| match h.strip_prefix("env:") {
+            None => Ok(h.clone()),
+            Some(var) => match std::env::var(var) {
+                Ok(v) if v.starts_with("http://") || v.starts_with("https://") => Ok(v),
+                Ok(_) => Err(Failure::invalid(format!(
+                    "release {release}: webhook env:{var} does not hold an http(s) URL; export {var}=https://..."
+                ))),
+                Err(_) => Err(Failure::invalid(format!(
+                    "release {release}: webhook env:{var}: the environment variable is not set; export {var} with the webhook URL"
+                ))),
+            },
+        })
+        .collect()
 }
 
 /// Every migration's database answers (a connection only: nothing is read or written),

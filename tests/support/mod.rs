@@ -25,3 +25,20 @@ pub mod tls;
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+
+/// Every file under `dir` (recursively), as text: what a test greps for a secret.
+pub fn everything_under(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+    out
+}
