@@ -188,6 +188,14 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
     std::fs::write(&file, release).unwrap();
     let port = free_port();
     let state = dir.path().join("state");
+    // Stopped however the test ends (a failed assertion must not leave a server running).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut serve = Command::new(support::CUTOVER)
         .arg("serve")
         .arg(&file)
@@ -204,6 +212,7 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let ctl = |url: String, token: &std::path::Path, args: &[&str]| {
         Command::new(support::CUTOVER)
@@ -228,7 +237,7 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
             break;
         }
         assert!(
-            Instant::now() < deadline && serve.try_wait().unwrap().is_none(),
+            Instant::now() < deadline && serve.0.try_wait().unwrap().is_none(),
             "serve never answered over TLS: {}\n{}",
             String::from_utf8_lossy(&st.stderr),
             std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
@@ -265,7 +274,7 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
     );
     assert!(String::from_utf8_lossy(&ab.stdout).contains("(as bob)"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while serve.try_wait().unwrap().is_none() {
+    while serve.0.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "serve did not finish after abort"
