@@ -165,8 +165,8 @@ fn release_from_file(
     if now != want {
         return Err(needed(format!(
             "it changed since the run started (sha256 {} then, {} now)",
-            &want[..want.len().min(12)],
-            &now[..12]
+            want.chars().take(12).collect::<String>(),
+            now.chars().take(12).collect::<String>()
         )));
     }
     crate::release::load(Path::new(&path))
