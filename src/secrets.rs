@@ -4,7 +4,8 @@
 //!
 //! Secret values are: every revision's environment values (local and ECS), webhook URLs
 //! (whole, and their path and query, which carry Slack-style tokens), the arguments of smoke
-//! commands, database URLs and their passwords, and values resolved from `env:VAR`.
+//! commands, database URLs and their passwords, the proxy's pin secret, and values resolved
+//! from `env:VAR`.
 //! Values shorter than [`MIN_LEN`] characters are not scrubbed: replacing `1` or `on` in
 //! every message would make the messages unreadable without hiding anything.
 
@@ -31,6 +32,13 @@ impl Secrets {
     /// The secret values a release holds in its own text.
     pub fn from_release(release: &Release) -> Secrets {
         let mut s = Secrets::default();
+        // The proxy's shared pin secret (`pin_secret = "env:VAR"`): what the variable holds.
+        if let Some(var) =
+            (release.release.pin_secret.as_deref()).and_then(|p| p.trim().strip_prefix("env:"))
+            && let Ok(value) = std::env::var(var)
+        {
+            s.extend([value]);
+        }
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
                 match url.strip_prefix("env:") {

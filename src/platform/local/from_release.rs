@@ -88,6 +88,7 @@ pub fn local_config(
         state_dir: PathBuf::from(state_dir),
         admin,
         services,
+        pin_secret: None,
     })
 }
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod from_release;
 pub mod health;
+pub mod pin;
 pub mod proxy;
 pub mod stats;
 pub mod supervisor;
@@ -45,6 +46,8 @@ pub struct LocalConfig {
     /// Serve `GET /metrics` and `GET /weights` here (port 0 allowed).
     pub admin: Option<SocketAddr>,
     pub services: Vec<LocalServiceConfig>,
+    /// Lets a client on another machine pin requests to a revision (`[release] pin_secret`).
+    pub pin_secret: Option<pin::PinSecret>,
 }
 
 /// How one service runs locally.
@@ -307,7 +310,14 @@ impl LocalPlatform {
         let registry = ProxyRegistry::new();
         let mut services = BTreeMap::new();
         for s in &config.services {
-            match ServiceProxy::bind(&s.name, s.listen, stats.clone()).await {
+            let bound = ServiceProxy::bind_with_pin_secret(
+                &s.name,
+                s.listen,
+                stats.clone(),
+                config.pin_secret.clone(),
+            )
+            .await;
+            match bound {
                 Ok(proxy) => {
                     registry.insert(proxy.clone());
                     services.insert(
@@ -837,6 +847,7 @@ mod tests {
         LocalConfig {
             state_dir: PathBuf::from("/tmp/unused"),
             admin: None,
+            pin_secret: None,
             services: vec![
                 LocalServiceConfig::new(
                     "api",
