@@ -19,8 +19,10 @@ pub mod fault;
 pub mod local;
 pub mod moto;
 pub mod net;
+pub mod netns;
 pub mod pg;
 pub mod release;
+pub mod served;
 pub mod tls;
 
 /// The `cutover` binary under test.
