@@ -470,6 +470,12 @@ fn pinned_requests_from_another_machine_need_the_secret_and_never_count() {
 
     let (status, resp) = get_from(&pair, &b, proxy, &[(TEST_ROUTE_HEADER, "v2")]);
     assert_eq!(status, 403, "{resp}");
+    let near_miss = [
+        (TEST_ROUTE_HEADER, "v2"),
+        (PIN_SECRET_HEADER, &PIN_SECRET[..20]),
+    ];
+    let (status, resp) = get_from(&pair, &b, proxy, &near_miss);
+    assert_eq!(status, 403, "a prefix of the secret: {resp}");
     let with_secret = [(TEST_ROUTE_HEADER, "v2"), (PIN_SECRET_HEADER, PIN_SECRET)];
     let (status, resp) = get_from(&pair, &b, proxy, &with_secret);
     assert_eq!(status, 200, "{resp}");

@@ -79,10 +79,12 @@ impl Validator<'_> {
             );
             // Nor does the excerpt of the line show it.
             if let Some(d) = self.diags.last_mut()
-                && let Some((line, _)) = d.excerpt.as_mut()
+                && let Some((line, width)) = d.excerpt.as_mut()
                 && !pin.trim().is_empty()
             {
                 *line = line.replace(pin, crate::secrets::MASK);
+                // The caret covers the quoted mask, not the length of the secret.
+                *width = crate::secrets::MASK.len() + 2;
             }
         } else if platform != PlatformKind::Local {
             self.at(
