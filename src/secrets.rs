@@ -189,4 +189,26 @@ target = { revision = "v2", env = { API_KEY = "NEWENVMARK" } }
         assert!(shown.contains("{url}"));
         assert!(!format!("{s:?}").contains("MARK"));
     }
+
+    #[test]
+    fn the_proxy_pin_secret_from_its_variable_is_secret() {
+        // SAFETY: the variable name is unique to this test.
+        unsafe { std::env::set_var("CUTOVER_TEST_PIN_SECRET", "PINMARK-0123456789") };
+        let text = r#"
+[release]
+name = "r"
+pin_secret = "env:CUTOVER_TEST_PIN_SECRET"
+[[service]]
+name = "api"
+strategy = "rolling"
+[service.local]
+listen = "127.0.0.1:18998"
+command = ["cutover", "demo-service", "--port", "{port}"]
+current = { revision = "v1" }
+target = { revision = "v2" }
+"#;
+        let release = crate::release::load_str("r.toml".as_ref(), text, ".".as_ref()).unwrap();
+        let shown = Secrets::from_release(&release).scrub("got PINMARK-0123456789 back");
+        assert_eq!(shown, "got *** back");
+    }
 }
