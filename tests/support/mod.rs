@@ -11,7 +11,11 @@
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
 //! - [`release`]: the shipped example releases and fixture files.
-//! - [`tls`]: a throwaway CA and server certificate for TLS tests.
+//! - [`tls`]: a throwaway CA and server certificate for TLS tests (for given names and
+//!   addresses with `pki_for`).
+//! - [`netns`]: two network namespaces joined by a veth pair (two machines with
+//!   non-loopback addresses; needs root and `ip`).
+//! - [`served`]: a `cutover serve` child, killed on drop, waited on until it answers/exits.
 #![allow(dead_code)]
 
 pub mod ecs;
