@@ -91,10 +91,22 @@ fn set_overrides_a_variable_in_its_declared_type() {
     assert_eq!(local.target.revision, "v3.0.1", "the last --set wins");
 }
 
+/// What is changed in a release, into what, the `--set` values, then the expected line,
+/// column, message and hint.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    usize,
+    usize,
+    &'a str,
+    &'a str,
+);
+
 #[test]
 fn every_error_is_located_with_a_hint() {
     // (what is changed in BASE, --set values, line, column, message, hint)
-    let cases: [(&str, &str, &[&str], usize, usize, &str, &str); 5] = [
+    let cases: [Case; 5] = [
         // A bad --set is located at the declaration.
         (
             "",
@@ -404,6 +416,24 @@ fn render_prints_the_resolved_release_and_refuses_to_guess() {
     assert!(
         !text.contains("[vars]") && !text.contains("environments"),
         "{text}"
+    );
+    // `plan --env` shows the resolved values and where each came from.
+    let plan = Command::new(support::CUTOVER)
+        .arg("plan")
+        .arg(&file)
+        .args(["--env", "production", "--set", "port=19999"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.starts_with("environment production\nvariables\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("  port     = 19999  (--set)\n"), "{shown}");
+    assert!(
+        shown.contains("  replicas = 3      (environment production)\n"),
+        "{shown}"
     );
     let refused = run(&[]);
     let err = String::from_utf8_lossy(&refused.stderr);

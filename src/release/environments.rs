@@ -42,6 +42,8 @@ pub(crate) struct Resolution {
     pub environment: Option<String>,
     /// Every declared environment, in name order.
     pub environments: Vec<Environment>,
+    /// The variables in force, shown.
+    pub vars: Vec<super::vars::ResolvedVar>,
 }
 
 /// One environment's table as read.
@@ -65,7 +67,7 @@ pub(crate) fn resolve<'i>(
     let envs_table = root.remove("environments");
     let mut vars: Vars<'i> = BTreeMap::new();
     if let Some(v) = &vars_table {
-        cx.declare(v, "[vars]", &mut vars);
+        cx.declare(v, "[vars]", "[vars]", &mut vars);
     }
     let decls = read_decls(envs_table.as_ref(), cx);
     let environments = check_requires(&decls, cx);
@@ -117,6 +119,7 @@ pub(crate) fn resolve<'i>(
         cx.declare(
             v,
             &format!("the vars of environment `{}`", d.name),
+            &format!("environment {}", d.name),
             &mut vars,
         );
     }
@@ -133,6 +136,7 @@ pub(crate) fn resolve<'i>(
     Resolution {
         environment: chosen.map(|d| d.name.clone()),
         environments,
+        vars: super::vars::shown(&vars),
     }
 }
 

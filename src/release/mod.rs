@@ -50,6 +50,8 @@ pub struct LoadedRelease {
     pub environments: Vec<Environment>,
     /// What a lifecycle gate compares across runs: the file's content and the `--set` values.
     pub artifact: Artifact,
+    /// The variables in force and where each came from (`plan`, the console).
+    pub vars: Vec<vars::ResolvedVar>,
 }
 
 impl LoadedRelease {
@@ -87,6 +89,7 @@ pub fn load_text(
         environment: r.environment,
         environments: r.environments,
         artifact: Artifact::new(text.as_bytes(), &opts.sets),
+        vars: r.vars,
     })
 }
 

@@ -213,6 +213,8 @@ pub struct Resolved {
     pub environment: Option<String>,
     /// Every environment the release declares.
     pub environments: Vec<Environment>,
+    /// The variables in force, shown (`***` for values read from the environment).
+    pub vars: Vec<super::vars::ResolvedVar>,
 }
 
 /// [`parse_and_validate`] for one environment and `--set` values: variables and overlays
@@ -284,6 +286,7 @@ pub fn resolve_and_validate(
                 release,
                 environment: resolution.environment,
                 environments: resolution.environments,
+                vars: resolution.vars,
             })
         }
         _ => Err(diags),

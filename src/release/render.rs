@@ -34,3 +34,35 @@ fn fix_strings(v: &mut toml::Value, secrets: &crate::secrets::Secrets) {
         _ => {}
     }
 }
+
+/// What a release was resolved with, as `plan` prints it before the plan: the environment
+/// and each variable's value and source (`***` for values read from the environment).
+pub fn resolution_text(environment: Option<&str>, vars: &[super::vars::ResolvedVar]) -> String {
+    let mut out = String::new();
+    if let Some(env) = environment {
+        out.push_str(&format!("environment {env}\n"));
+    }
+    if !vars.is_empty() {
+        out.push_str("variables\n");
+        let width = vars
+            .iter()
+            .map(|v| v.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let vwidth = vars
+            .iter()
+            .map(|v| v.value.chars().count())
+            .max()
+            .unwrap_or(0);
+        for v in vars {
+            out.push_str(&format!(
+                "  {:<width$} = {:<vwidth$}  ({})\n",
+                v.name, v.value, v.source
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}

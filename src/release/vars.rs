@@ -150,6 +150,38 @@ pub(crate) struct Var<'i> {
     pub decl: Range<usize>,
     /// `Some(VAR)` when the value was read from the environment variable `VAR`.
     pub from_env: Option<String>,
+    /// Where the value was given: `[vars]`, `environment NAME`, `--set`.
+    pub source: String,
+}
+
+/// A variable as resolved, for `plan` and the console: its value as text (`***` when it was
+/// read from the environment) and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedVar {
+    pub name: String,
+    pub value: String,
+    /// `[vars]`, `environment NAME` or `--set`, with ` (env:VAR)` when read from `VAR`.
+    pub source: String,
+}
+
+/// The variables in force, shown.
+pub(crate) fn shown(vars: &Vars) -> Vec<ResolvedVar> {
+    vars.iter()
+        .map(|(name, v)| ResolvedVar {
+            name: name.clone(),
+            value: match &v.from_env {
+                Some(_) => crate::secrets::MASK.to_string(),
+                None => match &v.value {
+                    DeValue::String(s) => format!("{:?}", s.as_ref()),
+                    other => scalar_text(other),
+                },
+            },
+            source: match &v.from_env {
+                Some(var) => format!("{} (env:{var})", v.source),
+                None => v.source.clone(),
+            },
+        })
+        .collect()
 }
 
 /// The variables in force, by name.
@@ -208,7 +240,13 @@ impl Ctx<'_> {
     }
 
     /// Read a table of variables (`[vars]`, an environment's `vars`) into `into`.
-    pub fn declare<'i>(&mut self, table: &Spanned<DeValue<'i>>, what: &str, into: &mut Vars<'i>) {
+    pub fn declare<'i>(
+        &mut self,
+        table: &Spanned<DeValue<'i>>,
+        what: &str,
+        source: &str,
+        into: &mut Vars<'i>,
+    ) {
         let DeValue::Table(t) = table.get_ref() else {
             self.err(
                 Some(table.span()),
@@ -279,6 +317,7 @@ impl Ctx<'_> {
                     value,
                     decl: k.span(),
                     from_env,
+                    source: source.to_string(),
                 },
             );
         }
@@ -354,6 +393,7 @@ impl Ctx<'_> {
             match converted {
                 Some(value) => {
                     var.value = value;
+                    var.source = "--set".into();
                     var.from_env = s.arg.env_var().map(str::to_string);
                     if var.from_env.is_some() {
                         self.env_values.push(text.clone());
