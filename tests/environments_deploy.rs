@@ -7,10 +7,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::net::free_port;
-use support::{CUTOVER, everything_under};
+use support::{CUTOVER, everything_under, wait_for};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments-local.toml")
@@ -56,11 +56,22 @@ fn the_local_example_deploys_to_staging_and_refuses_to_guess() {
         .arg("--state-dir")
         .arg(&state)
         .arg(example())
-        .stderr(Stdio::inherit())
+        .env("RUST_LOG", "info")
         .output()
         .unwrap();
     let s = summary(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
+    // The log (the console's log pane) shows the resolved values and their sources.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("environment staging"), "{log}");
+    assert!(
+        log.contains(&format!("api_port = {api}")) && log.contains("(--set)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(environment staging)") || log.contains("([vars])"),
+        "{log}"
+    );
     assert_eq!(s["services"]["api"], "promoted", "{s}");
     assert_eq!(s["services"]["web"], "promoted", "{s}");
     // The journal names the environment and the artifact with its --set values.
@@ -106,14 +117,6 @@ fn api_replica(revision: &str) -> Option<u32> {
         let has = |s: &str| args.contains(&s.as_bytes());
         (has(revision) && has("api") && has("demo-service")).then_some(pid)
     })
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

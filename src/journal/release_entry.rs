@@ -24,6 +24,9 @@ pub struct ReleaseOrigin {
     pub environment: Option<String>,
     /// `None` for runs journaled before artifacts were recorded.
     pub artifact: Option<Artifact>,
+    /// The variables in force as shown (`***` for values read with `env:`).
+    #[serde(default)]
+    pub variables: Vec<crate::release::vars::ResolvedVar>,
 }
 
 impl ReleaseOrigin {
@@ -83,6 +86,10 @@ pub fn record_release(
     if let Some(a) = &origin.artifact {
         payload["artifact"] = serde_json::to_value(a).map_err(RecordReleaseError::Encode)?;
     }
+    if !origin.variables.is_empty() {
+        payload["variables"] =
+            serde_json::to_value(&origin.variables).map_err(RecordReleaseError::Encode)?;
+    }
     if !secrets.is_empty() {
         let path = std::fs::canonicalize(file_label).unwrap_or_else(|_| PathBuf::from(file_label));
         payload["redacted"] = serde_json::Value::Bool(true);
@@ -114,7 +121,9 @@ fn journaled_json(release: &Release) -> Result<serde_json::Value, RecordReleaseE
 
 /// The environment and artifact a run's release was resolved with.
 pub fn origin_of_run(state_dir: &Path, run_id: &str) -> Result<ReleaseOrigin, RunReleaseError> {
-    Ok(origin_of(&release_payload(state_dir, run_id)?))
+    Ok(ReleaseOrigin::from_payload(&release_payload(
+        state_dir, run_id,
+    )?))
 }
 
 /// The payload of a run's release entry.
@@ -129,10 +138,14 @@ fn release_payload(state_dir: &Path, run_id: &str) -> Result<serde_json::Value, 
         })
 }
 
-fn origin_of(payload: &serde_json::Value) -> ReleaseOrigin {
-    ReleaseOrigin {
-        environment: payload["environment"].as_str().map(str::to_string),
-        artifact: serde_json::from_value(payload["artifact"].clone()).ok(),
+impl ReleaseOrigin {
+    /// The origin recorded in a release entry's payload (empty for older runs).
+    pub fn from_payload(payload: &serde_json::Value) -> ReleaseOrigin {
+        ReleaseOrigin {
+            environment: payload["environment"].as_str().map(str::to_string),
+            artifact: serde_json::from_value(payload["artifact"].clone()).ok(),
+            variables: serde_json::from_value(payload["variables"].clone()).unwrap_or_default(),
+        }
     }
 }
 
@@ -244,7 +257,7 @@ fn release_from_file(
             now.chars().take(12).collect::<String>()
         )));
     }
-    let origin = origin_of(payload);
+    let origin = ReleaseOrigin::from_payload(payload);
     let opts = origin.load_options();
     let resolved_with = {
         let mut parts: Vec<String> = Vec::new();

@@ -123,6 +123,7 @@ pub fn from_file(
         origin: crate::journal::ReleaseOrigin {
             environment: loaded.environment.clone(),
             artifact: Some(loaded.artifact.clone()),
+            variables: loaded.vars.clone(),
         },
     };
     Ok((loaded.release, base_dir, begin))

@@ -93,6 +93,7 @@ pub async fn start_session_with(
                 &origin,
             )
             .map_err(|e| Failure::internal(e.to_string()))?;
+            log_resolution(&origin);
             (j, None, None)
         }
         Begin::Resume { run_id } => {
@@ -107,6 +108,12 @@ pub async fn start_session_with(
                 .entries()
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             let events = crate::engine::events_from_entries(&entries);
+            if let Some(e) = entries
+                .iter()
+                .find(|e| e.kind == crate::journal::RELEASE_ENTRY)
+            {
+                log_resolution(&crate::journal::ReleaseOrigin::from_payload(&e.payload));
+            }
             (j, Some(events), Some(entries))
         }
     };
@@ -261,5 +268,18 @@ async fn preflight_databases(
             "release {release}: {}; nothing was started",
             problems.join("; ")
         )))
+    }
+}
+
+/// The environment and variables a run resolved its release with, in the log (the
+/// console's log pane; headless output shows it with `RUST_LOG=info`).
+fn log_resolution(origin: &crate::journal::ReleaseOrigin) {
+    if origin.environment.is_none() && origin.variables.is_empty() {
+        return;
+    }
+    let text =
+        crate::release::render::resolution_text(origin.environment.as_deref(), &origin.variables);
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        tracing::info!(target: "cutover", "{line}");
     }
 }
