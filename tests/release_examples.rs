@@ -90,6 +90,71 @@ fn the_examples_cover_what_the_docs_promise() {
 }
 
 #[test]
+fn the_environment_examples_differ_by_variable() {
+    use support::release::example_in;
+    // Local: ports (and replicas) by variable; production requires staging.
+    let local = |env| example_in("environments-local.toml", Some(env));
+    let (staging, production) = (local("staging"), local("production"));
+    let listen = |r: &Release, s: &str| r.service(s).unwrap().local.clone().unwrap().listen;
+    assert_eq!(listen(&staging, "api"), "127.0.0.1:18411");
+    assert_eq!(listen(&production, "api"), "127.0.0.1:18421");
+    assert_eq!(listen(&production, "web"), "127.0.0.1:18422");
+    assert_eq!(staging.release.environment.as_deref(), Some("staging"));
+    assert_eq!(
+        production.release.environment.as_deref(),
+        Some("production")
+    );
+    assert_eq!(
+        production
+            .service("api")
+            .unwrap()
+            .local
+            .clone()
+            .unwrap()
+            .replicas,
+        3
+    );
+    // ECS: cluster, service, listener rule, target groups and counts by variable.
+    let ecs = |env| {
+        example_in("environments-ecs.toml", Some(env))
+            .service("api")
+            .unwrap()
+            .ecs
+            .clone()
+            .unwrap()
+    };
+    let (s, p) = (ecs("staging"), ecs("production"));
+    assert_eq!(
+        (s.cluster.as_str(), p.cluster.as_str()),
+        ("staging", "prod")
+    );
+    assert_eq!(
+        (s.service.as_str(), p.service.as_str()),
+        ("api-staging", "api")
+    );
+    assert_eq!((s.desired_count, p.desired_count), (Some(1), Some(4)));
+    assert_ne!(s.listener_rule, p.listener_rule);
+    assert_ne!(s.target_groups, p.target_groups);
+    assert_eq!(s.image, p.image, "both deploy the same image");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments-ecs.toml");
+    let loaded = release::load(
+        &path,
+        &release::LoadOptions {
+            env: Some("production".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let prod = loaded
+        .environments
+        .iter()
+        .find(|e| e.name == "production")
+        .unwrap();
+    assert_eq!(prod.requires, ["staging"]);
+}
+
+#[test]
 fn parser_and_serde_read_the_examples_alike() {
     for f in examples() {
         let text = std::fs::read_to_string(&f).expect("read");
