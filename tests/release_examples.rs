@@ -253,6 +253,21 @@ fn schema_command_prints_the_schema() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
     assert_eq!(v["title"], "cutover release");
+    // Environments: overlays need no key of what they change, and a number may be written
+    // as a whole variable reference.
+    assert!(
+        v["properties"]["environments"]["additionalProperties"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/EnvironmentTable"))
+    );
+    assert!(v["$defs"]["ServiceOverlay"]["required"].is_null());
+    assert!(v["$defs"]["ServiceOverlay"]["properties"]["name"].is_null());
+    assert!(v["$defs"]["LocalServiceOverlay"]["required"].is_null());
+    assert!(
+        v["$defs"]["LocalService"]["properties"]["replicas"]["anyOf"][1]["pattern"]
+            .as_str()
+            .is_some_and(|p| p.contains("\\$\\{"))
+    );
     assert!(
         v["$defs"]["Step"]["oneOf"]
             .as_array()

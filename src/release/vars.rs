@@ -334,10 +334,9 @@ impl Ctx<'_> {
         for s in sets {
             let name = s.arg.name.as_str();
             let Some(var) = vars.get_mut(name) else {
-                let known: Vec<&str> = Vec::new();
                 let names: Vec<String> = vars.keys().cloned().collect();
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let hint = match nearest(name, if refs.is_empty() { &known } else { &refs }) {
+                let hint = match nearest(name, &refs) {
                     Some(n) => format!(
                         "did you mean --set {n}=...? a --set can only change a declared variable"
                     ),
