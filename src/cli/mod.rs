@@ -56,6 +56,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check release files; print every problem as FILE:LINE:COL with a hint (exit 2 if any).
+    ///
     /// A release with environments is checked in each one (or only in --env).
     Validate {
         /// Release files (TOML).
