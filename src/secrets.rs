@@ -39,6 +39,7 @@ impl Secrets {
         {
             s.extend([value]);
         }
+        s.extend(release.env_values.iter().cloned());
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
                 match url.strip_prefix("env:") {

@@ -21,7 +21,7 @@ fn every_example_validates() {
         files.len()
     );
     for f in files {
-        if let Err(diags) = release::load(&f) {
+        if let Err(diags) = release::check_all(&f, &release::LoadOptions::default()) {
             panic!(
                 "{} is invalid:\n{}",
                 f.display(),
@@ -90,13 +90,96 @@ fn the_examples_cover_what_the_docs_promise() {
 }
 
 #[test]
+fn the_environment_examples_differ_by_variable() {
+    use support::release::example_in;
+    // Local: ports (and replicas) by variable; production requires staging.
+    let local = |env| example_in("environments-local.toml", Some(env));
+    let (staging, production) = (local("staging"), local("production"));
+    let listen = |r: &Release, s: &str| r.service(s).unwrap().local.clone().unwrap().listen;
+    assert_eq!(listen(&staging, "api"), "127.0.0.1:18411");
+    assert_eq!(listen(&production, "api"), "127.0.0.1:18421");
+    assert_eq!(listen(&production, "web"), "127.0.0.1:18422");
+    assert_eq!(staging.release.environment.as_deref(), Some("staging"));
+    assert_eq!(
+        production.release.environment.as_deref(),
+        Some("production")
+    );
+    assert_eq!(
+        production
+            .service("api")
+            .unwrap()
+            .local
+            .clone()
+            .unwrap()
+            .replicas,
+        3
+    );
+    // ECS: cluster, service, listener rule, target groups and counts by variable.
+    let ecs = |env| {
+        example_in("environments-ecs.toml", Some(env))
+            .service("api")
+            .unwrap()
+            .ecs
+            .clone()
+            .unwrap()
+    };
+    let (s, p) = (ecs("staging"), ecs("production"));
+    assert_eq!(
+        (s.cluster.as_str(), p.cluster.as_str()),
+        ("staging", "prod")
+    );
+    assert_eq!(
+        (s.service.as_str(), p.service.as_str()),
+        ("api-staging", "api")
+    );
+    assert_eq!((s.desired_count, p.desired_count), (Some(1), Some(4)));
+    assert_ne!(s.listener_rule, p.listener_rule);
+    assert_ne!(s.target_groups, p.target_groups);
+    assert_eq!(s.image, p.image, "both deploy the same image");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments-ecs.toml");
+    let loaded = release::load(
+        &path,
+        &release::LoadOptions {
+            env: Some("production".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let prod = loaded
+        .environments
+        .iter()
+        .find(|e| e.name == "production")
+        .unwrap();
+    assert_eq!(prod.requires, ["staging"]);
+}
+
+#[test]
 fn parser_and_serde_read_the_examples_alike() {
     for f in examples() {
         let text = std::fs::read_to_string(&f).expect("read");
-        let ours = release::load(&f).expect("valid").release;
-        let theirs: Release =
-            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: serde: {e}", f.display()));
-        assert_eq!(ours, theirs, "{}", f.display());
+        let envs = release::environments::declared_names(&text);
+        if envs.is_empty() && !text.contains("[vars]") {
+            let ours = release::load(&f, &Default::default())
+                .expect("valid")
+                .release;
+            let theirs: Release =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: serde: {e}", f.display()));
+            assert_eq!(ours, theirs, "{}", f.display());
+            continue;
+        }
+        // With variables or environments, serde reads the resolved release (`render`).
+        for env in envs {
+            let opts = release::LoadOptions {
+                env: Some(env.clone()),
+                ..Default::default()
+            };
+            let ours = release::load(&f, &opts).expect("valid").release;
+            let rendered = release::render::render(&ours).expect("render");
+            let theirs: Release = toml::from_str(&rendered)
+                .unwrap_or_else(|e| panic!("{} ({env}): serde: {e}", f.display()));
+            assert_eq!(ours, theirs, "{} ({env})", f.display());
+        }
     }
 }
 
@@ -125,7 +208,8 @@ fn sorted(keys: &[&str]) -> Vec<String> {
 fn parser_keys_match_the_published_schema() {
     let schema = release::json_schema();
     assert_eq!(properties(&schema, None), sorted(keys::TOP));
-    let pairs: [(&str, &[&str]); 12] = [
+    let pairs: [(&str, &[&str]); 13] = [
+        ("EnvironmentTable", keys::ENVIRONMENT),
         ("ReleaseSection", keys::RELEASE),
         ("Notify", keys::NOTIFY),
         ("Service", keys::SERVICE),
@@ -169,6 +253,21 @@ fn schema_command_prints_the_schema() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
     assert_eq!(v["title"], "cutover release");
+    // Environments: overlays need no key of what they change, and a number may be written
+    // as a whole variable reference.
+    assert!(
+        v["properties"]["environments"]["additionalProperties"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/EnvironmentTable"))
+    );
+    assert!(v["$defs"]["ServiceOverlay"]["required"].is_null());
+    assert!(v["$defs"]["ServiceOverlay"]["properties"]["name"].is_null());
+    assert!(v["$defs"]["LocalServiceOverlay"]["required"].is_null());
+    assert!(
+        v["$defs"]["LocalService"]["properties"]["replicas"]["anyOf"][1]["pattern"]
+            .as_str()
+            .is_some_and(|p| p.contains("\\$\\{"))
+    );
     assert!(
         v["$defs"]["Step"]["oneOf"]
             .as_array()
@@ -180,7 +279,8 @@ fn schema_command_prints_the_schema() {
 fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
-    let all: [&[&str]; 14] = [
+    let all: [&[&str]; 15] = [
+        keys::ENVIRONMENT,
         keys::TOP,
         keys::RELEASE,
         keys::NOTIFY,

@@ -5,10 +5,10 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::net::free_port;
-use support::{CUTOVER, everything_under};
+use support::{CUTOVER, everything_under, wait_for};
 
 const SECRET: &str = "envmark-7f3a9c2e";
 
@@ -47,14 +47,6 @@ fn replica(marker: &str, revision: &str) -> Option<u32> {
         let has = |s: &str| args.contains(&s.as_bytes());
         (has(marker) && has(revision) && has("demo-service")).then_some(pid)
     })
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

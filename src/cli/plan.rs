@@ -1,18 +1,31 @@
-//! `cutover plan FILE [--output json]`
+//! `cutover plan FILE [--env NAME] [--set NAME=VALUE]... [--output json]`
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Error, Output};
+use super::{Error, Output, ReleaseArgs};
 use crate::{plan, release};
 
-pub fn run(file: &Path, output: Output) -> Result<ExitCode, Error> {
-    let loaded = release::load(file)?;
+pub fn run(file: &Path, args: &ReleaseArgs, output: Output) -> Result<ExitCode, Error> {
+    let loaded = release::load(file, &args.options())?;
     let p = plan::plan(&loaded.release);
     match output {
-        Output::Text => print!("{}", plan::render_text(&p)),
+        Output::Text => print!(
+            "{}{}",
+            release::render::resolution_text(loaded.environment.as_deref(), &loaded.vars),
+            plan::render_text(&p)
+        ),
         Output::Json => {
-            let s = serde_json::to_string_pretty(&p)
+            let mut v = serde_json::to_value(&p)
+                .map_err(|e| Error::Internal(format!("cannot encode the plan as JSON: {e}")))?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("environment".into(), loaded.environment.clone().into());
+                obj.insert(
+                    "variables".into(),
+                    serde_json::to_value(&loaded.vars).unwrap_or_default(),
+                );
+            }
+            let s = serde_json::to_string_pretty(&v)
                 .map_err(|e| Error::Internal(format!("cannot encode the plan as JSON: {e}")))?;
             println!("{s}");
         }

@@ -79,7 +79,11 @@ pub async fn start_session_with(
         .transpose()
         .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let (mut journal, prior, prior_entries) = match begin {
-        Begin::Fresh { file_label, sha256 } => {
+        Begin::Fresh {
+            file_label,
+            sha256,
+            origin,
+        } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
@@ -90,8 +94,10 @@ pub async fn start_session_with(
                 operator,
                 crate::engine::Clock::now_ms(&SystemClock),
                 &sha256,
+                &origin,
             )
             .map_err(|e| Failure::internal(e.to_string()))?;
+            log_resolution(&origin);
             (j, None, None)
         }
         Begin::Resume { run_id } => {
@@ -106,6 +112,12 @@ pub async fn start_session_with(
                 .entries()
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             let events = crate::engine::events_from_entries(&entries);
+            if let Some(e) = entries
+                .iter()
+                .find(|e| e.kind == crate::journal::RELEASE_ENTRY)
+            {
+                log_resolution(&crate::journal::ReleaseOrigin::from_payload(&e.payload));
+            }
             (j, Some(events), Some(entries))
         }
     };
@@ -180,7 +192,11 @@ pub async fn start_session_with(
     };
     let notifier = (!webhooks.is_empty()).then(|| {
         spawn_notifier(
-            release.release.name.clone(),
+            // Webhooks name the environment with the release.
+            match &release.release.environment {
+                Some(env) => format!("{} ({env})", release.release.name),
+                None => release.release.name.clone(),
+            },
             webhooks,
             engine.subscribe(),
             NotifyOptions::default(),
@@ -257,5 +273,18 @@ async fn preflight_databases(
             "release {release}: {}; nothing was started",
             problems.join("; ")
         )))
+    }
+}
+
+/// The environment and variables a run resolved its release with, in the log (the
+/// console's log pane; headless output shows it with `RUST_LOG=info`).
+fn log_resolution(origin: &crate::journal::ReleaseOrigin) {
+    if origin.environment.is_none() && origin.variables.is_empty() {
+        return;
+    }
+    let text =
+        crate::release::render::resolution_text(origin.environment.as_deref(), &origin.variables);
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        tracing::info!(target: "cutover", "{line}");
     }
 }

@@ -48,3 +48,15 @@ pub fn everything_under(dir: &std::path::Path) -> String {
     }
     out
 }
+
+/// Poll `f` every 100 ms until it holds; fail naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
