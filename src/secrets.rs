@@ -31,6 +31,7 @@ impl Secrets {
     /// The secret values a release holds in its own text.
     pub fn from_release(release: &Release) -> Secrets {
         let mut s = Secrets::default();
+        s.extend(release.env_values.iter().cloned());
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
                 match url.strip_prefix("env:") {

@@ -95,7 +95,7 @@ fn dry_run_and_status_on_the_example_release() {
     );
 
     // Apply expand as the engine would, then edit the applied file: status reports drift.
-    let loaded = cutover::release::load(&release).unwrap();
+    let loaded = cutover::release::load(&release, &Default::default()).unwrap();
     let m = &loaded.release.migrations[0];
     let files = MigrationFiles::load(m, &loaded.base_dir).unwrap();
     let mut db = Database::connect(&m.database, &loaded.base_dir).unwrap();

@@ -169,6 +169,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         let begin = Begin::Fresh {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
+            origin: crate::journal::ReleaseOrigin {
+                environment: None,
+                artifact: Some(crate::release::Artifact::new(DEMO_RELEASE.as_bytes(), &[])),
+            },
         };
         let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
             Ok(s) => s,

@@ -35,6 +35,8 @@ pub struct DeployArgs {
     pub allow_contract: bool,
     #[command(flatten)]
     pub aws: super::AwsArgs,
+    #[command(flatten)]
+    pub release: super::ReleaseArgs,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -44,7 +46,8 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     } else {
         super::init_logging_at("warn");
     }
-    let (release, base_dir, begin) = crate::session::spec::from_file(&args.file)?;
+    let (release, base_dir, begin) =
+        crate::session::spec::from_file(&args.file, &args.release.options())?;
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

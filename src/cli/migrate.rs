@@ -18,6 +18,8 @@ pub enum MigrateCommand {
     Lint {
         /// A release file, or a .sql file (then give --dialect and --stage).
         file: PathBuf,
+        #[command(flatten)]
+        release: super::ReleaseArgs,
         /// Only this migration of the release.
         #[arg(long)]
         migration: Option<String>,
@@ -35,6 +37,8 @@ pub enum MigrateCommand {
     DryRun {
         /// The release file.
         file: PathBuf,
+        #[command(flatten)]
+        release: super::ReleaseArgs,
         #[arg(long)]
         migration: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -45,6 +49,8 @@ pub enum MigrateCommand {
     Status {
         /// The release file.
         file: PathBuf,
+        #[command(flatten)]
+        release: super::ReleaseArgs,
         #[arg(long)]
         migration: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -56,6 +62,8 @@ pub enum MigrateCommand {
     Contract {
         /// The release file.
         file: PathBuf,
+        #[command(flatten)]
+        release: super::ReleaseArgs,
         /// The migration to contract.
         #[arg(long)]
         migration: String,
@@ -81,32 +89,48 @@ pub fn run(cmd: MigrateCommand) -> Result<ExitCode, Error> {
     match cmd {
         MigrateCommand::Lint {
             file,
+            release,
             migration,
             dialect,
             stage,
             output,
-        } => lint(&file, migration.as_deref(), dialect, stage, output),
+        } => lint(
+            &file,
+            &release,
+            migration.as_deref(),
+            dialect,
+            stage,
+            output,
+        ),
         MigrateCommand::DryRun {
             file,
+            release,
             migration,
             output,
-        } => dry_run(&file, migration.as_deref(), output),
+        } => dry_run(&file, &release, migration.as_deref(), output),
         MigrateCommand::Status {
             file,
+            release,
             migration,
             output,
-        } => status(&file, migration.as_deref(), output),
+        } => status(&file, &release, migration.as_deref(), output),
         MigrateCommand::Contract {
             file,
+            release,
             migration,
             state,
-        } => contract(&file, &migration, &state.resolve()),
+        } => contract(&file, &release, &migration, &state.resolve()),
     }
 }
 
-fn contract(file: &Path, name: &str, state_dir: &Path) -> Result<ExitCode, Error> {
-    let (picked, base_dir) = load(file, Some(name))?;
-    let release_name = release::load(file)?.release.release.name;
+fn contract(
+    file: &Path,
+    rel: &super::ReleaseArgs,
+    name: &str,
+    state_dir: &Path,
+) -> Result<ExitCode, Error> {
+    let (picked, base_dir) = load(file, rel, Some(name))?;
+    let release_name = release::load(file, &rel.options())?.release.release.name;
     let Some(m) = picked.first() else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
@@ -141,8 +165,12 @@ fn contract(file: &Path, name: &str, state_dir: &Path) -> Result<ExitCode, Error
 }
 
 /// Load a release and pick its migrations.
-fn load(file: &Path, only: Option<&str>) -> Result<(Vec<Migration>, PathBuf), Error> {
-    let loaded = release::load(file)?;
+fn load(
+    file: &Path,
+    rel: &super::ReleaseArgs,
+    only: Option<&str>,
+) -> Result<(Vec<Migration>, PathBuf), Error> {
+    let loaded = release::load(file, &rel.options())?;
     let all = loaded.release.migrations.clone();
     let picked: Vec<Migration> = match only {
         Some(name) => all.iter().filter(|m| m.name == name).cloned().collect(),
@@ -183,6 +211,7 @@ fn in_migration(name: &str, e: migrate::MigrateError) -> Error {
 
 fn lint(
     file: &Path,
+    rel: &super::ReleaseArgs,
     only: Option<&str>,
     dialect: DialectArg,
     stage: StageArg,
@@ -218,7 +247,7 @@ fn lint(
             },
         ));
     } else {
-        let (migrations, base) = load(file, only)?;
+        let (migrations, base) = load(file, rel, only)?;
         for m in &migrations {
             let p = PreparedMigration::new(m, &base).map_err(|e| in_migration(&m.name, e))?;
             reports.push((m.name.clone(), p.lint));
@@ -257,8 +286,13 @@ fn lint(
     }
 }
 
-fn dry_run(file: &Path, only: Option<&str>, output: Output) -> Result<ExitCode, Error> {
-    let (migrations, base) = load(file, only)?;
+fn dry_run(
+    file: &Path,
+    rel: &super::ReleaseArgs,
+    only: Option<&str>,
+    output: Output,
+) -> Result<ExitCode, Error> {
+    let (migrations, base) = load(file, rel, only)?;
     let mut failed = false;
     let mut json = Vec::new();
     for m in &migrations {
@@ -293,8 +327,13 @@ fn dry_run(file: &Path, only: Option<&str>, output: Output) -> Result<ExitCode, 
     }
 }
 
-fn status(file: &Path, only: Option<&str>, output: Output) -> Result<ExitCode, Error> {
-    let (migrations, base) = load(file, only)?;
+fn status(
+    file: &Path,
+    rel: &super::ReleaseArgs,
+    only: Option<&str>,
+    output: Output,
+) -> Result<ExitCode, Error> {
+    let (migrations, base) = load(file, rel, only)?;
     let mut drift = false;
     let mut json = Vec::new();
     for m in &migrations {

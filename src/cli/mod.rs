@@ -9,6 +9,7 @@ mod history;
 mod migrate;
 mod plan;
 mod print;
+mod render;
 mod schema;
 mod validate;
 mod verify;
@@ -55,17 +56,30 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check release files; print every problem as FILE:LINE:COL with a hint (exit 2 if any).
+    /// A release with environments is checked in each one (or only in --env).
     Validate {
         /// Release files (TOML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        release: ReleaseArgs,
     },
     /// Print what a release will do: waves, every service's steps, and timing.
     Plan {
         /// The release file.
         file: PathBuf,
+        #[command(flatten)]
+        release: ReleaseArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Print the release resolved for an environment and variable values, as TOML: every
+    /// value written out, no variables or environments left.
+    Render {
+        /// The release file.
+        file: PathBuf,
+        #[command(flatten)]
+        release: ReleaseArgs,
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
@@ -129,6 +143,8 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
+        release: ReleaseArgs,
+        #[command(flatten)]
         aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -139,10 +155,42 @@ pub enum Command {
         /// The release file.
         file: PathBuf,
         #[command(flatten)]
+        release: ReleaseArgs,
+        #[command(flatten)]
         aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// Which environment of a release and which variable values: every command that reads a
+/// release file flattens these.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReleaseArgs {
+    /// The environment to resolve the release for; required when the release declares
+    /// environments ([environments.NAME]).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Option<String>,
+    /// Override a variable of [vars]: NAME=VALUE, or NAME=env:VAR to read the value from
+    /// the environment (journaled by the variable's name only). Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<crate::release::SetArg>,
+}
+
+impl ReleaseArgs {
+    /// The options `release::load` takes.
+    pub fn options(&self) -> crate::release::LoadOptions {
+        crate::release::LoadOptions {
+            env: self.env.clone(),
+            sets: self.set.clone(),
+            lenient_env: false,
+        }
+    }
+
+    /// Whether any flag was given.
+    pub fn given(&self) -> bool {
+        self.env.is_some() || !self.set.is_empty()
+    }
 }
 
 /// Console flags shared by `deploy`, `resume`, `demo` and `attach`.
@@ -280,10 +328,11 @@ impl AwsArgs {
 /// Load and validate the release, check it targets ECS, and build the platform.
 pub fn ecs_platform(
     file: &std::path::Path,
+    release: &ReleaseArgs,
     args: &AwsArgs,
     rt: &tokio::runtime::Runtime,
 ) -> Result<crate::platform::ecs::EcsPlatform, Error> {
-    let loaded = crate::release::load(file)?;
+    let loaded = crate::release::load(file, &release.options())?;
     if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
         return Err(Error::Verbatim {
             text: format!(
@@ -356,8 +405,13 @@ impl StateDirArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     exit(match cli.command {
-        Command::Validate { files } => validate::run(&files),
-        Command::Plan { file, output } => plan::run(&file, output),
+        Command::Validate { files, release } => validate::run(&files, &release),
+        Command::Plan {
+            file,
+            release,
+            output,
+        } => plan::run(&file, &release, output),
+        Command::Render { file, release } => render::run(&file, &release),
         Command::Schema => schema::run(),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
@@ -376,8 +430,18 @@ pub fn main() -> ExitCode {
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
         Command::Migrate { command } => migrate::run(command),
-        Command::Verify { file, aws, output } => verify::run(&file, &aws, output),
-        Command::Diff { file, aws, output } => diff::run(&file, &aws, output),
+        Command::Verify {
+            file,
+            release,
+            aws,
+            output,
+        } => verify::run(&file, &release, &aws, output),
+        Command::Diff {
+            file,
+            release,
+            aws,
+            output,
+        } => diff::run(&file, &release, &aws, output),
     })
 }
 

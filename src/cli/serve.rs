@@ -75,6 +75,9 @@ pub struct ServeArgs {
     pub allow_contract: bool,
     #[command(flatten)]
     pub aws: super::AwsArgs,
+    /// `--env`, `--set` (not with `--resume`: a resumed run keeps what its journal says).
+    #[command(flatten)]
+    pub release: super::ReleaseArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -132,6 +135,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     // Log to stderr only here: with --console this terminal belongs to the console.
     super::init_logging();
     // Resolve what to run before touching anything.
+    if args.resume && args.release.given() {
+        return Err(Error::Invalid(
+            "--env and --set are for a new run; --resume resolves the release as its journal recorded".into(),
+        ));
+    }
     let (release, base_dir, begin) = if args.resume {
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
@@ -140,7 +148,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 "serve needs a release file or --resume".into(),
             ));
         };
-        crate::session::spec::from_file(&file)?
+        crate::session::spec::from_file(&file, &args.release.options())?
     };
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),

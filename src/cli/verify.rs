@@ -6,13 +6,18 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{AwsArgs, aws_runtime, ecs_platform};
+use super::{AwsArgs, ReleaseArgs, aws_runtime, ecs_platform};
 use super::{Error, Output};
 use crate::platform::ecs::verify;
 
-pub fn run(file: &Path, aws: &AwsArgs, output: Output) -> Result<ExitCode, Error> {
+pub fn run(
+    file: &Path,
+    release: &ReleaseArgs,
+    aws: &AwsArgs,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let rt = aws_runtime()?;
-    let platform = ecs_platform(file, aws, &rt)?;
+    let platform = ecs_platform(file, release, aws, &rt)?;
     let report = rt.block_on(verify::verify(&platform));
     match output {
         Output::Text => print!("{report}"),

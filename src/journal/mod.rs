@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chain::{ChainProblem, ProblemKind, TornTail};
 pub use entry::{Entry, GENESIS_HASH, NewEntry, sha256_hex};
-pub use release_entry::{RELEASE_ENTRY, release_of_run};
+pub use release_entry::{RELEASE_ENTRY, ReleaseOrigin, origin_of_run, release_of_run};
 pub use runs::{
     RunRecord, RunState, RunSummary, RunVerification, VerifyReport, latest_unfinished, list_runs,
     read_run, verify,

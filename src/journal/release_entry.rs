@@ -6,10 +6,40 @@
 //! `sha256:` and the first 16 hex digits of its hash, and the entry records the release
 //! file's absolute path and SHA-256. Reading such a run back re-reads that file and
 //! refuses, naming it, when it is gone or changed since the run started.
+//!
+//! The entry also records the environment the release was resolved for and its artifact
+//! identity ([`ReleaseOrigin`]: the file's SHA-256 and the `--set` values as written, an
+//! `env:VAR` value by its name only). Reading a redacted run back resolves the file again
+//! with that environment and those values (`env:` ones read from the environment again)
+//! and refuses when the result differs from what was journaled.
 
 use std::path::{Path, PathBuf};
 
-use crate::release::Release;
+use crate::release::{Artifact, LoadOptions, Release};
+
+/// What a release was resolved with: the environment (`--env`) and the artifact identity
+/// (file content and `--set` values). The lifecycle gate compares these across runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseOrigin {
+    pub environment: Option<String>,
+    /// `None` for runs journaled before artifacts were recorded.
+    pub artifact: Option<Artifact>,
+}
+
+impl ReleaseOrigin {
+    /// The load options that resolve the release file the same way again.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            env: self.environment.clone(),
+            sets: self
+                .artifact
+                .as_ref()
+                .map(|a| a.sets.clone())
+                .unwrap_or_default(),
+            lenient_env: false,
+        }
+    }
+}
 
 use super::{Journal, JournalError, NewEntry};
 
@@ -36,16 +66,24 @@ pub fn record_release(
     operator: &str,
     at_ms: u64,
     file_sha256: &str,
+    origin: &ReleaseOrigin,
 ) -> Result<(), RecordReleaseError> {
-    let mut release_json = serde_json::to_value(release).map_err(RecordReleaseError::Encode)?;
+    let release_json = journaled_json(release)?;
     let secrets = crate::secrets::Secrets::from_release(release);
+    let summary = match &origin.environment {
+        Some(env) => format!("release {} ({env}) from {file_label}", release.release.name),
+        None => format!("release {} from {file_label}", release.release.name),
+    };
     let mut payload = serde_json::json!({
-        "summary": format!("release {} from {file_label}", release.release.name),
+        "summary": summary,
         "file": file_label,
         "base_dir": base_dir.to_string_lossy(),
+        "environment": origin.environment,
     });
+    if let Some(a) = &origin.artifact {
+        payload["artifact"] = serde_json::to_value(a).map_err(RecordReleaseError::Encode)?;
+    }
     if !secrets.is_empty() {
-        redact_json(&mut release_json, &secrets);
         let path = std::fs::canonicalize(file_label).unwrap_or_else(|_| PathBuf::from(file_label));
         payload["redacted"] = serde_json::Value::Bool(true);
         payload["path"] = serde_json::Value::String(path.to_string_lossy().into_owned());
@@ -62,6 +100,40 @@ pub fn record_release(
         })
         .map(|_| ())
         .map_err(RecordReleaseError::Journal)
+}
+
+/// The release as the entry stores it: secret values as fingerprints.
+fn journaled_json(release: &Release) -> Result<serde_json::Value, RecordReleaseError> {
+    let mut v = serde_json::to_value(release).map_err(RecordReleaseError::Encode)?;
+    let secrets = crate::secrets::Secrets::from_release(release);
+    if !secrets.is_empty() {
+        redact_json(&mut v, &secrets);
+    }
+    Ok(v)
+}
+
+/// The environment and artifact a run's release was resolved with.
+pub fn origin_of_run(state_dir: &Path, run_id: &str) -> Result<ReleaseOrigin, RunReleaseError> {
+    Ok(origin_of(&release_payload(state_dir, run_id)?))
+}
+
+/// The payload of a run's release entry.
+fn release_payload(state_dir: &Path, run_id: &str) -> Result<serde_json::Value, RunReleaseError> {
+    let rec = super::read_run(state_dir, run_id).map_err(RunReleaseError::Journal)?;
+    rec.entries
+        .into_iter()
+        .find(|e| e.kind == RELEASE_ENTRY)
+        .map(|e| e.payload)
+        .ok_or_else(|| RunReleaseError::NoRelease {
+            run_id: run_id.to_string(),
+        })
+}
+
+fn origin_of(payload: &serde_json::Value) -> ReleaseOrigin {
+    ReleaseOrigin {
+        environment: payload["environment"].as_str().map(str::to_string),
+        artifact: serde_json::from_value(payload["artifact"].clone()).ok(),
+    }
 }
 
 /// Every string value (never a key) that is a secret becomes its fingerprint; one that
@@ -104,6 +176,15 @@ pub enum RunReleaseError {
         path: String,
         why: String,
     },
+    #[error(
+        "run {run_id}: {path} resolved with {resolved_with} no longer gives the release the run started with ({why}); export the environment variables the run started with, or start a new deploy"
+    )]
+    Changed {
+        run_id: String,
+        path: String,
+        resolved_with: String,
+        why: String,
+    },
 }
 
 impl RunReleaseError {
@@ -111,7 +192,9 @@ impl RunReleaseError {
     pub fn is_invalid_input(&self) -> bool {
         match self {
             RunReleaseError::Journal(e) => e.is_invalid_input(),
-            RunReleaseError::NoRelease { .. } | RunReleaseError::FileNeeded { .. } => true,
+            RunReleaseError::NoRelease { .. }
+            | RunReleaseError::FileNeeded { .. }
+            | RunReleaseError::Changed { .. } => true,
             RunReleaseError::Unreadable { .. } => false,
         }
     }
@@ -122,28 +205,20 @@ pub fn release_of_run(
     state_dir: &Path,
     run_id: &str,
 ) -> Result<(Release, PathBuf), RunReleaseError> {
-    let rec = super::read_run(state_dir, run_id).map_err(RunReleaseError::Journal)?;
-    let entry = rec
-        .entries
-        .iter()
-        .find(|e| e.kind == RELEASE_ENTRY)
-        .ok_or_else(|| RunReleaseError::NoRelease {
-            run_id: run_id.to_string(),
-        })?;
-    let base_dir = entry.payload["base_dir"]
+    let payload = release_payload(state_dir, run_id)?;
+    let base_dir = payload["base_dir"]
         .as_str()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    if entry.payload["redacted"] == serde_json::Value::Bool(true) {
-        return release_from_file(run_id, &entry.payload).map(|r| (r, base_dir));
+    if payload["redacted"] == serde_json::Value::Bool(true) {
+        return release_from_file(run_id, &payload).map(|r| (r, base_dir));
     }
-    let release: Release =
-        serde_json::from_value(entry.payload["release"].clone()).map_err(|error| {
-            RunReleaseError::Unreadable {
-                run_id: run_id.to_string(),
-                error,
-            }
-        })?;
+    let release: Release = serde_json::from_value(payload["release"].clone()).map_err(|error| {
+        RunReleaseError::Unreadable {
+            run_id: run_id.to_string(),
+            error,
+        }
+    })?;
     Ok((release, base_dir))
 }
 
@@ -169,7 +244,42 @@ fn release_from_file(
             now.chars().take(12).collect::<String>()
         )));
     }
-    crate::release::load(Path::new(&path))
-        .map(|l| l.release)
-        .map_err(|d| needed(format!("it no longer validates ({} problem(s))", d.len())))
+    let origin = origin_of(payload);
+    let opts = origin.load_options();
+    let resolved_with = {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(e) = &opts.env {
+            parts.push(format!("--env {e}"));
+        }
+        parts.extend(opts.sets.iter().map(|s| format!("--set {}", s.as_arg())));
+        if parts.is_empty() {
+            "no --env or --set".to_string()
+        } else {
+            parts.join(" ")
+        }
+    };
+    let changed = |why: String| RunReleaseError::Changed {
+        run_id: run_id.to_string(),
+        path: path.clone(),
+        resolved_with: resolved_with.clone(),
+        why,
+    };
+    let loaded = crate::release::load(Path::new(&path), &opts).map_err(|d| {
+        let first = d.first().map(|d| d.headline()).unwrap_or_default();
+        changed(format!("it no longer resolves: {first}"))
+    })?;
+    if let Some(a) = &origin.artifact {
+        if loaded.artifact.id != a.id {
+            return Err(changed("its artifact identity differs".into()));
+        }
+        let now = journaled_json(&loaded.release)
+            .map_err(|e| changed(format!("it cannot be encoded: {e}")))?;
+        if now != payload["release"] {
+            return Err(changed(
+                "a value read with env: is not what it was: the journaled fingerprints differ"
+                    .into(),
+            ));
+        }
+    }
+    Ok(loaded.release)
 }

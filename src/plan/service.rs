@@ -90,7 +90,9 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
             .join(name);
-        crate::release::load(&path).expect(name).release
+        crate::release::load(&path, &Default::default())
+            .expect(name)
+            .release
     }
 
     fn launch(release: &Release, s: &Service) -> (String, Option<u32>) {

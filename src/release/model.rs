@@ -29,6 +29,12 @@ pub struct Release {
     /// Database migrations that go with the release, written as `[[migration]]` tables.
     #[serde(default, rename = "migration", skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<Migration>,
+    /// Values this release read from the environment through `env:` variables: secret
+    /// ([`crate::secrets::Secrets::from_release`]), never serialized (a journaled release
+    /// holds them as fingerprints; resume re-reads them).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub env_values: Vec<String>,
 }
 
 /// The `[release]` table.

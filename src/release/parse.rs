@@ -3,14 +3,16 @@
 //! TOML's spanned tree by hand rather than through serde so that one bad field does not hide
 //! the next one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, SourceMap, nearest};
+use super::environments::Environment;
 use super::model::*;
+use super::vars::SetArg;
 use crate::duration::parse_duration;
 
 /// Where values are in the file, looked up by path (`release.name`, `service[2]`,
@@ -88,7 +90,16 @@ impl Spans<'_, '_> {
 
 /// The keys each table accepts. A test checks these against `cutover schema`.
 pub mod keys {
-    pub const TOP: &[&str] = &["release", "notify", "service", "migration"];
+    pub const TOP: &[&str] = &[
+        "release",
+        "notify",
+        "service",
+        "migration",
+        "vars",
+        "environments",
+    ];
+    /// The keys of an `[environments.NAME]` table.
+    pub const ENVIRONMENT: &[&str] = crate::release::environments::ENVIRONMENT_KEYS;
     pub const RELEASE: &[&str] = &[
         "name",
         "platform",
@@ -173,17 +184,54 @@ pub mod keys {
 
 /// Parse the text of a release file and, when its structure allows, check the whole
 /// release. Returns the release only when no problem was found; otherwise every problem,
-/// in file order. Never panics on any input. `base` resolves relative paths.
+/// in file order. Never panics on any input. `base` resolves relative paths. A release
+/// that declares environments is refused here: it needs [`resolve_and_validate`].
 pub fn parse_and_validate(
     map: &SourceMap,
     text: &str,
     base: &Path,
 ) -> Result<Release, Vec<Diagnostic>> {
-    let (doc, errors) = DeTable::parse_recoverable(text);
+    resolve_and_validate(map, text, base, &Selection::default()).map(|r| r.release)
+}
+
+/// Which environment and variable values to resolve a release text with.
+#[derive(Debug, Clone, Default)]
+pub struct Selection<'a> {
+    /// `--env NAME`.
+    pub env: Option<&'a str>,
+    /// `--set NAME=VALUE`, in command-line order.
+    pub sets: &'a [SetArg],
+    /// A missing environment variable behind `env:` is not an error (`validate`).
+    pub lenient_env: bool,
+}
+
+/// A release resolved for one environment, with what the resolution found.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub release: Release,
+    /// The environment resolved for (`--env`), if the release declares environments.
+    pub environment: Option<String>,
+    /// Every environment the release declares.
+    pub environments: Vec<Environment>,
+}
+
+/// [`parse_and_validate`] for one environment and `--set` values: variables and overlays
+/// are resolved on the spanned tree first ([`super::vars`], [`super::environments`]), so
+/// every problem is still located in the original text.
+pub fn resolve_and_validate(
+    map: &SourceMap,
+    text: &str,
+    base: &Path,
+    sel: &Selection,
+) -> Result<Resolved, Vec<Diagnostic>> {
+    // Read before the tree exists: values built from them live in it.
+    let set_texts = super::vars::read_sets(sel.sets);
+    let (mut doc, errors) = DeTable::parse_recoverable(text);
     let mut p = Parser {
         map,
         diags: Vec::new(),
         broken: HashSet::new(),
+        substituted: HashMap::new(),
     };
     for e in &errors {
         let msg = e.message().trim().to_string();
@@ -198,6 +246,19 @@ pub fn parse_and_validate(
         // A damaged document yields misleading follow-up errors; report syntax alone.
         return Err(p.diags);
     }
+    let mut cx = super::vars::Ctx {
+        map,
+        text,
+        diags: Vec::new(),
+        lenient_env: sel.lenient_env,
+        env_values: Vec::new(),
+        substituted: HashMap::new(),
+    };
+    let root_span = doc.span();
+    let resolution =
+        super::environments::resolve(doc.get_mut(), root_span, sel.env, &set_texts, &mut cx);
+    p.diags = cx.diags;
+    p.substituted = cx.substituted;
     let root = Tbl {
         t: doc.get_ref(),
         span: doc.span(),
@@ -217,7 +278,14 @@ pub fn parse_and_validate(
     diags.sort_by_key(|d| (d.line, d.col));
     diags.dedup();
     match release {
-        Some(r) if diags.is_empty() => Ok(r),
+        Some(mut release) if diags.is_empty() => {
+            release.env_values = cx.env_values;
+            Ok(Resolved {
+                release,
+                environment: resolution.environment,
+                environments: resolution.environments,
+            })
+        }
         _ => Err(diags),
     }
 }
@@ -227,6 +295,8 @@ struct Parser<'m> {
     diags: Vec<Diagnostic>,
     /// Paths where a problem was reported (see [`Spans::is_broken`]).
     broken: HashSet<String>,
+    /// Values that are a whole variable (`"${replicas}"`): span start -> the variable.
+    substituted: HashMap<usize, String>,
 }
 
 /// A table being read, with where it is and how to name it in messages.
@@ -358,10 +428,16 @@ impl Parser<'_> {
 
     fn wrong_type(&mut self, v: V, loc: Loc, expected: &str, ex: Ex) {
         let found = v.get_ref().type_str();
+        let hint = match self.substituted.get(&v.span().start) {
+            Some(var) => format!(
+                "this is the value of variable `{var}`: give `{var}` {expected} (in [vars], the environment's vars or --set), or write it like `{ex}`"
+            ),
+            None => format!("write it like `{ex}`"),
+        };
         self.err(
             Some(v.span()),
             format!("`{loc}` must be {expected}, not {} {found}", article(found)),
-            format!("write it like `{ex}`"),
+            hint,
         );
     }
 
@@ -675,6 +751,7 @@ impl Parser<'_> {
             notify,
             services,
             migrations,
+            env_values: Vec::new(),
         })
     }
 

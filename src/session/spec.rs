@@ -24,8 +24,15 @@ pub fn contract_mode(allow: bool, console: bool) -> crate::engine::ContractMode 
 
 /// How a session starts: a fresh run, or a journal to resume.
 pub enum Begin {
-    Fresh { file_label: String, sha256: String },
-    Resume { run_id: String },
+    /// `origin`: the environment and artifact the release was resolved with (journaled).
+    Fresh {
+        file_label: String,
+        sha256: String,
+        origin: crate::journal::ReleaseOrigin,
+    },
+    Resume {
+        run_id: String,
+    },
 }
 
 /// A run's spec: which release (from a file, or a journal to resume), where it is
@@ -99,22 +106,24 @@ pub enum SourceError {
     Invalid(Vec<crate::release::Diagnostic>),
 }
 
-/// A fresh run of the release in `file`: the release, its base directory, and how the
-/// run begins (the file's name and SHA-256 recorded).
+/// A fresh run of the release in `file` resolved with `opts` (`--env`, `--set`): the
+/// release, its base directory, and how the run begins (the file's name and SHA-256, the
+/// environment and the artifact recorded).
 pub fn from_file(
     file: &std::path::Path,
+    opts: &crate::release::LoadOptions,
 ) -> Result<(crate::release::Release, std::path::PathBuf, Begin), SourceError> {
-    let text = std::fs::read(file).map_err(|e| {
-        SourceError::Failure(super::Failure::invalid(format!(
-            "cannot read {}: {e}",
-            file.display()
-        )))
-    })?;
-    let loaded = crate::release::load(file).map_err(SourceError::Invalid)?;
+    let (text, base_dir) = crate::release::read(file).map_err(SourceError::Invalid)?;
+    let loaded =
+        crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
     let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
     let begin = Begin::Fresh {
         file_label: file.display().to_string(),
-        sha256: crate::journal::sha256_hex(&text),
+        sha256: loaded.artifact.file_sha256.clone(),
+        origin: crate::journal::ReleaseOrigin {
+            environment: loaded.environment.clone(),
+            artifact: Some(loaded.artifact.clone()),
+        },
     };
     Ok((loaded.release, base_dir, begin))
 }

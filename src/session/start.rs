@@ -75,7 +75,11 @@ pub async fn start_session_with(
         None => Vec::new(),
     };
     let (mut journal, prior, prior_entries) = match begin {
-        Begin::Fresh { file_label, sha256 } => {
+        Begin::Fresh {
+            file_label,
+            sha256,
+            origin,
+        } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
@@ -86,6 +90,7 @@ pub async fn start_session_with(
                 operator,
                 crate::engine::Clock::now_ms(&SystemClock),
                 &sha256,
+                &origin,
             )
             .map_err(|e| Failure::internal(e.to_string()))?;
             (j, None, None)
@@ -175,7 +180,11 @@ pub async fn start_session_with(
     };
     let notifier = (!webhooks.is_empty()).then(|| {
         spawn_notifier(
-            release.release.name.clone(),
+            // Webhooks name the environment with the release.
+            match &release.release.environment {
+                Some(env) => format!("{} ({env})", release.release.name),
+                None => release.release.name.clone(),
+            },
             webhooks,
             engine.subscribe(),
             NotifyOptions::default(),

@@ -6,10 +6,19 @@ use cutover::release::{self, Release};
 
 /// `examples/NAME`, loaded and validated (panics with the name when it does not load).
 pub fn example(name: &str) -> Release {
+    example_in(name, None)
+}
+
+/// `examples/NAME` resolved for environment `env`.
+pub fn example_in(name: &str, env: Option<&str>) -> Release {
     release::load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
             .join(name),
+        &release::LoadOptions {
+            env: env.map(str::to_string),
+            ..Default::default()
+        },
     )
     .expect(name)
     .release
