@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::platform::ecs::parity::{Fields, cpu_units, memory_mib, secret_name};
+use crate::platform::ecs::parity::{Fields, LiveService, cpu_units, memory_mib, secret_name};
 use crate::release::Release;
 
 /// Declared or drift.
@@ -66,6 +66,59 @@ impl Parity {
             .iter()
             .filter(|d| d.class == Class::Drift)
             .count()
+    }
+}
+
+/// The parity of two ECS environments: `a` and `b` are the release resolved for each,
+/// `live_a` and `live_b` what their services run now
+/// ([`crate::platform::ecs::parity::live`]).
+pub fn of_ecs(
+    names: [String; 2],
+    a: &Release,
+    b: &Release,
+    live_a: &[LiveService],
+    live_b: &[LiveService],
+) -> Parity {
+    let (da, db) = (declared_ecs(a), declared_ecs(b));
+    let empty = Fields::new();
+    let mut images = Vec::new();
+    let mut differences = Vec::new();
+    for s in &a.services {
+        let Some(e) = &s.ecs else { continue };
+        let la = live_a
+            .iter()
+            .find(|l| l.service == s.name)
+            .map(|l| &l.fields);
+        let lb = live_b
+            .iter()
+            .find(|l| l.service == s.name)
+            .map(|l| &l.fields);
+        let (la, lb) = (la.unwrap_or(&empty), lb.unwrap_or(&empty));
+        images.push(image_check(&s.name, &e.container, la, lb));
+        differences.extend(classify(
+            &s.name,
+            da.get(&s.name).unwrap_or(&empty),
+            db.get(&s.name).unwrap_or(&empty),
+            la,
+            lb,
+        ));
+    }
+    Parity {
+        between: names,
+        source: "ecs".into(),
+        images,
+        differences,
+    }
+}
+
+/// The parity of two environments of a release on the local platform: the resolved
+/// releases compared, every difference declared.
+pub fn of_releases(names: [String; 2], a: &Release, b: &Release) -> Parity {
+    Parity {
+        between: names,
+        source: "release".into(),
+        images: Vec::new(),
+        differences: resolved(a, b),
     }
 }
 
@@ -220,7 +273,7 @@ pub fn flatten_release(r: &Release) -> Fields {
         return out;
     };
     if let Some(obj) = v.as_object_mut()
-        && let Some(serde_json::Value::Array(services)) = obj.remove("services")
+        && let Some(serde_json::Value::Array(services)) = obj.remove("service")
     {
         let mut by_name = serde_json::Map::new();
         for s in services {

@@ -175,7 +175,7 @@ impl Engine {
             run_id,
             platform: engine.platform.name().to_string(),
             environment: engine.release.release.environment.clone(),
-            break_glass: engine.options.break_glass.clone(),
+            break_glass: engine.options.break_glass.clone().map(Box::new),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

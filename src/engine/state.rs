@@ -302,7 +302,7 @@ pub enum EventKind {
         environment: Option<String>,
         /// The deploy skipped its lifecycle gate (`--skip-requires REASON`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        break_glass: Option<BreakGlass>,
+        break_glass: Option<Box<BreakGlass>>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,

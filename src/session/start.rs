@@ -74,12 +74,15 @@ pub async fn start_session_with(
         Some(n) => resolve_webhooks(&release.release.name, &n.webhooks)?,
         None => Vec::new(),
     };
+    let mut break_glass = None;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh {
             file_label,
             sha256,
             origin,
+            break_glass: skipped,
         } => {
+            break_glass = skipped;
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
@@ -142,6 +145,7 @@ pub async fn start_session_with(
         platform_services,
         migrations,
         contract,
+        break_glass,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));
