@@ -13,6 +13,7 @@ pub mod judge;
 pub mod loadgen;
 pub mod metrics;
 pub mod migrate;
+pub mod parity;
 pub mod plan;
 pub mod platform;
 pub mod release;

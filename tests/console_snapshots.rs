@@ -402,3 +402,23 @@ fn an_attached_console_without_a_plan_still_shows_the_migration() {
     assert!(text.contains("⛁ orders-split-ad"), "timeline row: {text}");
     assert!(text.contains("contract: awaiting confirm"), "{text}");
 }
+
+#[test]
+fn break_glass_deploy_is_shown_in_the_banner() {
+    let mut s = fixtures::scenario("canary-analysing");
+    if let cutover::engine::EventKind::ReleaseLoaded { break_glass, .. } = &mut s.events[0].kind {
+        *break_glass = Some(Box::new(cutover::engine::BreakGlass {
+            operator: "alice".into(),
+            reason: "INC-4711 hotfix".into(),
+            skipped: vec!["staging".into()],
+        }));
+    }
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    let t = draw(&mut app, 160, 42);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("BREAK-GLASS: alice skipped \"requires staging\": INC-4711 hotfix"),
+        "{text}"
+    );
+    insta::assert_snapshot!(t.backend());
+}

@@ -37,6 +37,10 @@ pub struct DeployArgs {
     pub aws: super::AwsArgs,
     #[command(flatten)]
     pub release: super::ReleaseArgs,
+    /// Start even though the environments this one `requires` have not promoted the same
+    /// artifact (break-glass): journaled with your name and the reason, shown in the console.
+    #[arg(long, value_name = "REASON")]
+    pub skip_requires: Option<String>,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -46,15 +50,24 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     } else {
         super::init_logging_at("warn");
     }
-    let (release, base_dir, begin) =
-        crate::session::spec::from_file(&args.file, &args.release.options())?;
+    let state_dir = args.state.resolve();
+    let operator = crate::engine::operator_name(args.operator.as_deref());
+    let (release, base_dir, begin) = crate::session::spec::from_file(
+        &args.file,
+        &args.release.options(),
+        &crate::session::lifecycle::Admission {
+            state_dir: &state_dir,
+            operator: &operator,
+            skip_requires: args.skip_requires.as_deref(),
+        },
+    )?;
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,
         base_dir,
         begin,
-        state_dir: args.state.resolve(),
-        operator: crate::engine::operator_name(args.operator.as_deref()),
+        state_dir,
+        operator,
         output: args.output,
         allow_contract: args.allow_contract,
         front: if console {

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{AwsArgs, ReleaseArgs, aws_runtime, ecs_platform};
+use super::{AwsArgs, ReleaseArgs, aws_runtime, ecs_platform, ecs_platform_for};
 use super::{Error, Output};
+use crate::platform::ecs::parity::live as parity_live;
 use crate::platform::ecs::verify::{self, ServiceDiff};
 
 pub fn run(
@@ -33,6 +34,70 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cutover diff FILE --between A B`: the parity of two environments of the release
+/// (`crate::parity`). Exit 0 when every difference is declared, 2 on drift.
+pub fn between(
+    file: &Path,
+    release: &ReleaseArgs,
+    envs: &[String],
+    aws: &AwsArgs,
+    output: Output,
+) -> Result<ExitCode, Error> {
+    let [a, b] = envs else {
+        return Err(Error::Invalid(
+            "--between takes two environments: --between staging production".into(),
+        ));
+    };
+    if release.env.is_some() {
+        return Err(Error::Invalid(
+            "--between names both environments: drop --env".into(),
+        ));
+    }
+    let load = |env: &str| {
+        crate::release::load(
+            file,
+            &crate::release::LoadOptions {
+                env: Some(env.to_string()),
+                ..release.options()
+            },
+        )
+    };
+    let (la, lb) = (load(a)?, load(b)?);
+    let names = [a.clone(), b.clone()];
+    let parity = if la.release.release.platform == crate::release::PlatformKind::Ecs {
+        let rt = aws_runtime()?;
+        let (pa, pb) = (
+            ecs_platform_for(&la, aws, &rt)?,
+            ecs_platform_for(&lb, aws, &rt)?,
+        );
+        let read = |e: crate::platform::PlatformError| {
+            if e.retryable {
+                Error::Internal(e.to_string())
+            } else {
+                Error::Invalid(e.to_string())
+            }
+        };
+        let live_a = rt.block_on(parity_live(&pa)).map_err(read)?;
+        let live_b = rt.block_on(parity_live(&pb)).map_err(read)?;
+        crate::parity::of_ecs(names, &la.release, &lb.release, &live_a, &live_b)
+    } else {
+        crate::parity::of_releases(names, &la.release, &lb.release)
+    };
+    match output {
+        Output::Text => print!("{}", crate::parity::render(&parity)),
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&parity)
+                .map_err(|e| Error::Internal(format!("cannot encode the parity as JSON: {e}")))?;
+            println!("{s}");
+        }
+    }
+    Ok(if parity.drift() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_INVALID)
+    })
 }
 
 /// The diff as text: one block per service, `-` old and `+` new per field.

@@ -30,7 +30,7 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
         println!("no runs under {}", state_dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = runs
+    let rows: Vec<[String; 7]> = runs
         .iter()
         .map(|r| {
             // Unreadable run.json: only the id is known.
@@ -42,6 +42,10 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
                 } else {
                     printable(&r.release)
                 },
+                r.environment
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "-".into()),
                 if damaged {
                     "?".into()
                 } else {
@@ -60,7 +64,7 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
         })
         .collect();
     let header = [
-        "RUN", "RELEASE", "STARTED", "FINISHED", "OUTCOME", "ENTRIES",
+        "RUN", "RELEASE", "ENV", "STARTED", "FINISHED", "OUTCOME", "ENTRIES",
     ];
     let mut width = header.map(str::len);
     for row in &rows {
@@ -68,10 +72,10 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; 7]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i == 5 {
+            if i == 6 {
                 s.push_str(&format!("{c:>w$}", w = width[i]));
             } else {
                 s.push_str(&format!("{c:<w$}  ", w = width[i]));

@@ -151,7 +151,8 @@ pub enum Command {
         output: Output,
     },
     /// Show what an ECS release would change in each task definition (image, env, secrets,
-    /// cpu/memory) against what runs now.
+    /// cpu/memory) against what runs now; with `--between A B`, which differences between
+    /// two environments the release declares and which are drift (exit 2 on drift).
     Diff {
         /// The release file.
         file: PathBuf,
@@ -161,6 +162,10 @@ pub enum Command {
         aws: AwsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Compare two environments of the release instead (parity): every difference is
+        /// declared by the release or drift; exit 2 on drift.
+        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        between: Option<Vec<String>>,
     },
 }
 
@@ -334,6 +339,16 @@ pub fn ecs_platform(
     rt: &tokio::runtime::Runtime,
 ) -> Result<crate::platform::ecs::EcsPlatform, Error> {
     let loaded = crate::release::load(file, &release.options())?;
+    ecs_platform_for(&loaded, args, rt)
+}
+
+/// [`ecs_platform`] for a release already loaded.
+pub fn ecs_platform_for(
+    loaded: &crate::release::LoadedRelease,
+    args: &AwsArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<crate::platform::ecs::EcsPlatform, Error> {
+    let file = &loaded.path;
     if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
         return Err(Error::Verbatim {
             text: format!(
@@ -405,6 +420,9 @@ impl StateDirArg {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        default_sigpipe();
+    }
     exit(match cli.command {
         Command::Validate { files, release } => validate::run(&files, &release),
         Command::Plan {
@@ -442,8 +460,50 @@ pub fn main() -> ExitCode {
             release,
             aws,
             output,
+            between: Some(envs),
+        } => diff::between(&file, &release, &envs, &aws, output),
+        Command::Diff {
+            file,
+            release,
+            aws,
+            output,
+            between: None,
         } => diff::run(&file, &release, &aws, output),
     })
+}
+
+impl Command {
+    /// Commands that only read and print: a closed stdout (`| head`) ends them quietly,
+    /// as it ends `ls` or `grep`. Commands that run or steer a release keep SIGPIPE
+    /// ignored (Rust's default) and never die of a closed pipe.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Validate { .. }
+                | Command::Plan { .. }
+                | Command::Render { .. }
+                | Command::Schema
+                | Command::Completions(_)
+                | Command::Man(_)
+                | Command::History { .. }
+                | Command::Audit(_)
+                | Command::Print(_)
+                | Command::Verify { .. }
+                | Command::Diff { .. }
+                | Command::Migrate { .. }
+                | Command::Judge { .. }
+                | Command::JudgeBench(_)
+                | Command::CheckConfig(_)
+        )
+    }
+}
+
+/// Restore the default action of SIGPIPE (terminate quietly).
+fn default_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler; called once, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Why a command failed. Every command that can fail returns one; [`Error::report`] is

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// `--env`, `--set` (not with `--resume`: a resumed run keeps what its journal says).
     #[command(flatten)]
     pub release: super::ReleaseArgs,
+    /// Start even though the environments this one `requires` have not promoted the same
+    /// artifact (break-glass): journaled with your name and the reason, shown in the console.
+    #[arg(long, value_name = "REASON")]
+    #[arg(conflicts_with = "resume")]
+    pub skip_requires: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -140,6 +145,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             "--env and --set are for a new run; --resume resolves the release as its journal recorded".into(),
         ));
     }
+    let operator = crate::engine::operator_name(args.operator.as_deref());
     let (release, base_dir, begin) = if args.resume {
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
@@ -148,7 +154,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 "serve needs a release file or --resume".into(),
             ));
         };
-        crate::session::spec::from_file(&file, &args.release.options())?
+        crate::session::spec::from_file(
+            &file,
+            &args.release.options(),
+            &crate::session::lifecycle::Admission {
+                state_dir: &state_dir,
+                operator: &operator,
+                skip_requires: args.skip_requires.as_deref(),
+            },
+        )?
     };
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
@@ -156,7 +170,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         base_dir,
         begin,
         state_dir,
-        operator: crate::engine::operator_name(args.operator.as_deref()),
+        operator,
         output: args.output,
         allow_contract: args.allow_contract,
         front: Front::Served(Serving {

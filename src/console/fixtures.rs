@@ -131,6 +131,7 @@ impl Script {
             run_id: "20261127T030000Z-checkout".into(),
             platform: "local".into(),
             environment: s.release.release.environment.clone(),
+            break_glass: None,
             on_failure: p.on_failure,
             max_parallel: p.max_parallel,
             waves: p.waves.clone(),

@@ -261,6 +261,18 @@ impl App {
                 Slot::EnvBanner
             }),
         ));
+        if let Some(b) = &st.break_glass {
+            spans.push(Span::styled(
+                format!(
+                    " BREAK-GLASS: {} skipped \"requires {}\": {} ",
+                    b.operator,
+                    b.skipped.join(", "),
+                    b.reason
+                ),
+                bar.patch(self.style(Slot::HealthDown))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        }
         spans.push(sep.clone());
         spans.push(Span::styled(
             format!("operator {}", self.settings.operator),

@@ -48,9 +48,9 @@ pub use recorder::{
 };
 pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
 pub use state::{
-    Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, MigrationPhase, MigrationState,
-    ReleaseState, ReleaseStatus, ServiceInit, ServiceState, ServiceStatus, Trigger, VerdictInfo,
-    describe,
+    BreakGlass, Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, MigrationPhase,
+    MigrationState, ReleaseState, ReleaseStatus, ServiceInit, ServiceState, ServiceStatus, Trigger,
+    VerdictInfo, describe,
 };
 
 /// How a run ended.

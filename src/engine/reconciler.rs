@@ -54,6 +54,9 @@ pub struct EngineOptions {
     pub contract: ContractMode,
     /// How migration stages run (timeouts, retries); the actor is the operator.
     pub migrate: crate::migrate::RunOptions,
+    /// The deploy skipped its lifecycle gate (`--skip-requires`): journaled with the
+    /// release and shown in every console's banner.
+    pub break_glass: Option<super::BreakGlass>,
 }
 
 /// A platform's view of one service at the start of a run (see
@@ -77,6 +80,7 @@ impl Default for EngineOptions {
             migrations: Vec::new(),
             contract: ContractMode::default(),
             migrate: crate::migrate::RunOptions::default(),
+            break_glass: None,
         }
     }
 }
@@ -171,6 +175,7 @@ impl Engine {
             run_id,
             platform: engine.platform.name().to_string(),
             environment: engine.release.release.environment.clone(),
+            break_glass: engine.options.break_glass.clone().map(Box::new),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

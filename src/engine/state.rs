@@ -197,6 +197,16 @@ pub struct ServiceState {
     pub approvals: Vec<String>,
 }
 
+/// A deploy that started although its lifecycle gate was closed: the environments whose
+/// promoted run of the same artifact was missing, who skipped the gate and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub operator: String,
+    pub reason: String,
+    /// The required environments without a qualifying run.
+    pub skipped: Vec<String>,
+}
+
 /// The whole release, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseState {
@@ -207,6 +217,9 @@ pub struct ReleaseState {
     /// The release's `environment`, if it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The lifecycle gate was skipped (`--skip-requires`): who, why, and what it skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
     pub status: ReleaseStatus,
     pub on_failure: FailurePolicy,
     pub max_parallel: u32,
@@ -287,6 +300,9 @@ pub enum EventKind {
         /// attached console shows it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         environment: Option<String>,
+        /// The deploy skipped its lifecycle gate (`--skip-requires REASON`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        break_glass: Option<Box<BreakGlass>>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,
@@ -598,6 +614,7 @@ impl ReleaseState {
             run_id: String::new(),
             platform: String::new(),
             environment: None,
+            break_glass: None,
             status: ReleaseStatus::Ready,
             on_failure: FailurePolicy::default(),
             max_parallel: 1,

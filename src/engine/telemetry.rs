@@ -207,6 +207,7 @@ mod tests {
                 run_id: "run".into(),
                 platform: "fake".into(),
                 environment: None,
+                break_glass: None,
                 on_failure: Default::default(),
                 max_parallel: 1,
                 waves: vec![vec!["svc".into()]],

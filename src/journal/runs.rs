@@ -39,6 +39,9 @@ pub struct RunSummary {
     pub started_ms: u64,
     pub finished_ms: Option<u64>,
     pub outcome: Option<String>,
+    /// The environment the run deployed to (`--env`), from its release entry; `None`
+    /// for a release without environments.
+    pub environment: Option<String>,
     /// Complete lines in the journal (not verified; `verify` does that).
     pub entries: u64,
     #[serde(flatten)]
@@ -122,6 +125,23 @@ fn count_lines(path: &Path) -> Result<u64, JournalError> {
     Ok(bytes.iter().filter(|&&b| b == b'\n').count() as u64)
 }
 
+/// The environment named by a run's first entry (the release entry), if any. Read
+/// without verifying the chain (as `entries` is counted): `audit verify` does that.
+fn environment_of(journal: &Path) -> Option<String> {
+    use std::io::{BufRead, Read};
+    let f = std::fs::File::open(journal).ok()?;
+    let mut first = String::new();
+    std::io::BufReader::new(f)
+        .take(1 << 24)
+        .read_line(&mut first)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&first).ok()?;
+    if v["kind"] != super::RELEASE_ENTRY {
+        return None;
+    }
+    v["payload"]["environment"].as_str().map(str::to_string)
+}
+
 fn summarize(run_id: &str, dir: &Path) -> RunSummary {
     let read = || -> Result<RunSummary, JournalError> {
         let meta = read_meta(&dir.join(META_FILE))?;
@@ -150,6 +170,7 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
             started_ms: meta.started_ms,
             finished_ms: meta.finished_ms,
             outcome: meta.outcome,
+            environment: environment_of(&dir.join(JOURNAL_FILE)),
             entries,
             state,
             damage,
@@ -162,6 +183,7 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
         started_ms: 0,
         finished_ms: None,
         outcome: None,
+        environment: None,
         entries: 0,
         state: RunState::Interrupted,
         damage: Some(e.to_string()),
@@ -259,6 +281,11 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         started_ms: meta.started_ms,
         finished_ms: meta.finished_ms,
         outcome: meta.outcome,
+        environment: checked
+            .entries
+            .iter()
+            .find(|e| e.kind == super::RELEASE_ENTRY)
+            .and_then(|e| e.payload["environment"].as_str().map(str::to_string)),
         entries: bytes.iter().filter(|&&b| b == b'\n').count() as u64,
         state,
         damage: None,

@@ -29,6 +29,8 @@ pub enum Begin {
         file_label: String,
         sha256: String,
         origin: crate::journal::ReleaseOrigin,
+        /// The lifecycle gate was closed and `--skip-requires` opened it.
+        break_glass: Option<crate::engine::BreakGlass>,
     },
     Resume {
         run_id: String,
@@ -112,12 +114,15 @@ pub enum SourceError {
 pub fn from_file(
     file: &std::path::Path,
     opts: &crate::release::LoadOptions,
+    admission: &super::lifecycle::Admission,
 ) -> Result<(crate::release::Release, std::path::PathBuf, Begin), SourceError> {
     let (text, base_dir) = crate::release::read(file).map_err(SourceError::Invalid)?;
     let loaded =
         crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
+    let break_glass = super::lifecycle::admit(&loaded, admission).map_err(SourceError::Failure)?;
     let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
     let begin = Begin::Fresh {
+        break_glass,
         file_label: file.display().to_string(),
         sha256: loaded.artifact.file_sha256.clone(),
         origin: crate::journal::ReleaseOrigin {

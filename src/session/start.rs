@@ -78,12 +78,15 @@ pub async fn start_session_with(
         .map(crate::platform::local::pin::PinSecret::from_spec)
         .transpose()
         .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+    let mut break_glass = None;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh {
             file_label,
             sha256,
             origin,
+            break_glass: skipped,
         } => {
+            break_glass = skipped;
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
@@ -154,6 +157,7 @@ pub async fn start_session_with(
         platform_services,
         migrations,
         contract,
+        break_glass,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));

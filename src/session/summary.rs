@@ -21,6 +21,14 @@ fn stamp(ms: u64) -> String {
     )
 }
 
+/// One line on stdout. A closed stdout (`| head`) loses the line, never the run: the
+/// release goes on and the journal has everything.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 pub fn spawn_printer(mut rx: broadcast::Receiver<Event>, output: Output) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -36,7 +44,7 @@ pub fn spawn_printer(mut rx: broadcast::Receiver<Event>, output: Output) -> Join
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     if output == Output::Text {
-                        println!("({n} events not shown: the printer fell behind)");
+                        say(&format!("({n} events not shown: the printer fell behind)"));
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -95,28 +103,31 @@ pub fn print_summary(
     text_extra: &[String],
 ) {
     match output {
-        Output::Json => println!("{}", summary_json(state, exit_code, extra)),
+        Output::Json => say(&summary_json(state, exit_code, extra).to_string()),
         Output::Text => {
-            println!();
-            println!("release {} (run {}):", state.release, state.run_id);
+            say("");
+            say(&format!(
+                "release {} (run {}):",
+                state.release, state.run_id
+            ));
             for s in &state.services {
                 match &s.reason {
-                    Some(r) => println!("  {:<16} {:<12} {r}", s.name, s.status.as_str()),
-                    None => println!("  {:<16} {}", s.name, s.status.as_str()),
+                    Some(r) => say(&format!("  {:<16} {:<12} {r}", s.name, s.status.as_str())),
+                    None => say(&format!("  {:<16} {}", s.name, s.status.as_str())),
                 }
             }
             for m in &state.migrations {
-                println!(
+                say(&format!(
                     "  migration {:<16} {}: {}",
                     m.name,
                     m.phase.as_str(),
                     m.detail
-                );
+                ));
             }
             for l in text_extra {
-                println!("{l}");
+                say(l);
             }
-            println!("exit {exit_code}");
+            say(&format!("exit {exit_code}"));
         }
     }
 }

@@ -7,8 +7,20 @@ pub fn describe(e: &Event) -> String {
     use EventKind::*;
     match &e.kind {
         ReleaseLoaded {
-            release, services, ..
-        } => format!("release {release} loaded: {} service(s)", services.len()),
+            release,
+            services,
+            break_glass,
+            ..
+        } => match break_glass {
+            None => format!("release {release} loaded: {} service(s)", services.len()),
+            Some(b) => format!(
+                "release {release} loaded: {} service(s); BREAK-GLASS: {} skipped the lifecycle gate ({} not promoted first): {}",
+                services.len(),
+                b.operator,
+                b.skipped.join(", "),
+                b.reason
+            ),
+        },
         CommandAccepted {
             operator,
             command,

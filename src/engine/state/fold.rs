@@ -14,6 +14,7 @@ impl ReleaseState {
                 run_id,
                 platform,
                 environment,
+                break_glass,
                 on_failure,
                 max_parallel,
                 waves,
@@ -23,6 +24,7 @@ impl ReleaseState {
                 self.run_id = run_id.clone();
                 self.platform = platform.clone();
                 self.environment = environment.clone();
+                self.break_glass = break_glass.as_deref().cloned();
                 self.on_failure = *on_failure;
                 self.max_parallel = *max_parallel;
                 self.waves = waves.clone();

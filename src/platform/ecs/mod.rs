@@ -24,6 +24,7 @@
 
 pub mod aws;
 pub mod metrics;
+pub mod parity;
 pub mod secrets;
 pub mod session;
 pub mod taskdef;
