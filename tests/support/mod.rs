@@ -42,3 +42,27 @@ pub fn everything_under(dir: &std::path::Path) -> String {
     }
     out
 }
+
+/// Wait until `f` holds, polling every 100 ms; fail naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The pid of a running `demo-service` replica of `revision` whose command line carries
+/// `tag` as a whole argument (e.g. its `--service` name).
+pub fn demo_replica(tag: &str, revision: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let has = |s: &str| args.contains(&s.as_bytes());
+        (has(tag) && has(revision) && has("demo-service")).then_some(pid)
+    })
+}
