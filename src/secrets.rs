@@ -153,6 +153,15 @@ impl Secrets {
     }
 }
 
+/// How a secret value is shown where telling values apart matters (the journal's release
+/// entry, `cutover diff`): `sha256:` and the first 16 hex digits of its SHA-256.
+pub fn fingerprint(value: &str) -> String {
+    format!(
+        "sha256:{}",
+        &crate::journal::sha256_hex(value.as_bytes())[..16]
+    )
+}
+
 /// The password of a URL's user info (`rest` is what follows `://`; the user info ends at
 /// the last '@', so a password may hold '/', '?' or '@').
 fn password_of(rest: &str) -> Option<String> {
