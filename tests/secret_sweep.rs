@@ -157,7 +157,7 @@ impl Env {
         let mut c = Command::new(CUTOVER);
         c.args(args)
             .env("CUTOVER_STATE_DIR", &self.state)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
             .current_dir(&self.dir);
         for (k, v) in &self.vars {
@@ -261,6 +261,8 @@ fn no_planted_secret_leaves_the_process() {
     let mut m = Markers::new();
     let hook = m.plant("webhook path (in the file)");
     let hook_env = m.plant("webhook path (env:VAR)");
+    let dead_hook = m.plant("webhook path (nothing listening)");
+    let untrusted_hook = m.plant("webhook path (untrusted certificate)");
     let pg_pw = m.plant("database password (env:VAR)");
     let argv_ok = m.plant("passing smoke command argument");
     let argv_fail = m.plant("failing smoke command argument");
@@ -402,7 +404,9 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     for args in [
         vec!["validate", &main],
         vec!["plan", &main],
+        vec!["plan", "--output", "json", &main],
         vec!["migrate", "lint", &main],
+        vec!["migrate", "lint", "--output", "json", &main],
     ] {
         sweep.run_ok(&env, &args);
     }
@@ -446,8 +450,14 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         .unwrap()
         .get(0);
     assert_eq!(tables, 1, "the pg migration's expand was not applied");
-    let dry = env.run(&["migrate", "dry-run", &main]);
-    sweep.output("migrate dry-run", &dry);
+    for args in [
+        ["migrate", "dry-run", "--output", "text", &main],
+        ["migrate", "dry-run", "--output", "json", &main],
+        ["migrate", "status", "--output", "json", &main],
+    ] {
+        let out = env.run(&args);
+        sweep.output(&args.join(" "), &out);
+    }
 
     // 2. kill -9 mid-release, then resume: the candidate comes back with its environment.
     let cache = format!("{tag}-cache");
@@ -457,7 +467,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
             "sweep-resume",
             &notify,
             "cache",
-            (50, "4s"),
+            (50, "6s"),
             &local(&cache, "CACHE_TOKEN", &res_v1, &res_v2),
         ),
     );
@@ -493,11 +503,20 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     );
 
     // 3. serve, read it as attach and ctl do, roll back with ctl.
+    // Two more webhooks that fail: nothing listens on one, the other's certificate is
+    // from a CA nobody trusts. Their failures are logged without their paths.
+    let (untrusted, untrusted_got) = receiver(&rt, pki().server);
+    let failing = format!(
+        "[notify]\nwebhooks = [\"https://localhost:{}/services/T0/B0/{hook}\", \"https://localhost:{}/services/{dead_hook}\", \"https://localhost:{}/services/{untrusted_hook}\"]\n",
+        hook_addr.port(),
+        free_port(),
+        untrusted.port()
+    );
     let served = env.write(
         "serve.toml",
         &canary(
             "sweep-serve",
-            &notify,
+            &failing,
             "edge",
             (20, "60s"),
             &local(&format!("{tag}-edge"), "EDGE_TOKEN", &srv_v1, &srv_v2),
@@ -541,6 +560,11 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     sweep.check("serve (stderr)", &err);
     assert_eq!(code, Some(3), "{out}\n{err}");
     assert!(err.contains("EDGE_TOKEN=***"), "{err}");
+    assert!(
+        err.contains("webhook delivery failed") && err.contains("unknown authority"),
+        "{err}"
+    );
+    assert!(untrusted_got.lock().unwrap().is_empty());
 
     // 4. what people read afterwards.
     for args in [
