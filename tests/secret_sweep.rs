@@ -2,16 +2,22 @@
 //! release that can hold one (env values of both revisions of every service, webhook URL
 //! paths written in the file and named by `env:VAR`, database URLs named by `env:VAR` with
 //! a password, smoke command arguments, a service that prints its environment and answers
-//! it on `/env` for a smoke request), then cutover used as a person would through the real
-//! binary: `deploy --headless` (one service promoted, one rolled back by its failing smoke
-//! tests, two migrations applied), `kill -9` of a deploy mid-release and `resume`, `serve`
-//! with `ctl status`, the control API's snapshot and event stream (what `attach` reads;
-//! `attach` has no snapshot mode) and `ctl rollback`, `audit` (text, JSON, verify),
-//! `history`, `migrate lint/status/dry-run`, `validate`, `plan`, and the errors of bad
-//! database URLs. No marker may appear in any output, any file under the state dir, any
-//! log or any webhook body; and the run must really have happened (notifications
-//! delivered, migrations applied, the rollbacks done, the resumed candidate relaunched with
-//! its environment, its printed environment reaching its output only as `***`).
+//! it on `/env` for a smoke request), then cutover used as a person would, through the
+//! real binary:
+//! - `validate` and `deploy` of a broken copy (its problems on lines holding secrets);
+//! - `deploy --headless`: one service promoted, two rolled back by failing smoke tests, two
+//!   migrations applied, webhooks delivered over HTTPS;
+//! - `kill -9` of a deploy mid-release, then `resume`;
+//! - `serve --detach` (its log file in the state dir; two more webhooks that fail), `ctl
+//!   status`, the control API's snapshot and event stream (what `attach` reads: `attach`
+//!   has no snapshot mode), `ctl rollback`;
+//! - `audit` (text, JSON, verify), `history`, `plan`, `migrate lint/status/dry-run`, and
+//!   the errors about bad database URLs.
+//!
+//! No marker may appear in any output, any file under the state dir, any log or any
+//! webhook body; and the run must really have happened (notifications delivered,
+//! migrations applied, the rollbacks done, the resumed candidate relaunched with its
+//! environment, the services' printed environment reaching their output only as `***`).
 
 mod support;
 
@@ -97,6 +103,20 @@ impl Sweep<'_> {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Whether a process runs whose command line has every one of `args` as an argument.
+fn processes_with(args: &[&str]) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|cmd| {
+                let have: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+                args.iter().all(|a| have.contains(&a.as_bytes()))
+            })
+        })
 }
 
 /// The body of an HTTP/1.1 response (chunked or not) read to its end.
@@ -522,7 +542,8 @@ command = ["ls", "/nonexistent/{argv_fail}"]
             &local(&format!("{tag}-edge"), "EDGE_TOKEN", &srv_v1, &srv_v2),
         ),
     );
-    let serve = env.spawn(&["serve", "--linger", "1s", &served], "serve");
+    // In the background: its output goes to the log file cutover keeps in the state dir.
+    let launch = sweep.run_ok(&env, &["serve", "--detach", "--linger", "1s", &served]);
     let socket = env.state.join("cutover.sock");
     let mut status = String::new();
     wait_for("the served canary at 20 %", Duration::from_secs(60), || {
@@ -549,20 +570,28 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         "{}",
         text(&rollback.stderr)
     );
-    let (code, out, err) = serve.finish();
     let stream = read_all(events);
     sweep.check("the control API's event stream", &stream);
     assert!(
-        stream.contains("rollback_started") && stream.contains("event: end"),
+        stream.contains("rollback_started") && stream.contains("the release finished (exit 3)"),
         "{stream}"
     );
-    sweep.check("serve (stdout)", &out);
-    sweep.check("serve (stderr)", &err);
-    assert_eq!(code, Some(3), "{out}\n{err}");
-    assert!(err.contains("EDGE_TOKEN=***"), "{err}");
+    // The server flushes its notifications after the end: wait until it is gone.
+    wait_for(
+        "the background serve exited",
+        Duration::from_secs(60),
+        || !processes_with(&["serve", &served]),
+    );
+    let log = std::fs::read_dir(&env.state)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap_or_else(|| panic!("no serve log in the state dir ({})", text(&launch.stdout)));
+    assert!(log.contains("EDGE_TOKEN=***"), "{log}");
     assert!(
-        err.contains("webhook delivery failed") && err.contains("unknown authority"),
-        "{err}"
+        log.contains("webhook delivery failed") && log.contains("unknown authority"),
+        "{log}"
     );
     assert!(untrusted_got.lock().unwrap().is_empty());
 
