@@ -8,9 +8,10 @@
 //! - `deploy --headless`: one service promoted, two rolled back by failing smoke tests, two
 //!   migrations applied, webhooks delivered over HTTPS;
 //! - `kill -9` of a deploy mid-release, then `resume`;
-//! - `serve --detach` (its log file in the state dir; two more webhooks that fail), `ctl
-//!   status`, the control API's snapshot and event stream (what `attach` reads: `attach`
-//!   has no snapshot mode), `ctl rollback`;
+//! - `serve --detach` (its log file in the state dir; two more webhooks that fail; loopback
+//!   TCP with a token file), `ctl status`, the control API's snapshot and event stream
+//!   (what `attach` reads: `attach` has no snapshot mode), `ctl rollback` with a wrong
+//!   token (refused) and with the right one;
 //! - `audit` (text, JSON, verify), `history`, `plan`, `migrate lint/status/dry-run`, and
 //!   the errors about bad database URLs.
 //!
@@ -206,6 +207,14 @@ impl Env {
         Running { child, out, err }
     }
 
+    /// A file only its owner may read (token files must be).
+    fn write_private(&self, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(name, body);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
     fn write(&self, name: &str, body: &str) -> String {
         std::fs::write(self.dir.join(name), body).unwrap();
         self.dir.join(name).to_string_lossy().into_owned()
@@ -283,6 +292,8 @@ fn no_planted_secret_leaves_the_process() {
     let hook_env = m.plant("webhook path (env:VAR)");
     let dead_hook = m.plant("webhook path (nothing listening)");
     let untrusted_hook = m.plant("webhook path (untrusted certificate)");
+    let token = m.plant("control API token");
+    let wrong_token = m.plant("a wrong control API token");
     let pg_pw = m.plant("database password (env:VAR)");
     let argv_ok = m.plant("passing smoke command argument");
     let argv_fail = m.plant("failing smoke command argument");
@@ -542,8 +553,30 @@ command = ["ls", "/nonexistent/{argv_fail}"]
             &local(&format!("{tag}-edge"), "EDGE_TOKEN", &srv_v1, &srv_v2),
         ),
     );
+    // Loopback TCP with tokens too: a token is a secret of its own.
+    let tokens = env.write_private(
+        "tokens.toml",
+        &format!("[[token]]\nname = \"alice\"\nrole = \"operator\"\ntoken = \"{token}-{token}\"\n"),
+    );
+    let alice = env.write_private("alice.token", &format!("{token}-{token}\n"));
+    let wrong = env.write_private("wrong.token", &format!("{wrong_token}-{wrong_token}\n"));
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let listen = url.trim_start_matches("http://");
     // In the background: its output goes to the log file cutover keeps in the state dir.
-    let launch = sweep.run_ok(&env, &["serve", "--detach", "--linger", "1s", &served]);
+    let launch = sweep.run_ok(
+        &env,
+        &[
+            "serve",
+            "--detach",
+            "--linger",
+            "1s",
+            "--listen",
+            listen,
+            "--token-file",
+            &tokens,
+            &served,
+        ],
+    );
     let socket = env.state.join("cutover.sock");
     let mut status = String::new();
     wait_for("the served canary at 20 %", Duration::from_secs(60), || {
@@ -562,7 +595,33 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     let snapshot = read_all(control_get(&socket, "/v1/snapshot"));
     assert!(snapshot.contains("sweep-serve"), "{snapshot}");
     sweep.check("the control API's snapshot", &snapshot);
-    let rollback = env.run(&["ctl", "rollback", "edge", "--reason", "sweep"]);
+    let refused = env.run(&[
+        "ctl",
+        "rollback",
+        "edge",
+        "--url",
+        &url,
+        "--token-file",
+        &wrong,
+    ]);
+    sweep.output("ctl rollback with a wrong token", &refused);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused.stderr));
+    let tcp_status = sweep.run_ok(
+        &env,
+        &["ctl", "status", "--url", &url, "--token-file", &alice],
+    );
+    assert!(text(&tcp_status.stdout).contains("sweep-serve"));
+    let rollback = env.run(&[
+        "ctl",
+        "rollback",
+        "edge",
+        "--reason",
+        "sweep",
+        "--url",
+        &url,
+        "--token-file",
+        &alice,
+    ]);
     sweep.output("ctl rollback", &rollback);
     assert_eq!(
         rollback.status.code(),
@@ -611,6 +670,12 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     ] {
         sweep.run_ok(&env, &args);
     }
+
+    let served_audit = text(&sweep.run_ok(&env, &["audit", "sweep-serve"]).stdout);
+    assert!(
+        served_audit.contains("unauthenticated") && served_audit.contains("alice: rollback edge"),
+        "the refused and the accepted command are not both journaled: {served_audit}"
+    );
 
     // 5. errors about database URLs name the variable, never its secret.
     for var in ["SWEEP_SLASH_URL", "SWEEP_KV_URL"] {
