@@ -258,14 +258,19 @@ steps = [ {{ set_weight = {weight} }}, {{ pause = "{pause}" }} ]
 const HEALTH: &str =
     "[service.health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_after = 1\n";
 
-/// A `[service.local]` table: the demo service printing `var`, with `old`/`new` as the
-/// revisions' values of it.
-fn local(tag: &str, var: &str, old: &str, new: &str) -> String {
+/// A `[service.local]` table: the demo service printing `var` (whose values are `old` and
+/// `new` in the two revisions) and `inherited`, variables it inherits from cutover's
+/// environment (the release's `env:` webhook or database).
+fn local(tag: &str, var: &str, old: &str, new: &str, inherited: &[&str]) -> String {
+    let inherited: String = inherited
+        .iter()
+        .map(|v| format!(", \"--print-env\", \"{v}\""))
+        .collect();
     format!(
         r#"[service.local]
 listen = "127.0.0.1:{}"
 drain_timeout = "500ms"
-command = ["cutover", "demo-service", "--port", "{{port}}", "--revision", "{{revision}}", "--service", "{tag}", "--print-env", "{var}"]
+command = ["cutover", "demo-service", "--port", "{{port}}", "--revision", "{{revision}}", "--service", "{tag}", "--print-env", "{var}"{inherited}]
 current = {{ revision = "v1", env = {{ {var} = "{old}" }} }}
 target = {{ revision = "v2", env = {{ {var} = "{new}" }} }}
 "#,
@@ -405,9 +410,15 @@ blue_green = {{ keep_old_for = "1s" }}
 name = "argv"
 command = ["ls", "/nonexistent/{argv_fail}"]
 {HEALTH}{job}"#,
-            api = local(&format!("{tag}-api"), "API_TOKEN", &api_v1, &api_v2),
-            web = local(&format!("{tag}-web"), "WEB_TOKEN", &web_v1, &web_v2),
-            job = local(&format!("{tag}-job"), "JOB_TOKEN", &job_v1, &job_v2),
+            api = local(
+                &format!("{tag}-api"),
+                "API_TOKEN",
+                &api_v1,
+                &api_v2,
+                &["SWEEP_HOOK_URL", "SWEEP_PG_URL"]
+            ),
+            web = local(&format!("{tag}-web"), "WEB_TOKEN", &web_v1, &web_v2, &[]),
+            job = local(&format!("{tag}-job"), "JOB_TOKEN", &job_v1, &job_v2, &[]),
         ),
     );
     // A broken copy: its problems sit on lines holding secrets (a webhook that is not
@@ -450,7 +461,8 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     }
     let err = text(&out.stderr);
     assert!(
-        err.contains("API_TOKEN=***") && err.contains("WEB_TOKEN=***"),
+        err.contains("API_TOKEN=*** SWEEP_HOOK_URL=*** SWEEP_PG_URL=***")
+            && err.contains("WEB_TOKEN=***"),
         "the services' printed environment is not in the log, scrubbed: {err}"
     );
     let json = env.run(&["audit", "--output", "json", "sweep"]);
@@ -499,7 +511,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
             &notify,
             "cache",
             (50, "6s"),
-            &local(&cache, "CACHE_TOKEN", &res_v1, &res_v2),
+            &local(&cache, "CACHE_TOKEN", &res_v1, &res_v2, &["SWEEP_HOOK_URL"]),
         ),
     );
     let mut deploy = env.spawn(&["deploy", "--headless", &resumable], "killed");
@@ -529,7 +541,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     sweep.check("resume (stderr)", &err);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
-        err.contains("CACHE_TOKEN=***"),
+        err.contains("CACHE_TOKEN=*** SWEEP_HOOK_URL=***"),
         "the resumed candidate's printed environment is not in the log, scrubbed: {err}"
     );
 
@@ -538,7 +550,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
     // from a CA nobody trusts. Their failures are logged without their paths.
     let (untrusted, untrusted_got) = receiver(&rt, pki().server);
     let failing = format!(
-        "[notify]\nwebhooks = [\"https://localhost:{}/services/T0/B0/{hook}\", \"https://localhost:{}/services/{dead_hook}\", \"https://localhost:{}/services/{untrusted_hook}\"]\n",
+        "[notify]\nwebhooks = [\"https://localhost:{}/services/T0/B0/{hook}\", \"https://localhost:{}/services/{dead_hook}\", \"https://localhost:{}/services/{untrusted_hook}\", \"env:SWEEP_HOOK_URL\"]\n",
         hook_addr.port(),
         free_port(),
         untrusted.port()
@@ -550,7 +562,13 @@ command = ["ls", "/nonexistent/{argv_fail}"]
             &failing,
             "edge",
             (20, "60s"),
-            &local(&format!("{tag}-edge"), "EDGE_TOKEN", &srv_v1, &srv_v2),
+            &local(
+                &format!("{tag}-edge"),
+                "EDGE_TOKEN",
+                &srv_v1,
+                &srv_v2,
+                &["SWEEP_HOOK_URL"],
+            ),
         ),
     );
     // Loopback TCP with tokens too: a token is a secret of its own.
@@ -647,7 +665,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         .find(|e| e.file_name().to_string_lossy().starts_with("serve-"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .unwrap_or_else(|| panic!("no serve log in the state dir ({})", text(&launch.stdout)));
-    assert!(log.contains("EDGE_TOKEN=***"), "{log}");
+    assert!(log.contains("EDGE_TOKEN=*** SWEEP_HOOK_URL=***"), "{log}");
     assert!(
         log.contains("webhook delivery failed") && log.contains("unknown authority"),
         "{log}"
@@ -696,7 +714,7 @@ services = ["api"]
 name = "api"
 strategy = "rolling"
 {HEALTH}{api}"#,
-                api = local(&format!("{tag}-bad"), "API_TOKEN", &api_v1, &api_v2),
+                api = local(&format!("{tag}-bad"), "API_TOKEN", &api_v1, &api_v2, &[]),
             ),
         );
         for args in [
