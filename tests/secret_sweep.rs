@@ -634,7 +634,8 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         "rollback",
         "edge",
         "--reason",
-        "sweep",
+        // An operator pasting a secret into the journaled note.
+        &format!("the canary logs {srv_v2}"),
         "--url",
         &url,
         "--token-file",
@@ -691,7 +692,9 @@ command = ["ls", "/nonexistent/{argv_fail}"]
 
     let served_audit = text(&sweep.run_ok(&env, &["audit", "sweep-serve"]).stdout);
     assert!(
-        served_audit.contains("unauthenticated") && served_audit.contains("alice: rollback edge"),
+        served_audit.contains("unauthenticated")
+            && served_audit.contains("alice: rollback edge")
+            && served_audit.contains("the canary logs ***"),
         "the refused and the accepted command are not both journaled: {served_audit}"
     );
 
