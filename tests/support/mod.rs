@@ -11,7 +11,11 @@
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
 //! - [`release`]: the shipped example releases and fixture files.
-//! - [`tls`]: a throwaway CA and server certificate for TLS tests.
+//! - [`tls`]: a throwaway CA and server certificate for TLS tests; an HTTPS receiver that
+//!   keeps every request (a webhook endpoint).
+//!
+//! Here: the binary under test, every file under a directory as text (what a test greps for
+//! a secret), polling with a deadline (`wait_for`), finding a demo-service replica's pid.
 #![allow(dead_code)]
 
 pub mod ecs;
