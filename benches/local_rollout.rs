@@ -88,6 +88,7 @@ async fn platform(state: &std::path::Path, revisions: &[&str]) -> LocalPlatform 
         admin: None,
         services: vec![service(revisions)],
         secrets: Default::default(),
+        pin_secret: None,
     })
     .await
     .unwrap_or_else(|e| fail(&e.to_string()))

@@ -4,7 +4,8 @@
 //!
 //! Secret values are: every revision's environment values (local and ECS), webhook URLs
 //! (whole, and their path and query, which carry Slack-style tokens), the arguments of smoke
-//! commands, database URLs and their passwords, and values resolved from `env:VAR`.
+//! commands, database URLs and their passwords, the proxy's pin secret, and values resolved
+//! from `env:VAR`.
 //! Values shorter than [`MIN_LEN`] characters are not scrubbed: replacing `1` or `on` in
 //! every message would make the messages unreadable without hiding anything.
 
@@ -31,6 +32,13 @@ impl Secrets {
     /// The secret values a release holds in its own text.
     pub fn from_release(release: &Release) -> Secrets {
         let mut s = Secrets::default();
+        // The proxy's shared pin secret (`pin_secret = "env:VAR"`): what the variable holds.
+        if let Some(var) =
+            (release.release.pin_secret.as_deref()).and_then(|p| p.trim().strip_prefix("env:"))
+            && let Ok(value) = std::env::var(var)
+        {
+            s.extend([value]);
+        }
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
                 match url.strip_prefix("env:") {
@@ -245,5 +253,27 @@ target = { revision = "v2", env = { API_KEY = "NEWENVMARK" } }
         }
         assert!(shown.contains("{url}"));
         assert!(!format!("{s:?}").contains("MARK"));
+    }
+
+    #[test]
+    fn the_proxy_pin_secret_from_its_variable_is_secret() {
+        // SAFETY: the variable name is unique to this test.
+        unsafe { std::env::set_var("CUTOVER_TEST_PIN_SECRET", "PINMARK-0123456789") };
+        let text = r#"
+[release]
+name = "r"
+pin_secret = "env:CUTOVER_TEST_PIN_SECRET"
+[[service]]
+name = "api"
+strategy = "rolling"
+[service.local]
+listen = "127.0.0.1:18998"
+command = ["cutover", "demo-service", "--port", "{port}"]
+current = { revision = "v1" }
+target = { revision = "v2" }
+"#;
+        let release = crate::release::load_str("r.toml".as_ref(), text, ".".as_ref()).unwrap();
+        let shown = Secrets::from_release(&release).scrub("got PINMARK-0123456789 back");
+        assert_eq!(shown, "got *** back");
     }
 }

@@ -134,22 +134,37 @@ fn a_missing_file_is_reported_not_panicked_on() {
     );
 }
 
-#[test]
-fn a_database_password_is_refused_and_never_printed() {
+/// `cutover validate FIXTURE`: its exit code and everything it printed.
+fn validate(fixture: &str) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
-            "validate",
-            "tests/fixtures/invalid/45-database-url-with-password.toml",
-        ])
+        .args(["validate", fixture])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.code(), all)
+}
+
+#[test]
+fn a_database_password_is_refused_and_never_printed() {
+    let (code, all) = validate("tests/fixtures/invalid/45-database-url-with-password.toml");
+    assert_eq!(code, Some(2));
     assert!(all.contains("has a password in it"), "{all}");
     assert!(all.contains("env:DATABASE_URL"), "{all}");
     assert!(!all.contains("s3cret"), "the password was printed: {all}");
+}
+
+#[test]
+fn a_pin_secret_written_in_the_file_is_refused_and_never_printed() {
+    let (code, all) = validate("tests/fixtures/invalid/47-pin-secret-not-env.toml");
+    assert_eq!(code, Some(2));
+    assert!(all.contains("47-pin-secret-not-env.toml:3:14"), "{all}");
+    assert!(all.contains("env:CUTOVER_PIN_SECRET"), "{all}");
+    assert!(
+        !all.contains("shared-secret-written-in-the-file"),
+        "the secret was printed: {all}"
+    );
 }

@@ -166,7 +166,7 @@ async fn a_non_loopback_listener_needs_tls_and_bad_pem_files_are_named() {
 #[test]
 fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let (ca, cert, key) = pki.write(dir.path());
@@ -188,14 +188,6 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
     std::fs::write(&file, release).unwrap();
     let port = free_port();
     let state = dir.path().join("state");
-    // Stopped however the test ends (a failed assertion must not leave a server running).
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut serve = Command::new(support::CUTOVER)
         .arg("serve")
         .arg(&file)
@@ -212,8 +204,9 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
-        .map(KillOnDrop)
+        .map(support::served::Served)
         .unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     let ctl = |url: String, token: &std::path::Path, args: &[&str]| {
         Command::new(support::CUTOVER)
             .arg("ctl")
@@ -228,22 +221,12 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
     };
     let by_name = format!("https://localhost:{port}");
     let by_address = format!("https://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = ctl(by_name.clone(), &alice, &["status"]);
-        if st.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-            assert_eq!(v["state"]["release"], "pairing");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline && serve.0.try_wait().unwrap().is_none(),
-            "serve never answered over TLS: {}\n{}",
-            String::from_utf8_lossy(&st.stderr),
-            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let v = serve.wait_status(
+        Duration::from_secs(60),
+        || ctl(by_name.clone(), &alice, &["status"]),
+        log,
+    );
+    assert_eq!(v["state"]["release"], "pairing");
     let st = ctl(by_address.clone(), &bob, &["status"]);
     assert_eq!(
         st.status.code(),
@@ -273,14 +256,7 @@ fn serve_with_tls_pairs_two_ctl_clients_that_trust_the_ca() {
         String::from_utf8_lossy(&ab.stderr)
     );
     assert!(String::from_utf8_lossy(&ab.stdout).contains("(as bob)"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while serve.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "serve did not finish after abort"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    serve.wait_exit(Duration::from_secs(60), log);
+    let log = log();
     assert!(log.contains(&format!("https://127.0.0.1:{port}")), "{log}");
 }

@@ -53,6 +53,14 @@ pub struct ReleaseSection {
     /// A label shown as a banner in the console, e.g. `production` or `staging`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// `env:VAR`: a shared secret (at least 16 characters, held by the environment
+    /// variable) with which a client on another machine may pin a request to a revision
+    /// through the local platform's proxy: it sends `x-cutover-revision: REVISION` and the
+    /// secret in `x-cutover-pin-secret`. Without it the proxy honours `x-cutover-revision`
+    /// only from this machine (403 otherwise). Pinned requests never count in the judge's
+    /// statistics; the secret is never journaled, shown or forwarded to a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_secret: Option<String>,
 }
 
 pub fn default_max_parallel() -> u32 {

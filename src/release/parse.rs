@@ -96,6 +96,7 @@ pub mod keys {
         "on_failure",
         "progress_deadline",
         "environment",
+        "pin_secret",
     ];
     pub const NOTIFY: &[&str] = &["webhooks"];
     pub const SERVICE: &[&str] = &[
@@ -726,6 +727,7 @@ impl Parser<'_> {
             .opt_dur(t, "progress_deadline")
             .unwrap_or_else(default_progress_deadline);
         let environment = self.opt_str(t, "environment", "\"production\"");
+        let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -733,6 +735,7 @@ impl Parser<'_> {
             on_failure,
             progress_deadline,
             environment,
+            pin_secret,
         }
     }
 

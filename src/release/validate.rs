@@ -64,6 +64,37 @@ impl Validator<'_> {
             .push(self.map.diagnostic(span, msg, Some(hint.into())));
     }
 
+    /// `[release] pin_secret`: `env:VAR` only (a value written in the file would be journaled
+    /// with the release), and only where cutover's own proxy routes (the local platform).
+    /// The message never quotes what was written: it may be the secret itself.
+    fn pin_secret(&mut self, pin: &str, platform: PlatformKind) {
+        let var = pin.trim().strip_prefix("env:");
+        if !var.is_some_and(|v| {
+            !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            self.at(
+                "release.pin_secret",
+                "pin_secret must name an environment variable that holds the secret",
+                "write `pin_secret = \"env:CUTOVER_PIN_SECRET\"` and export CUTOVER_PIN_SECRET (at least 16 characters, e.g. `openssl rand -hex 24`)",
+            );
+            // Nor does the excerpt of the line show it.
+            if let Some(d) = self.diags.last_mut()
+                && let Some((line, width)) = d.excerpt.as_mut()
+                && !pin.trim().is_empty()
+            {
+                *line = line.replace(pin, crate::secrets::MASK);
+                // The caret covers the quoted mask, not the length of the secret.
+                *width = crate::secrets::MASK.len() + 2;
+            }
+        } else if platform != PlatformKind::Local {
+            self.at(
+                "release.pin_secret",
+                "pin_secret applies to the local platform's proxy only",
+                "remove it: on ECS the test listener rule decides who reaches a revision",
+            );
+        }
+    }
+
     fn line_of(&self, path: &str) -> usize {
         self.spans
             .nearest(path)
@@ -98,6 +129,9 @@ impl Validator<'_> {
                     );
                 }
             }
+        }
+        if let Some(pin) = &r.release.pin_secret {
+            self.pin_secret(pin, r.release.platform);
         }
         if r.services.is_empty() {
             self.at(

@@ -74,6 +74,10 @@ pub async fn start_session_with(
         Some(n) => resolve_webhooks(&release.release.name, &n.webhooks)?,
         None => Vec::new(),
     };
+    let pin_secret = (release.release.pin_secret.as_deref())
+        .map(crate::platform::local::pin::PinSecret::from_spec)
+        .transpose()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh { file_label, sha256 } => {
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
@@ -115,8 +119,9 @@ pub async fn start_session_with(
     } else {
         let self_exe = std::env::current_exe()
             .map_err(|e| Failure::internal(format!("cannot find this program's path: {e}")))?;
-        let config = local_config(release, journal.dir(), &self_exe, base_dir, None)
+        let mut config = local_config(release, journal.dir(), &self_exe, base_dir, None)
             .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+        config.pin_secret = pin_secret;
         match LocalPlatform::start(config).await {
             Ok(p) => Arc::new(p),
             Err(e) => {

@@ -69,6 +69,7 @@ pub fn config(state_dir: &Path, services: Vec<LocalServiceConfig>) -> LocalConfi
         admin: None,
         services,
         secrets: Default::default(),
+        pin_secret: None,
     }
 }
 

@@ -11,8 +11,12 @@
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
 //! - [`release`]: the shipped example releases and fixture files.
-//! - [`tls`]: a throwaway CA and server certificate for TLS tests; an HTTPS receiver that
-//!   keeps every request (a webhook endpoint).
+//! - [`tls`]: a throwaway CA and server certificate for TLS tests (for given names and
+//!   addresses with `pki_for`); an HTTPS receiver that keeps every request (a webhook
+//!   endpoint).
+//! - [`netns`]: two network namespaces joined by a veth pair (two machines with
+//!   non-loopback addresses; needs root and `ip`).
+//! - [`served`]: a `cutover serve` child, killed on drop, waited on until it answers/exits.
 //!
 //! Here: the binary under test, every file under a directory as text (what a test greps for
 //! a secret), polling with a deadline (`wait_for`), finding a demo-service replica's pid.
@@ -23,8 +27,10 @@ pub mod fault;
 pub mod local;
 pub mod moto;
 pub mod net;
+pub mod netns;
 pub mod pg;
 pub mod release;
+pub mod served;
 pub mod tls;
 
 /// The `cutover` binary under test.

@@ -1,6 +1,7 @@
 //! A throwaway PKI for TLS tests: a CA, and a server certificate it signed for
-//! `localhost` and 127.0.0.1 (with its key, as rustls and as PEM files); an HTTPS
-//! receiver that keeps every request it gets (a webhook endpoint).
+//! `localhost` and 127.0.0.1, or for the names and addresses a test gives (with its key,
+//! as rustls and as PEM files); an HTTPS receiver that keeps every request it gets (a
+//! webhook endpoint).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,12 @@ impl TestPki {
 }
 
 pub fn pki() -> TestPki {
+    pki_for(&["localhost", "127.0.0.1"])
+}
+
+/// A CA and a server certificate for `names`: DNS names, and IP addresses (an entry that
+/// parses as an address becomes an IP subject alternative name).
+pub fn pki_for(names: &[&str]) -> TestPki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     // A name of its own: two CAs with one name would be confused by the verifier.
@@ -55,7 +62,7 @@ pub fn pki() -> TestPki {
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let leaf =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
     let chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];

@@ -89,6 +89,7 @@ pub fn local_config(
         admin,
         services,
         secrets: crate::secrets::Secrets::from_release(release),
+        pin_secret: None,
     })
 }
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod from_release;
 pub mod health;
+pub mod pin;
 pub mod proxy;
 pub mod stats;
 pub mod supervisor;
@@ -49,6 +50,8 @@ pub struct LocalConfig {
     /// values of `env:` webhooks and databases live), so their output is scrubbed of these
     /// as well as of their own env values.
     pub secrets: crate::secrets::Secrets,
+    /// Lets a client on another machine pin requests to a revision (`[release] pin_secret`).
+    pub pin_secret: Option<pin::PinSecret>,
 }
 
 /// How one service runs locally.
@@ -313,7 +316,14 @@ impl LocalPlatform {
         let registry = ProxyRegistry::new();
         let mut services = BTreeMap::new();
         for s in &config.services {
-            match ServiceProxy::bind(&s.name, s.listen, stats.clone()).await {
+            let bound = ServiceProxy::bind_with_pin_secret(
+                &s.name,
+                s.listen,
+                stats.clone(),
+                config.pin_secret.clone(),
+            )
+            .await;
+            match bound {
                 Ok(proxy) => {
                     registry.insert(proxy.clone());
                     services.insert(
@@ -846,6 +856,7 @@ mod tests {
             state_dir: PathBuf::from("/tmp/unused"),
             admin: None,
             secrets: Default::default(),
+            pin_secret: None,
             services: vec![
                 LocalServiceConfig::new(
                     "api",

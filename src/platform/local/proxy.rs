@@ -12,9 +12,11 @@
 //!   the revisions are interleaved rather than served in bursts.
 //! - `x-cutover-revision: R` on a request routes it to revision R whatever its weight;
 //!   every response carries `x-cutover-revision` naming the revision that served it. The
-//!   header is honoured only from loopback clients (the engine's smoke tests): from any
-//!   other address it is refused with 403. Pinned requests are not counted in the
-//!   revision's statistics, so they never weigh in the judge's verdict.
+//!   header is honoured from clients on this machine (the engine's smoke tests), and from
+//!   elsewhere only with the release's pin secret in `x-cutover-pin-secret` (`pin.rs`);
+//!   otherwise it is refused with 403. The secret header is never forwarded. Pinned
+//!   requests are not counted in the revision's statistics, so they never weigh in the
+//!   judge's verdict.
 //! - In flight is counted per revision and per backend; the count is released when the
 //!   response body has been sent (or dropped), so draining covers streamed bodies.
 //! - A request that cannot reach its revision (no backend, refused, reset) is answered
@@ -40,6 +42,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::pin::{PIN_SECRET_HEADER, PinSecret, from_this_machine, may_pin};
 use super::stats::{InFlight, ProxyStats, RevisionStats};
 use crate::platform::{TEST_ROUTE_HEADER, Weights};
 
@@ -244,6 +247,8 @@ struct Inner {
     /// Every backend that is listed or still has requests in flight.
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     counter: AtomicU64,
+    /// Lets a client on another machine pin requests (see `pin.rs`).
+    pin_secret: Option<PinSecret>,
     /// `Some(grace)` once shutdown was asked for.
     stop: watch::Sender<Option<Duration>>,
     stopped: watch::Sender<bool>,
@@ -272,6 +277,17 @@ impl ServiceProxy {
         listen: SocketAddr,
         stats: Arc<ProxyStats>,
     ) -> Result<ServiceProxy, ProxyError> {
+        Self::bind_with_pin_secret(service, listen, stats, None).await
+    }
+
+    /// [`ServiceProxy::bind`], and a client on another machine may pin a request to a
+    /// revision when it sends `pin_secret` in `x-cutover-pin-secret`.
+    pub async fn bind_with_pin_secret(
+        service: &str,
+        listen: SocketAddr,
+        stats: Arc<ProxyStats>,
+        pin_secret: Option<PinSecret>,
+    ) -> Result<ServiceProxy, ProxyError> {
         let bind_err = |source| ProxyError::Bind {
             service: service.to_string(),
             addr: listen,
@@ -291,6 +307,7 @@ impl ServiceProxy {
             replaced: Mutex::new(Vec::new()),
             backends: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
+            pin_secret,
             stop,
             stopped,
         });
@@ -623,9 +640,9 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let conn_inner = inner.clone();
-                    let loopback = peer.ip().is_loopback();
+                    let this_machine = from_this_machine(peer, stream.local_addr().ok());
                     let service = hyper::service::service_fn(move |req| {
-                        handle(conn_inner.clone(), req, loopback)
+                        handle(conn_inner.clone(), req, this_machine)
                     });
                     // No timer: hyper would arm a header-read timeout per request,
                     // a measurable cost; clients are local and trusted.
@@ -778,15 +795,17 @@ fn proxy_answer(
 async fn handle(
     inner: Arc<Inner>,
     mut req: Request<Incoming>,
-    loopback_client: bool,
+    this_machine: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let pinned = req.headers().contains_key(TEST_ROUTE_HEADER);
-    if pinned && !loopback_client {
+    // Taken off every request: the secret never reaches a replica.
+    let offered = req.headers_mut().remove(PIN_SECRET_HEADER);
+    if pinned && !may_pin(this_machine, inner.pin_secret.as_ref(), offered.as_ref()) {
         return Ok(proxy_answer(
             StatusCode::FORBIDDEN,
             None,
             format!(
-                "cutover proxy: the {TEST_ROUTE_HEADER} header is honoured only from this machine; send the request without it\n"
+                "cutover proxy: the {TEST_ROUTE_HEADER} header is honoured only from this machine, or with the release's pin secret in {PIN_SECRET_HEADER}; send the request without it\n"
             ),
         ));
     }
