@@ -1,8 +1,9 @@
 //! The secret sweep (issue 13, item 7): distinct marker secrets planted in every field of a
 //! release that can hold one (env values of both revisions of every service, webhook URL
 //! paths written in the file and named by `env:VAR`, database URLs named by `env:VAR` with
-//! a password, smoke command arguments, a service that prints its environment and answers
-//! it on `/env` for a smoke request), then cutover used as a person would, through the
+//! a password, smoke command arguments, the local proxy's `pin_secret` named by `env:VAR`,
+//! control-API tokens, a service that prints its environment (its own and what it inherits)
+//! and answers it on `/env` for a smoke request), then cutover used as a person would, through the
 //! real binary:
 //! - `validate` and `deploy` of a broken copy (its problems on lines holding secrets);
 //! - `deploy --headless`: one service promoted, two rolled back by failing smoke tests, two
@@ -299,6 +300,7 @@ fn no_planted_secret_leaves_the_process() {
     let untrusted_hook = m.plant("webhook path (untrusted certificate)");
     let token = m.plant("control API token");
     let wrong_token = m.plant("a wrong control API token");
+    let pin = m.plant("local proxy pin secret (env:VAR)");
     let pg_pw = m.plant("database password (env:VAR)");
     let argv_ok = m.plant("passing smoke command argument");
     let argv_fail = m.plant("failing smoke command argument");
@@ -328,6 +330,7 @@ fn no_planted_secret_leaves_the_process() {
         vars: vec![
             ("SSL_CERT_FILE".into(), ca.to_string_lossy().into_owned()),
             ("SWEEP_HOOK_URL".into(), hook_url),
+            ("SWEEP_PIN".into(), format!("{pin}-{pin}")),
             (
                 "SWEEP_SQLITE_URL".into(),
                 format!("sqlite://{}", sqlite.display()),
@@ -555,6 +558,7 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         free_port(),
         untrusted.port()
     );
+    // The release's pin secret, read from its variable, which the service also prints.
     let served = env.write(
         "serve.toml",
         &canary(
@@ -567,8 +571,12 @@ command = ["ls", "/nonexistent/{argv_fail}"]
                 "EDGE_TOKEN",
                 &srv_v1,
                 &srv_v2,
-                &["SWEEP_HOOK_URL"],
+                &["SWEEP_HOOK_URL", "SWEEP_PIN"],
             ),
+        )
+        .replace(
+            "progress_deadline = \"120s\"\n",
+            "progress_deadline = \"120s\"\npin_secret = \"env:SWEEP_PIN\"\n",
         ),
     );
     // Loopback TCP with tokens too: a token is a secret of its own.
@@ -666,7 +674,10 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         .find(|e| e.file_name().to_string_lossy().starts_with("serve-"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .unwrap_or_else(|| panic!("no serve log in the state dir ({})", text(&launch.stdout)));
-    assert!(log.contains("EDGE_TOKEN=*** SWEEP_HOOK_URL=***"), "{log}");
+    assert!(
+        log.contains("EDGE_TOKEN=*** SWEEP_HOOK_URL=*** SWEEP_PIN=***"),
+        "{log}"
+    );
     assert!(
         log.contains("webhook delivery failed") && log.contains("unknown authority"),
         "{log}"
