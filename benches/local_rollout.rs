@@ -87,6 +87,7 @@ async fn platform(state: &std::path::Path, revisions: &[&str]) -> LocalPlatform 
         state_dir: state.to_path_buf(),
         admin: None,
         services: vec![service(revisions)],
+        secrets: Default::default(),
         pin_secret: None,
     })
     .await

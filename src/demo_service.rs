@@ -3,7 +3,9 @@
 //! revision) and `/healthz`, names its revision in the `x-cutover-revision` header, and
 //! injects the faults it is asked for: latency with jitter, a 5xx rate, failing health
 //! (always or during a slow start), a crash after some time, and a dependency call
-//! (`downstream`) whose failure turns into a 502.
+//! (`downstream`) whose failure turns into a 502. With `print_env` it prints the named
+//! environment variables at start and answers `/env` with them: what a careless service
+//! does with the secrets it was given (cutover's secret tests check they are scrubbed).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub struct DemoConfig {
     pub slow_start: Option<Duration>,
     /// Called (GET) once per `/` or `/api/*` request; a failure or non-2xx answer → 502.
     pub downstream: Option<Uri>,
+    /// Environment variables printed at start (stdout) and answered on `/env`.
+    pub print_env: Vec<String>,
 }
 
 impl DemoConfig {
@@ -66,7 +70,18 @@ impl DemoConfig {
             unhealthy: false,
             slow_start: None,
             downstream: None,
+            print_env: Vec::new(),
         }
+    }
+
+    /// `NAME=value` of each `print_env` variable on one line (`lookup` reads the
+    /// environment; an unset variable shows as `NAME=`).
+    pub fn env_line(&self, lookup: impl Fn(&str) -> Option<String>) -> String {
+        self.print_env
+            .iter()
+            .map(|n| format!("{n}={}", lookup(n).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Check values a person typed.
@@ -155,6 +170,9 @@ impl DemoServer {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state.clone(), stop_rx));
         tracing::info!(%local_addr, revision = %state.config.revision, "demo service listening");
+        if !state.config.print_env.is_empty() {
+            println!("{}", state.config.env_line(|n| std::env::var(n).ok()));
+        }
         Ok(DemoServer {
             local_addr,
             state,
@@ -299,6 +317,15 @@ async fn handle(
             Bytes::from_static(body.as_bytes()),
         ));
     }
+    if path == "/env" && !cfg.print_env.is_empty() {
+        let line = cfg.env_line(|n| std::env::var(n).ok());
+        return Ok(respond(
+            &state,
+            StatusCode::OK,
+            TEXT,
+            Bytes::from(line + "\n"),
+        ));
+    }
     let is_api = path == "/api" || path.starts_with("/api/");
     if path != "/" && !is_api {
         return Ok(respond(
@@ -434,5 +461,14 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("http://"));
         assert!(DemoConfig::new("").validate().is_err());
         assert!(DemoConfig::new("v1").validate().is_ok());
+    }
+
+    #[test]
+    fn env_line_names_each_variable_and_shows_unset_ones_empty() {
+        let mut c = DemoConfig::new("v1");
+        c.print_env = vec!["API_TOKEN".into(), "MISSING".into()];
+        let line = c.env_line(|n| (n == "API_TOKEN").then(|| "tok-123".to_string()));
+        assert_eq!(line, "API_TOKEN=tok-123 MISSING=");
+        assert_eq!(DemoConfig::new("v1").env_line(|_| None), "");
     }
 }

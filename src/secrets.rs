@@ -74,12 +74,12 @@ impl Secrets {
             }
         }
         for m in &release.migrations {
-            s.add_url(&m.database);
+            s.add_database_url(&m.database);
             // A database named by `env:VAR`: what the variable holds is secret too.
             if let Some(var) = m.database.trim().strip_prefix("env:")
                 && let Ok(value) = std::env::var(var)
             {
-                s.add_url(&value);
+                s.add_database_url(&value);
             }
         }
         s
@@ -107,11 +107,23 @@ impl Secrets {
                     v.push(tail.to_string());
                 }
             }
-            if let Some(at) = rest.rfind('@') {
-                let userinfo = &rest[..at];
-                if let Some((_, password)) = userinfo.split_once(':') {
-                    v.push(password.to_string());
-                }
+            v.extend(password_of(rest));
+        }
+        self.extend(v);
+    }
+
+    /// A database URL and its password (user info or `password=` parameter). Its host and
+    /// path (the database's name or file) are not secret: messages show them, as
+    /// [`crate::migrate::RedactedUrl`] does.
+    pub fn add_database_url(&mut self, url: &str) {
+        let mut v = vec![url.to_string()];
+        if let Some((_, rest)) = url.split_once("://") {
+            v.extend(password_of(rest));
+            if let Some((_, query)) = rest.rsplit_once('?') {
+                v.extend(query.split('&').filter_map(|kv| {
+                    let (k, val) = kv.split_once('=')?;
+                    k.eq_ignore_ascii_case("password").then(|| val.to_string())
+                }));
             }
         }
         self.extend(v);
@@ -136,6 +148,35 @@ impl Secrets {
         }
         out
     }
+
+    /// `text` with every secret value replaced by as many `*` as it has characters: for
+    /// an excerpt of a file under which a caret points at a column.
+    pub fn scrub_keeping_width(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), &"*".repeat(v.chars().count()));
+            }
+        }
+        out
+    }
+}
+
+/// How a secret value is shown where telling values apart matters (the journal's release
+/// entry, `cutover diff`): `sha256:` and the first 16 hex digits of its SHA-256.
+pub fn fingerprint(value: &str) -> String {
+    format!(
+        "sha256:{}",
+        &crate::journal::sha256_hex(value.as_bytes())[..16]
+    )
+}
+
+/// The password of a URL's user info (`rest` is what follows `://`; the user info ends at
+/// the last '@', so a password may hold '/', '?' or '@').
+fn password_of(rest: &str) -> Option<String> {
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    (!user.contains(['/', '?'])).then(|| password.to_string())
 }
 
 #[cfg(test)]
@@ -150,6 +191,16 @@ mod tests {
     }
 
     #[test]
+    fn scrubbing_an_excerpt_keeps_its_columns() {
+        let mut s = Secrets::default();
+        s.extend(["tökenvalue".to_string()]);
+        let line = r#"env = { A = "tökenvalue", B = 5 }"#;
+        let shown = s.scrub_keeping_width(line);
+        assert_eq!(shown, r#"env = { A = "**********", B = 5 }"#);
+        assert_eq!(shown.chars().count(), line.chars().count());
+    }
+
+    #[test]
     fn webhook_paths_and_database_passwords_are_secret() {
         let mut s = Secrets::default();
         s.add_url("https://hooks.example.com/services/T000/B000/XYZSECRET");
@@ -158,6 +209,20 @@ mod tests {
         let shown = s.scrub(text);
         assert!(!shown.contains("XYZSECRET"), "{shown}");
         assert!(!shown.contains("pa/ss"), "{shown}");
+    }
+
+    #[test]
+    fn a_database_url_hides_its_password_and_keeps_its_host_and_name() {
+        let mut s = Secrets::default();
+        s.add_database_url("postgres://app:pa/ss@db.internal/shop");
+        s.add_database_url("postgres://db2/orders?user=app&password=qw/erty");
+        let shown = s.scrub(
+            "postgres://app:***@db.internal/shop: login pa/ss refused; db2/orders with qw/erty",
+        );
+        assert_eq!(
+            shown,
+            "postgres://app:***@db.internal/shop: login *** refused; db2/orders with ***"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::net::free_port;
-use support::{CUTOVER, everything_under, wait_for};
+use support::{CUTOVER, demo_replica, everything_under, wait_for};
 
 const SECRET: &str = "envmark-7f3a9c2e";
 
@@ -38,17 +38,6 @@ target = {{ revision = "v2", env = {{ API_TOKEN = "{SECRET}" }} }}
     )
 }
 
-/// The pid of the replica of `revision` whose command line carries `marker`.
-fn replica(marker: &str, revision: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let has = |s: &str| args.contains(&s.as_bytes());
-        (has(marker) && has(revision) && has("demo-service")).then_some(pid)
-    })
-}
-
 #[test]
 fn env_values_stay_out_of_the_journal_and_resume_relaunches_with_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +56,7 @@ fn env_values_stay_out_of_the_journal_and_resume_relaunches_with_them() {
         .unwrap();
     // Kill -9 once the candidate runs (with its secret in its environment).
     wait_for("the candidate launched", Duration::from_secs(60), || {
-        replica(&marker, "v2").is_some()
+        demo_replica(&marker, "v2").is_some()
     });
     deploy.kill().unwrap();
     let _ = deploy.wait();
@@ -115,7 +104,7 @@ fn env_values_stay_out_of_the_journal_and_resume_relaunches_with_them() {
         .unwrap();
     let mut environ = String::new();
     wait_for("the candidate relaunched", Duration::from_secs(60), || {
-        replica(&marker, "v2")
+        demo_replica(&marker, "v2")
             .and_then(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
             .map(|e| environ = String::from_utf8_lossy(&e).replace('\0', "\n"))
             .is_some_and(|()| environ.contains("API_TOKEN="))

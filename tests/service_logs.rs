@@ -49,6 +49,7 @@ async fn output_lines_become_service_events() {
             .collect(),
         args: vec![],
         env: Default::default(),
+        scrub: Default::default(),
     };
     let r = sup.start(spec).await.unwrap();
     r.subscribe().wait_for(|s| s.exit.is_some()).await.unwrap();

@@ -43,6 +43,10 @@ pub struct DemoServiceArgs {
     /// URL fetched on each `/` or `/api/*` request; its failure turns the answer into 502.
     #[arg(long)]
     pub downstream: Option<String>,
+    /// Print NAME=value of this environment variable at start and answer `/env` with it
+    /// (repeatable; for rehearsing secret handling: cutover scrubs such output).
+    #[arg(long, value_name = "NAME")]
+    pub print_env: Vec<String>,
 }
 
 pub fn run(args: DemoServiceArgs) -> Result<ExitCode, Error> {
@@ -67,6 +71,7 @@ pub fn run(args: DemoServiceArgs) -> Result<ExitCode, Error> {
         unhealthy: args.unhealthy,
         slow_start: args.slow_start,
         downstream,
+        print_env: args.print_env,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

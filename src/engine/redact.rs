@@ -1,7 +1,8 @@
 //! Captured text leaves the engine scrubbed: before an event is journaled, folded or
 //! broadcast, the fields that can carry text cutover did not write (a smoke response's
-//! body, a smoke command's stderr, a replica's last output line, a platform's error, and
-//! the reasons built from them) have every secret value of the release replaced by `***`.
+//! body, a smoke command's stderr, a replica's last output line, a platform's error, a
+//! database driver's message, an operator's note, and the reasons built from them) have
+//! every secret value of the release replaced by `***`.
 //! Names, revisions and numbers are cutover's own and are left alone.
 
 use crate::secrets::Secrets;
@@ -31,9 +32,19 @@ pub(super) fn scrub(kind: &mut EventKind, secrets: &Secrets) {
         | EventKind::RollbackStarted { reason, .. }
         | EventKind::RolledBack { reason, .. }
         | EventKind::Failed { reason, .. }
-        | EventKind::Skipped { reason, .. }
-        | EventKind::CommandRefused { reason, .. } => fix(reason),
+        | EventKind::Skipped { reason, .. } => fix(reason),
+        EventKind::CommandRefused { reason, note, .. } => {
+            fix(reason);
+            note.iter_mut().for_each(fix);
+        }
+        // An operator's note (`ctl --reason`) is text someone pasted.
+        EventKind::CommandAccepted { note, .. } => note.iter_mut().for_each(fix),
         EventKind::PlatformError { message, .. } => fix(message),
+        // A database driver's message, lint findings, dry-run output.
+        EventKind::Migration { detail, lines, .. } => {
+            fix(detail);
+            lines.iter_mut().for_each(fix);
+        }
         _ => {}
     }
 }
@@ -70,5 +81,25 @@ mod tests {
         };
         scrub(&mut failed, &secrets);
         assert!(!format!("{failed:?}").contains("hunter2"));
+
+        let mut migration = EventKind::Migration {
+            migration: "m".into(),
+            phase: crate::engine::state::MigrationPhase::Failed,
+            detail: "connect failed: hunter2-token rejected".into(),
+            lines: vec!["driver said hunter2-token".into()],
+        };
+        scrub(&mut migration, &secrets);
+        assert!(
+            !format!("{migration:?}").contains("hunter2"),
+            "{migration:?}"
+        );
+
+        let mut note = EventKind::CommandAccepted {
+            operator: "alice".into(),
+            command: crate::engine::Command::Pause { service: None },
+            note: Some("token hunter2-token looked wrong".into()),
+        };
+        scrub(&mut note, &secrets);
+        assert!(!format!("{note:?}").contains("hunter2"), "{note:?}");
     }
 }

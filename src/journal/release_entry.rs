@@ -155,7 +155,7 @@ fn redact_json(v: &mut serde_json::Value, secrets: &crate::secrets::Secrets) {
     match v {
         serde_json::Value::String(s) => {
             if secrets.is_secret(s) {
-                *s = format!("sha256:{}", &super::sha256_hex(s.as_bytes())[..16]);
+                *s = crate::secrets::fingerprint(s);
             } else {
                 let clean = secrets.scrub(s);
                 if clean != *s {

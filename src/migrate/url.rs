@@ -216,7 +216,14 @@ pub fn resolve(spec: &str, base_dir: &Path) -> Result<(DbTarget, RedactedUrl), M
                     .into(),
             });
         }
-        let (target, _) = resolve(&raw, base_dir)?;
+        // An error about what the variable holds names the variable (redacted value).
+        let (target, _) = resolve(&raw, base_dir).map_err(|e| match e {
+            MigrateError::BadUrl { reason, .. } => MigrateError::BadUrl {
+                url: RedactedUrl::from_env(var, &raw),
+                reason,
+            },
+            e => e,
+        })?;
         return Ok((target, RedactedUrl::from_env(var, &raw)));
     }
     let shown = RedactedUrl::new(spec);
@@ -265,9 +272,10 @@ pub(crate) fn scrub(message: &str, conninfo: &str) -> String {
 
 fn password_of(conninfo: &str) -> Option<String> {
     let rest = &conninfo[conninfo.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    if let Some(at) = authority.rfind('@')
-        && let Some((_, pw)) = authority[..at].split_once(':')
+    // The user info ends at the last '@' (as in `redact`): a password may hold '/' or '?'.
+    if let Some(at) = rest.rfind('@')
+        && let Some((user, pw)) = rest[..at].split_once(':')
+        && !user.contains(['/', '?'])
     {
         return Some(pw.to_string());
     }
@@ -372,6 +380,8 @@ mod tests {
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("password=***"), "{err}");
+        // The error names the variable the text came from.
+        assert!(err.contains("env:CUTOVER_TEST_URL_KV2"), "{err}");
     }
 
     #[test]
@@ -404,5 +414,13 @@ mod tests {
             "postgres://u:hunter2@h/d",
         );
         assert!(!m.contains("hunter2"), "{m}");
+        // A password holding '/' is found too (the authority does not end at the first '/').
+        let m = scrub(
+            "password authentication failed (tried pa/ss)",
+            "postgres://app:pa/ss@db/app",
+        );
+        assert_eq!(m, "password authentication failed (tried ***)");
+        let m = scrub("x q/p y", "postgres://db/app?password=q/p");
+        assert_eq!(m, "x *** y");
     }
 }

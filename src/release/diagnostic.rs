@@ -31,6 +31,21 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// Hide the release's secret values (an env value, a webhook URL, a smoke argument on
+    /// the offending line): `***` in the message and hint, and in the excerpt as many `*`
+    /// as the value has characters, so the caret still points at the right column.
+    pub fn hide(&mut self, secrets: &crate::secrets::Secrets) {
+        self.message = secrets.scrub(&self.message);
+        if let Some(h) = self.hint.as_mut() {
+            *h = secrets.scrub(h);
+        }
+        if let Some((line, _)) = self.excerpt.as_mut() {
+            *line = secrets.scrub_keeping_width(line);
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline())?;
@@ -211,5 +226,42 @@ mod tests {
             text.ends_with("  hint: did you mean `strategy`?\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_problem_on_a_line_holding_a_secret_never_shows_it() {
+        let text = r#"
+[release]
+name = "r"
+platform = "local"
+[notify]
+webhooks = ["ftp://hooks.example.com/services/HOOKMARK"]
+[[service]]
+name = "api"
+strategy = "rolling"
+[[service.smoke]]
+name = "s"
+command = ["probe", "--token", "ARGVMARK", "{url}"]
+[service.local]
+listen = "127.0.0.1:18999"
+command = ["cutover", "demo-service", "--port", "{port}"]
+current = { revision = "v1", env = { API_KEY = "OLDENVMARK", N = 5 } }
+target = { revision = "v2", env = { API_KEY = "NEWENVMARK" }, bogus = 1 }
+"#;
+        let diags =
+            crate::release::load_str(Path::new("r.toml"), text, Path::new(".")).unwrap_err();
+        let shown: String = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.len(), 3, "{shown}");
+        for m in ["HOOKMARK", "OLDENVMARK", "NEWENVMARK"] {
+            assert!(!shown.contains(m), "{m} shown: {shown}");
+        }
+        // The caret still points under the offending text (the masked value keeps its width).
+        assert!(
+            shown.contains(
+                " 16 | current = { revision = \"v1\", env = { API_KEY = \"**********\", N = 5 } }\n    |                                                                  ^\n"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("webhook 0 is not an http(s) URL"), "{shown}");
     }
 }

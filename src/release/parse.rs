@@ -235,6 +235,7 @@ pub fn resolve_and_validate(
         diags: Vec::new(),
         broken: HashSet::new(),
         substituted: HashMap::new(),
+        env_values: Vec::new(),
     };
     for e in &errors {
         let msg = e.message().trim().to_string();
@@ -278,6 +279,17 @@ pub fn resolve_and_validate(
         };
         diags.extend(super::validate::validate(r, &spans, map, base));
     }
+    // A problem's line may hold a secret (an env value beside a bad key, a webhook URL
+    // that is not http(s)): errors never show one. A table with a problem is dropped from
+    // the release, so the env values read are added.
+    if !diags.is_empty() {
+        let mut secrets = release
+            .as_ref()
+            .map(crate::secrets::Secrets::from_release)
+            .unwrap_or_default();
+        secrets.extend(p.env_values);
+        diags.iter_mut().for_each(|d| d.hide(&secrets));
+    }
     diags.sort_by_key(|d| (d.line, d.col));
     diags.dedup();
     match release {
@@ -301,6 +313,9 @@ struct Parser<'m> {
     broken: HashSet<String>,
     /// Values that are a whole variable (`"${replicas}"`): span start -> the variable.
     substituted: HashMap<usize, String>,
+    /// Every `env` value read, kept even when its table is dropped for a problem: the
+    /// excerpts of problems must not show them.
+    env_values: Vec<String>,
 }
 
 /// A table being read, with where it is and how to name it in messages.
@@ -1186,6 +1201,7 @@ impl Parser<'_> {
             .opt_str_list(&rt, "args", "[\"--error-rate\", \"0.02\"]")
             .unwrap_or_default();
         let env = self.str_map(&rt, "env", "env = { FEATURE_X = \"on\" }");
+        self.env_values.extend(env.values().cloned());
         Some(RevisionRun {
             revision: revision?,
             args,
@@ -1259,6 +1275,7 @@ impl Parser<'_> {
             .opt_int(t, "desired_count", 1, 5000, "2")
             .map(|n| n as u32);
         let env = self.str_map(t, "env", "env = { LOG_LEVEL = \"info\" }");
+        self.env_values.extend(env.values().cloned());
         let secret_env = self.str_map(
             t,
             "secret_env",

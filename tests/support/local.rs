@@ -68,6 +68,7 @@ pub fn config(state_dir: &Path, services: Vec<LocalServiceConfig>) -> LocalConfi
         state_dir: state_dir.to_path_buf(),
         admin: None,
         services,
+        secrets: Default::default(),
         pin_secret: None,
     }
 }

@@ -12,10 +12,14 @@
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
 //! - [`release`]: the shipped example releases and fixture files.
 //! - [`tls`]: a throwaway CA and server certificate for TLS tests (for given names and
-//!   addresses with `pki_for`).
+//!   addresses with `pki_for`); an HTTPS receiver that keeps every request (a webhook
+//!   endpoint).
 //! - [`netns`]: two network namespaces joined by a veth pair (two machines with
 //!   non-loopback addresses; needs root and `ip`).
 //! - [`served`]: a `cutover serve` child, killed on drop, waited on until it answers/exits.
+//!
+//! Here: the binary under test, every file under a directory as text (what a test greps for
+//! a secret), polling with a deadline (`wait_for`), finding a demo-service replica's pid.
 #![allow(dead_code)]
 
 pub mod ecs;
@@ -49,7 +53,7 @@ pub fn everything_under(dir: &std::path::Path) -> String {
     out
 }
 
-/// Poll `f` every 100 ms until it holds; fail naming `what` after `limit`.
+/// Wait until `f` holds, polling every 100 ms; fail naming `what` after `limit`.
 pub fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !f() {
@@ -59,4 +63,16 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> b
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// The pid of a running `demo-service` replica of `revision` whose command line carries
+/// `tag` as a whole argument (e.g. its `--service` name).
+pub fn demo_replica(tag: &str, revision: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let has = |s: &str| args.contains(&s.as_bytes());
+        (has(tag) && has(revision) && has("demo-service")).then_some(pid)
+    })
 }

@@ -1,9 +1,18 @@
 //! A throwaway PKI for TLS tests: a CA, and a server certificate it signed for
 //! `localhost` and 127.0.0.1, or for the names and addresses a test gives (with its key,
-//! as rustls and as PEM files).
+//! as rustls and as PEM files); an HTTPS receiver that keeps every request it gets (a
+//! webhook endpoint).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Response;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio_rustls::TlsAcceptor;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls;
@@ -71,4 +80,51 @@ pub fn pki_for(names: &[&str]) -> TestPki {
         key_pem: leaf_key.serialize_pem(),
         server,
     }
+}
+
+/// Every request a [`receiver`] got: its path and its body.
+pub type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An HTTPS server on a loopback port that answers 200 and keeps every request's path and body.
+pub fn receiver(
+    rt: &tokio::runtime::Runtime,
+    config: rustls::ServerConfig,
+) -> (SocketAddr, Received) {
+    let got: Received = Arc::new(Mutex::new(Vec::new()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let seen = got.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await?.to_bytes();
+                        seen.lock()
+                            .unwrap()
+                            .push((path, String::from_utf8_lossy(&body).into_owned()));
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, got)
 }

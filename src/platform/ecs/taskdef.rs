@@ -203,7 +203,8 @@ pub struct Change {
 }
 
 /// What `new` changes against `old` for `container` (and the task-level cpu/memory).
-/// Secrets show their references (ARNs), never values.
+/// Secrets show their references (ARNs), never values; environment values (which may be
+/// secrets) show as fingerprints, so a change is visible and the value is not.
 pub fn diff(old: &TaskDefinition, new: &TaskDefinition, container_name: &str) -> Vec<Change> {
     let mut out = Vec::new();
     let mut push = |field: String, from: Option<&str>, to: Option<&str>| {
@@ -230,7 +231,7 @@ pub fn diff(old: &TaskDefinition, new: &TaskDefinition, container_name: &str) ->
             .map(|kv| {
                 (
                     kv.name().unwrap_or("").to_string(),
-                    kv.value().unwrap_or("").to_string(),
+                    crate::secrets::fingerprint(kv.value().unwrap_or("")),
                 )
             })
             .collect()
@@ -340,6 +341,10 @@ mod tests {
         );
         let db = changes.iter().find(|c| c.field == "secret.DB").unwrap();
         assert_eq!(db.from, None);
+        // An environment value is shown by its fingerprint only.
+        let log = changes.iter().find(|c| c.field == "env.LOG").unwrap();
+        assert_eq!(log.to, Some(crate::secrets::fingerprint("debug")));
+        assert!(!format!("{changes:?}").contains("debug"), "{changes:?}");
         assert_eq!(
             db.to.as_deref(),
             Some("arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf:::v-db")

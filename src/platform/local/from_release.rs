@@ -88,6 +88,7 @@ pub fn local_config(
         state_dir: PathBuf::from(state_dir),
         admin,
         services,
+        secrets: crate::secrets::Secrets::from_release(release),
         pin_secret: None,
     })
 }

@@ -46,6 +46,10 @@ pub struct LocalConfig {
     /// Serve `GET /metrics` and `GET /weights` here (port 0 allowed).
     pub admin: Option<SocketAddr>,
     pub services: Vec<LocalServiceConfig>,
+    /// Every secret of the release: replicas inherit cutover's environment (where the
+    /// values of `env:` webhooks and databases live), so their output is scrubbed of these
+    /// as well as of their own env values.
+    pub secrets: crate::secrets::Secrets,
     /// Lets a client on another machine pin requests to a revision (`[release] pin_secret`).
     pub pin_secret: Option<pin::PinSecret>,
 }
@@ -292,6 +296,8 @@ pub struct LocalPlatform {
     admin: tokio::sync::Mutex<Option<AdminHandle>>,
     admin_addr: Option<SocketAddr>,
     closed: AtomicBool,
+    /// See [`LocalConfig::secrets`].
+    secrets: crate::secrets::Secrets,
 }
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
@@ -356,6 +362,7 @@ impl LocalPlatform {
             admin_addr: admin.as_ref().map(AdminHandle::local_addr),
             admin: tokio::sync::Mutex::new(admin),
             closed: AtomicBool::new(false),
+            secrets: config.secrets,
         })
     }
 
@@ -466,6 +473,7 @@ impl LocalPlatform {
                 command: svc.config.command.clone(),
                 args: run.args.clone(),
                 env: run.env.clone(),
+                scrub: self.secrets.clone(),
             };
             let process = self
                 .supervisor
@@ -847,6 +855,7 @@ mod tests {
         LocalConfig {
             state_dir: PathBuf::from("/tmp/unused"),
             admin: None,
+            secrets: Default::default(),
             pin_secret: None,
             services: vec![
                 LocalServiceConfig::new(

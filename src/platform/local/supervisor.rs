@@ -59,6 +59,9 @@ pub struct ReplicaSpec {
     pub args: Vec<String>,
     /// Added to the inherited environment (placeholders allowed in values).
     pub env: BTreeMap<String, String>,
+    /// What its output is scrubbed of besides its `env` values: the release's other
+    /// secrets, which it may have inherited through cutover's environment.
+    pub scrub: crate::secrets::Secrets,
 }
 
 impl ReplicaSpec {
@@ -393,8 +396,9 @@ async fn forward_lines(
     tail: Tail,
 ) {
     // A replica that prints its own environment must not put the values the release gave
-    // it into the log, the console or a crash reason.
-    let mut secrets = crate::secrets::Secrets::default();
+    // it (or that it inherited: an `env:` webhook or database) into the log, the console
+    // or a crash reason.
+    let mut secrets = spec.scrub.clone();
     secrets.extend(spec.env.values().cloned());
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -669,6 +673,18 @@ mod tests {
         assert_eq!(lines, ["booting", "API_TOKEN=***"]);
     }
 
+    #[tokio::test]
+    async fn output_lines_are_scrubbed_of_the_releases_other_secrets() {
+        let mut spec = spec(&["true"]);
+        spec.scrub
+            .add_url("https://hooks.example.com/services/T0/HOOK-5e3c1a77");
+        let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
+        let printed: &[u8] = b"SLACK_URL=https://hooks.example.com/services/T0/HOOK-5e3c1a77\n";
+        forward_lines(printed, spec, "stdout", tail.clone()).await;
+        let lines: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        assert_eq!(lines, ["SLACK_URL=***"]);
+    }
+
     fn spec(cmd: &[&str]) -> ReplicaSpec {
         ReplicaSpec {
             service: "svc".into(),
@@ -677,6 +693,7 @@ mod tests {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             args: vec![],
             env: BTreeMap::new(),
+            scrub: Default::default(),
         }
     }
 
