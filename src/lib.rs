@@ -8,6 +8,8 @@ pub mod control;
 pub mod demo_service;
 pub mod duration;
 pub mod engine;
+#[cfg(feature = "crash-hooks")]
+pub mod faults;
 pub mod journal;
 pub mod judge;
 pub mod loadgen;

@@ -8,33 +8,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::local::processes_with;
 use support::net::free_port;
 
 const RELEASE: &str = include_str!("fixtures/crash-release.toml");
 
 fn bin() -> &'static str {
     support::CUTOVER
-}
-
-/// Processes whose command line contains `marker` (the demo services of one run).
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                out.push(format!("{pid}: {cmd}"));
-            }
-        }
-    }
-    out
 }
 
 /// One crash point: returns (killed_after, resumed) for the report.

@@ -151,21 +151,7 @@ bake = \"{bake}\"
     }
 
     fn sqlite_history(&self) -> Vec<String> {
-        let c = rusqlite::Connection::open(self.db_path()).unwrap();
-        let Ok(mut st) = c.prepare("SELECT stage, status FROM cutover_migrations ORDER BY id")
-        else {
-            return Vec::new();
-        };
-        st.query_map([], |r| {
-            Ok(format!(
-                "{} {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?
-            ))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+        support::sqlite_migration_history(&self.db_path())
     }
 }
 

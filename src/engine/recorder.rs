@@ -96,20 +96,35 @@ impl Recorder for JournalRecorder {
         self.journal.run_id().to_string()
     }
     fn record(&mut self, event: &Event) -> Result<(), RecordError> {
-        self.journal
-            .append(crate::journal::NewEntry {
-                at_ms: event.at_ms,
-                operator: event.kind.operator().map(str::to_string),
-                kind: event.kind.journal_kind().to_string(),
-                service: event.kind.service().map(str::to_string),
-                payload: event_payload(event),
-            })
+        let entry = crate::journal::NewEntry {
+            at_ms: event.at_ms,
+            operator: event.kind.operator().map(str::to_string),
+            kind: event.kind.journal_kind().to_string(),
+            service: event.kind.service().map(str::to_string),
+            payload: event_payload(event),
+        };
+        let journal = &mut self.journal;
+        off_the_async_workers(|| journal.append(entry))
             .map(|_| ())
             .map_err(|e| RecordError(e.to_string()))
     }
     fn finish(&mut self, outcome: &str) -> Result<(), RecordError> {
-        self.journal
-            .finish(outcome)
-            .map_err(|e| RecordError(e.to_string()))
+        let journal = &mut self.journal;
+        off_the_async_workers(|| journal.finish(outcome)).map_err(|e| RecordError(e.to_string()))
+    }
+}
+
+/// Run a journal write (a write and an fdatasync, which a slow disk can hold for a second)
+/// without holding up the runtime's other tasks: on a multi-threaded runtime the worker
+/// hands its queued tasks (proxies, the control API) to another thread first. The caller
+/// still waits for the write, so "journaled before it acts" is unchanged. On a
+/// current-thread runtime (unit tests) or outside one, the write runs in place.
+fn off_the_async_workers<T>(write: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
     }
 }

@@ -635,6 +635,10 @@ impl Journal {
         if stored.is_empty() {
             return Ok(stored);
         }
+        #[cfg(feature = "crash-hooks")]
+        if let Some(err) = crate::faults::before_append() {
+            return Err(io_err("append to", &self.path)(err));
+        }
         if let Err(err) = self.file.write_all(&bytes) {
             // Cut the partial line off so the next append does not glue onto it.
             let restored = self
@@ -648,6 +652,8 @@ impl Journal {
             }
             return Err(io_err("append to", &self.path)(err));
         }
+        #[cfg(feature = "crash-hooks")]
+        crate::faults::before_fsync();
         if let Err(err) = self.file.sync_data() {
             // After a failed fsync the kernel may have dropped the dirty pages and
             // cleared the error: retrying could "succeed" without the data on disk.
@@ -657,6 +663,8 @@ impl Journal {
         self.len += bytes.len() as u64;
         self.last_hash = prev;
         self.entries.extend(stored.iter().cloned());
+        #[cfg(feature = "crash-hooks")]
+        crate::faults::after_append();
         Ok(stored)
     }
 

@@ -4,7 +4,7 @@
 use super::exit::{EXIT_INTERNAL, EXIT_UNFINISHED};
 use super::start::Session;
 use super::summary::print_summary;
-use crate::engine::{Command, EngineHandle, ReleaseState};
+use crate::engine::{Command, EngineError, EngineHandle, ReleaseState};
 
 /// Wait for SIGINT or SIGTERM.
 pub async fn signal() {
@@ -45,7 +45,7 @@ pub async fn finish_session(
         run_id,
         output,
         hub: _,
-        state_dir: _,
+        state_dir,
         contract: _,
         aws: _,
     } = session;
@@ -74,6 +74,7 @@ pub async fn finish_session(
     };
     drop(commands);
     drop(events);
+    let mut journal_failed = false;
     let code = match outcome {
         Ok(Ok(out)) => {
             let _ = printer.await;
@@ -83,6 +84,13 @@ pub async fn finish_session(
         }
         Ok(Err(e)) => {
             eprintln!("cutover: the engine stopped: {e}");
+            if let EngineError::Record(r) = &e {
+                journal_failed = true;
+                eprintln!(
+                    "{}",
+                    super::journal_failure::advice(r, &run_id, &state_dir, keep_running)
+                );
+            }
             EXIT_INTERNAL
         }
         Err(e) => {
@@ -93,7 +101,10 @@ pub async fn finish_session(
     if let Some(n) = notifier {
         let _ = n.await;
     }
-    if keep_running && code != EXIT_INTERNAL {
+    if keep_running && journal_failed {
+        // The journal's disk failed: the split in force is the last journaled one.
+        signal().await;
+    } else if keep_running && code != EXIT_INTERNAL {
         eprintln!("cutover: serving the final state; SIGINT or SIGTERM to stop");
         signal().await;
     }

@@ -10,6 +10,7 @@ mod ecs;
 pub mod exit;
 pub mod finish;
 pub mod handover;
+mod journal_failure;
 pub mod lifecycle;
 pub mod remote_link;
 pub mod resume;

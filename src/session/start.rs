@@ -151,6 +151,8 @@ pub async fn start_session_with(
             }
         }
     };
+    #[cfg(feature = "crash-hooks")]
+    let platform = crate::faults::platform::hooked(platform);
     let plan = crate::plan::plan(release);
     let options = EngineOptions {
         operator: operator.to_string(),
@@ -161,8 +163,10 @@ pub async fn start_session_with(
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));
-    let engine = match &prior {
-        None => Engine::new(
+    // A run journaled up to its release entry only (a crash before the engine's first
+    // event) has no state to restore: it starts afresh on the same journal.
+    let engine = match prior.as_deref() {
+        None | Some([]) => Engine::new(
             release.clone(),
             &plan,
             platform.clone(),

@@ -76,3 +76,22 @@ pub fn demo_replica(tag: &str, revision: &str) -> Option<u32> {
         (has(tag) && has(revision) && has("demo-service")).then_some(pid)
     })
 }
+
+/// `stage status` of every row of a SQLite database's migration history table, in order
+/// (empty when there is no history table yet).
+pub fn sqlite_migration_history(db: &std::path::Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let Ok(mut st) = c.prepare("SELECT stage, status FROM cutover_migrations ORDER BY id") else {
+        return Vec::new();
+    };
+    st.query_map([], |r| {
+        Ok(format!(
+            "{} {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?
+        ))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
