@@ -151,8 +151,10 @@ pub enum Command {
         output: Output,
     },
     /// Show what an ECS release would change in each task definition (image, env, secrets,
-    /// cpu/memory) against what runs now; with `--between A B`, which differences between
-    /// two environments the release declares and which are drift (exit 2 on drift).
+    /// cpu/memory) against what runs now.
+    ///
+    /// With `--between A B`: which differences between two environments the release
+    /// declares and which are drift (exit 2 on drift).
     Diff {
         /// The release file.
         file: PathBuf,
@@ -164,7 +166,7 @@ pub enum Command {
         output: Output,
         /// Compare two environments of the release instead (parity): every difference is
         /// declared by the release or drift; exit 2 on drift.
-        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        #[arg(long, num_args = 2, value_names = ["A", "B"], value_hint = clap::ValueHint::Other)]
         between: Option<Vec<String>>,
     },
 }

@@ -80,7 +80,7 @@ pub struct ServeArgs {
     pub release: super::ReleaseArgs,
     /// Start even though the environments this one `requires` have not promoted the same
     /// artifact (break-glass): journaled with your name and the reason, shown in the console.
-    #[arg(long, value_name = "REASON")]
+    #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     #[arg(conflicts_with = "resume")]
     pub skip_requires: Option<String>,
 }
