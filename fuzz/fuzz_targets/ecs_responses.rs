@@ -18,6 +18,7 @@ use cutover::platform::ecs::traffic::{
 };
 use cutover::platform::ecs::{fold_rollout, instance_state, rolling_percents, rollout_of, task_ip};
 use cutover::platform::{InstanceHealth, InstanceState, RevisionHealth};
+use cutover_fuzz::Text;
 use libfuzzer_sys::fuzz_target;
 
 const METRIC_IDS: &[&str] = &[
@@ -49,22 +50,15 @@ const TASK_STATUSES: &[&str] = &[
     "STOPPING",
 ];
 
-fn pick(list: &[&str], i: u8) -> String {
-    list[i as usize % list.len()].to_string()
-}
-
-#[derive(Arbitrary, Debug)]
-enum Text {
-    Known(u8),
-    Free(String),
-}
-impl Text {
-    fn s(&self, list: &[&str]) -> String {
-        match self {
-            Text::Known(i) => pick(list, *i),
-            Text::Free(s) => s.clone(),
-        }
+fn key_value(k: &Option<String>, v: &Option<String>) -> ecs::KeyValuePair {
+    let mut kv = ecs::KeyValuePair::builder();
+    if let Some(k) = k {
+        kv = kv.name(k);
     }
+    if let Some(v) = v {
+        kv = kv.value(v);
+    }
+    kv.build()
 }
 
 #[derive(Arbitrary, Debug)]
@@ -182,14 +176,7 @@ fn task_definition(t: &TaskDef) -> ecs::TaskDefinition {
             cb = cb.image(i);
         }
         for (k, v) in &c.env {
-            let mut kv = ecs::KeyValuePair::builder();
-            if let Some(k) = k {
-                kv = kv.name(k);
-            }
-            if let Some(v) = v {
-                kv = kv.value(v);
-            }
-            cb = cb.environment(kv.build());
+            cb = cb.environment(key_value(k, v));
         }
         for (name, from) in &c.secrets {
             if let Ok(s) = ecs::Secret::builder()
@@ -297,14 +284,7 @@ fuzz_target!(|x: Input| {
     for (kind, details) in &x.task.attachments {
         let mut a = ecs::Attachment::builder().r#type(kind.s(&["ElasticNetworkInterface"]));
         for (k, v) in details {
-            let mut kv = ecs::KeyValuePair::builder();
-            if let Some(k) = k {
-                kv = kv.name(k);
-            }
-            if let Some(v) = v {
-                kv = kv.value(v);
-            }
-            a = a.details(kv.build());
+            a = a.details(key_value(k, v));
         }
         task = task.attachments(a.build());
     }
