@@ -77,6 +77,31 @@ fn lint_refuses_a_dangerous_file_with_exit_2() {
 }
 
 #[test]
+fn lint_of_a_file_ending_inside_an_unterminated_comment_with_multibyte_text_does_not_panic() {
+    // The input the fuzz target `migrate_sql` keeps as
+    // fuzz/corpus/migrate_sql/regress-unterminated-comment-multibyte.sql.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tail.sql");
+    std::fs::write(&f, "ALTER TABLE t ADD COLUMN c text;\n/* 日本").unwrap();
+    let (code, out, err) = cutover(&["migrate", "lint", f.to_str().unwrap()]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cutover(&["migrate", "lint", f.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The unterminated comment is reported (a warning), not a crash.
+    let findings = v[0]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["line"] == 2
+            && f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("block comment"))),
+        "{out}"
+    );
+    assert_eq!(v[0]["refused"], false, "{out}");
+}
+
+#[test]
 fn dry_run_and_status_on_the_example_release() {
     let dir = example_copy();
     let release = dir.path().join("migration.toml");

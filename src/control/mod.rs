@@ -13,6 +13,7 @@
 pub mod client;
 pub mod hub;
 pub mod limits;
+pub mod request;
 pub mod server;
 pub mod tokens;
 

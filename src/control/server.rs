@@ -25,6 +25,7 @@ use super::limits::{
     ConnectionCap, ConnectionSlot, Denial, DenialSampler, HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_ADDRESS, RateLimiter,
 };
+use super::request::{self, EventsQuery};
 use super::tokens::{Role, Tokens};
 use super::{
     CommandAnswer, CommandBody, ErrorBody, ErrorDetail, OPERATOR_HEADER, PROTOCOL_HEADER,
@@ -494,15 +495,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>, peer: Peer) -> Response<B
 fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Caller, String> {
     match peer {
         Peer::Unix(_) => {
-            let operator = header(req, OPERATOR_HEADER)
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
-                .unwrap_or("unknown")
-                .to_string();
-            let role = match header(req, ROLE_HEADER) {
-                Some(r) if r.trim() == "read-only" => Role::ReadOnly,
-                _ => Role::Operator,
-            };
+            let operator = request::unix_operator(header(req, OPERATOR_HEADER));
+            let role = request::unix_role(header(req, ROLE_HEADER));
             Ok(Caller {
                 operator,
                 role,
@@ -513,9 +507,7 @@ fn authenticate(req: &Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Result<Calle
             let Some(tokens) = &ctx.tokens else {
                 return Err(format!("TCP caller {addr}: this server has no tokens"));
             };
-            let presented = header(req, AUTHORIZATION.as_str())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+            let presented = request::bearer(header(req, AUTHORIZATION.as_str()));
             match presented.and_then(|t| tokens.check(t)) {
                 Some((operator, role)) => Ok(Caller {
                     operator,
@@ -590,9 +582,7 @@ async fn read_command(req: Request<Incoming>) -> Result<CommandBody, String> {
         .await
         .map_err(|e| format!("cannot read the body (at most {MAX_BODY} bytes): {e}"))?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!("the body is not a command: {e}; send e.g. {{\"command\": {{\"command\": \"promote\", \"service\": \"payments\"}}, \"reason\": \"...\"}}")
-    })
+    request::parse_command_body(&bytes)
 }
 
 /// Journal a command the server refused itself, so the attempt shows in the audit: a
@@ -687,13 +677,6 @@ async fn command(req: Request<Incoming>, ctx: &Ctx, caller: Caller) -> Response<
     }
 }
 
-fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
-    req.uri().query()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then_some(v)
-    })
-}
-
 fn sse_frame(item: &Item) -> Bytes {
     let kind = match &item.body {
         ItemBody::Event { .. } => "event",
@@ -705,18 +688,10 @@ fn sse_frame(item: &Item) -> Bytes {
 }
 
 fn events(req: &Request<Incoming>, ctx: &Ctx, caller: Caller) -> Response<Body> {
-    let from = match query_param(req, "from").map(str::parse::<u64>) {
-        Some(Ok(n)) => n,
-        None => 0,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "`from` must be a sequence number (from a snapshot's `seq`)",
-            );
-        }
+    let EventsQuery { from, attach } = match EventsQuery::parse(req.uri().query()) {
+        Ok(q) => q,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", msg),
     };
-    let attach = matches!(query_param(req, "attach"), Some("1" | "true"));
     let who = attach.then(|| (caller.operator.clone(), caller.role, caller.via));
     let (sub, guard) = match ctx.hub.subscribe(from, who) {
         Ok(x) => x,

@@ -23,6 +23,7 @@
 mod chain;
 mod entry;
 mod fs;
+pub mod inspect;
 pub mod release_entry;
 mod runs;
 pub mod timefmt;

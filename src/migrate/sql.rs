@@ -209,11 +209,14 @@ pub fn split(text: &str) -> Vec<Statement> {
                 i = end;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = text[i + 2..]
-                    .find("*/")
-                    .map(|e| i + 2 + e + 2)
-                    .unwrap_or(text.len());
-                let body = text[i + 2..end.saturating_sub(2).max(i + 2)].to_string();
+                // An unterminated comment runs to the end of the file: its body is all of
+                // it (not the file less two bytes, which may cut a character in half).
+                let close = text[i + 2..].find("*/").map(|e| i + 2 + e);
+                let (body_end, end) = match close {
+                    Some(c) => (c, c + 2),
+                    None => (text.len(), text.len()),
+                };
+                let body = text[i + 2..body_end].to_string();
                 if start.is_some() {
                     parse_allow(&body, &mut allow_in);
                 } else {
@@ -381,6 +384,20 @@ mod tests {
         assert_eq!(s[0].allow, vec!["drop-column"]);
         assert_eq!(s[1].allow, vec!["drop-column", "rename-table"]);
         assert!(s[2].allow.is_empty());
+    }
+
+    #[test]
+    fn an_unterminated_comment_ending_in_a_multibyte_character_is_its_own_body() {
+        // Found by hand, then by the `migrate_sql` fuzz target: the body's end was the
+        // file's length less two bytes, inside `本`.
+        let s = split("SELECT 1;\n/* 日本");
+        assert_eq!(s.len(), 1, "{s:#?}");
+        assert_eq!(s[0].text, "SELECT 1");
+        let s = split("/* cutover:allow drop-column 日本\nALTER TABLE a DROP COLUMN b;");
+        assert!(s.is_empty(), "all of it is the comment: {s:#?}");
+        let f = SqlFile::from_text("x.sql", "x.sql".into(), "/* 日本".into());
+        assert!(f.statements().is_empty());
+        assert!(!f.no_transaction());
     }
 
     #[test]

@@ -1172,11 +1172,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// ECS `minimumHealthyPercent` and `maximumPercent` for the release's rolling settings
 /// on a service of `count` tasks: at most `max_unavailable` missing, `batch` extra.
+/// Computed in `u64` and capped at `i32::MAX` (what ECS takes): a release's `batch` or an
+/// ECS desired count may be any size (found by the `ecs_responses` fuzz target).
 pub fn rolling_percents(r: &Rolling, count: u32) -> (i32, i32) {
-    let count = count.max(1);
-    let min = (count.saturating_sub(r.max_unavailable) * 100) / count;
-    let max = ((count + r.batch.max(1)) * 100).div_ceil(count);
-    (min as i32, max.max(100) as i32)
+    let count = u64::from(count.max(1));
+    let min = (count.saturating_sub(u64::from(r.max_unavailable)) * 100) / count;
+    let max = ((count + u64::from(r.batch.max(1))) * 100).div_ceil(count);
+    let cap = |p: u64| i32::try_from(p).unwrap_or(i32::MAX);
+    (cap(min), cap(max.max(100)))
 }
 
 /// An ECS task's state as the platform reports it. `target` is the target group's view
@@ -1617,6 +1620,10 @@ mod tests {
         assert_eq!(rolling_percents(&r(2, 1), 4), (75, 150));
         assert_eq!(rolling_percents(&r(1, 0), 3), (100, 134));
         assert_eq!(rolling_percents(&r(1, 5), 2), (0, 150));
+        // Large batches and counts neither overflow nor wrap (a fuzz finding).
+        assert_eq!(rolling_percents(&r(u32::MAX, 0), u32::MAX), (100, 200));
+        assert_eq!(rolling_percents(&r(50_000_000, 0), 1), (100, i32::MAX));
+        assert_eq!(rolling_percents(&r(1, 0), 50_000_000), (100, 101));
     }
 
     #[test]

@@ -26,8 +26,9 @@ impl Split {
     pub fn get(&self, tg: &str) -> u32 {
         self.0.get(tg).copied().unwrap_or(0)
     }
-    pub fn total(&self) -> u32 {
-        self.0.values().sum()
+    /// The sum of the weights (in `u64`: a rule read back may hold any weights).
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|w| u64::from(*w)).sum()
     }
     /// Equal as traffic: target groups at 0 count as absent.
     pub fn same_traffic(&self, other: &Split) -> bool {
@@ -39,10 +40,13 @@ impl Split {
         };
         let (a, b) = (nz(self), nz(other));
         // Relative weights: 90/10 and 9/1 send the same traffic.
-        let (ta, tb) = (self.total() as u64, other.total() as u64);
+        let (ta, tb) = (self.total(), other.total());
         a.len() == b.len()
-            && a.iter()
-                .all(|(k, w)| b.get(k).is_some_and(|v| *w as u64 * tb == *v as u64 * ta))
+            && a.iter().all(|(k, w)| {
+                b.get(k).is_some_and(|v| {
+                    u128::from(*w) * u128::from(tb) == u128::from(*v) * u128::from(ta)
+                })
+            })
     }
     /// Weights as integer percentages summing to 100 (largest remainder), by target group.
     pub fn percentages(&self) -> Vec<(String, u8)> {
@@ -50,13 +54,16 @@ impl Split {
         if total == 0 {
             return Vec::new();
         }
-        let mut rows: Vec<(String, u32, u32)> = self
+        let mut rows: Vec<(String, u64, u64)> = self
             .0
             .iter()
             .filter(|(_, w)| **w > 0)
-            .map(|(k, w)| (k.clone(), w * 100 / total, (w * 100) % total))
+            .map(|(k, w)| {
+                let w = u64::from(*w) * 100;
+                (k.clone(), w / total, w % total)
+            })
             .collect();
-        let mut left = 100 - rows.iter().map(|r| r.1).sum::<u32>();
+        let mut left = 100 - rows.iter().map(|r| r.1).sum::<u64>();
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by(|a, b| rows[*b].2.cmp(&rows[*a].2));
         for i in order {
@@ -105,14 +112,15 @@ pub fn split_of(actions: &[Action]) -> Split {
                 for t in tgs {
                     if let Some(arn) = t.target_group_arn() {
                         // A target group without a weight gets ALB's default, 1.
-                        *out.entry(arn.to_string()).or_insert(0) +=
-                            t.weight().unwrap_or(1).max(0) as u32;
+                        let w = out.entry(arn.to_string()).or_insert(0u32);
+                        *w = w.saturating_add(t.weight().unwrap_or(1).max(0) as u32);
                     }
                 }
             }
             _ => {
                 if let Some(arn) = a.target_group_arn() {
-                    *out.entry(arn.to_string()).or_insert(0) += 1;
+                    let w = out.entry(arn.to_string()).or_insert(0u32);
+                    *w = w.saturating_add(1);
                 }
             }
         }
@@ -129,7 +137,7 @@ pub fn with_split(actions: &[Action], split: &Split) -> Vec<Action> {
         .map(|(arn, w)| {
             TargetGroupTuple::builder()
                 .target_group_arn(arn)
-                .weight(*w as i32)
+                .weight(i32::try_from(*w).unwrap_or(i32::MAX))
                 .build()
         })
         .collect();
@@ -376,6 +384,16 @@ mod tests {
 
     #[test]
     fn percentages_sum_to_100() {
+        // Weights read back from a rule may be any size: no overflow (a fuzz finding).
+        let big = split(&[(BLUE, u32::MAX), (GREEN, u32::MAX)]);
+        assert_eq!(big.total(), 2 * u64::from(u32::MAX));
+        let p = big.percentages();
+        assert_eq!(
+            p.iter().map(|(_, x)| u32::from(*x)).sum::<u32>(),
+            100,
+            "{p:?}"
+        );
+        assert!(big.same_traffic(&split(&[(BLUE, 1), (GREEN, 1)])));
         let p = split(&[(BLUE, 1), (GREEN, 2)]).percentages();
         assert_eq!(p.iter().map(|x| x.1 as u32).sum::<u32>(), 100);
         assert_eq!(p, vec![(BLUE.to_string(), 33), (GREEN.to_string(), 67)]);

@@ -1,0 +1,3 @@
+ALTER TABLE users ADD COLUMN full_name TEXT;
+UPDATE users SET full_name = name;
+ALTER TABLE users DROP COLUMN name;

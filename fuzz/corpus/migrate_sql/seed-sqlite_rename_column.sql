@@ -1,0 +1,2 @@
+-- naive rename
+ALTER TABLE users RENAME COLUMN name TO full_name;

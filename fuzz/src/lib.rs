@@ -1,0 +1,45 @@
+//! What the fuzz targets share: the release check both release targets end in, and text
+//! drawn either from a vocabulary of real values or free.
+
+use std::path::Path;
+
+use arbitrary::Arbitrary;
+
+/// A release's text through what `cutover validate` and `cutover plan` run: the located
+/// parse and validation, then the plan and its rendering for a valid release, or every
+/// diagnostic rendered for an invalid one.
+pub fn check_release(text: &str) {
+    let name = Path::new("fuzz.toml");
+    match cutover::release::load_str(name, text, Path::new("/nonexistent-fuzz-base")) {
+        Ok(release) => {
+            let plan = cutover::plan::plan(&release);
+            let _ = cutover::plan::render_text(&plan);
+        }
+        Err(diags) => {
+            for d in &diags {
+                let _ = d.to_string();
+            }
+        }
+    }
+}
+
+/// The `i`-th entry of `list`, wrapping.
+pub fn pick(list: &[&str], i: u8) -> String {
+    list[i as usize % list.len()].to_string()
+}
+
+/// Text from a vocabulary (`Known`) or any text (`Free`).
+#[derive(Arbitrary, Debug)]
+pub enum Text {
+    Known(u8),
+    Free(String),
+}
+
+impl Text {
+    pub fn s(&self, list: &[&str]) -> String {
+        match self {
+            Text::Known(i) => pick(list, *i),
+            Text::Free(s) => s.clone(),
+        }
+    }
+}
