@@ -21,6 +21,25 @@ pub fn check_release(text: &str) {
             }
         }
     }
+    // A release with `[environments]` refuses to resolve without `--env`: resolve it for
+    // each one it declares (variables, overlays, `${name}` everywhere) and render it back.
+    for env in cutover::release::environments::declared_names(text).into_iter().take(4) {
+        let opts = cutover::release::LoadOptions {
+            env: Some(env),
+            lenient_env: true,
+            ..Default::default()
+        };
+        match cutover::release::load_text(name, text, Path::new("/nonexistent-fuzz-base"), &opts) {
+            Ok(loaded) => {
+                let _ = cutover::release::render::render(&loaded.release);
+            }
+            Err(diags) => {
+                for d in &diags {
+                    let _ = d.to_string();
+                }
+            }
+        }
+    }
 }
 
 /// The `i`-th entry of `list`, wrapping.
