@@ -169,11 +169,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         let begin = Begin::Fresh {
             file_label: "built-in demo (examples/demo.toml)".into(),
             sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
-            origin: crate::journal::ReleaseOrigin {
+            origin: Box::new(crate::journal::ReleaseOrigin {
                 environment: None,
                 artifact: Some(crate::release::Artifact::new(DEMO_RELEASE.as_bytes(), &[])),
                 variables: Vec::new(),
-            },
+            }),
             break_glass: None,
         };
         let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {

@@ -28,7 +28,7 @@ pub enum Begin {
     Fresh {
         file_label: String,
         sha256: String,
-        origin: crate::journal::ReleaseOrigin,
+        origin: Box<crate::journal::ReleaseOrigin>,
         /// The lifecycle gate was closed and `--skip-requires` opened it.
         break_glass: Option<crate::engine::BreakGlass>,
     },
@@ -125,11 +125,11 @@ pub fn from_file(
         break_glass,
         file_label: file.display().to_string(),
         sha256: loaded.artifact.file_sha256.clone(),
-        origin: crate::journal::ReleaseOrigin {
+        origin: Box::new(crate::journal::ReleaseOrigin {
             environment: loaded.environment.clone(),
             artifact: Some(loaded.artifact.clone()),
             variables: loaded.vars.clone(),
-        },
+        }),
     };
     Ok((loaded.release, base_dir, begin))
 }

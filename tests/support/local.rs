@@ -182,19 +182,25 @@ pub async fn get(
         req = req.header(k, v);
     }
     let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
-    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
-    let status = resp.status().as_u16();
-    let rev = resp
-        .headers()
-        .get("x-cutover-revision")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    resp.into_body()
-        .collect()
+    // A request that never ends is a failed request with a name, not a test that hangs.
+    let answer = async {
+        let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let rev = resp
+            .headers()
+            .get("x-cutover-revision")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e:?}"))?;
+        Ok((status, rev))
+    };
+    tokio::time::timeout(Duration::from_secs(20), answer)
         .await
-        .map_err(|e| format!("body: {e:?}"))?;
-    Ok((status, rev))
+        .unwrap_or_else(|_| Err(format!("GET {url}: no complete answer within 20 s")))
 }
 
 /// What a load loop saw.
