@@ -135,6 +135,11 @@ pub fn check(
         let mut found = None;
         let mut near = Vec::new();
         for r in &runs {
+            // `history`'s environment (the release entry's first line, unverified) picks
+            // the candidates; only they are read and verified in full.
+            if r.environment.as_deref() != Some(env.as_str()) {
+                continue;
+            }
             let Some(rec) = run_release(state_dir, &r.run_id) else {
                 continue;
             };
