@@ -236,6 +236,13 @@ pub fn image_check(service: &str, container: &str, a: &Fields, b: &Fields) -> Im
 /// declared, since both come from the same file.
 pub fn resolved(a: &Release, b: &Release) -> Vec<Difference> {
     let (fa, fb) = (flatten_release(a), flatten_release(b));
+    // Anything either release marks or resolves as secret (an `env:` variable used in any
+    // field, say) is masked wherever it appears, beyond the fields `display` fingerprints.
+    let (sa, sb) = (
+        crate::secrets::Secrets::from_release(a),
+        crate::secrets::Secrets::from_release(b),
+    );
+    let shown = |path: &str, v: &String| sb.scrub(&sa.scrub(&display(path, v)));
     let keys: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
     keys.into_iter()
         .filter(|k| fa.get(*k) != fb.get(*k))
@@ -245,8 +252,8 @@ pub fn resolved(a: &Release, b: &Release) -> Vec<Difference> {
                 service,
                 path: path.clone(),
                 class: Class::Declared,
-                a: fa.get(k).map(|v| display(&path, v)),
-                b: fb.get(k).map(|v| display(&path, v)),
+                a: fa.get(k).map(|v| shown(&path, v)),
+                b: fb.get(k).map(|v| shown(&path, v)),
                 why: "follows from the release's variables or overlays".into(),
             }
         })
