@@ -95,6 +95,7 @@ async fn drive(keys: Vec<TermEvent>, read_only: bool, refuse: &'static str) -> R
         telemetry: None,
         presence: None,
         connection: None,
+        engine_stopped: None,
     };
     tokio::time::timeout(
         Duration::from_secs(20),

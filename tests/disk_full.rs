@@ -314,3 +314,59 @@ fn a_real_full_tmpfs_stops_the_engine_and_resume_carries_on_once_there_is_room()
     std::fs::remove_file(filler).unwrap();
     fx.resume_to_the_end();
 }
+
+/// The text inside the console's "ENGINE STOPPED" box, its lines joined with spaces.
+fn stopped_box(screen: &str) -> Option<String> {
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !l.contains("ENGINE STOPPED:"));
+    lines.next()?;
+    let inside: Vec<String> = lines
+        .take_while(|l| !l.trim_start().starts_with('└'))
+        .map(|l| l.trim().trim_matches('│').trim().to_string())
+        .collect();
+    Some(inside.join(" "))
+}
+
+#[test]
+fn the_console_says_the_engine_stopped_why_and_what_to_do_when_the_journal_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fx::new(dir.path(), dir.path().join("state"));
+    let t = support::tmux::Tmux::new("disk-full-console");
+    let cmd = format!(
+        "env CUTOVER_FAIL_APPEND_AT=25 CUTOVER_FAIL_APPEND_ERRNO=ENOSPC {bin} deploy --state-dir {state} {release}; echo \"exit $?\"; sleep 60",
+        bin = support::CUTOVER,
+        state = fx.state.display(),
+        release = dir.path().join("release.toml").display(),
+    );
+    t.start(200, 50, &cmd);
+    let screen = t.wait_for(
+        "the console's engine-stopped box",
+        |s| stopped_box(s).is_some_and(|b| b.contains("cutover resume")),
+        90,
+    );
+    let text = stopped_box(&screen).unwrap_or_default();
+    for needed in [
+        "No space left on device",
+        "took no action after the failed write",
+        "last journaled split",
+        "df -h",
+        "cutover resume --state-dir",
+    ] {
+        assert!(text.contains(needed), "the box lacks {needed:?}:\n{screen}");
+    }
+    let bar = screen.lines().next().unwrap_or_default();
+    assert!(bar.contains("ENGINE STOPPED"), "status bar: {bar}");
+    // While the console runs, the proxies serve the journal's last split.
+    let journaled = fx.journaled_splits();
+    assert_eq!(fx.served_splits(), journaled, "{screen}");
+    // Quitting (leave it paused) cannot reach the engine: the advice is printed on the
+    // terminal the console gave back, and the exit code is 1.
+    t.run(&["send-keys", "-t", "demo", "q"]);
+    t.wait_for("the quit dialog", |s| s.contains("roll back"), 10);
+    t.run(&["send-keys", "-t", "demo", "p"]);
+    let after = t.wait_for("the exit code", |s| s.contains("exit "), 30);
+    assert!(after.contains("exit 1"), "{after}");
+    assert!(after.contains("could not be written"), "{after}");
+    fx.resume_to_the_end();
+}

@@ -158,6 +158,8 @@ pub struct App {
     pub attached: Vec<String>,
     /// A remote console's lost connection (what it shows meanwhile is stale).
     pub connection_lost: Option<String>,
+    /// The engine of this process stopped on an error: why, and what to do.
+    pub engine_stopped: Option<String>,
     /// Attached to a served release: quitting only detaches (the release goes on in
     /// `cutover serve`), so there is nothing to confirm.
     pub remote: bool,
@@ -199,6 +201,7 @@ impl App {
             messages: Vec::new(),
             attached: Vec::new(),
             connection_lost: None,
+            engine_stopped: None,
             remote: false,
             share: None,
             quit_choice: QuitChoice::Plain,
@@ -238,6 +241,16 @@ impl App {
             _ => {}
         }
         self.connection_lost = lost;
+        self.dirty = true;
+    }
+
+    /// The engine stopped on an error (`Some`): shown in the status bar until the console
+    /// quits, since no command can be answered any more.
+    pub fn set_engine_stopped(&mut self, why: Option<String>) {
+        if let (None, Some(w)) = (&self.engine_stopped, &why) {
+            self.toast(format!("engine stopped: {w}"), true);
+        }
+        self.engine_stopped = why;
         self.dirty = true;
     }
 

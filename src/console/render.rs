@@ -164,6 +164,22 @@ impl App {
             self.render_config_errors(f, errs);
             rest
         };
+        let middle = match &self.engine_stopped {
+            None => middle,
+            Some(why) => {
+                // Wrapped inside the borders: the lines the text needs, at most a third.
+                let inner_w = middle.width.saturating_sub(2).max(1) as usize;
+                let need = why
+                    .lines()
+                    .map(|l| l.chars().count().div_ceil(inner_w).max(1))
+                    .sum::<usize>() as u16;
+                let h = (need + 2).min(middle.height / 3).max(3);
+                let [banner, rest] =
+                    Layout::vertical([Constraint::Length(h), Constraint::Min(0)]).areas(middle);
+                self.render_engine_stopped(f, banner, why);
+                rest
+            }
+        };
 
         if self.zoom {
             self.render_pane(f, self.focus, middle);
@@ -327,6 +343,14 @@ impl App {
                 bar,
             ));
         }
+        if self.engine_stopped.is_some() {
+            spans.push(sep.clone());
+            spans.push(Span::styled(
+                "ENGINE STOPPED",
+                bar.patch(self.style(Slot::HealthDown))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        }
         if let Some(why) = &self.connection_lost {
             spans.push(sep.clone());
             spans.push(Span::styled(
@@ -421,6 +445,24 @@ impl App {
             }
         }
         f.render_widget(Paragraph::new(Line::from(spans)), area);
+    }
+
+    fn render_engine_stopped(&self, f: &mut Frame, area: Rect, why: &str) {
+        let style = self.style(Slot::ToastError);
+        let lines: Vec<Line> = why
+            .lines()
+            .map(|l| Line::from(Span::styled(l.to_string(), style)))
+            .collect();
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(style)
+            .title(" ENGINE STOPPED: no command can act; q quits ");
+        f.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .wrap(Wrap { trim: false }),
+            area,
+        );
     }
 
     fn render_config_errors(&self, f: &mut Frame, area: Rect) {

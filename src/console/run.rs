@@ -58,6 +58,9 @@ pub struct EngineLink {
     /// For a remote console: `Some(why)` while the connection to the server is lost
     /// (reconnecting), `None` while it is up.
     pub connection: Option<watch::Receiver<Option<String>>>,
+    /// For the console that runs the engine in its own process: `Some(why and what to do)`
+    /// once the engine stopped on an error (a journal that could not be written).
+    pub engine_stopped: Option<watch::Receiver<Option<String>>>,
 }
 
 /// Things only a real terminal can do.
@@ -103,6 +106,7 @@ where
     let mut telemetry_open = link.telemetry.is_some();
     let mut presence_open = link.presence.is_some();
     let mut connection_open = link.connection.is_some();
+    let mut stopped_open = link.engine_stopped.is_some();
     if let Some(p) = link.presence.as_mut() {
         app.set_attached(p.borrow_and_update().clone());
     }
@@ -197,6 +201,20 @@ where
                     }
                 }
                 Err(_) => connection_open = false,
+            },
+            r = async {
+                match link.engine_stopped.as_mut() {
+                    Some(c) => c.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if stopped_open => match r {
+                Ok(()) => {
+                    if let Some(c) = link.engine_stopped.as_mut() {
+                        let v = c.borrow_and_update().clone();
+                        app.set_engine_stopped(v);
+                    }
+                }
+                Err(_) => stopped_open = false,
             },
             Some((command, reply)) = reply_rx.recv() => app.on_reply(&command, reply),
             _ = ticker.tick() => {

@@ -68,6 +68,18 @@ pub struct EngineHandle {
     pub events: broadcast::Sender<Event>,
     pub state: watch::Receiver<ReleaseState>,
     pub join: JoinHandle<Result<RunOutcome, EngineError>>,
+    /// `Some` once the engine stopped on an error (set before `join` yields it), so a
+    /// front end that is not awaiting `join`, such as the console, can say why at once.
+    pub stopped: watch::Receiver<Option<Stopped>>,
+}
+
+/// Why the engine's loop ended with an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The journal could not be written (a full or failing disk): nothing was done after
+    /// the failed write, so traffic is on the last journaled split.
+    pub journal: bool,
+    pub reason: String,
 }
 
 impl EngineHandle {
@@ -94,12 +106,23 @@ pub fn spawn(engine: Engine) -> EngineHandle {
     let (tx, rx) = mpsc::channel(256);
     let events = engine.event_sender();
     let state = engine.watch();
-    let join = tokio::spawn(run(engine, rx));
+    let (stopped_tx, stopped) = watch::channel(None);
+    let join = tokio::spawn(async move {
+        let r = run(engine, rx).await;
+        if let Err(e) = &r {
+            let _ = stopped_tx.send(Some(Stopped {
+                journal: matches!(e, EngineError::Record(_)),
+                reason: e.to_string(),
+            }));
+        }
+        r
+    });
     EngineHandle {
         commands: tx,
         events,
         state,
         join,
+        stopped,
     }
 }
 

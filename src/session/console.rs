@@ -157,6 +157,7 @@ pub async fn run_console(
         events,
         state,
         join,
+        stopped,
     } = handle;
     let shared = share(&state_dir, &hub, &commands, operator).await;
     // Registered before the console takes the terminal: closing it hands the release
@@ -177,6 +178,20 @@ pub async fn run_console(
     };
     let (telemetry, sampler) =
         spawn_sampler(platform.metrics(), state.clone(), clock.clone(), sampling);
+    // The console shows why its engine stopped, and what to do, the moment it happens.
+    let (banner_tx, banner_rx) = tokio::sync::watch::channel(None::<String>);
+    let banner = {
+        let mut stopped = stopped.clone();
+        let (run_id, state_dir) = (run_id.clone(), state_dir.clone());
+        tokio::spawn(async move {
+            if let Ok(s) = stopped.wait_for(|s| s.is_some()).await
+                && let Some(s) = s.as_ref()
+            {
+                let text = super::journal_failure::console_banner(s, &run_id, &state_dir);
+                let _ = banner_tx.send(Some(text));
+            }
+        })
+    };
     let link = EngineLink {
         commands: commands.clone(),
         events: events.subscribe(),
@@ -184,6 +199,7 @@ pub async fn run_console(
         telemetry: Some(telemetry),
         presence: shared.as_ref().map(|s| s.presence.clone()),
         connection: None,
+        engine_stopped: Some(banner_rx),
     };
     let options = ConsoleOptions {
         settings: Settings {
@@ -235,6 +251,30 @@ pub async fn run_console(
         }
     };
     sampler.abort();
+    banner.abort();
+    let engine_stopped = stopped.borrow().clone();
+    if let Some(s) = engine_stopped {
+        // Nothing can be paused, rolled back or handed over: the engine is gone. Say why
+        // and what to do on the terminal the console gave back, then stop the proxies.
+        note!("cutover: the engine stopped: {}", s.reason);
+        if s.journal {
+            note!(
+                "{}",
+                super::journal_failure::advice(&s.reason, &run_id, &state_dir, false)
+            );
+        }
+        if let Some(sh) = shared {
+            sh.stop("the engine stopped; the server stopped").await;
+        }
+        if let Some(n) = notifier {
+            n.abort();
+        }
+        platform.shutdown().await;
+        return ConsoleEnd {
+            code: EXIT_INTERNAL,
+            handed_over: false,
+        };
+    }
     let finished = || state.borrow().status == ReleaseStatus::Finished;
     // Without the socket (another live server holds it) a background server could not
     // serve either: a hang-up then leaves the release paused, resumable from the journal.

@@ -54,6 +54,7 @@ pub async fn finish_session(
         events,
         state: _,
         mut join,
+        stopped: _,
     } = handle;
     let outcome = tokio::select! {
         r = &mut join => r,
@@ -88,7 +89,7 @@ pub async fn finish_session(
                 journal_failed = true;
                 eprintln!(
                     "{}",
-                    super::journal_failure::advice(r, &run_id, &state_dir, keep_running)
+                    super::journal_failure::advice(&r.0, &run_id, &state_dir, keep_running)
                 );
             }
             EXIT_INTERNAL

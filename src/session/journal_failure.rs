@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use crate::engine::RecordError;
+use crate::engine::Stopped;
 
-/// The lines printed on stderr after `cutover: the engine stopped: …`.
-pub fn advice(err: &RecordError, run_id: &str, state_dir: &Path, keep_running: bool) -> String {
+/// The lines printed on stderr after `cutover: the engine stopped: …`; `cause` is the
+/// failed write's error.
+pub fn advice(cause: &str, run_id: &str, state_dir: &Path, keep_running: bool) -> String {
     let dir = state_dir.display();
     let traffic = if keep_running {
         "the proxies keep serving the last journaled split until SIGINT or SIGTERM"
@@ -19,6 +20,56 @@ pub fn advice(err: &RecordError, run_id: &str, state_dir: &Path, keep_running: b
          action after the failed write and {traffic}.\n\
          cutover: check the disk that holds {dir} (`df -h {dir}`: free space, or replace a \
          failing disk), then run `cutover resume --state-dir {dir}` to carry on from the journal",
-        cause = err.0,
     )
+}
+
+/// What the console shows once its engine stopped: for a journal that could not be
+/// written, where traffic is and what to do (the console's process keeps the proxies
+/// serving that split until it quits); otherwise the error and the way back.
+pub fn console_banner(stopped: &Stopped, run_id: &str, state_dir: &Path) -> String {
+    let dir = state_dir.display();
+    if stopped.journal {
+        format!(
+            "The journal of run {run_id} could not be written ({cause}). The engine took no \
+             action after the failed write: traffic stays on the last journaled split while \
+             this console runs.\n\
+             Free space on the disk that holds {dir} (`df -h {dir}`) or replace a failing disk, \
+             then quit (q) and run `cutover resume --state-dir {dir}` to carry on from the journal.",
+            cause = stopped.reason,
+        )
+    } else {
+        format!(
+            "{cause}\nQuit (q); `cutover resume --state-dir {dir}` carries on from the journal \
+             (run {run_id}).",
+            cause = stopped.reason,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_banner_says_where_traffic_is_and_what_to_do() {
+        let s = Stopped {
+            journal: true,
+            reason: "write failed: No space left on device (os error 28)".into(),
+        };
+        let t = console_banner(&s, "R1", Path::new("/var/lib/cutover"));
+        assert!(t.contains("No space left on device"), "{t}");
+        assert!(t.contains("last journaled split"), "{t}");
+        assert!(t.contains("df -h /var/lib/cutover"), "{t}");
+        assert!(
+            t.contains("cutover resume --state-dir /var/lib/cutover"),
+            "{t}"
+        );
+        let o = Stopped {
+            journal: false,
+            reason: "the release has no service named `x`".into(),
+        };
+        let t = console_banner(&o, "R1", Path::new("/s"));
+        assert!(t.starts_with("the release has no service named `x`"), "{t}");
+        assert!(!t.contains("journal of run"), "{t}");
+    }
 }

@@ -118,6 +118,7 @@ pub async fn remote_link(client: Client) -> Result<RemoteLink, ClientError> {
             telemetry: None,
             presence: Some(presence_rx),
             connection: Some(conn_rx),
+            engine_stopped: None,
         },
         state,
         feed,

@@ -17,6 +17,7 @@
 //! - [`netns`]: two network namespaces joined by a veth pair (two machines with
 //!   non-loopback addresses; needs root and `ip`).
 //! - [`served`]: a `cutover serve` child, killed on drop, waited on until it answers/exits.
+//! - [`tmux`]: a tmux server of the test's own: the console in a real terminal.
 //!
 //! Here: the binary under test, every file under a directory as text (what a test greps for
 //! a secret), polling with a deadline (`wait_for`), finding a demo-service replica's pid.
@@ -32,6 +33,7 @@ pub mod pg;
 pub mod release;
 pub mod served;
 pub mod tls;
+pub mod tmux;
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
