@@ -144,6 +144,7 @@ pub async fn run_console(
         platform,
         printer,
         notifier,
+        tracer,
         run_id,
         output,
         hub,
@@ -254,6 +255,10 @@ pub async fn run_console(
         if let Some(n) = notifier {
             n.abort();
         }
+        // The background server continues the trace from the journal.
+        if let Some(t) = tracer {
+            t.abort();
+        }
         let name = state.borrow().release.clone();
         let why = if hung_up {
             "the terminal hung up"
@@ -360,6 +365,7 @@ pub async fn run_console(
     if let Some(n) = notifier {
         n.abort();
     }
+    crate::trace::finish(tracer, crate::trace::FLUSH_LIMIT).await;
     platform.shutdown().await;
     ConsoleEnd {
         code,
