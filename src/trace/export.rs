@@ -84,7 +84,9 @@ pub fn spawn_exporter(
             if !batch.is_empty() {
                 let spans = std::mem::take(&mut batch);
                 let n = spans.len() as u64;
-                if send(&config, &resource, trace_id, spans).await {
+                // The first failure is a warning, later ones debug lines: a collector
+                // that is down must not flood the log; the end says how many were lost.
+                if send(&config, &resource, trace_id, spans, failed == 0).await {
                     sent += n;
                 } else {
                     failed += n;
@@ -114,6 +116,7 @@ async fn send(
     resource: &Resource,
     trace_id: [u8; 16],
     spans: Vec<SpanData>,
+    loud: bool,
 ) -> bool {
     let body = encode(resource, trace_id, spans);
     let r = crate::engine::http::request(
@@ -128,11 +131,20 @@ async fn send(
     match r {
         Ok(a) if (200..300).contains(&a.status) => true,
         Ok(a) => {
-            tracing::warn!(endpoint = %shown, status = a.status, "the OTLP collector refused a batch of spans");
+            if loud {
+                tracing::warn!(endpoint = %shown, status = a.status, "the OTLP collector refused a batch of spans");
+            } else {
+                tracing::debug!(endpoint = %shown, status = a.status, "the OTLP collector refused a batch of spans");
+            }
             false
         }
         Err(e) => {
-            tracing::warn!(endpoint = %shown, error = %e.replace(&config.endpoint, &shown), "exporting spans failed");
+            let e = e.replace(&config.endpoint, &shown);
+            if loud {
+                tracing::warn!(endpoint = %shown, error = %e, "exporting spans failed");
+            } else {
+                tracing::debug!(endpoint = %shown, error = %e, "exporting spans failed");
+            }
             false
         }
     }

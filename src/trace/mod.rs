@@ -135,6 +135,9 @@ pub fn spawn_tracer(
     for e in prior {
         let _ = tracer.apply(e);
     }
+    if !prior.is_empty() {
+        tracer.resumed(crate::engine::Clock::now_ms(&crate::engine::SystemClock));
+    }
     let flush = export::flush_limit(&run.config);
     let resource = resource(&run.config, state);
     let (sink, exporter) = export::spawn_exporter(run.config, run.ids.trace_id, resource);

@@ -164,6 +164,12 @@ impl Tracer {
         self.trace_id
     }
 
+    /// A new process took the run over from its journal (the engine's own
+    /// `EngineRestarted` is emitted before a subscriber can see it).
+    pub fn resumed(&mut self, at_ms: u64) {
+        self.root.event(at_ms, "resumed", Vec::new());
+    }
+
     fn describe_release(
         &mut self,
         release: &str,
