@@ -76,6 +76,16 @@ pub async fn start_session_with(
         Some(n) => resolve_webhooks(&release.release.name, &n.webhooks)?,
         None => Vec::new(),
     };
+    let grafana = (release.notify.as_ref().and_then(|n| n.grafana.as_ref()))
+        .map(|g| {
+            crate::engine::annotations::Grafana::resolve(
+                g,
+                &release.release.name,
+                release.release.environment.as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let pin_secret = (release.release.pin_secret.as_deref())
         .map(crate::platform::local::pin::PinSecret::from_spec)
         .transpose()
@@ -206,7 +216,7 @@ pub async fn start_session_with(
     } else {
         tokio::spawn(async {})
     };
-    let notifier = (!webhooks.is_empty()).then(|| {
+    let notifier = (!webhooks.is_empty() || grafana.is_some()).then(|| {
         spawn_notifier(
             // Webhooks name the environment with the release.
             match &release.release.environment {
@@ -214,6 +224,7 @@ pub async fn start_session_with(
                 None => release.release.name.clone(),
             },
             webhooks,
+            grafana,
             engine.subscribe(),
             NotifyOptions::default(),
         )
