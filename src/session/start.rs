@@ -172,7 +172,12 @@ pub async fn start_session_with(
     #[cfg(feature = "crash-hooks")]
     let platform = crate::faults::platform::hooked(platform);
     let plan = crate::plan::plan(release);
+    let migrate = crate::migrate::RunOptions {
+        child_env: child_env.clone(),
+        ..Default::default()
+    };
     let options = EngineOptions {
+        migrate,
         operator: operator.to_string(),
         platform_services,
         migrations,

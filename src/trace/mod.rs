@@ -23,6 +23,10 @@ use crate::journal::{Entry, NewEntry};
 
 pub use config::OtelConfig;
 
+/// The variable child processes get (W3C Trace Context, OpenTelemetry's environment
+/// carrier); not a secret, so service output is not scrubbed of it.
+pub const TRACEPARENT: &str = "TRACEPARENT";
+
 /// `kind` of the journal entry holding the run's trace id and root span id.
 pub const TRACE_ENTRY: &str = "trace";
 
@@ -57,7 +61,7 @@ impl TraceIds {
 
     /// What child processes get in their environment.
     pub fn child_env(&self) -> Vec<(String, String)> {
-        vec![("TRACEPARENT".into(), self.traceparent())]
+        vec![(TRACEPARENT.into(), self.traceparent())]
     }
 
     /// The journal entry recording them.
