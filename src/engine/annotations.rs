@@ -16,6 +16,9 @@ pub struct Grafana {
     pub dashboard_uid: Option<String>,
     /// `cutover`, the release, its environment, then the release's own tags.
     pub tags: Vec<String>,
+    /// When the release started, if before this process (a resumed run): its finish is
+    /// still a region.
+    pub started_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Grafana {
@@ -62,6 +65,7 @@ impl Grafana {
             token: read("token", &g.token)?,
             dashboard_uid: g.dashboard_uid.clone(),
             tags,
+            started_ms: None,
         })
     }
 
@@ -116,5 +120,69 @@ impl Grafana {
             body["dashboardUID"] = uid.clone().into();
         }
         Some(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn grafana(uid: Option<&str>) -> Grafana {
+        Grafana {
+            url: "https://grafana.example.com/".into(),
+            token: "glsa_SECRET".into(),
+            dashboard_uid: uid.map(str::to_string),
+            tags: vec!["cutover".into(), "shop".into()],
+            started_ms: None,
+        }
+    }
+
+    fn finished(at_ms: u64, exit_code: u8) -> Event {
+        Event {
+            seq: 9,
+            at_ms,
+            kind: EventKind::ReleaseFinished {
+                services: BTreeMap::new(),
+                exit_code,
+            },
+        }
+    }
+
+    #[test]
+    fn finish_is_a_region_when_the_start_was_seen_and_a_point_otherwise() {
+        let g = grafana(None);
+        assert_eq!(g.endpoint(), "https://grafana.example.com/api/annotations");
+        let region = g
+            .annotation("shop", Some(1_000), &finished(5_000, 0))
+            .unwrap();
+        assert_eq!(
+            (region["time"].as_u64(), region["timeEnd"].as_u64()),
+            (Some(1_000), Some(5_000))
+        );
+        assert_eq!(
+            region["tags"],
+            serde_json::json!(["cutover", "shop", "finish", "promoted"])
+        );
+        assert!(region.get("dashboardUID").is_none());
+        let point = g.annotation("shop", None, &finished(5_000, 3)).unwrap();
+        assert_eq!(point["time"].as_u64(), Some(5_000));
+        assert!(point.get("timeEnd").is_none());
+        assert!(point["tags"].as_array().unwrap().contains(&"failed".into()));
+        let on_dashboard = grafana(Some("d1"));
+        let a = on_dashboard
+            .annotation("shop", None, &finished(5, 0))
+            .unwrap();
+        assert_eq!(a["dashboardUID"], "d1");
+        let other = Event {
+            seq: 3,
+            at_ms: 1,
+            kind: EventKind::Promoted {
+                service: "api".into(),
+            },
+        };
+        assert!(g.annotation("shop", None, &other).is_none());
+        assert!(!format!("{g:?}").contains("SECRET"));
     }
 }

@@ -109,7 +109,7 @@ pub fn spawn_notifier(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut inflight = JoinSet::new();
-        let mut started_ms = None;
+        let mut started_ms = grafana.as_ref().and_then(|g| g.started_ms);
         loop {
             let e = match events.recv().await {
                 Ok(e) => e,

@@ -221,6 +221,10 @@ pub async fn start_session_with(
     } else {
         tokio::spawn(async {})
     };
+    let grafana = grafana.map(|mut g| {
+        g.started_ms = engine.state().started_at_ms;
+        g
+    });
     let notifier = (!webhooks.is_empty() || grafana.is_some()).then(|| {
         spawn_notifier(
             // Webhooks name the environment with the release.
