@@ -346,6 +346,9 @@ pub async fn run_console(
             .await;
         }
         join.abort();
+        // The tracer ends once every sender of the event stream is gone.
+        drop(commands);
+        drop(events);
         let now = state.borrow().clone();
         note!(
             "cutover: release {} left {} (run {run_id}); the journal holds its state: `cutover resume {run_id}` carries on",
@@ -365,7 +368,13 @@ pub async fn run_console(
     if let Some(n) = notifier {
         n.abort();
     }
-    crate::trace::finish(tracer, crate::trace::FLUSH_LIMIT).await;
+    // Left unfinished: what the tracer holds is sent quickly or left to the resume.
+    let limit = if code == EXIT_UNFINISHED {
+        std::time::Duration::from_secs(2)
+    } else {
+        crate::trace::FLUSH_LIMIT
+    };
+    crate::trace::finish(tracer, limit).await;
     platform.shutdown().await;
     ConsoleEnd {
         code,
