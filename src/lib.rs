@@ -22,3 +22,4 @@ pub mod release;
 pub mod secrets;
 pub mod session;
 pub mod tls;
+pub mod trace;

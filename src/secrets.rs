@@ -53,6 +53,20 @@ impl Secrets {
                 }
             }
         }
+        if let Some(g) = release.notify.as_ref().and_then(|n| n.grafana.as_ref()) {
+            // Grafana's token (also one wrongly written in the file, which validation
+            // refuses: its excerpt must not show it), and its URL when a variable holds it.
+            for v in [&g.token, &g.url] {
+                if let Some(var) = v.strip_prefix("env:")
+                    && let Ok(value) = std::env::var(var)
+                {
+                    s.extend([value]);
+                }
+            }
+            if !g.token.starts_with("env:") && !g.token.is_empty() {
+                s.extend([g.token.clone()]);
+            }
+        }
         for svc in &release.services {
             if let Some(local) = &svc.local {
                 for run in [&local.current, &local.target] {

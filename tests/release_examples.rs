@@ -208,10 +208,11 @@ fn sorted(keys: &[&str]) -> Vec<String> {
 fn parser_keys_match_the_published_schema() {
     let schema = release::json_schema();
     assert_eq!(properties(&schema, None), sorted(keys::TOP));
-    let pairs: [(&str, &[&str]); 13] = [
+    let pairs: [(&str, &[&str]); 14] = [
         ("EnvironmentTable", keys::ENVIRONMENT),
         ("ReleaseSection", keys::RELEASE),
         ("Notify", keys::NOTIFY),
+        ("GrafanaNotify", keys::GRAFANA),
         ("Service", keys::SERVICE),
         ("Linear", keys::LINEAR),
         ("BlueGreen", keys::BLUE_GREEN),
@@ -279,11 +280,12 @@ fn schema_command_prints_the_schema() {
 fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
-    let all: [&[&str]; 15] = [
+    let all: [&[&str]; 16] = [
         keys::ENVIRONMENT,
         keys::TOP,
         keys::RELEASE,
         keys::NOTIFY,
+        keys::GRAFANA,
         keys::SERVICE,
         keys::LINEAR,
         keys::BLUE_GREEN,

@@ -13,6 +13,7 @@
 //! subscription, the state watch and the join handle yielding the [`RunOutcome`].
 
 pub mod analysis;
+pub mod annotations;
 mod background;
 mod bootstrap;
 pub mod clock;

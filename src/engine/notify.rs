@@ -1,5 +1,6 @@
 //! Webhook notifications: Slack-compatible JSON (`text` plus `blocks`) on release start,
-//! pause, gate waiting, promotion, rollback, failure and completion. Deliveries run in the
+//! pause, gate waiting, promotion, rollback, failure and completion; Grafana annotations
+//! (`annotations.rs`) on the same path. Deliveries run in the
 //! background with retries and backoff; a failing webhook is logged (without its path,
 //! which often holds a token) and never blocks or fails the release.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::annotations::Grafana;
 use super::http;
 use super::state::{Event, EventKind, describe};
 
@@ -68,13 +70,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-async fn deliver(url: String, body: Vec<u8>, opts: NotifyOptions) {
+async fn deliver(url: String, headers: Vec<(String, String)>, body: Vec<u8>, opts: NotifyOptions) {
     let mut backoff = opts.first_backoff;
     for attempt in 1..=opts.attempts.max(1) {
         let r = http::request(
             "POST",
             &url,
-            &[],
+            &headers,
             Some(("application/json".into(), body.clone())),
             opts.timeout,
         )
@@ -96,16 +98,18 @@ async fn deliver(url: String, body: Vec<u8>, opts: NotifyOptions) {
     tracing::error!(webhook = %redact(&url), "giving up on a notification after {} attempts", opts.attempts);
 }
 
-/// Send notifications for `events` to every webhook until the channel closes; then wait
-/// up to `flush` for deliveries in flight.
+/// Send notifications for `events` to every webhook (and Grafana annotations) until the
+/// channel closes; then wait up to `flush` for deliveries in flight.
 pub fn spawn_notifier(
     release: String,
     webhooks: Vec<String>,
+    grafana: Option<Grafana>,
     mut events: broadcast::Receiver<Event>,
     opts: NotifyOptions,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut inflight = JoinSet::new();
+        let mut started_ms = grafana.as_ref().and_then(|g| g.started_ms);
         loop {
             let e = match events.recv().await {
                 Ok(e) => e,
@@ -118,12 +122,21 @@ pub fn spawn_notifier(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
+            if let EventKind::ReleaseStarted { .. } = e.kind {
+                started_ms = Some(e.at_ms);
+            }
+            if let Some(g) = &grafana
+                && let Some(a) = g.annotation(&release, started_ms, &e)
+            {
+                let body = serde_json::to_vec(&a).unwrap_or_default();
+                inflight.spawn(deliver(g.endpoint(), g.headers(), body, opts.clone()));
+            }
             let Some(msg) = message(&release, &e) else {
                 continue;
             };
             let body = serde_json::to_vec(&msg).unwrap_or_default();
             for url in &webhooks {
-                inflight.spawn(deliver(url.clone(), body.clone(), opts.clone()));
+                inflight.spawn(deliver(url.clone(), Vec::new(), body.clone(), opts.clone()));
             }
             while inflight.try_join_next().is_some() {}
         }
@@ -212,7 +225,7 @@ mod tests {
             ..Default::default()
         };
         let dead = "http://127.0.0.1:9/hook".to_string();
-        let task = spawn_notifier("rel".into(), vec![url, dead], rx, opts);
+        let task = spawn_notifier("rel".into(), vec![url, dead], None, rx, opts);
         tx.send(ev(
             1,
             EventKind::ReleaseStarted {

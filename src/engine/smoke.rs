@@ -30,11 +30,20 @@ pub trait SmokeTester: Send + Sync {
 
 /// HTTP requests and argv commands, for real.
 #[derive(Debug, Clone, Default)]
-pub struct RealSmoke;
+pub struct RealSmoke {
+    /// Added to every command's inherited environment (`TRACEPARENT` when the run is
+    /// traced: `crate::trace`).
+    env: Vec<(String, String)>,
+}
 
 impl RealSmoke {
     pub fn shared() -> Arc<dyn SmokeTester> {
-        Arc::new(RealSmoke)
+        Arc::new(RealSmoke::default())
+    }
+
+    /// Commands also get `env`.
+    pub fn with_env(env: Vec<(String, String)>) -> Arc<dyn SmokeTester> {
+        Arc::new(RealSmoke { env })
     }
 }
 
@@ -88,6 +97,7 @@ impl SmokeTester for RealSmoke {
             };
             let mut cmd = tokio::process::Command::new(program);
             cmd.args(&argv[1..])
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -162,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_get_the_url_as_an_argument_without_a_shell() {
-        let ok = RealSmoke
+        let ok = RealSmoke::default()
             .run(
                 &smoke(vec!["test", "{url}", "=", "http://x:1"]),
                 &route(),
@@ -171,17 +181,19 @@ mod tests {
             .await;
         assert!(ok.passed, "{ok:?}");
         // A shell would expand `$HOME`; argv passes it through literally.
-        let lit = RealSmoke
+        let lit = RealSmoke::default()
             .run(&smoke(vec!["test", "$HOME", "=", "$HOME"]), &route(), "u")
             .await;
         assert!(lit.passed, "{lit:?}");
-        let bad = RealSmoke.run(&smoke(vec!["false"]), &route(), "u").await;
+        let bad = RealSmoke::default()
+            .run(&smoke(vec!["false"]), &route(), "u")
+            .await;
         assert!(!bad.passed && bad.detail.contains("failed"), "{bad:?}");
         let mut slow = smoke(vec!["sleep", "5"]);
         slow.timeout = Dur(std::time::Duration::from_millis(100));
-        let t = RealSmoke.run(&slow, &route(), "u").await;
+        let t = RealSmoke::default().run(&slow, &route(), "u").await;
         assert!(!t.passed && t.detail.contains("did not finish"), "{t:?}");
-        let missing = RealSmoke
+        let missing = RealSmoke::default()
             .run(&smoke(vec!["/nonexistent/prog"]), &route(), "u")
             .await;
         assert!(

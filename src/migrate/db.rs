@@ -46,6 +46,9 @@ pub struct RunOptions {
     /// Test hook: fail (as a crash would) after this many statements ran, before commit.
     #[doc(hidden)]
     pub failpoint_after_statements: Option<usize>,
+    /// Added to the environment of the client programs a dry run starts (`pg_dump`,
+    /// `psql`): the run's `TRACEPARENT` when it is traced (`crate::trace`).
+    pub child_env: Vec<(String, String)>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +61,7 @@ impl Default for RunOptions {
             actor: default_actor(),
             accept_schema_drift: false,
             failpoint_after_statements: None,
+            child_env: Vec::new(),
         }
     }
 }

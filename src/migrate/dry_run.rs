@@ -292,7 +292,7 @@ fn dry_run_postgres(
             maint
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch)))
                 .map_err(|e| fail(format!("cannot create scratch database: {e}")))?;
-            if let Err(e) = schema_only_copy(&cfg, &scratch) {
+            if let Err(e) = schema_only_copy(&cfg, &scratch, &opts.child_env) {
                 let _ = maint.batch_execute(&format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                     quote_ident(&scratch)
@@ -396,13 +396,18 @@ fn pg_env(cfg: &postgres::Config, dbname: &str) -> Vec<(&'static str, String)> {
     env
 }
 
-fn schema_only_copy(cfg: &postgres::Config, scratch: &str) -> Result<(), String> {
+fn schema_only_copy(
+    cfg: &postgres::Config,
+    scratch: &str,
+    child_env: &[(String, String)],
+) -> Result<(), String> {
     let dump = pg_binary("pg_dump").ok_or("pg_dump not found (install postgresql-client)")?;
     let psql = pg_binary("psql").ok_or("psql not found (install postgresql-client)")?;
     let real = cfg.get_dbname().or(cfg.get_user()).unwrap_or("postgres");
     let out = Command::new(&dump)
         .args(["--schema-only", "--no-owner", "--no-privileges"])
         .envs(pg_env(cfg, real))
+        .envs(child_env.iter().cloned())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", dump.display()))?;
@@ -415,6 +420,7 @@ fn schema_only_copy(cfg: &postgres::Config, scratch: &str) -> Result<(), String>
     let mut child = Command::new(&psql)
         .args(["-q", "-X", "-v", "ON_ERROR_STOP=1"])
         .envs(pg_env(cfg, scratch))
+        .envs(child_env.iter().cloned())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

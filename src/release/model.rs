@@ -20,7 +20,7 @@ use crate::duration::{format_duration, parse_duration};
 pub struct Release {
     /// Settings of the release as a whole.
     pub release: ReleaseSection,
-    /// Where to announce what happens (webhooks).
+    /// Where to announce what happens (webhooks, Grafana annotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
     /// The services this release changes, written as `[[service]]` tables.
@@ -125,6 +125,32 @@ pub struct Notify {
     /// an environment variable (it is never journaled or shown).
     #[serde(default)]
     pub webhooks: Vec<String>,
+    /// Deploy markers on Grafana dashboards: the release's start, each rollback and its
+    /// finish posted as annotations (`POST /api/annotations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<GrafanaNotify>,
+}
+
+/// The `[notify.grafana]` table: where and how deploy markers are posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrafanaNotify {
+    /// Grafana's base URL (`https://grafana.example.com`), or `env:VAR` naming a variable
+    /// that holds it (then it is secret).
+    pub url: String,
+    /// `env:VAR`: the variable holding a service account token (sent as
+    /// `Authorization: Bearer ...`; never journaled or shown). A token written in the file
+    /// is refused.
+    pub token: String,
+    /// Put the annotations on this dashboard only (its UID); without it they are
+    /// organization-wide and every dashboard can show them by tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_uid: Option<String>,
+    /// Tags added to every annotation, besides `cutover`, the release's name, its
+    /// environment and the event (`start`, `rollback`, `finish`, with `promoted` or
+    /// `failed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// One `[[service]]`.

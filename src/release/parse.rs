@@ -109,7 +109,8 @@ pub mod keys {
         "environment",
         "pin_secret",
     ];
-    pub const NOTIFY: &[&str] = &["webhooks"];
+    pub const NOTIFY: &[&str] = &["webhooks", "grafana"];
+    pub const GRAFANA: &[&str] = &["url", "token", "dashboard_uid", "tags"];
     pub const SERVICE: &[&str] = &[
         "name",
         "depends_on",
@@ -753,6 +754,9 @@ impl Parser<'_> {
                     webhooks: self
                         .opt_str_list(&t, "webhooks", "[\"http://127.0.0.1:9099/hook\"]")
                         .unwrap_or_default(),
+                    grafana: self
+                        .opt_table(&t, "grafana", || "[notify.grafana]".into())
+                        .map(|g| self.grafana(&g)),
                 }
             });
         let services = self
@@ -1130,6 +1134,22 @@ impl Parser<'_> {
             unhealthy_after: self
                 .opt_int(t, "unhealthy_after", 1, 1000, "3")
                 .map_or(d.unhealthy_after, |n| n as u32),
+        }
+    }
+
+    fn grafana(&mut self, t: &Tbl) -> GrafanaNotify {
+        self.check_keys(t, keys::GRAFANA);
+        GrafanaNotify {
+            url: self
+                .req_str(t, "url", "\"https://grafana.example.com\"")
+                .unwrap_or_default(),
+            token: self
+                .req_str(t, "token", "\"env:GRAFANA_TOKEN\"")
+                .unwrap_or_default(),
+            dashboard_uid: self.opt_str(t, "dashboard_uid", "\"cutover-releases\""),
+            tags: self
+                .opt_str_list(t, "tags", "[\"payments\"]")
+                .unwrap_or_default(),
         }
     }
 

@@ -67,6 +67,74 @@ impl Validator<'_> {
     /// `[release] pin_secret`: `env:VAR` only (a value written in the file would be journaled
     /// with the release), and only where cutover's own proxy routes (the local platform).
     /// The message never quotes what was written: it may be the secret itself.
+    /// `[notify.grafana]`: a URL (or `env:VAR`) without credentials, a token from
+    /// `env:VAR` only, tags that are words. Messages never repeat a value that may be
+    /// secret.
+    fn grafana(&mut self, g: &crate::release::model::GrafanaNotify) {
+        let env_name = |v: &str| {
+            v.strip_prefix("env:").map(|var| {
+                !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        };
+        match env_name(&g.url) {
+            Some(true) => {}
+            Some(false) => self.at(
+                "notify.grafana.url",
+                "grafana url: `env:` needs an environment variable name",
+                "write e.g. \"env:GRAFANA_URL\" (the variable holds the URL)",
+            ),
+            None if !(g.url.starts_with("http://") || g.url.starts_with("https://")) => self.at(
+                "notify.grafana.url",
+                "grafana url is not an http(s) URL",
+                "write Grafana's base URL, e.g. \"https://grafana.example.com\", or env:VAR",
+            ),
+            None if g
+                .url
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.split(['/', '?']).next().is_some_and(|a| a.contains('@'))) =>
+            {
+                self.at(
+                    "notify.grafana.url",
+                    "grafana url carries credentials (`user:password@`): they would be journaled",
+                    "remove them from the URL and give a service account token: token = \"env:GRAFANA_TOKEN\"",
+                )
+            }
+            None => {}
+        }
+        match env_name(&g.token) {
+            Some(true) => {}
+            Some(false) => self.at(
+                "notify.grafana.token",
+                "grafana token: `env:` needs an environment variable name",
+                "write e.g. \"env:GRAFANA_TOKEN\" (the variable holds the token)",
+            ),
+            None => self.at(
+                "notify.grafana.token",
+                "grafana token is written in the file: a token must come from the environment (it would be journaled and shown)",
+                "export it and write token = \"env:GRAFANA_TOKEN\"",
+            ),
+        }
+        if g.dashboard_uid
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            self.at(
+                "notify.grafana.dashboard_uid",
+                "grafana dashboard_uid is empty",
+                "give the dashboard's UID (the part after /d/ in its URL), or leave the key out",
+            );
+        }
+        for (i, tag) in g.tags.iter().enumerate() {
+            if tag.trim().is_empty() {
+                self.at(
+                    &format!("notify.grafana.tags[{i}]"),
+                    format!("grafana tag {i} is empty"),
+                    "write a word, e.g. \"payments\", or remove it",
+                );
+            }
+        }
+    }
+
     fn pin_secret(&mut self, pin: &str, platform: PlatformKind) {
         let var = pin.trim().strip_prefix("env:");
         if !var.is_some_and(|v| {
@@ -129,6 +197,9 @@ impl Validator<'_> {
                     );
                 }
             }
+        }
+        if let Some(g) = r.notify.as_ref().and_then(|n| n.grafana.as_ref()) {
+            self.grafana(g);
         }
         if let Some(pin) = &r.release.pin_secret {
             self.pin_secret(pin, r.release.platform);

@@ -144,6 +144,7 @@ pub async fn run_console(
         platform,
         printer,
         notifier,
+        tracer,
         run_id,
         output,
         hub,
@@ -294,6 +295,10 @@ pub async fn run_console(
         if let Some(n) = notifier {
             n.abort();
         }
+        // The background server continues the trace from the journal.
+        if let Some(t) = tracer {
+            t.abort();
+        }
         let name = state.borrow().release.clone();
         let why = if hung_up {
             "the terminal hung up"
@@ -381,6 +386,9 @@ pub async fn run_console(
             .await;
         }
         join.abort();
+        // The tracer ends once every sender of the event stream is gone.
+        drop(commands);
+        drop(events);
         let now = state.borrow().clone();
         note!(
             "cutover: release {} left {} (run {run_id}); the journal holds its state: `cutover resume {run_id}` carries on",
@@ -400,6 +408,13 @@ pub async fn run_console(
     if let Some(n) = notifier {
         n.abort();
     }
+    // Left unfinished: what the tracer holds is sent quickly or left to the resume.
+    let limit = if code == EXIT_UNFINISHED {
+        std::time::Duration::from_secs(2)
+    } else {
+        crate::trace::FLUSH_LIMIT
+    };
+    crate::trace::finish(tracer, limit).await;
     platform.shutdown().await;
     ConsoleEnd {
         code,

@@ -42,6 +42,7 @@ pub async fn finish_session(
         platform,
         printer,
         notifier,
+        tracer,
         run_id,
         output,
         hub: _,
@@ -102,6 +103,7 @@ pub async fn finish_session(
     if let Some(n) = notifier {
         let _ = n.await;
     }
+    crate::trace::finish(tracer, crate::trace::FLUSH_LIMIT).await;
     if keep_running && journal_failed {
         // The journal's disk failed: the split in force is the last journaled one.
         signal().await;

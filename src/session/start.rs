@@ -35,6 +35,8 @@ pub struct Session {
     pub platform: Arc<dyn Platform>,
     pub printer: JoinHandle<()>,
     pub notifier: Option<JoinHandle<()>>,
+    /// Exports the run's trace (`OTEL_EXPORTER_OTLP_ENDPOINT` set): [`crate::trace`].
+    pub tracer: Option<JoinHandle<()>>,
     pub run_id: String,
     pub output: Output,
     /// Numbers and fans out the engine's events to control API clients.
@@ -74,6 +76,16 @@ pub async fn start_session_with(
         Some(n) => resolve_webhooks(&release.release.name, &n.webhooks)?,
         None => Vec::new(),
     };
+    let grafana = (release.notify.as_ref().and_then(|n| n.grafana.as_ref()))
+        .map(|g| {
+            crate::engine::annotations::Grafana::resolve(
+                g,
+                &release.release.name,
+                release.release.environment.as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
     let pin_secret = (release.release.pin_secret.as_deref())
         .map(crate::platform::local::pin::PinSecret::from_spec)
         .transpose()
@@ -125,6 +137,11 @@ pub async fn start_session_with(
         }
     };
     let run_id = journal.run_id().to_string();
+    let traced = trace_run(&mut journal, prior_entries.as_deref())?;
+    let child_env = traced
+        .as_ref()
+        .map(|t| t.ids.child_env())
+        .unwrap_or_default();
     let mut platform_services = std::collections::HashMap::new();
     let platform: Arc<dyn Platform> = if release.release.platform == PlatformKind::Ecs {
         let prior_ecs = prior_entries.as_deref().zip(prior.as_deref());
@@ -137,6 +154,7 @@ pub async fn start_session_with(
         let mut config = local_config(release, journal.dir(), &self_exe, base_dir, None)
             .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
         config.pin_secret = pin_secret;
+        crate::trace::add_to_local(&mut config, &child_env);
         match LocalPlatform::start(config).await {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -154,7 +172,12 @@ pub async fn start_session_with(
     #[cfg(feature = "crash-hooks")]
     let platform = crate::faults::platform::hooked(platform);
     let plan = crate::plan::plan(release);
+    let migrate = crate::migrate::RunOptions {
+        child_env: child_env.clone(),
+        ..Default::default()
+    };
     let options = EngineOptions {
+        migrate,
         operator: operator.to_string(),
         platform_services,
         migrations,
@@ -172,7 +195,7 @@ pub async fn start_session_with(
             platform.clone(),
             Arc::new(SystemClock),
             recorder,
-            RealSmoke::shared(),
+            RealSmoke::with_env(child_env.clone()),
             options,
         ),
         Some(events) => Engine::restore(
@@ -181,7 +204,7 @@ pub async fn start_session_with(
             platform.clone(),
             Arc::new(SystemClock),
             recorder,
-            RealSmoke::shared(),
+            RealSmoke::with_env(child_env.clone()),
             options,
             events,
         ),
@@ -198,7 +221,11 @@ pub async fn start_session_with(
     } else {
         tokio::spawn(async {})
     };
-    let notifier = (!webhooks.is_empty()).then(|| {
+    let grafana = grafana.map(|mut g| {
+        g.started_ms = engine.state().started_at_ms;
+        g
+    });
+    let notifier = (!webhooks.is_empty() || grafana.is_some()).then(|| {
         spawn_notifier(
             // Webhooks name the environment with the release.
             match &release.release.environment {
@@ -206,8 +233,17 @@ pub async fn start_session_with(
                 None => release.release.name.clone(),
             },
             webhooks,
+            grafana,
             engine.subscribe(),
             NotifyOptions::default(),
+        )
+    });
+    let tracer = traced.map(|t| {
+        crate::trace::spawn_tracer(
+            t,
+            engine.state(),
+            prior.as_deref().unwrap_or_default(),
+            engine.subscribe(),
         )
     });
     let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
@@ -221,6 +257,7 @@ pub async fn start_session_with(
         platform,
         printer,
         notifier,
+        tracer,
         run_id,
         output,
         hub,
@@ -228,6 +265,30 @@ pub async fn start_session_with(
         contract,
         aws: aws.clone(),
     })
+}
+
+/// The run's trace ids when `OTEL_*` asks for traces: a fresh run (or a resumed one
+/// that was not traced) journals new ones before the engine starts; a resumed run reads
+/// its own back, so its spans continue the same trace.
+fn trace_run(
+    journal: &mut Journal,
+    prior: Option<&[crate::journal::Entry]>,
+) -> Result<Option<crate::trace::RunTracing>, Failure> {
+    let Some(config) = crate::trace::config_from_env() else {
+        return Ok(None);
+    };
+    let ids = match prior.and_then(crate::trace::TraceIds::from_entries) {
+        Some(ids) => ids,
+        None => {
+            let ids = crate::trace::TraceIds::random();
+            journal
+                .append(ids.entry(crate::engine::Clock::now_ms(&SystemClock)))
+                .map_err(|e| Failure::internal(format!("journal: {e}")))?;
+            ids
+        }
+    };
+    tracing::info!(target: "cutover", "trace id {}", crate::trace::hex(&ids.trace_id));
+    Ok(Some(crate::trace::RunTracing { config, ids }))
 }
 
 /// Webhook URLs as the notifier needs them: `env:VAR` replaced by the variable's value

@@ -399,7 +399,13 @@ async fn forward_lines(
     // it (or that it inherited: an `env:` webhook or database) into the log, the console
     // or a crash reason.
     let mut secrets = spec.scrub.clone();
-    secrets.extend(spec.env.values().cloned());
+    // Every env value but the W3C trace context cutover adds (`crate::trace`): a
+    // service logging its trace id is what tracing is for.
+    secrets.extend(
+        (spec.env.iter())
+            .filter(|(k, _)| k.as_str() != crate::trace::TRACEPARENT)
+            .map(|(_, v)| v.clone()),
+    );
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -666,11 +672,14 @@ mod tests {
     async fn output_lines_are_scrubbed_of_the_replicas_environment_values() {
         let mut spec = spec(&["true"]);
         spec.env.insert("API_TOKEN".into(), "tok-5e3c1a77".into());
+        // The trace context cutover adds is not a secret: a service may log it.
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        spec.env.insert(crate::trace::TRACEPARENT.into(), tp.into());
         let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
-        let printed: &[u8] = b"booting\nAPI_TOKEN=tok-5e3c1a77\n";
-        forward_lines(printed, spec, "stdout", tail.clone()).await;
+        let printed = format!("booting\nAPI_TOKEN=tok-5e3c1a77\ntrace {tp}\n");
+        forward_lines(printed.as_bytes(), spec, "stdout", tail.clone()).await;
         let lines: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
-        assert_eq!(lines, ["booting", "API_TOKEN=***"]);
+        assert_eq!(lines, ["booting", "API_TOKEN=***", &format!("trace {tp}")]);
     }
 
     #[tokio::test]
