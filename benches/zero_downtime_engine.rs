@@ -196,7 +196,7 @@ fn deploy_once(
         .unwrap_or_else(|_| fail("address"));
     wait_listening(addr, Duration::from_secs(60));
     let t0 = Instant::now();
-    let uri = format!("http://{addr}/api/zde")
+    let uri: hyper::Uri = format!("http://{addr}/api/zde")
         .parse()
         .unwrap_or_else(|_| fail("uri"));
     let mut total: Option<LoadReport> = None;
