@@ -446,7 +446,7 @@ pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
     let mut rng = SmallRng::seed_from_u64(seed);
     // The thresholds between the frozen p99 and MAX_P99_MS are drawn from a stream of
     // their own, so the counts at those two (and every earlier table) stay as they were.
-    let mut ladder_rng = SmallRng::seed_from_u64(splitmix64(seed ^ 0x1add_e7));
+    let mut ladder_rng = SmallRng::seed_from_u64(splitmix64(seed ^ 0x001a_dde7));
     let ladder = ladder_ms().map(|t| t as f64);
     let (rps, w) = p.traffic(s);
     let pc = Poisson::new(rps * w).ok();
