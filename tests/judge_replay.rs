@@ -184,6 +184,8 @@ fn judge_bench_json_has_the_documented_shape() {
             "sequential",
             "--judge",
             "argo-fl0",
+            "--tune-trials",
+            "10",
             "--output",
             "json",
         ])
@@ -196,7 +198,20 @@ fn judge_bench_json_has_the_documented_shape() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    // Both calibrations by default: documented first, then tuned to equal A/A.
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["calibration"], "documented");
+    assert_eq!(rows[2]["calibration"], "equal-aa");
+    assert_eq!(rows[2]["judge"], "sequential");
+    let argo = rows[1]["params"].as_str().unwrap();
+    assert!(
+        argo.contains("success ≥ 99 %") && argo.contains("p99 ≤ 243 ms"),
+        "{argo}"
+    );
+    let tuning = v["tuning"].as_array().unwrap();
+    assert_eq!(tuning.len(), 2);
+    assert_eq!(tuning[1]["judge"], "argo-fl0");
+    assert!(tuning[1]["aa_rate"].as_f64().unwrap() <= 0.01 + 1e-9);
     assert_eq!(rows[0]["judge"], "sequential");
     assert_eq!(rows[0]["scenario"], "crash");
     assert_eq!(rows[0]["trials"], 20);

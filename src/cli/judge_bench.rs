@@ -9,8 +9,11 @@ use std::time::Instant;
 use clap::{Args, ValueEnum, builder::PossibleValuesParser};
 
 use crate::duration::parse_duration;
+use crate::judge::calibrate::{Calibration, TuneSet, Tuned, tune};
 use crate::judge::explain::count;
-use crate::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, record_trial, run_scenario};
+use crate::judge::sim::{
+    BenchJudge, JudgeSpec, Scenario, SimParams, Summary, record_trial, run_scenario_with,
+};
 
 use super::Error;
 
@@ -20,8 +23,31 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Which calibrations of the comparators to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CalibrationArg {
+    /// As each tool's documentation tells a user to set it.
+    Documented,
+    /// Tuned so that every judge has the same A/A false-rollback rate.
+    EqualAa,
+    /// Both, one block after the other.
+    Both,
+}
+
 #[derive(Debug, Args)]
 pub struct JudgeBenchArgs {
+    /// The comparators' parameters: documented, tuned to equal A/A false rollbacks, or both.
+    #[arg(long, value_enum, default_value_t = CalibrationArg::Both)]
+    pub calibration: CalibrationArg,
+    /// A/A false-rollback rate (percent) every judge is tuned to with `equal-aa`.
+    #[arg(long, default_value_t = 1.0)]
+    pub target_aa: f64,
+    /// A/A trials the tuning bisects on (a seed set apart from the table's).
+    #[arg(long, default_value_t = 400)]
+    pub tune_trials: u32,
+    /// Seed of the tuning trials.
+    #[arg(long, default_value_t = 1001)]
+    pub tune_seed: u64,
     /// Scenario to run (repeatable; default: all).
     #[arg(long, value_parser = PossibleValuesParser::new(Scenario::ALL.map(|s| s.name())))]
     pub scenario: Vec<String>,
@@ -113,25 +139,89 @@ pub fn run(args: JudgeBenchArgs) -> Result<ExitCode, Error> {
                 .unwrap_or(1)
         })
         .max(1);
+    if !(args.target_aa > 0.0 && args.target_aa < 50.0) {
+        return Err(Error::ToolInvalid(format!(
+            "--target-aa {} must be a percentage above 0 and below 50, e.g. 1",
+            args.target_aa
+        )));
+    }
+    if args.tune_trials == 0 {
+        return Err(Error::ToolInvalid("--tune-trials must be above 0".into()));
+    }
     let started = Instant::now();
+    let mut bench: Vec<BenchJudge> = Vec::new();
+    if args.calibration != CalibrationArg::EqualAa {
+        bench.extend(judges.iter().map(|j| BenchJudge::documented(*j)));
+    }
+    let mut tuned: Vec<(JudgeSpec, Tuned)> = Vec::new();
+    if args.calibration != CalibrationArg::Documented {
+        let set = TuneSet::new(&params, args.tune_trials, args.tune_seed, threads);
+        let target = args.target_aa / 100.0;
+        let mut sequential: Option<Tuned> = None;
+        for j in &judges {
+            let t = match (j, sequential) {
+                // The oracle is the sequential judge's yardstick: it gets the same α.
+                (JudgeSpec::Oracle, Some(seq)) => Tuned {
+                    aa_rate: set
+                        .aa_rate(*j, &seq.params)
+                        .map_err(|e| Error::ToolInternal(format!("tuning oracle: {e}")))?,
+                    params: seq.params,
+                },
+                _ => tune(*j, &set, target)
+                    .map_err(|e| Error::ToolInternal(format!("tuning {} failed: {e}", j.name())))?,
+            };
+            if *j == JudgeSpec::Sequential {
+                sequential = Some(t);
+            }
+            tuned.push((*j, t));
+            bench.push(BenchJudge {
+                spec: *j,
+                params: t.params,
+                calibration: Calibration::EqualAa,
+            });
+        }
+    }
     let mut rows: Vec<Summary> = Vec::new();
     for s in &scenarios {
-        let r = run_scenario(*s, &judges, &params, threads)
+        let r = run_scenario_with(*s, &bench, &params, threads)
             .map_err(|e| Error::ToolInternal(format!("simulation of {} failed: {e}", s.name())))?;
         rows.extend(r);
     }
     let took = started.elapsed();
     match args.output {
         OutputFormat::Json => {
-            let doc = serde_json::json!({ "results": rows });
+            let tuning: Vec<serde_json::Value> = tuned
+                .iter()
+                .map(|(j, t)| {
+                    serde_json::json!({
+                        "judge": j.name(),
+                        "params": t.params.describe(),
+                        "aa_rate": t.aa_rate,
+                        "target_aa": args.target_aa / 100.0,
+                        "trials": args.tune_trials,
+                        "seed": args.tune_seed,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({ "results": rows, "tuning": tuning });
             println!("{doc}");
         }
         OutputFormat::Text => {
             print!("{}", table(&rows, &params));
+            print!(
+                "{}",
+                legend(
+                    &bench,
+                    &tuned,
+                    args.target_aa,
+                    args.tune_trials,
+                    args.tune_seed
+                )
+            );
             println!(
                 "{} scenarios × {} judges × {} trials of {} s in {:.1} s on {threads} threads (seed {})",
                 scenarios.len(),
-                judges.len(),
+                bench.len(),
                 count(params.trials as u64),
                 params.horizon_s,
                 took.as_secs_f64(),
@@ -171,6 +261,56 @@ fn record(path: &PathBuf, s: Scenario, p: &SimParams, trial: u32) -> Result<Exit
     }
 }
 
+/// A row's judge as the table shows it: tuned judges carry `=aa`.
+fn label(r: &Summary) -> String {
+    if r.calibration == Calibration::EqualAa.name() {
+        format!("{}=aa", r.judge)
+    } else {
+        r.judge.clone()
+    }
+}
+
+/// Every judge's parameters under the table, per calibration.
+pub fn legend(
+    bench: &[BenchJudge],
+    tuned: &[(JudgeSpec, Tuned)],
+    target_pct: f64,
+    trials: u32,
+    seed: u64,
+) -> String {
+    let mut out = String::from("\nparameters:\n");
+    for b in bench {
+        let name = match b.calibration {
+            Calibration::Documented => b.spec.name().to_string(),
+            Calibration::EqualAa => format!("{}=aa", b.spec.name()),
+        };
+        let tuning = match b.calibration {
+            Calibration::Documented => "documented".to_string(),
+            Calibration::EqualAa => tuned
+                .iter()
+                .find(|(j, _)| *j == b.spec)
+                .map(|(_, t)| {
+                    format!(
+                        "tuned to A/A ≤ {target_pct} %: {:.2} % on {trials} trials of seed {seed}",
+                        t.aa_rate * 100.0
+                    )
+                })
+                .unwrap_or_default(),
+        };
+        out.push_str(&format!(
+            "  {name:<15} {} [{tuning}]\n",
+            b.params.describe()
+        ));
+    }
+    out.push_str(
+        "  documented: as each tool's docs tell a user to set it for this service (0.5 % errors,\n\
+         \x20 p99 202 ms): error bound from the 99 % success SLO, p99 bound = baseline p99 × 1.2,\n\
+         \x20 Argo failureLimit / Flagger threshold as named, Kayenta's defaults; see docs/judge.md.\n\
+         \x20 =aa: bisected on A/A trials of their own seed to the same false-rollback rate.\n",
+    );
+    out
+}
+
 fn secs(v: Option<f64>) -> String {
     v.map(|s| format!("{s:.0}")).unwrap_or_else(|| "–".into())
 }
@@ -198,7 +338,7 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
                 p.horizon_s,
             ));
             out.push_str(&format!(
-                "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8} {:>7}\n",
+                "  {:<15} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7} {:>8} {:>7}\n",
                 "judge",
                 "trials",
                 "rollback % [95% CI]",
@@ -218,8 +358,8 @@ pub fn table(rows: &[Summary], p: &SimParams) -> String {
             r.rollback_ci_high * 100.0
         );
         out.push_str(&format!(
-            "  {:<12} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7.1} {:>8.1} {:>7.0}\n",
-            r.judge,
+            "  {:<15} {:>7} {:>22} {:>8} {:>8} {:>11} {:>9} {:>7.1} {:>8.1} {:>7.0}\n",
+            label(r),
             r.trials,
             rb,
             secs(r.median_detect_s),

@@ -83,9 +83,19 @@ pub struct KayentaJudge {
     outcome: Outcome,
     canary: ArmCounts,
     baseline: ArmCounts,
+    /// Interval quantile (default [`Z_98`]) and effect-size tolerance (default 0.25).
+    z: f64,
+    effect: f64,
 }
 
 impl KayentaJudge {
+    /// The same judge with another interval quantile and effect-size tolerance.
+    pub fn with_test(mut self, z: f64, effect: f64) -> KayentaJudge {
+        self.z = z;
+        self.effect = effect;
+        self
+    }
+
     pub fn new(
         name: &str,
         config: AnalysisConfig,
@@ -104,6 +114,8 @@ impl KayentaJudge {
             outcome: Outcome::Inconclusive,
             canary: ArmCounts::default(),
             baseline: ArmCounts::default(),
+            z: Z_98,
+            effect: 0.25,
         })
     }
 
@@ -118,16 +130,16 @@ impl KayentaJudge {
         let err = mann_whitney(
             &points(ArmCounts::error_rate, 1),
             &points(ArmCounts::error_rate, 0),
-            Z_98,
-            0.25,
+            self.z,
+            self.effect,
         );
         last.push((Metric::Errors, err));
         if let Some(t) = self.clock.slow_threshold_ms() {
             let slow = mann_whitney(
                 &points(ArmCounts::slow_rate, 1),
                 &points(ArmCounts::slow_rate, 0),
-                Z_98,
-                0.25,
+                self.z,
+                self.effect,
             );
             last.push((
                 Metric::Latency {
@@ -276,6 +288,8 @@ pub struct ZPeekJudge {
     last_z: (Option<f64>, Option<f64>),
     failed: bool,
     outcome: Outcome,
+    /// Fail above this z (default [`Z_95`]).
+    z: f64,
 }
 
 /// The two-proportion z statistic of canary vs baseline (positive: canary worse).
@@ -307,7 +321,14 @@ impl ZPeekJudge {
             last_z: (None, None),
             failed: false,
             outcome: Outcome::Inconclusive,
+            z: Z_95,
         })
+    }
+
+    /// The same judge failing above another z.
+    pub fn with_z(mut self, z: f64) -> ZPeekJudge {
+        self.z = z;
+        self
     }
 }
 
@@ -331,7 +352,7 @@ impl Judge for ZPeekJudge {
                 None
             };
             self.last_z = (ze, zs);
-            if ze.is_some_and(|z| z > Z_95) || zs.is_some_and(|z| z > Z_95) {
+            if ze.is_some_and(|z| z > self.z) || zs.is_some_and(|z| z > self.z) {
                 self.failed = true;
             }
             self.next_ms = Some(next + self.every_ms * ((w.at_ms - next) / self.every_ms + 1));
@@ -371,7 +392,7 @@ impl Judge for ZPeekJudge {
                 continue;
             }
             let status = match z {
-                Some(z) if z > Z_95 => Outcome::Fail,
+                Some(z) if z > self.z => Outcome::Fail,
                 _ if self.outcome == Outcome::Pass => Outcome::Pass,
                 _ => Outcome::Inconclusive,
             };
@@ -387,7 +408,7 @@ impl Judge for ZPeekJudge {
                 checks: None,
                 dispersion: None,
                 detail: match z {
-                    Some(z) => format!("z = {z:.2} (fails above {Z_95:.2})"),
+                    Some(z) => format!("z = {z:.2} (fails above {:.2})", self.z),
                     None => "no test yet".into(),
                 },
                 waiting_for: vec![],

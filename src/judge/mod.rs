@@ -39,6 +39,7 @@
 //! # Ok::<(), cutover::judge::JudgeError>(())
 //! ```
 
+pub mod calibrate;
 pub mod comparators;
 pub mod config;
 pub mod explain;

@@ -13,6 +13,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use rand_distr::{Binomial, Distribution, Gamma, Poisson};
 use serde::Serialize;
 
+use super::calibrate::{Calibration, JudgeParams};
 use super::comparators::{KayentaJudge, ZPeekJudge};
 use super::stats::{quantile_sorted, wilson};
 use super::{
@@ -23,8 +24,26 @@ use super::{
 /// Latency model: lognormal with this median (ms) and log-sd.
 pub const LATENCY_MEDIAN_MS: f64 = 50.0;
 pub const LATENCY_SIGMA: f64 = 0.6;
-/// The absolute p99 bound of the Argo/Flagger-style judges (`max_p99`).
+/// The largest latency threshold the simulator counts requests above (Flagger's
+/// documentation example `request-duration` `thresholdRange.max: 500`).
 pub const MAX_P99_MS: u64 = 500;
+/// Latency thresholds the simulator counts slow requests at, as multiples of the
+/// baseline p99 (the last entry is [`MAX_P99_MS`]): the p99 bounds the Argo- and
+/// Flagger-style judges can be given, documented or tuned.
+pub const P99_MARGINS: [f64; 11] = [1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5, 1.75, 2.0];
+/// Number of latency thresholds per tick: the margins and [`MAX_P99_MS`].
+pub const LADDER: usize = P99_MARGINS.len() + 1;
+
+/// The latency thresholds (ms) slow requests are counted at, ascending: index 0 is the
+/// frozen baseline p99 the sequential judge uses.
+pub fn ladder_ms() -> [u64; LADDER] {
+    let p99 = frozen_p99_ms() as f64;
+    let mut t = [MAX_P99_MS; LADDER];
+    for (v, m) in t.iter_mut().zip(P99_MARGINS) {
+        *v = (p99 * m).ceil() as u64;
+    }
+    t
+}
 
 /// A simulated situation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,12 +228,14 @@ impl SimParams {
     }
 }
 
-/// The judges the benchmark knows.
+/// The judges the benchmark knows. Their parameters are a [`JudgeParams`], either as
+/// each tool's documentation tells a user to set them ([`JudgeSpec::documented`]) or tuned
+/// to a common A/A false-rollback rate ([`super::calibrate::tune`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JudgeSpec {
     /// The default judge with default settings.
     Sequential,
-    /// Argo: success rate ≥ 99 % and p99 ≤ 500 ms per minute, failureLimit 0.
+    /// Argo: per-minute success-rate and p99 checks, failureLimit 0.
     ArgoFl0,
     /// Argo with failureLimit 3.
     ArgoFl3,
@@ -261,59 +282,78 @@ impl JudgeSpec {
         JudgeSpec::ALL.into_iter().find(|j| j.name() == text)
     }
 
-    /// Uses the absolute `max_p99` threshold rather than the baseline's p99.
-    fn absolute_latency(&self) -> bool {
-        matches!(
-            self,
-            JudgeSpec::ArgoFl0 | JudgeSpec::ArgoFl3 | JudgeSpec::Flagger5 | JudgeSpec::Flagger10
-        )
+    /// The judge with its documented parameters; `truth` is the scenario's true (error,
+    /// slow-request) rate ratios, which only the oracle reads.
+    pub fn build(&self, truth: (f64, f64)) -> Result<Box<dyn Judge>, JudgeError> {
+        self.build_with(&self.documented(), truth)
     }
 
-    /// The judge; `truth` is the scenario's true (error, slow-request) rate ratios,
-    /// which only the oracle reads.
-    pub fn build(&self, truth: (f64, f64)) -> Result<Box<dyn Judge>, JudgeError> {
+    /// The judge with the given parameters (of its own kind).
+    pub fn build_with(
+        &self,
+        params: &JudgeParams,
+        truth: (f64, f64),
+    ) -> Result<Box<dyn Judge>, JudgeError> {
         let base = AnalysisConfig::default();
-        let argo = |limit: u32, no_data: NoDataPolicy| AnalysisConfig {
-            judge: super::JudgeKind::Threshold,
-            max_error_rate: 0.01,
-            max_p99: Duration::from_millis(MAX_P99_MS),
-            failure_limit: limit,
-            no_data,
-            guard_error_rate: None,
-            ..base.clone()
+        let mismatch = || {
+            JudgeError::InvalidConfig(format!(
+                "parameters {} do not fit judge {}",
+                params.describe(),
+                self.name()
+            ))
         };
-        Ok(match self {
-            JudgeSpec::Sequential => Box::new(SequentialJudge::new(base)?),
-            JudgeSpec::ArgoFl0 => Box::new(ThresholdJudge::new(
-                self.name(),
-                argo(0, NoDataPolicy::Error),
-            )?),
-            JudgeSpec::ArgoFl3 => Box::new(ThresholdJudge::new(
-                self.name(),
-                argo(3, NoDataPolicy::Error),
-            )?),
-            JudgeSpec::Flagger5 => Box::new(ThresholdJudge::new(
-                self.name(),
-                argo(4, NoDataPolicy::Failed),
-            )?),
-            JudgeSpec::Flagger10 => Box::new(ThresholdJudge::new(
-                self.name(),
-                argo(9, NoDataPolicy::Failed),
-            )?),
-            JudgeSpec::Kayenta5m => Box::new(KayentaJudge::new(
-                self.name(),
-                base,
-                Duration::from_secs(300),
-            )?),
-            JudgeSpec::ZPeek60s => {
-                Box::new(ZPeekJudge::new(self.name(), base, Duration::from_secs(60))?)
+        Ok(match (self, *params) {
+            (JudgeSpec::Sequential, JudgeParams::Sequential { alpha }) => {
+                Box::new(SequentialJudge::new(AnalysisConfig { alpha, ..base })?)
             }
-            JudgeSpec::Oracle => Box::new(SequentialJudge::oracle(
+            (JudgeSpec::Oracle, JudgeParams::Sequential { alpha }) => {
+                Box::new(SequentialJudge::oracle(
+                    self.name(),
+                    AnalysisConfig { alpha, ..base },
+                    truth.0,
+                    truth.1,
+                )?)
+            }
+            (
+                JudgeSpec::ArgoFl0
+                | JudgeSpec::ArgoFl3
+                | JudgeSpec::Flagger5
+                | JudgeSpec::Flagger10,
+                JudgeParams::Threshold {
+                    max_error_rate,
+                    p99_ladder,
+                    failure_limit,
+                    no_data_failed,
+                    ..
+                },
+            ) => Box::new(ThresholdJudge::new(
                 self.name(),
-                base,
-                truth.0,
-                truth.1,
+                AnalysisConfig {
+                    judge: super::JudgeKind::Threshold,
+                    max_error_rate: max_error_rate.min(1.0),
+                    max_p99: Duration::from_millis(
+                        p99_ladder
+                            .map(|i| ladder_ms()[i.min(LADDER - 1)])
+                            .unwrap_or(MAX_P99_MS),
+                    ),
+                    failure_limit,
+                    no_data: if no_data_failed {
+                        NoDataPolicy::Failed
+                    } else {
+                        NoDataPolicy::Error
+                    },
+                    guard_error_rate: None,
+                    ..base
+                },
             )?),
+            (JudgeSpec::Kayenta5m, JudgeParams::Kayenta { z, effect, every_s }) => Box::new(
+                KayentaJudge::new(self.name(), base, Duration::from_secs(every_s))?
+                    .with_test(z, effect),
+            ),
+            (JudgeSpec::ZPeek60s, JudgeParams::ZPeek { z, every_s }) => Box::new(
+                ZPeekJudge::new(self.name(), base, Duration::from_secs(every_s))?.with_z(z),
+            ),
+            _ => return Err(mismatch()),
         })
     }
 }
@@ -366,12 +406,13 @@ fn p_slower_tail_shift(t_ms: f64, shift_ms: f64) -> f64 {
     }
 }
 
-/// One simulated second: counts per arm, slow counts at the frozen p99 (`[0]`) and at
-/// `max_p99` (`[1]`). Slow requests are counted among requests that did not fail.
+/// One simulated second: counts per arm, slow counts at each threshold of
+/// [`ladder_ms`] (`[0]` the frozen p99, `[LADDER - 1]` [`MAX_P99_MS`]). Slow requests are
+/// counted among requests that did not fail.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tick {
-    pub baseline: (u64, u64, [u64; 2]),
-    pub canary: (u64, u64, [u64; 2]),
+    pub baseline: (u64, u64, [u64; LADDER]),
+    pub canary: (u64, u64, [u64; LADDER]),
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -403,17 +444,17 @@ pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
     // `seed ^ trial` would (seed 1 trial 6 = seed 7 trial 0).
     let seed = splitmix64(splitmix64(splitmix64(p.seed) ^ s.id()) ^ trial as u64);
     let mut rng = SmallRng::seed_from_u64(seed);
+    // The thresholds between the frozen p99 and MAX_P99_MS are drawn from a stream of
+    // their own, so the counts at those two (and every earlier table) stay as they were.
+    let mut ladder_rng = SmallRng::seed_from_u64(splitmix64(seed ^ 0x001a_dde7));
+    let ladder = ladder_ms().map(|t| t as f64);
     let (rps, w) = p.traffic(s);
     let pc = Poisson::new(rps * w).ok();
     let pb = Poisson::new(rps * (1.0 - w)).ok();
     let gamma = Gamma::new(4.0, 0.25).ok();
-    let t = [frozen_p99_ms() as f64, MAX_P99_MS as f64];
-    let base_slow = [p_slower(t[0]), p_slower(t[1])];
+    let base_slow = ladder.map(p_slower);
     let canary_slow = match s {
-        Scenario::Latency => [
-            p_slower_tail_shift(t[0], p.latency_shift_ms),
-            p_slower_tail_shift(t[1], p.latency_shift_ms),
-        ],
+        Scenario::Latency => ladder.map(|t| p_slower_tail_shift(t, p.latency_shift_ms)),
         _ => base_slow,
     };
     let (mut noise_b, mut noise_c) = (1.0, 1.0);
@@ -437,37 +478,59 @@ pub fn generate(s: Scenario, p: &SimParams, trial: u32, out: &mut Vec<Tick>) {
         }
         eb = (eb * noise_b).min(1.0);
         ec = (ec * noise_c).min(1.0);
-        let arm = |n: u64, e: f64, slow: [f64; 2], rng: &mut SmallRng| {
+        let arm = |n: u64, e: f64, slow: [f64; LADDER], rng: &mut SmallRng| {
             let errors = binomial(rng, n, e);
             let s0 = binomial(rng, n - errors, slow[0]);
-            let s1 = if slow[0] > 0.0 {
-                binomial(rng, s0, slow[1] / slow[0])
+            let last = if slow[0] > 0.0 {
+                binomial(rng, s0, slow[LADDER - 1] / slow[0])
             } else {
                 0
             };
-            (n, errors, [s0, s1])
+            (n, errors, s0, last)
+        };
+        // Requests slower than the frozen p99 but not than MAX_P99_MS, thinned step by
+        // step into the thresholds between.
+        let fill = |(n, errors, s0, last): (u64, u64, u64, u64),
+                    slow: [f64; LADDER],
+                    rng: &mut SmallRng| {
+            let mut counts = [last; LADDER];
+            counts[0] = s0;
+            let mut band = s0 - last;
+            for i in 1..LADDER - 1 {
+                let (above, prev) = (slow[i] - slow[LADDER - 1], slow[i - 1] - slow[LADDER - 1]);
+                band = if prev > 0.0 {
+                    binomial(rng, band, (above / prev).clamp(0.0, 1.0))
+                } else {
+                    0
+                };
+                counts[i] = last + band;
+            }
+            (n, errors, counts)
         };
         let nc = poisson(&mut rng, &pc);
         let nb = poisson(&mut rng, &pb);
         let canary = arm(nc, ec, canary_slow, &mut rng);
         let baseline = arm(nb, eb, base_slow, &mut rng);
+        let canary = fill(canary, canary_slow, &mut ladder_rng);
+        let baseline = fill(baseline, base_slow, &mut ladder_rng);
         out.push(Tick { baseline, canary });
     }
 }
 
-/// The window a judge sees for one tick (threshold `which`: 0 = frozen p99, 1 = max_p99).
-pub fn window_of(tick: &Tick, sec: u32, weight: f64, which: usize) -> AnalysisWindow {
-    let t = [frozen_p99_ms(), MAX_P99_MS][which];
-    let arm = |a: &(u64, u64, [u64; 2])| ArmCounts {
+/// The window a judge sees for one tick, with slow requests counted above threshold
+/// `which` of [`ladder_ms`] (0 = the frozen p99), or no latency at all (`None`).
+pub fn window_of(tick: &Tick, sec: u32, weight: f64, which: Option<usize>) -> AnalysisWindow {
+    let idx = which.unwrap_or(0).min(LADDER - 1);
+    let arm = |a: &(u64, u64, [u64; LADDER])| ArmCounts {
         requests: a.0,
         errors: a.1,
-        slow: a.2[which],
+        slow: if which.is_some() { a.2[idx] } else { 0 },
     };
     AnalysisWindow {
         at_ms: (sec as u64 + 1) * 1000,
         duration_ms: 1000,
         canary_weight: weight,
-        slow_threshold_ms: Some(t),
+        slow_threshold_ms: which.map(|_| ladder_ms()[idx]),
         baseline: arm(&tick.baseline),
         canary: arm(&tick.canary),
     }
@@ -493,13 +556,14 @@ pub struct TrialResult {
 /// Run one judge over one trial's ticks.
 pub fn run_trial(
     spec: JudgeSpec,
+    params: &JudgeParams,
     ticks: &[Tick],
     weight: f64,
     truth: (f64, f64),
 ) -> Result<TrialResult, JudgeError> {
     let started = std::time::Instant::now();
-    let mut judge = spec.build(truth)?;
-    let which = usize::from(spec.absolute_latency());
+    let mut judge = spec.build_with(params, truth)?;
+    let which = params.latency_threshold();
     let (mut served, mut bad) = (0u64, 0u64);
     let mut outcome = Outcome::Inconclusive;
     for (sec, tick) in ticks.iter().enumerate() {
@@ -550,10 +614,34 @@ pub struct Summary {
     pub false_rollbacks: bool,
     pub rps: f64,
     pub weight: f64,
+    /// How the judge's parameters were chosen: `documented` or `equal-aa`.
+    pub calibration: String,
+    /// The judge's parameters, as text.
+    pub params: String,
+}
+
+/// One judge as benchmarked: which, with what parameters, calibrated how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchJudge {
+    pub spec: JudgeSpec,
+    pub params: JudgeParams,
+    pub calibration: Calibration,
+}
+
+impl BenchJudge {
+    /// The judge as its documentation tells a user to set it.
+    pub fn documented(spec: JudgeSpec) -> BenchJudge {
+        BenchJudge {
+            spec,
+            params: spec.documented(),
+            calibration: Calibration::Documented,
+        }
+    }
 }
 
 /// Aggregate per-trial results of one judge in one scenario.
-pub fn summarize(spec: JudgeSpec, s: Scenario, p: &SimParams, results: &[TrialResult]) -> Summary {
+pub fn summarize(j: &BenchJudge, s: Scenario, p: &SimParams, results: &[TrialResult]) -> Summary {
+    let spec = j.spec;
     let n = results.len() as u64;
     let rolled = results.iter().filter(|r| r.detect_s.is_some()).count() as u64;
     let (lo, hi) = wilson(rolled, n, 1.96);
@@ -594,6 +682,8 @@ pub fn summarize(spec: JudgeSpec, s: Scenario, p: &SimParams, results: &[TrialRe
         false_rollbacks: s.is_aa(),
         rps,
         weight,
+        calibration: j.calibration.name().into(),
+        params: j.params.describe(),
     }
 }
 
@@ -605,6 +695,17 @@ type TrialRow = (u32, Vec<TrialResult>);
 pub fn run_scenario(
     s: Scenario,
     judges: &[JudgeSpec],
+    p: &SimParams,
+    threads: usize,
+) -> Result<Vec<Summary>, JudgeError> {
+    let judges: Vec<BenchJudge> = judges.iter().map(|j| BenchJudge::documented(*j)).collect();
+    run_scenario_with(s, &judges, p, threads)
+}
+
+/// [`run_scenario`] with each judge's parameters given.
+pub fn run_scenario_with(
+    s: Scenario,
+    judges: &[BenchJudge],
     p: &SimParams,
     threads: usize,
 ) -> Result<Vec<Summary>, JudgeError> {
@@ -622,7 +723,7 @@ pub fn run_scenario(
                         generate(s, p, trial, &mut ticks);
                         let row = judges
                             .iter()
-                            .map(|j| run_trial(*j, &ticks, weight, truth))
+                            .map(|j| run_trial(j.spec, &j.params, &ticks, weight, truth))
                             .collect::<Result<Vec<_>, _>>()?;
                         out.push((trial, row));
                         trial += threads as u32;
@@ -652,7 +753,7 @@ pub fn run_scenario(
         .enumerate()
         .map(|(j, spec)| {
             let results: Vec<TrialResult> = rows.iter().map(|(_, r)| r[j]).collect();
-            summarize(*spec, s, p, &results)
+            summarize(spec, s, p, &results)
         })
         .collect())
 }
@@ -665,7 +766,7 @@ pub fn record_trial(s: Scenario, p: &SimParams, trial: u32) -> Vec<AnalysisWindo
     ticks
         .iter()
         .enumerate()
-        .map(|(i, t)| window_of(t, i as u32, weight, 0))
+        .map(|(i, t)| window_of(t, i as u32, weight, Some(0)))
         .collect()
 }
 
