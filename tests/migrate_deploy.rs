@@ -229,23 +229,7 @@ fn start_load(port: u16, secs: u32) -> Child {
 
 /// Until the proxy serves the baseline (it answers 503 before any backend is healthy).
 fn wait_listening(port: u16) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-            );
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing serves on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::local::wait_proxy_answers(port);
 }
 
 /// Load through the proxy while a `--keep-running` deploy runs (long enough to cover

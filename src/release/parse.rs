@@ -15,6 +15,8 @@ use super::model::*;
 use super::vars::SetArg;
 use crate::duration::parse_duration;
 
+mod metrics;
+
 /// Where values are in the file, looked up by path (`release.name`, `service[2]`,
 /// `service[2].depends_on[0]`, `migration[0].expand`) in the parsed TOML tree, only when a
 /// check needs to point at something: a valid release costs no lookups at all.
@@ -93,6 +95,7 @@ pub mod keys {
     pub const TOP: &[&str] = &[
         "release",
         "notify",
+        "metrics",
         "service",
         "migration",
         "vars",
@@ -108,7 +111,20 @@ pub mod keys {
         "progress_deadline",
         "environment",
         "pin_secret",
+        "metrics_listen",
     ];
+    /// The keys of `[metrics]`.
+    pub const METRICS: &[&str] = &[
+        "provider",
+        "url",
+        "template",
+        "username",
+        "password",
+        "bearer_token",
+        "timeout",
+    ];
+    /// The keys of `[service.analysis.prometheus]`.
+    pub const PROMETHEUS_QUERIES: &[&str] = &["requests", "errors", "slow"];
     pub const NOTIFY: &[&str] = &["webhooks"];
     pub const SERVICE: &[&str] = &[
         "name",
@@ -145,6 +161,7 @@ pub mod keys {
         "alpha",
         "failure_limit",
         "on_inconclusive",
+        "prometheus",
     ];
     pub const LOCAL: &[&str] = &[
         "listen",
@@ -755,6 +772,13 @@ impl Parser<'_> {
                         .unwrap_or_default(),
                 }
             });
+        let metrics = self.track(
+            || "metrics".into(),
+            |p| {
+                p.opt_table(root, "metrics", || "[metrics]".into())
+                    .map(|t| p.metrics(&t))
+            },
+        );
         let services = self
             .table_array(root, "service", || "[[service]]".into())
             .into_iter()
@@ -768,6 +792,7 @@ impl Parser<'_> {
         Some(Release {
             release: section?,
             notify,
+            metrics,
             services,
             migrations,
             env_values: Vec::new(),
@@ -808,6 +833,7 @@ impl Parser<'_> {
             .unwrap_or_else(default_progress_deadline);
         let environment = self.opt_str(t, "environment", "\"production\"");
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
+        let metrics_listen = self.opt_str(t, "metrics_listen", "\"127.0.0.1:9464\"");
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -816,6 +842,7 @@ impl Parser<'_> {
             progress_deadline,
             environment,
             pin_secret,
+            metrics_listen,
         }
     }
 
@@ -1185,6 +1212,15 @@ impl Parser<'_> {
                     &[OnInconclusive::Pause, OnInconclusive::Extend],
                 )
                 .unwrap_or_default(),
+            prometheus: self.track(
+                || t.child("prometheus"),
+                |p| {
+                    p.opt_table(t, "prometheus", || {
+                        format!("[service.analysis.prometheus] of {}", t.what)
+                    })
+                    .map(|pt| p.prometheus_queries(&pt))
+                },
+            ),
         }
     }
 
