@@ -215,7 +215,7 @@ fn a_broken_canary_judged_from_prometheus_is_rolled_back() {
     // The data came from Prometheus: it holds the proxy's series for both revisions.
     let body = s
         .prom
-        .get("/api/v1/query?query=sum%20by%20(revision)(cutover_proxy_requests_total)")
+        .get("/api/v1/query?query=sum%20by%20(revision)(max_over_time(cutover_proxy_requests_total%5B5m%5D))")
         .unwrap();
     assert!(body.contains("\"v1\"") && body.contains("\"v2\""), "{body}");
 }
@@ -223,6 +223,11 @@ fn a_broken_canary_judged_from_prometheus_is_rolled_back() {
 #[test]
 fn a_healthy_canary_judged_from_prometheus_promotes() {
     let s = setup();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
     let text = release(&s.prom.url(), s.metrics_port, s.port, "", "10s");
     let mut d = Deploy::start(s.dir.path(), &text);
     let mut l = load(s.port, 60);
@@ -282,6 +287,54 @@ fn a_healthy_canary_judged_from_prometheus_promotes() {
         matches!(r, cutover::metrics::prometheus::Reading::Value(n) if n >= 100.0),
         "{r:?}"
     );
+    // The same interval replayed from Prometheus (`judge replay --from-prometheus`), with
+    // the split read back from cutover_traffic_weight, does not fail either.
+    let replay = Command::new(BIN)
+        .args([
+            "judge",
+            "replay",
+            "--from-prometheus",
+            &s.prom.url(),
+            "--service",
+            "api",
+            "--baseline",
+            "v1",
+            "--canary",
+            "v2",
+            "--since",
+            &since,
+            "--step",
+            "2s",
+            "--min-requests",
+            "100",
+            "--min-duration",
+            "4s",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&replay.stdout);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let debug = s
+        .prom
+        .get(&format!(
+            "/api/v1/query_range?query=max(cutover_traffic_weight)&start={since}&end={now}&step=2"
+        ))
+        .unwrap_or_default();
+    let debug2 = s.prom.get(&format!("/api/v1/query_range?query=sum(cutover_proxy_requests_total)&start={since}&end={now}&step=2")).unwrap_or_default();
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{out}{}\n{debug}\n{debug2}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(r["final"]["outcome"], "fail", "{out}");
+    assert!(r["windows"].as_u64().unwrap() >= 2, "{out}");
 }
 
 #[test]
@@ -359,6 +412,39 @@ fn every_template_query_parses_with_promtool() {
     assert!(
         out.status.success(),
         "promtool rejected a template query:\n{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The Grafana dashboard's queries parse too, and name only series cutover exports.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut n = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let e = t["expr"].as_str().unwrap();
+            assert!(e.contains("cutover_"), "{e}");
+            let e = e
+                .replace("$__rate_interval", "1m")
+                .replace("$environment", ".*")
+                .replace("$service", ".*");
+            rules.push_str(&format!(
+                "      - record: dashboard_{n}\n        expr: '{}'\n",
+                e.replace('\'', "''")
+            ));
+            n += 1;
+        }
+    }
+    std::fs::write(&file, &rules).unwrap();
+    let out = promtool(&["check", "rules", &file.to_string_lossy()], None);
+    assert!(
+        out.status.success(),
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

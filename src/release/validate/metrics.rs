@@ -11,6 +11,17 @@ fn env_name_ok(var: &str) -> bool {
 }
 
 impl Validator<'_> {
+    /// The last problem's excerpt shows `secret` masked (as `pin_secret`'s does).
+    fn mask_last(&mut self, secret: &str) {
+        if let Some(d) = self.diags.last_mut()
+            && let Some((line, width)) = d.excerpt.as_mut()
+            && !secret.trim().is_empty()
+        {
+            *line = line.replace(secret, crate::secrets::MASK);
+            *width = crate::secrets::MASK.len() + 2;
+        }
+    }
+
     pub(super) fn metrics(&mut self, r: &Release) {
         if let Some(addr) = &r.release.metrics_listen {
             if addr.parse::<SocketAddr>().is_err() {
@@ -160,6 +171,7 @@ impl Validator<'_> {
                             "[metrics] url holds credentials, which would be journaled with the release",
                             "use `username` and `password = \"env:VAR\"`, or `url = \"env:PROMETHEUS_URL\"`",
                         );
+                        self.mask_last(u);
                     }
                 }
             },
@@ -177,6 +189,7 @@ impl Validator<'_> {
                         key.to_uppercase()
                     ),
                 );
+                self.mask_last(v);
             }
         }
         if m.username.is_some() != m.password.is_some() {
@@ -190,6 +203,9 @@ impl Validator<'_> {
                 "basic auth needs both username and password",
                 "add the other one, or remove this key",
             );
+            if let Some(p) = &m.password {
+                self.mask_last(p);
+            }
         }
         if m.bearer_token.is_some() && m.username.is_some() {
             self.at(
@@ -197,6 +213,104 @@ impl Validator<'_> {
                 "[metrics] has both basic auth and a bearer token",
                 "keep one of them",
             );
+            if let Some(t) = &m.bearer_token {
+                self.mask_last(t);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const SERVICE: &str = "[[service]]\nname = \"api\"\nstrategy = \"canary\"\nsteps = [{ set_weight = 10 }, { analysis = \"1m\" }]\n[service.local]\nlisten = \"127.0.0.1:18999\"\ncommand = [\"x\", \"{port}\"]\ncurrent = { revision = \"v1\" }\ntarget = { revision = \"v2\" }\n";
+
+    /// The problems of a release (file, line, message, hint), or none.
+    fn problems(text: &str) -> Vec<(usize, String, String)> {
+        match crate::release::load_str(Path::new("r.toml"), text, Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .into_iter()
+                .map(|d| {
+                    let excerpt = d.excerpt.map(|e| e.0).unwrap_or_default();
+                    (
+                        d.line,
+                        d.message,
+                        format!("{} {excerpt}", d.hint.unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_prometheus_release_passes() {
+        let text = format!(
+            "[release]\nname = \"r\"\nmetrics_listen = \"127.0.0.1:9464\"\n[metrics]\nprovider = \"prometheus\"\nurl = \"env:PROM_URL\"\ntemplate = \"istio\"\nusername = \"u\"\npassword = \"env:PROM_PASSWORD\"\n{SERVICE}[service.analysis]\nmax_p99 = \"250ms\"\n"
+        );
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn the_slow_threshold_must_be_a_bucket_of_the_template() {
+        let text = format!(
+            "[release]\nname = \"r\"\n[metrics]\nprovider = \"prometheus\"\nurl = \"http://127.0.0.1:9090\"\ntemplate = \"linkerd\"\n{SERVICE}[service.analysis]\nmax_p99 = \"250ms\"\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, 17, "located at max_p99: {p:?}");
+        assert!(
+            p[0].1.contains("250ms is not a bucket of the `linkerd`"),
+            "{p:?}"
+        );
+        assert!(p[0].2.contains("200, 300"), "{p:?}");
+        // The local proxy adds every threshold to its own buckets.
+        let ok = text.replace("linkerd", "cutover");
+        assert_eq!(problems(&ok), vec![]);
+        // Overriding `slow` takes the responsibility.
+        let own = format!(
+            "{text}[service.analysis.prometheus]\nslow = 'sum(x_count{{v=\"{{{{revision}}}}\"}}) - sum(x_bucket{{v=\"{{{{revision}}}}\",le=\"{{{{le}}}}\"}})'\n"
+        );
+        assert_eq!(problems(&own), vec![]);
+    }
+
+    #[test]
+    fn urls_auth_and_placeholders_are_checked_without_quoting_secrets() {
+        let text = format!(
+            "[release]\nname = \"r\"\nmetrics_listen = \"localhost\"\n[metrics]\nprovider = \"prometheus\"\nurl = \"http://u:hunter2@prom:9090\"\npassword = \"hunter3\"\n{SERVICE}[service.analysis.prometheus]\nrequests = 'sum(x{{v=\"{{{{revison}}}}\"}})'\nerrors = 'sum(x)'\n"
+        );
+        let p = problems(&text);
+        let all = format!("{p:?}");
+        for needle in [
+            "metrics_listen \\\"localhost\\\" is not IP:PORT",
+            "url holds credentials",
+            "password must name an environment variable",
+            "basic auth needs both username and password",
+            "unknown placeholder {{revison}}",
+            "the `errors` query does not name the revision",
+        ] {
+            assert!(all.contains(needle), "{needle}: {all}");
+        }
+        assert!(
+            !p.iter()
+                .any(|(_, m, h)| m.contains("hunter") || h.contains("hunter")),
+            "{all}"
+        );
+        let lines: Vec<usize> = p.iter().map(|x| x.0).collect();
+        assert!(
+            lines.contains(&3) && lines.contains(&6) && lines.contains(&19),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn overrides_need_the_prometheus_provider() {
+        let text = format!(
+            "[release]\nname = \"r\"\n{SERVICE}[service.analysis.prometheus]\nrequests = 'sum(x{{v=\"{{{{revision}}}}\"}})'\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].1.contains("does not read Prometheus"), "{p:?}");
     }
 }
