@@ -212,9 +212,9 @@ fn from_prometheus(
         canary_weight: args.canary_weight,
     };
     if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(invalid(format!(
-            "--from-prometheus: write the server's base URL, e.g. http://127.0.0.1:9090"
-        )));
+        return Err(invalid(
+            "--from-prometheus: write the server's base URL, e.g. http://127.0.0.1:9090".into(),
+        ));
     }
     let client = crate::metrics::prometheus::PrometheusClient::new(
         url,
