@@ -208,25 +208,6 @@ fn index_of(ev: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> bool) ->
     ev.iter().position(f).expect("event not found")
 }
 
-/// `cutover load` through the customers proxy for `secs` seconds (JSON report).
-fn start_load(port: u16, secs: u32) -> Child {
-    Command::new(BIN)
-        .args([
-            "load",
-            &format!("http://127.0.0.1:{port}/"),
-            "--rate",
-            "150",
-            "--duration",
-            &format!("{secs}s"),
-            "--output",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Until the proxy serves the baseline (it answers 503 before any backend is healthy).
 fn wait_listening(port: u16) {
     support::local::wait_proxy_answers(port);
@@ -236,7 +217,7 @@ fn wait_listening(port: u16) {
 /// the whole release), then SIGTERM the deploy: (deploy output, load output).
 fn run_with_load(child: Child, port: u16) -> (Output, Output) {
     wait_listening(port);
-    let load = start_load(port, 15);
+    let load = support::local::cli_load(port, 15);
     let load = wait_output(load, Duration::from_secs(60));
     // SAFETY: kill has no memory preconditions; the child is not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -137,24 +137,10 @@ impl Deploy {
     }
 }
 
-/// `cutover load` through the service's proxy for `secs` seconds.
+/// `cutover load` through the service's proxy for `secs` seconds, once it serves.
 fn load(port: u16, secs: u32) -> Child {
     support::local::wait_proxy_answers(port);
-    Command::new(BIN)
-        .args([
-            "load",
-            &format!("http://127.0.0.1:{port}/"),
-            "--rate",
-            "150",
-            "--duration",
-            &format!("{secs}s"),
-            "--output",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    support::local::cli_load(port, secs)
 }
 
 fn verdicts(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
@@ -479,15 +465,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> std::process::Output {
 }
 
 fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let out = support::net::http_get(port, path);
     out.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()

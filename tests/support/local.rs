@@ -312,3 +312,23 @@ pub fn wait_proxy_answers(port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `cutover load` through the proxy on `port` at 150 requests/s for `secs` seconds (JSON
+/// report on stdout, piped).
+pub fn cli_load(port: u16, secs: u32) -> std::process::Child {
+    std::process::Command::new(CUTOVER)
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/"),
+            "--rate",
+            "150",
+            "--duration",
+            &format!("{secs}s"),
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
