@@ -37,28 +37,28 @@ pub struct ReplayArgs {
     /// Read the windows of a past interval back from this Prometheus (base URL) instead of
     /// a file: range queries of the template's counts for --baseline and --canary of
     /// --service between --since and --until, one window per --step.
-    #[arg(long, value_name = "URL", requires_all = ["service", "baseline", "canary", "since"])]
+    #[arg(long, value_name = "URL", value_hint = clap::ValueHint::Url, requires_all = ["service", "baseline", "canary", "since"])]
     pub from_prometheus: Option<String>,
     /// With --from-prometheus: the query set (`cutover`, `http_server`, `istio`, `linkerd`).
-    #[arg(long, default_value = "cutover")]
+    #[arg(long, default_value = "cutover", value_hint = clap::ValueHint::Other)]
     pub template: String,
     /// With --from-prometheus: the service.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub service: Option<String>,
     /// With --from-prometheus: the baseline's revision.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub baseline: Option<String>,
     /// With --from-prometheus: the canary's revision.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub canary: Option<String>,
     /// With --from-prometheus: the start, unix seconds or how long ago (e.g. 30m).
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub since: Option<String>,
     /// With --from-prometheus: the end, unix seconds or how long ago (default now).
-    #[arg(long, default_value = "0s")]
+    #[arg(long, default_value = "0s", value_hint = clap::ValueHint::Other)]
     pub until: String,
     /// With --from-prometheus: one window per step, e.g. "10s".
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "10s", value_hint = clap::ValueHint::Other)]
     pub step: String,
     /// With --from-prometheus: the canary's share of traffic in percent, when Prometheus has
     /// no `cutover_traffic_weight` for it.

@@ -8,7 +8,7 @@ pub struct MetricsListenArg {
     /// Serve Prometheus `GET /metrics` (the proxy's per-revision series and cutover's own
     /// release metrics) and `GET /weights` on ADDR, e.g. 127.0.0.1:9464 (platform local;
     /// overrides `[release] metrics_listen`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_hint = clap::ValueHint::Other)]
     pub metrics_listen: Option<SocketAddr>,
 }
 
