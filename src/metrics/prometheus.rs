@@ -101,6 +101,20 @@ fn form_encode(v: &str) -> String {
     out
 }
 
+/// `scheme://user:pass@host/...` as the URL without user info, and the user info.
+fn split_userinfo(url: &str) -> (String, Option<String>) {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some((user, host)) = rest[..end].rsplit_once('@') {
+            return (
+                format!("{scheme}://{host}{}", &rest[end..]),
+                Some(user.to_string()),
+            );
+        }
+    }
+    (url.to_string(), None)
+}
+
 /// The server as messages name it: scheme, host and port, without user info, path or
 /// query (which may hold credentials).
 fn shown_url(url: &str) -> String {
@@ -125,6 +139,14 @@ impl PrometheusClient {
             .ok_or("[metrics] provider = \"prometheus\" needs `url = \"http://HOST:9090\"`")?;
         let url = resolve("url", url)?;
         let mut headers = Vec::new();
+        // `env:VAR` may hold `https://user:password@host`: sent as basic auth, not in the URL.
+        let (url, userinfo) = split_userinfo(&url);
+        if let Some(cred) = userinfo {
+            headers.push((
+                "authorization".to_string(),
+                format!("Basic {}", base64(cred.as_bytes())),
+            ));
+        }
         if let Some(t) = &m.bearer_token {
             let token = resolve("bearer_token", t)?;
             headers.push(("authorization".to_string(), format!("Bearer {token}")));
@@ -570,6 +592,17 @@ mod tests {
         assert_eq!(
             shown_url("http://u:secret@prom:9090/x?t=1"),
             "http://prom:9090"
+        );
+        assert_eq!(
+            split_userinfo("https://u:p@w@prom:9090/api?x=@"),
+            (
+                "https://prom:9090/api?x=@".to_string(),
+                Some("u:p@w".to_string())
+            )
+        );
+        assert_eq!(
+            split_userinfo("http://prom:9090"),
+            ("http://prom:9090".to_string(), None)
         );
     }
 }

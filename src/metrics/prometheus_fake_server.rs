@@ -234,3 +234,48 @@ async fn the_judge_gets_no_window_from_no_data() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn credentials_never_reach_a_message() {
+    let url = fake(|body| {
+        (
+            400,
+            format!(
+                r#"{{"status":"error","errorType":"bad_data","error":"cannot parse {}"}}"#,
+                body.len()
+            ),
+            Duration::ZERO,
+        )
+    })
+    .await;
+    let with_user = url.replace("http://", "http://reader:s3cr3t-pw@");
+    let headers = vec![(
+        "authorization".to_string(),
+        "Bearer t0k3n-value".to_string(),
+    )];
+    for base in [url.clone(), with_user.clone()] {
+        let c = PrometheusClient::new(&base, headers.clone(), Duration::from_secs(2));
+        let e = c.instant("up").await.unwrap_err().to_string();
+        assert!(e.contains("bad_data"), "{e}");
+        assert!(
+            !e.contains("s3cr3t") && !e.contains("t0k3n") && !e.contains("reader"),
+            "{e}"
+        );
+        assert!(!format!("{c:?}").contains("t0k3n"));
+    }
+    // A closed port: the transport's message names the server without its credentials.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let c = PrometheusClient::new(
+        &format!("http://reader:s3cr3t-pw@127.0.0.1:{port}"),
+        headers,
+        Duration::from_secs(2),
+    );
+    let e = c.instant("up").await.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && !e.contains("s3cr3t"),
+        "{e}"
+    );
+}
