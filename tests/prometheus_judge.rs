@@ -261,18 +261,27 @@ fn a_healthy_canary_judged_from_prometheus_promotes() {
             assert!(r.is_ok(), "{}: {q}: {r:?}", t.as_str());
         }
     }
-    // The cutover template reads real numbers for the promoted revision.
+    // The cutover template read real numbers for the promoted revision during the run (a
+    // range: once the deploy exited, its series went stale).
     let q = fill(
         &template(PrometheusTemplate::Cutover).queries.requests,
         "api",
         "v2",
         None,
     );
-    let r = rt.block_on(client.instant(&q)).unwrap();
-    assert!(
-        matches!(r, cutover::metrics::prometheus::Reading::Value(n) if n >= 100.0),
-        "{r:?}"
-    );
+    let start: f64 = since.parse().unwrap();
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let series = rt
+        .block_on(client.range(&q, start, end, Duration::from_secs(1)))
+        .unwrap();
+    let most = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    assert!(most >= 100.0, "{series:?}");
     // The same interval replayed from Prometheus (`judge replay --from-prometheus`), with
     // the split read back from cutover_traffic_weight, does not fail either.
     let replay = Command::new(BIN)
