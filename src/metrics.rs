@@ -84,7 +84,26 @@ pub trait MetricSource: Send + Sync {
         revision: &str,
         window: Duration,
     ) -> Result<Option<LatencyQuantiles>, MetricsError>;
+
+    /// Whether `slow` can only be counted at fixed thresholds (a histogram's bucket
+    /// boundaries, as with Prometheus). The judge then counts at the configured `max_p99`
+    /// (checked to be a boundary when the release is validated), never at the baseline's
+    /// measured p99.
+    fn fixed_slow_thresholds(&self) -> bool {
+        false
+    }
+
+    /// Whether a revision the source cannot report on (`Ok(None)` or an error) is *no
+    /// data* for the judge, rather than zero requests. A remote source (Prometheus) that
+    /// has nothing, or cannot be reached, must never let an analysis pass: such polls
+    /// yield no window and the verdict says the source had nothing.
+    fn absent_is_no_data(&self) -> bool {
+        false
+    }
 }
+
+pub mod prometheus;
+pub mod prometheus_templates;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,19 @@ impl Secrets {
             s.extend([value]);
         }
         s.extend(release.env_values.iter().cloned());
+        // `[metrics]`: an `env:` URL (it may carry credentials), password and token.
+        if let Some(m) = &release.metrics {
+            for v in [&m.url, &m.username, &m.password, &m.bearer_token]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(var) = v.trim().strip_prefix("env:")
+                    && let Ok(value) = std::env::var(var)
+                {
+                    s.add_url(&value);
+                }
+            }
+        }
         if let Some(n) = &release.notify {
             for url in &n.webhooks {
                 match url.strip_prefix("env:") {

@@ -208,51 +208,16 @@ fn index_of(ev: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> bool) ->
     ev.iter().position(f).expect("event not found")
 }
 
-/// `cutover load` through the customers proxy for `secs` seconds (JSON report).
-fn start_load(port: u16, secs: u32) -> Child {
-    Command::new(BIN)
-        .args([
-            "load",
-            &format!("http://127.0.0.1:{port}/"),
-            "--rate",
-            "150",
-            "--duration",
-            &format!("{secs}s"),
-            "--output",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Until the proxy serves the baseline (it answers 503 before any backend is healthy).
 fn wait_listening(port: u16) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-            );
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "nothing serves on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::local::wait_proxy_answers(port);
 }
 
 /// Load through the proxy while a `--keep-running` deploy runs (long enough to cover
 /// the whole release), then SIGTERM the deploy: (deploy output, load output).
 fn run_with_load(child: Child, port: u16) -> (Output, Output) {
     wait_listening(port);
-    let load = start_load(port, 15);
+    let load = support::local::cli_load(port, 15);
     let load = wait_output(load, Duration::from_secs(60));
     // SAFETY: kill has no memory preconditions; the child is not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

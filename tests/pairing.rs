@@ -511,6 +511,32 @@ fn tcp_needs_a_valid_operator_token_and_refused_attempts_are_audited() {
     // Read-only may read.
     let st = ctl_tcp("watch-token-0123456789", &["status"]);
     assert_eq!(st.status.code(), Some(0));
+    // GET /metrics: cutover's own metrics for a scraper with a token (no protocol
+    // header needed), refused without one.
+    let scrape = |auth: &str| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(scrape("").starts_with("HTTP/1.1 401"));
+    let m = scrape("authorization: Bearer watch-token-0123456789\r\n");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("text/plain; version=0.0.4"), "{m}");
+    assert!(
+        m.contains("cutover_release_status{environment=\"\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("cutover_service_phase{environment=\"\",service=\"payments\",phase="),
+        "{m}"
+    );
     // The operator token acts, named by its token (not by --operator or $USER).
     let ok = ctl_tcp("alice-token-0123456789", &["abort"]);
     assert_eq!(

@@ -208,7 +208,7 @@ fn sorted(keys: &[&str]) -> Vec<String> {
 fn parser_keys_match_the_published_schema() {
     let schema = release::json_schema();
     assert_eq!(properties(&schema, None), sorted(keys::TOP));
-    let pairs: [(&str, &[&str]); 14] = [
+    let pairs: &[(&str, &[&str])] = &[
         ("EnvironmentTable", keys::ENVIRONMENT),
         ("ReleaseSection", keys::RELEASE),
         ("Notify", keys::NOTIFY),
@@ -223,8 +223,10 @@ fn parser_keys_match_the_published_schema() {
         ("LocalService", keys::LOCAL),
         ("RevisionRun", keys::REVISION),
         ("EcsService", keys::ECS),
+        ("MetricsSection", keys::METRICS),
+        ("PrometheusQueries", keys::PROMETHEUS_QUERIES),
     ];
-    for (def, keys) in pairs {
+    for (def, keys) in pairs.iter().copied() {
         assert_eq!(properties(&schema, Some(def)), sorted(keys), "{def}");
     }
     assert_eq!(
@@ -280,7 +282,7 @@ fn schema_command_prints_the_schema() {
 fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
-    let all: [&[&str]; 16] = [
+    let all: &[&[&str]] = &[
         keys::ENVIRONMENT,
         keys::TOP,
         keys::RELEASE,
@@ -297,6 +299,8 @@ fn readme_documents_every_key() {
         keys::REVISION,
         keys::ECS,
         keys::MIGRATION,
+        keys::METRICS,
+        keys::PROMETHEUS_QUERIES,
     ];
     for key in all.iter().flat_map(|k| k.iter()) {
         let forms = [

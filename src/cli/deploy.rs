@@ -36,6 +36,8 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub aws: super::AwsArgs,
     #[command(flatten)]
+    pub metrics: super::metrics_listen::MetricsListenArg,
+    #[command(flatten)]
     pub release: super::ReleaseArgs,
     /// Start even though the environments this one `requires` have not promoted the same
     /// artifact (break-glass): journaled with your name and the reason, shown in the console.
@@ -52,7 +54,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     }
     let state_dir = args.state.resolve();
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (release, base_dir, begin) = crate::session::spec::from_file(
+    let (mut release, base_dir, begin) = crate::session::spec::from_file(
         &args.file,
         &args.release.options(),
         &crate::session::lifecycle::Admission {
@@ -61,6 +63,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
             skip_requires: args.skip_requires.as_deref(),
         },
     )?;
+    args.metrics.apply(&mut release);
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

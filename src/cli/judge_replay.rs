@@ -29,7 +29,41 @@ pub struct ReplayArgs {
     /// A file with one analysis window per line, e.g.
     /// {"at_ms":1000,"duration_ms":1000,"canary_weight":0.1,"slow_threshold_ms":202,
     /// "baseline":{"requests":90,"errors":0,"slow":1},"canary":{"requests":10,"errors":0,"slow":0}}
-    pub file: PathBuf,
+    #[arg(
+        required_unless_present = "from_prometheus",
+        conflicts_with = "from_prometheus"
+    )]
+    pub file: Option<PathBuf>,
+    /// Read the windows of a past interval back from this Prometheus (base URL) instead of
+    /// a file: range queries of the template's counts for --baseline and --canary of
+    /// --service between --since and --until, one window per --step.
+    #[arg(long, value_name = "URL", value_hint = clap::ValueHint::Url, requires_all = ["service", "baseline", "canary", "since"])]
+    pub from_prometheus: Option<String>,
+    /// With --from-prometheus: the query set (`cutover`, `http_server`, `istio`, `linkerd`).
+    #[arg(long, default_value = "cutover", value_hint = clap::ValueHint::Other)]
+    pub template: String,
+    /// With --from-prometheus: the service.
+    #[arg(long, value_hint = clap::ValueHint::Other)]
+    pub service: Option<String>,
+    /// With --from-prometheus: the baseline's revision.
+    #[arg(long, value_hint = clap::ValueHint::Other)]
+    pub baseline: Option<String>,
+    /// With --from-prometheus: the canary's revision.
+    #[arg(long, value_hint = clap::ValueHint::Other)]
+    pub canary: Option<String>,
+    /// With --from-prometheus: the start, unix seconds or how long ago (e.g. 30m).
+    #[arg(long, value_hint = clap::ValueHint::Other)]
+    pub since: Option<String>,
+    /// With --from-prometheus: the end, unix seconds or how long ago (default now).
+    #[arg(long, default_value = "0s", value_hint = clap::ValueHint::Other)]
+    pub until: String,
+    /// With --from-prometheus: one window per step, e.g. "10s".
+    #[arg(long, default_value = "10s", value_hint = clap::ValueHint::Other)]
+    pub step: String,
+    /// With --from-prometheus: the canary's share of traffic in percent, when Prometheus has
+    /// no `cutover_traffic_weight` for it.
+    #[arg(long)]
+    pub canary_weight: Option<f64>,
     /// Which judge to run.
     #[arg(long, value_enum, default_value_t = ReplayJudge::Sequential)]
     pub judge: ReplayJudge,
@@ -109,9 +143,17 @@ pub fn run(cmd: JudgeCommand) -> Result<ExitCode, Error> {
         JudgeCommand::Replay(args) => {
             let every = parse_duration(&args.every)
                 .map_err(|e| Error::ToolInvalid(format!("--every: {e}")))?;
-            let r = config_from(&args)
-                .and_then(|c| replay_file(&args.file, &c, every))
-                .map_err(|e| Error::ToolInvalid(e.to_string()))?;
+            let config = config_from(&args).map_err(|e| Error::ToolInvalid(e.to_string()))?;
+            let r = match (&args.from_prometheus, &args.file) {
+                (Some(url), _) => from_prometheus(url, &args, &config, every)?,
+                (None, Some(file)) => replay_file(file, &config, every)
+                    .map_err(|e| Error::ToolInvalid(e.to_string()))?,
+                (None, None) => {
+                    return Err(Error::ToolInvalid(
+                        "name a windows file or --from-prometheus URL".into(),
+                    ));
+                }
+            };
             match args.output {
                 ReplayOutput::Text => print!("{}", render(&r)),
                 ReplayOutput::Json => {
@@ -128,4 +170,78 @@ pub fn run(cmd: JudgeCommand) -> Result<ExitCode, Error> {
             }
         }
     }
+}
+
+/// `--from-prometheus`: the windows read back, then replayed like a file's.
+fn from_prometheus(
+    url: &str,
+    args: &ReplayArgs,
+    config: &AnalysisConfig,
+    every: std::time::Duration,
+) -> Result<crate::judge::replay::Replay, Error> {
+    use crate::judge::replay_prometheus::{PromReplay, parse_time, windows};
+    use crate::release::PrometheusTemplate;
+    let invalid = |m: String| Error::ToolInvalid(m);
+    let template = PrometheusTemplate::NAMES
+        .iter()
+        .position(|n| *n == args.template)
+        .map(|i| PrometheusTemplate::ALL[i])
+        .ok_or_else(|| {
+            invalid(format!(
+                "--template `{}`: valid values: {}",
+                args.template,
+                PrometheusTemplate::NAMES.join(", ")
+            ))
+        })?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| invalid(format!("--from-prometheus needs --{flag}")))
+    };
+    let spec = PromReplay {
+        template: crate::metrics::prometheus_templates::template(template),
+        service: need(&args.service, "service")?,
+        baseline: need(&args.baseline, "baseline")?,
+        canary: need(&args.canary, "canary")?,
+        since_s: parse_time("since", &need(&args.since, "since")?, now_s).map_err(invalid)?,
+        until_s: parse_time("until", &args.until, now_s).map_err(invalid)?,
+        step: parse_duration(&args.step).map_err(|e| invalid(format!("--step: {e}")))?,
+        slow_threshold: config.max_p99,
+        canary_weight: args.canary_weight,
+    };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(invalid(
+            "--from-prometheus: write the server's base URL, e.g. http://127.0.0.1:9090".into(),
+        ));
+    }
+    let client = crate::metrics::prometheus::PrometheusClient::new(
+        url,
+        Vec::new(),
+        std::time::Duration::from_secs(30),
+    );
+    let rt = crate::session::runtime().map_err(Error::from)?;
+    let ws = rt.block_on(windows(&client, &spec)).map_err(|e| {
+        Error::ToolInvalid(format!(
+            "judge replay --from-prometheus {}: {e}",
+            client.shown()
+        ))
+    })?;
+    let mut text = String::new();
+    for w in &ws {
+        let line = serde_json::to_string(w)
+            .map_err(|e| Error::ToolInternal(format!("cannot encode a window: {e}")))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let label = format!(
+        "{} ({} {} vs {})",
+        client.shown(),
+        spec.service,
+        spec.canary,
+        spec.baseline
+    );
+    crate::judge::replay::replay_text(&label, &text, config, every)
+        .map_err(|e| Error::ToolInvalid(e.to_string()))
 }

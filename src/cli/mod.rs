@@ -6,6 +6,7 @@ mod check_config;
 mod completions;
 mod diff;
 mod history;
+pub mod metrics_listen;
 mod migrate;
 mod plan;
 mod print;

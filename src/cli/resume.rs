@@ -34,6 +34,8 @@ pub struct ResumeArgs {
     pub allow_contract: bool,
     #[command(flatten)]
     pub aws: super::AwsArgs,
+    #[command(flatten)]
+    pub metrics: super::metrics_listen::MetricsListenArg,
 }
 
 pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
@@ -44,8 +46,9 @@ pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
         super::init_logging_at("warn");
     }
     let state_dir = args.state.resolve();
-    let (release, base_dir, begin) =
+    let (mut release, base_dir, begin) =
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?;
+    args.metrics.apply(&mut release);
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

@@ -75,6 +75,8 @@ pub struct ServeArgs {
     pub allow_contract: bool,
     #[command(flatten)]
     pub aws: super::AwsArgs,
+    #[command(flatten)]
+    pub metrics: super::metrics_listen::MetricsListenArg,
     /// `--env`, `--set` (not with `--resume`: a resumed run keeps what its journal says).
     #[command(flatten)]
     pub release: super::ReleaseArgs,
@@ -146,7 +148,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         ));
     }
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (release, base_dir, begin) = if args.resume {
+    let (mut release, base_dir, begin) = if args.resume {
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
         let Some(file) = args.file.clone() else {
@@ -164,6 +166,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             },
         )?
     };
+    args.metrics.apply(&mut release);
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

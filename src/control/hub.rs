@@ -77,6 +77,8 @@ impl Snapshot {
 struct Inner {
     seq: u64,
     state: ReleaseState,
+    /// Counters for `/metrics` the state does not keep.
+    counts: super::metrics::Counts,
     recent: VecDeque<Arc<Item>>,
     attached: BTreeMap<u64, Attached>,
     next_id: u64,
@@ -127,6 +129,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 seq: 0,
                 state,
+                counts: Default::default(),
                 recent: VecDeque::with_capacity(1024),
                 attached: BTreeMap::new(),
                 next_id: 1,
@@ -184,7 +187,14 @@ impl Hub {
     pub fn push_event(&self, event: Event) {
         let mut inner = self.lock();
         inner.state.apply(&event);
+        inner.counts.observe(&event);
         self.publish(&mut inner, ItemBody::Event { event });
+    }
+
+    /// cutover's own metrics as of the latest item (Prometheus text).
+    pub fn prometheus_text(&self) -> String {
+        let inner = self.lock();
+        super::metrics::render(&inner.state, &inner.counts)
     }
 
     /// The state as of the latest item.

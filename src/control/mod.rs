@@ -13,6 +13,7 @@
 pub mod client;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod request;
 pub mod server;
 pub mod tokens;

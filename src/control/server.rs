@@ -534,7 +534,9 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body>
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    if let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
+    // A Prometheus scrape sends no protocol header: `/metrics` is plain text, unversioned.
+    let scrape = req.uri().path() == "/metrics";
+    if !scrape && let Err(msg) = check_version(header(&req, PROTOCOL_HEADER), "client") {
         tracing::warn!("control API: refused a request: {msg}");
         return error(StatusCode::BAD_REQUEST, "protocol_mismatch", msg);
     }
@@ -561,7 +563,15 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body>
         ),
         (Method::GET, "/v1/events") => events(&req, ctx, caller),
         (Method::POST, "/v1/commands") => command(req, ctx, caller).await,
-        (_, "/v1/snapshot" | "/v1/presence" | "/v1/events" | "/v1/commands") => error(
+        (Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(ctx.hub.prometheus_text())).boxed());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (_, "/v1/snapshot" | "/v1/presence" | "/v1/events" | "/v1/commands" | "/metrics") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} {path}: wrong method; see PROTOCOL.md", req.method()),
@@ -570,7 +580,7 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, peer: &Peer) -> Response<Body>
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "{path}: no such endpoint; this server speaks /v1/snapshot, /v1/events, /v1/commands, /v1/presence"
+                "{path}: no such endpoint; this server speaks /v1/snapshot, /v1/events, /v1/commands, /v1/presence, /metrics"
             ),
         ),
     }

@@ -60,6 +60,8 @@ pub struct AnalysisRun {
     pub every: Duration,
     pub next_sample_ms: u64,
     last_outcome: Option<Outcome>,
+    /// The outcome last reported as a verdict event.
+    last_reported: Option<Outcome>,
     pub config: AnalysisConfig,
 }
 
@@ -76,10 +78,15 @@ impl AnalysisRun {
         now_ms: u64,
     ) -> Result<AnalysisRun, String> {
         let judge = new_judge(&config).map_err(|e| e.to_string())?;
-        let base_latency = metrics
-            .recent_latency(service, baseline, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string())?;
+        // A source that counts "slow" only at bucket boundaries counts at `max_p99`.
+        let base_latency = if metrics.fixed_slow_thresholds() {
+            None
+        } else {
+            metrics
+                .recent_latency(service, baseline, Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let slow = freeze_slow_threshold(&config, base_latency.as_ref());
         let mut sampler = ArmSampler::new(metrics, service, baseline, candidate, slow);
         sampler.sample(0, 0.0).await.map_err(|e| e.to_string())?;
@@ -90,6 +97,7 @@ impl AnalysisRun {
             every,
             next_sample_ms: now_ms + every.as_millis() as u64,
             last_outcome: None,
+            last_reported: None,
             config,
         })
     }
@@ -107,21 +115,42 @@ impl AnalysisRun {
             .sample(at, f64::from(canary_weight) / 100.0)
             .await
             .map_err(|e| e.to_string())?;
-        let Some(w) = w else { return Ok(None) };
-        let outcome = self.judge.observe(&w).map_err(|e| e.to_string())?;
-        if self.last_outcome != Some(outcome) {
+        if let Some(w) = w {
+            let outcome = self.judge.observe(&w).map_err(|e| e.to_string())?;
             self.last_outcome = Some(outcome);
-            return Ok(Some(info(&self.judge.verdict(), now_ms)));
+        }
+        let shown = self.outcome();
+        if self.last_reported != Some(shown) && (w.is_some() || self.sampler.no_data().is_some()) {
+            self.last_reported = Some(shown);
+            return Ok(Some(self.verdict(now_ms)));
         }
         Ok(None)
     }
 
+    /// The judge's outcome, except that a pass needs data now: while the source has
+    /// nothing (Prometheus empty or gone) a pass reads as inconclusive.
     pub fn outcome(&self) -> Outcome {
-        self.last_outcome.unwrap_or(Outcome::Inconclusive)
+        match (self.last_outcome, self.sampler.no_data()) {
+            (Some(Outcome::Fail), _) => Outcome::Fail,
+            (_, Some(_)) => Outcome::Inconclusive,
+            (o, None) => o.unwrap_or(Outcome::Inconclusive),
+        }
     }
 
     pub fn verdict(&self, now_ms: u64) -> VerdictInfo {
-        info(&self.judge.verdict(), now_ms)
+        let mut v = info(&self.judge.verdict(), now_ms);
+        let outcome = self.outcome();
+        if let Some(why) = self.sampler.no_data()
+            && outcome != Outcome::Fail
+        {
+            v.summary = format!("no data: {why}; {}", v.summary);
+            v.explanation.push(format!(
+                "note: no data is never a pass (the judge on the data it had: {})",
+                v.outcome.as_str()
+            ));
+            v.outcome = outcome;
+        }
+        v
     }
 }
 

@@ -25,7 +25,20 @@ pub async fn request(
     body: Option<(String, Vec<u8>)>,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    match tokio::time::timeout(timeout, request_inner(method, url, headers, body)).await {
+    request_limited(method, url, headers, body, timeout, 4096).await
+}
+
+/// [`request`] keeping at most `max_body` bytes of the body (a metrics API's JSON).
+pub async fn request_limited(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<(String, Vec<u8>)>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Answer, String> {
+    let inner = request_inner(method, url, headers, body, max_body);
+    match tokio::time::timeout(timeout, inner).await {
         Ok(r) => r,
         Err(_) => Err(format!("{method} {url} timed out after {timeout:?}")),
     }
@@ -36,6 +49,7 @@ async fn request_inner(
     url: &str,
     headers: &[(String, String)],
     body: Option<(String, Vec<u8>)>,
+    max_body: usize,
 ) -> Result<Answer, String> {
     let uri: hyper::Uri = url
         .parse()
@@ -68,13 +82,13 @@ async fn request_inner(
     let req = build(method, &uri, &authority, headers, body)
         .map_err(|e| format!("{method} {url}: invalid request: {e}"))?;
     let result = match tls {
-        None => exchange(TokioIo::new(stream), req).await,
+        None => exchange(TokioIo::new(stream), req, max_body).await,
         Some(client) => {
             let stream = client
                 .connect(&host, stream)
                 .await
                 .map_err(|e| format!("{method} {url}: {e}"))?;
-            exchange(TokioIo::new(stream), req).await
+            exchange(TokioIo::new(stream), req, max_body).await
         }
     };
     result.map_err(|e| format!("{method} {url}: {e}"))
@@ -111,7 +125,7 @@ fn build(
 }
 
 /// One request on a fresh connection (`Connection: close`), then the connection is dropped.
-async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<Answer, String>
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>, max_body: usize) -> Result<Answer, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -128,7 +142,7 @@ where
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_string();
+            let text = String::from_utf8_lossy(&body[..body.len().min(max_body)]).to_string();
             Ok(Answer { status, body: text })
         }
         Err(e) => Err(e.to_string()),

@@ -45,6 +45,7 @@ pub mod config;
 pub mod explain;
 pub mod guard;
 pub mod replay;
+pub mod replay_prometheus;
 pub mod sampler;
 pub mod sequential;
 pub mod sim;

@@ -17,6 +17,8 @@ pub struct ArmSampler {
     canary: String,
     slow: SlowThreshold,
     previous: Option<(u64, RevisionCounters, RevisionCounters)>,
+    /// Why the last poll gave no window (a source whose absent data is *no data*).
+    no_data: Option<String>,
 }
 
 impl ArmSampler {
@@ -36,7 +38,42 @@ impl ArmSampler {
             canary: canary_revision.to_string(),
             slow,
             previous: None,
+            no_data: None,
         }
+    }
+
+    /// Why the last poll yielded no window because the source had nothing (only for
+    /// sources whose [`MetricSource::absent_is_no_data`]); `None` once data is back.
+    pub fn no_data(&self) -> Option<&str> {
+        self.no_data.as_deref()
+    }
+
+    /// Both arms, or why there is no data (sources whose absent data is no data).
+    async fn read_strict(&self) -> Result<(RevisionCounters, RevisionCounters), String> {
+        let t = self.slow.threshold;
+        let name = self.source.name();
+        let mut out = [RevisionCounters::default(); 2];
+        for (i, (arm, rev)) in [("baseline", &self.baseline), ("canary", &self.canary)]
+            .into_iter()
+            .enumerate()
+        {
+            out[i] = match self.source.counters(&self.service, rev, t).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Err(format!(
+                        "the metrics source `{name}` had no data for the {arm} `{rev}` of `{}`",
+                        self.service
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the metrics source `{name}` could not be read for the {arm} `{rev}`: {}",
+                        e.message
+                    ));
+                }
+            };
+        }
+        Ok((out[0], out[1]))
     }
 
     /// The name of the source, for messages.
@@ -53,6 +90,20 @@ impl ArmSampler {
         canary_weight: f64,
     ) -> Result<Option<AnalysisWindow>, MetricsError> {
         let t = self.slow.threshold;
+        if self.source.absent_is_no_data() {
+            // No data is no window: the previous reading stays, so the next window with
+            // data spans the gap (the counters are cumulative).
+            match self.read_strict().await {
+                Ok((base, can)) => {
+                    self.no_data = None;
+                    return Ok(self.window(at_ms, canary_weight, base, can));
+                }
+                Err(why) => {
+                    self.no_data = Some(why);
+                    return Ok(None);
+                }
+            }
+        }
         let base = self
             .source
             .counters(&self.service, &self.baseline, t)
@@ -63,6 +114,17 @@ impl ArmSampler {
             .counters(&self.service, &self.canary, t)
             .await?
             .unwrap_or_default();
+        Ok(self.window(at_ms, canary_weight, base, can))
+    }
+
+    fn window(
+        &mut self,
+        at_ms: u64,
+        canary_weight: f64,
+        base: RevisionCounters,
+        can: RevisionCounters,
+    ) -> Option<AnalysisWindow> {
+        let t = self.slow.threshold;
         let window = self.previous.map(|(prev_at, prev_base, prev_can)| {
             AnalysisWindow::from_readings(
                 at_ms,
@@ -76,7 +138,7 @@ impl ArmSampler {
             )
         });
         self.previous = Some((at_ms, base, can));
-        Ok(window)
+        window
     }
 }
 

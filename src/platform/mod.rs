@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::MetricSource;
 
 pub mod local;
+pub mod metrics_override;
 
 /// The state of one instance as the platform's health checks see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,10 @@ pub struct Release {
     /// Where to announce what happens (webhooks, Grafana annotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+    /// Where the judge reads per-revision traffic from (default: the platform's own
+    /// source, the local proxy or CloudWatch). See `docs/observability.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
     /// The services this release changes, written as `[[service]]` tables.
     #[serde(default, rename = "service")]
     pub services: Vec<Service>,
@@ -67,6 +71,12 @@ pub struct ReleaseSection {
     /// statistics; the secret is never journaled, shown or forwarded to a replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_secret: Option<String>,
+    /// Platform `local`: an address (`127.0.0.1:PORT`) on which the local platform serves
+    /// `GET /metrics` in Prometheus text (the proxy's per-revision series, its request
+    /// duration histogram and cutover's own release metrics) and `GET /weights`.
+    /// `--metrics-listen ADDR` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 pub fn default_max_parallel() -> u32 {
@@ -439,6 +449,10 @@ pub struct Analysis {
     /// person) or `extend` (keep analysing until the progress deadline).
     #[serde(default)]
     pub on_inconclusive: OnInconclusive,
+    /// With `[metrics] provider = "prometheus"`: this service's own PromQL queries instead
+    /// of the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusQueries>,
 }
 
 impl Default for Analysis {
@@ -453,6 +467,7 @@ impl Default for Analysis {
             alpha: default_alpha(),
             failure_limit: 0,
             on_inconclusive: OnInconclusive::default(),
+            prometheus: None,
         }
     }
 }
@@ -471,6 +486,104 @@ fn default_max_error_rate() -> f64 {
 }
 fn default_alpha() -> f64 {
     0.01
+}
+
+/// The `[metrics]` table: where the judge reads per-revision traffic from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `default` (the platform's own source: the local proxy or CloudWatch) or
+    /// `prometheus` (instant queries of cumulative counters through the HTTP API).
+    #[serde(default)]
+    pub provider: MetricsProvider,
+    /// The Prometheus server's base URL (`http://127.0.0.1:9090`), or `env:VAR` to read it
+    /// from the environment (then it is secret: never journaled or shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Which query set reads the revisions: `cutover` (the local proxy's own series),
+    /// `http_server` (OpenTelemetry's `http.server.request.duration` histogram), `istio`
+    /// or `linkerd`.
+    #[serde(default)]
+    pub template: PrometheusTemplate,
+    /// Basic auth: the user name (`env:VAR` allowed); needs `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic auth: `env:VAR`, the variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `env:VAR`: the variable holding a bearer token sent as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    /// How long one query may take before the reading counts as *no data* (default 5 s).
+    #[serde(default = "default_metrics_timeout")]
+    pub timeout: Dur,
+}
+
+pub fn default_metrics_timeout() -> Dur {
+    Dur::from_secs(5)
+}
+
+/// Where metrics come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsProvider {
+    /// The platform's own source: the local proxy, or CloudWatch on ECS.
+    #[default]
+    Default,
+    /// A Prometheus server's HTTP API.
+    Prometheus,
+}
+
+impl MetricsProvider {
+    pub const NAMES: &'static [&'static str] = &["default", "prometheus"];
+}
+
+/// The query sets cutover ships for Prometheus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrometheusTemplate {
+    /// The local proxy's series: `cutover_proxy_*{service,revision}`.
+    #[default]
+    Cutover,
+    /// OpenTelemetry's `http.server.request.duration` histogram as Prometheus exports it
+    /// (`http_server_request_duration_seconds_*{job,service_version}`).
+    HttpServer,
+    /// Istio's `istio_requests_total` and `istio_request_duration_milliseconds`
+    /// (`destination_service_name`, `destination_version`).
+    Istio,
+    /// Linkerd's `response_total` and `response_latency_ms` (`deployment`, `version`).
+    Linkerd,
+}
+
+impl PrometheusTemplate {
+    pub const NAMES: &'static [&'static str] = &["cutover", "http_server", "istio", "linkerd"];
+    pub const ALL: [PrometheusTemplate; 4] = [
+        PrometheusTemplate::Cutover,
+        PrometheusTemplate::HttpServer,
+        PrometheusTemplate::Istio,
+        PrometheusTemplate::Linkerd,
+    ];
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// The `[service.analysis.prometheus]` table: PromQL that replaces the template's query
+/// for this service. `{{service}}`, `{{revision}}` and (in `slow`) `{{le}}`, the slow
+/// threshold in the histogram's unit, are filled in. Each query must return one
+/// cumulative count (a counter's value, not a rate).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusQueries {
+    /// Requests the revision answered (or failed to answer), cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<String>,
+    /// Failed requests (5xx), cumulative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// Requests slower than `{{le}}`, cumulative (e.g. `_count` minus the bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<String>,
 }
 
 /// The canary judges.

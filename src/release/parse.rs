@@ -15,6 +15,8 @@ use super::model::*;
 use super::vars::SetArg;
 use crate::duration::parse_duration;
 
+mod metrics;
+
 /// Where values are in the file, looked up by path (`release.name`, `service[2]`,
 /// `service[2].depends_on[0]`, `migration[0].expand`) in the parsed TOML tree, only when a
 /// check needs to point at something: a valid release costs no lookups at all.
@@ -93,6 +95,7 @@ pub mod keys {
     pub const TOP: &[&str] = &[
         "release",
         "notify",
+        "metrics",
         "service",
         "migration",
         "vars",
@@ -108,9 +111,22 @@ pub mod keys {
         "progress_deadline",
         "environment",
         "pin_secret",
+        "metrics_listen",
     ];
     pub const NOTIFY: &[&str] = &["webhooks", "grafana"];
     pub const GRAFANA: &[&str] = &["url", "token", "dashboard_uid", "tags"];
+    /// The keys of `[metrics]`.
+    pub const METRICS: &[&str] = &[
+        "provider",
+        "url",
+        "template",
+        "username",
+        "password",
+        "bearer_token",
+        "timeout",
+    ];
+    /// The keys of `[service.analysis.prometheus]`.
+    pub const PROMETHEUS_QUERIES: &[&str] = &["requests", "errors", "slow"];
     pub const SERVICE: &[&str] = &[
         "name",
         "depends_on",
@@ -146,6 +162,7 @@ pub mod keys {
         "alpha",
         "failure_limit",
         "on_inconclusive",
+        "prometheus",
     ];
     pub const LOCAL: &[&str] = &[
         "listen",
@@ -759,6 +776,13 @@ impl Parser<'_> {
                         .map(|g| self.grafana(&g)),
                 }
             });
+        let metrics = self.track(
+            || "metrics".into(),
+            |p| {
+                p.opt_table(root, "metrics", || "[metrics]".into())
+                    .map(|t| p.metrics(&t))
+            },
+        );
         let services = self
             .table_array(root, "service", || "[[service]]".into())
             .into_iter()
@@ -772,6 +796,7 @@ impl Parser<'_> {
         Some(Release {
             release: section?,
             notify,
+            metrics,
             services,
             migrations,
             env_values: Vec::new(),
@@ -812,6 +837,7 @@ impl Parser<'_> {
             .unwrap_or_else(default_progress_deadline);
         let environment = self.opt_str(t, "environment", "\"production\"");
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
+        let metrics_listen = self.opt_str(t, "metrics_listen", "\"127.0.0.1:9464\"");
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -820,6 +846,7 @@ impl Parser<'_> {
             progress_deadline,
             environment,
             pin_secret,
+            metrics_listen,
         }
     }
 
@@ -1205,6 +1232,15 @@ impl Parser<'_> {
                     &[OnInconclusive::Pause, OnInconclusive::Extend],
                 )
                 .unwrap_or_default(),
+            prometheus: self.track(
+                || t.child("prometheus"),
+                |p| {
+                    p.opt_table(t, "prometheus", || {
+                        format!("[service.analysis.prometheus] of {}", t.what)
+                    })
+                    .map(|pt| p.prometheus_queries(&pt))
+                },
+            ),
         }
     }
 

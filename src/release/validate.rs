@@ -9,6 +9,8 @@ use super::diagnostic::{Diagnostic, SourceMap, nearest};
 use super::model::*;
 use super::parse::Spans;
 
+mod metrics;
+
 /// Every semantic problem in a structurally sound release. `base` is the directory that
 /// relative paths in the release are resolved against (the release file's directory).
 pub fn validate(
@@ -32,6 +34,7 @@ pub fn validate(
         v.platform_section(i, s, release.release.platform);
     }
     v.listen_addresses(release);
+    v.metrics(release);
     v.migrations(release, &names, base);
     v.diags
 }

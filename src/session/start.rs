@@ -90,6 +90,20 @@ pub async fn start_session_with(
         .map(crate::platform::local::pin::PinSecret::from_spec)
         .transpose()
         .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+    // `[metrics] provider = "prometheus"`: its `env:` values are read before anything starts.
+    let prometheus = crate::metrics::prometheus::PrometheusSource::from_release(release)
+        .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
+    let metrics_listen = (release.release.metrics_listen.as_deref())
+        .map(|a| {
+            a.parse::<std::net::SocketAddr>().map_err(|e| {
+                Failure::invalid(format!(
+                    "release {}: metrics_listen `{a}` is not an address ({e}); write e.g. \"127.0.0.1:9464\"",
+                    release.release.name
+                ))
+            })
+        })
+        .transpose()?;
+    let mut local_stats = None;
     let mut break_glass = None;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh {
@@ -151,12 +165,17 @@ pub async fn start_session_with(
     } else {
         let self_exe = std::env::current_exe()
             .map_err(|e| Failure::internal(format!("cannot find this program's path: {e}")))?;
-        let mut config = local_config(release, journal.dir(), &self_exe, base_dir, None)
+        let mut config = local_config(release, journal.dir(), &self_exe, base_dir, metrics_listen)
             .map_err(|e| Failure::invalid(format!("release {}: {e}", release.release.name)))?;
         config.pin_secret = pin_secret;
         crate::trace::add_to_local(&mut config, &child_env);
         match LocalPlatform::start(config).await {
-            Ok(p) => Arc::new(p),
+            Ok(p) => {
+                let stats = p.stats();
+                stats.add_buckets(&crate::metrics::prometheus::slow_thresholds_s(release));
+                local_stats = Some(stats);
+                Arc::new(p)
+            }
             Err(e) => {
                 let _ = journal.append(NewEntry {
                 at_ms: crate::engine::Clock::now_ms(&SystemClock),
@@ -168,6 +187,10 @@ pub async fn start_session_with(
                 return Err(Failure::internal(format!("local platform: {e}")));
             }
         }
+    };
+    let platform = match prometheus {
+        Some(source) => crate::platform::metrics_override::with_metrics(platform, Arc::new(source)),
+        None => platform,
     };
     #[cfg(feature = "crash-hooks")]
     let platform = crate::faults::platform::hooked(platform);
@@ -248,6 +271,15 @@ pub async fn start_session_with(
     });
     let was_ready = engine.state().status == crate::engine::ReleaseStatus::Ready;
     let hub = crate::control::Hub::start(engine.state().clone(), engine.subscribe());
+    // The local platform's `/metrics` also carries cutover's own release metrics.
+    if let Some(stats) = local_stats {
+        let weak = Arc::downgrade(&hub);
+        stats.set_extra_text(Arc::new(move || {
+            weak.upgrade()
+                .map(|h| h.prometheus_text())
+                .unwrap_or_default()
+        }));
+    }
     let handle = spawn(engine);
     if was_ready && let Err(r) = handle.send(Command::Start, operator).await {
         return Err(Failure::internal(r.to_string()));

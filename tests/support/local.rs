@@ -288,3 +288,47 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Until the proxy on `port` serves (it answers 503 before any backend is healthy).
+pub fn wait_proxy_answers(port: u16) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing serves on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cutover load` through the proxy on `port` at 150 requests/s for `secs` seconds (JSON
+/// report on stdout, piped).
+pub fn cli_load(port: u16, secs: u32) -> std::process::Child {
+    std::process::Command::new(CUTOVER)
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/"),
+            "--rate",
+            "150",
+            "--duration",
+            &format!("{secs}s"),
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}

@@ -30,6 +30,7 @@ pub mod moto;
 pub mod net;
 pub mod netns;
 pub mod pg;
+pub mod prometheus;
 pub mod release;
 pub mod served;
 pub mod tls;

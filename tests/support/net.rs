@@ -29,3 +29,18 @@ pub fn wait_for_demo_ports() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// One raw HTTP/1.1 GET to 127.0.0.1 with `Connection: close`; the status line, headers
+/// and body as they came.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

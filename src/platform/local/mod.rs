@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod from_release;
 pub mod health;
+pub mod histogram;
 pub mod pin;
 pub mod proxy;
 pub mod stats;

@@ -197,7 +197,25 @@ impl RevisionStats {
         })
     }
 
-    fn responses_by_class(&self) -> [u64; 5] {
+    /// Responses at most `le` slow (the same rule as `counters`' `slow`: count at most
+    /// `le` = all responses minus those slower than `le`).
+    pub(super) fn responses_at_most(&self, le: Duration) -> u64 {
+        let le_us = le.as_micros().min(u128::from(MAX_LATENCY_US)) as u64;
+        let l = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        let h = &l.cumulative;
+        if h.is_empty() {
+            0
+        } else {
+            h.count_between(0, le_us)
+        }
+    }
+
+    /// Every response's latency added up, in seconds.
+    pub(super) fn latency_sum_s(&self) -> f64 {
+        self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    pub(super) fn responses_by_class(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed))
     }
 }
@@ -246,14 +264,37 @@ impl InFlight {
 pub struct ProxyStats {
     epoch: Instant,
     revisions: RwLock<BTreeMap<(String, String), Arc<RevisionStats>>>,
+    /// The request duration histogram's bucket boundaries, in seconds.
+    buckets: RwLock<Vec<f64>>,
+    /// More exposition text appended to `/metrics` (cutover's own release metrics).
+    extra: RwLock<Option<ExtraText>>,
 }
+
+/// Text appended to the `/metrics` exposition, rendered at each scrape.
+pub type ExtraText = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl ProxyStats {
     pub fn new() -> Arc<ProxyStats> {
         Arc::new(ProxyStats {
             epoch: Instant::now(),
             revisions: RwLock::new(BTreeMap::new()),
+            buckets: RwLock::new(super::histogram::DEFAULT_BUCKETS.to_vec()),
+            extra: RwLock::new(None),
         })
+    }
+
+    /// Add bucket boundaries (seconds) to the request duration histogram: each service's
+    /// slow threshold, so that Prometheus counts "slow" exactly where the judge does.
+    pub fn add_buckets(&self, seconds: &[f64]) {
+        let mut b = self.buckets.write().unwrap_or_else(|p| p.into_inner());
+        b.extend(seconds.iter().filter(|s| s.is_finite() && **s > 0.0));
+        b.sort_by(f64::total_cmp);
+        b.dedup();
+    }
+
+    /// Append `text` (rendered at every scrape) to the exposition.
+    pub fn set_extra_text(&self, text: ExtraText) {
+        *self.extra.write().unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
 
     /// The stats of a revision, created on first use.
@@ -362,11 +403,21 @@ impl ProxyStats {
             let _ = writeln!(out, "cutover_proxy_latency_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "cutover_proxy_latency_seconds_count{{{l}}} {count}");
         }
+        let buckets = self
+            .buckets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        super::histogram::render(&mut out, &all, &buckets);
+        let extra = self.extra.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(extra) = extra {
+            out.push_str(&extra());
+        }
         out
     }
 }
 
-fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
