@@ -171,6 +171,37 @@ pub enum Command {
     },
 }
 
+/// Change control of a fresh run (`deploy`, `serve`): the policy file in force, the change
+/// ticket, and a freeze's break-glass.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// The policy file (freeze windows, roster, approval rules, Rego policies); default:
+    /// $CUTOVER_POLICY, else policy.toml in the config directory, if there is one.
+    #[arg(long, value_name = "FILE", env = "CUTOVER_POLICY", value_hint = clap::ValueHint::FilePath)]
+    pub policy: Option<std::path::PathBuf>,
+    /// The change ticket (e.g. CHG-1234): Rego policies see it as input.change.
+    #[arg(long, value_name = "TICKET", value_hint = clap::ValueHint::Other)]
+    pub change: Option<String>,
+    /// Start inside a freeze window: needs the approvals the policy's [break_glass] names
+    /// (--break-glass-approver); journaled with your name and the reason.
+    #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
+    pub break_glass: Option<String>,
+    /// Who approved the break-glass (repeatable); checked against [break_glass].
+    #[arg(long, value_name = "NAME", requires = "break_glass", value_hint = clap::ValueHint::Other)]
+    pub break_glass_approver: Vec<String>,
+}
+
+impl PolicyArgs {
+    pub fn admission(&self) -> crate::session::policy_gate::PolicyAdmission {
+        crate::session::policy_gate::PolicyAdmission {
+            policy: self.policy.clone(),
+            change: self.change.clone(),
+            break_glass: self.break_glass.clone(),
+            break_glass_approvers: self.break_glass_approver.clone(),
+        }
+    }
+}
+
 /// Which environment of a release and which variable values: every command that reads a
 /// release file flattens these.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -83,6 +83,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     #[arg(conflicts_with = "resume")]
     pub skip_requires: Option<String>,
+    #[command(flatten)]
+    pub policy: super::PolicyArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -161,6 +163,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 state_dir: &state_dir,
                 operator: &operator,
                 skip_requires: args.skip_requires.as_deref(),
+                policy: &args.policy.admission(),
             },
         )?
     };

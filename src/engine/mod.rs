@@ -15,6 +15,7 @@
 pub mod analysis;
 mod background;
 mod bootstrap;
+mod change_control;
 pub mod clock;
 pub mod command;
 mod commands;

@@ -39,6 +39,10 @@ pub fn describe(e: &Event) -> String {
             None => format!("{operator}: {command} refused: {reason}"),
         },
         ReleaseStarted { operator } => format!("release started by {operator}"),
+        FreezeHeld { window, until, .. } => format!(
+            "freeze window {window} is open until {until}: no further service starts until it closes"
+        ),
+        FreezeLifted { window } => format!("freeze window {window} closed: services start again"),
         BaselineReady { service, revision } => {
             format!("{service}: baseline {revision} serving all traffic")
         }
