@@ -8,6 +8,7 @@ mod diff;
 mod history;
 mod migrate;
 mod plan;
+mod policy;
 mod print;
 mod render;
 mod schema;
@@ -137,6 +138,11 @@ pub enum Command {
     Migrate {
         #[command(subcommand)]
         command: migrate::MigrateCommand,
+    },
+    /// Change control: check a release against the policy (freeze windows, Rego) alone.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Check that everything an ECS release names exists in the AWS account and matches,
     /// before any change (exit 2 if something is missing).
@@ -482,6 +488,7 @@ pub fn main() -> ExitCode {
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
         Command::Migrate { command } => migrate::run(command),
+        Command::Policy { command } => policy::run(command),
         Command::Verify {
             file,
             release,
@@ -524,6 +531,7 @@ impl Command {
                 | Command::Verify { .. }
                 | Command::Diff { .. }
                 | Command::Migrate { .. }
+                | Command::Policy { .. }
                 | Command::Judge { .. }
                 | Command::JudgeBench(_)
                 | Command::CheckConfig(_)

@@ -47,21 +47,7 @@ pub fn admit(
     a: &PolicyAdmission,
 ) -> Result<Option<ChangeControl>, super::spec::SourceError> {
     use super::spec::SourceError;
-    let pol = policy::load(a.policy.as_deref()).map_err(SourceError::Invalid)?;
-    let plan =
-        crate::plan::plan_json(loaded).map_err(|e| SourceError::Failure(Failure::internal(e)))?;
-    let env = environment(loaded);
-    let ctx = policy::Context {
-        environment: env.as_deref(),
-        operator,
-        change: a.change.as_deref(),
-        now: chrono::Utc::now(),
-        break_glass: a
-            .break_glass
-            .as_deref()
-            .map(|r| (r, a.break_glass_approvers.as_slice())),
-    };
-    match policy::check(&pol, &[], plan, &ctx) {
+    match evaluate(loaded, operator, a)? {
         Ok(cc) => {
             if let Some(b) = &cc.break_glass {
                 eprintln!(
@@ -85,6 +71,31 @@ pub fn admit(
             ))))
         }
     }
+}
+
+/// The policy in force evaluated for a fresh run of `loaded` now (what `cutover policy
+/// check` prints): what the engine would enforce, or every refusal.
+pub fn evaluate(
+    loaded: &LoadedRelease,
+    operator: &str,
+    a: &PolicyAdmission,
+) -> Result<Result<ChangeControl, Vec<Refusal>>, super::spec::SourceError> {
+    use super::spec::SourceError;
+    let pol = policy::load(a.policy.as_deref()).map_err(SourceError::Invalid)?;
+    let plan =
+        crate::plan::plan_json(loaded).map_err(|e| SourceError::Failure(Failure::internal(e)))?;
+    let env = environment(loaded);
+    let ctx = policy::Context {
+        environment: env.as_deref(),
+        operator,
+        change: a.change.as_deref(),
+        now: chrono::Utc::now(),
+        break_glass: a
+            .break_glass
+            .as_deref()
+            .map(|r| (r, a.break_glass_approvers.as_slice())),
+    };
+    Ok(policy::check(&pol, &[], plan, &ctx))
 }
 
 /// A run of its own for a refusal: the release entry, one `policy` entry, `refused`.
