@@ -90,7 +90,11 @@ fn runs(state: &Path) -> Vec<(Vec<String>, String, Vec<String>)> {
             .expect("run dir")
             .map(|f| f.expect("file").file_name().to_string_lossy().to_string())
             .collect();
-        (kinds, run["outcome"].as_str().unwrap_or_default().to_string(), files)
+        (
+            kinds,
+            run["outcome"].as_str().unwrap_or_default().to_string(),
+            files,
+        )
     })
     .collect()
 }
@@ -107,7 +111,17 @@ fn a_production_canary_without_analysis_is_stopped_before_anything_changes() {
     let s = state.to_string_lossy().to_string();
     let out = cutover(
         dir.path(),
-        &["deploy", &f, "--headless", "--state-dir", &s, "--policy", &pol, "--change", "CHG-1"],
+        &[
+            "deploy",
+            &f,
+            "--headless",
+            "--state-dir",
+            &s,
+            "--policy",
+            &pol,
+            "--change",
+            "CHG-1",
+        ],
     );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
@@ -133,7 +147,10 @@ fn a_production_canary_without_analysis_is_stopped_before_anything_changes() {
     // The same release with analysis and a change ticket passes `policy check`; without
     // the ticket it is denied.
     std::fs::write(&file, release(port, ANALYSED)).expect("write release");
-    let ok = cutover(dir.path(), &["policy", "check", &f, "--policy", &pol, "--change", "CHG-1"]);
+    let ok = cutover(
+        dir.path(),
+        &["policy", "check", &f, "--policy", &pol, "--change", "CHG-1"],
+    );
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     assert!(text(&ok).contains("release pay may start"), "{}", text(&ok));
     let no_ticket = cutover(dir.path(), &["policy", "check", &f, "--policy", &pol]);
@@ -158,23 +175,56 @@ fn a_deploy_inside_a_freeze_window_is_refused_naming_the_window_and_its_end() {
     std::fs::copy(&pol, dir.path().join("config/policy.toml")).expect("copy policy");
     let f = file.to_string_lossy().to_string();
     let s = state.to_string_lossy().to_string();
-    let out = cutover(dir.path(), &["deploy", &f, "--headless", "--state-dir", &s, "--change", "CHG-2"]);
+    let out = cutover(
+        dir.path(),
+        &[
+            "deploy",
+            &f,
+            "--headless",
+            "--state-dir",
+            &s,
+            "--change",
+            "CHG-2",
+        ],
+    );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("the freeze window `always` is open until "), "{t}");
+    assert!(
+        t.contains("the freeze window `always` is open until "),
+        "{t}"
+    );
     assert!(t.contains(" UTC)"), "{t}");
     assert!(t.contains("CET") || t.contains("CEST"), "{t}");
     // A break-glass the starter approves alone is refused (four eyes)...
     let out = cutover(
         dir.path(),
-        &["deploy", &f, "--headless", "--state-dir", &s, "--change", "CHG-2", "--break-glass", "incident 9", "--break-glass-approver", "alice"],
+        &[
+            "deploy",
+            &f,
+            "--headless",
+            "--state-dir",
+            &s,
+            "--change",
+            "CHG-2",
+            "--break-glass",
+            "incident 9",
+            "--break-glass-approver",
+            "alice",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("--break-glass refused: alice started this release; four eyes"), "{}", text(&out));
+    assert!(
+        text(&out).contains("--break-glass refused: alice started this release; four eyes"),
+        "{}",
+        text(&out)
+    );
     // ...and both refusals are journaled as refused runs.
     let r = runs(&state);
     assert_eq!(r.len(), 2);
-    assert!(r.iter().all(|(k, o, _)| k == &["release", "policy"] && o == "refused"));
+    assert!(
+        r.iter()
+            .all(|(k, o, _)| k == &["release", "policy"] && o == "refused")
+    );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
@@ -191,9 +241,18 @@ fn a_bad_policy_file_is_located() {
     .expect("write policy");
     let out = cutover(
         dir.path(),
-        &["policy", "check", &file.to_string_lossy(), "--policy", &pol.to_string_lossy()],
+        &[
+            "policy",
+            "check",
+            &file.to_string_lossy(),
+            "--policy",
+            &pol.to_string_lossy(),
+        ],
     );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("bad.toml:5:12: `Europe/Berlim` is not an IANA time zone"), "{t}");
+    assert!(
+        t.contains("bad.toml:5:12: `Europe/Berlim` is not an IANA time zone"),
+        "{t}"
+    );
 }
