@@ -279,7 +279,7 @@ fn schema_command_prints_the_schema() {
 fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
-    let all: [&[&str]; 15] = [
+    let all: [&[&str]; 16] = [
         keys::ENVIRONMENT,
         keys::TOP,
         keys::RELEASE,
@@ -295,6 +295,7 @@ fn readme_documents_every_key() {
         keys::REVISION,
         keys::ECS,
         keys::MIGRATION,
+        keys::FREEZE,
     ];
     for key in all.iter().flat_map(|k| k.iter()) {
         let forms = [

@@ -177,41 +177,29 @@ pub(super) fn freeze_windows(
                 "give each window its own name: refusals and the journal name it",
             );
         }
-        let mut ok = true;
-        if let Err(e) = freeze::parse_cron(f.cron.get_ref()) {
-            bad(
-                f.cron.span(),
-                e,
-                "5 fields in the window's timezone, e.g. \"0 18 * * 5\" (Fridays 18:00)",
-            );
-            ok = false;
-        }
-        if let Err(e) = freeze::parse_zone(f.timezone.get_ref()) {
-            bad(f.timezone.span(), e, "an IANA name from the tz database");
-            ok = false;
-        }
-        let duration_ms = match crate::duration::parse_duration(f.duration.get_ref()) {
-            Ok(d) if !d.is_zero() => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            Ok(_) => {
-                bad(
-                    f.duration.span(),
-                    "a freeze window of no time".into(),
-                    "e.g. \"64h\" or \"2h30m\"",
-                );
-                ok = false;
-                0
-            }
+        // A duration that does not read is reported here; the other checks still run.
+        let (duration, readable) = match crate::duration::parse_duration(f.duration.get_ref()) {
+            Ok(d) => (d, true),
             Err(e) => {
                 bad(
                     f.duration.span(),
                     format!("`{}`: {}", f.duration.get_ref(), e.0),
                     "e.g. \"64h\" or \"2h30m\"",
                 );
-                ok = false;
-                0
+                (std::time::Duration::from_secs(1), false)
             }
         };
-        if ok {
+        let found = freeze::problems(f.cron.get_ref(), f.timezone.get_ref(), duration);
+        for (key, msg, hint) in &found {
+            let span = match *key {
+                "cron" => f.cron.span(),
+                "timezone" => f.timezone.span(),
+                _ => f.duration.span(),
+            };
+            bad(span, msg.clone(), hint);
+        }
+        let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        if readable && found.is_empty() {
             out.push(FreezeWindow {
                 name: f.name.into_inner(),
                 cron: f.cron.into_inner(),
@@ -327,14 +315,14 @@ required = 0
         .unwrap_err();
         assert_eq!(e.len(), 5, "{e:#?}");
         assert!(
-            e[0].starts_with("policy.toml:3:8: `0 18 * *` has 4 field(s)"),
+            e[1].starts_with("policy.toml:3:8: `0 18 * *` has 4 field(s)"),
             "{e:#?}"
         );
         assert!(
-            e[1].starts_with("policy.toml:5:12: `Europe/Berlim` is not an IANA time zone"),
+            e[2].starts_with("policy.toml:5:12: `Europe/Berlim` is not an IANA time zone"),
             "{e:#?}"
         );
-        assert!(e[2].starts_with("policy.toml:4:12: `64 hours`"), "{e:#?}");
+        assert!(e[0].starts_with("policy.toml:4:12: `64 hours`"), "{e:#?}");
         assert!(
             e[3].starts_with("policy.toml:8:13: [approval] approvers names group `ops`"),
             "{e:#?}"

@@ -56,6 +56,34 @@ pub fn parse_zone(text: &str) -> Result<Tz, String> {
     })
 }
 
+/// What is wrong with a window as written (the policy file's or the release's
+/// `[[freeze]]`): each problem with the key it is about and a hint.
+pub fn problems(
+    cron: &str,
+    timezone: &str,
+    duration: std::time::Duration,
+) -> Vec<(&'static str, String, &'static str)> {
+    let mut out = Vec::new();
+    if let Err(e) = parse_cron(cron) {
+        out.push((
+            "cron",
+            e,
+            "5 fields in the window's timezone, e.g. \"0 18 * * 5\" (Fridays 18:00)",
+        ));
+    }
+    if let Err(e) = parse_zone(timezone) {
+        out.push(("timezone", e, "an IANA name from the tz database"));
+    }
+    if duration.is_zero() {
+        out.push((
+            "duration",
+            "a freeze window of no time".into(),
+            "e.g. \"64h\" or \"2h30m\"",
+        ));
+    }
+    out
+}
+
 /// A window ready to be asked: its cron and zone parsed once.
 #[derive(Debug, Clone)]
 pub struct Compiled {

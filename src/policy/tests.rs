@@ -213,3 +213,51 @@ fn the_shipped_policy_file_reads_and_a_deploy_in_its_weekend_window_is_refused()
         .with_timezone(&chrono::Utc);
     assert!(check(&p, &[], plan, &c).is_ok());
 }
+
+#[test]
+fn a_release_freeze_window_refuses_and_its_mistakes_are_located() {
+    let text = format!(
+        "{HEAD}{}\n[[freeze]]\nname = \"always\"\ncron = \"* * * * *\"\nduration = \"2h\"\ntimezone = \"UTC\"\n",
+        service("api", "canary", ANALYSED, 18401)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = crate::release::load_text(
+        &dir.path().join("release.toml"),
+        &text,
+        dir.path(),
+        &crate::release::LoadOptions::default(),
+    )
+    .unwrap();
+    let windows: Vec<FreezeWindow> = loaded.release.freeze.iter().map(|f| f.window()).collect();
+    let r = check(
+        &Policy::default(),
+        &windows,
+        plan_of(&text),
+        &ctx("staging", None),
+    )
+    .unwrap_err();
+    assert!(
+        r[0].message()
+            .starts_with("the freeze window `always` is open until "),
+        "{r:#?}"
+    );
+    let bad = format!(
+        "{HEAD}{}\n[[freeze]]\nname = \"x\"\ncron = \"0 18 * *\"\nduration = \"2h\"\ntimezone = \"Europe/Berlim\"\n",
+        service("api", "canary", ANALYSED, 18401)
+    );
+    let e = crate::release::load_text(
+        &dir.path().join("release.toml"),
+        &bad,
+        dir.path(),
+        &crate::release::LoadOptions::default(),
+    )
+    .unwrap_err();
+    let heads: Vec<String> = e.iter().map(|d| d.headline()).collect();
+    assert!(heads.iter().any(|h| h.ends_with("release.toml:17:8: `0 18 * *` has 4 field(s); a window's cron has 5: minute hour day-of-month month day-of-week (e.g. \"0 18 * * 5\")")), "{heads:#?}");
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.contains("release.toml:19:12: `Europe/Berlim` is not an IANA time zone")),
+        "{heads:#?}"
+    );
+}

@@ -95,7 +95,9 @@ pub fn evaluate(
             .as_deref()
             .map(|r| (r, a.break_glass_approvers.as_slice())),
     };
-    Ok(policy::check(&pol, &[], plan, &ctx))
+    let windows: Vec<policy::FreezeWindow> =
+        loaded.release.freeze.iter().map(|f| f.window()).collect();
+    Ok(policy::check(&pol, &windows, plan, &ctx))
 }
 
 /// A run of its own for a refusal: the release entry, one `policy` entry, `refused`.
