@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod parity;
 pub mod plan;
 pub mod platform;
+pub mod policy;
 pub mod release;
 pub mod secrets;
 pub mod session;

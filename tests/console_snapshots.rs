@@ -422,3 +422,47 @@ fn break_glass_deploy_is_shown_in_the_banner() {
     );
     insta::assert_snapshot!(t.backend());
 }
+
+#[test]
+fn a_gate_under_a_policy_shows_who_may_answer_and_a_freeze_is_in_the_banner() {
+    let mut s = fixtures::scenario("gate");
+    if let cutover::engine::EventKind::ReleaseLoaded { change_control, .. } = &mut s.events[0].kind
+    {
+        *change_control = Some(Box::new(cutover::policy::ChangeControl {
+            roster: cutover::policy::Roster {
+                groups: [(
+                    "sre".to_string(),
+                    vec!["bob".to_string(), "carol".to_string()],
+                )]
+                .into(),
+            },
+            approval: Some(cutover::policy::ApprovalRule {
+                approvers: vec!["group:sre".into()],
+                required: 2,
+                four_eyes: true,
+            }),
+            ..Default::default()
+        }));
+    }
+    let at = s.now;
+    s.events.push(cutover::engine::Event {
+        seq: s.events.len() as u64 + 1,
+        at_ms: at,
+        kind: cutover::engine::EventKind::FreezeHeld {
+            window: "weekend".into(),
+            until_ms: at + 3_600_000,
+            until: "2026-12-07 10:00 CET (2026-12-07 09:00 UTC)".into(),
+        },
+    });
+    let mut app = app_for(&s, "gate", "dark", Some("payments"));
+    let t = draw(&mut app, 200, 42);
+    let text = t.backend().to_string();
+    assert!(
+        text.contains("approvers: 0/2 approved; needs 2 of group:sre (bob, carol), not the person who started it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FROZEN: window weekend until 2026-12-07 10:00 CET (2026-12-07 09:00 UTC)"),
+        "{text}"
+    );
+}

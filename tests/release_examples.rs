@@ -301,6 +301,7 @@ fn readme_documents_every_key() {
         keys::MIGRATION,
         keys::METRICS,
         keys::PROMETHEUS_QUERIES,
+        keys::FREEZE,
     ];
     for key in all.iter().flat_map(|k| k.iter()) {
         let forms = [

@@ -43,6 +43,8 @@ pub struct DeployArgs {
     /// artifact (break-glass): journaled with your name and the reason, shown in the console.
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     pub skip_requires: Option<String>,
+    #[command(flatten)]
+    pub policy: super::PolicyArgs,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -61,6 +63,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
             state_dir: &state_dir,
             operator: &operator,
             skip_requires: args.skip_requires.as_deref(),
+            policy: &args.policy.admission(),
         },
     )?;
     args.metrics.apply(&mut release);

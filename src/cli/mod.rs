@@ -9,6 +9,7 @@ mod history;
 pub mod metrics_listen;
 mod migrate;
 mod plan;
+mod policy;
 mod print;
 mod render;
 mod schema;
@@ -139,6 +140,11 @@ pub enum Command {
         #[command(subcommand)]
         command: migrate::MigrateCommand,
     },
+    /// Change control: check a release against the policy (freeze windows, Rego) alone.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Check that everything an ECS release names exists in the AWS account and matches,
     /// before any change (exit 2 if something is missing).
     Verify {
@@ -170,6 +176,37 @@ pub enum Command {
         #[arg(long, num_args = 2, value_names = ["A", "B"], value_hint = clap::ValueHint::Other)]
         between: Option<Vec<String>>,
     },
+}
+
+/// Change control of a fresh run (`deploy`, `serve`): the policy file in force, the change
+/// ticket, and a freeze's break-glass.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// The policy file (freeze windows, roster, approval rules, Rego policies); default:
+    /// $CUTOVER_POLICY, else policy.toml in the config directory, if there is one.
+    #[arg(long, value_name = "FILE", env = "CUTOVER_POLICY", value_hint = clap::ValueHint::FilePath)]
+    pub policy: Option<std::path::PathBuf>,
+    /// The change ticket (e.g. CHG-1234): Rego policies see it as input.change.
+    #[arg(long, value_name = "TICKET", value_hint = clap::ValueHint::Other)]
+    pub change: Option<String>,
+    /// Start inside a freeze window: needs the approvals the policy's [break_glass] names
+    /// (--break-glass-approver); journaled with your name and the reason.
+    #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
+    pub break_glass: Option<String>,
+    /// Who approved the break-glass (repeatable); checked against [break_glass].
+    #[arg(long, value_name = "NAME", requires = "break_glass", value_hint = clap::ValueHint::Other)]
+    pub break_glass_approver: Vec<String>,
+}
+
+impl PolicyArgs {
+    pub fn admission(&self) -> crate::session::policy_gate::PolicyAdmission {
+        crate::session::policy_gate::PolicyAdmission {
+            policy: self.policy.clone(),
+            change: self.change.clone(),
+            break_glass: self.break_glass.clone(),
+            break_glass_approvers: self.break_glass_approver.clone(),
+        }
+    }
 }
 
 /// Which environment of a release and which variable values: every command that reads a
@@ -452,6 +489,7 @@ pub fn main() -> ExitCode {
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
         Command::Migrate { command } => migrate::run(command),
+        Command::Policy { command } => policy::run(command),
         Command::Verify {
             file,
             release,
@@ -494,6 +532,7 @@ impl Command {
                 | Command::Verify { .. }
                 | Command::Diff { .. }
                 | Command::Migrate { .. }
+                | Command::Policy { .. }
                 | Command::Judge { .. }
                 | Command::JudgeBench(_)
                 | Command::CheckConfig(_)

@@ -8,23 +8,14 @@ use crate::{plan, release};
 
 pub fn run(file: &Path, args: &ReleaseArgs, output: Output) -> Result<ExitCode, Error> {
     let loaded = release::load(file, &args.options())?;
-    let p = plan::plan(&loaded.release);
     match output {
         Output::Text => print!(
             "{}{}",
             release::render::resolution_text(loaded.environment.as_deref(), &loaded.vars),
-            plan::render_text(&p)
+            plan::render_text(&plan::plan(&loaded.release))
         ),
         Output::Json => {
-            let mut v = serde_json::to_value(&p)
-                .map_err(|e| Error::Internal(format!("cannot encode the plan as JSON: {e}")))?;
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("environment".into(), loaded.environment.clone().into());
-                obj.insert(
-                    "variables".into(),
-                    serde_json::to_value(&loaded.vars).unwrap_or_default(),
-                );
-            }
+            let v = plan::plan_json(&loaded).map_err(Error::Internal)?;
             let s = serde_json::to_string_pretty(&v)
                 .map_err(|e| Error::Internal(format!("cannot encode the plan as JSON: {e}")))?;
             println!("{s}");

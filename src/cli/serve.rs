@@ -85,6 +85,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     #[arg(conflicts_with = "resume")]
     pub skip_requires: Option<String>,
+    #[command(flatten)]
+    pub policy: super::PolicyArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -163,6 +165,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 state_dir: &state_dir,
                 operator: &operator,
                 skip_requires: args.skip_requires.as_deref(),
+                policy: &args.policy.admission(),
             },
         )?
     };

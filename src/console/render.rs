@@ -289,6 +289,33 @@ impl App {
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             ));
         }
+        if let Some(f) = &st.frozen {
+            spans.push(Span::styled(
+                format!(
+                    " FROZEN: window {} until {}; nothing new starts ",
+                    f.window, f.until
+                ),
+                bar.patch(self.style(Slot::HealthDegraded))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        }
+        if let Some(b) = st
+            .change_control
+            .as_ref()
+            .and_then(|c| c.break_glass.as_ref())
+        {
+            spans.push(Span::styled(
+                format!(
+                    " BREAK-GLASS: {} started in freeze {} (approved by {}): {} ",
+                    b.operator,
+                    b.window,
+                    b.approvers.join(", "),
+                    b.reason
+                ),
+                bar.patch(self.style(Slot::HealthDown))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        }
         spans.push(sep.clone());
         spans.push(Span::styled(
             format!("operator {}", self.settings.operator),
@@ -701,6 +728,25 @@ impl App {
                 self.style(Slot::Dim),
             ),
         ]));
+        // An approval gate under a policy: who may answer and how many so far.
+        if let (Some(g), Some((rule, roster))) = (&s.gate, st_rule(&self.state))
+            && matches!(g.kind, GateKind::Approval { .. })
+        {
+            let so_far = if s.approvals.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.approvals.join(", "))
+            };
+            head.push(Line::from(Span::styled(
+                format!(
+                    "approvers: {}/{} approved{so_far}; needs {}",
+                    s.approvals.len(),
+                    rule.required,
+                    rule.describe(roster)
+                ),
+                self.style(Slot::Countdown),
+            )));
+        }
         if let Some(p) = &h.problem {
             head.push(Line::from(Span::styled(
                 format!("▲ {p}"),
@@ -1530,4 +1576,12 @@ impl LogFormatter for Formatter {
         }
         out
     }
+}
+
+/// The policy's approval rule and roster journaled with the release, if any.
+fn st_rule(
+    st: &crate::engine::ReleaseState,
+) -> Option<(&crate::policy::ApprovalRule, &crate::policy::Roster)> {
+    let cc = st.change_control.as_ref()?;
+    Some((cc.approval.as_ref()?, &cc.roster))
 }

@@ -422,7 +422,12 @@ impl Engine {
                 AwaitingApproval if held.is_none() => {
                     let needed = self.approvals_needed(name);
                     let so_far = self.approvers_so_far(name);
-                    if matches!(command, Command::Approve { .. })
+                    let policy = matches!(command, Command::Approve { .. })
+                        .then(|| self.approval_refusal(name, operator, &so_far))
+                        .flatten();
+                    if let Some(why) = policy {
+                        Refuse(why)
+                    } else if matches!(command, Command::Approve { .. })
                         && needed > 1
                         && so_far.iter().any(|w| w == operator)
                     {
@@ -481,10 +486,11 @@ impl Engine {
 
     /// How many different people the waiting approval gate needs.
     fn approvals_needed(&self, name: &str) -> u32 {
-        match self.runs[name].step().map(|x| &x.action) {
+        let step = match self.runs[name].step().map(|x| &x.action) {
             Some(Action::Approval { approvals, .. }) => *approvals,
             _ => 1,
-        }
+        };
+        step.max(self.policy_required())
     }
 
     /// Who approved the current step so far.

@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod annotations;
 mod background;
 mod bootstrap;
+mod change_control;
 pub mod clock;
 pub mod command;
 mod commands;

@@ -57,6 +57,9 @@ pub struct EngineOptions {
     /// The deploy skipped its lifecycle gate (`--skip-requires`): journaled with the
     /// release and shown in every console's banner.
     pub break_glass: Option<super::BreakGlass>,
+    /// What the policy in force makes the engine enforce (freeze windows, who may approve);
+    /// journaled with the release, and on resume the journaled one is used.
+    pub change_control: Option<crate::policy::ChangeControl>,
 }
 
 /// A platform's view of one service at the start of a run (see
@@ -81,6 +84,7 @@ impl Default for EngineOptions {
             contract: ContractMode::default(),
             migrate: crate::migrate::RunOptions::default(),
             break_glass: None,
+            change_control: None,
         }
     }
 }
@@ -176,6 +180,7 @@ impl Engine {
             platform: engine.platform.name().to_string(),
             environment: engine.release.release.environment.clone(),
             break_glass: engine.options.break_glass.clone().map(Box::new),
+            change_control: engine.options.change_control.clone().map(Box::new),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

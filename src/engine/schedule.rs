@@ -58,6 +58,9 @@ impl Engine {
             if active >= max {
                 break;
             }
+            if self.frozen_now()? {
+                break;
+            }
             let now = self.clock.now_ms();
             if let Some(rt) = self.runs.get_mut(&name) {
                 rt.reset_run();

@@ -207,6 +207,15 @@ pub struct BreakGlass {
     pub skipped: Vec<String>,
 }
 
+/// A freeze window holding the release's next services back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeHold {
+    pub window: String,
+    pub until_ms: u64,
+    /// When it closes, in its zone and UTC.
+    pub until: String,
+}
+
 /// The whole release, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseState {
@@ -220,6 +229,12 @@ pub struct ReleaseState {
     /// The lifecycle gate was skipped (`--skip-requires`): who, why, and what it skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
+    /// The policy in force at the start (see `EventKind::ReleaseLoaded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_control: Option<crate::policy::ChangeControl>,
+    /// A freeze window holds the next services back (see `engine/change_control.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<FreezeHold>,
     pub status: ReleaseStatus,
     pub on_failure: FailurePolicy,
     pub max_parallel: u32,
@@ -303,6 +318,10 @@ pub enum EventKind {
         /// The deploy skipped its lifecycle gate (`--skip-requires REASON`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         break_glass: Option<Box<BreakGlass>>,
+        /// The policy in force at the start: freeze windows, roster, who may approve, a
+        /// freeze's break-glass (so resume and audit read what the start read).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change_control: Option<Box<crate::policy::ChangeControl>>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,
@@ -327,6 +346,18 @@ pub enum EventKind {
     },
     ReleaseStarted {
         operator: String,
+    },
+    /// A freeze window opened mid-release: no further service starts until it closes
+    /// (services already rolling out go on). Journaled with the window's name.
+    FreezeHeld {
+        window: String,
+        /// When it closes (unix ms), and the same in its zone and UTC, for people.
+        until_ms: u64,
+        until: String,
+    },
+    /// The freeze window closed: services start again.
+    FreezeLifted {
+        window: String,
     },
     /// The baseline of a service runs and takes all traffic (before any step).
     BaselineReady {
@@ -558,6 +589,8 @@ impl EventKind {
             CommandAccepted { command, .. } | CommandRefused { command, .. } => command.service(),
             ReleaseLoaded { .. }
             | ReleaseStarted { .. }
+            | FreezeHeld { .. }
+            | FreezeLifted { .. }
             | ReleaseFinished { .. }
             | EngineRestarted { .. }
             | Migration { .. } => None,
@@ -615,6 +648,8 @@ impl ReleaseState {
             platform: String::new(),
             environment: None,
             break_glass: None,
+            change_control: None,
+            frozen: None,
             status: ReleaseStatus::Ready,
             on_failure: FailurePolicy::default(),
             max_parallel: 1,

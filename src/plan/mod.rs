@@ -8,6 +8,7 @@
 mod blue_green;
 mod canary;
 mod expand;
+mod json;
 mod linear;
 mod render;
 mod rolling;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use expand::expand;
+pub use json::plan_json;
 pub use render::render_text;
 pub use service::{
     baseline_revision, candidate_revision, default_replicas, drain_timeout, launch_replicas,

@@ -33,6 +33,10 @@ pub struct Release {
     /// Database migrations that go with the release, written as `[[migration]]` tables.
     #[serde(default, rename = "migration", skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<Migration>,
+    /// Freeze windows of this release, besides the policy file's (`[[freeze]]`): no
+    /// deploy starts inside one, and one opening mid-release holds the next services.
+    #[serde(default, rename = "freeze", skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<Freeze>,
     /// Values this release read from the environment through `env:` variables: secret
     /// ([`crate::secrets::Secrets::from_release`]), never serialized (a journaled release
     /// holds them as fingerprints; resume re-reads them).
@@ -711,6 +715,36 @@ pub struct EcsService {
     /// Task-level memory in MiB of the new task definition (`"512"`); default: kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+}
+
+/// One `[[freeze]]` window: when deploying is forbidden (see docs/change-control.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    /// Named in refusals and in the journal.
+    pub name: String,
+    /// When the window opens: 5 cron fields, read in `timezone` (e.g. `"0 18 * * 5"`).
+    pub cron: String,
+    /// How long it stays open (elapsed time, e.g. `"64h"`).
+    pub duration: Dur,
+    /// IANA time zone, e.g. `"Europe/Berlin"`.
+    pub timezone: String,
+    /// The release environments it applies to; absent: every environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+}
+
+impl Freeze {
+    /// The window as the policy module and the journal hold it.
+    pub fn window(&self) -> crate::policy::FreezeWindow {
+        crate::policy::FreezeWindow {
+            name: self.name.clone(),
+            cron: self.cron.clone(),
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            timezone: self.timezone.clone(),
+            environments: self.environments.clone(),
+        }
+    }
 }
 
 /// One `[[migration]]`: schema changes that go with the release.

@@ -98,6 +98,7 @@ pub mod keys {
         "metrics",
         "service",
         "migration",
+        "freeze",
         "vars",
         "environments",
     ];
@@ -190,6 +191,7 @@ pub mod keys {
         "cpu",
         "memory",
     ];
+    pub const FREEZE: &[&str] = &["name", "cron", "duration", "timezone", "environments"];
     pub const MIGRATION: &[&str] = &[
         "name",
         "database",
@@ -793,12 +795,18 @@ impl Parser<'_> {
             .into_iter()
             .map(|t| self.migration(t))
             .collect();
+        let freeze = self
+            .table_array(root, "freeze", || "[[freeze]]".into())
+            .into_iter()
+            .map(|t| self.freeze(t))
+            .collect();
         Some(Release {
             release: section?,
             notify,
             metrics,
             services,
             migrations,
+            freeze,
             env_values: Vec::new(),
         })
     }
@@ -1358,6 +1366,35 @@ impl Parser<'_> {
             cpu,
             memory,
         })
+    }
+
+    fn freeze(&mut self, mut t: Tbl) -> Freeze {
+        if let Some(DeValue::String(n)) = t.t.get("name").map(|v| v.get_ref()) {
+            t.what = format!("[[freeze]] \"{n}\"");
+        }
+        let t = &t;
+        self.check_keys(t, keys::FREEZE);
+        let req = |p: &mut Self, key: &str, example: &str| {
+            p.track(|| t.child(key), |p| p.req_str(t, key, example))
+                .unwrap_or_default()
+        };
+        let name = req(self, "name", "\"year-end\"");
+        let cron = req(self, "cron", "\"0 18 * * 5\"");
+        let timezone = req(self, "timezone", "\"Europe/Berlin\"");
+        if t.t.get("duration").is_none() {
+            self.missing(t, "duration", "\"64h\"");
+        }
+        let duration = self.opt_dur(t, "duration").unwrap_or_default();
+        let environments = self
+            .opt_str_list(t, "environments", "[\"production\"]")
+            .unwrap_or_default();
+        Freeze {
+            name,
+            cron,
+            duration,
+            timezone,
+            environments,
+        }
     }
 
     fn migration(&mut self, mut t: Tbl) -> Migration {

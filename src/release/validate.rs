@@ -36,6 +36,7 @@ pub fn validate(
     v.listen_addresses(release);
     v.metrics(release);
     v.migrations(release, &names, base);
+    v.freeze(release);
     v.diags
 }
 
@@ -752,6 +753,29 @@ impl Validator<'_> {
                         seen.insert(addr, i);
                     }
                 }
+            }
+        }
+    }
+
+    /// `[[freeze]]`: a 5-field cron, an IANA zone, a duration that is not zero, one name
+    /// per window.
+    fn freeze(&mut self, r: &Release) {
+        for (i, f) in r.freeze.iter().enumerate() {
+            let p = Indexed("freeze", i);
+            if self.broken(format_args!("{p}")) {
+                continue;
+            }
+            for (key, msg, hint) in
+                crate::policy::freeze::problems(&f.cron, &f.timezone, *f.duration)
+            {
+                self.at(&format!("{p}.{key}"), msg, hint);
+            }
+            if r.freeze[..i].iter().any(|o| o.name == f.name) {
+                self.at(
+                    &format!("{p}.name"),
+                    format!("a second freeze window named `{}`", f.name),
+                    "give each window its own name: refusals and the journal name it",
+                );
             }
         }
     }

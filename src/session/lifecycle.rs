@@ -21,6 +21,8 @@ pub struct Admission<'a> {
     pub operator: &'a str,
     /// `--skip-requires REASON`: start even when the gate is closed.
     pub skip_requires: Option<&'a str>,
+    /// The change-control flags (`--policy`, `--change`, `--break-glass`).
+    pub policy: &'a super::policy_gate::PolicyAdmission,
 }
 
 /// Let a fresh run of `loaded` start, or refuse it (exit 2) naming what is missing.

@@ -12,6 +12,7 @@ pub mod finish;
 pub mod handover;
 mod journal_failure;
 pub mod lifecycle;
+pub mod policy_gate;
 pub mod remote_link;
 pub mod resume;
 pub mod run;

@@ -31,6 +31,9 @@ pub enum Begin {
         origin: Box<crate::journal::ReleaseOrigin>,
         /// The lifecycle gate was closed and `--skip-requires` opened it.
         break_glass: Option<crate::engine::BreakGlass>,
+        /// What the policy in force makes the engine enforce (freeze windows, who may
+        /// approve, a freeze's break-glass), journaled with the release.
+        change_control: Option<Box<crate::policy::ChangeControl>>,
     },
     Resume {
         run_id: String,
@@ -120,9 +123,17 @@ pub fn from_file(
     let loaded =
         crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
     let break_glass = super::lifecycle::admit(&loaded, admission).map_err(SourceError::Failure)?;
+    let change_control = super::policy_gate::admit(
+        &loaded,
+        &file.display().to_string(),
+        admission.state_dir,
+        admission.operator,
+        admission.policy,
+    )?;
     let base_dir = std::fs::canonicalize(&loaded.base_dir).unwrap_or(loaded.base_dir.clone());
     let begin = Begin::Fresh {
         break_glass,
+        change_control: change_control.map(Box::new),
         file_label: file.display().to_string(),
         sha256: loaded.artifact.file_sha256.clone(),
         origin: Box::new(crate::journal::ReleaseOrigin {

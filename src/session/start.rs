@@ -105,14 +105,17 @@ pub async fn start_session_with(
         .transpose()?;
     let mut local_stats = None;
     let mut break_glass = None;
+    let mut change_control = None;
     let (mut journal, prior, prior_entries) = match begin {
         Begin::Fresh {
             file_label,
             sha256,
             origin,
             break_glass: skipped,
+            change_control: cc,
         } => {
             break_glass = skipped;
+            change_control = cc.map(|c| *c);
             let mut j = Journal::create(state_dir, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
@@ -206,6 +209,7 @@ pub async fn start_session_with(
         migrations,
         contract,
         break_glass,
+        change_control,
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));

@@ -529,6 +529,23 @@ impl Tracer {
                     None => self.root.event(at, "resumed", attrs),
                 }
             }
+            EventKind::FreezeHeld {
+                window,
+                until_ms: _,
+                until,
+            } => self.root.event(
+                at,
+                "freeze held",
+                vec![
+                    kv("cutover.freeze.window", window.as_str()),
+                    kv("cutover.freeze.until", until.as_str()),
+                ],
+            ),
+            EventKind::FreezeLifted { window } => self.root.event(
+                at,
+                "freeze lifted",
+                vec![kv("cutover.freeze.window", window.as_str())],
+            ),
             EventKind::PlatformError {
                 service,
                 message,

@@ -10,17 +10,24 @@ pub fn describe(e: &Event) -> String {
             release,
             services,
             break_glass,
+            change_control,
             ..
-        } => match break_glass {
-            None => format!("release {release} loaded: {} service(s)", services.len()),
-            Some(b) => format!(
-                "release {release} loaded: {} service(s); BREAK-GLASS: {} skipped the lifecycle gate ({} not promoted first): {}",
-                services.len(),
-                b.operator,
-                b.skipped.join(", "),
-                b.reason
-            ),
-        },
+        } => {
+            let loaded = match break_glass {
+                None => format!("release {release} loaded: {} service(s)", services.len()),
+                Some(b) => format!(
+                    "release {release} loaded: {} service(s); BREAK-GLASS: {} skipped the lifecycle gate ({} not promoted first): {}",
+                    services.len(),
+                    b.operator,
+                    b.skipped.join(", "),
+                    b.reason
+                ),
+            };
+            match change_control {
+                Some(cc) => format!("{loaded}; {}", change_control_text(cc)),
+                None => loaded,
+            }
+        }
         CommandAccepted {
             operator,
             command,
@@ -39,6 +46,10 @@ pub fn describe(e: &Event) -> String {
             None => format!("{operator}: {command} refused: {reason}"),
         },
         ReleaseStarted { operator } => format!("release started by {operator}"),
+        FreezeHeld { window, until, .. } => format!(
+            "freeze window {window} is open until {until}: no further service starts until it closes"
+        ),
+        FreezeLifted { window } => format!("freeze window {window} closed: services start again"),
         BaselineReady { service, revision } => {
             format!("{service}: baseline {revision} serving all traffic")
         }
@@ -170,4 +181,32 @@ pub fn describe(e: &Event) -> String {
             text
         }
     }
+}
+
+/// The policy a release started under, in words (the audit's first line shows it).
+fn change_control_text(cc: &crate::policy::ChangeControl) -> String {
+    let mut parts = vec![format!(
+        "policy {}",
+        cc.policy.as_deref().unwrap_or("(none)")
+    )];
+    if !cc.freeze.is_empty() {
+        let names: Vec<&str> = cc.freeze.iter().map(|w| w.name.as_str()).collect();
+        parts.push(format!("freeze windows {}", names.join(", ")));
+    }
+    if let Some(rule) = &cc.approval {
+        parts.push(format!("approval gates need {}", rule.describe(&cc.roster)));
+    }
+    if !cc.rego.is_empty() {
+        parts.push(format!("Rego passed: {}", cc.rego.join(", ")));
+    }
+    if let Some(b) = &cc.break_glass {
+        parts.push(format!(
+            "BREAK-GLASS: {} started inside freeze window {}, approved by {}: {}",
+            b.operator,
+            b.window,
+            b.approvers.join(", "),
+            b.reason
+        ));
+    }
+    parts.join("; ")
 }

@@ -15,6 +15,7 @@ impl ReleaseState {
                 platform,
                 environment,
                 break_glass,
+                change_control,
                 on_failure,
                 max_parallel,
                 waves,
@@ -25,6 +26,7 @@ impl ReleaseState {
                 self.platform = platform.clone();
                 self.environment = environment.clone();
                 self.break_glass = break_glass.as_deref().cloned();
+                self.change_control = change_control.as_deref().cloned();
                 self.on_failure = *on_failure;
                 self.max_parallel = *max_parallel;
                 self.waves = waves.clone();
@@ -73,6 +75,18 @@ impl ReleaseState {
                 }
             }
             CommandAccepted { .. } | CommandRefused { .. } | EngineRestarted { .. } => {}
+            FreezeHeld {
+                window,
+                until_ms,
+                until,
+            } => {
+                self.frozen = Some(FreezeHold {
+                    window: window.clone(),
+                    until_ms: *until_ms,
+                    until: until.clone(),
+                });
+            }
+            FreezeLifted { .. } => self.frozen = None,
             ReleaseStarted { operator } => {
                 self.status = ReleaseStatus::Running;
                 self.started_at_ms.get_or_insert(at);

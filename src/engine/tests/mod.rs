@@ -9,6 +9,7 @@ use super::*;
 use crate::platform::InstanceState;
 use crate::release::Release;
 
+mod change_control;
 mod commands;
 mod migration;
 mod orchestration;
@@ -51,6 +52,23 @@ impl H {
     }
 
     pub fn with(r: Release, clock: FakeClock, platform: Arc<FakePlatform>) -> H {
+        H::with_options(
+            r,
+            clock,
+            platform,
+            EngineOptions {
+                operator: "tester".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn with_options(
+        r: Release,
+        clock: FakeClock,
+        platform: Arc<FakePlatform>,
+        options: EngineOptions,
+    ) -> H {
         let smoke = ScriptedSmoke::new();
         let rec = MemoryRecorder::new();
         let plan = crate::plan::plan(&r);
@@ -61,10 +79,7 @@ impl H {
             Arc::new(clock.clone()),
             Box::new(rec.clone()),
             Arc::new(smoke.clone()),
-            EngineOptions {
-                operator: "tester".into(),
-                ..Default::default()
-            },
+            options,
         )
         .unwrap();
         H {

@@ -1,0 +1,85 @@
+//! The engine's side of change control (issue 16): the policy journaled with the release
+//! (`ReleaseState::change_control`) is what it enforces, on a fresh run and on resume.
+//!
+//! - **Freeze windows mid-release.** Before a service starts (the next wave, or the next
+//!   service a full `max_parallel` held back), the engine asks the pure
+//!   `policy::freeze::frozen_at` on its own clock. Inside a window it starts nothing,
+//!   journals `FreezeHeld` once with the window's name and its end, and journals
+//!   `FreezeLifted` and goes on by itself when the window closes. Services already rolling
+//!   out finish their steps (a freeze stops new changes; it does not strand a half-shifted
+//!   split). An operator's `resume` does not lift a freeze: breaking one is a decision made
+//!   at the start with `--break-glass` and its approvals, which then covers the whole run.
+//! - **Who may approve.** An approval gate needs `max(step's approvals, rule's required)`
+//!   distinct people, each allowed by the rule (`policy::roster`), and with four eyes not
+//!   the person who started the release. A refusal says why and is journaled.
+
+use super::reconciler::{Engine, EngineError};
+use super::state::EventKind;
+use crate::policy::freeze;
+
+impl Engine {
+    /// Whether a freeze window holds new services back now; journals the hold when it
+    /// begins and its lifting when it ends.
+    pub(super) fn frozen_now(&mut self) -> Result<bool, EngineError> {
+        let open = self.open_freeze();
+        match (open, self.state.frozen.clone()) {
+            (Some(a), held) => {
+                let until_ms = a.ends_ms();
+                if held.is_none_or(|h| h.window != a.name || h.until_ms != until_ms) {
+                    self.emit(EventKind::FreezeHeld {
+                        window: a.name.clone(),
+                        until_ms,
+                        until: a.ends_text(),
+                    })?;
+                }
+                Ok(true)
+            }
+            (None, Some(h)) => {
+                self.emit(EventKind::FreezeLifted { window: h.window })?;
+                Ok(false)
+            }
+            (None, None) => Ok(false),
+        }
+    }
+
+    /// The window open now that applies to this release, unless a break-glass covers it.
+    fn open_freeze(&self) -> Option<freeze::Active> {
+        let cc = self.state.change_control.as_ref()?;
+        if cc.break_glass.is_some() || cc.freeze.is_empty() {
+            return None;
+        }
+        let windows: Vec<freeze::Compiled> = cc
+            .freeze
+            .iter()
+            .filter_map(|w| freeze::Compiled::new(w).ok())
+            .collect();
+        freeze::frozen_at(
+            &windows,
+            self.state.environment.as_deref(),
+            freeze::instant(self.clock.now_ms()),
+        )
+    }
+
+    /// Why `operator` may not approve `name`'s waiting gate under the policy's rule.
+    pub(super) fn approval_refusal(
+        &self,
+        name: &str,
+        operator: &str,
+        so_far: &[String],
+    ) -> Option<String> {
+        let cc = self.state.change_control.as_ref()?;
+        let rule = cc.approval.as_ref()?;
+        rule.check(&cc.roster, operator, self.state.operator.as_deref(), so_far)
+            .err()
+            .map(|why| format!("{why} (approving {name}: {})", rule.describe(&cc.roster)))
+    }
+
+    /// The policy's `required`, for a gate that asks fewer.
+    pub(super) fn policy_required(&self) -> u32 {
+        self.state
+            .change_control
+            .as_ref()
+            .and_then(|c| c.approval.as_ref())
+            .map_or(1, |r| r.required)
+    }
+}

@@ -1,0 +1,156 @@
+//! The change-control gate before a fresh deploy or serve: the policy file in force, its
+//! freeze windows (and `--break-glass`), and its Rego policies against the plan. A refusal
+//! changes nothing: no platform call, no process. It is journaled as a run of its own,
+//! the release entry then one `policy` entry with every reason, finished `refused`, so
+//! `history`, `audit` and the delivery figures see it (a refused release is not a
+//! deployment). Then exit 2 with each reason printed.
+
+use std::path::{Path, PathBuf};
+
+use super::exit::Failure;
+use crate::journal::{Journal, NewEntry};
+use crate::policy::{self, ChangeControl, Refusal};
+use crate::release::LoadedRelease;
+
+/// The journal entry kind of a change-control refusal.
+pub const POLICY_ENTRY: &str = "policy";
+/// The outcome of a run refused before it started.
+pub const REFUSED: &str = "refused";
+
+/// The change-control flags of a fresh run.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyAdmission {
+    /// `--policy FILE` (else `CUTOVER_POLICY`, else `policy.toml` in the config dir).
+    pub policy: Option<PathBuf>,
+    /// `--change TICKET`.
+    pub change: Option<String>,
+    /// `--break-glass REASON`.
+    pub break_glass: Option<String>,
+    /// `--break-glass-approver NAME`, each.
+    pub break_glass_approvers: Vec<String>,
+}
+
+/// The environment a policy sees: `--env`, else the release's `environment`.
+pub fn environment(loaded: &LoadedRelease) -> Option<String> {
+    loaded
+        .environment
+        .clone()
+        .or_else(|| loaded.release.release.environment.clone())
+}
+
+/// Check a fresh run; `Ok(None)` when there is nothing to enforce or record.
+pub fn admit(
+    loaded: &LoadedRelease,
+    file_label: &str,
+    state_dir: &Path,
+    operator: &str,
+    a: &PolicyAdmission,
+) -> Result<Option<ChangeControl>, super::spec::SourceError> {
+    use super::spec::SourceError;
+    match evaluate(loaded, operator, a)? {
+        Ok(cc) => {
+            if let Some(b) = &cc.break_glass {
+                eprintln!(
+                    "cutover: BREAK-GLASS: {} starts inside the freeze window `{}`, approved by {}: {}; journaled with the release",
+                    b.operator,
+                    b.window,
+                    b.approvers.join(", "),
+                    b.reason
+                );
+            }
+            Ok((!cc.is_empty()).then_some(cc))
+        }
+        Err(refusals) => {
+            let run_id = journal_refusal(loaded, file_label, state_dir, operator, &refusals)
+                .map_err(|e| SourceError::Failure(Failure::internal(e)))?;
+            let lines: Vec<String> = refusals.iter().map(Refusal::message).collect();
+            Err(SourceError::Failure(Failure::invalid(format!(
+                "release {} refused before anything changed (journaled as run {run_id}):\n  - {}",
+                loaded.release.release.name,
+                lines.join("\n  - ")
+            ))))
+        }
+    }
+}
+
+/// The policy in force evaluated for a fresh run of `loaded` now (what `cutover policy
+/// check` prints): what the engine would enforce, or every refusal.
+pub fn evaluate(
+    loaded: &LoadedRelease,
+    operator: &str,
+    a: &PolicyAdmission,
+) -> Result<Result<ChangeControl, Vec<Refusal>>, super::spec::SourceError> {
+    use super::spec::SourceError;
+    let pol = policy::load(a.policy.as_deref()).map_err(SourceError::Invalid)?;
+    let plan =
+        crate::plan::plan_json(loaded).map_err(|e| SourceError::Failure(Failure::internal(e)))?;
+    let env = environment(loaded);
+    let ctx = policy::Context {
+        environment: env.as_deref(),
+        operator,
+        change: a.change.as_deref(),
+        now: chrono::Utc::now(),
+        break_glass: a
+            .break_glass
+            .as_deref()
+            .map(|r| (r, a.break_glass_approvers.as_slice())),
+    };
+    let windows: Vec<policy::FreezeWindow> =
+        loaded.release.freeze.iter().map(|f| f.window()).collect();
+    Ok(policy::check(&pol, &windows, plan, &ctx))
+}
+
+/// A run of its own for a refusal: the release entry, one `policy` entry, `refused`.
+fn journal_refusal(
+    loaded: &LoadedRelease,
+    file_label: &str,
+    state_dir: &Path,
+    operator: &str,
+    refusals: &[Refusal],
+) -> Result<String, String> {
+    let release = &loaded.release;
+    let sha = &loaded.artifact.file_sha256;
+    let mut j = Journal::create(state_dir, &release.release.name, sha)
+        .map_err(|e| format!("journal: {e}"))?;
+    let now = crate::engine::Clock::now_ms(&crate::engine::SystemClock);
+    let origin = crate::journal::ReleaseOrigin {
+        environment: loaded.environment.clone(),
+        artifact: Some(loaded.artifact.clone()),
+        variables: loaded.vars.clone(),
+    };
+    crate::journal::release_entry::record_release(
+        &mut j,
+        release,
+        file_label,
+        &loaded.base_dir,
+        operator,
+        now,
+        sha,
+        &origin,
+    )
+    .map_err(|e| e.to_string())?;
+    let secrets = crate::secrets::Secrets::from_release(release);
+    let messages: Vec<String> = refusals
+        .iter()
+        .map(|r| secrets.scrub(&r.message()))
+        .collect();
+    j.append(NewEntry {
+        at_ms: now,
+        operator: Some(operator.to_string()),
+        kind: POLICY_ENTRY.into(),
+        service: None,
+        payload: serde_json::json!({
+            "summary": format!("refused before anything changed: {}", messages.join("; ")),
+            "refused": scrubbed(refusals, &secrets),
+        }),
+    })
+    .map_err(|e| format!("journal: {e}"))?;
+    j.finish(REFUSED).map_err(|e| format!("journal: {e}"))?;
+    Ok(j.run_id().to_string())
+}
+
+/// The refusals as JSON, every string scrubbed of the release's secrets.
+fn scrubbed(refusals: &[Refusal], secrets: &crate::secrets::Secrets) -> serde_json::Value {
+    let text = serde_json::to_string(refusals).unwrap_or_default();
+    serde_json::from_str(&secrets.scrub(&text)).unwrap_or_default()
+}
