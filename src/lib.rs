@@ -19,6 +19,7 @@ pub mod parity;
 pub mod plan;
 pub mod platform;
 pub mod release;
+pub mod report;
 pub mod secrets;
 pub mod session;
 pub mod tls;

@@ -39,6 +39,8 @@ pub struct DemoArgs {
     /// Who runs the demo, for the journal (default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 /// When the regressing candidate first took traffic, and when it all went back.
@@ -156,12 +158,15 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     } else {
         super::init_logging_at("warn");
     }
-    let release = crate::release::load_str(
+    let mut release = crate::release::load_str(
         Path::new("examples/demo.toml"),
         DEMO_RELEASE,
         Path::new("."),
     )
     .map_err(|d| Error::Internal(format!("the built-in demo release is invalid: {d:?}")))?;
+    if let Some(c) = &args.change.change {
+        release.release.change = Some(c.clone());
+    }
     let operator = crate::engine::operator_name(args.operator.as_deref());
     let state_dir = args.state.resolve();
     let rt = runtime()?;
@@ -173,6 +178,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
                 environment: None,
                 artifact: Some(crate::release::Artifact::new(DEMO_RELEASE.as_bytes(), &[])),
                 variables: Vec::new(),
+                change: args.change.change.clone(),
             }),
             break_glass: None,
         };

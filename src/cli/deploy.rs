@@ -41,6 +41,8 @@ pub struct DeployArgs {
     /// artifact (break-glass): journaled with your name and the reason, shown in the console.
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     pub skip_requires: Option<String>,
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -52,7 +54,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     }
     let state_dir = args.state.resolve();
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (release, base_dir, begin) = crate::session::spec::from_file(
+    let (mut release, base_dir, mut begin) = crate::session::spec::from_file(
         &args.file,
         &args.release.options(),
         &crate::session::lifecycle::Admission {
@@ -61,6 +63,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
             skip_requires: args.skip_requires.as_deref(),
         },
     )?;
+    crate::session::spec::with_change(&mut release, &mut begin, args.change.change.as_deref());
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

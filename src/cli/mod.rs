@@ -10,7 +10,9 @@ mod migrate;
 mod plan;
 mod print;
 mod render;
+mod report;
 mod schema;
+mod stats;
 mod validate;
 mod verify;
 
@@ -130,6 +132,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The release report of a run (the newest by default): what changed, who did what,
+    /// each verdict with its evidence, rollbacks, timeline, the journal's last hash.
+    Report(report::ReportArgs),
+    /// Delivery metrics over the journaled runs: deployments, success and change failure
+    /// rates, duration and time to restore (median, p90), by service and environment.
+    Stats(stats::StatsArgs),
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
@@ -389,6 +397,20 @@ pub fn aws_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
+/// `--change TICKET`: the change ticket a run ships under.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArg {
+    /// The change ticket this release ships under (e.g. CHG-1234), overriding `[release]
+    /// change`: journaled, shown in the console's banner, webhooks, history, audit and the
+    /// report
+    #[arg(long = "change", value_name = "TICKET", value_parser = parse_change, value_hint = clap::ValueHint::Other)]
+    pub change: Option<String>,
+}
+
+fn parse_change(s: &str) -> Result<String, String> {
+    crate::release::change::check(s).map(|()| s.to_string())
+}
+
 /// `--state-dir DIR`: where runs are journaled.
 #[derive(Debug, Clone, Args)]
 pub struct StateDirArg {
@@ -450,6 +472,8 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Stats(args) => stats::run(args),
         Command::Migrate { command } => migrate::run(command),
         Command::Verify {
             file,
@@ -489,6 +513,8 @@ impl Command {
                 | Command::Man(_)
                 | Command::History { .. }
                 | Command::Audit(_)
+                | Command::Report(_)
+                | Command::Stats(_)
                 | Command::Print(_)
                 | Command::Verify { .. }
                 | Command::Diff { .. }
@@ -549,6 +575,16 @@ impl From<Failure> for Error {
 impl From<Vec<crate::release::Diagnostic>> for Error {
     fn from(d: Vec<crate::release::Diagnostic>) -> Self {
         Error::Diagnostics(d)
+    }
+}
+
+impl From<crate::report::ReportError> for Error {
+    fn from(e: crate::report::ReportError) -> Error {
+        if e.is_invalid_input() {
+            Error::Invalid(e.to_string())
+        } else {
+            Error::Internal(e.to_string())
+        }
     }
 }
 

@@ -83,6 +83,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     #[arg(conflicts_with = "resume")]
     pub skip_requires: Option<String>,
+    /// Not with `--resume`: a resumed run keeps the ticket its journal recorded.
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -140,13 +143,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     // Log to stderr only here: with --console this terminal belongs to the console.
     super::init_logging();
     // Resolve what to run before touching anything.
+    if args.resume && args.change.change.is_some() {
+        return Err(Error::Invalid(
+            "--change is for a new run; --resume keeps the change ticket its journal recorded"
+                .into(),
+        ));
+    }
     if args.resume && args.release.given() {
         return Err(Error::Invalid(
             "--env and --set are for a new run; --resume resolves the release as its journal recorded".into(),
         ));
     }
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (release, base_dir, begin) = if args.resume {
+    let (mut release, base_dir, mut begin) = if args.resume {
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
         let Some(file) = args.file.clone() else {
@@ -164,6 +173,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             },
         )?
     };
+    crate::session::spec::with_change(&mut release, &mut begin, args.change.change.as_deref());
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

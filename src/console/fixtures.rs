@@ -132,6 +132,7 @@ impl Script {
             platform: "local".into(),
             environment: s.release.release.environment.clone(),
             break_glass: None,
+            change: s.release.release.change.clone(),
             on_failure: p.on_failure,
             max_parallel: p.max_parallel,
             waves: p.waves.clone(),

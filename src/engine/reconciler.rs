@@ -176,6 +176,7 @@ impl Engine {
             platform: engine.platform.name().to_string(),
             environment: engine.release.release.environment.clone(),
             break_glass: engine.options.break_glass.clone().map(Box::new),
+            change: engine.release.release.change.clone(),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

@@ -220,6 +220,9 @@ pub struct ReleaseState {
     /// The lifecycle gate was skipped (`--skip-requires`): who, why, and what it skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
+    /// The change ticket the release ships under (`[release] change`, `--change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     pub status: ReleaseStatus,
     pub on_failure: FailurePolicy,
     pub max_parallel: u32,
@@ -303,6 +306,9 @@ pub enum EventKind {
         /// The deploy skipped its lifecycle gate (`--skip-requires REASON`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         break_glass: Option<Box<BreakGlass>>,
+        /// The change ticket (`[release] change`, `--change`), shown in every console.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<String>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,
@@ -372,6 +378,17 @@ pub enum EventKind {
     Verdict {
         service: String,
         verdict: VerdictInfo,
+    },
+    /// One analysis window of baseline against candidate, measured over the same period
+    /// (the judge's input), with each arm's p99 latency over that window when the metric
+    /// source had it: the evidence behind a verdict, drawn in the release report.
+    AnalysisSample {
+        service: String,
+        window: crate::judge::AnalysisWindow,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline_p99_ms: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate_p99_ms: Option<f64>,
     },
     /// A gate opened: approval, pause forever, inconclusive analysis.
     GateWaiting {
@@ -544,6 +561,7 @@ impl EventKind {
             | Health { service, .. }
             | SmokeResult { service, .. }
             | Verdict { service, .. }
+            | AnalysisSample { service, .. }
             | GateWaiting { service, .. }
             | GateAnswered { service, .. }
             | Promoted { service }
@@ -570,6 +588,7 @@ impl EventKind {
         match self {
             CommandAccepted { .. } | CommandRefused { .. } => "command",
             Verdict { .. } => "verdict",
+            AnalysisSample { .. } => "analysis",
             StepStarted { .. } => "step",
             Launched { .. }
             | WeightsSet { .. }
@@ -615,6 +634,7 @@ impl ReleaseState {
             platform: String::new(),
             environment: None,
             break_glass: None,
+            change: None,
             status: ReleaseStatus::Ready,
             on_failure: FailurePolicy::default(),
             max_parallel: 1,

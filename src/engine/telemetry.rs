@@ -208,6 +208,7 @@ mod tests {
                 platform: "fake".into(),
                 environment: None,
                 break_glass: None,
+                change: None,
                 on_failure: Default::default(),
                 max_parallel: 1,
                 waves: vec![vec!["svc".into()]],

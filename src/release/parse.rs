@@ -108,6 +108,7 @@ pub mod keys {
         "progress_deadline",
         "environment",
         "pin_secret",
+        "change",
     ];
     pub const NOTIFY: &[&str] = &["webhooks"];
     pub const SERVICE: &[&str] = &[
@@ -808,6 +809,7 @@ impl Parser<'_> {
             .unwrap_or_else(default_progress_deadline);
         let environment = self.opt_str(t, "environment", "\"production\"");
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
+        let change = self.opt_str(t, "change", "\"CHG-1234\"");
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -816,6 +818,7 @@ impl Parser<'_> {
             progress_deadline,
             environment,
             pin_secret,
+            change,
         }
     }
 

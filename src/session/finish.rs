@@ -48,6 +48,7 @@ pub async fn finish_session(
         state_dir,
         contract: _,
         aws: _,
+        secrets,
     } = session;
     let EngineHandle {
         commands,
@@ -78,7 +79,8 @@ pub async fn finish_session(
     let code = match outcome {
         Ok(Ok(out)) => {
             let _ = printer.await;
-            let (more, lines) = extra(&out.state);
+            let (mut more, mut lines) = extra(&out.state);
+            super::report::write_and_name(&state_dir, &run_id, &secrets, &mut more, &mut lines);
             print_summary(&out.state, out.exit_code, output, more, &lines);
             out.exit_code
         }

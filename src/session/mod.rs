@@ -13,6 +13,7 @@ pub mod handover;
 mod journal_failure;
 pub mod lifecycle;
 pub mod remote_link;
+pub mod report;
 pub mod resume;
 pub mod run;
 pub mod share;

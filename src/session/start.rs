@@ -45,6 +45,8 @@ pub struct Session {
     pub contract: crate::engine::ContractMode,
     /// The AWS region and profile (a hand-over to `serve` keeps them).
     pub aws: super::Aws,
+    /// What the release report is scrubbed of when the run ends.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Start the platform (local, or ECS through [`super::ecs`]), the engine (new or restored), the printer (unless the
@@ -200,10 +202,12 @@ pub async fn start_session_with(
     };
     let notifier = (!webhooks.is_empty()).then(|| {
         spawn_notifier(
-            // Webhooks name the environment with the release.
-            match &release.release.environment {
-                Some(env) => format!("{} ({env})", release.release.name),
-                None => release.release.name.clone(),
+            // Webhooks name the environment and the change ticket with the release.
+            match (&release.release.environment, &release.release.change) {
+                (Some(env), Some(c)) => format!("{} ({env}, change {c})", release.release.name),
+                (Some(env), None) => format!("{} ({env})", release.release.name),
+                (None, Some(c)) => format!("{} (change {c})", release.release.name),
+                (None, None) => release.release.name.clone(),
             },
             webhooks,
             engine.subscribe(),
@@ -227,6 +231,7 @@ pub async fn start_session_with(
         state_dir: state_dir.to_path_buf(),
         contract,
         aws: aws.clone(),
+        secrets: crate::secrets::Secrets::from_release(release),
     })
 }
 

@@ -15,6 +15,7 @@ impl ReleaseState {
                 platform,
                 environment,
                 break_glass,
+                change,
                 on_failure,
                 max_parallel,
                 waves,
@@ -25,6 +26,7 @@ impl ReleaseState {
                 self.platform = platform.clone();
                 self.environment = environment.clone();
                 self.break_glass = break_glass.as_deref().cloned();
+                self.change = change.clone();
                 self.on_failure = *on_failure;
                 self.max_parallel = *max_parallel;
                 self.waves = waves.clone();
@@ -273,7 +275,8 @@ impl ReleaseState {
                     }
                 }
             }
-            PlatformError { .. } => {}
+            // Evidence for the report; the snapshot keeps the verdict only.
+            PlatformError { .. } | AnalysisSample { .. } => {}
             Migration {
                 migration,
                 phase,

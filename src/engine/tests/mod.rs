@@ -12,6 +12,7 @@ use crate::release::Release;
 mod commands;
 mod migration;
 mod orchestration;
+mod report;
 mod resume;
 mod rollout;
 
