@@ -38,7 +38,12 @@ pub fn render(r: &Report) -> String {
     policy(&mut h, r);
     rollbacks(&mut h, r);
     let _ = write!(h, "<h2>Services and verdicts</h2>");
-    for s in &r.services {
+    // What went wrong first, then the rest in plan order.
+    let (bad, good): (Vec<_>, Vec<_>) = r
+        .services
+        .iter()
+        .partition(|s| matches!(s.status.as_str(), "rolled_back" | "failed" | "rolling_back"));
+    for s in bad.into_iter().chain(good) {
         service(&mut h, r, s);
     }
     timeline(&mut h, r);
@@ -244,7 +249,11 @@ fn service(h: &mut String, r: &Report, s: &ServiceReport) {
                 .iter()
                 .map(|w| w.at_ms.saturating_sub(w.duration_ms)),
         );
-    let t0 = times.clone().min();
+    // From the service's start (the baseline's 0 % split is journaled when the run starts).
+    let t0 = times
+        .clone()
+        .min()
+        .map(|t| t.max(s.started_ms.unwrap_or(t)));
     let t1 = times.max().map(|t| t.max(s.finished_ms.unwrap_or(t)));
     if let (Some(t0), Some(t1)) = (t0, t1) {
         let markers: Vec<Marker<'_>> = r

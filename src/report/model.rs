@@ -355,17 +355,17 @@ fn changes(
         })
         .collect();
     let mut secret_versions = Vec::new();
-    if let Some(pins) = entries.iter().rev().find(|e| e.kind == "ecs_pins") {
-        if let Some(obj) = pins.payload["pins"]["services"].as_object() {
-            for (svc, p) in obj {
-                for v in p["secret_versions"].as_array().into_iter().flatten() {
-                    secret_versions.push(SecretVersionRef {
-                        service: svc.clone(),
-                        name: v["name"].as_str().unwrap_or_default().to_string(),
-                        arn: v["arn"].as_str().unwrap_or_default().to_string(),
-                        version_id: v["version_id"].as_str().unwrap_or_default().to_string(),
-                    });
-                }
+    if let Some(pins) = entries.iter().rev().find(|e| e.kind == "ecs_pins")
+        && let Some(obj) = pins.payload["pins"]["services"].as_object()
+    {
+        for (svc, p) in obj {
+            for v in p["secret_versions"].as_array().into_iter().flatten() {
+                secret_versions.push(SecretVersionRef {
+                    service: svc.clone(),
+                    name: v["name"].as_str().unwrap_or_default().to_string(),
+                    arn: v["arn"].as_str().unwrap_or_default().to_string(),
+                    version_id: v["version_id"].as_str().unwrap_or_default().to_string(),
+                });
             }
         }
     }

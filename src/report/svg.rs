@@ -109,12 +109,17 @@ pub fn chart(
     }
     for m in markers {
         let xx = x(m.at_ms);
+        // The label on the side with room.
+        let (lx, anchor) = if xx > W / 2.0 {
+            (xx - 3.0, "end")
+        } else {
+            (xx + 3.0, "start")
+        };
         let _ = write!(
             s,
-            r#"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="{}" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" class="ax" fill="{}">{}</text>"#,
+            r#"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="{}" stroke-dasharray="4 3"/><text x="{lx:.1}" y="{:.1}" class="ax" text-anchor="{anchor}" fill="{}">{}</text>"#,
             H - BOTTOM,
             esc(m.color),
-            xx + 3.0,
             TOP + 9.0,
             esc(m.color),
             esc(m.label)
@@ -155,6 +160,20 @@ pub fn chart(
                 r#"<path d="{d}" fill="none" stroke="{}" stroke-width="2"/>"#,
                 esc(se.color)
             );
+        }
+        // Each measured point as a dot, so a lone window still shows.
+        if !se.steps {
+            for (t, v) in &se.points {
+                if let Some(v) = v {
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="2.2" fill="{}"/>"#,
+                        x(*t),
+                        y(*v),
+                        esc(se.color)
+                    );
+                }
+            }
         }
         // Legend: under the title, left to right.
         let lx = LEFT + i as f64 * 90.0;

@@ -202,13 +202,7 @@ pub async fn start_session_with(
     };
     let notifier = (!webhooks.is_empty()).then(|| {
         spawn_notifier(
-            // Webhooks name the environment and the change ticket with the release.
-            match (&release.release.environment, &release.release.change) {
-                (Some(env), Some(c)) => format!("{} ({env}, change {c})", release.release.name),
-                (Some(env), None) => format!("{} ({env})", release.release.name),
-                (None, Some(c)) => format!("{} (change {c})", release.release.name),
-                (None, None) => release.release.name.clone(),
-            },
+            crate::engine::notify::label(&release.release),
             webhooks,
             engine.subscribe(),
             NotifyOptions::default(),

@@ -59,6 +59,21 @@ async fn the_report_of_a_run_with_a_rollback_tells_what_why_who_and_how_long() {
     assert_eq!(rep.environment.as_deref(), Some("production"));
     assert_eq!(rep.outcome.as_deref(), Some("rolled_back"));
     assert!(rep.changed_anything);
+    // The audit trail names the ticket: the release entry and the engine's first event.
+    assert!(
+        rep.timeline[0]
+            .text
+            .contains("release t (change CHG-77) from test.toml"),
+        "{:?}",
+        rep.timeline[0]
+    );
+    assert!(
+        rep.timeline[1]
+            .text
+            .contains("release t (change CHG-77) loaded"),
+        "{:?}",
+        rep.timeline[1]
+    );
     assert_eq!(rep.started_by.as_deref(), Some("alice"));
 
     // What changed.
