@@ -422,3 +422,16 @@ fn break_glass_deploy_is_shown_in_the_banner() {
     );
     insta::assert_snapshot!(t.backend());
 }
+
+#[test]
+fn the_change_ticket_is_shown_in_the_banner() {
+    let mut s = fixtures::scenario("canary-analysing");
+    if let cutover::engine::EventKind::ReleaseLoaded { change, .. } = &mut s.events[0].kind {
+        *change = Some("CHG-1234".into());
+    }
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    let t = draw(&mut app, 160, 42);
+    let text = t.backend().to_string();
+    let top = text.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(top.contains("change CHG-1234"), "{text}");
+}
