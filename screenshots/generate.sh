@@ -71,3 +71,11 @@ sleep 1
 tmux -L "$sock" send-keys -t demo q
 wait_for "the closing summary" '^exit [0-9]'
 shot final-summary
+# 4. The release report that run wrote (a real run with a rollback), as a browser draws it.
+tmux -L "$sock" kill-server 2>/dev/null || true
+report="$("$bin" history --state-dir "$work/state" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')"
+mkdir -p "$work/profile"
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$work/profile" --window-size=1280,2000 \
+  --screenshot="$here/report.png" "file://$work/state/runs/$report/report.html"

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod platform;
 pub mod policy;
 pub mod release;
+pub mod report;
 pub mod secrets;
 pub mod session;
 pub mod tls;

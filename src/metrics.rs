@@ -77,6 +77,13 @@ pub trait MetricSource: Send + Sync {
         slow_threshold: Duration,
     ) -> Result<Option<RevisionCounters>, MetricsError>;
 
+    /// Whether [`MetricSource::recent_latency`] is cheap enough to ask for every analysis
+    /// window (the report's latency chart): true for the local proxy; CloudWatch has one
+    /// data point a minute and charges per metric read.
+    fn latency_per_window(&self) -> bool {
+        true
+    }
+
     /// Latency quantiles over the last `window`. `Ok(None)` when there were no requests.
     async fn recent_latency(
         &self,

@@ -466,3 +466,16 @@ fn a_gate_under_a_policy_shows_who_may_answer_and_a_freeze_is_in_the_banner() {
         "{text}"
     );
 }
+
+#[test]
+fn the_change_ticket_is_shown_in_the_banner() {
+    let mut s = fixtures::scenario("canary-analysing");
+    if let cutover::engine::EventKind::ReleaseLoaded { change, .. } = &mut s.events[0].kind {
+        *change = Some("CHG-1234".into());
+    }
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    let t = draw(&mut app, 160, 42);
+    let text = t.backend().to_string();
+    let top = text.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(top.contains("change CHG-1234"), "{text}");
+}

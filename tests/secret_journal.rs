@@ -46,8 +46,10 @@ fn env_values_stay_out_of_the_journal_and_resume_relaunches_with_them() {
     let text = release(&marker, free_port());
     std::fs::write(&file, &text).unwrap();
     let state = dir.path().join("state");
+    // `--change` overrides the file: a resume that re-reads the file must apply it again
+    // to get the journaled release back.
     let mut deploy = Command::new(CUTOVER)
-        .args(["deploy", "--headless", "--state-dir"])
+        .args(["deploy", "--headless", "--change", "CHG-9", "--state-dir"])
         .arg(&state)
         .arg(&file)
         .stdout(Stdio::null())
@@ -129,4 +131,11 @@ fn env_values_stay_out_of_the_journal_and_resume_relaunches_with_them() {
         !journaled.contains(SECRET),
         "the secret reached the state dir after resume"
     );
+    // The finished run's report (written by the resumed process) names the ticket.
+    let state_arg = state.to_string_lossy().into_owned();
+    let report = support::cutover_ok(["report", "--format", "json", "--state-dir", &state_arg]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["change"], "CHG-9");
+    let run = report["run_id"].as_str().unwrap();
+    assert!(state.join("runs").join(run).join("report.html").is_file());
 }

@@ -695,6 +695,11 @@ command = ["ls", "/nonexistent/{argv_fail}"]
         vec!["audit", "sweep-resume"],
         vec!["audit", "--output", "json", "sweep-resume"],
         vec!["audit", "verify"],
+        vec!["report"],
+        vec!["report", "--format", "html"],
+        vec!["report", "--format", "json"],
+        vec!["stats"],
+        vec!["stats", "--output", "json"],
         vec!["validate", &resumable],
         vec!["plan", &served],
     ] {
@@ -761,7 +766,18 @@ strategy = "rolling"
         sweep.check(&format!("webhook body {i}"), b);
     }
 
-    // 7. every file under the state dir (journals, run records, pid files, logs).
+    // 7. every file under the state dir (journals, run records, pid files, logs, and the
+    // release reports each finished run wrote beside its journal).
+    let reports = std::fs::read_dir(env.state.join("runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| {
+            ["report.html", "report.md", "report.json"]
+                .iter()
+                .all(|f| d.path().join(f).is_file())
+        })
+        .count();
+    assert!(reports >= 1, "no run directory holds its release report");
     let files = everything_under(&env.state);
     assert!(files.contains("sweep-serve"));
     sweep.check("the state dir", &files);

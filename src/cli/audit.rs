@@ -80,32 +80,10 @@ fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, Error> {
     Ok(of_release)
 }
 
-/// The human part of an audit line: the payload's `summary` (or `message`), with its
-/// `reason`; compact JSON when it has neither.
+/// The human part of an audit line ([`journal::inspect::payload_text`]), control
+/// characters escaped.
 pub(crate) fn describe(payload: &serde_json::Value) -> String {
-    use serde_json::Value;
-    fn text(v: Option<&serde_json::Value>) -> Option<&str> {
-        v.and_then(serde_json::Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-    }
-    let s = match payload {
-        Value::String(s) => s.clone(),
-        Value::Object(m) => {
-            let main = text(m.get("summary")).or_else(|| text(m.get("message")));
-            let reason = text(m.get("reason"));
-            match (main, reason) {
-                (Some(main), Some(reason)) if main != reason => {
-                    format!("{main} (reason: {reason})")
-                }
-                (Some(main), _) => main.to_owned(),
-                (None, Some(reason)) => format!("reason: {reason}"),
-                (None, None) => payload.to_string(),
-            }
-        }
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    printable(&s)
+    printable(&journal::inspect::payload_text(payload))
 }
 
 fn header(s: &RunSummary) -> String {

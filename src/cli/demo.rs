@@ -41,6 +41,8 @@ pub struct DemoArgs {
     pub operator: Option<String>,
     #[command(flatten)]
     pub metrics: super::metrics_listen::MetricsListenArg,
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 /// When the regressing candidate first took traffic, and when it all went back.
@@ -165,6 +167,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     )
     .map_err(|d| Error::Internal(format!("the built-in demo release is invalid: {d:?}")))?;
     args.metrics.apply(&mut release);
+    if let Some(c) = &args.change.change {
+        release.release.change = Some(c.clone());
+    }
     let operator = crate::engine::operator_name(args.operator.as_deref());
     let state_dir = args.state.resolve();
     let rt = runtime()?;
@@ -176,6 +181,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
                 environment: None,
                 artifact: Some(crate::release::Artifact::new(DEMO_RELEASE.as_bytes(), &[])),
                 variables: Vec::new(),
+                change: args.change.change.clone(),
             }),
             break_glass: None,
             change_control: None,

@@ -45,6 +45,8 @@ pub struct DeployArgs {
     pub skip_requires: Option<String>,
     #[command(flatten)]
     pub policy: super::PolicyArgs,
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
@@ -56,17 +58,18 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
     }
     let state_dir = args.state.resolve();
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (mut release, base_dir, begin) = crate::session::spec::from_file(
+    let (mut release, base_dir, mut begin) = crate::session::spec::from_file(
         &args.file,
         &args.release.options(),
         &crate::session::lifecycle::Admission {
             state_dir: &state_dir,
             operator: &operator,
             skip_requires: args.skip_requires.as_deref(),
-            policy: &args.policy.admission(),
+            policy: &args.policy.admission(&args.change),
         },
     )?;
     args.metrics.apply(&mut release);
+    crate::session::spec::with_change(&mut release, &mut begin, args.change.change.as_deref());
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

@@ -30,7 +30,7 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
         println!("no runs under {}", state_dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 7]> = runs
+    let rows: Vec<[String; 8]> = runs
         .iter()
         .map(|r| {
             // Unreadable run.json: only the id is known.
@@ -43,6 +43,10 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
                     printable(&r.release)
                 },
                 r.environment
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "-".into()),
+                r.change
                     .as_deref()
                     .map(printable)
                     .unwrap_or_else(|| "-".into()),
@@ -64,7 +68,7 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
         })
         .collect();
     let header = [
-        "RUN", "RELEASE", "ENV", "STARTED", "FINISHED", "OUTCOME", "ENTRIES",
+        "RUN", "RELEASE", "ENV", "CHANGE", "STARTED", "FINISHED", "OUTCOME", "ENTRIES",
     ];
     let mut width = header.map(str::len);
     for row in &rows {
@@ -72,10 +76,10 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 7]| {
+    let line = |cells: [&str; 8]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i == 6 {
+            if i == 7 {
                 s.push_str(&format!("{c:>w$}", w = width[i]));
             } else {
                 s.push_str(&format!("{c:<w$}  ", w = width[i]));

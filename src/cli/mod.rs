@@ -12,7 +12,9 @@ mod plan;
 mod policy;
 mod print;
 mod render;
+mod report;
 mod schema;
+mod stats;
 mod validate;
 mod verify;
 
@@ -132,6 +134,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The release report of a run (the newest by default): what changed, who did what,
+    /// each verdict with its evidence, rollbacks, timeline, the journal's last hash.
+    Report(report::ReportArgs),
+    /// Delivery metrics over the journaled runs: deployments, success and change failure
+    /// rates, duration and time to restore (median, p90), by service and environment.
+    Stats(stats::StatsArgs),
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
@@ -186,9 +194,6 @@ pub struct PolicyArgs {
     /// $CUTOVER_POLICY, else policy.toml in the config directory, if there is one.
     #[arg(long, value_name = "FILE", env = "CUTOVER_POLICY", value_hint = clap::ValueHint::FilePath)]
     pub policy: Option<std::path::PathBuf>,
-    /// The change ticket (e.g. CHG-1234): Rego policies see it as input.change.
-    #[arg(long, value_name = "TICKET", value_hint = clap::ValueHint::Other)]
-    pub change: Option<String>,
     /// Start inside a freeze window: needs the approvals the policy's [break_glass] names
     /// (--break-glass-approver); journaled with your name and the reason.
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
@@ -199,10 +204,12 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    pub fn admission(&self) -> crate::session::policy_gate::PolicyAdmission {
+    /// What the policy gate is told; `change` is `--change` (Rego's `input.change`, else
+    /// the release's `[release] change`).
+    pub fn admission(&self, change: &ChangeArg) -> crate::session::policy_gate::PolicyAdmission {
         crate::session::policy_gate::PolicyAdmission {
             policy: self.policy.clone(),
-            change: self.change.clone(),
+            change: change.change.clone(),
             break_glass: self.break_glass.clone(),
             break_glass_approvers: self.break_glass_approver.clone(),
         }
@@ -427,6 +434,20 @@ pub fn aws_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
+/// `--change TICKET`: the change ticket a run ships under.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArg {
+    /// The change ticket this release ships under (e.g. CHG-1234), overriding `[release]
+    /// change`: journaled, shown in the console's banner, webhooks, history, audit and the
+    /// report
+    #[arg(long = "change", value_name = "TICKET", value_parser = parse_change, value_hint = clap::ValueHint::Other)]
+    pub change: Option<String>,
+}
+
+fn parse_change(s: &str) -> Result<String, String> {
+    crate::release::change::check(s).map(|()| s.to_string())
+}
+
 /// `--state-dir DIR`: where runs are journaled.
 #[derive(Debug, Clone, Args)]
 pub struct StateDirArg {
@@ -488,6 +509,8 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::History { state, output } => history::run(&state.resolve(), output),
         Command::Audit(args) => audit::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Stats(args) => stats::run(args),
         Command::Migrate { command } => migrate::run(command),
         Command::Policy { command } => policy::run(command),
         Command::Verify {
@@ -528,6 +551,8 @@ impl Command {
                 | Command::Man(_)
                 | Command::History { .. }
                 | Command::Audit(_)
+                | Command::Report(_)
+                | Command::Stats(_)
                 | Command::Print(_)
                 | Command::Verify { .. }
                 | Command::Diff { .. }
@@ -589,6 +614,16 @@ impl From<Failure> for Error {
 impl From<Vec<crate::release::Diagnostic>> for Error {
     fn from(d: Vec<crate::release::Diagnostic>) -> Self {
         Error::Diagnostics(d)
+    }
+}
+
+impl From<crate::report::ReportError> for Error {
+    fn from(e: crate::report::ReportError) -> Error {
+        if e.is_invalid_input() {
+            Error::Invalid(e.to_string())
+        } else {
+            Error::Internal(e.to_string())
+        }
     }
 }
 

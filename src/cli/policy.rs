@@ -22,6 +22,8 @@ pub struct CheckArgs {
     pub release: ReleaseArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub change: super::ChangeArg,
     /// Who would run the release (input.operator; default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
@@ -31,7 +33,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
     let PolicyCommand::Check(args) = command;
     let loaded = crate::release::load(&args.file, &args.release.options())?;
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let admission = args.policy.admission();
+    let admission = args.policy.admission(&args.change);
     let result = crate::session::policy_gate::evaluate(&loaded, &operator, &admission)?;
     let source = crate::policy::locate(admission.policy.as_deref())
         .map_or_else(|| "no policy file".to_string(), |p| p.display().to_string());

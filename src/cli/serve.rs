@@ -87,6 +87,9 @@ pub struct ServeArgs {
     pub skip_requires: Option<String>,
     #[command(flatten)]
     pub policy: super::PolicyArgs,
+    /// Not with `--resume`: a resumed run keeps the ticket its journal recorded.
+    #[command(flatten)]
+    pub change: super::ChangeArg,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
@@ -144,13 +147,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     // Log to stderr only here: with --console this terminal belongs to the console.
     super::init_logging();
     // Resolve what to run before touching anything.
+    if args.resume && args.change.change.is_some() {
+        return Err(Error::Invalid(
+            "--change is for a new run; --resume keeps the change ticket its journal recorded"
+                .into(),
+        ));
+    }
     if args.resume && args.release.given() {
         return Err(Error::Invalid(
             "--env and --set are for a new run; --resume resolves the release as its journal recorded".into(),
         ));
     }
     let operator = crate::engine::operator_name(args.operator.as_deref());
-    let (mut release, base_dir, begin) = if args.resume {
+    let (mut release, base_dir, mut begin) = if args.resume {
         crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
     } else {
         let Some(file) = args.file.clone() else {
@@ -165,11 +174,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
                 state_dir: &state_dir,
                 operator: &operator,
                 skip_requires: args.skip_requires.as_deref(),
-                policy: &args.policy.admission(),
+                policy: &args.policy.admission(&args.change),
             },
         )?
     };
     args.metrics.apply(&mut release);
+    crate::session::spec::with_change(&mut release, &mut begin, args.change.change.as_deref());
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
         release,

@@ -133,6 +133,7 @@ impl Script {
             environment: s.release.release.environment.clone(),
             break_glass: None,
             change_control: None,
+            change: s.release.release.change.clone(),
             on_failure: p.on_failure,
             max_parallel: p.max_parallel,
             waves: p.waves.clone(),

@@ -277,6 +277,9 @@ impl App {
                 Slot::EnvBanner
             }),
         ));
+        if let Some(c) = &st.change {
+            spans.push(Span::styled(format!(" change {c} "), bar));
+        }
         if let Some(b) = &st.break_glass {
             spans.push(Span::styled(
                 format!(

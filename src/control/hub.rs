@@ -145,6 +145,9 @@ impl Hub {
     async fn pump(self: Arc<Hub>, mut events: broadcast::Receiver<Event>) {
         loop {
             match events.recv().await {
+                // Analysis windows are evidence for the journal and the release report;
+                // a protocol 1.0 client does not know the kind, and a console needs none.
+                Ok(e) if matches!(e.kind, crate::engine::EventKind::AnalysisSample { .. }) => {}
                 Ok(e) => self.push_event(e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // Cannot happen while the hub keeps up with a 4096-deep channel; if

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::judge::{
-    AnalysisConfig, ArmSampler, Judge, JudgeKind, Outcome, Verdict, freeze_slow_threshold,
-    new_judge,
+    AnalysisConfig, AnalysisWindow, ArmSampler, Judge, JudgeKind, Outcome, Verdict,
+    freeze_slow_threshold, new_judge,
 };
 use crate::metrics::MetricSource;
 use crate::release::{Analysis, JudgeKind as ReleaseJudge};
@@ -52,10 +52,22 @@ pub fn sample_every(duration: Duration) -> Duration {
     (duration / 20).clamp(Duration::from_millis(200), Duration::from_secs(1))
 }
 
+/// What one sample gave: the window (journaled as evidence) and, when the outcome
+/// changed, the verdict.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    /// The window, with each arm's p99 over it (baseline, candidate) when known.
+    pub window: Option<(AnalysisWindow, Option<f64>, Option<f64>)>,
+    pub verdict: Option<VerdictInfo>,
+}
+
 /// One running analysis of a service.
 pub struct AnalysisRun {
     judge: Box<dyn Judge>,
     sampler: ArmSampler,
+    /// For each window's latency: the source, the service and both revisions.
+    metrics: Arc<dyn MetricSource>,
+    arms: (String, String, String),
     pub started_ms: u64,
     pub every: Duration,
     pub next_sample_ms: u64,
@@ -88,11 +100,13 @@ impl AnalysisRun {
                 .map_err(|e| e.to_string())?
         };
         let slow = freeze_slow_threshold(&config, base_latency.as_ref());
-        let mut sampler = ArmSampler::new(metrics, service, baseline, candidate, slow);
+        let mut sampler = ArmSampler::new(metrics.clone(), service, baseline, candidate, slow);
         sampler.sample(0, 0.0).await.map_err(|e| e.to_string())?;
         Ok(AnalysisRun {
             judge,
             sampler,
+            metrics,
+            arms: (service.into(), baseline.into(), candidate.into()),
             started_ms: now_ms,
             every,
             next_sample_ms: now_ms + every.as_millis() as u64,
@@ -102,12 +116,8 @@ impl AnalysisRun {
         })
     }
 
-    /// Take one sample at `now_ms`; returns the verdict when its outcome changed.
-    pub async fn sample(
-        &mut self,
-        now_ms: u64,
-        canary_weight: u8,
-    ) -> Result<Option<VerdictInfo>, String> {
+    /// Take one sample at `now_ms`: the window, and the verdict when its outcome changed.
+    pub async fn sample(&mut self, now_ms: u64, canary_weight: u8) -> Result<Sampled, String> {
         self.next_sample_ms = now_ms + self.every.as_millis() as u64;
         let at = now_ms.saturating_sub(self.started_ms);
         let w = self
@@ -115,16 +125,26 @@ impl AnalysisRun {
             .sample(at, f64::from(canary_weight) / 100.0)
             .await
             .map_err(|e| e.to_string())?;
+        let mut window = None;
         if let Some(w) = w {
             let outcome = self.judge.observe(&w).map_err(|e| e.to_string())?;
             self.last_outcome = Some(outcome);
+            let (service, baseline, candidate) = &self.arms;
+            let (base_p99, cand_p99) = tokio::join!(
+                p99(self.metrics.clone(), service, baseline, w.duration_ms),
+                p99(self.metrics.clone(), service, candidate, w.duration_ms)
+            );
+            window = Some((w, base_p99, cand_p99));
         }
         let shown = self.outcome();
-        if self.last_reported != Some(shown) && (w.is_some() || self.sampler.no_data().is_some()) {
+        let mut verdict = None;
+        if self.last_reported != Some(shown)
+            && (window.is_some() || self.sampler.no_data().is_some())
+        {
             self.last_reported = Some(shown);
-            return Ok(Some(self.verdict(now_ms)));
+            verdict = Some(self.verdict(now_ms));
         }
-        Ok(None)
+        Ok(Sampled { window, verdict })
     }
 
     /// The judge's outcome, except that a pass needs data now: while the source has
@@ -152,6 +172,27 @@ impl AnalysisRun {
         }
         v
     }
+}
+
+/// A revision's p99 over the last `window_ms` (at least a second), for the report's
+/// latency chart. Best effort: a source that cannot say leaves it out, and the judge does
+/// not depend on it (it counts slow requests in the window itself).
+async fn p99(
+    metrics: Arc<dyn MetricSource>,
+    service: &str,
+    revision: &str,
+    window_ms: u64,
+) -> Option<f64> {
+    if !metrics.latency_per_window() {
+        return None;
+    }
+    let window = Duration::from_millis(window_ms.max(1000));
+    metrics
+        .recent_latency(service, revision, window)
+        .await
+        .ok()
+        .flatten()
+        .map(|q| q.p99_ms)
 }
 
 fn info(v: &Verdict, now_ms: u64) -> VerdictInfo {

@@ -34,6 +34,22 @@ impl Default for NotifyOptions {
     }
 }
 
+/// How webhooks name a release: with its environment and change ticket, if any
+/// (`checkout (production, change CHG-1234)`).
+pub fn label(r: &crate::release::ReleaseSection) -> String {
+    let parts: Vec<String> = r
+        .environment
+        .iter()
+        .cloned()
+        .chain(r.change.iter().map(|c| format!("change {c}")))
+        .collect();
+    if parts.is_empty() {
+        r.name.clone()
+    } else {
+        format!("{} ({})", r.name, parts.join(", "))
+    }
+}
+
 /// The message for an event, if it is one people are told about.
 pub fn message(release: &str, e: &Event) -> Option<serde_json::Value> {
     let icon = match &e.kind {
@@ -206,6 +222,38 @@ mod tests {
             }
         });
         (format!("http://{addr}/services/T000/SECRET"), got)
+    }
+
+    #[test]
+    fn messages_name_the_environment_and_the_change_ticket() {
+        let mut r = crate::release::load_str(
+            std::path::Path::new("t.toml"),
+            "[release]\nname = \"shop\"\n[[service]]\nname = \"a\"\nstrategy = \"blue_green\"\n[service.local]\nlisten = \"127.0.0.1:1\"\ncommand = [\"x\", \"{port}\"]\ncurrent = { revision = \"v1\" }\ntarget = { revision = \"v2\" }\n",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+        .release;
+        assert_eq!(label(&r), "shop");
+        r.change = Some("CHG-1234".into());
+        assert_eq!(label(&r), "shop (change CHG-1234)");
+        r.environment = Some("production".into());
+        assert_eq!(label(&r), "shop (production, change CHG-1234)");
+        let m = message(
+            &label(&r),
+            &ev(
+                1,
+                EventKind::ReleaseStarted {
+                    operator: "ann".into(),
+                },
+            ),
+        )
+        .unwrap();
+        assert!(
+            m["text"]
+                .as_str()
+                .unwrap()
+                .contains("*shop (production, change CHG-1234)*")
+        );
     }
 
     fn ev(seq: u64, kind: EventKind) -> Event {

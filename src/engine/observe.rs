@@ -149,7 +149,7 @@ impl Engine {
                 };
                 match a.as_mut() {
                     Some(a) => a.sample(now, weight).await,
-                    None => Ok(None),
+                    None => Ok(Default::default()),
                 }
             };
             match result {
@@ -160,7 +160,16 @@ impl Engine {
                         fatal: false,
                     })?;
                 }
-                Ok(Some(v)) => {
+                Ok(sampled) => {
+                    if let Some((window, baseline_p99_ms, candidate_p99_ms)) = sampled.window {
+                        self.emit(EventKind::AnalysisSample {
+                            service: name.to_string(),
+                            window,
+                            baseline_p99_ms,
+                            candidate_p99_ms,
+                        })?;
+                    }
+                    let Some(v) = sampled.verdict else { continue };
                     let fail = v.outcome == Outcome::Fail;
                     let summary = v.summary.clone();
                     self.emit(EventKind::Verdict {
@@ -173,7 +182,6 @@ impl Engine {
                             .await;
                     }
                 }
-                Ok(None) => {}
             }
         }
         Ok(())

@@ -181,6 +181,7 @@ impl Engine {
             environment: engine.release.release.environment.clone(),
             break_glass: engine.options.break_glass.clone().map(Box::new),
             change_control: engine.options.change_control.clone().map(Box::new),
+            change: engine.release.release.change.clone(),
             on_failure: plan.on_failure,
             max_parallel: plan.max_parallel,
             waves: plan.waves.clone(),

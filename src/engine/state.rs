@@ -235,6 +235,9 @@ pub struct ReleaseState {
     /// A freeze window holds the next services back (see `engine/change_control.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<FreezeHold>,
+    /// The change ticket the release ships under (`[release] change`, `--change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     pub status: ReleaseStatus,
     pub on_failure: FailurePolicy,
     pub max_parallel: u32,
@@ -322,6 +325,9 @@ pub enum EventKind {
         /// freeze's break-glass (so resume and audit read what the start read).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         change_control: Option<Box<crate::policy::ChangeControl>>,
+        /// The change ticket (`[release] change`, `--change`), shown in every console.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<String>,
         on_failure: FailurePolicy,
         max_parallel: u32,
         waves: Vec<Vec<String>>,
@@ -403,6 +409,17 @@ pub enum EventKind {
     Verdict {
         service: String,
         verdict: VerdictInfo,
+    },
+    /// One analysis window of baseline against candidate, measured over the same period
+    /// (the judge's input), with each arm's p99 latency over that window when the metric
+    /// source had it: the evidence behind a verdict, drawn in the release report.
+    AnalysisSample {
+        service: String,
+        window: crate::judge::AnalysisWindow,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline_p99_ms: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate_p99_ms: Option<f64>,
     },
     /// A gate opened: approval, pause forever, inconclusive analysis.
     GateWaiting {
@@ -575,6 +592,7 @@ impl EventKind {
             | Health { service, .. }
             | SmokeResult { service, .. }
             | Verdict { service, .. }
+            | AnalysisSample { service, .. }
             | GateWaiting { service, .. }
             | GateAnswered { service, .. }
             | Promoted { service }
@@ -603,6 +621,7 @@ impl EventKind {
         match self {
             CommandAccepted { .. } | CommandRefused { .. } => "command",
             Verdict { .. } => "verdict",
+            AnalysisSample { .. } => "analysis",
             StepStarted { .. } => "step",
             Launched { .. }
             | WeightsSet { .. }
@@ -650,6 +669,7 @@ impl ReleaseState {
             break_glass: None,
             change_control: None,
             frozen: None,
+            change: None,
             status: ReleaseStatus::Ready,
             on_failure: FailurePolicy::default(),
             max_parallel: 1,

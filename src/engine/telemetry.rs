@@ -209,6 +209,7 @@ mod tests {
                 environment: None,
                 break_glass: None,
                 change_control: None,
+                change: None,
                 on_failure: Default::default(),
                 max_parallel: 1,
                 waves: vec![vec!["svc".into()]],

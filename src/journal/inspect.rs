@@ -5,6 +5,33 @@
 use super::chain::{self, ChainProblem, TornTail};
 use super::entry::{self, Entry, GENESIS_HASH, NewEntry};
 
+/// The human part of an entry: the payload's `summary` (or `message`), with its
+/// `reason`; compact JSON when it has neither (`audit`, the release report).
+pub fn payload_text(payload: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn text(v: Option<&serde_json::Value>) -> Option<&str> {
+        v.and_then(serde_json::Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+    }
+    match payload {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => {
+            let main = text(m.get("summary")).or_else(|| text(m.get("message")));
+            let reason = text(m.get("reason"));
+            match (main, reason) {
+                (Some(main), Some(reason)) if main != reason => {
+                    format!("{main} (reason: {reason})")
+                }
+                (Some(main), _) => main.to_owned(),
+                (None, Some(reason)) => format!("reason: {reason}"),
+                (None, None) => payload.to_string(),
+            }
+        }
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 /// What the reader makes of a journal file's bytes.
 #[derive(Debug, Clone)]
 pub struct BytesCheck {

@@ -219,6 +219,21 @@ pub(crate) fn runs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join(RUNS_DIR)
 }
 
+/// The directory of run `run_id` (which must exist), for files written beside its journal
+/// (the release report).
+pub fn run_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, JournalError> {
+    check_run_id(run_id)?;
+    let dir = runs_dir(state_dir).join(run_id);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(JournalError::UnknownRun {
+            state_dir: state_dir.to_path_buf(),
+            run_id: run_id.to_owned(),
+        })
+    }
+}
+
 /// A run id is a plain directory name: no separators, no leading dot, bounded length.
 pub(crate) fn check_run_id(run_id: &str) -> Result<(), JournalError> {
     let ok = !run_id.is_empty()

@@ -27,6 +27,10 @@ pub struct ReleaseOrigin {
     /// The variables in force as shown (`***` for values read with `env:`).
     #[serde(default)]
     pub variables: Vec<crate::release::vars::ResolvedVar>,
+    /// `--change TICKET`, which overrides the file's `[release] change` (not part of the
+    /// artifact: the same artifact moves between environments under different tickets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 impl ReleaseOrigin {
@@ -73,9 +77,20 @@ pub fn record_release(
 ) -> Result<(), RecordReleaseError> {
     let release_json = journaled_json(release)?;
     let secrets = crate::secrets::Secrets::from_release(release);
-    let summary = match &origin.environment {
-        Some(env) => format!("release {} ({env}) from {file_label}", release.release.name),
-        None => format!("release {} from {file_label}", release.release.name),
+    let labels: Vec<String> = origin
+        .environment
+        .iter()
+        .cloned()
+        .chain(release.release.change.iter().map(|c| format!("change {c}")))
+        .collect();
+    let summary = if labels.is_empty() {
+        format!("release {} from {file_label}", release.release.name)
+    } else {
+        format!(
+            "release {} ({}) from {file_label}",
+            release.release.name,
+            labels.join(", ")
+        )
     };
     let mut payload = serde_json::json!({
         "summary": summary,
@@ -83,6 +98,12 @@ pub fn record_release(
         "base_dir": base_dir.to_string_lossy(),
         "environment": origin.environment,
     });
+    if let Some(c) = &release.release.change {
+        payload["change"] = serde_json::Value::String(c.clone());
+    }
+    if let Some(c) = &origin.change {
+        payload["change_from_flag"] = serde_json::Value::String(c.clone());
+    }
     if let Some(a) = &origin.artifact {
         payload["artifact"] = serde_json::to_value(a).map_err(RecordReleaseError::Encode)?;
     }
@@ -145,6 +166,7 @@ impl ReleaseOrigin {
             environment: payload["environment"].as_str().map(str::to_string),
             artifact: serde_json::from_value(payload["artifact"].clone()).ok(),
             variables: serde_json::from_value(payload["variables"].clone()).unwrap_or_default(),
+            change: payload["change_from_flag"].as_str().map(str::to_string),
         }
     }
 }
@@ -277,10 +299,13 @@ fn release_from_file(
         resolved_with: resolved_with.clone(),
         why,
     };
-    let loaded = crate::release::load(Path::new(&path), &opts).map_err(|d| {
+    let mut loaded = crate::release::load(Path::new(&path), &opts).map_err(|d| {
         let first = d.first().map(|d| d.headline()).unwrap_or_default();
         changed(format!("it no longer resolves: {first}"))
     })?;
+    if let Some(c) = &origin.change {
+        loaded.release.release.change = Some(c.clone());
+    }
     if let Some(a) = &origin.artifact {
         if loaded.artifact.id != a.id {
             return Err(changed("its artifact identity differs".into()));

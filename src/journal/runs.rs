@@ -42,6 +42,9 @@ pub struct RunSummary {
     /// The environment the run deployed to (`--env`), from its release entry; `None`
     /// for a release without environments.
     pub environment: Option<String>,
+    /// The change ticket the run shipped under (`[release] change`, `--change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// Complete lines in the journal (not verified; `verify` does that).
     pub entries: u64,
     #[serde(flatten)]
@@ -125,9 +128,19 @@ fn count_lines(path: &Path) -> Result<u64, JournalError> {
     Ok(bytes.iter().filter(|&&b| b == b'\n').count() as u64)
 }
 
-/// The environment named by a run's first entry (the release entry), if any. Read
-/// without verifying the chain (as `entries` is counted): `audit verify` does that.
-fn environment_of(journal: &Path) -> Option<String> {
+/// The environment and the change ticket named by a run's first entry (the release
+/// entry), if any. Read without verifying the chain (as `entries` is counted): `audit
+/// verify` does that.
+fn labels_of(journal: &Path) -> (Option<String>, Option<String>) {
+    first_payload(journal).map_or((None, None), |p| {
+        (
+            p["environment"].as_str().map(str::to_string),
+            p["change"].as_str().map(str::to_string),
+        )
+    })
+}
+
+fn first_payload(journal: &Path) -> Option<serde_json::Value> {
     use std::io::{BufRead, Read};
     let f = std::fs::File::open(journal).ok()?;
     let mut first = String::new();
@@ -135,11 +148,19 @@ fn environment_of(journal: &Path) -> Option<String> {
         .take(1 << 24)
         .read_line(&mut first)
         .ok()?;
-    let v: serde_json::Value = serde_json::from_str(&first).ok()?;
+    let mut v: serde_json::Value = serde_json::from_str(&first).ok()?;
     if v["kind"] != super::RELEASE_ENTRY {
         return None;
     }
-    v["payload"]["environment"].as_str().map(str::to_string)
+    Some(v["payload"].take())
+}
+
+/// A string field of the release entry's payload among `entries`.
+fn release_field(entries: &[Entry], field: &str) -> Option<String> {
+    entries
+        .iter()
+        .find(|e| e.kind == super::RELEASE_ENTRY)
+        .and_then(|e| e.payload[field].as_str().map(str::to_string))
 }
 
 fn summarize(run_id: &str, dir: &Path) -> RunSummary {
@@ -155,6 +176,7 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
             });
         }
         let entries = count_lines(&dir.join(JOURNAL_FILE))?;
+        let (environment, change) = labels_of(&dir.join(JOURNAL_FILE));
         let state = state_of(&meta, dir)?;
         let damage = (!meta.seal_ok()).then(|| {
             format!(
@@ -170,7 +192,8 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
             started_ms: meta.started_ms,
             finished_ms: meta.finished_ms,
             outcome: meta.outcome,
-            environment: environment_of(&dir.join(JOURNAL_FILE)),
+            environment,
+            change,
             entries,
             state,
             damage,
@@ -184,6 +207,7 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
         finished_ms: None,
         outcome: None,
         environment: None,
+        change: None,
         entries: 0,
         state: RunState::Interrupted,
         damage: Some(e.to_string()),
@@ -281,11 +305,8 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         started_ms: meta.started_ms,
         finished_ms: meta.finished_ms,
         outcome: meta.outcome,
-        environment: checked
-            .entries
-            .iter()
-            .find(|e| e.kind == super::RELEASE_ENTRY)
-            .and_then(|e| e.payload["environment"].as_str().map(str::to_string)),
+        environment: release_field(&checked.entries, "environment"),
+        change: release_field(&checked.entries, "change"),
         entries: bytes.iter().filter(|&&b| b == b'\n').count() as u64,
         state,
         damage: None,

@@ -4,6 +4,7 @@
 //! by `cutover schema`.
 
 pub mod artifact;
+pub mod change;
 pub mod diagnostic;
 pub mod environments;
 pub mod model;

@@ -81,6 +81,11 @@ pub struct ReleaseSection {
     /// `--metrics-listen ADDR` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// The change ticket this release ships under (e.g. `CHG-1234`): journaled, shown in
+    /// the console's banner, the webhooks, `history`, `audit` and the release report.
+    /// `--change` on `deploy`, `serve` and `demo` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 pub fn default_max_parallel() -> u32 {

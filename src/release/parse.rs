@@ -113,6 +113,7 @@ pub mod keys {
         "environment",
         "pin_secret",
         "metrics_listen",
+        "change",
     ];
     pub const NOTIFY: &[&str] = &["webhooks", "grafana"];
     pub const GRAFANA: &[&str] = &["url", "token", "dashboard_uid", "tags"];
@@ -846,6 +847,7 @@ impl Parser<'_> {
         let environment = self.opt_str(t, "environment", "\"production\"");
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
         let metrics_listen = self.opt_str(t, "metrics_listen", "\"127.0.0.1:9464\"");
+        let change = self.opt_str(t, "change", "\"CHG-1234\"");
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -855,6 +857,7 @@ impl Parser<'_> {
             environment,
             pin_secret,
             metrics_listen,
+            change,
         }
     }
 

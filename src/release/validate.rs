@@ -208,6 +208,15 @@ impl Validator<'_> {
         if let Some(pin) = &r.release.pin_secret {
             self.pin_secret(pin, r.release.platform);
         }
+        if let Some(c) = &r.release.change
+            && let Err(why) = super::change::check(c)
+        {
+            self.at(
+                "release.change",
+                &why,
+                "`change` is the change ticket's reference, e.g. `change = \"CHG-1234\"`",
+            );
+        }
         if r.services.is_empty() {
             self.at(
                 "release",

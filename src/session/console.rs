@@ -151,6 +151,7 @@ pub async fn run_console(
         state_dir,
         contract,
         aws,
+        secrets,
     } = session;
     printer.abort();
     let EngineHandle {
@@ -362,7 +363,8 @@ pub async fn run_console(
         drop(events);
         match join.await {
             Ok(Ok(out)) => {
-                let (more, lines) = extra(&out.state);
+                let (mut more, mut lines) = extra(&out.state);
+                super::report::write_and_name(&state_dir, &run_id, &secrets, &mut more, &mut lines);
                 print_summary(&out.state, out.exit_code, output, more, &lines);
                 out.exit_code
             }

@@ -29,6 +29,26 @@ pub async fn signal() {
     }
 }
 
+/// SIGINT or SIGTERM from the moment this is called: the handlers are registered here,
+/// not when the future is first polled, so a signal sent as soon as the summary is out
+/// (a supervisor or test that read it) is not swallowed while the summary is printed.
+fn signal_from_now() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal as unix_signal};
+    let term = unix_signal(SignalKind::terminate()).ok();
+    let int = unix_signal(SignalKind::interrupt()).ok();
+    async move {
+        match (term, int) {
+            (Some(mut term), Some(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => signal().await,
+        }
+    }
+}
+
 /// Wait for the engine (a signal aborts the release; a second one stops at once), print
 /// the summary, keep serving if asked, then stop the platform.
 pub async fn finish_session(
@@ -49,6 +69,7 @@ pub async fn finish_session(
         state_dir,
         contract: _,
         aws: _,
+        secrets,
     } = session;
     let EngineHandle {
         commands,
@@ -76,11 +97,14 @@ pub async fn finish_session(
     };
     drop(commands);
     drop(events);
+    // Listening before the summary is printed: whoever reads it may stop us at once.
+    let stop = keep_running.then(signal_from_now);
     let mut journal_failed = false;
     let code = match outcome {
         Ok(Ok(out)) => {
             let _ = printer.await;
-            let (more, lines) = extra(&out.state);
+            let (mut more, mut lines) = extra(&out.state);
+            super::report::write_and_name(&state_dir, &run_id, &secrets, &mut more, &mut lines);
             print_summary(&out.state, out.exit_code, output, more, &lines);
             out.exit_code
         }
@@ -104,12 +128,14 @@ pub async fn finish_session(
         let _ = n.await;
     }
     crate::trace::finish(tracer, crate::trace::FLUSH_LIMIT).await;
-    if keep_running && journal_failed {
-        // The journal's disk failed: the split in force is the last journaled one.
-        signal().await;
-    } else if keep_running && code != EXIT_INTERNAL {
-        eprintln!("cutover: serving the final state; SIGINT or SIGTERM to stop");
-        signal().await;
+    if let Some(stop) = stop {
+        if journal_failed {
+            // The journal's disk failed: the split in force is the last journaled one.
+            stop.await;
+        } else if code != EXIT_INTERNAL {
+            eprintln!("cutover: serving the final state; SIGINT or SIGTERM to stop");
+            stop.await;
+        }
     }
     platform.shutdown().await;
     code

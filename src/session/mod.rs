@@ -14,6 +14,7 @@ mod journal_failure;
 pub mod lifecycle;
 pub mod policy_gate;
 pub mod remote_link;
+pub mod report;
 pub mod resume;
 pub mod run;
 pub mod share;

@@ -61,7 +61,7 @@ pub fn admit(
             Ok((!cc.is_empty()).then_some(cc))
         }
         Err(refusals) => {
-            let run_id = journal_refusal(loaded, file_label, state_dir, operator, &refusals)
+            let run_id = journal_refusal(loaded, file_label, state_dir, operator, a, &refusals)
                 .map_err(|e| SourceError::Failure(Failure::internal(e)))?;
             let lines: Vec<String> = refusals.iter().map(Refusal::message).collect();
             Err(SourceError::Failure(Failure::invalid(format!(
@@ -88,7 +88,10 @@ pub fn evaluate(
     let ctx = policy::Context {
         environment: env.as_deref(),
         operator,
-        change: a.change.as_deref(),
+        change: a
+            .change
+            .as_deref()
+            .or(loaded.release.release.change.as_deref()),
         now: chrono::Utc::now(),
         break_glass: a
             .break_glass
@@ -106,6 +109,7 @@ fn journal_refusal(
     file_label: &str,
     state_dir: &Path,
     operator: &str,
+    a: &PolicyAdmission,
     refusals: &[Refusal],
 ) -> Result<String, String> {
     let release = &loaded.release;
@@ -117,6 +121,7 @@ fn journal_refusal(
         environment: loaded.environment.clone(),
         artifact: Some(loaded.artifact.clone()),
         variables: loaded.vars.clone(),
+        change: a.change.clone(),
     };
     crate::journal::release_entry::record_release(
         &mut j,

@@ -140,6 +140,7 @@ pub fn from_file(
             environment: loaded.environment.clone(),
             artifact: Some(loaded.artifact.clone()),
             variables: loaded.vars.clone(),
+            change: None,
         }),
     };
     Ok((loaded.release, base_dir, begin))
@@ -166,4 +167,15 @@ pub fn from_journal(
     };
     let (release, base_dir) = super::resume::release_of_run(state_dir, &run_id)?;
     Ok((release, base_dir, Begin::Resume { run_id }))
+}
+
+/// `--change TICKET`: the release ships under this change ticket, whatever its file says.
+/// Journaled with the release (and as the flag's value, so a resume that re-reads the file
+/// gives the same release).
+pub fn with_change(release: &mut crate::release::Release, begin: &mut Begin, change: Option<&str>) {
+    let Some(c) = change else { return };
+    release.release.change = Some(c.to_string());
+    if let Begin::Fresh { origin, .. } = begin {
+        origin.change = Some(c.to_string());
+    }
 }

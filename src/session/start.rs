@@ -47,6 +47,8 @@ pub struct Session {
     pub contract: crate::engine::ContractMode,
     /// The AWS region and profile (a hand-over to `serve` keeps them).
     pub aws: super::Aws,
+    /// What the release report is scrubbed of when the run ends.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Start the platform (local, or ECS through [`super::ecs`]), the engine (new or restored), the printer (unless the
@@ -254,11 +256,7 @@ pub async fn start_session_with(
     });
     let notifier = (!webhooks.is_empty() || grafana.is_some()).then(|| {
         spawn_notifier(
-            // Webhooks name the environment with the release.
-            match &release.release.environment {
-                Some(env) => format!("{} ({env})", release.release.name),
-                None => release.release.name.clone(),
-            },
+            crate::engine::notify::label(&release.release),
             webhooks,
             grafana,
             engine.subscribe(),
@@ -300,6 +298,7 @@ pub async fn start_session_with(
         state_dir: state_dir.to_path_buf(),
         contract,
         aws: aws.clone(),
+        secrets: crate::secrets::Secrets::from_release(release),
     })
 }
 

@@ -33,6 +33,11 @@ pub fn spawn_printer(mut rx: broadcast::Receiver<Event>, output: Output) -> Join
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
+                // Analysis windows are evidence for the report and `--output json`; one
+                // line each would bury the decisions in the text.
+                Ok(e)
+                    if output == Output::Text
+                        && matches!(e.kind, crate::engine::EventKind::AnalysisSample { .. }) => {}
                 Ok(e) => {
                     let line = match output {
                         Output::Json => serde_json::to_string(&e).unwrap_or_default(),

@@ -739,7 +739,8 @@ impl Tracer {
             EventKind::BaselineReady { .. }
             | EventKind::WeightsSet { .. }
             | EventKind::Health { .. }
-            | EventKind::CommandRefused { .. } => {}
+            | EventKind::CommandRefused { .. }
+            | EventKind::AnalysisSample { .. } => {}
         }
         out
     }

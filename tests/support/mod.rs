@@ -16,6 +16,8 @@
 //!   endpoint).
 //! - [`netns`]: two network namespaces joined by a veth pair (two machines with
 //!   non-loopback addresses; needs root and `ip`).
+//! - [`journals`]: runs written through the journal API event by event at chosen times
+//!   (known delivery metrics and reports).
 //! - [`served`]: a `cutover serve` child, killed on drop, waited on until it answers/exits.
 //! - [`tmux`]: a tmux server of the test's own: the console in a real terminal.
 //!
@@ -25,6 +27,7 @@
 
 pub mod ecs;
 pub mod fault;
+pub mod journals;
 pub mod local;
 pub mod moto;
 pub mod net;
@@ -38,6 +41,22 @@ pub mod tmux;
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+
+/// Run `cutover ARGS` and expect exit 0 (else panic with its stderr).
+pub fn cutover_ok<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    let out = std::process::Command::new(CUTOVER)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// Every file under `dir` (recursively), as text: what a test greps for a secret.
 pub fn everything_under(dir: &std::path::Path) -> String {

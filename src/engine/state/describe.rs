@@ -11,12 +11,20 @@ pub fn describe(e: &Event) -> String {
             services,
             break_glass,
             change_control,
+            change,
             ..
         } => {
+            let change = change
+                .as_ref()
+                .map(|c| format!(" (change {c})"))
+                .unwrap_or_default();
             let loaded = match break_glass {
-                None => format!("release {release} loaded: {} service(s)", services.len()),
+                None => format!(
+                    "release {release}{change} loaded: {} service(s)",
+                    services.len()
+                ),
                 Some(b) => format!(
-                    "release {release} loaded: {} service(s); BREAK-GLASS: {} skipped the lifecycle gate ({} not promoted first): {}",
+                    "release {release}{change} loaded: {} service(s); BREAK-GLASS: {} skipped the lifecycle gate ({} not promoted first): {}",
                     services.len(),
                     b.operator,
                     b.skipped.join(", "),
@@ -167,6 +175,26 @@ pub fn describe(e: &Event) -> String {
             format!("release finished (exit {exit_code}): {}", parts.join(", "))
         }
         EngineRestarted { operator, note } => format!("engine resumed by {operator}: {note}"),
+        AnalysisSample {
+            service,
+            window,
+            baseline_p99_ms,
+            candidate_p99_ms,
+        } => {
+            let arm = |c: &crate::judge::ArmCounts, p99: &Option<f64>| {
+                let rate = c
+                    .error_rate()
+                    .map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0));
+                let p99 = p99.map_or(String::new(), |p| format!(", p99 {p:.0} ms"));
+                format!("{rate} errors of {} requests{p99}", c.requests)
+            };
+            format!(
+                "{service} analysis window at {:.0} % canary: baseline {}; candidate {}",
+                window.canary_weight * 100.0,
+                arm(&window.baseline, baseline_p99_ms),
+                arm(&window.canary, candidate_p99_ms)
+            )
+        }
         Migration {
             migration,
             phase,

@@ -16,6 +16,7 @@ impl ReleaseState {
                 environment,
                 break_glass,
                 change_control,
+                change,
                 on_failure,
                 max_parallel,
                 waves,
@@ -27,6 +28,7 @@ impl ReleaseState {
                 self.environment = environment.clone();
                 self.break_glass = break_glass.as_deref().cloned();
                 self.change_control = change_control.as_deref().cloned();
+                self.change = change.clone();
                 self.on_failure = *on_failure;
                 self.max_parallel = *max_parallel;
                 self.waves = waves.clone();
@@ -287,7 +289,8 @@ impl ReleaseState {
                     }
                 }
             }
-            PlatformError { .. } => {}
+            // Evidence for the report; the snapshot keeps the verdict only.
+            PlatformError { .. } | AnalysisSample { .. } => {}
             Migration {
                 migration,
                 phase,

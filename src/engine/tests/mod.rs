@@ -13,6 +13,7 @@ mod change_control;
 mod commands;
 mod migration;
 mod orchestration;
+mod report;
 mod resume;
 mod rollout;
 

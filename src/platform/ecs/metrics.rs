@@ -194,6 +194,10 @@ impl MetricSource for CloudWatchSource {
         "cloudwatch"
     }
 
+    fn latency_per_window(&self) -> bool {
+        false
+    }
+
     async fn counters(
         &self,
         service: &str,
