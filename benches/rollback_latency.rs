@@ -244,7 +244,13 @@ fn run_path(rt: &tokio::runtime::Runtime, n: usize, verdict: bool) -> Run {
                     let r: &mut Round = r;
                     r.until_us = until;
                 }
-                send(&client, EngineCommand::Retry { service: "api".into() }).await;
+                send(
+                    &client,
+                    EngineCommand::Retry {
+                        service: "api".into(),
+                    },
+                )
+                .await;
             }
             let from_us = if verdict {
                 // The judge fails the candidate; the engine rolls back by itself. The
@@ -256,16 +262,26 @@ fn run_path(rt: &tokio::runtime::Runtime, n: usize, verdict: bool) -> Run {
                 0
             } else {
                 wait_status(&client, |s| {
-                    s.status == ServiceStatus::Paused && s.weights.iter().any(|(r, w)| r == "v2" && *w == 50)
+                    s.status == ServiceStatus::Paused
+                        && s.weights.iter().any(|(r, w)| r == "v2" && *w == 50)
                 })
                 .await;
                 // Let some requests reach the candidate first.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let t = unix_us();
-                send(&client, EngineCommand::Rollback { service: Some("api".into()) }).await;
+                send(
+                    &client,
+                    EngineCommand::Rollback {
+                        service: Some("api".into()),
+                    },
+                )
+                .await;
                 t
             };
-            rounds.push(Round { from_us, until_us: u64::MAX });
+            rounds.push(Round {
+                from_us,
+                until_us: u64::MAX,
+            });
             // The candidate drained and stopped before the next one is asked for.
             wait_status(&client, |s| {
                 s.status == ServiceStatus::RolledBack && !s.candidate_running

@@ -251,7 +251,11 @@ fn deploy_once(
 
 fn row(o: &Outcome, what: &str) {
     let u = &o.total.urls[0];
-    let revs: Vec<String> = u.revisions.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    let revs: Vec<String> = u
+        .revisions
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
     let statuses: Vec<String> = u.status.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     let services = serde_json::from_str::<serde_json::Value>(&o.summary)
         .map(|v| v["services"]["api"].to_string())
@@ -302,10 +306,17 @@ fn main() {
     if c.killed == 0 {
         fail("control: no candidate replica was found to kill at 50 %");
     }
-    row(&c, &format!("control: SIGKILL {} candidate replica(s) at 50 %", c.killed));
+    row(
+        &c,
+        &format!("control: SIGKILL {} candidate replica(s) at 50 %", c.killed),
+    );
     println!(
         "graceful: {}; control: {}",
-        if all_ok { "PASS (0 failed in every strategy)" } else { "FAIL" },
+        if all_ok {
+            "PASS (0 failed in every strategy)"
+        } else {
+            "FAIL"
+        },
         if c.total.failed > 0 {
             format!("PASS ({} failed requests seen)", c.total.failed)
         } else {
