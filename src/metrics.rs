@@ -107,9 +107,36 @@ pub trait MetricSource: Send + Sync {
     fn absent_is_no_data(&self) -> bool {
         false
     }
+
+    /// Past traffic of `revision` over the last `since`, one point every `step`, oldest
+    /// first: what a console starting mid-release draws before its own samples arrive.
+    /// Sources that keep no history (the local proxy's counters start with the process,
+    /// CloudWatch is charged per read) return none, the default.
+    async fn history(
+        &self,
+        _service: &str,
+        _revision: &str,
+        _since: Duration,
+        _step: Duration,
+    ) -> Result<Vec<HistoryPoint>, MetricsError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One past point of a revision's traffic (see [`MetricSource::history`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    /// Unix milliseconds at the end of the step.
+    pub at_ms: u64,
+    pub requests_per_s: f64,
+    /// Errors per request over the step; `None` without requests.
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 pub mod prometheus;
+pub mod prometheus_history;
 pub mod prometheus_templates;
 
 #[cfg(test)]

@@ -484,10 +484,19 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
                 (name, labels)
             }
         };
+        // A summary's and a histogram's samples carry suffixes of their family's name.
         let family = name
             .strip_suffix("_sum")
             .or_else(|| name.strip_suffix("_count"))
-            .filter(|f| types.get(*f).is_some_and(|t| t == "summary"))
+            .filter(|f| {
+                types
+                    .get(*f)
+                    .is_some_and(|t| t == "summary" || t == "histogram")
+            })
+            .or_else(|| {
+                name.strip_suffix("_bucket")
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
             .unwrap_or(name);
         assert!(
             types.contains_key(family),

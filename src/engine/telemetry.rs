@@ -72,16 +72,55 @@ struct Sampler {
 }
 
 impl Sampler {
+    /// The revisions of a service worth charting: the baseline while it runs or the
+    /// service is active, the candidate while it runs.
+    fn charted(s: &super::state::ServiceState) -> Vec<(String, bool)> {
+        let mut revs = Vec::new();
+        if s.baseline_running || s.status.is_active() {
+            revs.push((s.baseline.clone(), false));
+        }
+        if s.candidate_running {
+            revs.push((s.candidate.clone(), true));
+        }
+        revs
+    }
+
+    /// Before the first sample: what the source remembers of each charted revision over
+    /// the charts' window (a Prometheus range query; nothing for the local proxy).
+    async fn backfill(&mut self, state: &ReleaseState) {
+        let since = self.every * self.telemetry.keep as u32;
+        for s in &state.services {
+            for (rev, is_candidate) in Self::charted(s) {
+                let Ok(points) = self.metrics.history(&s.name, &rev, since, self.every).await
+                else {
+                    continue;
+                };
+                if points.is_empty() {
+                    continue;
+                }
+                let series = self.telemetry.services.entry(s.name.clone()).or_default();
+                let q = if is_candidate {
+                    &mut series.candidate
+                } else {
+                    &mut series.baseline
+                };
+                q.extend(points.into_iter().map(|p| Sample {
+                    at_ms: p.at_ms,
+                    requests_per_s: p.requests_per_s,
+                    error_rate: p.error_rate,
+                    p50_ms: p.p50_ms,
+                    p99_ms: p.p99_ms,
+                }));
+                while q.len() > self.telemetry.keep {
+                    q.pop_front();
+                }
+            }
+        }
+    }
+
     async fn sample(&mut self, state: &ReleaseState, now_ms: u64) {
         for s in &state.services {
-            let mut revs = Vec::new();
-            if s.baseline_running || s.status.is_active() {
-                revs.push((s.baseline.clone(), false));
-            }
-            if s.candidate_running {
-                revs.push((s.candidate.clone(), true));
-            }
-            for (rev, is_candidate) in revs {
+            for (rev, is_candidate) in Self::charted(s) {
                 let counters = match self
                     .metrics
                     .counters(&s.name, &rev, Duration::from_secs(1))
@@ -153,6 +192,11 @@ pub fn spawn_sampler(
             },
             every: options.every,
         };
+        let first = state.borrow().clone();
+        sampler.backfill(&first).await;
+        if !sampler.telemetry.services.is_empty() {
+            let _ = tx.send(Arc::new(sampler.telemetry.clone()));
+        }
         let mut tick = tokio::time::interval(options.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -177,23 +221,8 @@ mod tests {
     use crate::engine::{FakeClock, ReleaseState};
     use crate::platform::Platform;
 
-    #[tokio::test]
-    async fn rates_are_differences_over_the_interval() {
-        let clock = FakeClock::new(1_000_000);
-        let platform = FakePlatform::new(Arc::new(clock.clone()));
-        platform.script(
-            "svc",
-            "v2",
-            crate::platform::InstanceState::Healthy,
-            0.1,
-            0.0,
-        );
-        platform.launch("svc", "v1", 1).await.unwrap();
-        platform.launch("svc", "v2", 1).await.unwrap();
-        platform
-            .set_weights("svc", &vec![("v1".into(), 50), ("v2".into(), 50)])
-            .await
-            .unwrap();
+    /// A release whose service `svc` runs baseline v1 and candidate v2.
+    fn running_state() -> ReleaseState {
         let mut state = ReleaseState::empty();
         let ev = |seq, kind| crate::engine::Event {
             seq,
@@ -239,6 +268,27 @@ mod tests {
                 replicas: 1,
             },
         ));
+        state
+    }
+
+    #[tokio::test]
+    async fn rates_are_differences_over_the_interval() {
+        let clock = FakeClock::new(1_000_000);
+        let platform = FakePlatform::new(Arc::new(clock.clone()));
+        platform.script(
+            "svc",
+            "v2",
+            crate::platform::InstanceState::Healthy,
+            0.1,
+            0.0,
+        );
+        platform.launch("svc", "v1", 1).await.unwrap();
+        platform.launch("svc", "v2", 1).await.unwrap();
+        platform
+            .set_weights("svc", &vec![("v1".into(), 50), ("v2".into(), 50)])
+            .await
+            .unwrap();
+        let state = running_state();
         let mut s = Sampler {
             metrics: platform.metrics(),
             last: BTreeMap::new(),
@@ -260,5 +310,79 @@ mod tests {
         assert!((last.requests_per_s - 100.0).abs() < 5.0, "{last:?}");
         assert!((last.error_rate.unwrap() - 0.1).abs() < 0.03, "{last:?}");
         assert_eq!(series.baseline.back().unwrap().error_rate, Some(0.0));
+    }
+
+    /// A source that remembers: two past points per revision.
+    struct Remembers;
+
+    #[async_trait::async_trait]
+    impl MetricSource for Remembers {
+        fn name(&self) -> &str {
+            "remembers"
+        }
+        async fn counters(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> Result<Option<RevisionCounters>, crate::metrics::MetricsError> {
+            Ok(None)
+        }
+        async fn recent_latency(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> Result<Option<crate::metrics::LatencyQuantiles>, crate::metrics::MetricsError>
+        {
+            Ok(None)
+        }
+        async fn history(
+            &self,
+            _: &str,
+            revision: &str,
+            since: Duration,
+            step: Duration,
+        ) -> Result<Vec<crate::metrics::HistoryPoint>, crate::metrics::MetricsError> {
+            // The sampler asks for its whole window at its own step.
+            assert_eq!((since, step), (Duration::from_secs(4), Duration::from_secs(2)));
+            let rps = if revision == "v2" { 10.0 } else { 90.0 };
+            Ok((1..=2)
+                .map(|i| crate::metrics::HistoryPoint {
+                    at_ms: i * 2000,
+                    requests_per_s: rps,
+                    error_rate: Some(0.01),
+                    p50_ms: None,
+                    p99_ms: Some(120.0),
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_with_history_fills_the_charts_before_the_first_sample() {
+        let (_tx, state) = watch::channel(running_state());
+        let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(10_000));
+        let (mut rx, join) = spawn_sampler(
+            Arc::new(Remembers),
+            state,
+            clock,
+            SamplerOptions {
+                every: Duration::from_secs(2),
+                keep: 2,
+            },
+        );
+        let t = rx
+            .wait_for(|t| !t.services.is_empty())
+            .await
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        join.abort();
+        let svc = &t.services["svc"];
+        assert_eq!(svc.baseline.len(), 2);
+        assert_eq!(svc.candidate.len(), 2);
+        assert_eq!(svc.candidate[1].requests_per_s, 10.0);
+        assert_eq!(svc.baseline[0].requests_per_s, 90.0);
+        assert_eq!(svc.baseline[0].p99_ms, Some(120.0));
     }
 }

@@ -397,7 +397,7 @@ impl PrometheusSource {
         &self.client
     }
 
-    fn template(&self, service: &str) -> &Template {
+    pub(super) fn template(&self, service: &str) -> &Template {
         self.per_service.get(service).unwrap_or(&self.default)
     }
 
@@ -525,6 +525,16 @@ impl MetricSource for PrometheusSource {
             p99_ms: q[2],
             samples,
         }))
+    }
+
+    async fn history(
+        &self,
+        service: &str,
+        revision: &str,
+        since: Duration,
+        step: Duration,
+    ) -> Result<Vec<super::HistoryPoint>, MetricsError> {
+        super::prometheus_history::history(self, service, revision, since, step).await
     }
 
     fn fixed_slow_thresholds(&self) -> bool {
