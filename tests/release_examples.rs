@@ -208,7 +208,7 @@ fn sorted(keys: &[&str]) -> Vec<String> {
 fn parser_keys_match_the_published_schema() {
     let schema = release::json_schema();
     assert_eq!(properties(&schema, None), sorted(keys::TOP));
-    let pairs: [(&str, &[&str]); 13] = [
+    let pairs: [(&str, &[&str]); 19] = [
         ("EnvironmentTable", keys::ENVIRONMENT),
         ("ReleaseSection", keys::RELEASE),
         ("Notify", keys::NOTIFY),
@@ -222,6 +222,12 @@ fn parser_keys_match_the_published_schema() {
         ("LocalService", keys::LOCAL),
         ("RevisionRun", keys::REVISION),
         ("EcsService", keys::ECS),
+        ("FlagsSection", keys::FLAGS),
+        ("Tenant", keys::TENANT),
+        ("TenantSmoke", keys::TENANT_SMOKE),
+        ("TenantAnalysis", keys::TENANT_ANALYSIS),
+        ("TenantApproval", keys::TENANT_APPROVAL),
+        ("Ring", keys::RING),
     ];
     for (def, keys) in pairs {
         assert_eq!(properties(&schema, Some(def)), sorted(keys), "{def}");
@@ -279,7 +285,7 @@ fn schema_command_prints_the_schema() {
 fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
-    let all: [&[&str]; 15] = [
+    let all: [&[&str]; 21] = [
         keys::ENVIRONMENT,
         keys::TOP,
         keys::RELEASE,
@@ -295,6 +301,12 @@ fn readme_documents_every_key() {
         keys::REVISION,
         keys::ECS,
         keys::MIGRATION,
+        keys::FLAGS,
+        keys::TENANT,
+        keys::TENANT_SMOKE,
+        keys::TENANT_ANALYSIS,
+        keys::TENANT_APPROVAL,
+        keys::RING,
     ];
     for key in all.iter().flat_map(|k| k.iter()) {
         let forms = [

@@ -29,6 +29,16 @@ pub struct Release {
     /// Database migrations that go with the release, written as `[[migration]]` tables.
     #[serde(default, rename = "migration", skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<Migration>,
+    /// The flagd flag-definition file that tenants' flags are written into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<super::tenants::FlagsSection>,
+    /// Customers' instances, each running every service of the release, written as
+    /// `[[tenant]]` tables. Without any, the release deploys its services once.
+    #[serde(default, rename = "tenant", skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::tenants::Tenant>,
+    /// Groups of tenants deployed one after the other, written as `[[ring]]` tables.
+    #[serde(default, rename = "ring", skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<super::tenants::Ring>,
     /// Values this release read from the environment through `env:` variables: secret
     /// ([`crate::secrets::Secrets::from_release`]), never serialized (a journaled release
     /// holds them as fingerprints; resume re-reads them).
@@ -67,6 +77,10 @@ pub struct ReleaseSection {
     /// statistics; the secret is never journaled, shown or forwarded to a replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_secret: Option<String>,
+    /// With tenants: how many tenants may fail in the whole release (an integer, or
+    /// `"N%"` of the tenants rounded down) before it stops starting tenants. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<super::tenants::Amount>,
 }
 
 pub fn default_max_parallel() -> u32 {

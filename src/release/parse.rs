@@ -15,6 +15,8 @@ use super::model::*;
 use super::vars::SetArg;
 use crate::duration::parse_duration;
 
+mod tenants;
+
 /// Where values are in the file, looked up by path (`release.name`, `service[2]`,
 /// `service[2].depends_on[0]`, `migration[0].expand`) in the parsed TOML tree, only when a
 /// check needs to point at something: a valid release costs no lookups at all.
@@ -97,6 +99,9 @@ pub mod keys {
         "migration",
         "vars",
         "environments",
+        "flags",
+        "tenant",
+        "ring",
     ];
     /// The keys of an `[environments.NAME]` table.
     pub const ENVIRONMENT: &[&str] = crate::release::environments::ENVIRONMENT_KEYS;
@@ -108,6 +113,7 @@ pub mod keys {
         "progress_deadline",
         "environment",
         "pin_secret",
+        "failure_budget",
     ];
     pub const NOTIFY: &[&str] = &["webhooks"];
     pub const SERVICE: &[&str] = &[
@@ -172,6 +178,21 @@ pub mod keys {
         "cpu",
         "memory",
     ];
+    pub const FLAGS: &[&str] = &["file", "defaults"];
+    pub const TENANT: &[&str] = &[
+        "name", "tags", "vars", "flags", "smoke", "analysis", "approval",
+    ];
+    pub const TENANT_SMOKE: &[&str] = &[
+        "service",
+        "name",
+        "request",
+        "expect_status",
+        "command",
+        "timeout",
+    ];
+    pub const TENANT_ANALYSIS: &[&str] = &["tolerance", "max_error_rate", "max_p99"];
+    pub const TENANT_APPROVAL: &[&str] = &["timeout", "on_timeout", "approvals"];
+    pub const RING: &[&str] = &["name", "select", "max_parallel", "bake"];
     pub const MIGRATION: &[&str] = &[
         "name",
         "database",
@@ -216,6 +237,8 @@ pub struct Resolved {
     pub environments: Vec<Environment>,
     /// The variables in force, shown (`***` for values read from the environment).
     pub vars: Vec<super::vars::ResolvedVar>,
+    /// Each `[[tenant]]`'s own release, in file order (empty without tenants).
+    pub tenants: Vec<super::fleet::TenantRelease>,
 }
 
 /// [`parse_and_validate`] for one environment and `--set` values: variables and overlays
@@ -271,6 +294,7 @@ pub fn resolve_and_validate(
     };
     let release = p.release(&root);
     let mut diags = p.diags;
+    let mut tenants = Vec::new();
     if let Some(r) = &release {
         let spans = Spans {
             root: doc.get_ref(),
@@ -278,6 +302,23 @@ pub fn resolve_and_validate(
             broken: p.broken,
         };
         diags.extend(super::validate::validate(r, &spans, map, base));
+        if !r.tenants.is_empty()
+            && let Some(u) = &resolution.for_tenants
+        {
+            let each = tenants::Each {
+                map,
+                text,
+                base,
+                sets: &set_texts,
+                lenient_env: sel.lenient_env,
+                env_values: &cx.env_values,
+                // With other problems, only the tenants' variables are checked.
+                vars_only: !diags.is_empty(),
+            };
+            let (resolved, problems) = each.resolve(r, u, &spans);
+            tenants = resolved;
+            diags.extend(problems);
+        }
     }
     // A problem's line may hold a secret (an env value beside a bad key, a webhook URL
     // that is not http(s)): errors never show one. A table with a problem is dropped from
@@ -300,6 +341,7 @@ pub fn resolve_and_validate(
                 environment: resolution.environment,
                 environments: resolution.environments,
                 vars: resolution.vars,
+                tenants,
             })
         }
         _ => Err(diags),
@@ -765,11 +807,25 @@ impl Parser<'_> {
             .into_iter()
             .map(|t| self.migration(t))
             .collect();
+        let flags = self.track(|| "flags".into(), |p| p.flags_section(root));
+        let tenants = self
+            .table_array(root, "tenant", || "[[tenant]]".into())
+            .into_iter()
+            .map(|t| self.tenant(t))
+            .collect();
+        let rings = self
+            .table_array(root, "ring", || "[[ring]]".into())
+            .into_iter()
+            .map(|t| self.ring(t))
+            .collect();
         Some(Release {
             release: section?,
             notify,
             services,
             migrations,
+            flags,
+            tenants,
+            rings,
             env_values: Vec::new(),
         })
     }
@@ -808,6 +864,7 @@ impl Parser<'_> {
             .unwrap_or_else(default_progress_deadline);
         let environment = self.opt_str(t, "environment", "\"production\"");
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
+        let failure_budget = self.track(|| t.child("failure_budget"), |p| p.failure_budget(t));
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -816,6 +873,7 @@ impl Parser<'_> {
             progress_deadline,
             environment,
             pin_secret,
+            failure_budget,
         }
     }
 
@@ -1135,6 +1193,11 @@ impl Parser<'_> {
 
     fn smoke(&mut self, t: &Tbl) -> Smoke {
         self.check_keys(t, keys::SMOKE);
+        self.smoke_fields(t)
+    }
+
+    /// A smoke test's fields (`[[service.smoke]]`, `[[tenant.smoke]]`), keys checked by the caller.
+    fn smoke_fields(&mut self, t: &Tbl) -> Smoke {
         Smoke {
             name: self.req_str(t, "name", "\"ping\"").unwrap_or_default(),
             request: self.opt_str(t, "request", "\"GET /api/ping\""),
