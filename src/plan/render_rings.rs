@@ -16,7 +16,9 @@ const NAMES_SHOWN: usize = 24;
 
 /// What tenants must share to be listed together: their waves (by service), minimum time
 /// and gates (without their name).
-fn shape(t: &TenantPlan) -> (String, u64, Vec<String>) {
+type Shape = (String, u64, Vec<String>);
+
+fn shape(t: &TenantPlan) -> Shape {
     let waves = t
         .plan
         .waves
@@ -86,7 +88,7 @@ pub fn render_fleet_text(f: &FleetPlan) -> String {
             r.max_parallel,
             d(r.min_duration_ms)
         );
-        let mut groups: Vec<((String, u64, Vec<String>), Vec<&TenantPlan>)> = Vec::new();
+        let mut groups: Vec<(Shape, Vec<&TenantPlan>)> = Vec::new();
         for t in &r.tenants {
             let key = shape(t);
             match groups.iter_mut().find(|(k, _)| *k == key) {

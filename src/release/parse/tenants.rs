@@ -446,7 +446,7 @@ fn tenant_vars<'t, 'i>(spans: &Spans<'t, 'i>, i: usize) -> Option<&'t toml::Span
     let DeValue::Array(items) = spans.root.get("tenant")?.get_ref() else {
         return None;
     };
-    match items.iter().nth(i)?.get_ref() {
+    match items.get(i)?.get_ref() {
         DeValue::Table(t) => t.get("vars"),
         _ => None,
     }
