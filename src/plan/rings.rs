@@ -92,7 +92,11 @@ pub fn plan_fleet(release: &Release, resolved: &[TenantRelease]) -> Option<Fleet
             .iter()
             .filter_map(|&i| {
                 let t = &release.tenants[i];
-                let r = resolved.iter().find(|x| x.name == t.name)?;
+                // In file order, like the tenants (a search only if not).
+                let r = resolved
+                    .get(i)
+                    .filter(|x| x.name == t.name)
+                    .or_else(|| resolved.iter().find(|x| x.name == t.name))?;
                 Some(tenant_plan(t, &r.release))
             })
             .collect();
