@@ -159,15 +159,21 @@ fn fleet(runs: usize) {
         f.rings.len(),
         text.len() / 1024
     );
+    table(vec![
+        ("parse + validate", v),
+        ("plan with rings", pl),
+        ("validate + plan", both),
+    ]);
+    println!("target: validate + plan of 1,000 tenants × 5 services under 100 ms");
+}
+
+/// Min, median and p99 of each phase, one row each.
+fn table(rows: Vec<(&str, Vec<Duration>)>) {
     println!(
         "{:<20} {:>10} {:>10} {:>10}",
         "phase", "min", "median", "p99"
     );
-    for (label, xs) in [
-        ("parse + validate", v),
-        ("plan with rings", pl),
-        ("validate + plan", both),
-    ] {
+    for (label, xs) in rows {
         let (min, med, p99) = stats(xs);
         println!(
             "{:<20} {:>8.2}ms {:>8.2}ms {:>8.2}ms",
@@ -177,7 +183,6 @@ fn fleet(runs: usize) {
             p99.as_secs_f64() * 1e3
         );
     }
-    println!("target: validate + plan of 1,000 tenants × 5 services under 100 ms");
 }
 
 fn stats(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
@@ -227,25 +232,12 @@ fn main() {
         p.services.iter().map(|s| s.steps.len()).sum::<usize>(),
         text.len() / 1024
     );
-    println!(
-        "{:<20} {:>10} {:>10} {:>10}",
-        "phase", "min", "median", "p99"
-    );
-    for (label, xs) in [
+    table(vec![
         ("  of which TOML", syntax),
         ("parse + validate", v),
         ("plan", pl),
         ("validate + plan", both),
-    ] {
-        let (min, med, p99) = stats(xs);
-        println!(
-            "{:<20} {:>8.2}ms {:>8.2}ms {:>8.2}ms",
-            label,
-            min.as_secs_f64() * 1e3,
-            med.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
-    }
+    ]);
     println!("target: validate + plan under 20 ms");
     fleet(runs.min(20));
 }
