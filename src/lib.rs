@@ -10,6 +10,7 @@ pub mod duration;
 pub mod engine;
 #[cfg(feature = "crash-hooks")]
 pub mod faults;
+pub mod flagd;
 pub mod journal;
 pub mod judge;
 pub mod loadgen;

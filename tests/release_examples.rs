@@ -225,6 +225,12 @@ fn parser_keys_match_the_published_schema() {
         ("EcsService", keys::ECS),
         ("MetricsSection", keys::METRICS),
         ("PrometheusQueries", keys::PROMETHEUS_QUERIES),
+        ("FlagsSection", keys::FLAGS),
+        ("Tenant", keys::TENANT),
+        ("TenantSmoke", keys::TENANT_SMOKE),
+        ("TenantAnalysis", keys::TENANT_ANALYSIS),
+        ("TenantApproval", keys::TENANT_APPROVAL),
+        ("Ring", keys::RING),
     ];
     for (def, keys) in pairs.iter().copied() {
         assert_eq!(properties(&schema, Some(def)), sorted(keys), "{def}");
@@ -302,6 +308,12 @@ fn readme_documents_every_key() {
         keys::METRICS,
         keys::PROMETHEUS_QUERIES,
         keys::FREEZE,
+        keys::FLAGS,
+        keys::TENANT,
+        keys::TENANT_SMOKE,
+        keys::TENANT_ANALYSIS,
+        keys::TENANT_APPROVAL,
+        keys::RING,
     ];
     for key in all.iter().flat_map(|k| k.iter()) {
         let forms = [

@@ -1,5 +1,6 @@
 //! The release parser and validator, structure-aware: an `arbitrary` release (services,
-//! dependencies, strategies, steps, analysis, smoke tests, platform sections, migrations;
+//! dependencies, strategies, steps, analysis, smoke tests, platform sections, migrations,
+//! tenants with their vars, flags and checks, rings and the failure budget;
 //! names and values drawn from the vocabulary of real releases or left free) written out as
 //! TOML, so the fuzzer spends its time in validation and planning instead of TOML syntax.
 #![no_main]
@@ -222,9 +223,92 @@ struct Migration {
     bake: Option<Dur>,
 }
 
+const TENANTS: &[&str] = &["acme", "globex", "initech", "a/b", "", "tag:gold"];
+const TAGS: &[&str] = &["gold", "tier/silver", "region/eu", ""];
+const AMOUNTS: &[&str] = &["1", "25%", "100%", "101%", "-1%", "%", "0"];
+
+#[derive(Arbitrary, Debug)]
+struct Tenant {
+    name: Text,
+    tags: Vec<Text>,
+    /// The `port` variable: declared in [vars] when any tenant sets it.
+    port: Option<Num>,
+    flags: Vec<(Text, Option<bool>)>,
+    approval: Option<(Dur, Option<Num>)>,
+    smoke: Option<(Word, Option<String>)>,
+    max_error_rate: Option<Num>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Ring {
+    name: Word,
+    select: Vec<(bool, Text)>,
+    max_parallel: Option<Text>,
+    bake: Option<Dur>,
+}
+
+fn tenant(t: &Tenant) -> Value {
+    let mut x = Table::new();
+    x.insert("name".into(), Value::String(t.name.s(TENANTS)));
+    if !t.tags.is_empty() {
+        let tags = t.tags.iter().map(|g| Value::String(g.s(TAGS)));
+        x.insert("tags".into(), Value::Array(tags.collect()));
+    }
+    put(&mut x, "vars", &t.port, |p| {
+        Value::Table(Table::from_iter([("port".to_string(), p.v())]))
+    });
+    if !t.flags.is_empty() {
+        let flags = t.flags.iter().map(|(k, v)| {
+            let v = v.map_or(Value::String(k.s(TAGS)), Value::Boolean);
+            (k.s(&["new_checkout", "theme", "a\nb"]), v)
+        });
+        x.insert("flags".into(), Value::Table(flags.collect()));
+    }
+    put(&mut x, "approval", &t.approval, |(d, n)| {
+        let mut a = Table::from_iter([("timeout".to_string(), d.v())]);
+        put(&mut a, "approvals", n, Num::v);
+        Value::Table(a)
+    });
+    put(&mut x, "smoke", &t.smoke, |(svc, req)| {
+        let mut m = Table::from_iter([
+            ("service".to_string(), svc.v()),
+            ("name".to_string(), Value::String("tenant smoke".into())),
+        ]);
+        put(&mut m, "request", req, |r| Value::String(r.clone()));
+        Value::Array(vec![Value::Table(m)])
+    });
+    put(&mut x, "analysis", &t.max_error_rate, |n| {
+        Value::Table(Table::from_iter([("max_error_rate".to_string(), n.v())]))
+    });
+    Value::Table(x)
+}
+
+fn ring(r: &Ring) -> Value {
+    let mut x = Table::new();
+    x.insert("name".into(), r.name.v());
+    let select = r.select.iter().map(|(tag, t)| {
+        Value::String(if *tag {
+            format!("tag:{}", t.s(TAGS))
+        } else {
+            t.s(TENANTS)
+        })
+    });
+    x.insert("select".into(), Value::Array(select.collect()));
+    put(&mut x, "max_parallel", &r.max_parallel, |m| {
+        let s = m.s(AMOUNTS);
+        s.parse::<i64>().map_or(Value::String(s), Value::Integer)
+    });
+    put(&mut x, "bake", &r.bake, Dur::v);
+    Value::Table(x)
+}
+
 #[derive(Arbitrary, Debug)]
 struct Release {
     name: Option<Word>,
+    failure_budget: Option<Text>,
+    flags_file: Option<String>,
+    tenants: Vec<Tenant>,
+    rings: Vec<Ring>,
     ecs: bool,
     max_parallel: Option<Num>,
     on_failure: Option<u8>,
@@ -379,7 +463,27 @@ fn release(r: &Release) -> Table {
     put(&mut rel, "environment", &r.environment, |e| {
         Value::String(e.clone())
     });
+    put(&mut rel, "failure_budget", &r.failure_budget, |b| {
+        let s = b.s(AMOUNTS);
+        s.parse::<i64>().map_or(Value::String(s), Value::Integer)
+    });
     top.insert("release".into(), Value::Table(rel));
+    put(&mut top, "flags", &r.flags_file, |f| {
+        Value::Table(Table::from_iter([("file".to_string(), Value::String(f.clone()))]))
+    });
+    if r.tenants.iter().any(|t| t.port.is_some()) {
+        let vars = Table::from_iter([("port".to_string(), Value::Integer(18000))]);
+        top.insert("vars".into(), Value::Table(vars));
+    }
+    if !r.tenants.is_empty() {
+        top.insert(
+            "tenant".into(),
+            Value::Array(r.tenants.iter().map(tenant).collect()),
+        );
+    }
+    if !r.rings.is_empty() {
+        top.insert("ring".into(), Value::Array(r.rings.iter().map(ring).collect()));
+    }
     if let Some(w) = &r.webhooks {
         let n = Table::from_iter([("webhooks".to_string(), strings(w))]);
         top.insert("notify".into(), Value::Table(n));

@@ -10,10 +10,15 @@ use arbitrary::Arbitrary;
 /// diagnostic rendered for an invalid one.
 pub fn check_release(text: &str) {
     let name = Path::new("fuzz.toml");
-    match cutover::release::load_str(name, text, Path::new("/nonexistent-fuzz-base")) {
-        Ok(release) => {
-            let plan = cutover::plan::plan(&release);
+    let opts = cutover::release::LoadOptions::default();
+    match cutover::release::load_text(name, text, Path::new("/nonexistent-fuzz-base"), &opts) {
+        Ok(loaded) => {
+            let plan = cutover::plan::plan(&loaded.release);
             let _ = cutover::plan::render_text(&plan);
+            // With tenants: the rings, each tenant's plan, the fleet's timing.
+            if let Some(f) = cutover::plan::plan_fleet(&loaded.release, &loaded.tenants) {
+                let _ = cutover::plan::render_fleet_text(&f);
+            }
         }
         Err(diags) => {
             for d in &diags {

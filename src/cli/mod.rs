@@ -85,6 +85,11 @@ pub enum Command {
         file: PathBuf,
         #[command(flatten)]
         release: ReleaseArgs,
+        /// The tenant whose release to print; required when the release has [[tenant]]s
+        /// (each tenant's release is the release with the tenant's vars, smoke tests and
+        /// analysis bounds).
+        #[arg(long = "tenant", value_name = "NAME")]
+        tenant: Option<String>,
     },
     /// Print the JSON Schema of the release format (for editors).
     Schema,
@@ -491,7 +496,11 @@ pub fn main() -> ExitCode {
             release,
             output,
         } => plan::run(&file, &release, output),
-        Command::Render { file, release } => render::run(&file, &release),
+        Command::Render {
+            file,
+            release,
+            tenant,
+        } => render::run(&file, &release, tenant.as_deref()),
         Command::Schema => schema::run(),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),

@@ -8,11 +8,16 @@ use crate::{plan, release};
 
 pub fn run(file: &Path, args: &ReleaseArgs, output: Output) -> Result<ExitCode, Error> {
     let loaded = release::load(file, &args.options())?;
+    let fleet = plan::plan_fleet(&loaded.release, &loaded.tenants);
     match output {
         Output::Text => print!(
-            "{}{}",
+            "{}{}{}",
             release::render::resolution_text(loaded.environment.as_deref(), &loaded.vars),
-            plan::render_text(&plan::plan(&loaded.release))
+            plan::render_text(&plan::plan(&loaded.release)),
+            fleet
+                .as_ref()
+                .map(plan::render_fleet_text)
+                .unwrap_or_default()
         ),
         Output::Json => {
             let v = plan::plan_json(&loaded).map_err(Error::Internal)?;

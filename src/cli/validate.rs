@@ -30,8 +30,17 @@ pub fn run(files: &[PathBuf], args: &ReleaseArgs) -> Result<ExitCode, Error> {
                 } else {
                     format!(", environment(s) {}", envs.join(", "))
                 };
+                let fleet = if r.release.tenants.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} tenant(s) in {} ring(s)",
+                        r.release.tenants.len(),
+                        r.release.rings.len()
+                    )
+                };
                 println!(
-                    "{}: ok ({} service(s), {} migration(s){checked})",
+                    "{}: ok ({} service(s), {} migration(s){fleet}{checked})",
                     f.display(),
                     r.release.services.len(),
                     r.release.migrations.len()

@@ -345,7 +345,10 @@ mod tests {
             step: Duration,
         ) -> Result<Vec<crate::metrics::HistoryPoint>, crate::metrics::MetricsError> {
             // The sampler asks for its whole window at its own step.
-            assert_eq!((since, step), (Duration::from_secs(4), Duration::from_secs(2)));
+            assert_eq!(
+                (since, step),
+                (Duration::from_secs(4), Duration::from_secs(2))
+            );
             let rps = if revision == "v2" { 10.0 } else { 90.0 };
             Ok((1..=2)
                 .map(|i| crate::metrics::HistoryPoint {

@@ -27,10 +27,20 @@ pub async fn history(
     let window = format!("{}s", step.as_secs().max(1));
     let client = src.client();
     let requests = client
-        .range(&fill(&t.queries.requests, service, revision, None), start, end, step)
+        .range(
+            &fill(&t.queries.requests, service, revision, None),
+            start,
+            end,
+            step,
+        )
         .await?;
     let errors = client
-        .range(&fill(&t.queries.errors, service, revision, None), start, end, step)
+        .range(
+            &fill(&t.queries.errors, service, revision, None),
+            start,
+            end,
+            step,
+        )
         .await?;
     let quantile = |q: &str| {
         fill(&t.queries.latency, service, revision, None)
@@ -61,7 +71,11 @@ fn first(s: &[Series]) -> &[(f64, f64)] {
 /// The increase of a cumulative counter between two readings; a counter that went down
 /// was reset (a restarted proxy), so its new value is the increase, as in PromQL.
 fn increase(before: f64, after: f64) -> f64 {
-    if after >= before { after - before } else { after }
+    if after >= before {
+        after - before
+    } else {
+        after
+    }
 }
 
 /// Rates between consecutive readings of the cumulative counters, with the latency

@@ -11,6 +11,8 @@ mod expand;
 mod json;
 mod linear;
 mod render;
+mod render_rings;
+mod rings;
 mod rolling;
 mod service;
 mod timing;
@@ -24,6 +26,8 @@ use serde::Serialize;
 pub use expand::expand;
 pub use json::plan_json;
 pub use render::render_text;
+pub use render_rings::render_fleet_text;
+pub use rings::{FleetPlan, FleetTiming, RingPlan, TenantPlan, makespan, plan_fleet};
 pub use service::{
     baseline_revision, candidate_revision, default_replicas, drain_timeout, launch_replicas,
     planned_replicas, revision_of_image, revisions,

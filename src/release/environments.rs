@@ -13,7 +13,8 @@
 //! was there); they keep their own place in the file, so a bad overlaid value is reported
 //! where the overlay wrote it. The environment's name becomes `[release] environment`
 //! unless the overlay's `release` sets it. Resolution order: `[vars]`, the environment's
-//! `vars`, `--set`; then the overlays; then `${name}` everywhere (overlays included).
+//! `vars`, a tenant's `vars` (for each `[[tenant]]`, see [`super::fleet`]), `--set`; then the
+//! overlays; then `${name}` everywhere (overlays included).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -37,13 +38,15 @@ pub struct Environment {
 pub const ENVIRONMENT_KEYS: &[&str] = &["vars", "requires", "release", "service"];
 
 /// What the resolution found, besides the tree it changed.
-pub(crate) struct Resolution {
+pub(crate) struct Resolution<'i> {
     /// The environment resolved for, if any.
     pub environment: Option<String>,
     /// Every declared environment, in name order.
     pub environments: Vec<Environment>,
     /// The variables in force, shown.
     pub vars: Vec<super::vars::ResolvedVar>,
+    /// With `[[tenant]]`s: what each tenant's resolution starts from.
+    pub for_tenants: Option<super::fleet::Unresolved<'i>>,
 }
 
 /// One environment's table as read.
@@ -62,7 +65,7 @@ pub(crate) fn resolve<'i>(
     selected: Option<&str>,
     sets: &'i [SetText],
     cx: &mut Ctx<'_>,
-) -> Resolution {
+) -> Resolution<'i> {
     let vars_table = root.remove("vars");
     let envs_table = root.remove("environments");
     let mut vars: Vars<'i> = BTreeMap::new();
@@ -128,15 +131,21 @@ pub(crate) fn resolve<'i>(
         .map(|t| t.span())
         .or(envs_span)
         .or(Some(root_span.start..root_span.start));
-    cx.apply_sets(sets, &mut vars, undeclared_at);
+    let before_sets = root.get("tenant").is_some().then(|| vars.clone());
+    cx.apply_sets(sets, &mut vars, undeclared_at.clone());
     if let Some(d) = chosen {
         overlay(root, d, cx);
     }
+    // Each tenant lays its vars between the environment's and --set (see `fleet`): it
+    // starts from the variables before --set and the tree before `${name}` is replaced.
+    let for_tenants =
+        before_sets.map(|vars| super::fleet::Unresolved::new(root, vars, undeclared_at));
     cx.interpolate(root, &vars);
     Resolution {
         environment: chosen.map(|d| d.name.clone()),
         environments,
         vars: super::vars::shown(&vars),
+        for_tenants,
     }
 }
 

@@ -7,10 +7,12 @@ pub mod artifact;
 pub mod change;
 pub mod diagnostic;
 pub mod environments;
+pub mod fleet;
 pub mod model;
 pub mod parse;
 pub mod render;
 mod schema;
+pub mod tenants;
 pub mod validate;
 pub mod vars;
 
@@ -53,12 +55,24 @@ pub struct LoadedRelease {
     pub artifact: Artifact,
     /// The variables in force and where each came from (`plan`, the console).
     pub vars: Vec<vars::ResolvedVar>,
+    /// With `[[tenant]]`s: each tenant's own release (its variables laid over the
+    /// release's, its smoke tests and analysis bounds folded in), in file order; the
+    /// rings are `release.rings` ([`tenants::members`]). Empty without tenants.
+    pub tenants: Vec<fleet::TenantRelease>,
 }
 
 impl LoadedRelease {
     /// A path written in the release, resolved against the release file's directory.
     pub fn resolve(&self, relative: &str) -> PathBuf {
         self.base_dir.join(relative)
+    }
+
+    /// The release one tenant runs.
+    pub fn tenant(&self, name: &str) -> Option<&Release> {
+        self.tenants
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| &t.release)
     }
 }
 
@@ -91,6 +105,7 @@ pub fn load_text(
         environments: r.environments,
         artifact: Artifact::new(text.as_bytes(), &opts.sets),
         vars: r.vars,
+        tenants: r.tenants,
     })
 }
 

@@ -37,6 +37,16 @@ pub struct Release {
     /// deploy starts inside one, and one opening mid-release holds the next services.
     #[serde(default, rename = "freeze", skip_serializing_if = "Vec::is_empty")]
     pub freeze: Vec<Freeze>,
+    /// The flagd flag-definition file that tenants' flags are written into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<super::tenants::FlagsSection>,
+    /// Customers' instances, each running every service of the release, written as
+    /// `[[tenant]]` tables. Without any, the release deploys its services once.
+    #[serde(default, rename = "tenant", skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::tenants::Tenant>,
+    /// Groups of tenants deployed one after the other, written as `[[ring]]` tables.
+    #[serde(default, rename = "ring", skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<super::tenants::Ring>,
     /// Values this release read from the environment through `env:` variables: secret
     /// ([`crate::secrets::Secrets::from_release`]), never serialized (a journaled release
     /// holds them as fingerprints; resume re-reads them).
@@ -86,6 +96,10 @@ pub struct ReleaseSection {
     /// `--change` on `deploy`, `serve` and `demo` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
+    /// With tenants: how many tenants may fail in the whole release (an integer, or
+    /// `"N%"` of the tenants rounded down) before it stops starting tenants. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<super::tenants::Amount>,
 }
 
 pub fn default_max_parallel() -> u32 {

@@ -16,6 +16,7 @@ use super::vars::SetArg;
 use crate::duration::parse_duration;
 
 mod metrics;
+mod tenants;
 
 /// Where values are in the file, looked up by path (`release.name`, `service[2]`,
 /// `service[2].depends_on[0]`, `migration[0].expand`) in the parsed TOML tree, only when a
@@ -101,6 +102,9 @@ pub mod keys {
         "freeze",
         "vars",
         "environments",
+        "flags",
+        "tenant",
+        "ring",
     ];
     /// The keys of an `[environments.NAME]` table.
     pub const ENVIRONMENT: &[&str] = crate::release::environments::ENVIRONMENT_KEYS;
@@ -114,6 +118,7 @@ pub mod keys {
         "pin_secret",
         "metrics_listen",
         "change",
+        "failure_budget",
     ];
     pub const NOTIFY: &[&str] = &["webhooks", "grafana"];
     pub const GRAFANA: &[&str] = &["url", "token", "dashboard_uid", "tags"];
@@ -193,6 +198,21 @@ pub mod keys {
         "memory",
     ];
     pub const FREEZE: &[&str] = &["name", "cron", "duration", "timezone", "environments"];
+    pub const FLAGS: &[&str] = &["file", "defaults"];
+    pub const TENANT: &[&str] = &[
+        "name", "tags", "vars", "flags", "smoke", "analysis", "approval",
+    ];
+    pub const TENANT_SMOKE: &[&str] = &[
+        "service",
+        "name",
+        "request",
+        "expect_status",
+        "command",
+        "timeout",
+    ];
+    pub const TENANT_ANALYSIS: &[&str] = &["tolerance", "max_error_rate", "max_p99"];
+    pub const TENANT_APPROVAL: &[&str] = &["timeout", "on_timeout", "approvals"];
+    pub const RING: &[&str] = &["name", "select", "max_parallel", "bake"];
     pub const MIGRATION: &[&str] = &[
         "name",
         "database",
@@ -237,6 +257,8 @@ pub struct Resolved {
     pub environments: Vec<Environment>,
     /// The variables in force, shown (`***` for values read from the environment).
     pub vars: Vec<super::vars::ResolvedVar>,
+    /// Each `[[tenant]]`'s own release, in file order (empty without tenants).
+    pub tenants: Vec<super::fleet::TenantRelease>,
 }
 
 /// [`parse_and_validate`] for one environment and `--set` values: variables and overlays
@@ -292,6 +314,7 @@ pub fn resolve_and_validate(
     };
     let release = p.release(&root);
     let mut diags = p.diags;
+    let mut tenants = Vec::new();
     if let Some(r) = &release {
         let spans = Spans {
             root: doc.get_ref(),
@@ -299,6 +322,23 @@ pub fn resolve_and_validate(
             broken: p.broken,
         };
         diags.extend(super::validate::validate(r, &spans, map, base));
+        if !r.tenants.is_empty()
+            && let Some(u) = &resolution.for_tenants
+        {
+            let each = tenants::Each {
+                map,
+                text,
+                base,
+                sets: &set_texts,
+                lenient_env: sel.lenient_env,
+                env_values: &cx.env_values,
+                // With other problems, only the tenants' variables are checked.
+                vars_only: !diags.is_empty(),
+            };
+            let (resolved, problems) = each.resolve(r, u, &spans);
+            tenants = resolved;
+            diags.extend(problems);
+        }
     }
     // A problem's line may hold a secret (an env value beside a bad key, a webhook URL
     // that is not http(s)): errors never show one. A table with a problem is dropped from
@@ -321,6 +361,7 @@ pub fn resolve_and_validate(
                 environment: resolution.environment,
                 environments: resolution.environments,
                 vars: resolution.vars,
+                tenants,
             })
         }
         _ => Err(diags),
@@ -801,6 +842,17 @@ impl Parser<'_> {
             .into_iter()
             .map(|t| self.freeze(t))
             .collect();
+        let flags = self.track(|| "flags".into(), |p| p.flags_section(root));
+        let tenants = self
+            .table_array(root, "tenant", || "[[tenant]]".into())
+            .into_iter()
+            .map(|t| self.tenant(t))
+            .collect();
+        let rings = self
+            .table_array(root, "ring", || "[[ring]]".into())
+            .into_iter()
+            .map(|t| self.ring(t))
+            .collect();
         Some(Release {
             release: section?,
             notify,
@@ -808,6 +860,9 @@ impl Parser<'_> {
             services,
             migrations,
             freeze,
+            flags,
+            tenants,
+            rings,
             env_values: Vec::new(),
         })
     }
@@ -848,6 +903,7 @@ impl Parser<'_> {
         let pin_secret = self.opt_str(t, "pin_secret", "\"env:CUTOVER_PIN_SECRET\"");
         let metrics_listen = self.opt_str(t, "metrics_listen", "\"127.0.0.1:9464\"");
         let change = self.opt_str(t, "change", "\"CHG-1234\"");
+        let failure_budget = self.track(|| t.child("failure_budget"), |p| p.failure_budget(t));
         ReleaseSection {
             name: name.unwrap_or_default(),
             platform,
@@ -858,6 +914,7 @@ impl Parser<'_> {
             pin_secret,
             metrics_listen,
             change,
+            failure_budget,
         }
     }
 
@@ -1193,6 +1250,11 @@ impl Parser<'_> {
 
     fn smoke(&mut self, t: &Tbl) -> Smoke {
         self.check_keys(t, keys::SMOKE);
+        self.smoke_fields(t)
+    }
+
+    /// A smoke test's fields (`[[service.smoke]]`, `[[tenant.smoke]]`), keys checked by the caller.
+    fn smoke_fields(&mut self, t: &Tbl) -> Smoke {
         Smoke {
             name: self.req_str(t, "name", "\"ping\"").unwrap_or_default(),
             request: self.opt_str(t, "request", "\"GET /api/ping\""),

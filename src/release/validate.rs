@@ -38,6 +38,8 @@ pub fn validate(
     v.migrations(release, &names, base);
     v.freeze(release);
     v.diags
+        .extend(super::fleet::check(release, spans, map, base));
+    v.diags
 }
 
 struct Validator<'a> {
@@ -475,38 +477,8 @@ impl Validator<'_> {
             if self.broken(format_args!("{p}")) {
                 continue;
             }
-            match (&t.request, &t.command) {
-                (Some(_), Some(_)) => self.at(
-                    &p,
-                    format!("smoke test \"{}\" has both `request` and `command`", t.name),
-                    "keep one: a smoke test is either an HTTP request or a program",
-                ),
-                (None, None) => self.at(
-                    &p,
-                    format!(
-                        "smoke test \"{}\" has neither `request` nor `command`",
-                        t.name
-                    ),
-                    "add `request = \"GET /api/ping\"` or `command = [\"./smoke.sh\", \"{url}\"]`",
-                ),
-                (Some(req), None) => {
-                    if parse_request(req).is_none() {
-                        self.at(
-                            &format!("{p}.request"),
-                            format!("smoke request \"{req}\" is not `METHOD /path`"),
-                            "write it like \"GET /api/ping\" (methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)",
-                        );
-                    }
-                }
-                (None, Some(cmd)) => {
-                    if cmd.first().is_none_or(|c| c.trim().is_empty()) {
-                        self.at(
-                            &format!("{p}.command"),
-                            format!("smoke test \"{}\" has an empty command", t.name),
-                            "name a program and its arguments, e.g. [\"./smoke.sh\", \"{url}\"]",
-                        );
-                    }
-                }
+            if let Some((field, msg, hint)) = smoke_problem(t) {
+                self.at(&format!("{p}{field}"), msg, hint);
             }
         }
     }
@@ -873,6 +845,37 @@ impl Validator<'_> {
 }
 
 /// `"GET /api/ping"` → (method, path).
+/// What is wrong with a smoke test (`[[service.smoke]]`, `[[tenant.smoke]]`), if anything:
+/// the field to point at (`""`, `.request`, `.command`), the message and the hint.
+pub(crate) fn smoke_problem(t: &Smoke) -> Option<(&'static str, String, &'static str)> {
+    match (&t.request, &t.command) {
+        (Some(_), Some(_)) => Some((
+            "",
+            format!("smoke test \"{}\" has both `request` and `command`", t.name),
+            "keep one: a smoke test is either an HTTP request or a program",
+        )),
+        (None, None) => Some((
+            "",
+            format!(
+                "smoke test \"{}\" has neither `request` nor `command`",
+                t.name
+            ),
+            "add `request = \"GET /api/ping\"` or `command = [\"./smoke.sh\", \"{url}\"]`",
+        )),
+        (Some(req), None) if parse_request(req).is_none() => Some((
+            ".request",
+            format!("smoke request \"{req}\" is not `METHOD /path`"),
+            "write it like \"GET /api/ping\" (methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)",
+        )),
+        (None, Some(cmd)) if cmd.first().is_none_or(|c| c.trim().is_empty()) => Some((
+            ".command",
+            format!("smoke test \"{}\" has an empty command", t.name),
+            "name a program and its arguments, e.g. [\"./smoke.sh\", \"{url}\"]",
+        )),
+        _ => None,
+    }
+}
+
 pub fn parse_request(text: &str) -> Option<(&str, &str)> {
     let mut parts = text.split_whitespace();
     let method = parts.next()?;

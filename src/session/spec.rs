@@ -122,6 +122,15 @@ pub fn from_file(
     let (text, base_dir) = crate::release::read(file).map_err(SourceError::Invalid)?;
     let loaded =
         crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
+    if !loaded.tenants.is_empty() {
+        // Deploying its services once would ignore every tenant: refuse until the engine
+        // runs tenants in rings.
+        return Err(SourceError::Failure(super::Failure::invalid(format!(
+            "{}: this release has {} tenants in rings; the engine does not deploy tenants yet (`cutover validate` and `cutover plan` read them)",
+            file.display(),
+            loaded.tenants.len()
+        ))));
+    }
     let break_glass = super::lifecycle::admit(&loaded, admission).map_err(SourceError::Failure)?;
     let change_control = super::policy_gate::admit(
         &loaded,
