@@ -98,7 +98,7 @@ fn replicas_of(marker: &str, revision: &str) -> Vec<i32> {
         };
         if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            let has = |w: &str| args.iter().any(|a| *a == w.as_bytes());
+            let has = |w: &str| args.contains(&w.as_bytes());
             if has(&format!("{marker}-api")) && has(revision) && has("demo-service") {
                 out.push(pid);
             }
