@@ -61,6 +61,7 @@ fn release(port: u16, verdict: bool) -> String {
 name = "rollback-bench"
 platform = "local"
 progress_deadline = "10m"
+max_parallel = 2
 
 [[service]]
 name = "api"
@@ -79,8 +80,25 @@ drain_timeout = "300ms"
 command = ["cutover", "demo-service", "--port", "{{port}}", "--revision", "{{revision}}", "--service", "rbbench{pid}-{{service}}"]
 current = {{ revision = "v1" }}
 target = {{ revision = "v2", {args} }}
+
+# Keeps the release unfinished (a gate nobody answers), so the engine takes `retry api`
+# after each rollback.
+[[service]]
+name = "hold"
+strategy = "canary"
+steps = [ {{ set_weight = 10 }}, {{ pause = "forever" }} ]
+[service.health]
+interval = "500ms"
+timeout = "400ms"
+healthy_after = 1
+[service.local]
+listen = "127.0.0.1:{hold}"
+command = ["cutover", "demo-service", "--port", "{{port}}", "--revision", "{{revision}}", "--service", "rbbench{pid}-{{service}}"]
+current = {{ revision = "v1" }}
+target = {{ revision = "v2" }}
 "#,
-        pid = std::process::id()
+        pid = std::process::id(),
+        hold = free_port()
     )
 }
 

@@ -10,16 +10,20 @@
 //! proving the load sees failures.
 //!
 //! The load runs in chunks of 5 s (`cutover::loadgen`, open loop at the given rate) from the
-//! moment the proxy answers until the deploy has exited and at least BENCH_ZDE_REQUESTS were
-//! sent; "during the deploy" counts the chunks that overlapped it.
+//! moment the service answers through its proxy until the deploy printed its summary and at
+//! least BENCH_ZDE_REQUESTS were sent; "during the deploy" counts the chunks that started
+//! before the summary. The deploy runs with `--keep-running` (the final state stays served)
+//! and is stopped with SIGTERM after the load.
 //!
 //! Run: `cargo bench --bench zero_downtime_engine`. Knobs: BENCH_ZDE_RATE (4500 req/s),
 //! BENCH_ZDE_REQUESTS (200000), BENCH_ZDE_STRATEGIES (all four, comma-separated).
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{CUTOVER, fail, free_port, wait_listening};
@@ -86,6 +90,28 @@ current = {{ revision = "v1" }}
 target = {{ revision = "v2" }}
 "#
     )
+}
+
+/// Wait until a plain GET through the proxy gets a 200.
+fn wait_serving(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ok = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            s.write_all(b"GET /api/zde HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).ok()?;
+            Some(buf.starts_with("HTTP/1.1 200"))
+        });
+        if ok == Some(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            fail("the service never answered 200 through its proxy");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Pids of the replicas of `revision` (by the marker in their argv).
@@ -182,8 +208,17 @@ fn deploy_once(
     let file = dir.path().join("release.toml");
     std::fs::write(&file, release(strategy, port, &marker, secs))
         .unwrap_or_else(|e| fail(&e.to_string()));
+    // `--keep-running`: the final state stays served until SIGTERM, so the load can go on
+    // after the summary without hitting a proxy that shut down with the process.
     let mut child: Child = Command::new(CUTOVER)
-        .args(["deploy", "--headless", "--output", "json", "--state-dir"])
+        .args([
+            "deploy",
+            "--headless",
+            "--output",
+            "json",
+            "--keep-running",
+            "--state-dir",
+        ])
         .arg(dir.path().join("state"))
         .arg(&file)
         .stdin(Stdio::null())
@@ -191,24 +226,38 @@ fn deploy_once(
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| fail(&format!("cannot start deploy: {e}")));
+    let summary: Arc<Mutex<Option<String>>> = Arc::default();
+    if let Some(out) = child.stdout.take() {
+        let summary = summary.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("\"type\":\"summary\"") {
+                    *summary.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                }
+            }
+        });
+    }
+    let done = || summary.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     let addr: SocketAddr = format!("127.0.0.1:{port}")
         .parse()
         .unwrap_or_else(|_| fail("address"));
     wait_listening(addr, Duration::from_secs(60));
+    // The proxy listens before the baseline is up (503 "no traffic split set yet"): the
+    // load starts once the service answers, as it would for a service already running.
+    wait_serving(addr, Duration::from_secs(60));
     let t0 = Instant::now();
     let uri: hyper::Uri = format!("http://{addr}/api/zde")
         .parse()
         .unwrap_or_else(|_| fail("uri"));
     let mut total: Option<LoadReport> = None;
     let mut during = 0;
-    let mut exit = None;
     let mut deploy_s = 0.0;
     let killer = kill_candidate.then(|| {
         let (state, marker) = (dir.path().join("state"), marker.clone());
         std::thread::spawn(move || kill_at_half(&state, &marker))
     });
-    let mut stdout = child.stdout.take();
     loop {
+        let running = !done();
         let mut c = LoadConfig::new(vec![uri.clone()], rate, Duration::from_secs(5));
         c.connections = 192;
         c.timeout = Duration::from_secs(5);
@@ -217,27 +266,30 @@ fn deploy_once(
             .block_on(load)
             .unwrap_or_else(|e| fail(&e.to_string()))
             .unwrap_or_else(|e| fail(&e.to_string()));
-        let running = exit.is_none();
         if running {
             during += r.requests;
         }
         merge(&mut total, r);
-        if running && let Ok(Some(st)) = child.try_wait() {
-            exit = Some(st.code().unwrap_or(-1));
+        if running && done() {
             deploy_s = t0.elapsed().as_secs_f64();
         }
         let sent = total.as_ref().map_or(0, |t| t.requests);
-        if exit.is_some() && sent >= min_requests {
+        if !running && sent >= min_requests {
             break;
         }
+        if t0.elapsed() > Duration::from_secs(900) {
+            fail("the deploy did not finish within 15 minutes");
+        }
     }
+    // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = child.wait().ok().and_then(|s| s.code());
     let killed = killer.map_or(0, |k| k.join().unwrap_or(0));
-    let mut summary = String::new();
-    if let Some(mut s) = stdout.take() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut summary);
-    }
-    let summary = summary.lines().last().unwrap_or_default().to_string();
+    let summary = summary
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default();
     Outcome {
         strategy: strategy.to_string(),
         exit,
