@@ -1,4 +1,5 @@
-//! The secret sweep (issue 13, item 7): distinct marker secrets planted in every field of a
+//! The secret sweep (issue 13, item 7; the Grafana token and OTLP headers of issue 17 too):
+//! distinct marker secrets planted in every field of a
 //! release that can hold one (env values of both revisions of every service, webhook URL
 //! paths written in the file and named by `env:VAR`, database URLs named by `env:VAR` with
 //! a password, smoke command arguments, the local proxy's `pin_secret` named by `env:VAR`,
@@ -316,6 +317,8 @@ fn no_planted_secret_leaves_the_process() {
     let srv_v2 = m.plant("served service's v2 env value");
     let slash_pw = m.plant("database password holding '/' (env:VAR)");
     let kv_pw = m.plant("database password in key=value form (env:VAR)");
+    let grafana_token = m.plant("Grafana annotation token (env:VAR)");
+    let otlp_header = m.plant("OTLP exporter header (OTEL_EXPORTER_OTLP_HEADERS)");
 
     let hook_url = format!(
         "https://localhost:{}/services/T0/B0/{hook_env}",
@@ -347,6 +350,16 @@ fn no_planted_secret_leaves_the_process() {
                 "SWEEP_KV_URL".into(),
                 format!("host=127.0.0.1 user=app password={kv_pw} dbname=app"),
             ),
+            ("SWEEP_GRAFANA_TOKEN".into(), grafana_token),
+            // Every command traces to the receiver, with a secret header.
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("https://localhost:{}", hook_addr.port()),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS".into(),
+                format!("x-sweep-auth={otlp_header}"),
+            ),
         ],
     };
     std::fs::write(
@@ -356,7 +369,8 @@ fn no_planted_secret_leaves_the_process() {
     .unwrap();
     std::fs::write(dir.join("pg.sql"), "CREATE TABLE sweep_pg (id integer);\n").unwrap();
     let notify = format!(
-        "[notify]\nwebhooks = [\"https://localhost:{}/services/T0/B0/{hook}\", \"env:SWEEP_HOOK_URL\"]\n",
+        "[notify]\nwebhooks = [\"https://localhost:{}/services/T0/B0/{hook}\", \"env:SWEEP_HOOK_URL\"]\n[notify.grafana]\nurl = \"https://localhost:{}\"\ntoken = \"env:SWEEP_GRAFANA_TOKEN\"\n",
+        hook_addr.port(),
         hook_addr.port()
     );
     let mut sweep = Sweep {
@@ -754,6 +768,14 @@ strategy = "rolling"
         assert!(
             got.iter().any(|(p, _)| p.ends_with(path)),
             "nothing delivered to the webhook ending in the {path} marker"
+        );
+    }
+    // The Grafana annotations and the OTLP traces reached it too (their secrets travel in
+    // headers only).
+    for path in ["/api/annotations", "/v1/traces"] {
+        assert!(
+            got.iter().any(|(p, _)| p.ends_with(path)),
+            "nothing was posted to {path}"
         );
     }
     let bodies: Vec<&str> = got.iter().map(|(_, b)| b.as_str()).collect();
