@@ -228,8 +228,11 @@ pub async fn run_console(
             Ok(c) => c,
             Err(e) => {
                 // A terminal that hung up fails the console's input before the signal
-                // is seen: give the signal a moment to tell the two apart.
-                match tokio::time::timeout(std::time::Duration::from_millis(500), hangup(&mut hup)).await {
+                // is seen: give the signal a moment to tell the two apart. 500 ms was
+                // too short on a loaded machine (a clean-clone CI run took it for a
+                // console failure and left the release paused instead of handing it
+                // over); a console failing for another reason only waits longer.
+                match tokio::time::timeout(std::time::Duration::from_secs(3), hangup(&mut hup)).await {
                     Ok(()) => {
                         hung_up = true;
                         QuitChoice::Background
