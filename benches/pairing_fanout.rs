@@ -15,14 +15,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cutover::control::{Client, Endpoint, ItemBody};
 use cutover::engine::{Command as EngineCommand, EventKind, ServiceStatus};
 
-use common::{CUTOVER, fail, free_port};
+use common::{CUTOVER, Server, fail, free_port};
 
 const RELEASE: &str = include_str!("../tests/fixtures/pairing-release.toml");
 const CLIENTS: usize = 10;
@@ -53,22 +53,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Received (command number -> instant) per client.

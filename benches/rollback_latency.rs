@@ -30,7 +30,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cutover::control::{Client, CommandOutcome, Endpoint};
 use cutover::engine::{Command as EngineCommand, ServiceStatus};
 
-use common::{CUTOVER, fail, free_port};
+use common::{CUTOVER, Server, fail, free_port};
 
 fn unix_us() -> u64 {
     SystemTime::now()
@@ -100,21 +100,6 @@ target = {{ revision = "v2" }}
         pid = std::process::id(),
         hold = free_port()
     )
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// (start in unix µs, answered by the candidate)
