@@ -1,12 +1,12 @@
 //! `cutover audit [RUN|RELEASE]` and `cutover audit verify [RUN|RELEASE]`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
 use super::{EXIT_INTERNAL, Error, Output, StateDirArg, printable};
-use crate::journal::{self, Entry, RunRecord, RunSummary, RunVerification, timefmt};
+use crate::journal::{self, Entry, JournalStore, RunRecord, RunSummary, RunVerification, timefmt};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -25,6 +25,17 @@ pub struct AuditArgs {
         global = true
     )]
     pub state_dir: Option<PathBuf>,
+    /// Journal runs in PostgreSQL: postgres://USER@HOST:PORT/DB, or env:VAR naming a
+    /// variable that holds the URL (never printed). See docs/postgres-journal.md
+    /// [default: files under the state directory]
+    #[arg(
+        long = "journal",
+        value_name = "URL",
+        env = "CUTOVER_JOURNAL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub journal: Option<String>,
     /// `json`: `audit` prints the stored entries as JSON lines, byte for byte; `verify`
     /// prints its report as JSON
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
@@ -47,22 +58,27 @@ pub fn run(args: AuditArgs) -> Result<ExitCode, Error> {
         state_dir: args.state_dir,
     }
     .resolve();
+    let store = super::JournalArg {
+        journal: args.journal,
+    }
+    .store(&state_dir)?;
+    let state_dir = &store;
     match (args.action, args.target) {
         (Some(AuditAction::Verify { .. }), Some(before)) => Err(Error::Invalid(format!(
             "put the run after `verify`: cutover audit verify {}",
             printable(&before)
         ))),
         (Some(AuditAction::Verify { target }), None) => {
-            verify(&state_dir, target.as_deref(), args.output)
+            verify(state_dir, target.as_deref(), args.output)
         }
-        (None, target) => audit(&state_dir, target.as_deref(), args.output),
+        (None, target) => audit(state_dir, target.as_deref(), args.output),
     }
 }
 
 /// Which runs a RUN|RELEASE argument names, oldest first. `None` when `target` is
 /// `None` means "the newest run" for `audit` and "every run" for `verify`, so the caller
 /// decides.
-fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, Error> {
+fn resolve(state_dir: &JournalStore, target: &str) -> Result<Vec<RunSummary>, Error> {
     let runs = journal::list_runs(state_dir)?;
     if let Some(r) = runs.iter().find(|r| r.run_id == target) {
         return Ok(vec![r.clone()]);
@@ -70,10 +86,10 @@ fn resolve(state_dir: &Path, target: &str) -> Result<Vec<RunSummary>, Error> {
     let mut of_release: Vec<_> = runs.into_iter().filter(|r| r.release == target).collect();
     if of_release.is_empty() {
         return Err(Error::Invalid(format!(
-            "no run or release named `{}` under {}: `cutover history --state-dir {}` lists them",
+            "no run or release named `{}` under {}: `cutover history {}` lists them",
             printable(target),
-            state_dir.display(),
-            state_dir.display()
+            state_dir.label(),
+            state_dir.flag()
         )));
     }
     of_release.reverse();
@@ -163,7 +179,11 @@ fn report_damage(v: &RunVerification) -> bool {
     false
 }
 
-fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitCode, Error> {
+fn audit(
+    state_dir: &JournalStore,
+    target: Option<&str>,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let runs = match target {
         Some(t) => resolve(state_dir, t)?,
         None => match journal::list_runs(state_dir)?.into_iter().next() {
@@ -171,7 +191,7 @@ fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitC
             None => {
                 return Err(Error::Invalid(format!(
                     "no runs under {}: nothing to audit (give --state-dir or set CUTOVER_STATE_DIR if the runs are elsewhere)",
-                    state_dir.display()
+                    state_dir.label()
                 )));
             }
         },
@@ -210,7 +230,11 @@ fn audit(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitC
     }
 }
 
-fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> Result<ExitCode, Error> {
+fn verify(
+    state_dir: &JournalStore,
+    target: Option<&str>,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let ids: Option<Vec<String>> = match target {
         Some(t) => Some(
             resolve(state_dir, t)?
@@ -239,7 +263,7 @@ fn verify(state_dir: &Path, target: Option<&str>, output: Output) -> Result<Exit
         }
         Output::Text => {
             if report.runs.is_empty() {
-                println!("no runs under {}", state_dir.display());
+                println!("no runs under {}", state_dir.label());
             }
             for v in &report.runs {
                 match &v.problem {

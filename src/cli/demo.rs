@@ -186,7 +186,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             break_glass: None,
             change_control: None,
         };
-        let session = match start_session_with(&release, Path::new("."), &state_dir, begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
+        let session = match start_session_with(&release, Path::new("."), &state_dir, &crate::journal::JournalStore::File(state_dir.clone()), begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
             Ok(s) => s,
             Err(f) => return Err(Error::from(f)),
         };

@@ -22,6 +22,8 @@ pub struct DeployArgs {
     pub output: Output,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub journal: super::JournalArg,
     /// Keep serving the final state after the summary until SIGINT/SIGTERM (local platform).
     #[arg(long)]
     pub keep_running: bool,
@@ -57,12 +59,13 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
         super::init_logging_at("warn");
     }
     let state_dir = args.state.resolve();
+    let journal = args.journal.store(&state_dir)?;
     let operator = crate::engine::operator_name(args.operator.as_deref());
     let (mut release, base_dir, mut begin) = crate::session::spec::from_file(
         &args.file,
         &args.release.options(),
         &crate::session::lifecycle::Admission {
-            state_dir: &state_dir,
+            journal: &journal,
             operator: &operator,
             skip_requires: args.skip_requires.as_deref(),
             policy: &args.policy.admission(&args.change),
@@ -76,6 +79,7 @@ pub fn run(args: DeployArgs) -> Result<ExitCode, Error> {
         base_dir,
         begin,
         state_dir,
+        journal,
         operator,
         output: args.output,
         allow_contract: args.allow_contract,

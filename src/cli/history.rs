@@ -1,10 +1,9 @@
-//! `cutover history [--state-dir D] [--output json]`
+//! `cutover history [--state-dir D] [--journal URL] [--output json]`
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use super::{Error, Output, printable};
-use crate::journal::{self, RunState, RunSummary, timefmt};
+use crate::journal::{self, JournalStore, RunState, RunSummary, timefmt};
 
 fn outcome(r: &RunSummary) -> String {
     if r.damage.is_some() {
@@ -18,8 +17,8 @@ fn outcome(r: &RunSummary) -> String {
     }
 }
 
-pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
-    let runs = journal::list_runs(state_dir)?;
+pub fn run(store: &JournalStore, output: Output) -> Result<ExitCode, Error> {
+    let runs = journal::list_runs(store)?;
     if output == Output::Json {
         let s = serde_json::to_string_pretty(&runs)
             .map_err(|e| Error::Internal(format!("cannot encode the run list as JSON: {e}")))?;
@@ -27,7 +26,7 @@ pub fn run(state_dir: &Path, output: Output) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs under {}", state_dir.display());
+        println!("no runs under {}", store.label());
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 8]> = runs

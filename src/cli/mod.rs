@@ -136,6 +136,8 @@ pub enum Command {
     History {
         #[command(flatten)]
         state: StateDirArg,
+        #[command(flatten)]
+        journal: JournalArg,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -475,6 +477,32 @@ pub(crate) fn parse_state_dir(s: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// `--journal`: where runs are journaled when not in files under the state directory.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JournalArg {
+    /// Journal runs in PostgreSQL: postgres://USER@HOST:PORT/DB, or env:VAR naming a
+    /// variable that holds the URL (keeps a password off the command line). The URL is
+    /// never printed; messages name postgres://HOST:PORT/DB. See docs/postgres-journal.md
+    /// [default: files under the state directory]
+    #[arg(
+        long = "journal",
+        value_name = "URL",
+        env = "CUTOVER_JOURNAL",
+        hide_env_values = true
+    )]
+    pub journal: Option<String>,
+}
+
+impl JournalArg {
+    /// The journal in force: PostgreSQL when given, else the file journal under `state_dir`.
+    pub fn store(
+        &self,
+        state_dir: &std::path::Path,
+    ) -> Result<crate::journal::JournalStore, crate::journal::JournalError> {
+        crate::journal::JournalStore::resolve(self.journal.as_deref(), state_dir)
+    }
+}
+
 impl StateDirArg {
     /// The flag, else `CUTOVER_STATE_DIR`, else the default data directory.
     pub fn resolve(&self) -> PathBuf {
@@ -516,7 +544,14 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Load(args) => load::run(args),
-        Command::History { state, output } => history::run(&state.resolve(), output),
+        Command::History {
+            state,
+            journal,
+            output,
+        } => journal
+            .store(&state.resolve())
+            .map_err(Error::from)
+            .and_then(|store| history::run(&store, output)),
         Command::Audit(args) => audit::run(args),
         Command::Report(args) => report::run(args),
         Command::Stats(args) => stats::run(args),

@@ -17,10 +17,12 @@ pub struct ReportArgs {
     pub format: Format,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub journal: super::JournalArg,
 }
 
 pub fn run(args: ReportArgs) -> Result<ExitCode, Error> {
-    let state_dir = args.state.resolve();
+    let state_dir = args.journal.store(&args.state.resolve())?;
     let r = report::for_run(&state_dir, args.run.as_deref()).map_err(Error::from)?;
     let text = report::render(&r, args.format, &crate::secrets::Secrets::default())
         .map_err(Error::from)?;

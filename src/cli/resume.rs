@@ -12,6 +12,8 @@ use crate::session::{Front, RunSpec};
 pub struct ResumeArgs {
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub journal: super::JournalArg,
     /// The run to resume (default: the newest unfinished one).
     #[arg(long)]
     pub run: Option<String>,
@@ -46,8 +48,9 @@ pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
         super::init_logging_at("warn");
     }
     let state_dir = args.state.resolve();
+    let journal = args.journal.store(&state_dir)?;
     let (mut release, base_dir, begin) =
-        crate::session::spec::from_journal(&state_dir, args.run.as_deref())?;
+        crate::session::spec::from_journal(&journal, args.run.as_deref())?;
     args.metrics.apply(&mut release);
     let code = crate::session::run::run(RunSpec {
         aws: args.aws.to_session(),
@@ -55,6 +58,7 @@ pub fn run(args: ResumeArgs) -> Result<ExitCode, Error> {
         base_dir,
         begin,
         state_dir,
+        journal,
         operator: crate::engine::operator_name(args.operator.as_deref()),
         output: args.output,
         allow_contract: args.allow_contract,

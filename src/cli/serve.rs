@@ -32,6 +32,8 @@ pub struct ServeArgs {
     pub run: Option<String>,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub journal: super::JournalArg,
     /// Who runs the release, for the journal (default: $USER).
     #[arg(long)]
     pub operator: Option<String>,
@@ -94,6 +96,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     let state_dir = args.state.resolve();
+    let journal = args.journal.store(&state_dir)?;
     let socket = args
         .socket
         .clone()
@@ -160,7 +163,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
     }
     let operator = crate::engine::operator_name(args.operator.as_deref());
     let (mut release, base_dir, mut begin) = if args.resume {
-        crate::session::spec::from_journal(&state_dir, args.run.as_deref())?
+        crate::session::spec::from_journal(&journal, args.run.as_deref())?
     } else {
         let Some(file) = args.file.clone() else {
             return Err(Error::Invalid(
@@ -171,7 +174,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             &file,
             &args.release.options(),
             &crate::session::lifecycle::Admission {
-                state_dir: &state_dir,
+                journal: &journal,
                 operator: &operator,
                 skip_requires: args.skip_requires.as_deref(),
                 policy: &args.policy.admission(&args.change),
@@ -186,6 +189,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         base_dir,
         begin,
         state_dir,
+        journal,
         operator,
         output: args.output,
         allow_contract: args.allow_contract,

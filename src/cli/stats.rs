@@ -16,6 +16,8 @@ pub struct StatsArgs {
     pub env: Option<String>,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub journal: super::JournalArg,
     /// `json`: `deployments`, `refused`, `success_rate`, `change_failure_rate`,
     /// `duration_s` and `time_to_restore_s` (`{"median", "p90"}`), `by_service`,
     /// `by_environment`, `targets`
@@ -28,7 +30,7 @@ fn parse_since(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(args: StatsArgs) -> Result<ExitCode, Error> {
-    let state_dir = args.state.resolve();
+    let state_dir = args.journal.store(&args.state.resolve())?;
     let filter = Filter {
         since_ms: args
             .since

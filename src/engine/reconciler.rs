@@ -408,6 +408,7 @@ impl Engine {
 
     /// Run everything that is due now. Returns after one pass.
     pub async fn tick(&mut self) -> Result<(), EngineError> {
+        self.recorder.still_writer()?;
         while let Ok(bg) = self.bg_rx.try_recv() {
             self.on_background(bg).await?;
         }

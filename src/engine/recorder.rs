@@ -20,6 +20,12 @@ pub trait Recorder: Send {
     fn record(&mut self, event: &Event) -> Result<(), RecordError>;
     /// Mark the run finished with an outcome (`promoted`, `rolled_back`, ...).
     fn finish(&mut self, outcome: &str) -> Result<(), RecordError>;
+    /// Whether this engine may still write the run (a journal in PostgreSQL: its lease
+    /// holds). Asked before every reconcile pass: a lost lease stops the engine before it
+    /// acts again.
+    fn still_writer(&self) -> Result<(), RecordError> {
+        Ok(())
+    }
 }
 
 /// Events in memory, shared so a test can read them while the engine runs.
@@ -111,6 +117,11 @@ impl Recorder for JournalRecorder {
     fn finish(&mut self, outcome: &str) -> Result<(), RecordError> {
         let journal = &mut self.journal;
         off_the_async_workers(|| journal.finish(outcome)).map_err(|e| RecordError(e.to_string()))
+    }
+    fn still_writer(&self) -> Result<(), RecordError> {
+        self.journal
+            .still_writer()
+            .map_err(|e| RecordError(e.to_string()))
     }
 }
 

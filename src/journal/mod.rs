@@ -24,8 +24,10 @@ mod chain;
 mod entry;
 mod fs;
 pub mod inspect;
+pub mod pg;
 pub mod release_entry;
 mod runs;
+mod store;
 pub mod timefmt;
 
 use std::fs::{File, OpenOptions};
@@ -38,9 +40,9 @@ use serde::{Deserialize, Serialize};
 pub use chain::{ChainProblem, ProblemKind, TornTail};
 pub use entry::{Entry, GENESIS_HASH, NewEntry, sha256_hex};
 pub use release_entry::{RELEASE_ENTRY, ReleaseOrigin, origin_of_run, release_of_run};
-pub use runs::{
-    RunRecord, RunState, RunSummary, RunVerification, VerifyReport, latest_unfinished, list_runs,
-    read_run, verify,
+pub use runs::{RunRecord, RunState, RunSummary, RunVerification, VerifyReport};
+pub use store::{
+    JOURNAL_ENV, JournalStore, StoreRef, latest_unfinished, list_runs, read_run, run_dir, verify,
 };
 
 use fs::{LockOutcome, RunLock, io_err};
@@ -104,6 +106,30 @@ pub enum JournalError {
     Poisoned { run_id: String, cause: String },
     #[error("invalid journal entry: {0}")]
     InvalidEntry(String),
+    #[error("{0}")]
+    BadJournalUrl(String),
+    #[error("cannot {action} the journal {journal}: {detail}")]
+    Database {
+        action: &'static str,
+        /// `postgres://HOST:PORT/DB`: never the user or the password.
+        journal: String,
+        detail: String,
+    },
+    #[error(
+        "no run `{run_id}` in the journal {journal}: `cutover history --journal {journal}` lists the runs"
+    )]
+    UnknownPgRun { journal: String, run_id: String },
+    #[error(
+        "run {run_id} is held by {holder} (lease epoch {epoch}, {left_ms} ms left): wait for that engine to finish or for its lease to expire, then resume"
+    )]
+    Leased {
+        run_id: String,
+        holder: String,
+        epoch: i64,
+        left_ms: u64,
+    },
+    #[error("{0}")]
+    LeaseLost(String),
     #[error("cannot encode a journal entry as JSON: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -115,6 +141,9 @@ impl JournalError {
         matches!(
             self,
             JournalError::UnknownRun { .. }
+                | JournalError::UnknownPgRun { .. }
+                | JournalError::BadJournalUrl(_)
+                | JournalError::Leased { .. }
                 | JournalError::InvalidRunId(_)
                 | JournalError::Locked { .. }
                 | JournalError::Finished { .. }
@@ -182,7 +211,12 @@ const META_FORMAT: u32 = 1;
 
 pub(crate) fn read_meta(path: &Path) -> Result<RunMeta, JournalError> {
     let bytes = std::fs::read(path).map_err(io_err("read", path))?;
-    let meta: RunMeta = serde_json::from_slice(&bytes).map_err(|e| JournalError::BadMeta {
+    parse_meta(path, &bytes)
+}
+
+/// A run record's bytes (`run.json`, or its copy in PostgreSQL), read from `path`.
+pub(crate) fn parse_meta(path: &Path, bytes: &[u8]) -> Result<RunMeta, JournalError> {
+    let meta: RunMeta = serde_json::from_slice(bytes).map_err(|e| JournalError::BadMeta {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
@@ -221,7 +255,7 @@ pub(crate) fn runs_dir(state_dir: &Path) -> PathBuf {
 
 /// The directory of run `run_id` (which must exist), for files written beside its journal
 /// (the release report).
-pub fn run_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, JournalError> {
+fn file_run_dir(state_dir: &Path, run_id: &str) -> Result<PathBuf, JournalError> {
     check_run_id(run_id)?;
     let dir = runs_dir(state_dir).join(run_id);
     if dir.is_dir() {
@@ -313,45 +347,56 @@ fn populate(staging: &Path, meta: &mut RunMeta) -> Result<(RunLock, File), Journ
     Ok((lock, file))
 }
 
+/// Where an open run's entries go: its file (held by the writer lock), or PostgreSQL
+/// (held by the lease).
+#[derive(Debug)]
+enum Sink {
+    File {
+        path: PathBuf,
+        file: File,
+        _lock: RunLock,
+    },
+    Postgres(Box<pg::PgWriter>),
+}
+
 /// An open run, held exclusively for appending.
 #[derive(Debug)]
 pub struct Journal {
     run_id: String,
     dir: PathBuf,
-    path: PathBuf,
-    file: File,
+    sink: Sink,
     meta: RunMeta,
     entries: Vec<Entry>,
     len: u64,
     last_hash: String,
     poisoned: Option<String>,
     recovered: Option<TornTail>,
-    _lock: RunLock,
 }
 
 impl Journal {
     /// Start a new run of a release under `state_dir` (creating directories), stamped
     /// with the wall clock. Writing a header entry is the engine's job.
-    pub fn create(
-        state_dir: &Path,
+    pub fn create<'a>(
+        store: impl Into<StoreRef<'a>>,
         release_name: &str,
         release_file_sha256: &str,
     ) -> Result<Journal, JournalError> {
-        Self::create_at(
-            state_dir,
-            release_name,
-            release_file_sha256,
-            timefmt::now_ms(),
-        )
+        Self::create_at(store, release_name, release_file_sha256, timefmt::now_ms())
     }
 
     /// [`Journal::create`] with the start time given (unix ms), for injected clocks.
-    pub fn create_at(
-        state_dir: &Path,
+    pub fn create_at<'a>(
+        store: impl Into<StoreRef<'a>>,
         release_name: &str,
         release_file_sha256: &str,
         started_ms: u64,
     ) -> Result<Journal, JournalError> {
+        let state_dir = match store.into() {
+            StoreRef::File(dir) => dir,
+            StoreRef::Postgres(pg) => {
+                return Self::create_pg(pg, release_name, release_file_sha256, started_ms);
+            }
+        };
         let runs = runs_dir(state_dir);
         fs::create_dir_durable(&runs)?;
         let mut attempt = 0;
@@ -411,25 +456,143 @@ impl Journal {
             tracing::info!(%run_id, release = release_name, "journal run created");
             return Ok(Journal {
                 run_id,
-                path: dir.join(JOURNAL_FILE),
+                sink: Sink::File {
+                    path: dir.join(JOURNAL_FILE),
+                    file,
+                    _lock: lock,
+                },
                 dir,
-                file,
                 meta,
                 entries: Vec::new(),
                 len: 0,
                 last_hash: GENESIS_HASH.to_owned(),
                 poisoned: None,
                 recovered: None,
-                _lock: lock,
             });
+        }
+    }
+
+    /// A new run in PostgreSQL: its record and its lease (epoch 1) in one transaction.
+    fn create_pg(
+        pg: &pg::PgStore,
+        release_name: &str,
+        release_file_sha256: &str,
+        started_ms: u64,
+    ) -> Result<Journal, JournalError> {
+        for _ in 0..16 {
+            let run_id = new_run_id(release_name, started_ms);
+            let mut meta = RunMeta {
+                format: META_FORMAT,
+                run_id: run_id.clone(),
+                release: release_name.to_owned(),
+                release_file_sha256: release_file_sha256.to_owned(),
+                started_ms,
+                finished_ms: None,
+                outcome: None,
+                entries_at_finish: None,
+                last_hash_at_finish: None,
+                seal: String::new(),
+            };
+            meta.seal = meta.compute_seal();
+            let Some(writer) = pg::PgWriter::create(pg, &meta)? else {
+                continue; // the id is taken: pick another
+            };
+            let dir = pg.side_dir(&run_id);
+            fs::create_dir_durable(&dir)?;
+            tracing::info!(%run_id, release = release_name, journal = pg.label(), "journal run created");
+            return Ok(Journal {
+                run_id,
+                dir,
+                sink: Sink::Postgres(Box::new(writer)),
+                meta,
+                entries: Vec::new(),
+                len: 0,
+                last_hash: GENESIS_HASH.to_owned(),
+                poisoned: None,
+                recovered: None,
+            });
+        }
+        Err(JournalError::InvalidEntry(
+            "no free run id after 16 attempts".into(),
+        ))
+    }
+
+    /// Take a run in PostgreSQL over (a higher epoch) and check its whole chain.
+    fn open_pg(pg: &pg::PgStore, run_id: &str) -> Result<Journal, JournalError> {
+        let (writer, meta_text, bytes) = pg::PgWriter::open(pg, run_id)?;
+        let place = PathBuf::from(format!("{} run {run_id}", pg.label()));
+        let meta = parse_meta(&place, meta_text.as_bytes())?;
+        if !meta.seal_ok() {
+            return Err(JournalError::Corrupt {
+                run_id: run_id.to_owned(),
+                path: place,
+                problem: chain::meta_altered(),
+            });
+        }
+        if let Some(outcome) = &meta.outcome {
+            return Err(JournalError::Finished {
+                run_id: run_id.to_owned(),
+                outcome: outcome.clone(),
+            });
+        }
+        let checked = chain::check(&bytes, None);
+        if let Some(problem) = checked.problem.or_else(|| {
+            // Rows are whole transactions: a torn line here is damage, not a crash.
+            checked.tail.map(|t| ChainProblem {
+                kind: ProblemKind::Malformed,
+                seq: checked.entries.len() as u64 + 1,
+                line: checked.entries.len() as u64 + 1,
+                detail: format!("an incomplete entry of {} bytes", t.len),
+            })
+        }) {
+            return Err(JournalError::Corrupt {
+                run_id: run_id.to_owned(),
+                path: place,
+                problem,
+            });
+        }
+        let dir = pg.side_dir(run_id);
+        fs::create_dir_durable(&dir)?;
+        Ok(Journal {
+            run_id: run_id.to_owned(),
+            dir,
+            sink: Sink::Postgres(Box::new(writer)),
+            meta,
+            len: checked.valid_len,
+            last_hash: checked.last_hash,
+            entries: checked.entries,
+            poisoned: None,
+            recovered: None,
+        })
+    }
+
+    /// The lease this run is written under (PostgreSQL only): the fenced platform checks
+    /// it before every acting call.
+    pub fn lease(&self) -> Option<pg::LeaseGuard> {
+        match &self.sink {
+            Sink::File { .. } => None,
+            Sink::Postgres(w) => Some(w.guard().clone()),
+        }
+    }
+
+    /// Whether this writer may still write: always for the file journal (its lock is
+    /// the kernel's), while the lease holds for PostgreSQL.
+    pub fn still_writer(&self) -> Result<(), JournalError> {
+        match &self.sink {
+            Sink::File { .. } => Ok(()),
+            Sink::Postgres(w) => w.guard().check().map_err(JournalError::LeaseLost),
         }
     }
 
     /// Reopen an unfinished run to resume it: takes the writer lock, validates the whole
     /// chain, and cuts off an incomplete last line left by a crash. A cut is logged and
     /// recorded as an entry of kind [`RECOVERY_KIND`] (see [`Journal::recovered_tail`]).
-    pub fn open(state_dir: &Path, run_id: &str) -> Result<Journal, JournalError> {
+    pub fn open<'a>(store: impl Into<StoreRef<'a>>, run_id: &str) -> Result<Journal, JournalError> {
         check_run_id(run_id)?;
+        let state_dir = match store.into() {
+            StoreRef::File(dir) => dir,
+            StoreRef::Postgres(pg) => return Self::open_pg(pg, run_id),
+        };
         let dir = runs_dir(state_dir).join(run_id);
         if !dir.is_dir() {
             return Err(JournalError::UnknownRun {
@@ -495,15 +658,17 @@ impl Journal {
         let mut journal = Journal {
             run_id: run_id.to_owned(),
             dir,
-            path,
-            file,
+            sink: Sink::File {
+                path,
+                file,
+                _lock: lock,
+            },
             meta,
             len: checked.valid_len,
             last_hash: checked.last_hash,
             entries: checked.entries,
             poisoned: None,
             recovered: checked.tail,
-            _lock: lock,
         };
         journal.record_pending_recoveries()?;
         Ok(journal)
@@ -512,6 +677,9 @@ impl Journal {
     /// Append a [`RECOVERY_KIND`] entry for every saved torn tail (`torn-*.bin`) that no
     /// entry reports yet: the one this open cut, and any whose report a crash prevented.
     fn record_pending_recoveries(&mut self) -> Result<(), JournalError> {
+        if matches!(self.sink, Sink::Postgres(_)) {
+            return Ok(()); // rows are whole transactions: nothing is ever torn
+        }
         let reported: std::collections::HashSet<String> = self
             .entries
             .iter()
@@ -651,30 +819,43 @@ impl Journal {
         if stored.is_empty() {
             return Ok(stored);
         }
-        #[cfg(feature = "crash-hooks")]
-        if let Some(err) = crate::faults::before_append() {
-            return Err(io_err("append to", &self.path)(err));
-        }
-        if let Err(err) = self.file.write_all(&bytes) {
-            // Cut the partial line off so the next append does not glue onto it.
-            let restored = self
-                .file
-                .set_len(self.len)
-                .and_then(|()| self.file.sync_all());
-            if let Err(cut) = restored {
-                self.poisoned = Some(format!(
-                    "write failed ({err}), then truncate failed ({cut})"
-                ));
+        match &mut self.sink {
+            Sink::File { path, file, .. } => {
+                #[cfg(feature = "crash-hooks")]
+                if let Some(err) = crate::faults::before_append() {
+                    return Err(io_err("append to", path)(err));
+                }
+                if let Err(err) = file.write_all(&bytes) {
+                    // Cut the partial line off so the next append does not glue onto it.
+                    let restored = file.set_len(self.len).and_then(|()| file.sync_all());
+                    if let Err(cut) = restored {
+                        self.poisoned = Some(format!(
+                            "write failed ({err}), then truncate failed ({cut})"
+                        ));
+                    }
+                    return Err(io_err("append to", path)(err));
+                }
+                #[cfg(feature = "crash-hooks")]
+                crate::faults::before_fsync();
+                if let Err(err) = file.sync_data() {
+                    // After a failed fsync the kernel may have dropped the dirty pages and
+                    // cleared the error: retrying could "succeed" without the data on disk.
+                    self.poisoned = Some(format!("fsync failed: {err}"));
+                    return Err(io_err("fsync", path)(err));
+                }
             }
-            return Err(io_err("append to", &self.path)(err));
-        }
-        #[cfg(feature = "crash-hooks")]
-        crate::faults::before_fsync();
-        if let Err(err) = self.file.sync_data() {
-            // After a failed fsync the kernel may have dropped the dirty pages and
-            // cleared the error: retrying could "succeed" without the data on disk.
-            self.poisoned = Some(format!("fsync failed: {err}"));
-            return Err(io_err("fsync", &self.path)(err));
+            Sink::Postgres(w) => {
+                let lines: Vec<&[u8]> = bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                // Committed when this returns; any failure leaves the chain uncertain
+                // (or the lease lost): no further appends.
+                if let Err(e) = w.append(self.entries.len() as u64 + 1, &lines) {
+                    self.poisoned = Some(e.to_string());
+                    return Err(e);
+                }
+            }
         }
         self.len += bytes.len() as u64;
         self.last_hash = prev;
@@ -723,7 +904,13 @@ impl Journal {
         meta.outcome = Some(outcome.to_owned());
         meta.entries_at_finish = Some(self.len());
         meta.last_hash_at_finish = Some(self.last_hash.clone());
-        write_meta(&self.dir, &mut meta)?;
+        match &mut self.sink {
+            Sink::File { .. } => write_meta(&self.dir, &mut meta)?,
+            Sink::Postgres(w) => {
+                meta.seal = meta.compute_seal();
+                w.finish(&meta)?;
+            }
+        }
         self.meta = meta;
         tracing::info!(run_id = %self.run_id, outcome, "journal run finished");
         Ok(())

@@ -141,14 +141,20 @@ fn journaled_json(release: &Release) -> Result<serde_json::Value, RecordReleaseE
 }
 
 /// The environment and artifact a run's release was resolved with.
-pub fn origin_of_run(state_dir: &Path, run_id: &str) -> Result<ReleaseOrigin, RunReleaseError> {
+pub fn origin_of_run<'a>(
+    state_dir: impl Into<super::StoreRef<'a>>,
+    run_id: &str,
+) -> Result<ReleaseOrigin, RunReleaseError> {
     Ok(ReleaseOrigin::from_payload(&release_payload(
         state_dir, run_id,
     )?))
 }
 
 /// The payload of a run's release entry.
-fn release_payload(state_dir: &Path, run_id: &str) -> Result<serde_json::Value, RunReleaseError> {
+fn release_payload<'a>(
+    state_dir: impl Into<super::StoreRef<'a>>,
+    run_id: &str,
+) -> Result<serde_json::Value, RunReleaseError> {
     let rec = super::read_run(state_dir, run_id).map_err(RunReleaseError::Journal)?;
     rec.entries
         .into_iter()
@@ -236,8 +242,8 @@ impl RunReleaseError {
 }
 
 /// Read the release stored in a run's journal, and the directory its files are read from.
-pub fn release_of_run(
-    state_dir: &Path,
+pub fn release_of_run<'a>(
+    state_dir: impl Into<super::StoreRef<'a>>,
     run_id: &str,
 ) -> Result<(Release, PathBuf), RunReleaseError> {
     let payload = release_payload(state_dir, run_id)?;

@@ -132,12 +132,7 @@ fn count_lines(path: &Path) -> Result<u64, JournalError> {
 /// entry), if any. Read without verifying the chain (as `entries` is counted): `audit
 /// verify` does that.
 fn labels_of(journal: &Path) -> (Option<String>, Option<String>) {
-    first_payload(journal).map_or((None, None), |p| {
-        (
-            p["environment"].as_str().map(str::to_string),
-            p["change"].as_str().map(str::to_string),
-        )
-    })
+    first_payload(journal).map_or((None, None), |p| labels_of_payload(&p))
 }
 
 fn first_payload(journal: &Path) -> Option<serde_json::Value> {
@@ -166,40 +161,53 @@ fn release_field(entries: &[Entry], field: &str) -> Option<String> {
 fn summarize(run_id: &str, dir: &Path) -> RunSummary {
     let read = || -> Result<RunSummary, JournalError> {
         let meta = read_meta(&dir.join(META_FILE))?;
-        if meta.run_id != run_id {
-            return Err(JournalError::BadMeta {
-                path: dir.join(META_FILE),
-                detail: format!(
-                    "it names run {} but lives in directory {run_id}",
-                    meta.run_id
-                ),
-            });
-        }
         let entries = count_lines(&dir.join(JOURNAL_FILE))?;
-        let (environment, change) = labels_of(&dir.join(JOURNAL_FILE));
+        let labels = labels_of(&dir.join(JOURNAL_FILE));
         let state = state_of(&meta, dir)?;
-        let damage = (!meta.seal_ok()).then(|| {
-            format!(
-                "{}: {}",
-                dir.join(META_FILE).display(),
-                chain::meta_altered().detail
-            )
-        });
-        Ok(RunSummary {
-            run_id: run_id.to_owned(),
-            release: meta.release,
-            release_file_sha256: meta.release_file_sha256,
-            started_ms: meta.started_ms,
-            finished_ms: meta.finished_ms,
-            outcome: meta.outcome,
-            environment,
-            change,
-            entries,
-            state,
-            damage,
-        })
+        summary_of(run_id, meta, &dir.join(META_FILE), entries, labels, state)
     };
-    read().unwrap_or_else(|e| RunSummary {
+    read().unwrap_or_else(|e| damaged_summary(run_id, &e))
+}
+
+/// A run's summary from its record (read from `place`), counted lines, the release
+/// entry's labels and its state: the same for the file and the PostgreSQL journal.
+pub(super) fn summary_of(
+    run_id: &str,
+    meta: RunMeta,
+    place: &Path,
+    entries: u64,
+    (environment, change): (Option<String>, Option<String>),
+    state: RunState,
+) -> Result<RunSummary, JournalError> {
+    if meta.run_id != run_id {
+        return Err(JournalError::BadMeta {
+            path: place.to_path_buf(),
+            detail: format!(
+                "it names run {} but lives in directory {run_id}",
+                meta.run_id
+            ),
+        });
+    }
+    let damage =
+        (!meta.seal_ok()).then(|| format!("{}: {}", place.display(), chain::meta_altered().detail));
+    Ok(RunSummary {
+        run_id: run_id.to_owned(),
+        release: meta.release,
+        release_file_sha256: meta.release_file_sha256,
+        started_ms: meta.started_ms,
+        finished_ms: meta.finished_ms,
+        outcome: meta.outcome,
+        environment,
+        change,
+        entries,
+        state,
+        damage,
+    })
+}
+
+/// A run that cannot be read, listed with why rather than hidden.
+pub(super) fn damaged_summary(run_id: &str, e: &JournalError) -> RunSummary {
+    RunSummary {
         run_id: run_id.to_owned(),
         release: String::new(),
         release_file_sha256: String::new(),
@@ -211,13 +219,30 @@ fn summarize(run_id: &str, dir: &Path) -> RunSummary {
         entries: 0,
         state: RunState::Interrupted,
         damage: Some(e.to_string()),
-    })
+    }
+}
+
+/// The environment and change ticket of a release entry's payload.
+pub(super) fn labels_of_payload(p: &serde_json::Value) -> (Option<String>, Option<String>) {
+    (
+        p["environment"].as_str().map(str::to_string),
+        p["change"].as_str().map(str::to_string),
+    )
+}
+
+/// Newest first: by start time, then id (ids start with the start time too).
+pub(super) fn newest_first(out: &mut [RunSummary]) {
+    out.sort_by(|a, b| {
+        b.started_ms
+            .cmp(&a.started_ms)
+            .then_with(|| b.run_id.cmp(&a.run_id))
+    });
 }
 
 /// All runs under a state dir, newest first. A run directory that cannot be read is
 /// listed with `damage` set rather than hidden. A state dir without runs yields an empty
 /// list.
-pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
+pub(super) fn list_file_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
     let runs = runs_dir(state_dir);
     let rd = match std::fs::read_dir(&runs) {
         Ok(rd) => rd,
@@ -239,25 +264,12 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, JournalError> {
         }
         out.push(summarize(name, &dent.path()));
     }
-    // Newest first: by start time, then id (ids start with the start time too).
-    out.sort_by(|a, b| {
-        b.started_ms
-            .cmp(&a.started_ms)
-            .then_with(|| b.run_id.cmp(&a.run_id))
-    });
+    newest_first(&mut out);
     Ok(out)
 }
 
-/// The newest run that is neither finished nor damaged (for `cutover resume`); it may be
-/// [`RunState::Running`] if an engine is still writing it, which `Journal::open` reports.
-pub fn latest_unfinished(state_dir: &Path) -> Result<Option<RunSummary>, JournalError> {
-    Ok(list_runs(state_dir)?
-        .into_iter()
-        .find(|r| r.damage.is_none() && !r.is_finished()))
-}
-
 /// Read one run: its summary, entries and chain verification. Read-only.
-pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalError> {
+pub(super) fn read_file_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalError> {
     check_run_id(run_id)?;
     let dir = runs_dir(state_dir).join(run_id);
     if !dir.is_dir() {
@@ -269,6 +281,19 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
     let meta = read_meta(&dir.join(META_FILE))?;
     let path = dir.join(JOURNAL_FILE);
     let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+    let state = state_of(&meta, &dir)?;
+    record_of(run_id, meta, &dir.join(META_FILE), &bytes, state)
+}
+
+/// One run read in full from its record (read from `place`) and its journal's bytes:
+/// the same checks for the file and the PostgreSQL journal.
+pub(super) fn record_of(
+    run_id: &str,
+    meta: RunMeta,
+    place: &Path,
+    bytes: &[u8],
+    state: RunState,
+) -> Result<RunRecord, JournalError> {
     let anchor = match (&meta.entries_at_finish, &meta.last_hash_at_finish) {
         (Some(entries), Some(last_hash)) => Some(FinishAnchor {
             entries: *entries,
@@ -276,7 +301,7 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         }),
         _ => None,
     };
-    let mut checked = chain::check(&bytes, anchor);
+    let mut checked = chain::check(bytes, anchor);
     if !meta.seal_ok() {
         // The anchors themselves are untrustworthy: that is the first thing to fix.
         checked.problem = Some(chain::meta_altered());
@@ -284,11 +309,10 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
     let finished = meta.outcome.is_some();
     if meta.outcome.is_some() && anchor.is_none() {
         return Err(JournalError::BadMeta {
-            path: dir.join(META_FILE),
+            path: place.to_path_buf(),
             detail: "it records an outcome but not the entry count and last hash".into(),
         });
     }
-    let state = state_of(&meta, &dir)?;
     let verification = RunVerification {
         run_id: run_id.to_owned(),
         release: meta.release.clone(),
@@ -322,38 +346,4 @@ pub fn read_run(state_dir: &Path, run_id: &str) -> Result<RunRecord, JournalErro
         entries: checked.entries,
         verification,
     })
-}
-
-/// Verify the chain of one run, or of every run (oldest first) when `run_id` is `None`.
-/// An unknown or invalid run id is an error; damage is reported in the result. A run
-/// whose `run.json` is unreadable is reported as a malformed chain.
-pub fn verify(state_dir: &Path, run_id: Option<&str>) -> Result<VerifyReport, JournalError> {
-    if let Some(id) = run_id {
-        let rec = read_run(state_dir, id)?;
-        return Ok(VerifyReport {
-            runs: vec![rec.verification],
-        });
-    }
-    let mut runs = Vec::new();
-    for s in list_runs(state_dir)?.into_iter().rev() {
-        let v = match read_run(state_dir, &s.run_id) {
-            Ok(rec) => rec.verification,
-            Err(e) => RunVerification {
-                run_id: s.run_id.clone(),
-                release: s.release.clone(),
-                entries: 0,
-                last_hash: String::new(),
-                finished: s.is_finished(),
-                torn_tail: None,
-                problem: Some(ChainProblem {
-                    kind: chain::ProblemKind::Malformed,
-                    seq: 0,
-                    line: 0,
-                    detail: e.to_string(),
-                }),
-            },
-        };
-        runs.push(v);
-    }
-    Ok(VerifyReport { runs })
 }

@@ -7,6 +7,7 @@
 //! revision (a local process, an ECS task).
 
 pub mod ecs;
+pub mod fenced;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ pub mod model;
 pub mod stats;
 pub mod svg;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use model::Report;
 
@@ -69,14 +69,18 @@ impl ReportError {
 }
 
 /// The report of `run` (the newest run under `state_dir` when `None`).
-pub fn for_run(state_dir: &Path, run: Option<&str>) -> Result<Report, ReportError> {
+pub fn for_run<'a>(
+    state_dir: impl Into<crate::journal::StoreRef<'a>>,
+    run: Option<&str>,
+) -> Result<Report, ReportError> {
+    let state_dir = state_dir.into();
     let run_id = match run {
         Some(r) => r.to_string(),
         None => crate::journal::list_runs(state_dir)?
             .into_iter()
             .next()
             .map(|r| r.run_id)
-            .ok_or_else(|| ReportError::NoRuns(state_dir.to_path_buf()))?,
+            .ok_or_else(|| ReportError::NoRuns(PathBuf::from(state_dir.label())))?,
     };
     let rec = crate::journal::read_run(state_dir, &run_id)?;
     Ok(model::build(&rec))
@@ -103,11 +107,12 @@ pub fn render(
 
 /// Write `report.html`, `report.md` and `report.json` of `run_id` into its run directory
 /// (each replaced atomically); returns the directory.
-pub fn write_files(
-    state_dir: &Path,
+pub fn write_files<'a>(
+    state_dir: impl Into<crate::journal::StoreRef<'a>>,
     run_id: &str,
     secrets: &crate::secrets::Secrets,
 ) -> Result<PathBuf, ReportError> {
+    let state_dir = state_dir.into();
     let report = for_run(state_dir, Some(run_id))?;
     let dir = crate::journal::run_dir(state_dir, run_id)?;
     for f in Format::ALL {

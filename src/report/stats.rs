@@ -211,10 +211,11 @@ pub fn compute<'a>(reports: impl IntoIterator<Item = &'a Report>, filter: &Filte
 
 /// The metrics of every run under `state_dir` that `filter` keeps. A run whose journal
 /// cannot be read is left out with a warning on stderr (`audit verify` says why).
-pub fn for_state_dir(
-    state_dir: &std::path::Path,
+pub fn for_state_dir<'a>(
+    state_dir: impl Into<crate::journal::StoreRef<'a>>,
     filter: &Filter,
 ) -> Result<Stats, super::ReportError> {
+    let state_dir = state_dir.into();
     let mut reports = Vec::new();
     for run in crate::journal::list_runs(state_dir)? {
         if filter.since_ms.is_some_and(|s| run.started_ms < s) {

@@ -149,6 +149,7 @@ pub async fn run_console(
         output,
         hub,
         state_dir,
+        journal,
         contract,
         aws,
         secrets,
@@ -184,12 +185,12 @@ pub async fn run_console(
     let (banner_tx, banner_rx) = tokio::sync::watch::channel(None::<String>);
     let banner = {
         let mut stopped = stopped.clone();
-        let (run_id, state_dir) = (run_id.clone(), state_dir.clone());
+        let (run_id, journal) = (run_id.clone(), journal.clone());
         tokio::spawn(async move {
             if let Ok(s) = stopped.wait_for(|s| s.is_some()).await
                 && let Some(s) = s.as_ref()
             {
-                let text = super::journal_failure::console_banner(s, &run_id, &state_dir);
+                let text = super::journal_failure::console_banner(s, &run_id, &journal);
                 let _ = banner_tx.send(Some(text));
             }
         })
@@ -265,7 +266,7 @@ pub async fn run_console(
         if s.journal {
             note!(
                 "{}",
-                super::journal_failure::advice(&s.reason, &run_id, &state_dir, false)
+                super::journal_failure::advice(&s.reason, &run_id, &journal, false)
             );
         }
         if let Some(sh) = shared {
@@ -310,7 +311,7 @@ pub async fn run_console(
             "asked from the console"
         };
         let (end, lines) = match hand_over(
-            join, &platform, shared, &state_dir, &run_id, operator, contract, &aws,
+            join, &platform, shared, &state_dir, &journal, &run_id, operator, contract, &aws,
         )
         .await
         {
@@ -367,7 +368,7 @@ pub async fn run_console(
         match join.await {
             Ok(Ok(out)) => {
                 let (mut more, mut lines) = extra(&out.state);
-                super::report::write_and_name(&state_dir, &run_id, &secrets, &mut more, &mut lines);
+                super::report::write_and_name(&journal, &run_id, &secrets, &mut more, &mut lines);
                 print_summary(&out.state, out.exit_code, output, more, &lines);
                 out.exit_code
             }

@@ -66,7 +66,8 @@ pub async fn finish_session(
         run_id,
         output,
         hub: _,
-        state_dir,
+        state_dir: _,
+        journal,
         contract: _,
         aws: _,
         secrets,
@@ -104,7 +105,7 @@ pub async fn finish_session(
         Ok(Ok(out)) => {
             let _ = printer.await;
             let (mut more, mut lines) = extra(&out.state);
-            super::report::write_and_name(&state_dir, &run_id, &secrets, &mut more, &mut lines);
+            super::report::write_and_name(&journal, &run_id, &secrets, &mut more, &mut lines);
             print_summary(&out.state, out.exit_code, output, more, &lines);
             out.exit_code
         }
@@ -114,7 +115,7 @@ pub async fn finish_session(
                 journal_failed = true;
                 eprintln!(
                     "{}",
-                    super::journal_failure::advice(&r.0, &run_id, &state_dir, keep_running)
+                    super::journal_failure::advice(&r.0, &run_id, &journal, keep_running)
                 );
             }
             EXIT_INTERNAL

@@ -21,6 +21,7 @@ pub struct Background {
 pub fn spawn_background(
     state_dir: &Path,
     argv: &[std::ffi::OsString],
+    journal: Option<&crate::journal::JournalStore>,
 ) -> Result<Background, String> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
@@ -44,6 +45,10 @@ pub fn spawn_background(
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);
+    // A journal in PostgreSQL goes by the environment, never on the command line.
+    if let Some(crate::journal::JournalStore::Postgres(pg)) = journal {
+        cmd.env(crate::journal::JOURNAL_ENV, pg.secret_url());
+    }
     // SAFETY: setsid is async-signal-safe and touches no memory of this process.
     unsafe {
         cmd.pre_exec(|| {
@@ -116,6 +121,7 @@ pub async fn hand_over(
     platform: &Arc<dyn crate::platform::Platform>,
     shared: Option<Shared>,
     state_dir: &Path,
+    journal: &crate::journal::JournalStore,
     run_id: &str,
     operator: &str,
     contract: crate::engine::ContractMode,
@@ -135,7 +141,7 @@ pub async fn hand_over(
     }
     platform.shutdown().await;
     let argv = serve_argv(run_id, state_dir, operator, contract, aws);
-    let Background { mut child, log } = spawn_background(state_dir, &argv)?;
+    let Background { mut child, log } = spawn_background(state_dir, &argv, Some(journal))?;
     let pid = child.id();
     let client = Client::new(Endpoint::Unix(socket_path(state_dir)), operator);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -192,7 +198,7 @@ pub fn serve_in_background(
     let Background {
         mut child,
         log: log_path,
-    } = spawn_background(state_dir, argv).map_err(super::Failure::internal)?;
+    } = spawn_background(state_dir, argv, None).map_err(super::Failure::internal)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {

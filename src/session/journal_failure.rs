@@ -1,14 +1,38 @@
 //! What a headless run says when the engine stopped because its journal could not be
 //! written (a full or failing disk): the engine took no action after the failed write, so
 //! traffic is on the last journaled split; the operator frees the disk, then resumes.
-
-use std::path::Path;
+//! With the journal in PostgreSQL, a lost lease stops the engine the same way: another
+//! engine may hold the run, so this one only says so.
 
 use crate::engine::Stopped;
+use crate::journal::JournalStore;
+
+/// What is said when the engine lost its lease on a run in PostgreSQL.
+fn lease_advice(cause: &str, run_id: &str, journal: &JournalStore) -> String {
+    format!(
+        "cutover: {cause}.\n\
+         cutover: no platform call was made after the loss was noticed. `cutover history {flag}` \
+         shows whether another engine is running run {run_id}; if none is, `cutover resume {flag} \
+         --run {run_id}` takes it over once the lease has expired",
+        flag = journal.flag(),
+    )
+}
 
 /// The lines printed on stderr after `cutover: the engine stopped: …`; `cause` is the
 /// failed write's error.
-pub fn advice(cause: &str, run_id: &str, state_dir: &Path, keep_running: bool) -> String {
+pub fn advice(cause: &str, run_id: &str, journal: &JournalStore, keep_running: bool) -> String {
+    if cause.contains(crate::journal::pg::LEASE_LOST) {
+        return lease_advice(cause, run_id, journal);
+    }
+    let JournalStore::File(state_dir) = journal else {
+        return format!(
+            "cutover: the journal of run {run_id} could not be written ({cause}); the engine took no \
+             action after the failed write. Check the database {label}, then run \
+             `cutover resume {flag} --run {run_id}` to carry on from the journal",
+            label = journal.label(),
+            flag = journal.flag(),
+        );
+    };
     let dir = state_dir.display();
     let traffic = if keep_running {
         "the proxies keep serving the last journaled split until SIGINT or SIGTERM"
@@ -26,8 +50,11 @@ pub fn advice(cause: &str, run_id: &str, state_dir: &Path, keep_running: bool) -
 /// What the console shows once its engine stopped: for a journal that could not be
 /// written, where traffic is and what to do (the console's process keeps the proxies
 /// serving that split until it quits); otherwise the error and the way back.
-pub fn console_banner(stopped: &Stopped, run_id: &str, state_dir: &Path) -> String {
-    let dir = state_dir.display();
+pub fn console_banner(stopped: &Stopped, run_id: &str, journal: &JournalStore) -> String {
+    let dir = journal.label();
+    if stopped.journal && stopped.reason.contains(crate::journal::pg::LEASE_LOST) {
+        return lease_advice(&stopped.reason, run_id, journal);
+    }
     if stopped.journal {
         format!(
             "The journal of run {run_id} could not be written ({cause}). The engine took no \
@@ -56,7 +83,7 @@ mod tests {
             journal: true,
             reason: "write failed: No space left on device (os error 28)".into(),
         };
-        let t = console_banner(&s, "R1", Path::new("/var/lib/cutover"));
+        let t = console_banner(&s, "R1", &JournalStore::File("/var/lib/cutover".into()));
         assert!(t.contains("No space left on device"), "{t}");
         assert!(t.contains("last journaled split"), "{t}");
         assert!(t.contains("df -h /var/lib/cutover"), "{t}");
@@ -68,7 +95,7 @@ mod tests {
             journal: false,
             reason: "the release has no service named `x`".into(),
         };
-        let t = console_banner(&o, "R1", Path::new("/s"));
+        let t = console_banner(&o, "R1", &JournalStore::File("/s".into()));
         assert!(t.starts_with("the release has no service named `x`"), "{t}");
         assert!(!t.contains("journal of run"), "{t}");
     }

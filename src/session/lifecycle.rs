@@ -7,8 +7,6 @@
 //! The runs are read from their journals (the release entry records the environment and
 //! the artifact), and a run whose chain does not verify does not count.
 
-use std::path::Path;
-
 use super::exit::Failure;
 use crate::engine::BreakGlass;
 use crate::journal::{self, RELEASE_ENTRY};
@@ -17,7 +15,8 @@ use crate::release::LoadedRelease;
 /// Where a fresh run would be journaled, who starts it, and `--skip-requires`.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission<'a> {
-    pub state_dir: &'a Path,
+    /// Where runs are journaled (the gate reads them there).
+    pub journal: &'a journal::JournalStore,
     pub operator: &'a str,
     /// `--skip-requires REASON`: start even when the gate is closed.
     pub skip_requires: Option<&'a str>,
@@ -40,10 +39,10 @@ pub fn admit(loaded: &LoadedRelease, a: &Admission) -> Result<Option<BreakGlass>
     if required(loaded).is_empty() {
         return Ok(None);
     }
-    let report = check(a.state_dir, loaded).map_err(|e| {
+    let report = check(a.journal, loaded).map_err(|e| {
         Failure::internal(format!(
             "the lifecycle gate cannot read the runs under {}: {e}",
-            a.state_dir.display()
+            a.journal.label()
         ))
     })?;
     if report.is_open() {
@@ -119,10 +118,11 @@ pub fn required(loaded: &LoadedRelease) -> Vec<String> {
 }
 
 /// Look through the state directory's runs for each required environment.
-pub fn check(
-    state_dir: &Path,
+pub fn check<'a>(
+    state_dir: impl Into<journal::StoreRef<'a>>,
     loaded: &LoadedRelease,
 ) -> Result<GateReport, journal::JournalError> {
+    let state_dir = state_dir.into();
     let mut report = GateReport::default();
     let needs = required(loaded);
     if needs.is_empty() {
@@ -194,7 +194,7 @@ struct RunRelease {
     chain_ok: bool,
 }
 
-fn run_release(state_dir: &Path, run_id: &str) -> Option<RunRelease> {
+fn run_release(state_dir: journal::StoreRef<'_>, run_id: &str) -> Option<RunRelease> {
     let rec = journal::read_run(state_dir, run_id).ok()?;
     let entry = rec.entries.iter().find(|e| e.kind == RELEASE_ENTRY)?;
     Some(RunRelease {

@@ -5,7 +5,7 @@
 //! `history`, `audit` and the delivery figures see it (a refused release is not a
 //! deployment). Then exit 2 with each reason printed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::exit::Failure;
 use crate::journal::{Journal, NewEntry};
@@ -42,7 +42,7 @@ pub fn environment(loaded: &LoadedRelease) -> Option<String> {
 pub fn admit(
     loaded: &LoadedRelease,
     file_label: &str,
-    state_dir: &Path,
+    state_dir: &crate::journal::JournalStore,
     operator: &str,
     a: &PolicyAdmission,
 ) -> Result<Option<ChangeControl>, super::spec::SourceError> {
@@ -107,7 +107,7 @@ pub fn evaluate(
 fn journal_refusal(
     loaded: &LoadedRelease,
     file_label: &str,
-    state_dir: &Path,
+    state_dir: &crate::journal::JournalStore,
     operator: &str,
     a: &PolicyAdmission,
     refusals: &[Refusal],

@@ -7,7 +7,7 @@ use crate::secrets::Secrets;
 /// Write the report of `run_id`, scrubbed of `secrets`, and say where in the summary:
 /// `report` (the HTML file) in the JSON summary and a line in the text one.
 pub fn write_and_name(
-    state_dir: &std::path::Path,
+    state_dir: &crate::journal::JournalStore,
     run_id: &str,
     secrets: &Secrets,
     json: &mut serde_json::Value,

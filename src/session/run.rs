@@ -26,6 +26,7 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
         base_dir,
         begin,
         state_dir,
+        journal,
         operator,
         output,
         allow_contract,
@@ -56,7 +57,8 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
     };
     let contract = super::contract_mode(allow_contract, console || served);
     let session = match start_session_with(
-        &release, &base_dir, &state_dir, begin, &operator, output, !console, contract, &aws,
+        &release, &base_dir, &state_dir, &journal, begin, &operator, output, !console, contract,
+        &aws,
     )
     .await
     {
@@ -104,7 +106,7 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
             None => eprintln!(
                 "cutover: run {} journaled under {}",
                 session.run_id,
-                state_dir.display()
+                journal.label()
             ),
         }
     }

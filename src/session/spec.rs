@@ -50,6 +50,8 @@ pub struct RunSpec {
     pub base_dir: std::path::PathBuf,
     pub begin: Begin,
     pub state_dir: std::path::PathBuf,
+    /// Where the run is journaled: files under `state_dir`, or PostgreSQL.
+    pub journal: crate::journal::JournalStore,
     pub operator: String,
     pub output: Output,
     /// `--allow-contract`.
@@ -135,7 +137,7 @@ pub fn from_file(
     let change_control = super::policy_gate::admit(
         &loaded,
         &file.display().to_string(),
-        admission.state_dir,
+        admission.journal,
         admission.operator,
         admission.policy,
     )?;
@@ -158,7 +160,7 @@ pub fn from_file(
 /// A resumed run: `run`, else the newest unfinished run under `state_dir`, and the
 /// release its journal recorded.
 pub fn from_journal(
-    state_dir: &std::path::Path,
+    state_dir: &crate::journal::JournalStore,
     run: Option<&str>,
 ) -> Result<(crate::release::Release, std::path::PathBuf, Begin), super::Failure> {
     let run_id = match run {
@@ -167,8 +169,9 @@ pub fn from_journal(
             Ok(Some(r)) => r.run_id,
             Ok(None) => {
                 return Err(super::Failure::invalid(format!(
-                    "no unfinished run under {}; nothing to resume (see `cutover history`)",
-                    state_dir.display()
+                    "no unfinished run under {}; nothing to resume (see `cutover history {}`)",
+                    state_dir.label(),
+                    state_dir.flag()
                 )));
             }
             Err(e) => return Err(super::Failure::internal(e.to_string())),

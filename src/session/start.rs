@@ -41,8 +41,10 @@ pub struct Session {
     pub output: Output,
     /// Numbers and fans out the engine's events to control API clients.
     pub hub: Arc<crate::control::Hub>,
-    /// Where the run is journaled (and a console shares it: `STATE_DIR/cutover.sock`).
+    /// Where the run keeps its local files (a console shares it: `STATE_DIR/cutover.sock`).
     pub state_dir: PathBuf,
+    /// Where the run is journaled: files under `state_dir`, or PostgreSQL.
+    pub journal: crate::journal::JournalStore,
     /// How contracts are confirmed (a hand-over to `serve` keeps `--allow-contract`).
     pub contract: crate::engine::ContractMode,
     /// The AWS region and profile (a hand-over to `serve` keeps them).
@@ -58,6 +60,7 @@ pub async fn start_session_with(
     release: &Release,
     base_dir: &Path,
     state_dir: &Path,
+    store: &crate::journal::JournalStore,
     begin: Begin,
     operator: &str,
     output: Output,
@@ -118,7 +121,7 @@ pub async fn start_session_with(
         } => {
             break_glass = skipped;
             change_control = cc.map(|c| *c);
-            let mut j = Journal::create(state_dir, &release.release.name, &sha256)
+            let mut j = Journal::create(store, &release.release.name, &sha256)
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             crate::journal::release_entry::record_release(
                 &mut j,
@@ -135,7 +138,7 @@ pub async fn start_session_with(
             (j, None, None)
         }
         Begin::Resume { run_id } => {
-            let j = Journal::open(state_dir, &run_id).map_err(|e| {
+            let j = Journal::open(store, &run_id).map_err(|e| {
                 if e.is_invalid_input() {
                     Failure::invalid(format!("resume: {e}"))
                 } else {
@@ -199,6 +202,11 @@ pub async fn start_session_with(
     };
     #[cfg(feature = "crash-hooks")]
     let platform = crate::faults::platform::hooked(platform);
+    // A journal in PostgreSQL: no acting platform call once the lease is lost.
+    let platform = match journal.lease() {
+        Some(lease) => crate::platform::fenced::fenced(platform, lease),
+        None => platform,
+    };
     let plan = crate::plan::plan(release);
     let migrate = crate::migrate::RunOptions {
         child_env: child_env.clone(),
@@ -296,6 +304,7 @@ pub async fn start_session_with(
         output,
         hub,
         state_dir: state_dir.to_path_buf(),
+        journal: store.clone(),
         contract,
         aws: aws.clone(),
         secrets: crate::secrets::Secrets::from_release(release),

@@ -1,0 +1,117 @@
+//! Reading runs from PostgreSQL: the stored lines are joined back into the file journal's
+//! bytes and checked by the same code (`runs::record_of`, `chain::check`), so a run reads,
+//! lists and verifies the same on both backends. Nothing here takes a lease.
+
+use std::path::PathBuf;
+
+use super::{PgStore, off_runtime};
+use crate::journal::runs::{self, RunRecord, RunState, RunSummary};
+use crate::journal::{JournalError, RunMeta};
+
+/// Where a run's record lives, for messages (`postgres://HOST:PORT/DB run ID`).
+fn place(store: &PgStore, run_id: &str) -> PathBuf {
+    PathBuf::from(format!("{} run {run_id}", store.label()))
+}
+
+fn meta_of(store: &PgStore, run_id: &str, text: &str) -> Result<RunMeta, JournalError> {
+    crate::journal::parse_meta(&place(store, run_id), text.as_bytes())
+}
+
+fn state_of(meta: &RunMeta, leased: Option<bool>) -> RunState {
+    if meta.outcome.is_some() {
+        RunState::Finished
+    } else if leased == Some(true) {
+        RunState::Running { pid: None }
+    } else {
+        RunState::Interrupted
+    }
+}
+
+/// A run's stored lines, in order, each followed by a newline.
+pub(super) fn lines_of(
+    client: &mut postgres::Client,
+    run_id: &str,
+) -> Result<Vec<u8>, postgres::Error> {
+    let rows = off_runtime(|| {
+        client.query(
+            "SELECT line FROM cutover_journal_entries WHERE run_id = $1 ORDER BY seq",
+            &[&run_id],
+        )
+    })?;
+    let mut bytes = Vec::new();
+    for r in rows {
+        let line: &str = r.get(0);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+    }
+    Ok(bytes)
+}
+
+/// Every run, newest first; a run whose record cannot be read is listed with `damage`.
+pub(crate) fn list_runs(store: &PgStore) -> Result<Vec<RunSummary>, JournalError> {
+    let mut client = store.connect()?;
+    let rows = off_runtime(|| {
+        client.query(
+            "SELECT r.run_id, r.meta,
+                    (SELECT count(*) FROM cutover_journal_entries e WHERE e.run_id = r.run_id),
+                    (SELECT line FROM cutover_journal_entries e WHERE e.run_id = r.run_id AND e.seq = 1),
+                    l.expires_at > clock_timestamp()
+               FROM cutover_journal_runs r
+               LEFT JOIN cutover_journal_leases l ON l.run_id = r.run_id",
+            &[],
+        )
+    })
+    .map_err(|e| store.error("list the runs in", e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let run_id: String = r.get(0);
+        let text: String = r.get(1);
+        let entries: i64 = r.get(2);
+        let first: Option<String> = r.get(3);
+        let leased: Option<bool> = r.get(4);
+        let labels = first
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .filter(|v| v["kind"] == crate::journal::RELEASE_ENTRY)
+            .map_or((None, None), |v| runs::labels_of_payload(&v["payload"]));
+        let summary = meta_of(store, &run_id, &text).and_then(|meta| {
+            let state = state_of(&meta, leased);
+            runs::summary_of(
+                &run_id,
+                meta,
+                &place(store, &run_id),
+                entries.max(0) as u64,
+                labels,
+                state,
+            )
+        });
+        out.push(summary.unwrap_or_else(|e| runs::damaged_summary(&run_id, &e)));
+    }
+    runs::newest_first(&mut out);
+    Ok(out)
+}
+
+/// One run read in full and verified.
+pub(crate) fn read_run(store: &PgStore, run_id: &str) -> Result<RunRecord, JournalError> {
+    let mut client = store.connect()?;
+    let row = off_runtime(|| {
+        client.query_opt(
+            "SELECT r.meta, l.expires_at > clock_timestamp()
+               FROM cutover_journal_runs r
+               LEFT JOIN cutover_journal_leases l ON l.run_id = r.run_id
+              WHERE r.run_id = $1",
+            &[&run_id],
+        )
+    })
+    .map_err(|e| store.error("read a run from", e))?;
+    let Some(row) = row else {
+        return Err(JournalError::UnknownPgRun {
+            journal: store.label().to_string(),
+            run_id: run_id.to_string(),
+        });
+    };
+    let (text, leased): (String, Option<bool>) = (row.get(0), row.get(1));
+    let bytes = lines_of(&mut client, run_id).map_err(|e| store.error("read a run from", e))?;
+    let meta = meta_of(store, run_id, &text)?;
+    let state = state_of(&meta, leased);
+    runs::record_of(run_id, meta, &place(store, run_id), &bytes, state)
+}
