@@ -8,9 +8,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,14 +110,15 @@ impl Fx {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }
 
-    /// The only run's id in the database.
+    /// The newest run's id in the database.
     fn run_id(&self) -> String {
-        let rows = self
-            .db()
-            .query("SELECT run_id FROM cutover_journal_runs", &[])
-            .unwrap();
-        assert_eq!(rows.len(), 1);
-        rows[0].get(0)
+        self.db()
+            .query_one(
+                "SELECT run_id FROM cutover_journal_runs ORDER BY started_ms DESC LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0)
     }
 
     fn entries(&self) -> i64 {
@@ -265,4 +265,405 @@ fn a_deploy_journaled_in_postgres_reads_back_through_every_command() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!e.contains(PASSWORD) && e.contains("nope-run"), "{e}");
     fx.wait_no_replicas();
+}
+
+fn new_entry(kind: &str) -> cutover::journal::NewEntry {
+    cutover::journal::NewEntry {
+        at_ms: 1,
+        operator: None,
+        kind: kind.into(),
+        service: None,
+        payload: serde_json::json!({"summary": kind}),
+    }
+}
+
+#[test]
+fn a_writer_with_an_older_epoch_is_refused_by_the_database() {
+    use cutover::journal::pg::PgStore;
+    use cutover::journal::{Journal, JournalError, JournalStore};
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "fencing");
+    // A lease far longer than the test: only the database can refuse A.
+    let store = JournalStore::Postgres(
+        PgStore::parse(&fx.url, &fx.state)
+            .unwrap()
+            .with_lease(Duration::from_secs(600)),
+    );
+    let mut a = Journal::create(&store, "fencing", "0").unwrap();
+    a.append(new_entry("one")).unwrap();
+    let run = a.run_id().to_string();
+    // B may not take a run whose lease holds.
+    let held = Journal::open(&store, &run).unwrap_err();
+    assert!(
+        matches!(held, JournalError::Leased { epoch: 1, .. }),
+        "{held}"
+    );
+    // The lease expires on the database's clock (A cannot tell): B takes over at epoch 2.
+    fx.db()
+        .execute(
+            "UPDATE cutover_journal_leases SET expires_at = clock_timestamp()",
+            &[],
+        )
+        .unwrap();
+    let mut b = Journal::open(&store, &run).unwrap();
+    assert_eq!(b.lease().unwrap().epoch(), 2);
+    assert!(a.still_writer().is_ok(), "A's own bound still holds");
+    let refused = a.append(new_entry("two-from-a")).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, JournalError::LeaseLost(_)) && text.contains("newer epoch 2"),
+        "{text}"
+    );
+    assert!(a.still_writer().is_err(), "A knows it lost the lease");
+    assert!(a.append(new_entry("three-from-a")).is_err());
+    b.append(new_entry("two-from-b")).unwrap();
+    let epochs: Vec<(i64, i64)> = fx
+        .db()
+        .query(
+            "SELECT seq, epoch FROM cutover_journal_entries ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(epochs, vec![(1, 1), (2, 2)]);
+    let rec = cutover::journal::read_run(&store, &run).unwrap();
+    assert!(rec.verification.is_ok(), "{:?}", rec.verification);
+    let kinds: Vec<&str> = rec.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["one", "two-from-b"]);
+}
+
+/// A deploy killed (SIGKILL) once service a shifted traffic: an interrupted run whose lease
+/// runs out `lease` later.
+fn interrupted_run(fx: &Fx, lease: &str) -> String {
+    let (mut child, out, _err) = fx.deploy(&[("CUTOVER_JOURNAL_LEASE", lease)]);
+    wait_line(&out, "\"v2\",30]", &mut child);
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    fx.wait_no_replicas();
+    let run = fx.run_id();
+    support::wait_for(
+        "the killed engine's lease to expire",
+        Duration::from_secs(30),
+        || {
+            fx.db()
+                .query_one(
+                    "SELECT bool_and(expires_at < clock_timestamp()) FROM cutover_journal_leases",
+                    &[],
+                )
+                .unwrap()
+                .get::<_, bool>(0)
+        },
+    );
+    run
+}
+
+#[test]
+fn two_engines_racing_for_one_run_exactly_one_acts() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "racing");
+    let run = interrupted_run(&fx, "2s");
+    let before = fx.entries();
+    let args = ["resume", "--headless", "--output", "json", "--run", &run];
+    let lease = [("CUTOVER_JOURNAL_LEASE", "2s")];
+    let (mut one, out1, err1) = fx.spawn(&args, false, &lease);
+    let (mut two, out2, err2) = fx.spawn(&args, false, &lease);
+    let c1 = wait_exit(&mut one, Duration::from_secs(120));
+    let c2 = wait_exit(&mut two, Duration::from_secs(120));
+    let (winner, loser, loser_err) = match (c1, c2) {
+        (0, 2) => (&out1, &err2, &err1),
+        (2, 0) => (&out2, &err1, &err2),
+        other => panic!(
+            "exit codes {other:?}\n{}\n{}\n{}\n{}",
+            text(&out1),
+            text(&err1),
+            text(&out2),
+            text(&err2)
+        ),
+    };
+    let refused = text(loser);
+    assert!(
+        refused.contains("is held by") && refused.contains("epoch 2"),
+        "{refused}"
+    );
+    assert!(
+        platform_calls_after(loser, 0).is_empty(),
+        "the refused engine acted: {refused}"
+    );
+    assert!(
+        !text(loser_err).contains("lost its lease"),
+        "{}",
+        text(loser_err)
+    );
+    assert_promoted(winner);
+    // Every entry after the takeover is the winner's, at epoch 2.
+    let epochs: Vec<i64> = fx
+        .db()
+        .query(
+            "SELECT DISTINCT epoch FROM cutover_journal_entries WHERE seq > $1",
+            &[&before],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(epochs, vec![2]);
+    fx.ok(&["audit", "verify", &run]);
+    fx.wait_no_replicas();
+}
+
+#[test]
+fn a_leader_stopped_past_its_lease_does_not_act_when_it_continues() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "paused");
+    let (mut child, out, err) = fx.deploy(&[("CUTOVER_JOURNAL_LEASE", "2s")]);
+    wait_line(&out, "\"v2\",30]", &mut child);
+    signal(&child, libc::SIGSTOP);
+    // Past the lease, a standby takes the run over (a newer epoch, a lease of its own).
+    std::thread::sleep(Duration::from_millis(3500));
+    let n = fx
+        .db()
+        .execute(
+            "UPDATE cutover_journal_leases SET epoch = epoch + 1, holder = 'standby',
+                    expires_at = clock_timestamp() + interval '10 minutes'
+              WHERE expires_at < clock_timestamp()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "the stopped leader's lease had not expired");
+    let entries = fx.entries();
+    let from = err.lock().unwrap().len();
+    signal(&child, libc::SIGCONT);
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let said = text(&err);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("lost its lease"), "{said}");
+    assert!(said.contains("no platform call"), "{said}");
+    assert!(
+        platform_calls_after(&err, from).is_empty(),
+        "platform calls after the pause: {said}"
+    );
+    assert_eq!(
+        fx.entries(),
+        entries,
+        "the stopped leader wrote after its lease"
+    );
+    fx.wait_no_replicas();
+}
+
+#[test]
+fn connections_killed_server_side_mid_run_are_reconnected_and_nothing_is_lost() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "killed");
+    let (mut child, out, err) = fx.deploy(&[]);
+    let mut admin = pg.client("postgres");
+    let mut killed = 0;
+    for at in ["\"v2\",30]", "\"v2\",60]"] {
+        wait_line(&out, at, &mut child);
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = 'killed' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap();
+        killed += rows.len();
+    }
+    assert!(
+        killed >= 2,
+        "the engine's and the lease's sessions: {killed}"
+    );
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    assert_eq!(code, 0, "{}\n{}", text(&out), text(&err));
+    assert_promoted(&out);
+    // One engine throughout, the chain whole: nothing doubled, nothing missing.
+    let epochs: Vec<i64> = fx
+        .db()
+        .query("SELECT DISTINCT epoch FROM cutover_journal_entries", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(epochs, vec![1]);
+    let verify: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["audit", "verify", "--output", "json"])).unwrap();
+    assert!(verify["runs"][0]["problem"].is_null(), "{verify}");
+    assert_eq!(verify["runs"][0]["entries"].as_i64(), Some(fx.entries()));
+    fx.wait_no_replicas();
+}
+
+/// `cutover ARGS` with `CUTOVER_JOURNAL=url`, exit 0; the password never in its output.
+fn with_journal(url: &str, args: &[&str]) -> String {
+    let o = Command::new(support::CUTOVER)
+        .args(args)
+        .env("CUTOVER_JOURNAL", url)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "cutover {args:?}: {err}");
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "{args:?}"
+    );
+    out.into_owned()
+}
+
+/// `cutover ARGS` on the file journal under `state` (no `CUTOVER_JOURNAL`), exit 0.
+fn file_ok(state: &std::path::Path, args: &[&str]) -> String {
+    let o = Command::new(support::CUTOVER)
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("CUTOVER_STATE_DIR")
+        .env_remove("CUTOVER_JOURNAL")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cutover {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn export_and_import_move_runs_between_the_backends_with_the_chain_checked() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "exported");
+    let (mut child, out, err) = fx.deploy(&[]);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(120)),
+        0,
+        "{}",
+        text(&err)
+    );
+    assert_promoted(&out);
+    let run = fx.run_id();
+    // An unfinished run stays where it is.
+    let unfinished = interrupted_run(&fx_second_run(&fx), "2s");
+
+    let files = fx.dir.join("exported-state");
+    let to = files.to_str().unwrap();
+    let moved = with_journal(
+        &fx.url,
+        &["journal", "export", "--to", to, "--output", "json"],
+    );
+    let moved: Vec<serde_json::Value> = moved
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    assert_eq!(moved[0]["run_id"], run.as_str());
+    assert_eq!(moved[0]["result"], "copied");
+    assert_eq!(moved[1]["run_id"], unfinished.as_str());
+    assert_eq!(moved[1]["result"], "unfinished: left where it is");
+
+    // The same answers from the files as from the database.
+    let pg_verify = fx.ok(&["audit", "verify", &run, "--output", "json"]);
+    assert_eq!(
+        file_ok(&files, &["audit", "verify", &run, "--output", "json"]),
+        pg_verify
+    );
+    for args in [
+        vec!["audit", run.as_str(), "--output", "json"],
+        vec!["audit", run.as_str()],
+        vec!["report", run.as_str(), "--format", "json"],
+        vec!["report", run.as_str(), "--format", "md"],
+    ] {
+        assert_eq!(file_ok(&files, &args), fx.ok(&args), "{args:?}");
+    }
+    // Exporting again changes nothing.
+    let again = with_journal(&fx.url, &["journal", "export", "--to", to, "--run", &run]);
+    assert!(again.contains("already there"), "{again}");
+
+    // Into another database: the same chain, the same report.
+    pg.create_db("imported");
+    let url2 = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/imported",
+        pg.port
+    );
+    let o = Command::new(support::CUTOVER)
+        .args([
+            "journal",
+            "import",
+            "--from",
+            to,
+            "--journal",
+            "env:PGJ_IMPORT",
+        ])
+        .env("PGJ_IMPORT", &url2)
+        .env_remove("CUTOVER_JOURNAL")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(said.contains(&run) && said.contains("copied"), "{said}");
+    assert!(!said.contains(PASSWORD));
+    let in2 = |args: &[&str]| with_journal(&url2, args);
+    assert_eq!(
+        in2(&["audit", "verify", &run, "--output", "json"]),
+        pg_verify
+    );
+    assert_eq!(
+        in2(&["report", &run, "--format", "json"]),
+        fx.ok(&["report", &run, "--format", "json"])
+    );
+
+    // An altered entry in the files stops an import before anything is written.
+    let journal = files.join("runs").join(&run).join("journal.jsonl");
+    let altered =
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .replacen("traffic v1 70%", "traffic v1 71%", 1);
+    std::fs::write(&journal, altered).unwrap();
+    pg.create_db("refused");
+    let url3 = format!("postgres://postgres@127.0.0.1:{}/refused", pg.port);
+    let o = Command::new(support::CUTOVER)
+        .args(["journal", "import", "--from", to, "--journal", &url3])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("does not verify"), "{e}");
+    let mut c = postgres::Client::connect(&url3, postgres::NoTls).unwrap();
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('cutover_journal_runs') IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if exists {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM cutover_journal_runs", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "a run was imported from a chain that does not verify");
+    }
+    fx.wait_no_replicas();
+}
+
+/// The same journal with the release on fresh ports (a second run while the first one's
+/// proxies may still be draining).
+fn fx_second_run(fx: &Fx) -> Fx {
+    let mut text = RELEASE.replace("MARKER", &fx.marker);
+    for s in ["A", "B", "C"] {
+        text = text.replace(&format!("PORT_{s}"), &free_port().to_string());
+    }
+    let dir = fx.dir.join("second");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("release.toml"), text).unwrap();
+    Fx {
+        dir,
+        state: fx.state.clone(),
+        marker: fx.marker.clone(),
+        url: fx.url.clone(),
+    }
 }

@@ -6,6 +6,7 @@ mod check_config;
 mod completions;
 mod diff;
 mod history;
+mod journal;
 pub mod metrics_listen;
 mod migrate;
 mod plan;
@@ -150,6 +151,12 @@ pub enum Command {
     /// Print every command and decision of a run (or of every run of a release) with time,
     /// operator and reason; `audit verify` checks the hash chains.
     Audit(audit::AuditArgs),
+    /// Move finished runs between the PostgreSQL journal and the file journal, the hash
+    /// chain checked both ways.
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
     /// Database migrations: lint, dry run on a copy, history and drift.
     Migrate {
         #[command(subcommand)]
@@ -555,6 +562,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Report(args) => report::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Journal { command } => journal::run(command),
         Command::Migrate { command } => migrate::run(command),
         Command::Policy { command } => policy::run(command),
         Command::Verify {
@@ -601,6 +609,7 @@ impl Command {
                 | Command::Verify { .. }
                 | Command::Diff { .. }
                 | Command::Migrate { .. }
+                | Command::Journal { .. }
                 | Command::Policy { .. }
                 | Command::Judge { .. }
                 | Command::JudgeBench(_)

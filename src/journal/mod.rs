@@ -29,6 +29,7 @@ pub mod release_entry;
 mod runs;
 mod store;
 pub mod timefmt;
+pub mod transfer;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};

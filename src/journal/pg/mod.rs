@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use lease::{LEASE_LOST, LeaseGuard};
 pub(crate) use reader::{list_runs, read_run};
-pub(crate) use writer::PgWriter;
+pub(crate) use writer::{PgWriter, insert_finished};
 
 use super::JournalError;
 
@@ -134,6 +134,12 @@ impl PgStore {
         &self.conninfo
     }
 
+    /// The same journal with another lease length.
+    pub fn with_lease(mut self, lease: Duration) -> PgStore {
+        self.lease = lease;
+        self
+    }
+
     pub fn lease(&self) -> Duration {
         self.lease
     }
@@ -151,8 +157,14 @@ impl PgStore {
                 .map_err(|e| self.error("connect to", e))
         })?;
         off_runtime(|| {
+            // Committed means durable before the engine acts; a session stopped inside a
+            // transaction (SIGSTOP, a paused VM) holding the lease row is ended by the
+            // server after one lease, so a takeover never waits longer than that.
             client
-                .batch_execute("SET synchronous_commit = on")
+                .batch_execute(&format!(
+                    "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = {}",
+                    self.lease.as_millis().max(1)
+                ))
                 .map_err(|e| self.error("configure", e))?;
             schema::migrate(&mut client).map_err(|e| self.error("migrate the schema of", e))
         })?;

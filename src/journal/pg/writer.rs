@@ -346,3 +346,31 @@ impl Drop for PgWriter {
         });
     }
 }
+
+/// An imported, finished run (`cutover journal import`): its record and its stored lines
+/// in one transaction, at epoch 0 and without a lease (nothing writes it again).
+pub(crate) fn insert_finished(
+    store: &PgStore,
+    meta: &RunMeta,
+    lines: &[String],
+) -> Result<(), JournalError> {
+    let mut client = store.connect()?;
+    let text = serde_json::to_string(meta)?;
+    let started = meta.started_ms as i64;
+    off_runtime(|| -> Result<(), postgres::Error> {
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "INSERT INTO cutover_journal_runs (run_id, started_ms, meta) VALUES ($1, $2, $3)",
+            &[&meta.run_id, &started, &text],
+        )?;
+        let insert = tx.prepare(
+            "INSERT INTO cutover_journal_entries (run_id, seq, epoch, line) VALUES ($1, $2, 0, $3)",
+        )?;
+        for (i, line) in lines.iter().enumerate() {
+            let seq = i as i64 + 1;
+            tx.execute(&insert, &[&meta.run_id, &seq, line])?;
+        }
+        tx.commit()
+    })
+    .map_err(|e| store.error("import a run into", e))
+}
