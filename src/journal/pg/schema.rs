@@ -31,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Key of the transaction-scoped lock that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x6375_746f_7665_72; // "cutover"
+const MIGRATION_LOCK: i64 = 0x0063_7574_6f76_6572; // "cutover"
 
 /// Bring the schema to [`VERSION`]; refuse a schema newer than this cutover.
 pub(super) fn migrate(client: &mut postgres::Client) -> Result<(), String> {
