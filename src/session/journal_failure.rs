@@ -76,6 +76,46 @@ pub fn console_banner(stopped: &Stopped, run_id: &str, journal: &JournalStore) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_lost_lease_is_said_as_such_with_the_database_named_and_never_its_url() {
+        let pg = crate::journal::pg::PgStore::parse(
+            "postgres://ops:hunter2@db.example:5432/deploys",
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let journal = JournalStore::Postgres(pg);
+        let cause = format!(
+            "the engine {} on run R1 (epoch 1): the database holds a newer epoch 2",
+            crate::journal::pg::LEASE_LOST
+        );
+        for t in [
+            advice(&cause, "R1", &journal, false),
+            console_banner(
+                &Stopped {
+                    journal: true,
+                    reason: cause.clone(),
+                },
+                "R1",
+                &journal,
+            ),
+        ] {
+            assert!(t.contains("newer epoch 2"), "{t}");
+            assert!(t.contains("no platform call"), "{t}");
+            assert!(
+                t.contains("--journal postgres://db.example:5432/deploys"),
+                "{t}"
+            );
+            assert!(!t.contains("hunter2") && !t.contains("df -h"), "{t}");
+        }
+        let other = advice("connection refused", "R1", &journal, false);
+        assert!(
+            other.contains("Check the database postgres://db.example:5432/deploys"),
+            "{other}"
+        );
+        assert!(!other.contains("hunter2"), "{other}");
+    }
 
     #[test]
     fn the_console_banner_says_where_traffic_is_and_what_to_do() {
