@@ -28,6 +28,7 @@ pub async fn start(
     journal: &mut Journal,
     prior: Option<(&[Entry], &[Event])>,
     choice: &super::Aws,
+    gate: (Option<&crate::policy::ChangeControl>, &str),
 ) -> Result<EcsSession, Failure> {
     let name = &release.release.name;
     let conf = aws::load_config(choice.region.as_deref(), choice.profile.as_deref()).await;
@@ -43,8 +44,20 @@ pub async fn start(
     }
     let platform = EcsPlatform::from_release(release, &conf)
         .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
+    let images;
     let pins = match prior {
         None => {
+            images = Some(
+                super::image_gate::admit(
+                    release,
+                    journal,
+                    &conf,
+                    platform.retry_policy(),
+                    gate.0,
+                    gate.1,
+                )
+                .await?,
+            );
             let candidates: BTreeMap<String, String> = release
                 .services
                 .iter()
@@ -88,6 +101,7 @@ pub async fn start(
             pins
         }
         Some((entries, events)) => {
+            images = super::image_gate::journaled(entries)?;
             let entry = entries
                 .iter()
                 .rev()
@@ -120,6 +134,9 @@ pub async fn start(
             pins
         }
     };
+    if let Some(i) = &images {
+        platform.apply_images(i);
+    }
     platform
         .apply_pins(&pins)
         .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
