@@ -59,6 +59,7 @@ pub async fn admit(
             payload: serde_json::json!({"summary": pins.summary(), "images": payload}),
         })
         .map_err(|e| Failure::internal(format!("journal: {e}")))?;
+    log(&pins);
     let Some(policy) = cc.and_then(|c| c.scan.as_ref()) else {
         return Ok(pins);
     };
@@ -114,9 +115,24 @@ pub fn journaled(entries: &[Entry]) -> Result<Option<ImagePins>, Failure> {
     let Some(e) = entries.iter().rev().find(|e| e.kind == IMAGE_ENTRY) else {
         return Ok(None);
     };
-    serde_json::from_value(e.payload["images"].clone())
-        .map(Some)
-        .map_err(|e| Failure::internal(format!("the journal's image pins cannot be read: {e}")))
+    let pins: ImagePins = serde_json::from_value(e.payload["images"].clone())
+        .map_err(|e| Failure::internal(format!("the journal's image pins cannot be read: {e}")))?;
+    log(&pins);
+    Ok(Some(pins))
+}
+
+/// Each service's image and digest in the console's log pane (and the headless log).
+fn log(pins: &ImagePins) {
+    for (service, p) in &pins.services {
+        match &p.digest {
+            Some(d) => {
+                tracing::info!(target: "cutover", "image of {service}: {} pinned to {d}", p.image)
+            }
+            None => {
+                tracing::info!(target: "cutover", "image of {service}: {} not pinned ({})", p.image, p.note)
+            }
+        }
+    }
 }
 
 /// The scan gate on Trivy reports (also what `cutover policy check` runs offline, with
