@@ -135,6 +135,49 @@ fn log(pins: &ImagePins) {
     }
 }
 
+/// What `cutover policy check` says of the scan gate, offline: `None` when no `[scan]`
+/// applies to the release's environment (or it is not an ECS release); else the outcome on
+/// the Trivy reports against the images as the release writes them (a digest only when it
+/// writes one), or why it cannot be checked here (ECR findings need AWS and the digests).
+pub fn offline(
+    loaded: &crate::release::LoadedRelease,
+    a: &super::policy_gate::PolicyAdmission,
+) -> Option<Result<ScanOutcome, String>> {
+    if loaded.release.release.platform != crate::release::PlatformKind::Ecs {
+        return None;
+    }
+    let policy = crate::policy::load(a.policy.as_deref()).ok()?.scan?;
+    if !policy.applies_to(super::policy_gate::environment(loaded).as_deref()) {
+        return None;
+    }
+    if policy.source == ScanSource::Ecr {
+        return Some(Err(
+            "the scan gate reads ECR findings of the pinned digests when a deploy starts (it needs AWS): not checked here".into(),
+        ));
+    }
+    let images: Vec<ScannedImage> = loaded
+        .release
+        .services
+        .iter()
+        .filter_map(|s| {
+            let e = s.ecs.as_ref()?;
+            Some(ScannedImage {
+                service: s.name.clone(),
+                image: e.image.clone(),
+                digest: images::ImageRef::parse(&e.image).digest,
+            })
+        })
+        .collect();
+    // A report that cannot be read refuses, as it would at the start of a deploy.
+    Some(trivy(&policy, &images).or_else(|why| {
+        Ok(ScanOutcome {
+            severity: Some(policy.severity),
+            unscanned: vec![why],
+            ..Default::default()
+        })
+    }))
+}
+
 /// The scan gate on Trivy reports (also what `cutover policy check` runs offline, with
 /// the images' tags only).
 pub fn trivy(policy: &ScanPolicy, images: &[ScannedImage]) -> Result<ScanOutcome, String> {
