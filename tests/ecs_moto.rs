@@ -1128,3 +1128,91 @@ async fn an_unreadable_secret_answer_never_reaches_an_error_message() {
     let report = verify::verify(&p).await;
     assert!(!format!("{report}").contains("hunter2"));
 }
+
+/// A rolling service deployed by digest: the platform still knows the revision by its tag
+/// (the task definition's `cutover.revision` label), so weights, rollout and rollback
+/// work as with a tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
+    let ep = &moto::moto().endpoint;
+    let conf = config(ep).await;
+    let fx = rolling(&conf, ep, "rolldig").await;
+    let c = clients(&conf);
+    let repo_name = format!("{}/worker", fx.service);
+    let repo = ecr_repository(&conf, &repo_name).await;
+    let digest = ecr_push(&conf, &repo_name, "2.0", 'e').await;
+    let mut rel = fx.release();
+    rel.services[0].ecs.as_mut().unwrap().image = format!("{repo}:2.0");
+    let pins = cutover::platform::ecs::images::resolve(
+        &rel,
+        &conf,
+        &fast_retry(),
+        cutover::policy::scan::PinMode::Required,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pins.services["worker"].digest.as_deref(),
+        Some(digest.as_str())
+    );
+    let p = EcsPlatform::from_release_with_retry(&rel, &conf, fast_retry()).unwrap();
+    p.apply_images(&pins);
+    p.launch("worker", "2.0", 2).await.unwrap();
+    let desc = c
+        .ecs
+        .describe_services()
+        .cluster(&fx.cluster)
+        .services(&fx.service)
+        .send()
+        .await
+        .unwrap();
+    let td = desc.services()[0].task_definition().unwrap().to_string();
+    let new = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(&td)
+        .send()
+        .await
+        .unwrap();
+    let app = &new.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(app.image(), Some(format!("{repo}@{digest}").as_str()));
+    assert_eq!(p.weights("worker").await.unwrap(), w(&[("2.0", 100)]));
+    assert_eq!(p.rollout("worker").await.unwrap().revision, "2.0");
+    p.set_weights("worker", &w(&[("1.0", 100)])).await.unwrap();
+    assert_eq!(p.weights("worker").await.unwrap(), w(&[("1.0", 100)]));
+
+    // A tag outside ECR under `required` is refused, naming the service and the fix.
+    let mut other = fx.release();
+    other.services[0].ecs.as_mut().unwrap().image = "ghcr.io/acme/worker:2.0".into();
+    let e = cutover::platform::ecs::images::resolve(
+        &other,
+        &conf,
+        &fast_retry(),
+        cutover::policy::scan::PinMode::Required,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.service, "worker");
+    assert!(
+        e.message
+            .contains("ghcr.io/acme/worker:2.0 is a tag outside ECR"),
+        "{e}"
+    );
+    // A tag ECR does not have: refused before anything changes, naming the fix.
+    let mut missing = fx.release();
+    missing.services[0].ecs.as_mut().unwrap().image = format!("{repo}:9.9");
+    let e = cutover::platform::ecs::images::resolve(
+        &missing,
+        &conf,
+        &fast_retry(),
+        cutover::policy::scan::PinMode::EcrOnly,
+    )
+    .await
+    .unwrap_err();
+    assert!(!e.retryable, "{e}");
+    assert!(
+        e.message.contains("tag `9.9` is not in ECR repository")
+            && e.message.contains("push the image"),
+        "{e}"
+    );
+}
