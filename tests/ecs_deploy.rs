@@ -713,6 +713,66 @@ async fn a_bake_judged_on_cloudwatch_rolls_back_the_weights_and_the_primary_task
     assert!(h.contains("rolled_back"), "{h}");
 }
 
+/// The two-service release (api's pause `pause`) with api's image `REPO:2.0` in ECR, in
+/// `dir/release.toml`.
+fn api_in_ecr(
+    dir: &Path,
+    (api, web): (&External, &External),
+    url: &str,
+    pause: &str,
+    repo: &str,
+) -> std::path::PathBuf {
+    let file = dir.join("release.toml");
+    let text = release_text(&api.name, api, web, (url, url), pause, "");
+    std::fs::write(
+        &file,
+        text.replacen("repo/api:2.0", &format!("{repo}:2.0"), 1),
+    )
+    .unwrap();
+    file
+}
+
+/// `cutover resume` of the run under `state`: it ends with api and web promoted.
+async fn resumed_to_promotion(ep: &str, state: &Path, sched: Scheduler) {
+    let out = run(cutover(
+        &["resume", "--headless", "--output", "json"],
+        ep,
+        state,
+    ))
+    .await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+}
+
+/// Deploy `file` and kill it (SIGKILL) once api's pause step started.
+async fn killed_at_api_pause(file: &Path, ep: &str, state: &Path) {
+    let seen = deploy_until_killed(
+        cutover(
+            &[
+                "deploy",
+                file.to_str().unwrap(),
+                "--headless",
+                "--output",
+                "json",
+            ],
+            ep,
+            state,
+        ),
+        |e| {
+            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
+        },
+    )
+    .await;
+    assert!(
+        seen.iter().any(|e| e["type"] == "step_started"),
+        "the run was killed mid-way: {seen:?}"
+    );
+}
+
 /// Start `cutover deploy`, read its JSON lines until `until` matches one, then kill it
 /// (SIGKILL: no cleanup, as a crashed host).
 async fn deploy_until_killed(
@@ -756,27 +816,7 @@ async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let seen = deploy_until_killed(
-        cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--output",
-                "json",
-            ],
-            &ep,
-            &state,
-        ),
-        |e| {
-            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
-        },
-    )
-    .await;
-    assert!(
-        seen.iter().any(|e| e["type"] == "step_started"),
-        "the run was killed mid-way: {seen:?}"
-    );
+    killed_at_api_pause(&file, &ep, &state).await;
     let at_25 = sorted(vec![(api.blue.clone(), 75), (api.green.clone(), 25)]);
     assert_eq!(rule_weights(&c, &api.rule).await, at_25);
 
@@ -812,18 +852,7 @@ async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
         .send()
         .await
         .unwrap();
-    let out = run(cutover(
-        &["resume", "--headless", "--output", "json"],
-        &ep,
-        &state,
-    ))
-    .await;
-    sched.stop().await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let (_, summary) = parse(&out);
-    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
-    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
-    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    resumed_to_promotion(&ep, &state, sched).await;
     for fx in [&api, &web] {
         assert_eq!(
             primary(&c, &fx.cluster, &fx.service).await.as_deref(),
@@ -1328,24 +1357,6 @@ async fn a_service_at_zero_tasks_without_desired_count_is_refused_in_preflight()
 
 // ---- Image gates (issue 16, item 4): digests pinned at the start, the scan gate. ----
 
-/// The container image and `cutover.revision` label of a task definition.
-async fn image_of(c: &Clients, td: &str) -> (String, Option<String>) {
-    let out = c
-        .ecs
-        .describe_task_definition()
-        .task_definition(td)
-        .send()
-        .await
-        .unwrap();
-    let cd = &out.task_definition().unwrap().container_definitions()[0];
-    (
-        cd.image().unwrap_or_default().to_string(),
-        cd.docker_labels()
-            .and_then(|l| l.get("cutover.revision"))
-            .cloned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ecr_tag_is_deployed_by_the_digest_journaled_at_the_start_even_after_it_moves() {
     let (ep, api, web, c, sched) = two_services("e2e-img").await;
@@ -1355,38 +1366,9 @@ async fn an_ecr_tag_is_deployed_by_the_digest_journaled_at_the_start_even_after_
     let first = ecr_push(&conf, &repo_name, "2.0", 'a').await;
     let fr = front(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("release.toml");
-    std::fs::write(
-        &file,
-        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "3s", "").replacen(
-            "repo/api:2.0",
-            &format!("{repo}:2.0"),
-            1,
-        ),
-    )
-    .unwrap();
+    let file = api_in_ecr(dir.path(), (&api, &web), &fr.url, "3s", &repo);
     let state = dir.path().join("state");
-    let seen = deploy_until_killed(
-        cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--output",
-                "json",
-            ],
-            &ep,
-            &state,
-        ),
-        |e| {
-            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
-        },
-    )
-    .await;
-    assert!(
-        seen.iter().any(|e| e["type"] == "step_started"),
-        "the run was killed mid-way: {seen:?}"
-    );
+    killed_at_api_pause(&file, &ep, &state).await;
     // The resolution is journaled: api's tag and its digest; web (not in ECR) by tag.
     let journal = journal_text(&state);
     let images = journal
@@ -1402,34 +1384,23 @@ async fn an_ecr_tag_is_deployed_by_the_digest_journaled_at_the_start_even_after_
     let sets = external_ids(&c, &api).await;
     let candidate = sets.iter().find(|(r, _)| r == "2.0").unwrap();
     assert_eq!(
-        image_of(&c, &candidate.1).await,
+        container_image(&c, &candidate.1).await,
         (format!("{repo}@{first}"), Some("2.0".to_string()))
     );
 
     // Someone moves the tag while the run is stopped; resume keeps the journaled digest.
     let moved = ecr_push(&conf, &repo_name, "2.0", 'b').await;
     assert_ne!(moved, first);
-    let out = run(cutover(
-        &["resume", "--headless", "--output", "json"],
-        &ep,
-        &state,
-    ))
-    .await;
-    sched.stop().await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let (_, summary) = parse(&out);
-    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
-    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
-    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    resumed_to_promotion(&ep, &state, sched).await;
     let sets = external_ids(&c, &api).await;
     assert_eq!(sets.len(), 1, "{sets:?}");
     assert_eq!(
-        image_of(&c, &sets[0].1).await,
+        container_image(&c, &sets[0].1).await,
         (format!("{repo}@{first}"), Some("2.0".to_string()))
     );
     let web_sets = external_ids(&c, &web).await;
     assert_eq!(
-        image_of(&c, &web_sets[0].1).await,
+        container_image(&c, &web_sets[0].1).await,
         ("repo/web:2.0".to_string(), None)
     );
     assert!(!journal_text(&state).contains(&moved));
@@ -1451,6 +1422,25 @@ async fn an_ecr_tag_is_deployed_by_the_digest_journaled_at_the_start_even_after_
 /// The image of the Trivy fixture (tests/fixtures/trivy/api-2.0.json): its repository and
 /// layer are fixed, so its digest is the one the report records.
 const SCANNED_REPO: &str = "cutover-scan/api";
+
+/// `cutover deploy FILE --headless --output json --policy POLICY` (and no other policy).
+fn deploy_with_policy(file: &Path, policy: &Path, ep: &str, state: &Path) -> Command {
+    let mut cmd = cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        ep,
+        state,
+    );
+    cmd.env("CUTOVER_POLICY", "");
+    cmd
+}
 
 fn policy_file(dir: &Path, scan: &str) -> std::path::PathBuf {
     let p = dir.join("policy.toml");
@@ -1477,16 +1467,7 @@ async fn a_trivy_report_refuses_findings_until_each_is_waived_and_the_waivers_ar
     let reports = dir.path().join("reports");
     std::fs::create_dir(&reports).unwrap();
     std::fs::write(reports.join("api.json"), &fixture).unwrap();
-    let file = dir.path().join("release.toml");
-    std::fs::write(
-        &file,
-        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "1s", "").replacen(
-            "repo/api:2.0",
-            &format!("{repo}:2.0"),
-            1,
-        ),
-    )
-    .unwrap();
+    let file = api_in_ecr(dir.path(), (&api, &web), &fr.url, "1s", &repo);
     let state = dir.path().join("state");
     let scan = r#"[scan]
 severity = "HIGH"
@@ -1498,23 +1479,7 @@ trivy = ["reports/api.json", "reports/web.json"]
         r#"{"ArtifactName": "repo/web:2.0", "Results": [{"Target": "x"}]}"#,
     )
     .unwrap();
-    let deploy = |policy: &Path| {
-        let mut cmd = cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--output",
-                "json",
-                "--policy",
-                policy.to_str().unwrap(),
-            ],
-            &ep,
-            &state,
-        );
-        cmd.env("CUTOVER_POLICY", "");
-        cmd
-    };
+    let deploy = |policy: &Path| deploy_with_policy(&file, policy, &ep, &state);
     // Every finding at or above HIGH is listed with its image and severity.
     let refused = run(deploy(&policy_file(dir.path(), scan))).await;
     let err = String::from_utf8_lossy(&refused.stderr);
@@ -1614,21 +1579,7 @@ async fn ecr_scan_findings_refuse_the_release_naming_each_finding() {
         "[scan]\nseverity = \"HIGH\"\nsource = \"ecr\"\n",
     );
     let state = dir.path().join("state");
-    let deploy = || {
-        let mut cmd = cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--policy",
-                policy.to_str().unwrap(),
-            ],
-            &ep,
-            &state,
-        );
-        cmd.env("CUTOVER_POLICY", "");
-        cmd
-    };
+    let deploy = || deploy_with_policy(&file, &policy, &ep, &state);
     // Not scanned yet: refused, saying how to scan it.
     let out = run(deploy()).await;
     let err = String::from_utf8_lossy(&out.stderr);

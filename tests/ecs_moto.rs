@@ -13,6 +13,7 @@ use cutover::metrics::RevisionCounters;
 use cutover::platform::Platform;
 use cutover::platform::ecs::EcsPlatform;
 use cutover::platform::ecs::verify::{self, Status};
+use cutover::policy::scan::PinMode;
 use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
 use support::moto;
@@ -1129,6 +1130,14 @@ async fn an_unreadable_secret_answer_never_reaches_an_error_message() {
     assert!(!format!("{report}").contains("hunter2"));
 }
 
+async fn resolve(
+    rel: &cutover::release::Release,
+    conf: &aws_config::SdkConfig,
+    mode: PinMode,
+) -> Result<cutover::platform::ecs::images::ImagePins, cutover::platform::PlatformError> {
+    cutover::platform::ecs::images::resolve(rel, conf, &fast_retry(), mode).await
+}
+
 /// A rolling service deployed by digest: the platform still knows the revision by its tag
 /// (the task definition's `cutover.revision` label), so weights, rollout and rollback
 /// work as with a tag.
@@ -1143,14 +1152,7 @@ async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
     let digest = ecr_push(&conf, &repo_name, "2.0", 'e').await;
     let mut rel = fx.release();
     rel.services[0].ecs.as_mut().unwrap().image = format!("{repo}:2.0");
-    let pins = cutover::platform::ecs::images::resolve(
-        &rel,
-        &conf,
-        &fast_retry(),
-        cutover::policy::scan::PinMode::Required,
-    )
-    .await
-    .unwrap();
+    let pins = resolve(&rel, &conf, PinMode::Required).await.unwrap();
     assert_eq!(
         pins.services["worker"].digest.as_deref(),
         Some(digest.as_str())
@@ -1166,16 +1168,11 @@ async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
         .send()
         .await
         .unwrap();
-    let td = desc.services()[0].task_definition().unwrap().to_string();
-    let new = c
-        .ecs
-        .describe_task_definition()
-        .task_definition(&td)
-        .send()
-        .await
-        .unwrap();
-    let app = &new.task_definition().unwrap().container_definitions()[0];
-    assert_eq!(app.image(), Some(format!("{repo}@{digest}").as_str()));
+    let td = desc.services()[0].task_definition().unwrap();
+    assert_eq!(
+        container_image(&c, td).await,
+        (format!("{repo}@{digest}"), Some("2.0".to_string()))
+    );
     assert_eq!(p.weights("worker").await.unwrap(), w(&[("2.0", 100)]));
     assert_eq!(p.rollout("worker").await.unwrap().revision, "2.0");
     p.set_weights("worker", &w(&[("1.0", 100)])).await.unwrap();
@@ -1184,14 +1181,7 @@ async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
     // A tag outside ECR under `required` is refused, naming the service and the fix.
     let mut other = fx.release();
     other.services[0].ecs.as_mut().unwrap().image = "ghcr.io/acme/worker:2.0".into();
-    let e = cutover::platform::ecs::images::resolve(
-        &other,
-        &conf,
-        &fast_retry(),
-        cutover::policy::scan::PinMode::Required,
-    )
-    .await
-    .unwrap_err();
+    let e = resolve(&other, &conf, PinMode::Required).await.unwrap_err();
     assert_eq!(e.service, "worker");
     assert!(
         e.message
@@ -1201,14 +1191,9 @@ async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
     // A tag ECR does not have: refused before anything changes, naming the fix.
     let mut missing = fx.release();
     missing.services[0].ecs.as_mut().unwrap().image = format!("{repo}:9.9");
-    let e = cutover::platform::ecs::images::resolve(
-        &missing,
-        &conf,
-        &fast_retry(),
-        cutover::policy::scan::PinMode::EcrOnly,
-    )
-    .await
-    .unwrap_err();
+    let e = resolve(&missing, &conf, PinMode::EcrOnly)
+        .await
+        .unwrap_err();
     assert!(!e.retryable, "{e}");
     assert!(
         e.message.contains("tag `9.9` is not in ECR repository")

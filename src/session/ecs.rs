@@ -69,20 +69,7 @@ pub async fn start(
                 .and_then(|p| p.check_task_counts(release).map(|()| p));
             let pins = match pinned {
                 Ok(p) => p,
-                Err(e) => {
-                    record(
-                        journal,
-                        "platform",
-                        serde_json::json!({"summary": format!("ECS preflight failed, nothing was changed: {e}")}),
-                    );
-                    // Nothing ran: the run is over, not resumable.
-                    let _ = journal.finish("refused");
-                    return Err(if e.retryable {
-                        Failure::internal(format!("ECS: {e}"))
-                    } else {
-                        Failure::invalid(format!("release {name}: {e}"))
-                    });
-                }
+                Err(e) => return Err(refused(journal, name, "ECS preflight", "ECS", &e)),
             };
             let payload = serde_json::to_value(&pins)
                 .map_err(|e| Failure::internal(format!("cannot record the ECS pins: {e}")))?;
@@ -173,6 +160,29 @@ fn summary(pins: &Pins) -> String {
         })
         .collect();
     format!("ECS pinned: {}", parts.join("; "))
+}
+
+/// A check before anything changed failed (`what`: "ECS preflight"): journaled, the run
+/// finished `refused` (nothing ran: not resumable); exit 2, or 1 when AWS could not answer
+/// (`api` names it).
+pub(super) fn refused(
+    journal: &mut Journal,
+    name: &str,
+    what: &str,
+    api: &str,
+    e: &crate::platform::PlatformError,
+) -> Failure {
+    record(
+        journal,
+        "platform",
+        serde_json::json!({"summary": format!("{what} failed, nothing was changed: {e}")}),
+    );
+    let _ = journal.finish(super::policy_gate::REFUSED);
+    if e.retryable {
+        Failure::internal(format!("{api}: {e}"))
+    } else {
+        Failure::invalid(format!("release {name}: {e}"))
+    }
 }
 
 fn record(journal: &mut Journal, kind: &str, payload: serde_json::Value) {

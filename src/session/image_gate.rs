@@ -35,17 +35,13 @@ pub async fn admit(
     let pins = match images::resolve(release, conf, retry, mode).await {
         Ok(p) => p,
         Err(e) => {
-            append(
+            return Err(super::ecs::refused(
                 journal,
-                "platform",
-                serde_json::json!({"summary": format!("image pinning failed, nothing was changed: {e}")}),
-            );
-            let _ = journal.finish(super::policy_gate::REFUSED);
-            return Err(if e.retryable {
-                Failure::internal(format!("ECR: {e}"))
-            } else {
-                Failure::invalid(format!("release {name}: {e}"))
-            });
+                name,
+                "image pinning",
+                "ECR",
+                &e,
+            ));
         }
     };
     let payload = serde_json::to_value(&pins)
@@ -209,14 +205,4 @@ pub fn refusals(o: &ScanOutcome) -> Vec<Refusal> {
             message,
         })
         .collect()
-}
-
-fn append(journal: &mut Journal, kind: &str, payload: serde_json::Value) {
-    let _ = journal.append(NewEntry {
-        at_ms: SystemClock.now_ms(),
-        operator: None,
-        kind: kind.into(),
-        service: None,
-        payload,
-    });
 }

@@ -602,3 +602,21 @@ pub async fn ecr_push(conf: &SdkConfig, repo: &str, tag: &str, layer: char) -> S
             .to_string(),
     }
 }
+
+/// The first container's image of task definition `td` and its `cutover.revision` label.
+pub async fn container_image(c: &Clients, td: &str) -> (String, Option<String>) {
+    let out = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .send()
+        .await
+        .unwrap();
+    let cd = &out.task_definition().unwrap().container_definitions()[0];
+    (
+        cd.image().unwrap_or_default().to_string(),
+        cd.docker_labels()
+            .and_then(|l| l.get("cutover.revision"))
+            .cloned(),
+    )
+}
