@@ -713,6 +713,66 @@ async fn a_bake_judged_on_cloudwatch_rolls_back_the_weights_and_the_primary_task
     assert!(h.contains("rolled_back"), "{h}");
 }
 
+/// The two-service release (api's pause `pause`) with api's image `REPO:2.0` in ECR, in
+/// `dir/release.toml`.
+fn api_in_ecr(
+    dir: &Path,
+    (api, web): (&External, &External),
+    url: &str,
+    pause: &str,
+    repo: &str,
+) -> std::path::PathBuf {
+    let file = dir.join("release.toml");
+    let text = release_text(&api.name, api, web, (url, url), pause, "");
+    std::fs::write(
+        &file,
+        text.replacen("repo/api:2.0", &format!("{repo}:2.0"), 1),
+    )
+    .unwrap();
+    file
+}
+
+/// `cutover resume` of the run under `state`: it ends with api and web promoted.
+async fn resumed_to_promotion(ep: &str, state: &Path, sched: Scheduler) {
+    let out = run(cutover(
+        &["resume", "--headless", "--output", "json"],
+        ep,
+        state,
+    ))
+    .await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+}
+
+/// Deploy `file` and kill it (SIGKILL) once api's pause step started.
+async fn killed_at_api_pause(file: &Path, ep: &str, state: &Path) {
+    let seen = deploy_until_killed(
+        cutover(
+            &[
+                "deploy",
+                file.to_str().unwrap(),
+                "--headless",
+                "--output",
+                "json",
+            ],
+            ep,
+            state,
+        ),
+        |e| {
+            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
+        },
+    )
+    .await;
+    assert!(
+        seen.iter().any(|e| e["type"] == "step_started"),
+        "the run was killed mid-way: {seen:?}"
+    );
+}
+
 /// Start `cutover deploy`, read its JSON lines until `until` matches one, then kill it
 /// (SIGKILL: no cleanup, as a crashed host).
 async fn deploy_until_killed(
@@ -756,27 +816,7 @@ async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let seen = deploy_until_killed(
-        cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--output",
-                "json",
-            ],
-            &ep,
-            &state,
-        ),
-        |e| {
-            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
-        },
-    )
-    .await;
-    assert!(
-        seen.iter().any(|e| e["type"] == "step_started"),
-        "the run was killed mid-way: {seen:?}"
-    );
+    killed_at_api_pause(&file, &ep, &state).await;
     let at_25 = sorted(vec![(api.blue.clone(), 75), (api.green.clone(), 25)]);
     assert_eq!(rule_weights(&c, &api.rule).await, at_25);
 
@@ -812,18 +852,7 @@ async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
         .send()
         .await
         .unwrap();
-    let out = run(cutover(
-        &["resume", "--headless", "--output", "json"],
-        &ep,
-        &state,
-    ))
-    .await;
-    sched.stop().await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let (_, summary) = parse(&out);
-    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
-    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
-    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    resumed_to_promotion(&ep, &state, sched).await;
     for fx in [&api, &web] {
         assert_eq!(
             primary(&c, &fx.cluster, &fx.service).await.as_deref(),
@@ -1324,4 +1353,263 @@ async fn a_service_at_zero_tasks_without_desired_count_is_refused_in_preflight()
         );
         assert_eq!(external_ids(&c, fx).await.len(), 1, "no task set created");
     }
+}
+
+// ---- Image gates (issue 16, item 4): digests pinned at the start, the scan gate. ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecr_tag_is_deployed_by_the_digest_journaled_at_the_start_even_after_it_moves() {
+    let (ep, api, web, c, sched) = two_services("e2e-img").await;
+    let conf = config(&ep).await;
+    let repo_name = format!("{}/api", api.name);
+    let repo = ecr_repository(&conf, &repo_name).await;
+    let first = ecr_push(&conf, &repo_name, "2.0", 'a').await;
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = api_in_ecr(dir.path(), (&api, &web), &fr.url, "3s", &repo);
+    let state = dir.path().join("state");
+    killed_at_api_pause(&file, &ep, &state).await;
+    // The resolution is journaled: api's tag and its digest; web (not in ECR) by tag.
+    let journal = journal_text(&state);
+    let images = journal
+        .lines()
+        .find(|l| l.contains("\"kind\":\"ecs_images\""))
+        .unwrap_or_else(|| panic!("no ecs_images entry:\n{journal}"));
+    assert!(
+        images.contains(&format!("{repo}:2.0")) && images.contains(&first),
+        "{images}"
+    );
+    assert!(images.contains("repo/web:2.0 not pinned"), "{images}");
+    // The candidate runs by digest, named by its tag.
+    let sets = external_ids(&c, &api).await;
+    let candidate = sets.iter().find(|(r, _)| r == "2.0").unwrap();
+    assert_eq!(
+        container_image(&c, &candidate.1).await,
+        (format!("{repo}@{first}"), Some("2.0".to_string()))
+    );
+
+    // Someone moves the tag while the run is stopped; resume keeps the journaled digest.
+    let moved = ecr_push(&conf, &repo_name, "2.0", 'b').await;
+    assert_ne!(moved, first);
+    resumed_to_promotion(&ep, &state, sched).await;
+    let sets = external_ids(&c, &api).await;
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(
+        container_image(&c, &sets[0].1).await,
+        (format!("{repo}@{first}"), Some("2.0".to_string()))
+    );
+    let web_sets = external_ids(&c, &web).await;
+    assert_eq!(
+        container_image(&c, &web_sets[0].1).await,
+        ("repo/web:2.0".to_string(), None)
+    );
+    assert!(!journal_text(&state).contains(&moved));
+    // The report names the image and its digest.
+    let report = run(cutover(&["report", "--format", "json"], &ep, &state)).await;
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|e| panic!("report: {e}: {}", String::from_utf8_lossy(&report.stderr)));
+    let api_change = r["changes"]["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["service"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api_change["image"], format!("{repo}:2.0"));
+    assert_eq!(api_change["digest"], first.as_str());
+}
+
+/// The image of the Trivy fixture (tests/fixtures/trivy/api-2.0.json): its repository and
+/// layer are fixed, so its digest is the one the report records.
+const SCANNED_REPO: &str = "cutover-scan/api";
+
+/// `cutover deploy FILE --headless --output json --policy POLICY` (and no other policy).
+fn deploy_with_policy(file: &Path, policy: &Path, ep: &str, state: &Path) -> Command {
+    let mut cmd = cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        ep,
+        state,
+    );
+    cmd.env("CUTOVER_POLICY", "");
+    cmd
+}
+
+fn policy_file(dir: &Path, scan: &str) -> std::path::PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, scan).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trivy_report_refuses_findings_until_each_is_waived_and_the_waivers_are_journaled() {
+    let (ep, api, web, c, sched) = two_services("e2e-scan").await;
+    let conf = config(&ep).await;
+    let repo = ecr_repository(&conf, SCANNED_REPO).await;
+    let digest = ecr_push(&conf, SCANNED_REPO, "2.0", 'a').await;
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trivy/api-2.0.json"),
+    )
+    .unwrap();
+    assert!(
+        fixture.contains(&format!("{repo}@{digest}")),
+        "the fixture scanned this image"
+    );
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    std::fs::write(reports.join("api.json"), &fixture).unwrap();
+    let file = api_in_ecr(dir.path(), (&api, &web), &fr.url, "1s", &repo);
+    let state = dir.path().join("state");
+    let scan = r#"[scan]
+severity = "HIGH"
+trivy = ["reports/api.json", "reports/web.json"]
+"#;
+    // web's report: its image, nothing found.
+    std::fs::write(
+        reports.join("web.json"),
+        r#"{"ArtifactName": "repo/web:2.0", "Results": [{"Target": "x"}]}"#,
+    )
+    .unwrap();
+    let deploy = |policy: &Path| deploy_with_policy(&file, policy, &ep, &state);
+    // Every finding at or above HIGH is listed with its image and severity.
+    let refused = run(deploy(&policy_file(dir.path(), scan))).await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    for want in [
+        format!("service api image {repo}:2.0: CRITICAL CVE-2024-45490 in libexpat1"),
+        format!("service api image {repo}:2.0: HIGH CVE-2023-52425 in libexpat1"),
+        "[[scan.waiver]] id = \"CVE-2024-45490\"".to_string(),
+    ] {
+        assert!(err.contains(&want), "{want}\n{err}");
+    }
+    assert!(!err.contains("CVE-2024-28757"), "MEDIUM is below: {err}");
+    // Refused before anything changed, journaled as a refused run.
+    assert_eq!(external_ids(&c, &api).await.len(), 1);
+    let journal = journal_text(&state);
+    assert!(
+        journal.contains("\"kind\":\"policy\"") && journal.contains("\"rule\":\"scan\""),
+        "{journal}"
+    );
+    let history = run(cutover(&["history", "--output", "json"], &ep, &state)).await;
+    assert!(String::from_utf8_lossy(&history.stdout).contains("refused"));
+
+    // Waived by name with a reason: the release goes on; the waivers are journaled and
+    // in the report.
+    let waived = format!(
+        "{scan}{}",
+        r#"
+[[scan.waiver]]
+id = "CVE-2024-45490"
+reason = "expat is never given untrusted XML"
+image = "REPO"
+
+[[scan.waiver]]
+id = "CVE-2023-52425"
+reason = "denial of service only; fixed in the next base image"
+expires = "2999-01-01"
+"#
+        .replace("REPO", &repo)
+    );
+    let out = run(deploy(&policy_file(dir.path(), &waived))).await;
+    sched.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = parse(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}\n{stderr}");
+    let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
+    let report = run(cutover(&["report", "--format", "json"], &ep, &state)).await;
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|e| panic!("report: {e}: {}", String::from_utf8_lossy(&report.stderr)));
+    let ids: Vec<&str> = r["waivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["CVE-2024-45490", "CVE-2023-52425"],
+        "{run_id} {}",
+        r["waivers"]
+    );
+    assert_eq!(
+        r["waivers"][0]["reason"], "expat is never given untrusted XML",
+        "{}",
+        r["waivers"]
+    );
+    let md = run(cutover(&["report", "--format", "md"], &ep, &state)).await;
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        md.contains("scan finding waived: CRITICAL CVE-2024-45490"),
+        "{md}"
+    );
+    assert!(md.contains(&digest), "the digest is in the report: {md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_scan_findings_refuse_the_release_naming_each_finding() {
+    let ep = moto::moto().endpoint.clone();
+    let conf = config(&ep).await;
+    let api = external(&conf, &ep, "e2e-ecrscan").await;
+    let c = clients(&conf);
+    let repo_name = format!("{}/api", api.name);
+    let repo = ecr_repository(&conf, &repo_name).await;
+    let digest = ecr_push(&conf, &repo_name, "2.0", 'd').await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.toml");
+    // One service: api, canary, its image in ECR.
+    let fr = front(&[]);
+    let text = release_text(&api.name, &api, &api, (&fr.url, &fr.url), "1s", "");
+    let one = text.split("\n[[service]]\nname = \"web\"").next().unwrap();
+    std::fs::write(
+        &file,
+        one.replacen("repo/api:2.0", &format!("{repo}:2.0"), 1),
+    )
+    .unwrap();
+    let policy = policy_file(
+        dir.path(),
+        "[scan]\nseverity = \"HIGH\"\nsource = \"ecr\"\n",
+    );
+    let state = dir.path().join("state");
+    let deploy = || deploy_with_policy(&file, &policy, &ep, &state);
+    // Not scanned yet: refused, saying how to scan it.
+    let out = run(deploy()).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "image {repo}:2.0 ({digest}): ECR has no scan of it"
+        )),
+        "{err}"
+    );
+    // Scanned: moto's finding (CVE-9999-9999, HIGH, package moto_fake) refuses it.
+    ecr(&conf)
+        .start_image_scan()
+        .repository_name(&repo_name)
+        .image_id(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(&digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = run(deploy()).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "service api image {repo}:2.0: HIGH CVE-9999-9999 in moto_fake"
+        )),
+        "{err}"
+    );
+    assert_eq!(external_ids(&c, &api).await.len(), 1, "nothing changed");
 }

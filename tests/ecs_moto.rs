@@ -13,6 +13,7 @@ use cutover::metrics::RevisionCounters;
 use cutover::platform::Platform;
 use cutover::platform::ecs::EcsPlatform;
 use cutover::platform::ecs::verify::{self, Status};
+use cutover::policy::scan::PinMode;
 use support::ecs::*;
 use support::fault::{Fault, FaultProxy};
 use support::moto;
@@ -1127,4 +1128,76 @@ async fn an_unreadable_secret_answer_never_reaches_an_error_message() {
     assert!(!err.message.contains("hunter2"), "{err}");
     let report = verify::verify(&p).await;
     assert!(!format!("{report}").contains("hunter2"));
+}
+
+async fn resolve(
+    rel: &cutover::release::Release,
+    conf: &aws_config::SdkConfig,
+    mode: PinMode,
+) -> Result<cutover::platform::ecs::images::ImagePins, cutover::platform::PlatformError> {
+    cutover::platform::ecs::images::resolve(rel, conf, &fast_retry(), mode).await
+}
+
+/// A rolling service deployed by digest: the platform still knows the revision by its tag
+/// (the task definition's `cutover.revision` label), so weights, rollout and rollback
+/// work as with a tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_service_deployed_by_digest_keeps_its_revision_name() {
+    let ep = &moto::moto().endpoint;
+    let conf = config(ep).await;
+    let fx = rolling(&conf, ep, "rolldig").await;
+    let c = clients(&conf);
+    let repo_name = format!("{}/worker", fx.service);
+    let repo = ecr_repository(&conf, &repo_name).await;
+    let digest = ecr_push(&conf, &repo_name, "2.0", 'e').await;
+    let mut rel = fx.release();
+    rel.services[0].ecs.as_mut().unwrap().image = format!("{repo}:2.0");
+    let pins = resolve(&rel, &conf, PinMode::Required).await.unwrap();
+    assert_eq!(
+        pins.services["worker"].digest.as_deref(),
+        Some(digest.as_str())
+    );
+    let p = EcsPlatform::from_release_with_retry(&rel, &conf, fast_retry()).unwrap();
+    p.apply_images(&pins);
+    p.launch("worker", "2.0", 2).await.unwrap();
+    let desc = c
+        .ecs
+        .describe_services()
+        .cluster(&fx.cluster)
+        .services(&fx.service)
+        .send()
+        .await
+        .unwrap();
+    let td = desc.services()[0].task_definition().unwrap();
+    assert_eq!(
+        container_image(&c, td).await,
+        (format!("{repo}@{digest}"), Some("2.0".to_string()))
+    );
+    assert_eq!(p.weights("worker").await.unwrap(), w(&[("2.0", 100)]));
+    assert_eq!(p.rollout("worker").await.unwrap().revision, "2.0");
+    p.set_weights("worker", &w(&[("1.0", 100)])).await.unwrap();
+    assert_eq!(p.weights("worker").await.unwrap(), w(&[("1.0", 100)]));
+
+    // A tag outside ECR under `required` is refused, naming the service and the fix.
+    let mut other = fx.release();
+    other.services[0].ecs.as_mut().unwrap().image = "ghcr.io/acme/worker:2.0".into();
+    let e = resolve(&other, &conf, PinMode::Required).await.unwrap_err();
+    assert_eq!(e.service, "worker");
+    assert!(
+        e.message
+            .contains("ghcr.io/acme/worker:2.0 is a tag outside ECR"),
+        "{e}"
+    );
+    // A tag ECR does not have: refused before anything changes, naming the fix.
+    let mut missing = fx.release();
+    missing.services[0].ecs.as_mut().unwrap().image = format!("{repo}:9.9");
+    let e = resolve(&missing, &conf, PinMode::EcrOnly)
+        .await
+        .unwrap_err();
+    assert!(!e.retryable, "{e}");
+    assert!(
+        e.message.contains("tag `9.9` is not in ECR repository")
+            && e.message.contains("push the image"),
+        "{e}"
+    );
 }

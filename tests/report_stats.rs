@@ -253,7 +253,8 @@ fn the_report_of_a_refused_run_says_nothing_changed_and_json_keys_are_stable() {
             "started_by",
             "started_ms",
             "state",
-            "timeline"
+            "timeline",
+            "waivers"
         ]
     );
     // history shows the change ticket.

@@ -37,7 +37,8 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
     let result = crate::session::policy_gate::evaluate(&loaded, &operator, &admission)?;
     let source = crate::policy::locate(admission.policy.as_deref())
         .map_or_else(|| "no policy file".to_string(), |p| p.display().to_string());
-    match result {
+    let scanned = crate::session::image_gate::offline(&loaded, &admission);
+    let code = match result {
         Ok(cc) => {
             println!(
                 "release {} may start ({source}: {} freeze window(s), {} Rego policy(ies) passed)",
@@ -48,7 +49,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
             if let Some(rule) = &cc.approval {
                 println!("approval gates: {}", rule.describe(&cc.roster));
             }
-            Ok(ExitCode::SUCCESS)
+            0
         }
         Err(refusals) => {
             println!(
@@ -58,7 +59,30 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
             for r in &refusals {
                 println!("  - {}", r.message());
             }
-            Ok(ExitCode::from(2))
+            2
+        }
+    };
+    let code = if scan(scanned) { 2 } else { code };
+    Ok(ExitCode::from(code))
+}
+
+/// Print the scan gate's outcome (Trivy reports, offline); true when it refuses.
+fn scan(outcome: Option<Result<crate::policy::scan::ScanOutcome, String>>) -> bool {
+    match outcome {
+        None => false,
+        Some(Err(why)) => {
+            println!("scan: {why}");
+            false
+        }
+        Some(Ok(o)) => {
+            println!("{}", o.summary());
+            for (_, line) in o.refusals() {
+                println!("  - {line}");
+            }
+            if !o.passed() {
+                println!("the scan gate would refuse the release (exit 2)");
+            }
+            !o.passed()
         }
     }
 }

@@ -52,6 +52,10 @@ struct RawPolicy {
     break_glass: Option<RawRule>,
     #[serde(default)]
     rego: Vec<RawRego>,
+    #[serde(default)]
+    images: Option<super::scan::RawImages>,
+    #[serde(default)]
+    scan: Option<super::scan::RawScan>,
 }
 
 /// A `[[freeze]]` table as written; also the release's `[[freeze]]`.
@@ -112,7 +116,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<Diagnostic>> {
         vec![map.diagnostic(
             e.span(),
             e.message().trim().to_string(),
-            Some("the policy file has [[freeze]], [roster], [approval], [break_glass] and [[rego]]; see docs/change-control.md".into()),
+            Some("the policy file has [[freeze]], [roster], [approval], [break_glass], [[rego]], [images] and [scan]; see docs/change-control.md".into()),
         )]
     })?;
     let mut problems = Vec::new();
@@ -146,10 +150,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<Diagnostic>> {
             )),
         }
     }
+    let images = raw
+        .images
+        .map(|i| super::scan::pin_mode(&map, i, &mut problems))
+        .unwrap_or_default();
+    let scan = raw
+        .scan
+        .and_then(|s| super::scan::scan_policy(&map, path, s, &mut problems));
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Policy {
+        images,
+        scan,
         path: Some(path.to_path_buf()),
         freeze,
         roster,

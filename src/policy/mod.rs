@@ -8,6 +8,8 @@ pub mod file;
 pub mod freeze;
 pub mod rego;
 pub mod roster;
+pub mod scan;
+pub mod trivy;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,10 @@ pub struct Policy {
     /// What `--break-glass REASON` needs.
     pub break_glass: Option<ApprovalRule>,
     pub rego: Vec<RegoSource>,
+    /// `[images] pin`: how an ECS release's tags are pinned to digests.
+    pub images: scan::PinMode,
+    /// `[scan]`: the image scan gate.
+    pub scan: Option<scan::ScanPolicy>,
 }
 
 /// A Rego file and its text.
@@ -79,6 +85,12 @@ pub struct ChangeControl {
     /// The Rego files evaluated before the start (each passed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rego: Vec<String>,
+    /// `[images] pin` when the policy sets it (else `ecr-only`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<scan::PinMode>,
+    /// `[scan]` when it applies to the release's environment (checked on ECS at the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<scan::ScanPolicy>,
 }
 
 impl ChangeControl {
@@ -130,12 +142,27 @@ pub enum Refusal {
     Deny { policy: String, message: String },
     /// A policy could not be evaluated, or a break-glass is not allowed.
     Invalid { message: String },
+    /// The image scan gate: a finding at or above the policy's severity (`id`), or an
+    /// image without a usable scan.
+    Scan {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        severity: Option<scan::Severity>,
+        message: String,
+    },
 }
 
 impl Refusal {
     pub fn message(&self) -> String {
         match self {
-            Refusal::Freeze { message, .. } | Refusal::Invalid { message } => message.clone(),
+            Refusal::Freeze { message, .. }
+            | Refusal::Invalid { message }
+            | Refusal::Scan { message, .. } => message.clone(),
             Refusal::Deny { policy, message } => format!("policy {policy} denies: {message}"),
         }
     }
@@ -234,6 +261,11 @@ pub fn check(
             .iter()
             .map(|r| r.path.display().to_string())
             .collect(),
+        images: (policy.images != scan::PinMode::default()).then_some(policy.images),
+        scan: policy
+            .scan
+            .clone()
+            .filter(|s| s.applies_to(ctx.environment)),
     })
 }
 

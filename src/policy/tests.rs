@@ -171,6 +171,16 @@ fn the_shipped_policy_file_reads_and_a_deploy_in_its_weekend_window_is_refused()
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/policy.toml");
     let p = file::load(&file).unwrap();
     assert_eq!(p.rego.len(), 3);
+    assert_eq!(p.images, super::scan::PinMode::Required);
+    let scan = p.scan.as_ref().unwrap();
+    assert_eq!(
+        (scan.severity, &scan.source, scan.waivers.len()),
+        (
+            super::scan::Severity::High,
+            &super::scan::ScanSource::Ecr,
+            1
+        )
+    );
     let plan = plan_of(&format!(
         "{HEAD}{}",
         service("api", "canary", ANALYSED, 18401)

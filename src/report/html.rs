@@ -132,7 +132,10 @@ fn changes(h: &mut String, r: &Report) {
             esc(&v.service),
             esc(&v.from),
             esc(&v.to),
-            opt(&v.image),
+            match &v.digest {
+                Some(d) => format!("{}<br>{}", opt(&v.image), esc(d)),
+                None => opt(&v.image),
+            },
             esc(&v.env_names.join(", "))
         );
     }
@@ -221,6 +224,23 @@ fn policy(h: &mut String, r: &Report) {
         );
     }
     h.push_str("</table>");
+    if !r.waivers.is_empty() {
+        h.push_str("<h3>Scan findings waived</h3><table><tr><th>service</th><th>image</th><th>finding</th><th>severity</th><th>reason</th><th>expires</th></tr>");
+        for w in &r.waivers {
+            let f = &w.finding;
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.service),
+                esc(&f.image),
+                esc(&f.id),
+                f.severity.as_str(),
+                esc(&w.reason),
+                esc(w.expires.as_deref().unwrap_or("-"))
+            );
+        }
+        h.push_str("</table>");
+    }
 }
 
 /// A service's charts: split, error rate and latency, over the span of its evidence.

@@ -81,9 +81,11 @@ pub fn render(r: &Report) -> String {
             cell(&v.service),
             cell(&v.from),
             cell(&v.to),
-            v.image
-                .as_deref()
-                .map_or("-".into(), |i| format!("`{}`", cell(i))),
+            match (&v.image, &v.digest) {
+                (Some(i), Some(d)) => format!("`{}` (`{}`)", cell(i), cell(d)),
+                (Some(i), None) => format!("`{}`", cell(i)),
+                _ => "-".into(),
+            },
             status
         );
     }
@@ -146,6 +148,17 @@ pub fn render(r: &Report) -> String {
                 let _ = writeln!(m, "  - deny: {}", cell(d));
             }
         }
+    }
+    for w in &r.waivers {
+        let _ = writeln!(
+            m,
+            "- scan finding waived: {} {} in `{}` ({}): {}",
+            w.finding.severity.as_str(),
+            cell(&w.finding.id),
+            cell(&w.finding.image),
+            cell(&w.finding.service),
+            cell(&w.reason)
+        );
     }
     let _ = writeln!(m, "\n### Verdicts\n");
     for s in &r.services {

@@ -50,6 +50,8 @@ pub struct Report {
     /// Entries of the change-control checks (policy, freeze windows, approval rules) when
     /// the journal has them: their kind, summary and deny messages.
     pub policy: Vec<PolicyResult>,
+    /// Image scan findings let through by a `[[scan.waiver]]` (with the reason).
+    pub waivers: Vec<crate::policy::scan::Waived>,
     pub timeline: Vec<TimelineItem>,
     pub journal: JournalSeal,
 }
@@ -75,6 +77,8 @@ pub struct RevisionChange {
     pub to: String,
     /// The image rolled out (ECS), else `null`.
     pub image: Option<String>,
+    /// The digest the image was pinned to at the start (`sha256:…`), else `null`.
+    pub digest: Option<String>,
     /// Names of the environment variables the new revision sets (values never shown).
     pub env_names: Vec<String>,
 }
@@ -298,6 +302,7 @@ pub fn build(rec: &RunRecord) -> Report {
         people,
         rollbacks: rollbacks(&events),
         policy: policy(entries),
+        waivers: waivers(entries),
         timeline: timeline(entries),
         journal: JournalSeal {
             entries: rec.verification.entries,
@@ -320,10 +325,16 @@ fn changes(
 ) -> Changes {
     let null = serde_json::Value::Null;
     let release = release.unwrap_or(&null);
-    let services: Vec<&serde_json::Value> = release["services"]
+    // The release entry holds the release as its file writes it: `service`, `migration`.
+    let services: Vec<&serde_json::Value> = release["service"]
         .as_array()
+        .or_else(|| release["services"].as_array())
         .map(|a| a.iter().collect())
         .unwrap_or_default();
+    let images = entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == crate::platform::ecs::images::IMAGE_ENTRY);
     let revisions = state
         .services
         .iter()
@@ -350,6 +361,9 @@ fn changes(
                 from: s.baseline.clone(),
                 to: s.candidate.clone(),
                 image,
+                digest: images
+                    .and_then(|e| e.payload["images"]["services"][&s.name]["digest"].as_str())
+                    .map(str::to_string),
                 env_names,
             }
         })
@@ -389,8 +403,9 @@ fn changes(
             source: format!("flag ({})", b.operator),
         });
     }
-    let migrations = release["migrations"]
+    let migrations = release["migration"]
         .as_array()
+        .or_else(|| release["migrations"].as_array())
         .into_iter()
         .flatten()
         .map(|m| {
@@ -658,6 +673,16 @@ fn policy(entries: &[Entry]) -> Vec<PolicyResult> {
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect(),
         })
+        .collect()
+}
+
+/// The waivers the scan gate used (its `policy_scan` entry).
+fn waivers(entries: &[Entry]) -> Vec<crate::policy::scan::Waived> {
+    entries
+        .iter()
+        .filter(|e| e.kind == crate::session::image_gate::SCAN_ENTRY)
+        .filter_map(|e| serde_json::from_value::<Vec<_>>(e.payload["scan"]["waived"].clone()).ok())
+        .flatten()
         .collect()
 }
 

@@ -28,6 +28,7 @@ pub async fn start(
     journal: &mut Journal,
     prior: Option<(&[Entry], &[Event])>,
     choice: &super::Aws,
+    gate: (Option<&crate::policy::ChangeControl>, &str),
 ) -> Result<EcsSession, Failure> {
     let name = &release.release.name;
     let conf = aws::load_config(choice.region.as_deref(), choice.profile.as_deref()).await;
@@ -43,8 +44,20 @@ pub async fn start(
     }
     let platform = EcsPlatform::from_release(release, &conf)
         .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
+    let images;
     let pins = match prior {
         None => {
+            images = Some(
+                super::image_gate::admit(
+                    release,
+                    journal,
+                    &conf,
+                    platform.retry_policy(),
+                    gate.0,
+                    gate.1,
+                )
+                .await?,
+            );
             let candidates: BTreeMap<String, String> = release
                 .services
                 .iter()
@@ -56,20 +69,7 @@ pub async fn start(
                 .and_then(|p| p.check_task_counts(release).map(|()| p));
             let pins = match pinned {
                 Ok(p) => p,
-                Err(e) => {
-                    record(
-                        journal,
-                        "platform",
-                        serde_json::json!({"summary": format!("ECS preflight failed, nothing was changed: {e}")}),
-                    );
-                    // Nothing ran: the run is over, not resumable.
-                    let _ = journal.finish("refused");
-                    return Err(if e.retryable {
-                        Failure::internal(format!("ECS: {e}"))
-                    } else {
-                        Failure::invalid(format!("release {name}: {e}"))
-                    });
-                }
+                Err(e) => return Err(refused(journal, name, "ECS preflight", "ECS", &e)),
             };
             let payload = serde_json::to_value(&pins)
                 .map_err(|e| Failure::internal(format!("cannot record the ECS pins: {e}")))?;
@@ -88,6 +88,7 @@ pub async fn start(
             pins
         }
         Some((entries, events)) => {
+            images = super::image_gate::journaled(entries)?;
             let entry = entries
                 .iter()
                 .rev()
@@ -120,6 +121,9 @@ pub async fn start(
             pins
         }
     };
+    if let Some(i) = &images {
+        platform.apply_images(i);
+    }
     platform
         .apply_pins(&pins)
         .map_err(|e| Failure::invalid(format!("release {name}: {e}")))?;
@@ -156,6 +160,29 @@ fn summary(pins: &Pins) -> String {
         })
         .collect();
     format!("ECS pinned: {}", parts.join("; "))
+}
+
+/// A check before anything changed failed (`what`: "ECS preflight"): journaled, the run
+/// finished `refused` (nothing ran: not resumable); exit 2, or 1 when AWS could not answer
+/// (`api` names it).
+pub(super) fn refused(
+    journal: &mut Journal,
+    name: &str,
+    what: &str,
+    api: &str,
+    e: &crate::platform::PlatformError,
+) -> Failure {
+    record(
+        journal,
+        "platform",
+        serde_json::json!({"summary": format!("{what} failed, nothing was changed: {e}")}),
+    );
+    let _ = journal.finish(super::policy_gate::REFUSED);
+    if e.retryable {
+        Failure::internal(format!("{api}: {e}"))
+    } else {
+        Failure::invalid(format!("release {name}: {e}"))
+    }
 }
 
 fn record(journal: &mut Journal, kind: &str, payload: serde_json::Value) {

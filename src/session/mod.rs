@@ -10,6 +10,7 @@ mod ecs;
 pub mod exit;
 pub mod finish;
 pub mod handover;
+pub mod image_gate;
 mod journal_failure;
 pub mod lifecycle;
 pub mod policy_gate;

@@ -134,6 +134,19 @@ fn journal_refusal(
         &origin,
     )
     .map_err(|e| e.to_string())?;
+    append_refusal(&mut j, release, Some(operator), now, refusals)?;
+    Ok(j.run_id().to_string())
+}
+
+/// End a run refused before anything changed: one `policy` entry with every reason
+/// (scrubbed of the release's secrets), then finished `refused`. Also the scan gate's.
+pub(super) fn append_refusal(
+    j: &mut Journal,
+    release: &crate::release::Release,
+    operator: Option<&str>,
+    now: u64,
+    refusals: &[Refusal],
+) -> Result<(), String> {
     let secrets = crate::secrets::Secrets::from_release(release);
     let messages: Vec<String> = refusals
         .iter()
@@ -141,7 +154,7 @@ fn journal_refusal(
         .collect();
     j.append(NewEntry {
         at_ms: now,
-        operator: Some(operator.to_string()),
+        operator: operator.map(str::to_string),
         kind: POLICY_ENTRY.into(),
         service: None,
         payload: serde_json::json!({
@@ -151,7 +164,7 @@ fn journal_refusal(
     })
     .map_err(|e| format!("journal: {e}"))?;
     j.finish(REFUSED).map_err(|e| format!("journal: {e}"))?;
-    Ok(j.run_id().to_string())
+    Ok(())
 }
 
 /// The refusals as JSON, every string scrubbed of the release's secrets.

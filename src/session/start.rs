@@ -167,7 +167,8 @@ pub async fn start_session_with(
     let mut platform_services = std::collections::HashMap::new();
     let platform: Arc<dyn Platform> = if release.release.platform == PlatformKind::Ecs {
         let prior_ecs = prior_entries.as_deref().zip(prior.as_deref());
-        let ecs = ecs::start(release, &mut journal, prior_ecs, aws).await?;
+        let gate = (change_control.as_ref(), operator);
+        let ecs = ecs::start(release, &mut journal, prior_ecs, aws, gate).await?;
         platform_services = ecs.services;
         ecs.platform
     } else {

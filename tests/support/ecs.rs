@@ -528,3 +528,95 @@ pub async fn revisions(c: &Clients, family: &str) -> usize {
         .task_definition_arns()
         .len()
 }
+
+/// The account moto answers as: an ECR image `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG`.
+pub const ACCOUNT: &str = "123456789012";
+
+pub fn ecr(conf: &SdkConfig) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::new(conf)
+}
+
+/// Create ECR repository `name` (already there is fine) and return the image name
+/// without a tag (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME`).
+pub async fn ecr_repository(conf: &SdkConfig, name: &str) -> String {
+    let out = ecr(conf)
+        .create_repository()
+        .repository_name(name)
+        .send()
+        .await;
+    if let Err(e) = &out {
+        let code = aws_sdk_ecr::error::ProvideErrorMetadata::code(e.as_service_error().unwrap());
+        assert_eq!(code, Some("RepositoryAlreadyExistsException"), "{e:?}");
+    }
+    format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}")
+}
+
+/// Push a manifest with one layer (digest `sha256:` + `layer` × 64) to `repo` under `tag`
+/// (moving the tag when it is elsewhere); returns the image digest ECR gives it (moto: the
+/// SHA-256 of the layer digests).
+pub async fn ecr_push(conf: &SdkConfig, repo: &str, tag: &str, layer: char) -> String {
+    let layer_digest = format!("sha256:{}", layer.to_string().repeat(64));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": format!("sha256:{}", "c".repeat(64)),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "size": 1,
+            "digest": layer_digest,
+        }],
+    });
+    let out = ecr(conf)
+        .put_image()
+        .repository_name(repo)
+        .image_manifest(manifest.to_string())
+        .image_tag(tag)
+        .send()
+        .await;
+    match out {
+        Ok(o) => o
+            .image()
+            .and_then(|i| i.image_id())
+            .and_then(|i| i.image_digest())
+            .unwrap()
+            .to_string(),
+        // Pushed before (a moto that outlives a run): the digest is the same.
+        Err(_) => ecr(conf)
+            .describe_images()
+            .repository_name(repo)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_tag(tag)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .image_details()[0]
+            .image_digest()
+            .unwrap()
+            .to_string(),
+    }
+}
+
+/// The first container's image of task definition `td` and its `cutover.revision` label.
+pub async fn container_image(c: &Clients, td: &str) -> (String, Option<String>) {
+    let out = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .send()
+        .await
+        .unwrap();
+    let cd = &out.task_definition().unwrap().container_definitions()[0];
+    (
+        cd.image().unwrap_or_default().to_string(),
+        cd.docker_labels()
+            .and_then(|l| l.get("cutover.revision"))
+            .cloned(),
+    )
+}

@@ -23,6 +23,7 @@
 //! states the split in force.
 
 pub mod aws;
+pub mod images;
 pub mod metrics;
 pub mod parity;
 pub mod secrets;
@@ -107,6 +108,8 @@ struct SvcState {
     base_url: Option<String>,
     /// What this run pinned when it started (journaled, restored on resume).
     pin: Option<session::ServicePin>,
+    /// The image this run deploys, pinned to a digest at the start (`images.rs`).
+    image: Option<images::ImagePin>,
 }
 
 pub(crate) struct Inner {
@@ -352,7 +355,13 @@ impl EcsPlatform {
         let td = self.task_definition(svc, arn).await?;
         let c =
             taskdef::container(&td, &svc.cfg.container).map_err(|e| svc.fatal(e.to_string()))?;
-        let rev = taskdef::revision_of_image(c.image().unwrap_or(""));
+        let rev = match c
+            .docker_labels()
+            .and_then(|l| l.get(images::REVISION_LABEL))
+        {
+            Some(r) => r.clone(),
+            None => taskdef::revision_of_image(c.image().unwrap_or("")),
+        };
         lock(&self.inner.revisions).insert(arn.to_string(), rev.clone());
         Ok(rev)
     }
@@ -454,7 +463,13 @@ impl EcsPlatform {
             .map(|v| (v.arn.clone(), v.version_id.clone()))
             .collect();
         let new = taskdef::derive(&base, &svc.cfg, &pins).map_err(|e| svc.fatal(e.to_string()))?;
-        let d = new.def;
+        let mut d = new.def;
+        images::pin_container(
+            &mut d,
+            &svc.cfg.container,
+            self.image_pin(&svc.name).as_ref(),
+            &taskdef::revision_of_image(&svc.cfg.image),
+        );
         let ecs = &svc.clients.ecs;
         let out = call(&self.inner.retry, "ecs:RegisterTaskDefinition", || {
             ecs.register_task_definition()
