@@ -199,7 +199,7 @@ pub async fn start_session_with(
     };
     #[cfg(feature = "crash-hooks")]
     let platform = crate::faults::platform::hooked(platform);
-    let plan = crate::plan::plan(release);
+    let plan = crate::plan::engine_plan(release);
     let migrate = crate::migrate::RunOptions {
         child_env: child_env.clone(),
         ..Default::default()
@@ -212,6 +212,7 @@ pub async fn start_session_with(
         contract,
         break_glass,
         change_control,
+        flags_path: (release.flags.as_ref()).map(|f| base_dir.join(&f.file)),
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));
