@@ -35,6 +35,11 @@ target = { revision = "v2" }
 /// A release of `n` tenants `t1..tn` (each with `api` and `web`, web after api, flag
 /// `new_checkout` on), with `rings` (`[[ring]]` tables) and `header` in `[release]`.
 pub(crate) fn fleet_release(n: usize, header: &str, rings: &str) -> Release {
+    fleet_release_of(n, header, rings, SERVICES)
+}
+
+/// [`fleet_release`] with other `[[service]]`s (ports from `${api_port}`, `${web_port}`).
+fn fleet_release_of(n: usize, header: &str, rings: &str, services: &str) -> Release {
     let mut text = format!(
         "[release]\nname = \"f\"\nplatform = \"local\"\n{header}\n[flags]\nfile = \"flags.json\"\n[vars]\napi_port = 19000\nweb_port = 19001\n"
     );
@@ -47,7 +52,7 @@ pub(crate) fn fleet_release(n: usize, header: &str, rings: &str) -> Release {
         ));
     }
     text.push_str(rings);
-    text.push_str(SERVICES);
+    text.push_str(services);
     let loaded = crate::release::load_text(
         Path::new("fleet-test.toml"),
         &text,
@@ -348,4 +353,170 @@ async fn rollback_retry_and_pause_of_a_tenant() {
     );
     h.finish(Duration::from_secs(3600)).await;
     assert_eq!(h.engine.state().fleet.as_ref().unwrap().failures, 1);
+}
+
+/// One service per tenant, one short step: a tenant takes a few seconds.
+const ONE: &str = r#"
+[[service]]
+name = "api"
+strategy = "canary"
+steps = [ { set_weight = 50 }, { pause = "2s" } ]
+[service.local]
+listen = "127.0.0.1:${api_port}"
+command = ["cutover", "demo-service", "--port", "{port}", "--revision", "{revision}"]
+current = { revision = "v1" }
+target = { revision = "v2" }
+"#;
+
+#[tokio::test]
+async fn resume_mid_ring_keeps_promoted_tenants_and_the_budget_count() {
+    let rings = "\n[[ring]]\nname = \"all\"\nselect = [\"tag:canary\", \"tag:rest\"]\n";
+    let r = fleet_release(4, "failure_budget = 2", rings);
+    let mut h = harness(r.clone(), None);
+    broken(&h, "t1");
+    h.start().await;
+    // Until t2 promoted (t1 failed before it), then "kill -9".
+    for _ in 0..600 {
+        h.run_for(Duration::from_secs(1)).await;
+        if tenants(&h)["t2"] == TenantStatus::Promoted {
+            break;
+        }
+    }
+    assert_eq!(tenants(&h)["t1"], TenantStatus::RolledBack);
+    assert_eq!(tenants(&h)["t2"], TenantStatus::Promoted);
+    let events = h.events();
+    let clock = h.clock.clone();
+    let platform = FakePlatform::new(Arc::new(clock.clone()));
+    let rec = MemoryRecorder::new();
+    rec.events.lock().unwrap().extend(events.iter().cloned());
+    let plan = crate::plan::engine_plan(&r);
+    let engine = Engine::restore(
+        r,
+        &plan,
+        platform.clone(),
+        Arc::new(clock.clone()),
+        Box::new(rec.clone()),
+        Arc::new(testing::ScriptedSmoke::new()),
+        EngineOptions::default(),
+        &events,
+    )
+    .unwrap();
+    let mut h = H {
+        engine,
+        clock,
+        platform,
+        smoke: testing::ScriptedSmoke::new(),
+        rec,
+    };
+    assert_eq!(h.engine.state().fleet.as_ref().unwrap().failures, 1);
+    h.finish(Duration::from_secs(3600)).await;
+    let t = tenants(&h);
+    assert_eq!(
+        (t["t1"], t["t2"], t["t3"], t["t4"]),
+        (
+            TenantStatus::RolledBack,
+            TenantStatus::Promoted,
+            TenantStatus::Promoted,
+            TenantStatus::Promoted
+        )
+    );
+    // Nothing of t2 was started again after the restart.
+    let restarted = h
+        .events()
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::EngineRestarted { .. }))
+        .unwrap();
+    let again: Vec<String> = h.events()[restarted..]
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ServiceStarted { service } => Some(service.clone()),
+            EventKind::Fleet {
+                event: FleetEvent::TenantStarted { tenant },
+            } => Some(tenant.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        again
+            .iter()
+            .all(|s| !s.starts_with("t2") && !s.starts_with("t1")),
+        "{again:?}"
+    );
+    assert_eq!(h.engine.state().fleet.as_ref().unwrap().failures, 1);
+}
+
+mod budget {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Whichever tenants break, with any budget and parallelism: the count never
+        /// passes the budget by more than the tenants that were in flight when it was
+        /// exceeded, no tenant starts after that, and every failure is counted once.
+        #[test]
+        fn the_budget_is_never_overrun(
+            broken_mask in 0u32..64,
+            budget in 0usize..4,
+            parallel in 1usize..4,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let n = 6;
+                let rings = format!(
+                    "\n[[ring]]\nname = \"one\"\nselect = [\"tag:canary\"]\n\n[[ring]]\nname = \"two\"\nselect = [\"tag:rest\"]\nmax_parallel = {parallel}\n"
+                );
+                let r = fleet_release_of(n, &format!("failure_budget = {budget}"), &rings, ONE);
+                let mut h = harness(r, None);
+                for i in 0..n {
+                    if broken_mask & (1 << i) != 0 {
+                        h.platform.script(
+                            &format!("t{}/api", i + 1),
+                            "v2",
+                            InstanceState::Unhealthy { reason: "503".into() },
+                            0.0,
+                            0.0,
+                        );
+                    }
+                }
+                h.start().await;
+                h.finish(Duration::from_secs(3600)).await;
+                let mut in_flight = 0usize;
+                let mut failures = 0usize;
+                let mut exceeded_with: Option<usize> = None;
+                for (_, e) in fleet_events(&h) {
+                    match e {
+                        FleetEvent::TenantStarted { tenant } => {
+                            assert!(exceeded_with.is_none(), "{tenant} started after the budget was exceeded");
+                            in_flight += 1;
+                        }
+                        FleetEvent::TenantPromoted { .. } => in_flight -= 1,
+                        FleetEvent::TenantFailed { failures: f, .. } => {
+                            in_flight -= 1;
+                            failures += 1;
+                            assert_eq!(f, failures, "each failure counted once");
+                        }
+                        FleetEvent::BudgetExceeded { failures: f, budget: b, .. } => {
+                            assert_eq!((f, b), (budget + 1, budget));
+                            exceeded_with = Some(in_flight);
+                        }
+                        _ => {}
+                    }
+                }
+                let f = h.engine.state().fleet.clone().unwrap();
+                assert_eq!(f.failures, failures);
+                assert!(failures <= budget + 1 + exceeded_with.unwrap_or(0));
+                let broken = broken_mask.count_ones() as usize;
+                if broken <= budget {
+                    assert!(f.exceeded.is_none());
+                    assert_eq!(failures, broken);
+                    assert!(f.tenants.iter().all(|t| t.status != TenantStatus::Skipped));
+                } else {
+                    assert!(f.exceeded.is_some());
+                }
+            });
+        }
+    }
 }
