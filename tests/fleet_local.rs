@@ -16,7 +16,7 @@ use support::net::free_port;
 /// Five tenants `t1..t5` in two rings (`first`: t1 and t2 two at once, a 1 s bake;
 /// `rest`: t3..t5 two at once), budget 1; `broken` tenants' candidates crash.
 fn release(dir: &Path, marker: &str, broken: &[&str]) -> PathBuf {
-    let mut text = format!(
+    let mut text = String::from(
         r#"[release]
 name = "fleet-local"
 platform = "local"
@@ -29,7 +29,7 @@ file = "flags.json"
 [vars]
 port = 1
 crash = "1h"
-"#
+"#,
     );
     for i in 1..=5 {
         let name = format!("t{i}");

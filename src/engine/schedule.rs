@@ -40,11 +40,11 @@ impl Engine {
             .filter_map(|n| self.svc(n))
             .filter(|s| s.status.is_active())
             .count();
-        for name in names.iter().cloned() {
-            if self.status(&name) != ServiceStatus::Pending {
+        for name in names {
+            if self.status(name) != ServiceStatus::Pending {
                 continue;
             }
-            let deps = self.runs[&name].spec.depends_on.clone();
+            let deps = self.runs[name].spec.depends_on.clone();
             if let Some(bad) = deps.iter().find(|d| {
                 matches!(
                     self.status(d),
@@ -64,13 +64,13 @@ impl Engine {
             {
                 continue;
             }
-            if !self.runs[&name].retiring.is_empty() {
+            if !self.runs[name].retiring.is_empty() {
                 continue;
             }
-            if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
+            if self.svc(name).is_some_and(|s| s.wave > open_wave) {
                 continue;
             }
-            if self.migration_holds(&name) {
+            if self.migration_holds(name) {
                 continue;
             }
             if active >= max {
@@ -80,7 +80,7 @@ impl Engine {
                 break;
             }
             let now = self.clock.now_ms();
-            if let Some(rt) = self.runs.get_mut(&name) {
+            if let Some(rt) = self.runs.get_mut(name) {
                 rt.reset_run();
                 rt.step_started_ms = now;
                 rt.next_health_ms = now;

@@ -451,7 +451,7 @@ mod budget {
     use super::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
         /// Whichever tenants break, with any budget and parallelism: the count never
         /// passes the budget by more than the tenants that were in flight when it was
