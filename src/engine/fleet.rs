@@ -133,6 +133,7 @@ pub(super) fn initial_state(release: &Release, order: &[String]) -> FleetState {
                 flags: t.flags.clone(),
                 flags_before: None,
                 counted: false,
+                awaiting: None,
             })
             .collect(),
     }
@@ -227,7 +228,18 @@ impl Engine {
     /// When the fleet next needs the engine: the bake's end and its next health check.
     pub(super) fn fleet_wakeup(&self) -> Option<u64> {
         let f = self.state.fleet.as_ref()?;
-        let r = f.rings.iter().find(|r| r.status == RingStatus::Baking)?;
+        let r = f
+            .rings
+            .iter()
+            .find(|r| matches!(r.status, RingStatus::Baking | RingStatus::Running))?;
+        if r.status == RingStatus::Running {
+            // An approval gate's deadline.
+            return r
+                .tenants
+                .iter()
+                .filter_map(|&t| f.tenants.get(t)?.awaiting.as_ref()?.deadline_ms)
+                .min();
+        }
         let check = self
             .fleet
             .as_ref()
@@ -461,8 +473,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Start the ring's next tenants while it has free slots (not while frozen).
+    /// Start the ring's next tenants while it has free slots (not while frozen); a tenant
+    /// with `[tenant.approval]` first waits for it, holding a slot.
     fn start_tenants(&mut self, ring: &RingState) -> Result<(), EngineError> {
+        self.approval_timeouts(ring)?;
         let Some(f) = self.state.fleet.as_ref() else {
             return Ok(());
         };
@@ -470,9 +484,10 @@ impl Engine {
             .tenants
             .iter()
             .filter(|&&t| {
-                f.tenants
-                    .get(t)
-                    .is_some_and(|x| x.status == TenantStatus::Running)
+                f.tenants.get(t).is_some_and(|x| {
+                    x.status == TenantStatus::Running
+                        || (x.status == TenantStatus::Pending && x.awaiting.is_some())
+                })
             })
             .count();
         let next: Vec<usize> = ring
@@ -480,9 +495,9 @@ impl Engine {
             .iter()
             .copied()
             .filter(|&t| {
-                f.tenants
-                    .get(t)
-                    .is_some_and(|x| x.status == TenantStatus::Pending && !x.paused)
+                f.tenants.get(t).is_some_and(|x| {
+                    x.status == TenantStatus::Pending && !x.paused && x.awaiting.is_none()
+                })
             })
             .collect();
         for t in next {
@@ -492,13 +507,81 @@ impl Engine {
             let Some(name) = self.tenant(t).map(|x| x.name.clone()) else {
                 continue;
             };
-            self.fleet_emit(FleetEvent::TenantStarted { tenant: name })?;
-            if let Some(rt) = self.fleet.as_mut() {
-                rt.active.insert(t);
-            }
             running += 1;
+            if let Some(a) = self.release.tenants.get(t).and_then(|x| x.approval.clone()) {
+                let deadline_ms = (a.on_timeout != crate::release::OnTimeout::Pause)
+                    .then(|| self.clock.now_ms() + ms(a.timeout.0));
+                self.fleet_emit(FleetEvent::TenantAwaitingApproval {
+                    tenant: name,
+                    deadline_ms,
+                })?;
+                continue;
+            }
+            self.start_approved(t)?;
         }
         Ok(())
+    }
+
+    /// A tenant's approval gate that timed out: `rollback` fails it (its services are
+    /// skipped; it counts), `promote` starts it.
+    fn approval_timeouts(&mut self, ring: &RingState) -> Result<(), EngineError> {
+        let now = self.clock.now_ms();
+        let due: Vec<usize> = ring
+            .tenants
+            .iter()
+            .copied()
+            .filter(|&t| {
+                self.tenant(t).is_some_and(|x| {
+                    x.status == TenantStatus::Pending
+                        && x.awaiting
+                            .as_ref()
+                            .is_some_and(|g| g.deadline_ms.is_some_and(|d| now >= d))
+                })
+            })
+            .collect();
+        for t in due {
+            let promote = self
+                .release
+                .tenants
+                .get(t)
+                .and_then(|x| x.approval.as_ref())
+                .is_some_and(|a| a.on_timeout == crate::release::OnTimeout::Promote);
+            if promote {
+                self.start_approved(t)?;
+            } else {
+                self.reject_tenant(t, "its approval timed out".into())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant starts (its gate, if any, answered yes).
+    pub(super) fn start_approved(&mut self, t: usize) -> Result<(), EngineError> {
+        let Some(name) = self.tenant(t).map(|x| x.name.clone()) else {
+            return Ok(());
+        };
+        self.fleet_emit(FleetEvent::TenantStarted { tenant: name })?;
+        if let Some(rt) = self.fleet.as_mut() {
+            rt.active.insert(t);
+        }
+        Ok(())
+    }
+
+    /// The tenant's gate is answered no (rejected, or timed out into `rollback`): its
+    /// services are skipped and it counts as failed.
+    pub(super) fn reject_tenant(&mut self, t: usize, why: String) -> Result<(), EngineError> {
+        let Some(services) = self.tenant(t).map(|x| x.services.clone()) else {
+            return Ok(());
+        };
+        for s in services {
+            if self.status(&s) == ServiceStatus::Pending {
+                self.emit(EventKind::Skipped {
+                    service: s,
+                    reason: why.clone(),
+                })?;
+            }
+        }
+        self.count_failure(t, TenantStatus::RolledBack, why)
     }
 
     /// During a bake, the ring's promoted tenants stay under health checks (their

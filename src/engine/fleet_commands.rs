@@ -19,6 +19,8 @@ impl Engine {
             Command::Pause { service: Some(s) }
             | Command::Resume { service: Some(s) }
             | Command::Rollback { service: Some(s) }
+            | Command::Approve { service: s }
+            | Command::Reject { service: s }
             | Command::Retry { service: s } => s.clone(),
             _ => return Ok(None),
         };
@@ -69,6 +71,13 @@ impl Engine {
                     "{name} already {st} and its failure counts against the budget"
                 )),
             },
+            Command::Approve { .. } | Command::Reject { .. } => match &tenant.awaiting {
+                None => refuse(format!("{name} is {st}: no approval gate is open")),
+                Some(g) if g.approvals.contains(&op) => {
+                    refuse(format!("{op} already approved {name}; another person must"))
+                }
+                Some(_) => Ok(()),
+            },
             Command::Rollback { .. } => match st {
                 TenantStatus::Running | TenantStatus::Promoted => Ok(()),
                 _ => refuse(format!("{name} is {st}: nothing to roll back")),
@@ -98,6 +107,33 @@ impl Engine {
         self.accept(command, operator)?;
         let services = tenant.services.clone();
         let text = match command {
+            Command::Approve { .. } => {
+                self.fleet_emit(FleetEvent::TenantApproved {
+                    tenant: name.clone(),
+                    by: op.clone(),
+                })?;
+                let needed = self
+                    .release
+                    .tenants
+                    .get(t)
+                    .and_then(|x| x.approval.as_ref())
+                    .map_or(1, |a| a.approvals.max(1)) as usize;
+                let have = self
+                    .fleet_state()
+                    .and_then(|f| f.tenants.get(t))
+                    .and_then(|x| x.awaiting.as_ref())
+                    .map_or(0, |g| g.approvals.len());
+                if have >= needed {
+                    self.start_approved(t)?;
+                    format!("{name} approved: it starts")
+                } else {
+                    format!("{name}: {have} of {needed} approvals")
+                }
+            }
+            Command::Reject { .. } => {
+                self.reject_tenant(t, format!("its approval was rejected by {op}"))?;
+                format!("{name} rejected: skipped, counted as failed")
+            }
             Command::Exclude { .. } => {
                 let reason = format!(
                     "excluded by {op}: {}",

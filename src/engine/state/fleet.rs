@@ -99,6 +99,19 @@ pub struct TenantState {
     /// Counted against the failure budget (once, whatever happens after).
     #[serde(default)]
     pub counted: bool,
+    /// Its `[tenant.approval]` gate is open: it starts once enough people approved
+    /// (`approve TENANT`); `deadline_ms` `None` waits forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<TenantGate>,
+}
+
+/// A tenant's approval gate before its first service starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantGate {
+    pub deadline_ms: Option<u64>,
+    /// Who approved so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
 }
 
 /// One ring of the release.
@@ -180,6 +193,16 @@ pub enum FleetEvent {
     TenantPaused {
         tenant: String,
     },
+    /// Its `[tenant.approval]` gate opened (it holds a slot of its ring).
+    TenantAwaitingApproval {
+        tenant: String,
+        deadline_ms: Option<u64>,
+    },
+    /// One person approved the tenant's gate.
+    TenantApproved {
+        tenant: String,
+        by: String,
+    },
     TenantResumed {
         tenant: String,
     },
@@ -215,6 +238,8 @@ impl FleetEvent {
             | TenantRetrying { tenant }
             | TenantPaused { tenant }
             | TenantResumed { tenant }
+            | TenantAwaitingApproval { tenant, .. }
+            | TenantApproved { tenant, .. }
             | FlagsWritten { tenant, .. } => Some(tenant),
             Loaded { .. }
             | RingStarted { .. }
@@ -249,6 +274,10 @@ impl FleetEvent {
             TenantExcluded { tenant, reason } => format!("tenant {tenant} excluded: {reason}"),
             TenantRetrying { tenant } => format!("tenant {tenant} retrying"),
             TenantPaused { tenant } => format!("tenant {tenant} paused"),
+            TenantAwaitingApproval { tenant, .. } => {
+                format!("tenant {tenant} waits for approval (`approve {tenant}`)")
+            }
+            TenantApproved { tenant, by } => format!("tenant {tenant} approved by {by}"),
             TenantResumed { tenant } => format!("tenant {tenant} resumed"),
             BudgetExceeded { reason, .. } => reason.clone(),
             FlagsWritten {
@@ -313,6 +342,25 @@ impl FleetState {
                 if let Some(t) = self.tenant_mut(tenant) {
                     t.status = TenantStatus::Running;
                     t.reason = None;
+                    t.awaiting = None;
+                }
+            }
+            TenantAwaitingApproval {
+                tenant,
+                deadline_ms,
+            } => {
+                if let Some(t) = self.tenant_mut(tenant) {
+                    t.awaiting = Some(TenantGate {
+                        deadline_ms: *deadline_ms,
+                        approvals: Vec::new(),
+                    });
+                }
+            }
+            TenantApproved { tenant, by } => {
+                if let Some(g) = self.tenant_mut(tenant).and_then(|t| t.awaiting.as_mut())
+                    && !g.approvals.contains(by)
+                {
+                    g.approvals.push(by.clone());
                 }
             }
             TenantPromoted { tenant } => {
@@ -331,6 +379,7 @@ impl FleetState {
                     t.status = *outcome;
                     t.reason = Some(reason.clone());
                     t.counted = true;
+                    t.awaiting = None;
                 }
                 self.failures = *failures;
             }
@@ -338,12 +387,14 @@ impl FleetState {
                 if let Some(t) = self.tenant_mut(tenant) {
                     t.status = TenantStatus::Skipped;
                     t.reason = Some(reason.clone());
+                    t.awaiting = None;
                 }
             }
             TenantExcluded { tenant, reason } => {
                 if let Some(t) = self.tenant_mut(tenant) {
                     t.status = TenantStatus::Excluded;
                     t.reason = Some(reason.clone());
+                    t.awaiting = None;
                 }
             }
             TenantPaused { tenant } => {

@@ -520,3 +520,44 @@ mod budget {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tenant_approval_gate_holds_its_slot_until_approved_or_timed_out() {
+    let rings =
+        "\n[[ring]]\nname = \"all\"\nselect = [\"tag:canary\", \"tag:rest\"]\nmax_parallel = 3\n";
+    let mut r = fleet_release_of(3, "failure_budget = 1", rings, ONE);
+    for t in [1, 2] {
+        r.tenants[t].approval = Some(crate::release::tenants::TenantApproval {
+            timeout: crate::release::Dur(Duration::from_secs(600)),
+            on_timeout: crate::release::OnTimeout::Rollback,
+            approvals: 1,
+        });
+    }
+    let mut h = harness(r, None);
+    h.start().await;
+    h.run_for(Duration::from_secs(60)).await;
+    let t = tenants(&h);
+    assert_eq!(t["t1"], TenantStatus::Promoted);
+    assert_eq!(
+        (t["t2"], t["t3"]),
+        (TenantStatus::Pending, TenantStatus::Pending)
+    );
+    assert_eq!(h.status("t2/api"), ServiceStatus::Pending);
+    assert!(h.cmd("approve t1").await.is_err(), "no gate is open for t1");
+    let r = h.cmd_as("approve t2", "bob").await;
+    assert!(r.as_ref().is_ok_and(|t| t.contains("it starts")), "{r:?}");
+    h.finish(Duration::from_secs(3600)).await;
+    let t = tenants(&h);
+    assert_eq!(t["t2"], TenantStatus::Promoted);
+    // Nobody answered for t3: after 10 minutes it is rolled back (never started) and counts.
+    assert_eq!(t["t3"], TenantStatus::RolledBack);
+    assert_eq!(h.status("t3/api"), ServiceStatus::Skipped);
+    let f = h.engine.state().fleet.clone().unwrap();
+    assert_eq!(f.failures, 1);
+    assert!(
+        f.tenants[2]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("approval timed out"))
+    );
+}
