@@ -395,14 +395,7 @@ impl Engine {
                 tenant,
                 reason: reason.to_string(),
             })?;
-            for s in services {
-                if self.status(&s) == ServiceStatus::Pending {
-                    self.emit(EventKind::Skipped {
-                        service: s,
-                        reason: reason.to_string(),
-                    })?;
-                }
-            }
+            self.skip_pending_services(services, reason)?;
         }
         Ok(())
     }
@@ -573,15 +566,25 @@ impl Engine {
         let Some(services) = self.tenant(t).map(|x| x.services.clone()) else {
             return Ok(());
         };
+        self.skip_pending_services(services, &why)?;
+        self.count_failure(t, TenantStatus::RolledBack, why)
+    }
+
+    /// Of `services`, those not started are skipped with `reason`.
+    pub(super) fn skip_pending_services(
+        &mut self,
+        services: Vec<String>,
+        reason: &str,
+    ) -> Result<(), EngineError> {
         for s in services {
             if self.status(&s) == ServiceStatus::Pending {
                 self.emit(EventKind::Skipped {
                     service: s,
-                    reason: why.clone(),
+                    reason: reason.to_string(),
                 })?;
             }
         }
-        self.count_failure(t, TenantStatus::RolledBack, why)
+        Ok(())
     }
 
     /// During a bake, the ring's promoted tenants stay under health checks (their

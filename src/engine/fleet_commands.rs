@@ -158,14 +158,7 @@ impl Engine {
                     )
                     .await?;
                 } else {
-                    for s in &services {
-                        if self.status(s) == ServiceStatus::Pending {
-                            self.emit(super::state::EventKind::Skipped {
-                                service: s.clone(),
-                                reason: reason.clone(),
-                            })?;
-                        }
-                    }
+                    self.skip_pending_services(services.clone(), &reason)?;
                 }
                 format!("{name} excluded: skipped, not counted against the failure budget")
             }
