@@ -184,27 +184,3 @@ fn a_budget_without_tenants_and_rings_without_tenants_are_refused() {
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert!(diags[0].message.contains("rings but no [[tenant]]"));
 }
-
-#[test]
-fn deploy_refuses_tenants_until_the_engine_runs_them() {
-    let file = fleet();
-    let state = tempfile::tempdir().unwrap();
-    let out = cutover(&[
-        "deploy",
-        file.to_str().unwrap(),
-        "--headless",
-        "--state-dir",
-        state.path().to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("8 tenants in rings") && err.contains("does not deploy tenants yet"),
-        "{err}"
-    );
-}

@@ -73,6 +73,7 @@ impl Engine {
             restore_partial_approvals(rt, &s);
         }
         engine.restore = true;
+        engine.fleet_restore()?;
         let operator = engine.options.operator.clone();
         engine.emit(EventKind::EngineRestarted {
             operator,

@@ -36,12 +36,18 @@ pub enum Command {
     /// Confirm the contract of a migration that waits for it (every listed service
     /// promoted and baked). Contract is one-way.
     Contract { migration: String },
+    /// Leave a tenant out of the release (with `--reason`): it is skipped (rolled back if
+    /// it was running) and does not count against the failure budget.
+    Exclude { tenant: String },
 }
 
 impl Command {
     pub fn service(&self) -> Option<&str> {
         match self {
-            Command::Start | Command::Abort | Command::Contract { .. } => None,
+            Command::Start
+            | Command::Abort
+            | Command::Contract { .. }
+            | Command::Exclude { .. } => None,
             Command::Pause { service }
             | Command::Resume { service }
             | Command::Rollback { service } => service.as_deref(),
@@ -67,6 +73,7 @@ impl Command {
             Command::Reject { .. } => "reject",
             Command::Retry { .. } => "retry",
             Command::Contract { .. } => "contract",
+            Command::Exclude { .. } => "exclude",
         }
     }
 
@@ -110,9 +117,14 @@ impl Command {
                         .to_string()
                 })?,
             },
+            "exclude" => Command::Exclude {
+                tenant: target.ok_or_else(|| {
+                    "`exclude` needs a tenant name, e.g. `exclude acme`".to_string()
+                })?,
+            },
             other => {
                 return Err(format!(
-                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract"
+                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract, exclude"
                 ));
             }
         })
@@ -123,6 +135,7 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self, self.service()) {
             (Command::Contract { migration }, _) => write!(f, "contract {migration}"),
+            (Command::Exclude { tenant }, _) => write!(f, "exclude {tenant}"),
             (_, Some(s)) => write!(f, "{} {s}", self.name()),
             (_, None) => f.write_str(self.name()),
         }
@@ -251,6 +264,7 @@ mod tests {
             "reject a",
             "retry a",
             "contract split-customer-name",
+            "exclude acme",
         ] {
             let c = Command::parse(t).unwrap();
             assert_eq!(c.to_string(), t);

@@ -106,6 +106,9 @@ impl Engine {
         command: &Command,
         operator: &str,
     ) -> Result<CommandReply, EngineError> {
+        if let Some(reply) = self.fleet_command(command, operator).await? {
+            return Ok(reply);
+        }
         if let Some(svc) = command.service()
             && !self.runs.contains_key(svc)
         {
@@ -238,6 +241,7 @@ impl Engine {
             })?;
         }
         self.migrations_on_abort(&op)?;
+        self.fleet_skip_pending(&format!("release aborted by {op}"))?;
         self.check_finished()?;
         Ok(Ok(
             "aborted: services in flight roll back, pending ones are skipped".into(),
@@ -274,9 +278,12 @@ impl Engine {
         self.rollback_release(
             None,
             format!("release rolled back by {op}"),
-            Trigger::Operator { operator: op },
+            Trigger::Operator {
+                operator: op.clone(),
+            },
         )
         .await?;
+        self.fleet_skip_pending(&format!("release rolled back by {op}"))?;
         Ok(Ok("rolling back the release".into()))
     }
 
@@ -461,9 +468,10 @@ impl Engine {
                     "{name} is {other}; only a rolled-back, failed or skipped service can be retried"
                 )),
             },
-            Command::Start | Command::Abort | Command::Contract { .. } => {
-                Refuse("not a service command".into())
-            }
+            Command::Start
+            | Command::Abort
+            | Command::Contract { .. }
+            | Command::Exclude { .. } => Refuse("not a service command".into()),
         }
     }
 
@@ -503,7 +511,7 @@ impl Engine {
             .collect()
     }
 
-    fn pause_service(
+    pub(super) fn pause_service(
         &mut self,
         name: &str,
         op: String,
@@ -520,7 +528,7 @@ impl Engine {
         Ok(Ok(format!("{name} paused: weights frozen")))
     }
 
-    fn resume_service(
+    pub(super) fn resume_service(
         &mut self,
         name: &str,
         op: String,
@@ -692,10 +700,15 @@ impl Engine {
         Ok(Ok(format!("{name}: traffic back to {}", s.baseline)))
     }
 
-    fn retry_service(&mut self, name: &str, op: String) -> Result<CommandReply, EngineError> {
+    pub(super) fn retry_service(
+        &mut self,
+        name: &str,
+        op: String,
+    ) -> Result<CommandReply, EngineError> {
         if let Some(rt) = self.runs.get_mut(name) {
             rt.reset_run();
         }
+        self.fleet_service_retried(name, &op)?;
         self.emit(EventKind::Retrying {
             service: name.to_string(),
             operator: op,

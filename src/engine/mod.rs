@@ -20,6 +20,8 @@ mod change_control;
 pub mod clock;
 pub mod command;
 mod commands;
+mod fleet;
+mod fleet_commands;
 pub mod http;
 mod migration;
 pub mod notify;
@@ -50,9 +52,9 @@ pub use recorder::{
 };
 pub use smoke::{RealSmoke, SmokeOutcome, SmokeTester};
 pub use state::{
-    BreakGlass, Event, EventKind, FinalStatus, Gate, GateKind, HealthSummary, MigrationPhase,
-    MigrationState, ReleaseState, ReleaseStatus, ServiceInit, ServiceState, ServiceStatus, Trigger,
-    VerdictInfo, describe,
+    BreakGlass, Event, EventKind, FinalStatus, FleetEvent, FleetState, Gate, GateKind,
+    HealthSummary, MigrationPhase, MigrationState, ReleaseState, ReleaseStatus, ServiceInit,
+    ServiceState, ServiceStatus, TenantStatus, Trigger, VerdictInfo, describe,
 };
 
 /// How a run ended.

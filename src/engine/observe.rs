@@ -100,6 +100,13 @@ impl Engine {
                             )
                             .await;
                     }
+                    // A tenant's bake: the failure counts against the budget (`fleet.rs`).
+                    if self
+                        .fleet_bake_failure(name, &format!("candidate {} health: {p}", s.candidate))
+                        .await?
+                    {
+                        return Ok(());
+                    }
                     let replicas = self.runs[name].replicas;
                     self.emit(EventKind::PlatformError {
                         service: name.to_string(),

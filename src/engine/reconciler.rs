@@ -60,6 +60,9 @@ pub struct EngineOptions {
     /// What the policy in force makes the engine enforce (freeze windows, who may approve);
     /// journaled with the release, and on resume the journaled one is used.
     pub change_control: Option<crate::policy::ChangeControl>,
+    /// A release with tenants: where the flags file is (`[flags] file` against the
+    /// release's directory). `None`: no flags are written.
+    pub flags_path: Option<std::path::PathBuf>,
 }
 
 /// A platform's view of one service at the start of a run (see
@@ -85,6 +88,7 @@ impl Default for EngineOptions {
             migrate: crate::migrate::RunOptions::default(),
             break_glass: None,
             change_control: None,
+            flags_path: None,
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct Engine {
     pub(super) rollbacks: HashMap<String, (String, u64)>,
     /// The release's migration stages.
     pub(super) mig: super::migration::Migrations,
+    /// Tenants in rings (a release with `[[tenant]]`s): `engine/fleet.rs`.
+    pub(super) fleet: Option<super::fleet::FleetRt>,
 }
 
 pub(super) fn weights_of(baseline: &str, candidate: &str, candidate_weight: u8) -> Weights {
@@ -187,6 +193,12 @@ impl Engine {
             waves: plan.waves.clone(),
             services,
         })?;
+        if engine.fleet.is_some() {
+            let fleet = super::fleet::initial_state(&engine.release, &engine.order);
+            engine.fleet_emit(super::state::FleetEvent::Loaded {
+                fleet: Box::new(fleet),
+            })?;
+        }
         Ok(engine)
     }
 
@@ -226,7 +238,10 @@ impl Engine {
             options.contract,
             options.migrate.clone(),
         );
+        let fleet = (!release.tenants.is_empty())
+            .then(|| super::fleet::FleetRt::new(&release, &order, options.flags_path.clone()));
         Ok(Engine {
+            fleet,
             mig,
             secrets: crate::secrets::Secrets::from_release(&release),
             release,
@@ -403,6 +418,9 @@ impl Engine {
                 t = t.min(a.next_sample_ms.max(now + 1));
             }
         }
+        if let Some(x) = self.fleet_wakeup() {
+            t = t.min(x.max(now + 1));
+        }
         t
     }
 
@@ -424,6 +442,7 @@ impl Engine {
             self.drive(&name).await?;
         }
         self.migrations_tick().await?;
+        self.fleet_tick().await?;
         self.schedule().await?;
         self.check_finished()?;
         self.publish();

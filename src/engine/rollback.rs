@@ -15,6 +15,14 @@ impl Engine {
         name: &str,
         reason: String,
     ) -> Result<(), EngineError> {
+        // A tenant's failure rolls back that tenant only (`fleet.rs`).
+        if self.state.on_failure != FailurePolicy::Pause
+            && let Some(t) = self.tenant_index_of(name)
+        {
+            return self
+                .rollback_tenant(t, Some(name), reason, Trigger::Automatic, false)
+                .await;
+        }
         match self.state.on_failure {
             FailurePolicy::Pause => {
                 if let Some(rt) = self.runs.get_mut(name) {
@@ -29,7 +37,8 @@ impl Engine {
                         "failed: {reason}; on_failure = pause holds every weight: roll back, or resume to override"
                     ),
                 })?;
-                if self.state.status == ReleaseStatus::Running {
+                // With tenants, the other tenants go on.
+                if self.state.status == ReleaseStatus::Running && self.fleet.is_none() {
                     self.emit(EventKind::Paused {
                         service: None,
                         reason: format!("{name} failed"),

@@ -12,15 +12,39 @@ impl Engine {
         if self.state.status != ReleaseStatus::Running {
             return Ok(());
         }
+        if self.fleet.is_some() {
+            // Each tenant in flight is a release of its own: its waves, its max_parallel.
+            for names in self.fleet_schedulable() {
+                self.schedule_group(&names).await?;
+            }
+            return Ok(());
+        }
+        let order = self.order.clone();
+        self.schedule_group(&order).await
+    }
+
+    /// [`Engine::schedule`] over one group of services (the release, or one tenant's).
+    async fn schedule_group(&mut self, names: &[String]) -> Result<(), EngineError> {
         let max = self.state.max_parallel.max(1) as usize;
         // Waves are barriers (see the plan): a wave starts once every service of the
         // earlier waves has finished (promoted, or rolled back / skipped / failed).
-        let open_wave = self.open_wave();
-        for name in self.order.clone() {
-            if self.status(&name) != ServiceStatus::Pending {
+        let open_wave = names
+            .iter()
+            .filter_map(|n| self.svc(n))
+            .filter(|s| !s.status.is_terminal())
+            .map(|s| s.wave)
+            .min()
+            .unwrap_or(usize::MAX);
+        let mut active = names
+            .iter()
+            .filter_map(|n| self.svc(n))
+            .filter(|s| s.status.is_active())
+            .count();
+        for name in names {
+            if self.status(name) != ServiceStatus::Pending {
                 continue;
             }
-            let deps = self.runs[&name].spec.depends_on.clone();
+            let deps = self.runs[name].spec.depends_on.clone();
             if let Some(bad) = deps.iter().find(|d| {
                 matches!(
                     self.status(d),
@@ -40,21 +64,15 @@ impl Engine {
             {
                 continue;
             }
-            if !self.runs[&name].retiring.is_empty() {
+            if !self.runs[name].retiring.is_empty() {
                 continue;
             }
-            if self.svc(&name).is_some_and(|s| s.wave > open_wave) {
+            if self.svc(name).is_some_and(|s| s.wave > open_wave) {
                 continue;
             }
-            if self.migration_holds(&name) {
+            if self.migration_holds(name) {
                 continue;
             }
-            let active = self
-                .state
-                .services
-                .iter()
-                .filter(|s| s.status.is_active())
-                .count();
             if active >= max {
                 break;
             }
@@ -62,7 +80,7 @@ impl Engine {
                 break;
             }
             let now = self.clock.now_ms();
-            if let Some(rt) = self.runs.get_mut(&name) {
+            if let Some(rt) = self.runs.get_mut(name) {
                 rt.reset_run();
                 rt.step_started_ms = now;
                 rt.next_health_ms = now;
@@ -70,6 +88,7 @@ impl Engine {
             self.emit(EventKind::ServiceStarted {
                 service: name.clone(),
             })?;
+            active += 1;
         }
         Ok(())
     }
@@ -86,6 +105,7 @@ impl Engine {
             .values()
             .any(|rt| rt.busy == Some(Busy::CrossCheck))
             || self.migrations_pending()
+            || self.fleet_pending()
         {
             return Ok(());
         }

@@ -16,9 +16,11 @@ use crate::release::{FailurePolicy, OnTimeout, StrategyKind};
 use super::command::Command;
 
 mod describe;
+mod fleet;
 mod fold;
 
 pub use describe::describe;
+pub use fleet::{FleetEvent, FleetState, RingState, RingStatus, TenantState, TenantStatus};
 
 /// Where one service is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -252,6 +254,9 @@ pub struct ReleaseState {
     /// The release's migrations, in release order, once the engine reported on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<MigrationState>,
+    /// Tenants in rings (a release with `[[tenant]]`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetState>,
     /// The last engine event applied.
     pub last_seq: u64,
 }
@@ -499,6 +504,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         lines: Vec<String>,
     },
+    /// Tenants in rings (`state/fleet.rs`).
+    Fleet {
+        event: FleetEvent,
+    },
 }
 
 /// Where one `[[migration]]` stands in a release.
@@ -611,7 +620,8 @@ impl EventKind {
             | FreezeLifted { .. }
             | ReleaseFinished { .. }
             | EngineRestarted { .. }
-            | Migration { .. } => None,
+            | Migration { .. }
+            | Fleet { .. } => None,
         }
     }
 
@@ -629,6 +639,7 @@ impl EventKind {
             | PlatformError { .. }
             | BaselineReady { .. } => "platform",
             Migration { .. } => "migration",
+            Fleet { .. } => "fleet",
             _ => "decision",
         }
     }
@@ -680,6 +691,7 @@ impl ReleaseState {
             finished_at_ms: None,
             operator: None,
             migrations: Vec::new(),
+            fleet: None,
             last_seq: 0,
         }
     }

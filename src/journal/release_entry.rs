@@ -312,6 +312,8 @@ fn release_from_file(
     if let Some(c) = &origin.change {
         loaded.release.release.change = Some(c.clone());
     }
+    // A release with tenants was journaled as the engine runs it (`TENANT/SERVICE`).
+    loaded.release = crate::release::flatten::flatten(&loaded.release, &loaded.tenants);
     if let Some(a) = &origin.artifact {
         if loaded.artifact.id != a.id {
             return Err(changed("its artifact identity differs".into()));

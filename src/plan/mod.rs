@@ -8,6 +8,7 @@
 mod blue_green;
 mod canary;
 mod expand;
+mod fleet_engine;
 mod json;
 mod linear;
 mod render;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use expand::expand;
+pub use fleet_engine::engine_plan;
 pub use json::plan_json;
 pub use render::render_text;
 pub use render_rings::render_fleet_text;

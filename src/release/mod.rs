@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod change;
 pub mod diagnostic;
 pub mod environments;
+pub mod flatten;
 pub mod fleet;
 pub mod model;
 pub mod parse;

@@ -217,7 +217,7 @@ pub async fn run_console(
             no_color: ui.no_color,
         },
         config_dir: ui.config_dir.clone(),
-        plan: Some(Arc::new(crate::plan::plan(release))),
+        plan: Some(Arc::new(crate::plan::engine_plan(release))),
         share: shared.as_ref().map(|s| s.attach.clone()),
         remote: false,
     };

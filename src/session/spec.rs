@@ -124,13 +124,11 @@ pub fn from_file(
     let (text, base_dir) = crate::release::read(file).map_err(SourceError::Invalid)?;
     let loaded =
         crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
-    if !loaded.tenants.is_empty() {
-        // Deploying its services once would ignore every tenant: refuse until the engine
-        // runs tenants in rings.
+    if !loaded.tenants.is_empty() && !loaded.release.migrations.is_empty() {
+        // One database per release and a migration per tenant do not fit together yet.
         return Err(SourceError::Failure(super::Failure::invalid(format!(
-            "{}: this release has {} tenants in rings; the engine does not deploy tenants yet (`cutover validate` and `cutover plan` read them)",
+            "{}: this release has tenants and [[migration]]s; cutover does not run migrations per tenant: deploy the migrations in a release without tenants first",
             file.display(),
-            loaded.tenants.len()
         ))));
     }
     let break_glass = super::lifecycle::admit(&loaded, admission).map_err(SourceError::Failure)?;
@@ -154,7 +152,9 @@ pub fn from_file(
             change: None,
         }),
     };
-    Ok((loaded.release, base_dir, begin))
+    // With tenants, the engine runs every tenant's services as `TENANT/SERVICE`.
+    let release = crate::release::flatten::flatten(&loaded.release, &loaded.tenants);
+    Ok((release, base_dir, begin))
 }
 
 /// A resumed run: `run`, else the newest unfinished run under `state_dir`, and the

@@ -208,7 +208,7 @@ pub async fn start_session_with(
         Some(lease) => crate::platform::fenced::fenced(platform, lease),
         None => platform,
     };
-    let plan = crate::plan::plan(release);
+    let plan = crate::plan::engine_plan(release);
     let migrate = crate::migrate::RunOptions {
         child_env: child_env.clone(),
         ..Default::default()
@@ -221,6 +221,7 @@ pub async fn start_session_with(
         contract,
         break_glass,
         change_control,
+        flags_path: (release.flags.as_ref()).map(|f| base_dir.join(&f.file)),
         ..Default::default()
     };
     let recorder = Box::new(JournalRecorder::new(journal));

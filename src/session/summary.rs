@@ -94,6 +94,17 @@ pub fn summary_json(
             .collect();
         obj.insert("migrations".into(), serde_json::json!(migrations));
     }
+    // With tenants: each tenant's outcome (services are already `TENANT/SERVICE`), and
+    // the failure budget's count.
+    if let Some(f) = &state.fleet
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("tenants".into(), serde_json::json!(f.summary()));
+        obj.insert(
+            "failure_budget".into(),
+            serde_json::json!({"budget": f.budget, "failures": f.failures, "exceeded": f.exceeded}),
+        );
+    }
     if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);
     }

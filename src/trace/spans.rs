@@ -676,6 +676,8 @@ impl Tracer {
                 detail,
                 ..
             } => self.migration(migration, *phase, detail, seq, at, &mut out),
+            // Tenants are visible through their services' spans (`TENANT/SERVICE`).
+            EventKind::Fleet { .. } => {}
             EventKind::ReleaseFinished {
                 services,
                 exit_code,

@@ -208,6 +208,7 @@ pub fn describe(e: &Event) -> String {
             }
             text
         }
+        Fleet { event } => event.describe(),
     }
 }
 

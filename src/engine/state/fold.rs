@@ -338,6 +338,14 @@ impl ReleaseState {
                 self.status = ReleaseStatus::Finished;
                 self.finished_at_ms = Some(at);
             }
+            Fleet {
+                event: FleetEvent::Loaded { fleet },
+            } => self.fleet = Some((**fleet).clone()),
+            Fleet { event } => {
+                if let Some(f) = self.fleet.as_mut() {
+                    f.apply(event);
+                }
+            }
         }
     }
 }

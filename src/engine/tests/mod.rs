@@ -11,6 +11,7 @@ use crate::release::Release;
 
 mod change_control;
 mod commands;
+mod fleet;
 mod migration;
 mod orchestration;
 mod report;

@@ -131,9 +131,14 @@ impl LocalConfig {
         let mut names = std::collections::BTreeSet::new();
         let mut listens = std::collections::BTreeSet::new();
         for s in &self.services {
-            if !valid_name(&s.name) {
+            // A tenant's service is `TENANT/SERVICE` (a release with tenants).
+            let named = match s.name.split_once('/') {
+                Some((t, n)) => valid_name(t) && valid_name(n),
+                None => valid_name(&s.name),
+            };
+            if !named {
                 return err(format!(
-                    "service name {:?} must be 1-64 characters of letters, digits, `-`, `_`, `.`",
+                    "service name {:?} must be 1-64 characters of letters, digits, `-`, `_`, `.` (a tenant's: TENANT/SERVICE)",
                     s.name
                 ));
             }
