@@ -14,67 +14,15 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use common::split::{ROLE_ENV, nginx_args, nginx_bin, proxy_role, write_nginx_conf};
 use common::*;
 use cutover::loadgen::{self, LoadConfig, LoadReport};
-use cutover::platform::local::proxy::ServiceProxy;
-use cutover::platform::local::stats::ProxyStats;
-
-const ROLE_ENV: &str = "CUTOVER_BENCH_ROLE";
 
 fn env_num(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The proxy in its own process, so its CPU time can be read from procfs.
-fn proxy_role() {
-    let listen: SocketAddr = std::env::var("CUTOVER_BENCH_LISTEN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fail("CUTOVER_BENCH_LISTEN missing"));
-    let blue: SocketAddr = std::env::var("CUTOVER_BENCH_BLUE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fail("CUTOVER_BENCH_BLUE missing"));
-    let green: SocketAddr = std::env::var("CUTOVER_BENCH_GREEN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fail("CUTOVER_BENCH_GREEN missing"));
-    let threads = std::env::var("CUTOVER_BENCH_PROXY_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        });
-    let rt = if std::env::var("CUTOVER_BENCH_PROXY_RUNTIME").as_deref() == Ok("current") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
-    rt.block_on(async move {
-        let proxy = ServiceProxy::bind("bench", listen, ProxyStats::new())
-            .await
-            .unwrap_or_else(|e| fail(&e.to_string()));
-        proxy.set_backends("blue", vec![blue]);
-        proxy.set_backends("green", vec![green]);
-        proxy
-            .set_weights(&vec![("blue".to_string(), 90), ("green".to_string(), 10)])
-            .unwrap_or_else(|e| fail(&e.to_string()));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .unwrap_or_else(|e| fail(&e.to_string()));
-        term.recv().await;
-        proxy.shutdown().await;
-    });
 }
 
 struct Target {
@@ -120,12 +68,7 @@ fn main() {
     let secs = env_num("BENCH_SECS", 8.0);
     let fixed_rate = env_num("BENCH_RATE", 3000.0);
     let conns = env_num("BENCH_CONNECTIONS", 50.0) as usize;
-    let nginx_bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| "/usr/sbin/nginx".to_string());
-    if !std::path::Path::new(&nginx_bin).exists() {
-        fail(&format!(
-            "nginx not found at {nginx_bin}; run benches/proxy-vs-nginx.sh (installs it with apt-get) or set NGINX_BIN"
-        ));
-    }
+    let nginx_bin = nginx_bin("benches/proxy-vs-nginx.sh");
 
     let mut children = Children::default();
     let (_, blue) = children.demo_service("blue", 0);
@@ -148,25 +91,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temp dir: {e}")));
     let nginx_port = free_port();
     let nginx_addr: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
-    let conf = format!(
-        "worker_processes 2;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-         upstream app {{ server {blue} weight=90; server {green} weight=10; keepalive 64; }}\n\
-         server {{ listen {nginx_addr}; location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
-        dir = dir.path().display()
-    );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap_or_else(|e| fail(&format!("write nginx.conf: {e}")));
-    let nginx_pid = children.spawn(
-        Command::new(&nginx_bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .args(["-g", "daemon off;"]),
-    );
+    let conf_path = write_nginx_conf(dir.path(), nginx_addr, blue, green);
+    let nginx_pid =
+        children.spawn(Command::new(&nginx_bin).args(nginx_args(dir.path(), &conf_path)));
     wait_listening(nginx_addr, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let nginx_pids = with_children(nginx_pid);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/support/net.rs"]
 mod net;
+pub mod split;
 
 pub use net::free_port;
 

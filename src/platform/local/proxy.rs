@@ -4,9 +4,9 @@
 //! response body it carried has been read to the end).
 //!
 //! - The route table (revisions, their backends, the split) lives behind
-//!   `RwLock<Arc<Table>>`: a request clones the `Arc` once and routes on that snapshot, a
-//!   change builds a new table and swaps the pointer. A request therefore starts under the
-//!   old split or the new one, never a mix.
+//!   `RwLock<Arc<Table>>`: a request routes under the read lock (no clone of the table),
+//!   a change builds a new table and swaps the pointer under the write lock. A request
+//!   therefore starts under the old split or the new one, never a mix.
 //! - The split is applied with a counter over 100 slots visited in a scrambled order
 //!   (`n * 37 mod 100`), so every 100 consecutive requests follow the weights exactly and
 //!   the revisions are interleaved rather than served in bursts.
@@ -56,6 +56,10 @@ const MAX_IDLE_PER_BACKEND: usize = 512;
 const SLOTS: u64 = 100;
 /// Multiplier coprime with `SLOTS` that scrambles the slot order.
 const SLOT_STRIDE: u64 = 37;
+/// The pinning header as a parsed name (a `&str` key is parsed again at every lookup).
+const ROUTE_HEADER: HeaderName = HeaderName::from_static(TEST_ROUTE_HEADER);
+/// The pin secret header as a parsed name.
+const SECRET_HEADER: HeaderName = HeaderName::from_static(PIN_SECRET_HEADER);
 
 /// Why a proxy call failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +186,9 @@ impl Backend {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: the connect path is rare, and inlined it would make every request's
+        // future (moved into place per request) several times larger.
+        let mut sender = Box::pin(self.connect()).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok((resp, sender)),
             Err(e) => Err(SendError::Http(error_chain(&e))),
@@ -677,15 +683,15 @@ async fn accept_loop(
 /// Released when the response body ends or is dropped. Holds the backend connection
 /// until then: it goes back to the pool only if the body was read to its end.
 struct InFlightGuard {
-    revision: Arc<RevisionStats>,
+    revision: Arc<Revision>,
     backend: Arc<Backend>,
     sender: Option<SendRequest<Incoming>>,
     complete: bool,
 }
 
 impl InFlightGuard {
-    fn new(revision: Arc<RevisionStats>, backend: Arc<Backend>) -> Self {
-        revision.in_flight_gauge().begin();
+    fn new(revision: Arc<Revision>, backend: Arc<Backend>) -> Self {
+        revision.stats.in_flight_gauge().begin();
         backend.in_flight.begin();
         InFlightGuard {
             revision,
@@ -704,7 +710,7 @@ impl Drop for InFlightGuard {
             self.backend.put_idle(sender);
         }
         self.backend.in_flight.end();
-        self.revision.in_flight_gauge().end();
+        self.revision.stats.in_flight_gauge().end();
     }
 }
 
@@ -787,9 +793,37 @@ fn proxy_answer(
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     if let Some(rev) = revision {
-        h.insert(TEST_ROUTE_HEADER, rev.clone());
+        h.insert(ROUTE_HEADER, rev.clone());
     }
     resp
+}
+
+/// What one pass over a request's header names found.
+#[derive(Default)]
+struct RequestHeaders {
+    pinned: bool,
+    secret: bool,
+    host: bool,
+    hop_by_hop: bool,
+}
+
+impl RequestHeaders {
+    /// One scan of the names instead of a hash lookup per header the proxy cares about.
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut seen = RequestHeaders::default();
+        for name in headers.keys() {
+            if name == header::HOST {
+                seen.host = true;
+            } else if name == ROUTE_HEADER {
+                seen.pinned = true;
+            } else if name == SECRET_HEADER {
+                seen.secret = true;
+            } else if is_hop_by_hop(name) {
+                seen.hop_by_hop = true;
+            }
+        }
+        seen
+    }
 }
 
 async fn handle(
@@ -797,9 +831,14 @@ async fn handle(
     mut req: Request<Incoming>,
     this_machine: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let pinned = req.headers().contains_key(TEST_ROUTE_HEADER);
+    let seen = RequestHeaders::scan(req.headers());
+    let pinned = seen.pinned;
     // Taken off every request: the secret never reaches a replica.
-    let offered = req.headers_mut().remove(PIN_SECRET_HEADER);
+    let offered = if seen.secret {
+        req.headers_mut().remove(SECRET_HEADER)
+    } else {
+        None
+    };
     if pinned && !may_pin(this_machine, inner.pin_secret.as_ref(), offered.as_ref()) {
         return Ok(proxy_answer(
             StatusCode::FORBIDDEN,
@@ -809,81 +848,75 @@ async fn handle(
             ),
         ));
     }
-    let table = inner
-        .table
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
 
-    let revision = match req.headers().get(TEST_ROUTE_HEADER) {
-        Some(wanted) => {
-            let wanted = wanted.to_str().unwrap_or("");
-            match table.revisions.get(wanted) {
-                Some(r) => r,
-                None => {
-                    return Ok(proxy_answer(
-                        StatusCode::BAD_GATEWAY,
-                        None,
-                        format!(
-                            "cutover proxy: service `{}` has no revision `{wanted}` (asked for by the {TEST_ROUTE_HEADER} header)\n",
-                            inner.service
-                        ),
-                    ));
+    // Route under the table's read lock, and count the request in flight before letting
+    // go of it: a change swaps the table under the write lock, so once a change returned
+    // every request that routed on the old table is counted, and a drain that follows
+    // cannot miss one that picked a drained revision or replica.
+    let guard = {
+        let table = inner.table.read().unwrap_or_else(|p| p.into_inner());
+        let revision = match req.headers().get(ROUTE_HEADER) {
+            Some(wanted) => {
+                let wanted = wanted.to_str().unwrap_or("");
+                match table.revisions.get(wanted) {
+                    Some(r) => r,
+                    None => {
+                        return Ok(proxy_answer(
+                            StatusCode::BAD_GATEWAY,
+                            None,
+                            format!(
+                                "cutover proxy: service `{}` has no revision `{wanted}` (asked for by the {TEST_ROUTE_HEADER} header)\n",
+                                inner.service
+                            ),
+                        ));
+                    }
                 }
             }
-        }
-        None => {
-            if table.slots.is_empty() {
-                return Ok(proxy_answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    format!(
-                        "cutover proxy: service `{}` has no traffic split set yet\n",
-                        inner.service
-                    ),
-                ));
-            }
-            let n = inner.counter.fetch_add(1, Ordering::Relaxed);
-            let slot = ((n % SLOTS) * SLOT_STRIDE % SLOTS) as usize;
-            match table.slots.get(slot) {
-                Some(r) => r,
-                // A removed revision left a gap in the split.
-                None => {
+            None => {
+                if table.slots.is_empty() {
                     return Ok(proxy_answer(
                         StatusCode::SERVICE_UNAVAILABLE,
                         None,
                         format!(
-                            "cutover proxy: service `{}` has no revision for this share of traffic (split {})\n",
-                            inner.service,
-                            format_weights(&table.weights)
+                            "cutover proxy: service `{}` has no traffic split set yet\n",
+                            inner.service
                         ),
                     ));
                 }
+                let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+                let slot = ((n % SLOTS) * SLOT_STRIDE % SLOTS) as usize;
+                match table.slots.get(slot) {
+                    Some(r) => r,
+                    // A removed revision left a gap in the split.
+                    None => {
+                        return Ok(proxy_answer(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            None,
+                            format!(
+                                "cutover proxy: service `{}` has no revision for this share of traffic (split {})\n",
+                                inner.service,
+                                format_weights(&table.weights)
+                            ),
+                        ));
+                    }
+                }
             }
-        }
+        };
+        let Some(backend) = revision.pick() else {
+            if !pinned {
+                revision.stats.record_connection_error();
+            }
+            return Ok(proxy_answer(
+                StatusCode::BAD_GATEWAY,
+                revision.header.as_ref(),
+                format!(
+                    "cutover proxy: revision `{}` of service `{}` has no backend taking traffic\n",
+                    revision.name, inner.service
+                ),
+            ));
+        };
+        InFlightGuard::new(revision.clone(), backend.clone())
     };
-
-    let Some(backend) = revision.pick() else {
-        if !pinned {
-            revision.stats.record_connection_error();
-        }
-        return Ok(proxy_answer(
-            StatusCode::BAD_GATEWAY,
-            revision.header.as_ref(),
-            format!(
-                "cutover proxy: revision `{}` of service `{}` has no backend taking traffic\n",
-                revision.name, inner.service
-            ),
-        ));
-    };
-
-    // Count the request in flight before letting go of the table snapshot: a drain first
-    // waits until every replaced snapshot is released, so no request can pick a drained
-    // revision or replica and reach it after the drain said it was idle.
-    let revision = revision.clone();
-    let backend = backend.clone();
-    let mut guard = InFlightGuard::new(revision.stats.clone(), backend.clone());
-    drop(table);
 
     // Backends get origin-form targets; an absolute-form request (sent as to a forward
     // proxy) is rewritten to its path.
@@ -904,25 +937,38 @@ async fn handle(
             }
         }
     }
-    if !req.headers().contains_key(header::HOST) {
-        req.headers_mut().insert(header::HOST, backend.host.clone());
+    if !seen.host {
+        req.headers_mut()
+            .insert(header::HOST, guard.backend.host.clone());
     }
-    strip_hop_by_hop(req.headers_mut());
+    if seen.hop_by_hop {
+        strip_hop_by_hop(req.headers_mut());
+    }
+    forward(&inner, req, guard, pinned).await
+}
 
+/// Send the routed request to its backend and turn the answer into the client's response.
+async fn forward(
+    inner: &Inner,
+    req: Request<Incoming>,
+    mut guard: InFlightGuard,
+    pinned: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
-    match backend.send(req).await {
+    match guard.backend.send(req).await {
         Ok((resp, sender)) => {
             let now = Instant::now();
             guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             if !pinned {
-                revision
+                guard
+                    .revision
                     .stats
                     .record_response_at(parts.status.as_u16(), now - started, now);
             }
             strip_hop_by_hop(&mut parts.headers);
-            if let Some(h) = &revision.header {
-                parts.headers.insert(TEST_ROUTE_HEADER, h.clone());
+            if let Some(h) = &guard.revision.header {
+                parts.headers.insert(ROUTE_HEADER, h.clone());
             }
             let body = if body.is_end_stream() {
                 guard.complete = true;
@@ -941,6 +987,8 @@ async fn handle(
             Ok(Response::from_parts(parts, body))
         }
         Err(e) => {
+            let revision = guard.revision.clone();
+            let addr = guard.backend.addr;
             drop(guard);
             if !pinned {
                 revision.stats.record_connection_error();
@@ -948,7 +996,7 @@ async fn handle(
             tracing::debug!(
                 service = %inner.service,
                 revision = %revision.name,
-                backend = %backend.addr,
+                backend = %addr,
                 error = %e,
                 "backend unreachable"
             );
@@ -957,7 +1005,7 @@ async fn handle(
                 revision.header.as_ref(),
                 format!(
                     "cutover proxy: revision `{}` of service `{}` at {} could not be reached: {}\n",
-                    revision.name, inner.service, backend.addr, e
+                    revision.name, inner.service, addr, e
                 ),
             ))
         }
