@@ -731,9 +731,16 @@ impl App {
                 self.style(Slot::Dim),
             ),
         ]));
-        // An approval gate under a policy: who may answer and how many so far.
-        if let (Some(g), Some((rule, roster))) = (&s.gate, st_rule(&self.state))
-            && matches!(g.kind, GateKind::Approval { .. })
+        // An approval gate with a rule (journaled on the gate by the engine; a journal
+        // from before gates carried it: the policy's): who may answer, how many so far.
+        if let Some(g) = &s.gate
+            && let GateKind::Approval {
+                rule: gate_rule, ..
+            } = &g.kind
+            && let Some((rule, roster)) = gate_rule
+                .as_ref()
+                .map(|r| (r, st_roster(&self.state)))
+                .or_else(|| st_rule(&self.state))
         {
             let so_far = if s.approvals.is_empty() {
                 String::new()
@@ -1578,6 +1585,15 @@ impl LogFormatter for Formatter {
             out.push(Line::from(Span::styled(head, self.target_style)));
         }
         out
+    }
+}
+
+/// The roster journaled with the release (empty without a policy).
+fn st_roster(st: &crate::engine::ReleaseState) -> &crate::policy::Roster {
+    static EMPTY: std::sync::OnceLock<crate::policy::Roster> = std::sync::OnceLock::new();
+    match st.change_control.as_ref() {
+        Some(cc) => &cc.roster,
+        None => EMPTY.get_or_init(crate::policy::Roster::default),
     }
 }
 

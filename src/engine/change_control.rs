@@ -9,13 +9,17 @@
 //!   out finish their steps (a freeze stops new changes; it does not strand a half-shifted
 //!   split). An operator's `resume` does not lift a freeze: breaking one is a decision made
 //!   at the start with `--break-glass` and its approvals, which then covers the whole run.
-//! - **Who may approve.** An approval gate needs `max(step's approvals, rule's required)`
-//!   distinct people, each allowed by the rule (`policy::roster`), and with four eyes not
-//!   the person who started the release. A refusal says why and is journaled.
+//! - **Who may approve.** An approval gate's rule is the policy's `[approval]` tightened by
+//!   the step's own `approvers`, `approvals` and `four_eyes` (`policy::roster::gate_rule`):
+//!   `max(step's approvals, rule's required)` distinct people, each allowed by the gate's
+//!   approvers and by the policy's, and with four eyes (either's) not the person who
+//!   started the release. The rule is journaled on the gate (`GateWaiting`); a refusal
+//!   says why and is journaled.
 
 use super::reconciler::{Engine, EngineError};
 use super::state::EventKind;
-use crate::policy::freeze;
+use crate::plan::Action;
+use crate::policy::{ApprovalRule, Roster, freeze, roster};
 
 impl Engine {
     /// Whether a freeze window holds new services back now; journals the hold when it
@@ -60,26 +64,71 @@ impl Engine {
         )
     }
 
-    /// Why `operator` may not approve `name`'s waiting gate under the policy's rule.
+    /// The rule `name`'s approval gate enforces: the policy's `[approval]` (journaled
+    /// with the release) tightened by the step's own `approvers`, `approvals` and
+    /// `four_eyes` (`policy::roster::gate_rule`). `None`: anyone, the step's count.
+    pub(super) fn gate_rule(&self, name: &str) -> Option<ApprovalRule> {
+        let policy = self
+            .state
+            .change_control
+            .as_ref()
+            .and_then(|c| c.approval.as_ref());
+        let (approvers, approvals, four_eyes) = match self.runs[name].step().map(|x| &x.action) {
+            Some(Action::Approval {
+                approvers,
+                approvals,
+                four_eyes,
+                ..
+            }) => (approvers.as_slice(), *approvals, *four_eyes),
+            _ => (&[][..], 1, false),
+        };
+        roster::gate_rule(
+            policy,
+            &roster::GateAsk {
+                approvers,
+                approvals,
+                four_eyes,
+            },
+        )
+    }
+
+    /// `; may approve: 2 of group:dba (carol, dave), not the person who started it`.
+    pub(super) fn gate_rule_text(&self, rule: Option<&ApprovalRule>) -> String {
+        rule.map(|r| format!("; may approve: {}", r.describe(self.roster())))
+            .unwrap_or_default()
+    }
+
+    fn roster(&self) -> &Roster {
+        static EMPTY: std::sync::OnceLock<Roster> = std::sync::OnceLock::new();
+        match self.state.change_control.as_ref() {
+            Some(c) => &c.roster,
+            None => EMPTY.get_or_init(Roster::default),
+        }
+    }
+
+    /// Why `operator` may not approve `name`'s waiting gate, with the rule in force.
     pub(super) fn approval_refusal(
         &self,
         name: &str,
         operator: &str,
         so_far: &[String],
     ) -> Option<String> {
-        let cc = self.state.change_control.as_ref()?;
-        let rule = cc.approval.as_ref()?;
-        rule.check(&cc.roster, operator, self.state.operator.as_deref(), so_far)
+        let rule = self.gate_rule(name)?;
+        let roster = self.roster();
+        rule.check(roster, operator, self.state.operator.as_deref(), so_far)
             .err()
-            .map(|why| format!("{why} (approving {name}: {})", rule.describe(&cc.roster)))
+            .map(|why| {
+                format!(
+                    "{why} (approving {name}: {}; {} of {} approvals so far)",
+                    rule.describe(roster),
+                    so_far.len(),
+                    rule.required
+                )
+            })
     }
 
-    /// The policy's `required`, for a gate that asks fewer.
-    pub(super) fn policy_required(&self) -> u32 {
-        self.state
-            .change_control
-            .as_ref()
-            .and_then(|c| c.approval.as_ref())
-            .map_or(1, |r| r.required)
+    /// How many different people `name`'s waiting gate needs under its rule.
+    pub(super) fn rule_required(&self, name: &str) -> Option<u32> {
+        self.gate_rule(name).map(|r| r.required)
     }
 }

@@ -490,7 +490,7 @@ impl Engine {
             Some(Action::Approval { approvals, .. }) => *approvals,
             _ => 1,
         };
-        step.max(self.policy_required())
+        step.max(self.rule_required(name).unwrap_or(1))
     }
 
     /// Who approved the current step so far.

@@ -123,8 +123,14 @@ pub struct Gate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "gate")]
 pub enum GateKind {
-    /// `approve` or `reject`; on timeout, `on_timeout` happens.
-    Approval { on_timeout: OnTimeout },
+    /// `approve` or `reject`; on timeout, `on_timeout` happens. `rule`: who may approve
+    /// and how many (the policy's `[approval]` tightened by the gate's own ask), as the
+    /// engine enforces it; `None`: anyone, the step's count.
+    Approval {
+        on_timeout: OnTimeout,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<crate::policy::ApprovalRule>,
+    },
     /// `promote` moves on (a `pause forever` step, or an inconclusive analysis).
     Promote,
 }

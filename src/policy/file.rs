@@ -255,6 +255,7 @@ fn rule(
         approvers: approvers.into_inner(),
         required,
         four_eyes: r.four_eyes,
+        within: Vec::new(),
     }
 }
 

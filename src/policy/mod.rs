@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod freeze;
+pub mod gates;
 pub mod rego;
 pub mod roster;
 

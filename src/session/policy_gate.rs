@@ -100,7 +100,18 @@ pub fn evaluate(
     };
     let windows: Vec<policy::FreezeWindow> =
         loaded.release.freeze.iter().map(|f| f.window()).collect();
-    Ok(policy::check(&pol, &windows, plan, &ctx))
+    let mut result = policy::check(&pol, &windows, plan, &ctx);
+    let gates = policy::gates::check_gates(&pol, &loaded.release);
+    if !gates.is_empty() {
+        result = Err(match result {
+            Ok(_) => gates,
+            Err(mut r) => {
+                r.extend(gates);
+                r
+            }
+        });
+    }
+    Ok(result)
 }
 
 /// A run of its own for a refusal: the release entry, one `policy` entry, `refused`.

@@ -121,6 +121,7 @@ fn approval_policy() -> ChangeControl {
             approvers: vec!["group:sre".into()],
             required: 2,
             four_eyes: true,
+            within: vec![],
         }),
         ..Default::default()
     }
@@ -146,7 +147,7 @@ async fn approvals_follow_the_roster_four_eyes_and_the_required_count() {
         "{r}"
     );
     let r = refused(h.cmd_as("approve api", "mallory").await);
-    assert!(r.starts_with("mallory is not in group sre"), "{r}");
+    assert!(r.starts_with("mallory is not in group:sre"), "{r}");
     let first = h.cmd_as("approve api", "bob").await.unwrap();
     assert!(first.contains("approval 1 of 2"), "{first}");
     let r = refused(h.cmd_as("approve api", "bob").await);
@@ -199,8 +200,93 @@ async fn resume_reads_the_roster_the_start_journaled() {
     let c = Command::parse("approve api").unwrap();
     let r = engine.handle(c, "mallory").await.unwrap().unwrap_err();
     assert!(
-        r.reason.starts_with("mallory is not in group sre"),
+        r.reason.starts_with("mallory is not in group:sre"),
         "{}",
         r.reason
     );
+}
+
+#[tokio::test]
+async fn a_gate_names_its_own_approvers_within_the_policy_and_journals_its_rule() {
+    // The policy: one of sre (alice, bob, carol). The gate: one of group:dba (bob, carol,
+    // dave), four eyes. Effective: one person in both (bob or carol), not the starter.
+    const GATE: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", approvers = [\"group:dba\"], four_eyes = true } ]\n";
+    let mut cc = approval_policy();
+    cc.roster.groups.insert(
+        "dba".into(),
+        vec!["bob".into(), "carol".into(), "dave".into()],
+    );
+    cc.approval = Some(ApprovalRule {
+        approvers: vec!["group:sre".into()],
+        required: 1,
+        four_eyes: false,
+        within: vec![],
+    });
+    let mut h = engine_with(release("", &[("api", GATE)]), cc);
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("api"), ServiceStatus::AwaitingApproval);
+    // The gate's rule is journaled on the gate, and in its reason (audit, report).
+    let waiting = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::GateWaiting { gate, reason, .. } => Some((gate, reason)),
+            _ => None,
+        })
+        .unwrap();
+    let GateKind::Approval {
+        rule: Some(rule), ..
+    } = &waiting.0.kind
+    else {
+        panic!("no rule on the gate: {waiting:?}");
+    };
+    assert_eq!(rule.approvers, ["group:dba"]);
+    assert_eq!(rule.within, ["group:sre"]);
+    assert!(rule.four_eyes);
+    assert!(
+        waiting.1.ends_with("may approve: 1 of group:dba (bob, carol, dave), not the person who started it, within the policy's group:sre"),
+        "{}",
+        waiting.1
+    );
+    let refused = |r: CommandReply| r.unwrap_err().reason;
+    let r = refused(h.cmd_as("approve api", "erin").await);
+    assert!(r.starts_with("erin is not in group:dba"), "{r}");
+    assert!(r.ends_with("0 of 1 approvals so far)"), "{r}");
+    let r = refused(h.cmd_as("approve api", "dave").await);
+    assert!(
+        r.starts_with("dave is not in group:sre (the policy's [approval]"),
+        "{r}"
+    );
+    // alice started the release (and is in neither group's way: four eyes comes first).
+    let r = refused(h.cmd_as("approve api", "alice").await);
+    assert!(
+        r.starts_with("alice started this release; four eyes"),
+        "{r}"
+    );
+    assert!(h.cmd_as("approve api", "carol").await.is_ok());
+    assert_ne!(h.status("api"), ServiceStatus::AwaitingApproval);
+}
+
+#[tokio::test]
+async fn without_a_policy_a_gate_s_four_eyes_still_refuses_the_starter() {
+    const GATE: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", approvals = 2, four_eyes = true } ]\n";
+    let mut h = engine_with(release("", &[("api", GATE)]), ChangeControl::default());
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    let r = h.cmd_as("approve api", "alice").await.unwrap_err().reason;
+    assert!(
+        r.starts_with("alice started this release; four eyes"),
+        "{r}"
+    );
+    assert!(
+        r.ends_with(
+            "(approving api: 2 of anyone, not the person who started it; 0 of 2 approvals so far)"
+        ),
+        "{r}"
+    );
+    let first = h.cmd_as("approve api", "bob").await.unwrap();
+    assert!(first.contains("approval 1 of 2"), "{first}");
+    assert!(h.cmd_as("approve api", "carol").await.is_ok());
+    assert_ne!(h.status("api"), ServiceStatus::AwaitingApproval);
 }
