@@ -302,7 +302,30 @@ impl App {
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             ));
         }
-        if let Some(b) = st
+        if let Some(cc) = st.change_control.as_ref()
+            && let Some(b) = cc.break_glass.as_ref().filter(|b| b.pending)
+        {
+            let so_far = if b.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", b.approvers.join(", "))
+            };
+            spans.push(Span::styled(
+                format!(
+                    " BREAK-GLASS REQUESTED by {} in freeze {}: {}; {}/{} approved{so_far}, needs {}; nothing changes until then (approve: B, or cutover ctl approve-break-glass) ",
+                    b.operator,
+                    b.window,
+                    b.reason,
+                    b.approvers.len(),
+                    cc.break_glass_rule.as_ref().map_or(1, |r| r.required),
+                    cc.break_glass_rule
+                        .as_ref()
+                        .map_or_else(|| "approvals".to_string(), |r| r.describe(&cc.roster)),
+                ),
+                bar.patch(self.style(Slot::HealthDegraded))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        } else if let Some(b) = st
             .change_control
             .as_ref()
             .and_then(|c| c.break_glass.as_ref())

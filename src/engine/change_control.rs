@@ -5,7 +5,12 @@
 //!   service a full `max_parallel` held back), the engine asks the pure
 //!   `policy::freeze::frozen_at` on its own clock. Inside a window it starts nothing,
 //!   journals `FreezeHeld` once with the window's name and its end, and journals
-//!   `FreezeLifted` and goes on by itself when the window closes. Services already rolling
+//!   `FreezeLifted` and goes on by itself when the window closes.
+//! - **A pending break-glass.** Started with `--break-glass REASON` and fewer approvals
+//!   than the policy's `[break_glass]` needs, the engine holds before its first platform
+//!   action (`held_before_start`: no baseline, migration or service) while the window is
+//!   open; `approve-break-glass` from other operators (roster, four eyes) completes it
+//!   (`BreakGlassGranted`), or the window closes and the run goes on as any other. Services already rolling
 //!   out finish their steps (a freeze stops new changes; it does not strand a half-shifted
 //!   split). An operator's `resume` does not lift a freeze: breaking one is a decision made
 //!   at the start with `--break-glass` and its approvals, which then covers the whole run.
@@ -16,6 +21,7 @@
 //!   started the release. The rule is journaled on the gate (`GateWaiting`); a refusal
 //!   says why and is journaled.
 
+use super::command::{Command, CommandReply};
 use super::reconciler::{Engine, EngineError};
 use super::state::EventKind;
 use crate::plan::Action;
@@ -49,7 +55,7 @@ impl Engine {
     /// The window open now that applies to this release, unless a break-glass covers it.
     fn open_freeze(&self) -> Option<freeze::Active> {
         let cc = self.state.change_control.as_ref()?;
-        if cc.break_glass.is_some() || cc.freeze.is_empty() {
+        if cc.break_glass.as_ref().is_some_and(|b| !b.pending) || cc.freeze.is_empty() {
             return None;
         }
         let windows: Vec<freeze::Compiled> = cc
@@ -62,6 +68,86 @@ impl Engine {
             self.state.environment.as_deref(),
             freeze::instant(self.clock.now_ms()),
         )
+    }
+
+    /// Before the engine's first platform action (the baselines, a migration, a
+    /// service): whether a freeze window holds the run. A release started with a pending
+    /// break-glass waits here for its approvals (or for the window to close).
+    pub(super) fn held_before_start(&mut self) -> Result<bool, EngineError> {
+        let nothing_started = self
+            .state
+            .services
+            .iter()
+            .all(|s| s.status == super::state::ServiceStatus::Pending);
+        Ok(nothing_started && self.frozen_now()?)
+    }
+
+    /// `approve-break-glass`: one approval of the pending break-glass, checked against
+    /// the policy's `[break_glass]` journaled at the start (roster, four eyes against the
+    /// person who asked for it, each person once); the one that completes it is followed
+    /// by `BreakGlassGranted`.
+    pub(super) fn approve_break_glass(
+        &mut self,
+        command: &Command,
+        operator: &str,
+    ) -> Result<CommandReply, EngineError> {
+        let cc = self.state.change_control.clone().unwrap_or_default();
+        let Some(b) = cc.break_glass.clone() else {
+            return self.refuse(
+                command,
+                operator,
+                "no break-glass is waiting: this release was not started with --break-glass".into(),
+            );
+        };
+        if self.state.status == super::state::ReleaseStatus::Finished {
+            return self.refuse(command, operator, "the release has finished".into());
+        }
+        if !b.pending {
+            self.accept(command, operator)?;
+            return Ok(Ok(format!(
+                "the break-glass is already approved (by {})",
+                b.approvers.join(", ")
+            )));
+        }
+        let Some(rule) = cc.break_glass_rule.clone() else {
+            return self.refuse(
+                command,
+                operator,
+                "the policy journaled with this release has no [break_glass]".into(),
+            );
+        };
+        if let Err(why) = rule.check(&cc.roster, operator, Some(&b.operator), &b.approvers) {
+            return self.refuse(
+                command,
+                operator,
+                format!(
+                    "{why} (break-glass of {} in freeze window {}: {}; {} of {} approvals so far)",
+                    b.operator,
+                    b.window,
+                    rule.describe(&cc.roster),
+                    b.approvers.len(),
+                    rule.required
+                ),
+            );
+        }
+        self.accept(command, operator)?;
+        let mut approvers = b.approvers.clone();
+        approvers.push(operator.to_string());
+        let have = approvers.len();
+        let needed = rule.required as usize;
+        if have < needed {
+            return Ok(Ok(format!(
+                "break-glass approval {have} of {needed} recorded ({operator}); waiting for {} more",
+                needed - have
+            )));
+        }
+        self.emit(EventKind::BreakGlassGranted {
+            approvers: approvers.clone(),
+        })?;
+        Ok(Ok(format!(
+            "break-glass approved ({have} of {needed}: {}); the release goes on",
+            approvers.join(", ")
+        )))
     }
 
     /// The rule `name`'s approval gate enforces: the policy's `[approval]` (journaled

@@ -36,12 +36,19 @@ pub enum Command {
     /// Confirm the contract of a migration that waits for it (every listed service
     /// promoted and baked). Contract is one-way.
     Contract { migration: String },
+    /// Approve the break-glass the release was started with (`--break-glass REASON`)
+    /// and that waits, before any platform action, for the approvals the policy's
+    /// `[break_glass]` names. Checked against the roster and four eyes.
+    ApproveBreakGlass,
 }
 
 impl Command {
     pub fn service(&self) -> Option<&str> {
         match self {
-            Command::Start | Command::Abort | Command::Contract { .. } => None,
+            Command::Start
+            | Command::Abort
+            | Command::Contract { .. }
+            | Command::ApproveBreakGlass => None,
             Command::Pause { service }
             | Command::Resume { service }
             | Command::Rollback { service } => service.as_deref(),
@@ -67,6 +74,7 @@ impl Command {
             Command::Reject { .. } => "reject",
             Command::Retry { .. } => "retry",
             Command::Contract { .. } => "contract",
+            Command::ApproveBreakGlass => "approve-break-glass",
         }
     }
 
@@ -104,6 +112,13 @@ impl Command {
             "retry" => Command::Retry {
                 service: need(target)?,
             },
+            "approve-break-glass" if target.is_none() => Command::ApproveBreakGlass,
+            "approve-break-glass" => {
+                return Err(
+                    "`approve-break-glass` takes no service: it approves the release's break-glass"
+                        .into(),
+                );
+            }
             "contract" => Command::Contract {
                 migration: target.ok_or_else(|| {
                     "`contract` needs a migration name, e.g. `contract split-customer-name`"
@@ -112,7 +127,7 @@ impl Command {
             },
             other => {
                 return Err(format!(
-                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract"
+                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract, approve-break-glass"
                 ));
             }
         })

@@ -132,6 +132,7 @@ impl Engine {
                 Command::Contract { migration } => {
                     self.confirm_contract(command, operator, migration).await
                 }
+                Command::ApproveBreakGlass => self.approve_break_glass(command, operator),
                 _ => self.service_command(command, operator, now).await,
             };
         }
@@ -461,9 +462,10 @@ impl Engine {
                     "{name} is {other}; only a rolled-back, failed or skipped service can be retried"
                 )),
             },
-            Command::Start | Command::Abort | Command::Contract { .. } => {
-                Refuse("not a service command".into())
-            }
+            Command::Start
+            | Command::Abort
+            | Command::Contract { .. }
+            | Command::ApproveBreakGlass => Refuse("not a service command".into()),
         }
     }
 

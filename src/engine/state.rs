@@ -368,6 +368,11 @@ pub enum EventKind {
         until: String,
     },
     /// The freeze window closed: services start again.
+    /// A break-glass requested at the start got the approvals the policy's
+    /// `[break_glass]` names: no freeze window holds the run any more.
+    BreakGlassGranted {
+        approvers: Vec<String>,
+    },
     FreezeLifted {
         window: String,
     },
@@ -615,6 +620,7 @@ impl EventKind {
             | ReleaseStarted { .. }
             | FreezeHeld { .. }
             | FreezeLifted { .. }
+            | BreakGlassGranted { .. }
             | ReleaseFinished { .. }
             | EngineRestarted { .. }
             | Migration { .. } => None,

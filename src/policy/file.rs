@@ -64,6 +64,8 @@ pub(super) struct RawFreeze {
     timezone: Spanned<String>,
     #[serde(default)]
     environments: Vec<String>,
+    #[serde(default)]
+    tenant_tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +208,7 @@ pub(super) fn freeze_windows(
                 duration_ms,
                 timezone: f.timezone.into_inner(),
                 environments: f.environments,
+                tenant_tags: f.tenant_tags,
             });
         }
     }

@@ -756,6 +756,10 @@ pub struct Freeze {
     /// The release environments it applies to; absent: every environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Tags of `[[tenant]]`s: the window holds only tenants carrying one of them (and
+    /// never the release as a whole); absent: the whole release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenant_tags: Vec<String>,
 }
 
 impl Freeze {
@@ -767,6 +771,7 @@ impl Freeze {
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             timezone: self.timezone.clone(),
             environments: self.environments.clone(),
+            tenant_tags: self.tenant_tags.clone(),
         }
     }
 }

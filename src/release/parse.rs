@@ -197,7 +197,14 @@ pub mod keys {
         "cpu",
         "memory",
     ];
-    pub const FREEZE: &[&str] = &["name", "cron", "duration", "timezone", "environments"];
+    pub const FREEZE: &[&str] = &[
+        "name",
+        "cron",
+        "duration",
+        "timezone",
+        "environments",
+        "tenant_tags",
+    ];
     pub const FLAGS: &[&str] = &["file", "defaults"];
     pub const TENANT: &[&str] = &[
         "name", "tags", "vars", "flags", "smoke", "analysis", "approval",
@@ -1483,12 +1490,16 @@ impl Parser<'_> {
         let environments = self
             .opt_str_list(t, "environments", "[\"production\"]")
             .unwrap_or_default();
+        let tenant_tags = self
+            .opt_str_list(t, "tenant_tags", "[\"tier/gold\"]")
+            .unwrap_or_default();
         Freeze {
             name,
             cron,
             duration,
             timezone,
             environments,
+            tenant_tags,
         }
     }
 
