@@ -440,6 +440,7 @@ fn a_gate_under_a_policy_shows_who_may_answer_and_a_freeze_is_in_the_banner() {
                 approvers: vec!["group:sre".into()],
                 required: 2,
                 four_eyes: true,
+                within: vec![],
             }),
             ..Default::default()
         }));

@@ -13,7 +13,8 @@ use crate::engine::Command;
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
     /// pause, resume, promote, promote-all, rollback, approve, reject, abort, retry,
-    /// start, contract, or status (prints the snapshot as JSON).
+    /// start, contract, approve-break-glass (a release started with --break-glass that
+    /// waits for approvals), or status (prints the snapshot as JSON).
     pub action: String,
     /// The service (needed by promote, promote-all, approve, reject, retry; optional for
     /// pause, resume, rollback), or the migration for contract.

@@ -208,8 +208,10 @@ pub struct PolicyArgs {
     /// $CUTOVER_POLICY, else policy.toml in the config directory, if there is one.
     #[arg(long, value_name = "FILE", env = "CUTOVER_POLICY", value_hint = clap::ValueHint::FilePath)]
     pub policy: Option<std::path::PathBuf>,
-    /// Start inside a freeze window: needs the approvals the policy's [break_glass] names
-    /// (--break-glass-approver); journaled with your name and the reason.
+    /// Start inside a freeze window: needs the approvals the policy's [break_glass] names,
+    /// given with --break-glass-approver, or else by others while the release waits
+    /// before any platform action (`cutover ctl approve-break-glass`, or the console);
+    /// journaled with your name and the reason.
     #[arg(long, value_name = "REASON", value_hint = clap::ValueHint::Other)]
     pub break_glass: Option<String>,
     /// Who approved the break-glass (repeatable); checked against [break_glass].

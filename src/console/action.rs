@@ -33,6 +33,7 @@ pub enum Action {
     Retry,
     Abort,
     Contract,
+    ApproveBreakGlass,
     Suspend,
     ToggleMouse,
 }
@@ -135,6 +136,13 @@ pub const ACTIONS: &[ActionInfo] = &[
         Action::Contract,
         "contract",
         "confirm the contract of a migration that waits for it (asks first, naming it; one-way)",
+        true,
+        true,
+    ),
+    info(
+        Action::ApproveBreakGlass,
+        "approve-break-glass",
+        "approve the break-glass this release waits for, inside a freeze window (asks first, naming the reason)",
         true,
         true,
     ),

@@ -815,6 +815,23 @@ impl App {
                 None => Vec::new(),
             },
             Action::Abort => self.confirm(Command::Abort),
+            Action::ApproveBreakGlass => {
+                let pending = self
+                    .state
+                    .change_control
+                    .as_ref()
+                    .and_then(|c| c.break_glass.as_ref())
+                    .is_some_and(|b| b.pending);
+                if pending {
+                    self.confirm(Command::ApproveBreakGlass)
+                } else {
+                    self.toast(
+                        "no break-glass waits for approval (only a release started with --break-glass inside a freeze window does)".into(),
+                        true,
+                    );
+                    Vec::new()
+                }
+            }
             Action::Contract => {
                 let waiting = self
                     .state
@@ -882,6 +899,18 @@ impl App {
                     "Contract migration {migration}{env}? Every listed service{services} is promoted and baked. Contract is one-way: afterwards they cannot roll back to their old revision."
                 )
             }
+            Command::ApproveBreakGlass => match self
+                .state
+                .change_control
+                .as_ref()
+                .and_then(|c| c.break_glass.as_ref())
+            {
+                Some(b) => format!(
+                    "Approve the break-glass of {}{env}? {} asks to deploy inside the freeze window {}: {}",
+                    self.state.release, b.operator, b.window, b.reason
+                ),
+                None => format!("{}{env}?", Command::ApproveBreakGlass),
+            },
             other => format!("{other}{env}?"),
         }
     }
@@ -914,7 +943,10 @@ impl App {
                 }
                 if matches!(
                     c,
-                    Command::PromoteAll { .. } | Command::Abort | Command::Contract { .. }
+                    Command::PromoteAll { .. }
+                        | Command::Abort
+                        | Command::Contract { .. }
+                        | Command::ApproveBreakGlass
                 ) {
                     self.confirm(c)
                 } else {

@@ -251,6 +251,7 @@ impl Script {
                         gate: Gate {
                             kind: GateKind::Approval {
                                 on_timeout: *on_timeout,
+                                rule: None,
                             },
                             since_ms: self.now,
                             deadline_ms: Some(self.now + timeout_ms),

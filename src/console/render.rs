@@ -302,7 +302,30 @@ impl App {
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             ));
         }
-        if let Some(b) = st
+        if let Some(cc) = st.change_control.as_ref()
+            && let Some(b) = cc.break_glass.as_ref().filter(|b| b.pending)
+        {
+            let so_far = if b.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", b.approvers.join(", "))
+            };
+            spans.push(Span::styled(
+                format!(
+                    " BREAK-GLASS REQUESTED by {} in freeze {}: {}; {}/{} approved{so_far}, needs {}; nothing changes until then (approve: B, or cutover ctl approve-break-glass) ",
+                    b.operator,
+                    b.window,
+                    b.reason,
+                    b.approvers.len(),
+                    cc.break_glass_rule.as_ref().map_or(1, |r| r.required),
+                    cc.break_glass_rule
+                        .as_ref()
+                        .map_or_else(|| "approvals".to_string(), |r| r.describe(&cc.roster)),
+                ),
+                bar.patch(self.style(Slot::HealthDegraded))
+                    .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ));
+        } else if let Some(b) = st
             .change_control
             .as_ref()
             .and_then(|c| c.break_glass.as_ref())
@@ -731,9 +754,16 @@ impl App {
                 self.style(Slot::Dim),
             ),
         ]));
-        // An approval gate under a policy: who may answer and how many so far.
-        if let (Some(g), Some((rule, roster))) = (&s.gate, st_rule(&self.state))
-            && matches!(g.kind, GateKind::Approval { .. })
+        // An approval gate with a rule (journaled on the gate by the engine; a journal
+        // from before gates carried it: the policy's): who may answer, how many so far.
+        if let Some(g) = &s.gate
+            && let GateKind::Approval {
+                rule: gate_rule, ..
+            } = &g.kind
+            && let Some((rule, roster)) = gate_rule
+                .as_ref()
+                .map(|r| (r, st_roster(&self.state)))
+                .or_else(|| st_rule(&self.state))
         {
             let so_far = if s.approvals.is_empty() {
                 String::new()
@@ -1578,6 +1608,15 @@ impl LogFormatter for Formatter {
             out.push(Line::from(Span::styled(head, self.target_style)));
         }
         out
+    }
+}
+
+/// The roster journaled with the release (empty without a policy).
+fn st_roster(st: &crate::engine::ReleaseState) -> &crate::policy::Roster {
+    static EMPTY: std::sync::OnceLock<crate::policy::Roster> = std::sync::OnceLock::new();
+    match st.change_control.as_ref() {
+        Some(cc) => &cc.roster,
+        None => EMPTY.get_or_init(crate::policy::Roster::default),
     }
 }
 

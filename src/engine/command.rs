@@ -39,6 +39,10 @@ pub enum Command {
     /// Leave a tenant out of the release (with `--reason`): it is skipped (rolled back if
     /// it was running) and does not count against the failure budget.
     Exclude { tenant: String },
+    /// Approve the break-glass the release was started with (`--break-glass REASON`)
+    /// and that waits, before any platform action, for the approvals the policy's
+    /// `[break_glass]` names. Checked against the roster and four eyes.
+    ApproveBreakGlass,
 }
 
 impl Command {
@@ -47,7 +51,8 @@ impl Command {
             Command::Start
             | Command::Abort
             | Command::Contract { .. }
-            | Command::Exclude { .. } => None,
+            | Command::Exclude { .. }
+            | Command::ApproveBreakGlass => None,
             Command::Pause { service }
             | Command::Resume { service }
             | Command::Rollback { service } => service.as_deref(),
@@ -74,6 +79,7 @@ impl Command {
             Command::Retry { .. } => "retry",
             Command::Contract { .. } => "contract",
             Command::Exclude { .. } => "exclude",
+            Command::ApproveBreakGlass => "approve-break-glass",
         }
     }
 
@@ -111,6 +117,13 @@ impl Command {
             "retry" => Command::Retry {
                 service: need(target)?,
             },
+            "approve-break-glass" if target.is_none() => Command::ApproveBreakGlass,
+            "approve-break-glass" => {
+                return Err(
+                    "`approve-break-glass` takes no service: it approves the release's break-glass"
+                        .into(),
+                );
+            }
             "contract" => Command::Contract {
                 migration: target.ok_or_else(|| {
                     "`contract` needs a migration name, e.g. `contract split-customer-name`"
@@ -124,7 +137,7 @@ impl Command {
             },
             other => {
                 return Err(format!(
-                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract, exclude"
+                    "unknown command `{other}`; one of start, pause, resume, promote, promote-all, rollback, abort, approve, reject, retry, contract, exclude, approve-break-glass"
                 ));
             }
         })

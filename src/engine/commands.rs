@@ -135,6 +135,7 @@ impl Engine {
                 Command::Contract { migration } => {
                     self.confirm_contract(command, operator, migration).await
                 }
+                Command::ApproveBreakGlass => self.approve_break_glass(command, operator),
                 _ => self.service_command(command, operator, now).await,
             };
         }
@@ -471,7 +472,8 @@ impl Engine {
             Command::Start
             | Command::Abort
             | Command::Contract { .. }
-            | Command::Exclude { .. } => Refuse("not a service command".into()),
+            | Command::Exclude { .. }
+            | Command::ApproveBreakGlass => Refuse("not a service command".into()),
         }
     }
 
@@ -498,7 +500,7 @@ impl Engine {
             Some(Action::Approval { approvals, .. }) => *approvals,
             _ => 1,
         };
-        step.max(self.policy_required())
+        step.max(self.rule_required(name).unwrap_or(1))
     }
 
     /// Who approved the current step so far.

@@ -434,6 +434,10 @@ impl Engine {
             self.publish();
             return Ok(());
         }
+        if !self.bootstrapped && self.held_before_start()? {
+            self.publish();
+            return Ok(());
+        }
         if !self.bootstrapped {
             self.bootstrap().await?;
             self.bootstrapped = true;

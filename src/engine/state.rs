@@ -125,8 +125,14 @@ pub struct Gate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "gate")]
 pub enum GateKind {
-    /// `approve` or `reject`; on timeout, `on_timeout` happens.
-    Approval { on_timeout: OnTimeout },
+    /// `approve` or `reject`; on timeout, `on_timeout` happens. `rule`: who may approve
+    /// and how many (the policy's `[approval]` tightened by the gate's own ask), as the
+    /// engine enforces it; `None`: anyone, the step's count.
+    Approval {
+        on_timeout: OnTimeout,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<crate::policy::ApprovalRule>,
+    },
     /// `promote` moves on (a `pause forever` step, or an inconclusive analysis).
     Promote,
 }
@@ -367,6 +373,11 @@ pub enum EventKind {
         until: String,
     },
     /// The freeze window closed: services start again.
+    /// A break-glass requested at the start got the approvals the policy's
+    /// `[break_glass]` names: no freeze window holds the run any more.
+    BreakGlassGranted {
+        approvers: Vec<String>,
+    },
     FreezeLifted {
         window: String,
     },
@@ -618,6 +629,7 @@ impl EventKind {
             | ReleaseStarted { .. }
             | FreezeHeld { .. }
             | FreezeLifted { .. }
+            | BreakGlassGranted { .. }
             | ReleaseFinished { .. }
             | EngineRestarted { .. }
             | Migration { .. }

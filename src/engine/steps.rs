@@ -319,9 +319,12 @@ impl Engine {
                 if let Some(rt) = self.runs.get_mut(name) {
                     rt.gate_deadline_ms = Some(deadline);
                 }
+                let rule = self.gate_rule(name);
+                let who = self.gate_rule_text(rule.as_ref());
                 let gate = Gate {
                     kind: GateKind::Approval {
                         on_timeout: *on_timeout,
+                        rule,
                     },
                     since_ms: now,
                     deadline_ms: Some(deadline),
@@ -330,7 +333,7 @@ impl Engine {
                     service: name.to_string(),
                     gate,
                     reason: format!(
-                        "approval needed at {}% (approve or reject)",
+                        "approval needed at {}% (approve or reject){who}",
                         s.candidate_weight
                     ),
                 })?;

@@ -15,6 +15,8 @@ pub(super) fn steps(ex: &Expansion, s: &Service) -> Vec<Raw> {
                 timeout_ms: ex.deadline,
                 on_timeout: OnTimeout::Rollback,
                 approvals: 1,
+                approvers: Vec::new(),
+                four_eyes: false,
             },
             0,
             0,

@@ -38,11 +38,15 @@ pub(super) fn steps(ex: &Expansion, s: &Service) -> Vec<Raw> {
                 timeout,
                 on_timeout,
                 approvals,
+                approvers,
+                four_eyes,
             } => raw.push((
                 Action::Approval {
                     timeout_ms: ms(timeout.0),
                     on_timeout: *on_timeout,
                     approvals: *approvals,
+                    approvers: approvers.clone(),
+                    four_eyes: *four_eyes,
                 },
                 w,
                 0,

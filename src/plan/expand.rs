@@ -210,12 +210,24 @@ fn describe(action: &Action, w: u8, s: &Service) -> String {
             timeout_ms,
             on_timeout,
             approvals,
+            approvers,
+            four_eyes,
         } => format!(
-            "wait for {} at {w}% (up to {}, then {})",
+            "wait for {}{}{} at {w}% (up to {}, then {})",
             if *approvals > 1 {
                 format!("{approvals} approvals")
             } else {
                 "approval".to_string()
+            },
+            if approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", approvers.join(", "))
+            },
+            if *four_eyes {
+                " (four eyes: not the starter)"
+            } else {
+                ""
             },
             d(*timeout_ms),
             match on_timeout {

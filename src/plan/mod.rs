@@ -126,6 +126,12 @@ pub enum Action {
         on_timeout: OnTimeout,
         #[serde(default = "one_approver", skip_serializing_if = "is_one_approver")]
         approvals: u32,
+        /// Who may approve (operators, `group:NAME`); empty = as the policy says.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
+        /// The person who started the release does not count.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        four_eyes: bool,
     },
     /// Blue-green: all traffic to the candidate at once.
     Switch,

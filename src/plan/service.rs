@@ -174,6 +174,8 @@ mod tests {
                 timeout_ms: 1,
                 on_timeout: crate::release::OnTimeout::Rollback,
                 approvals: 1,
+                approvers: vec![],
+                four_eyes: false,
             }
             .is_gate()
         );

@@ -68,6 +68,8 @@ pub(super) struct RawFreeze {
     timezone: Spanned<String>,
     #[serde(default)]
     environments: Vec<String>,
+    #[serde(default)]
+    tenant_tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +221,7 @@ pub(super) fn freeze_windows(
                 duration_ms,
                 timezone: f.timezone.into_inner(),
                 environments: f.environments,
+                tenant_tags: f.tenant_tags,
             });
         }
     }
@@ -268,6 +271,7 @@ fn rule(
         approvers: approvers.into_inner(),
         required,
         four_eyes: r.four_eyes,
+        within: Vec::new(),
     }
 }
 

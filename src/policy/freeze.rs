@@ -31,6 +31,11 @@ pub struct FreezeWindow {
     /// The release `environment`s it applies to; empty = every environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Tags of the release's `[[tenant]]`s: the window holds only tenants carrying one
+    /// ([`tenants_frozen_at`]), never the release as a whole ([`frozen_at`]); empty = the
+    /// whole release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenant_tags: Vec<String>,
 }
 
 /// Why a cron expression or a zone cannot be used.
@@ -173,7 +178,8 @@ impl Active {
 }
 
 /// The window that freezes a release in `environment` at `t`, if any: of several open,
-/// the one that ends last (the release waits for all of them).
+/// the one that ends last (the release waits for all of them). Windows scoped to tenant
+/// tags are not asked here: they hold tenants ([`tenants_frozen_at`]).
 pub fn frozen_at(
     windows: &[Compiled],
     environment: Option<&str>,
@@ -181,9 +187,60 @@ pub fn frozen_at(
 ) -> Option<Active> {
     windows
         .iter()
-        .filter(|w| w.applies_to(environment))
+        .filter(|w| w.window.tenant_tags.is_empty() && w.applies_to(environment))
         .filter_map(|w| w.open_at(t))
         .max_by_key(|a| a.ends)
+}
+
+/// A tenant-tag window open at some instant and the tenants it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantHold {
+    pub window: Active,
+    /// The tenants carrying one of the window's tags, in the order given.
+    pub tenants: Vec<String>,
+}
+
+impl TenantHold {
+    /// `the freeze window `gold-weekend` holds tenants acme, globex (tags tier/gold) until …`.
+    pub fn message(&self, tags: &[String]) -> String {
+        format!(
+            "the freeze window `{}` holds tenant(s) {} (tags {}) until {}",
+            self.window.name,
+            self.tenants.join(", "),
+            tags.join(", "),
+            self.window.ends_text()
+        )
+    }
+}
+
+/// Which of `tenants` (name, tags) the tenant-tag windows open at `t` hold, per window:
+/// what the engine asks before it starts a tenant or a ring, and what a release's start
+/// asks of every tenant. A window holds a tenant that carries one of its `tenant_tags`;
+/// windows without tenant tags are [`frozen_at`]'s.
+pub fn tenants_frozen_at(
+    windows: &[Compiled],
+    environment: Option<&str>,
+    tenants: &[(&str, &[String])],
+    t: DateTime<Utc>,
+) -> Vec<TenantHold> {
+    windows
+        .iter()
+        .filter(|w| !w.window.tenant_tags.is_empty() && w.applies_to(environment))
+        .filter_map(|w| {
+            let held: Vec<String> = tenants
+                .iter()
+                .filter(|(_, tags)| tags.iter().any(|g| w.window.tenant_tags.contains(g)))
+                .map(|(name, _)| name.to_string())
+                .collect();
+            if held.is_empty() {
+                return None;
+            }
+            w.open_at(t).map(|window| TenantHold {
+                window,
+                tenants: held,
+            })
+        })
+        .collect()
 }
 
 /// `ms` since the epoch as a UTC instant (clamped to the epoch on overflow).
@@ -205,6 +262,7 @@ mod tests {
             duration_ms: hours * 3_600_000,
             timezone: "Europe/Berlin".into(),
             environments: vec!["production".into()],
+            tenant_tags: vec![],
         })
         .unwrap()
     }
@@ -284,6 +342,7 @@ mod tests {
             duration_ms: 36 * 3_600_000,
             timezone: "UTC".into(),
             environments: vec![],
+            tenant_tags: vec![],
         })
         .unwrap();
         let a = w.open_at(utc("2026-01-02T10:00:00Z")).unwrap();
@@ -309,5 +368,49 @@ mod tests {
                 .contains("is not a cron expression")
         );
         assert!(parse_zone("Europe/Berlim").unwrap_err().contains("IANA"));
+    }
+
+    #[test]
+    fn a_tenant_tag_window_holds_only_the_tenants_with_its_tags() {
+        let mut w = FreezeWindow {
+            name: "gold-weekend".into(),
+            cron: "0 18 * * 5".into(),
+            duration_ms: 64 * 3_600_000,
+            timezone: "Europe/Berlin".into(),
+            environments: vec!["production".into()],
+            tenant_tags: vec!["tier/gold".into()],
+        };
+        let gold = ["tier/gold".to_string(), "region/eu".to_string()];
+        let free = ["tier/free".to_string()];
+        let tenants: [(&str, &[String]); 3] =
+            [("acme", &gold), ("initech", &free), ("globex", &gold)];
+        let c = [Compiled::new(&w).unwrap()];
+        let sat = utc("2026-12-05T12:00:00Z");
+        let held = tenants_frozen_at(&c, Some("production"), &tenants, sat);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].tenants, ["acme", "globex"]);
+        assert_eq!(
+            held[0].message(&w.tenant_tags),
+            "the freeze window `gold-weekend` holds tenant(s) acme, globex (tags tier/gold) until 2026-12-07 10:00 CET (2026-12-07 09:00 UTC)"
+        );
+        // Not the release as a whole; not another environment; not after it closed;
+        // not a release whose tenants lack the tag.
+        assert_eq!(frozen_at(&c, Some("production"), sat), None);
+        assert!(tenants_frozen_at(&c, Some("staging"), &tenants, sat).is_empty());
+        assert!(
+            tenants_frozen_at(
+                &c,
+                Some("production"),
+                &tenants,
+                utc("2026-12-07T09:00:00Z")
+            )
+            .is_empty()
+        );
+        assert!(tenants_frozen_at(&c, Some("production"), &tenants[1..2], sat).is_empty());
+        // Without tenant tags the window is the release's, and holds no tenant by tag.
+        w.tenant_tags.clear();
+        let c = [Compiled::new(&w).unwrap()];
+        assert!(frozen_at(&c, Some("production"), sat).is_some());
+        assert!(tenants_frozen_at(&c, Some("production"), &tenants, sat).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod freeze;
+pub mod gates;
 pub mod rego;
 pub mod roster;
 pub mod scan;
@@ -82,6 +83,10 @@ pub struct ChangeControl {
     /// `--break-glass REASON` started the release inside a window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<FreezeBreak>,
+    /// The policy's `[break_glass]`: what a pending break-glass still needs (approvals
+    /// given through `cutover ctl approve-break-glass` or the console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_rule: Option<ApprovalRule>,
     /// The Rego files evaluated before the start (each passed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rego: Vec<String>,
@@ -113,8 +118,14 @@ pub struct FreezeBreak {
     pub reason: String,
     /// The window open at the start.
     pub window: String,
-    /// Who approved the break-glass (checked against `[break_glass]`).
+    /// Who approved the break-glass (checked against `[break_glass]`); while `pending`,
+    /// those so far.
     pub approvers: Vec<String>,
+    /// Requested without all the approvals `[break_glass]` needs: the engine waits,
+    /// before any platform action, for the rest (`approve-break-glass`), or for the
+    /// window to close.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The context a fresh run is checked in.
@@ -215,12 +226,13 @@ pub fn check(
             )),
             Some((reason, approvers)) => {
                 match break_glass_allowed(policy, ctx.operator, reason, approvers) {
-                    Ok(()) => {
+                    Ok(pending) => {
                         break_glass = Some(FreezeBreak {
                             operator: ctx.operator.to_string(),
                             reason: reason.trim().to_string(),
                             window: open.name.clone(),
                             approvers: approvers.to_vec(),
+                            pending,
                         })
                     }
                     Err(why) => refusals.push(refused(format!("; --break-glass refused: {why}"))),
@@ -255,6 +267,7 @@ pub fn check(
         freeze: windows,
         roster: policy.roster.clone(),
         approval: policy.approval.clone(),
+        break_glass_rule: break_glass.as_ref().and(policy.break_glass.clone()),
         break_glass,
         rego: policy
             .rego
@@ -269,13 +282,52 @@ pub fn check(
     })
 }
 
-/// Whether `--break-glass REASON` with `approvers` satisfies the policy's `[break_glass]`.
+/// The tenant-tag windows (`tenant_tags`, the policy's and the release's) open at
+/// `now` that hold some of `tenants` (name, tags): each refuses a release that would start
+/// them, naming the window, the tenants and when it ends. A break-glass covers
+/// release-wide windows only: deploy the other tenants, or after the window.
+pub fn check_tenants(
+    policy: &Policy,
+    release_windows: &[FreezeWindow],
+    environment: Option<&str>,
+    tenants: &[(&str, &[String])],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Refusal> {
+    let compiled: Vec<freeze::Compiled> = policy
+        .freeze
+        .iter()
+        .chain(release_windows)
+        .filter_map(|w| freeze::Compiled::new(w).ok())
+        .collect();
+    freeze::tenants_frozen_at(&compiled, environment, tenants, now)
+        .into_iter()
+        .map(|h| {
+            let tags = compiled
+                .iter()
+                .find(|c| c.window.name == h.window.name)
+                .map(|c| c.window.tenant_tags.clone())
+                .unwrap_or_default();
+            Refusal::Freeze {
+                window: h.window.name.clone(),
+                ends: h.window.ends_text(),
+                message: format!(
+                    "{}; deploy after it ends, or without those tenants",
+                    h.message(&tags)
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Whether `--break-glass REASON` with `approvers` may start: each approver allowed by the
+/// policy's `[break_glass]`; `Ok(true)` when more approvals are still needed (the engine
+/// waits for them before any platform action).
 fn break_glass_allowed(
     policy: &Policy,
     operator: &str,
     reason: &str,
     approvers: &[String],
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if reason.trim().is_empty() {
         return Err("it needs a reason (a ticket, an incident, a sentence)".into());
     }
@@ -289,14 +341,7 @@ fn break_glass_allowed(
         rule.check(&policy.roster, a, Some(operator), &so_far)?;
         so_far.push(a.clone());
     }
-    if (so_far.len() as u64) < u64::from(rule.required) {
-        return Err(format!(
-            "it needs {} (--break-glass-approver NAME for each; {} given)",
-            rule.describe(&policy.roster),
-            so_far.len()
-        ));
-    }
-    Ok(())
+    Ok((so_far.len() as u64) < u64::from(rule.required))
 }
 
 #[cfg(test)]

@@ -26,6 +26,46 @@ pub struct ApprovalRule {
     /// The person who started the release may not approve it.
     #[serde(default)]
     pub four_eyes: bool,
+    /// A gate that names its own `approvers` under a policy that names some too: each
+    /// approver must also be one of these (the policy's), so a gate tightens the policy's
+    /// rule and never loosens it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<String>,
+}
+
+/// What one approval gate of the release asks, besides its count (`approvals`):
+/// `approvers` (operators or `group:NAME`) and `four_eyes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GateAsk<'a> {
+    pub approvers: &'a [String],
+    pub approvals: u32,
+    pub four_eyes: bool,
+}
+
+/// The rule an approval gate enforces: the policy's `[approval]` tightened by the gate's
+/// own ask. The gate can only tighten: `required` is the larger count, four eyes holds if
+/// either asks it, and a gate's `approvers` narrow the policy's (a person must be allowed
+/// by both). `None` when neither says anything about who (then anyone may approve, and
+/// the gate's `approvals` distinct people are needed).
+pub fn gate_rule(policy: Option<&ApprovalRule>, gate: &GateAsk) -> Option<ApprovalRule> {
+    if policy.is_none() && gate.approvers.is_empty() && !gate.four_eyes {
+        return None;
+    }
+    let (policy_approvers, required, four_eyes) = match policy {
+        Some(p) => (p.approvers.clone(), p.required, p.four_eyes),
+        None => (Vec::new(), 1, false),
+    };
+    let (approvers, within) = if gate.approvers.is_empty() {
+        (policy_approvers, Vec::new())
+    } else {
+        (gate.approvers.to_vec(), policy_approvers)
+    };
+    Some(ApprovalRule {
+        approvers,
+        required: required.max(gate.approvals).max(1),
+        four_eyes: four_eyes || gate.four_eyes,
+        within,
+    })
 }
 
 impl ApprovalRule {
@@ -49,16 +89,15 @@ impl ApprovalRule {
                 self.required
             ));
         }
-        if self.approvers.is_empty() || self.approvers.iter().any(|a| matches(roster, a, who)) {
-            return Ok(());
+        if let Some(why) = not_named(roster, &self.approvers, who) {
+            return Err(why);
         }
-        Err(match self.approvers.as_slice() {
-            [one] => match one.strip_prefix("group:") {
-                Some(g) => format!("{who} is not in group {g}"),
-                None => format!("{who} is not {one}, the only approver"),
-            },
-            many => format!("{who} is not one of {}", many.join(", ")),
-        })
+        match not_named(roster, &self.within, who) {
+            Some(why) => Err(format!(
+                "{why} (the policy's [approval]; a gate's approvers cannot widen it)"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// For a gate on screen: `2 of group:sre (alice, bob), not the starter`.
@@ -83,8 +122,25 @@ impl ApprovalRule {
         } else {
             ""
         };
-        format!("{} of {who}{eyes}", self.required)
+        let within = if self.within.is_empty() {
+            String::new()
+        } else {
+            format!(", within the policy's {}", self.within.join(", "))
+        };
+        format!("{} of {who}{eyes}{within}", self.required)
     }
+}
+
+/// Why `approvers` (empty: anyone) does not name `who`, if it does not.
+fn not_named(roster: &Roster, approvers: &[String], who: &str) -> Option<String> {
+    if approvers.is_empty() || approvers.iter().any(|a| matches(roster, a, who)) {
+        return None;
+    }
+    Some(match approvers {
+        [one] if one.starts_with("group:") => format!("{who} is not in {one}"),
+        [one] => format!("{who} is not {one}, the only approver"),
+        many => format!("{who} is not one of {}", many.join(", ")),
+    })
 }
 
 /// Whether `approver` (a name or `group:NAME`) names `who`.
@@ -113,6 +169,7 @@ mod tests {
             approvers: vec!["group:sre".into(), "carol".into()],
             required: 2,
             four_eyes,
+            within: vec![],
         }
     }
 
@@ -129,10 +186,11 @@ mod tests {
             approvers: vec!["group:sre".into()],
             required: 1,
             four_eyes: false,
+            within: vec![],
         };
         assert_eq!(
             sre_only.check(&r, "carol", None, &[]),
-            Err("carol is not in group sre".into())
+            Err("carol is not in group:sre".into())
         );
     }
 
@@ -156,5 +214,78 @@ mod tests {
             rule(true).describe(&roster()),
             "2 of group:sre (alice, bob), carol, not the person who started it"
         );
+    }
+
+    #[test]
+    fn a_gate_tightens_the_policy_and_never_loosens_it() {
+        let mut r = roster();
+        r.groups
+            .insert("dba".into(), vec!["bob".into(), "dave".into()]);
+        let policy = rule(false);
+        let dba = ["group:dba".to_string()];
+        // Gate: one of dba, four eyes; the policy: two of sre or carol.
+        let g = gate_rule(
+            Some(&policy),
+            &GateAsk {
+                approvers: &dba,
+                approvals: 1,
+                four_eyes: true,
+            },
+        )
+        .unwrap();
+        assert_eq!((g.required, g.four_eyes), (2, true));
+        assert_eq!(g.approvers, dba);
+        assert_eq!(g.within, ["group:sre", "carol"]);
+        assert_eq!(g.check(&r, "bob", Some("alice"), &[]), Ok(()));
+        assert_eq!(
+            g.check(&r, "alice", Some("carol"), &[]),
+            Err("alice is not in group:dba".into())
+        );
+        // dave is in dba but the policy does not name him: the gate cannot widen it.
+        assert_eq!(
+            g.check(&r, "dave", Some("alice"), &[]),
+            Err("dave is not one of group:sre, carol (the policy's [approval]; a gate's approvers cannot widen it)".into())
+        );
+        assert_eq!(
+            g.check(&r, "bob", Some("bob"), &[]),
+            Err("bob started this release; four eyes: someone else must approve".into())
+        );
+        assert_eq!(
+            g.describe(&r),
+            "2 of group:dba (bob, dave), not the person who started it, within the policy's group:sre, carol"
+        );
+        // A gate asking more people than the policy raises the count; without a policy
+        // and without approvers or four eyes there is no rule.
+        let more = gate_rule(
+            Some(&policy),
+            &GateAsk {
+                approvers: &[],
+                approvals: 3,
+                four_eyes: false,
+            },
+        )
+        .unwrap();
+        assert_eq!((more.required, more.approvers.len()), (3, 2));
+        assert_eq!(
+            gate_rule(
+                None,
+                &GateAsk {
+                    approvers: &[],
+                    approvals: 2,
+                    four_eyes: false
+                }
+            ),
+            None
+        );
+        let alone = gate_rule(
+            None,
+            &GateAsk {
+                approvers: &dba,
+                approvals: 2,
+                four_eyes: false,
+            },
+        )
+        .unwrap();
+        assert_eq!((alone.required, alone.within.len()), (2, 0));
     }
 }

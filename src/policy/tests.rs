@@ -216,6 +216,17 @@ fn the_shipped_policy_file_reads_and_a_deploy_in_its_weekend_window_is_refused()
         ("weekend", &bob[..])
     );
     assert_eq!(cc.freeze.len(), 2);
+    assert!(!b.pending);
+    // No approver named: the release may start, and the engine waits for the approval
+    // (`approve-break-glass`) with the policy's [break_glass] journaled.
+    c.break_glass = Some(("incident 42", &[]));
+    let cc = check(&p, &[], plan.clone(), &c).unwrap();
+    let b = cc.break_glass.unwrap();
+    assert!(b.pending && b.approvers.is_empty());
+    assert_eq!(cc.break_glass_rule.unwrap().approvers, ["group:sre"]);
+    // An empty reason is still refused.
+    c.break_glass = Some(("  ", &[]));
+    assert!(check(&p, &[], plan.clone(), &c).is_err());
     // Staging is not frozen.
     let mut c = ctx("staging", None);
     c.now = chrono::DateTime::parse_from_rfc3339("2026-12-05T12:00:00Z")
@@ -270,4 +281,41 @@ fn a_release_freeze_window_refuses_and_its_mistakes_are_located() {
             .any(|h| h.contains("release.toml:19:12: `Europe/Berlim` is not an IANA time zone")),
         "{heads:#?}"
     );
+}
+
+#[test]
+fn a_tenant_tag_window_refuses_a_release_with_gold_tenants_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = file::parse(
+        &dir.path().join("policy.toml"),
+        "[[freeze]]\nname = \"gold-weekend\"\ncron = \"0 18 * * 5\"\nduration = \"64h\"\ntimezone = \"Europe/Berlin\"\ntenant_tags = [\"tier/gold\"]\n",
+    )
+    .unwrap();
+    assert_eq!(p.freeze[0].tenant_tags, ["tier/gold"]);
+    let gold = ["tier/gold".to_string()];
+    let free = ["tier/free".to_string()];
+    let sat = chrono::DateTime::parse_from_rfc3339("2026-12-05T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let r = check_tenants(
+        &p,
+        &[],
+        Some("production"),
+        &[("acme", &gold), ("initech", &free)],
+        sat,
+    );
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].message(),
+        "the freeze window `gold-weekend` holds tenant(s) acme (tags tier/gold) until 2026-12-07 10:00 CET (2026-12-07 09:00 UTC); deploy after it ends, or without those tenants"
+    );
+    assert!(check_tenants(&p, &[], Some("production"), &[("initech", &free)], sat).is_empty());
+    // The release-wide check does not see it: a release without gold tenants starts.
+    let plan = plan_of(&format!(
+        "{HEAD}{}",
+        service("api", "canary", ANALYSED, 18401)
+    ));
+    let mut c = ctx("production", None);
+    c.now = sat;
+    assert!(check(&p, &[], plan, &c).is_ok());
 }

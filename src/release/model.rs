@@ -272,6 +272,11 @@ pub enum Step {
         timeout: Dur,
         on_timeout: OnTimeout,
         approvals: u32,
+        /// Who may approve: operators, or `group:NAME` from the policy's roster; empty =
+        /// whoever the policy's `[approval]` allows (anyone without a policy).
+        approvers: Vec<String>,
+        /// The person who started the release does not count.
+        four_eyes: bool,
     },
 }
 
@@ -751,6 +756,10 @@ pub struct Freeze {
     /// The release environments it applies to; absent: every environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Tags of `[[tenant]]`s: the window holds only tenants carrying one of them (and
+    /// never the release as a whole); absent: the whole release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenant_tags: Vec<String>,
 }
 
 impl Freeze {
@@ -762,6 +771,7 @@ impl Freeze {
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
             timezone: self.timezone.clone(),
             environments: self.environments.clone(),
+            tenant_tags: self.tenant_tags.clone(),
         }
     }
 }
@@ -857,6 +867,8 @@ pub const STEP_KEYS: &[&str] = &[
     "approval",
     "on_timeout",
     "approvals",
+    "approvers",
+    "four_eyes",
 ];
 
 /// The most approvers a gate can ask for.
@@ -877,6 +889,10 @@ struct StepRepr {
     on_timeout: Option<OnTimeout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     approvals: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approvers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    four_eyes: Option<bool>,
 }
 
 impl Serialize for Step {
@@ -888,6 +904,8 @@ impl Serialize for Step {
             approval: None,
             on_timeout: None,
             approvals: None,
+            approvers: None,
+            four_eyes: None,
         };
         match self {
             Step::SetWeight(w) => r.set_weight = Some(*w),
@@ -898,10 +916,14 @@ impl Serialize for Step {
                 timeout,
                 on_timeout,
                 approvals,
+                approvers,
+                four_eyes,
             } => {
                 r.approval = Some(*timeout);
                 r.on_timeout = Some(*on_timeout);
                 r.approvals = (*approvals > 1).then_some(*approvals);
+                r.approvers = (!approvers.is_empty()).then(|| approvers.clone());
+                r.four_eyes = four_eyes.then_some(true);
             }
         }
         r.serialize(s)
@@ -928,6 +950,11 @@ impl<'de> Deserialize<'de> for Step {
         }
         if r.approvals.is_some() && r.approval.is_none() {
             return Err(D::Error::custom("approvals belongs to an approval step"));
+        }
+        if (r.approvers.is_some() || r.four_eyes.is_some()) && r.approval.is_none() {
+            return Err(D::Error::custom(
+                "approvers and four_eyes belong to an approval step",
+            ));
         }
         if let Some(n) = r.approvals
             && !(1..=MAX_APPROVALS).contains(&n)
@@ -958,6 +985,8 @@ impl<'de> Deserialize<'de> for Step {
                 timeout,
                 on_timeout: r.on_timeout.unwrap_or_default(),
                 approvals: r.approvals.unwrap_or(1),
+                approvers: r.approvers.unwrap_or_default(),
+                four_eyes: r.four_eyes.unwrap_or(false),
             }),
             None => Err(D::Error::custom("empty step")),
         }
@@ -997,8 +1026,8 @@ impl JsonSchema for Step {
                 },
                 {
                     "type": "object",
-                    "description": "Wait for people to approve (approvals = how many distinct approvers, default 1) or one to reject, at most this long.",
-                    "properties": {"approval": dur, "on_timeout": on_timeout, "approvals": {"type": "integer", "minimum": 1, "maximum": MAX_APPROVALS}},
+                    "description": "Wait for people to approve (approvals = how many distinct approvers, default 1; approvers = who may, operators or group:NAME of the policy's roster; four_eyes = not the person who started the release) or one to reject, at most this long. A policy's [approval] still applies: a gate tightens it, never loosens it.",
+                    "properties": {"approval": dur, "on_timeout": on_timeout, "approvals": {"type": "integer", "minimum": 1, "maximum": MAX_APPROVALS}, "approvers": {"type": "array", "items": {"type": "string", "minLength": 1}}, "four_eyes": {"type": "boolean"}},
                     "required": ["approval"],
                     "additionalProperties": false
                 }
@@ -1018,6 +1047,7 @@ impl fmt::Display for Step {
                 timeout,
                 on_timeout,
                 approvals,
+                ..
             } => {
                 let what = match on_timeout {
                     OnTimeout::Rollback => "roll back",

@@ -197,7 +197,14 @@ pub mod keys {
         "cpu",
         "memory",
     ];
-    pub const FREEZE: &[&str] = &["name", "cron", "duration", "timezone", "environments"];
+    pub const FREEZE: &[&str] = &[
+        "name",
+        "cron",
+        "duration",
+        "timezone",
+        "environments",
+        "tenant_tags",
+    ];
     pub const FLAGS: &[&str] = &["file", "defaults"];
     pub const TENANT: &[&str] = &[
         "name", "tags", "vars", "flags", "smoke", "analysis", "approval",
@@ -1132,6 +1139,15 @@ impl Parser<'_> {
                         .to_string(),
                 );
             }
+            for key in ["approvers", "four_eyes"] {
+                if st.get(key).is_some() && kinds[0] != "approval" {
+                    self.err(
+                        st.get(key).map(|v| v.span()).or(Some(item.span())),
+                        format!("`{key}` in step {} belongs to an approval step", i + 1),
+                        "remove it, or make the step `{ approval = \"10m\", approvers = [\"group:dba\"], four_eyes = true }`".to_string(),
+                    );
+                }
+            }
             if st.get("on_timeout").is_some() && kinds[0] != "approval" {
                 self.err(
                     st.get("on_timeout").map(|v| v.span()).or(Some(item.span())),
@@ -1200,12 +1216,33 @@ impl Parser<'_> {
                             )
                             .map(|n| n as u32),
                     };
+                    let approvers = self
+                        .opt_str_list(&tbl, "approvers", "[\"alice\", \"group:dba\"]")
+                        .unwrap_or_default();
+                    if let Some(bad) = approvers
+                        .iter()
+                        .find(|a| a.trim().is_empty() || a.trim() == "group:")
+                    {
+                        self.err(
+                            st.get("approvers").map(|v| v.span()),
+                            format!(
+                                "`{bad}` in the approvers of step {} of {} names nobody",
+                                i + 1,
+                                t.what
+                            ),
+                            "write an operator's name or group:NAME of the policy's [roster]"
+                                .to_string(),
+                        );
+                    }
+                    let four_eyes = self.opt_bool(&tbl, "four_eyes").unwrap_or(false);
                     timeout
                         .zip(approvals)
                         .map(|(timeout, approvals)| Step::Approval {
                             timeout,
                             on_timeout,
                             approvals,
+                            approvers,
+                            four_eyes,
                         })
                 }
             };
@@ -1453,12 +1490,16 @@ impl Parser<'_> {
         let environments = self
             .opt_str_list(t, "environments", "[\"production\"]")
             .unwrap_or_default();
+        let tenant_tags = self
+            .opt_str_list(t, "tenant_tags", "[\"tier/gold\"]")
+            .unwrap_or_default();
         Freeze {
             name,
             cron,
             duration,
             timezone,
             environments,
+            tenant_tags,
         }
     }
 

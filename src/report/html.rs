@@ -259,6 +259,13 @@ fn service(h: &mut String, r: &Report, s: &ServiceReport) {
     if let Some(reason) = &s.reason {
         let _ = write!(h, "<p>{}</p>", esc(reason));
     }
+    for g in &s.approval_gates {
+        let _ = write!(
+            h,
+            "<p class=\"gate\">Approval gate: may approve {}.</p>",
+            esc(g)
+        );
+    }
     let times = s
         .splits
         .iter()

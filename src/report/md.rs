@@ -178,6 +178,24 @@ pub fn render(r: &Report) -> String {
                 let _ = writeln!(m, "- **{}**: no analysis", cell(&s.name));
             }
         }
+        for g in &s.approval_gates {
+            let approved: Vec<&str> = s
+                .approvals
+                .iter()
+                .filter(|a| a.refused.is_none())
+                .map(|a| a.operator.as_str())
+                .collect();
+            let _ = writeln!(
+                m,
+                "  - approval gate: may approve {}; answered by {}",
+                cell(g),
+                cell(&if approved.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    approved.join(", ")
+                })
+            );
+        }
     }
     if !r.rollbacks.is_empty() {
         let _ = writeln!(m, "\n### Rollbacks\n");

@@ -128,6 +128,9 @@ pub struct ServiceReport {
     /// The candidate's share of traffic each time it was set.
     pub splits: Vec<SplitPoint>,
     pub approvals: Vec<PersonAct>,
+    /// Who could answer each approval gate, as the engine journaled it on the gate
+    /// (`2 of group:dba (carol, dave), not the person who started it`); one per gate.
+    pub approval_gates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -263,7 +266,14 @@ pub fn build(rec: &RunRecord) -> Report {
     let services = state
         .services
         .iter()
-        .map(|s| service_report(s, &events, &people))
+        .map(|s| {
+            let roster = state
+                .change_control
+                .as_ref()
+                .map(|c| c.roster.clone())
+                .unwrap_or_default();
+            service_report(s, &events, &people, &roster)
+        })
         .collect();
     Report {
         format: FORMAT,
@@ -494,6 +504,7 @@ fn service_report(
     s: &crate::engine::ServiceState,
     events: &[Event],
     people: &[PersonAct],
+    roster: &crate::policy::Roster,
 ) -> ServiceReport {
     let mine = events
         .iter()
@@ -501,8 +512,17 @@ fn service_report(
     let mut verdicts = Vec::new();
     let mut windows = Vec::new();
     let mut splits: Vec<SplitPoint> = Vec::new();
+    let mut approval_gates = Vec::new();
     for e in mine {
         match &e.kind {
+            EventKind::GateWaiting { gate, .. } => {
+                if let crate::engine::GateKind::Approval {
+                    rule: Some(rule), ..
+                } = &gate.kind
+                {
+                    approval_gates.push(rule.describe(roster));
+                }
+            }
             EventKind::Verdict { verdict, .. } => verdicts.push(VerdictRecord {
                 at_ms: e.at_ms,
                 at: timefmt::iso8601_s(e.at_ms),
@@ -568,6 +588,7 @@ fn service_report(
             })
             .cloned()
             .collect(),
+        approval_gates,
     }
 }
 

@@ -49,7 +49,17 @@ pub fn admit(
     use super::spec::SourceError;
     match evaluate(loaded, operator, a)? {
         Ok(cc) => {
-            if let Some(b) = &cc.break_glass {
+            if let Some(b) = cc.break_glass.as_ref().filter(|b| b.pending) {
+                eprintln!(
+                    "cutover: BREAK-GLASS REQUESTED: {} asks to start inside the freeze window `{}`: {}; the release waits, before anything changes, for {} (cutover ctl approve-break-glass, or the console)",
+                    b.operator,
+                    b.window,
+                    b.reason,
+                    cc.break_glass_rule
+                        .as_ref()
+                        .map_or_else(|| "approvals".to_string(), |r| r.describe(&cc.roster)),
+                );
+            } else if let Some(b) = &cc.break_glass {
                 eprintln!(
                     "cutover: BREAK-GLASS: {} starts inside the freeze window `{}`, approved by {}: {}; journaled with the release",
                     b.operator,
@@ -100,7 +110,25 @@ pub fn evaluate(
     };
     let windows: Vec<policy::FreezeWindow> =
         loaded.release.freeze.iter().map(|f| f.window()).collect();
-    Ok(policy::check(&pol, &windows, plan, &ctx))
+    let mut result = policy::check(&pol, &windows, plan, &ctx);
+    let tenants: Vec<(&str, &[String])> = loaded
+        .release
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), t.tags.as_slice()))
+        .collect();
+    let mut gates = policy::check_tenants(&pol, &windows, env.as_deref(), &tenants, ctx.now);
+    gates.extend(policy::gates::check_gates(&pol, &loaded.release));
+    if !gates.is_empty() {
+        result = Err(match result {
+            Ok(_) => gates,
+            Err(mut r) => {
+                r.extend(gates);
+                r
+            }
+        });
+    }
+    Ok(result)
 }
 
 /// A run of its own for a refusal: the release entry, one `policy` entry, `refused`.

@@ -113,7 +113,39 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
     Ok(match &front {
         Front::Console(ui) => finish_with_console(session, &release, &operator, ui, extra).await,
         Front::Headless { keep_running } => {
-            finish_session(session, &operator, *keep_running, extra).await
+            // A break-glass waiting for approvals: other operators give them through this
+            // run's socket (`cutover ctl approve-break-glass --state-dir D`).
+            let waiting = session
+                .handle
+                .state
+                .borrow()
+                .change_control
+                .as_ref()
+                .and_then(|c| c.break_glass.as_ref())
+                .is_some_and(|b| b.pending);
+            let shared = if waiting {
+                let shared = super::share::share(
+                    &session.state_dir,
+                    &session.hub,
+                    &session.handle.commands,
+                    &operator,
+                )
+                .await;
+                if shared.is_some() {
+                    eprintln!(
+                        "cutover: the break-glass waits for approvals before anything changes: cutover ctl approve-break-glass --state-dir {}",
+                        super::share::shell_word(&session.state_dir)
+                    );
+                }
+                shared
+            } else {
+                None
+            };
+            let code = finish_session(session, &operator, *keep_running, extra).await;
+            if let Some(s) = shared {
+                s.stop("the release finished; the server stopped").await;
+            }
+            code
         }
         Front::Served(_) => finish_session(session, &operator, false, extra).await,
     })

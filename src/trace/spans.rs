@@ -546,6 +546,11 @@ impl Tracer {
                 "freeze lifted",
                 vec![kv("cutover.freeze.window", window.as_str())],
             ),
+            EventKind::BreakGlassGranted { approvers } => self.root.event(
+                at,
+                "break-glass granted",
+                vec![kv("cutover.break_glass.approvers", approvers.join(", "))],
+            ),
             EventKind::PlatformError {
                 service,
                 message,

@@ -57,6 +57,10 @@ pub fn describe(e: &Event) -> String {
         FreezeHeld { window, until, .. } => format!(
             "freeze window {window} is open until {until}: no further service starts until it closes"
         ),
+        BreakGlassGranted { approvers } => format!(
+            "break-glass approved by {}: no freeze window holds this release",
+            approvers.join(", ")
+        ),
         FreezeLifted { window } => format!("freeze window {window} closed: services start again"),
         BaselineReady { service, revision } => {
             format!("{service}: baseline {revision} serving all traffic")
@@ -229,13 +233,30 @@ fn change_control_text(cc: &crate::policy::ChangeControl) -> String {
         parts.push(format!("Rego passed: {}", cc.rego.join(", ")));
     }
     if let Some(b) = &cc.break_glass {
-        parts.push(format!(
-            "BREAK-GLASS: {} started inside freeze window {}, approved by {}: {}",
-            b.operator,
-            b.window,
-            b.approvers.join(", "),
-            b.reason
-        ));
+        if b.pending {
+            parts.push(format!(
+                "BREAK-GLASS REQUESTED: {} asks to start inside freeze window {}: {}; waiting, before any platform action, for {} (approved so far: {}; `cutover ctl approve-break-glass`)",
+                b.operator,
+                b.window,
+                b.reason,
+                cc.break_glass_rule
+                    .as_ref()
+                    .map_or_else(|| "approvals".to_string(), |r| r.describe(&cc.roster)),
+                if b.approvers.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    b.approvers.join(", ")
+                }
+            ));
+        } else {
+            parts.push(format!(
+                "BREAK-GLASS: {} started inside freeze window {}, approved by {}: {}",
+                b.operator,
+                b.window,
+                b.approvers.join(", "),
+                b.reason
+            ));
+        }
     }
     parts.join("; ")
 }

@@ -76,6 +76,33 @@ impl ReleaseState {
                     s.approvals.push(operator.clone());
                 }
             }
+            CommandAccepted {
+                operator,
+                command: Command::ApproveBreakGlass,
+                ..
+            } => {
+                // One approval of the pending break-glass; `BreakGlassGranted` follows the
+                // one that completes it.
+                if let Some(b) = self
+                    .change_control
+                    .as_mut()
+                    .and_then(|c| c.break_glass.as_mut())
+                    && b.pending
+                    && !b.approvers.contains(operator)
+                {
+                    b.approvers.push(operator.clone());
+                }
+            }
+            BreakGlassGranted { approvers } => {
+                if let Some(b) = self
+                    .change_control
+                    .as_mut()
+                    .and_then(|c| c.break_glass.as_mut())
+                {
+                    b.pending = false;
+                    b.approvers = approvers.clone();
+                }
+            }
             CommandAccepted { .. } | CommandRefused { .. } | EngineRestarted { .. } => {}
             FreezeHeld {
                 window,

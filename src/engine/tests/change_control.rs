@@ -30,6 +30,7 @@ fn freeze_at_22_15_utc_for_an_hour() -> ChangeControl {
             duration_ms: 3_600_000,
             timezone: "UTC".into(),
             environments: vec![],
+            tenant_tags: vec![],
         }],
         ..Default::default()
     }
@@ -98,6 +99,7 @@ async fn a_break_glass_at_the_start_covers_the_run() {
         reason: "incident 7".into(),
         window: "nightly".into(),
         approvers: vec!["bob".into()],
+        pending: false,
     });
     let mut h = engine_with(release("", &[("a", a), ("b", b)]), cc);
     h.start().await;
@@ -121,6 +123,7 @@ fn approval_policy() -> ChangeControl {
             approvers: vec!["group:sre".into()],
             required: 2,
             four_eyes: true,
+            within: vec![],
         }),
         ..Default::default()
     }
@@ -146,7 +149,7 @@ async fn approvals_follow_the_roster_four_eyes_and_the_required_count() {
         "{r}"
     );
     let r = refused(h.cmd_as("approve api", "mallory").await);
-    assert!(r.starts_with("mallory is not in group sre"), "{r}");
+    assert!(r.starts_with("mallory is not in group:sre"), "{r}");
     let first = h.cmd_as("approve api", "bob").await.unwrap();
     assert!(first.contains("approval 1 of 2"), "{first}");
     let r = refused(h.cmd_as("approve api", "bob").await);
@@ -199,8 +202,218 @@ async fn resume_reads_the_roster_the_start_journaled() {
     let c = Command::parse("approve api").unwrap();
     let r = engine.handle(c, "mallory").await.unwrap().unwrap_err();
     assert!(
-        r.reason.starts_with("mallory is not in group sre"),
+        r.reason.starts_with("mallory is not in group:sre"),
         "{}",
         r.reason
     );
+}
+
+#[tokio::test]
+async fn a_gate_names_its_own_approvers_within_the_policy_and_journals_its_rule() {
+    // The policy: one of sre (alice, bob, carol). The gate: one of group:dba (bob, carol,
+    // dave), four eyes. Effective: one person in both (bob or carol), not the starter.
+    const GATE: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", approvers = [\"group:dba\"], four_eyes = true } ]\n";
+    let mut cc = approval_policy();
+    cc.roster.groups.insert(
+        "dba".into(),
+        vec!["bob".into(), "carol".into(), "dave".into()],
+    );
+    cc.approval = Some(ApprovalRule {
+        approvers: vec!["group:sre".into()],
+        required: 1,
+        four_eyes: false,
+        within: vec![],
+    });
+    let mut h = engine_with(release("", &[("api", GATE)]), cc);
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    assert_eq!(h.status("api"), ServiceStatus::AwaitingApproval);
+    // The gate's rule is journaled on the gate, and in its reason (audit, report).
+    let waiting = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::GateWaiting { gate, reason, .. } => Some((gate, reason)),
+            _ => None,
+        })
+        .unwrap();
+    let GateKind::Approval {
+        rule: Some(rule), ..
+    } = &waiting.0.kind
+    else {
+        panic!("no rule on the gate: {waiting:?}");
+    };
+    assert_eq!(rule.approvers, ["group:dba"]);
+    assert_eq!(rule.within, ["group:sre"]);
+    assert!(rule.four_eyes);
+    assert!(
+        waiting.1.ends_with("may approve: 1 of group:dba (bob, carol, dave), not the person who started it, within the policy's group:sre"),
+        "{}",
+        waiting.1
+    );
+    let refused = |r: CommandReply| r.unwrap_err().reason;
+    let r = refused(h.cmd_as("approve api", "erin").await);
+    assert!(r.starts_with("erin is not in group:dba"), "{r}");
+    assert!(r.ends_with("0 of 1 approvals so far)"), "{r}");
+    let r = refused(h.cmd_as("approve api", "dave").await);
+    assert!(
+        r.starts_with("dave is not in group:sre (the policy's [approval]"),
+        "{r}"
+    );
+    // alice started the release (and is in neither group's way: four eyes comes first).
+    let r = refused(h.cmd_as("approve api", "alice").await);
+    assert!(
+        r.starts_with("alice started this release; four eyes"),
+        "{r}"
+    );
+    assert!(h.cmd_as("approve api", "carol").await.is_ok());
+    assert_ne!(h.status("api"), ServiceStatus::AwaitingApproval);
+}
+
+#[tokio::test]
+async fn without_a_policy_a_gate_s_four_eyes_still_refuses_the_starter() {
+    const GATE: &str = "strategy = \"canary\"\nsteps = [ { set_weight = 10 }, { pause = \"1s\" }, { approval = \"10m\", approvals = 2, four_eyes = true } ]\n";
+    let mut h = engine_with(release("", &[("api", GATE)]), ChangeControl::default());
+    h.start().await;
+    h.run_for(Duration::from_secs(3)).await;
+    let r = h.cmd_as("approve api", "alice").await.unwrap_err().reason;
+    assert!(
+        r.starts_with("alice started this release; four eyes"),
+        "{r}"
+    );
+    assert!(
+        r.ends_with(
+            "(approving api: 2 of anyone, not the person who started it; 0 of 2 approvals so far)"
+        ),
+        "{r}"
+    );
+    let first = h.cmd_as("approve api", "bob").await.unwrap();
+    assert!(first.contains("approval 1 of 2"), "{first}");
+    assert!(h.cmd_as("approve api", "carol").await.is_ok());
+    assert_ne!(h.status("api"), ServiceStatus::AwaitingApproval);
+}
+
+#[tokio::test]
+async fn a_pending_break_glass_waits_before_any_platform_action_for_its_approvals() {
+    // START (22:13:20 UTC) is inside a window open 22:00-23:00 UTC; alice started the
+    // release with --break-glass and no approver; the policy asks two of sre, four eyes.
+    let a = "strategy = \"canary\"\nsteps = [ { set_weight = 50 }, { pause = \"10s\" } ]\n";
+    let mut cc = approval_policy();
+    cc.approval = None;
+    cc.freeze = vec![FreezeWindow {
+        name: "nightly".into(),
+        cron: "0 22 * * *".into(),
+        duration_ms: 3_600_000,
+        timezone: "UTC".into(),
+        environments: vec![],
+        tenant_tags: vec![],
+    }];
+    cc.break_glass_rule = Some(ApprovalRule {
+        approvers: vec!["group:sre".into()],
+        required: 2,
+        four_eyes: true,
+        within: vec![],
+    });
+    cc.break_glass = Some(crate::policy::FreezeBreak {
+        operator: "alice".into(),
+        reason: "incident 9".into(),
+        window: "nightly".into(),
+        approvers: vec![],
+        pending: true,
+    });
+    let mut h = engine_with(release("", &[("a", a)]), cc);
+    h.start().await;
+    h.run_for(Duration::from_secs(60)).await;
+    let acted = |h: &H| {
+        h.events().iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::BaselineReady { .. }
+                    | EventKind::Launched { .. }
+                    | EventKind::ServiceStarted { .. }
+            )
+        })
+    };
+    assert!(
+        !acted(&h),
+        "nothing may act before the break-glass is approved"
+    );
+    assert_eq!(h.engine.state().frozen.as_ref().unwrap().window, "nightly");
+    let refused = |r: CommandReply| r.unwrap_err().reason;
+    let r = refused(h.cmd_as("approve-break-glass", "alice").await);
+    assert!(
+        r.starts_with("alice started this release; four eyes"),
+        "{r}"
+    );
+    let r = refused(h.cmd_as("approve-break-glass", "mallory").await);
+    assert!(r.starts_with("mallory is not in group:sre (break-glass of alice in freeze window nightly: 2 of group:sre (alice, bob, carol), not the person who started it; 0 of 2 approvals so far)"), "{r}");
+    let one = h.cmd_as("approve-break-glass", "bob").await.unwrap();
+    assert!(
+        one.contains("break-glass approval 1 of 2 recorded (bob)"),
+        "{one}"
+    );
+    let r = refused(h.cmd_as("approve-break-glass", "bob").await);
+    assert!(r.starts_with("bob already approved"), "{r}");
+    h.run_for(Duration::from_secs(5)).await;
+    assert!(!acted(&h));
+    let done = h.cmd_as("approve-break-glass", "carol").await.unwrap();
+    assert!(
+        done.contains("break-glass approved (2 of 2: bob, carol)"),
+        "{done}"
+    );
+    h.finish(Duration::from_secs(120)).await;
+    assert_eq!(h.status("a"), ServiceStatus::Promoted);
+    let ev = h.events();
+    let granted = ev
+        .iter()
+        .position(|e| matches!(&e.kind, EventKind::BreakGlassGranted { approvers } if approvers == &["bob", "carol"]))
+        .unwrap();
+    let first_action = ev
+        .iter()
+        .position(|e| {
+            matches!(
+                e.kind,
+                EventKind::BaselineReady { .. } | EventKind::Launched { .. }
+            )
+        })
+        .unwrap();
+    assert!(granted < first_action);
+    let b = h
+        .engine
+        .state()
+        .change_control
+        .as_ref()
+        .and_then(|c| c.break_glass.clone())
+        .unwrap();
+    assert!(!b.pending);
+    // Every approval and refusal is journaled with its operator.
+    let tries = ev
+        .iter()
+        .filter(|e| {
+            matches!(
+                &e.kind,
+                EventKind::CommandAccepted {
+                    command: Command::ApproveBreakGlass,
+                    ..
+                } | EventKind::CommandRefused {
+                    command: Command::ApproveBreakGlass,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(tries, 5);
+}
+
+#[tokio::test]
+async fn approve_break_glass_without_one_is_refused() {
+    let a = "strategy = \"canary\"\nsteps = [ { set_weight = 50 }, { pause = \"10s\" } ]\n";
+    let mut h = engine_with(release("", &[("a", a)]), ChangeControl::default());
+    h.start().await;
+    let r = h
+        .cmd_as("approve-break-glass", "bob")
+        .await
+        .unwrap_err()
+        .reason;
+    assert!(r.starts_with("no break-glass is waiting"), "{r}");
 }
