@@ -207,6 +207,10 @@ impl Engine {
                 && listed
                     .iter()
                     .any(|s| self.status(s) == ServiceStatus::Pending);
+            // An expand changes the database: a freeze window that opened mid-release
+            // holds it as it holds a service's start (a dry run does not: it touches a copy).
+            let expands = matches!(phase, MigrationPhase::DryRunOk | MigrationPhase::Undone);
+            let due = due && !(expands && self.frozen_now()?);
             match phase {
                 MigrationPhase::Linted if due => self.spawn_migration_job(i, None),
                 MigrationPhase::DryRunOk if due => {
@@ -312,6 +316,8 @@ impl Engine {
         let confirmed = self.mig.mode == ContractMode::Allow;
         match migrate::contract_allowed(m, DbState::Expanded, &progress, Instant::now(), confirmed)
         {
+            // A contract given in advance (--allow-contract) waits out a freeze window.
+            Ok(()) if self.frozen_now()? => {}
             Ok(()) => {
                 let detail = format!(
                     "every listed service promoted and baked; --allow-contract given: applying {} to {}",

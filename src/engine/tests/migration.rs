@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::ContractMode;
+use crate::engine::{Clock, ContractMode};
 use crate::engine::testing::{FakePlatform, ScriptedSmoke};
 use crate::engine::tests::{H, START};
 use crate::engine::{
@@ -81,8 +81,13 @@ impl Db {
 
     /// The same release with `services = LISTED` in the migration.
     fn release_listing(&self, customers: &str, undo: bool, listed: &str) -> Release {
+        self.release_of(WEB, customers, undo, listed)
+    }
+
+    /// `web` and `customers` as given, the migration listing `listed`.
+    fn release_of(&self, web: &str, customers: &str, undo: bool, listed: &str) -> Release {
         let mut text = String::from("[release]\nname = \"t\"\nplatform = \"local\"\n");
-        for (i, (name, body)) in [("web", WEB), ("customers", customers)].iter().enumerate() {
+        for (i, (name, body)) in [("web", web), ("customers", customers)].iter().enumerate() {
             text.push_str(&format!(
                 "\n[[service]]\nname = \"{name}\"\n{body}\n[service.local]\nlisten = \"127.0.0.1:{}\"\ncommand = [\"cutover\", \"demo-service\", \"--port\", \"{{port}}\"]\ncurrent = {{ revision = \"v1\" }}\ntarget = {{ revision = \"v2\" }}\n",
                 19100 + i
@@ -118,12 +123,16 @@ impl Db {
     }
 
     fn harness(&self, r: Release, mode: ContractMode) -> H {
+        let options = self.options(&r, mode);
+        self.harness_with(r, options)
+    }
+
+    fn harness_with(&self, r: Release, options: EngineOptions) -> H {
         let clock = FakeClock::new(START);
         let platform = FakePlatform::new(Arc::new(clock.clone()));
         let smoke = ScriptedSmoke::new();
         let rec = MemoryRecorder::new();
         let plan = crate::plan::plan(&r);
-        let options = self.options(&r, mode);
         let engine = Engine::new(
             r,
             &plan,
@@ -699,4 +708,76 @@ async fn a_kill_mid_expand_resumes_and_applies_it_exactly_once() {
     assert_eq!(db.history(), ["expand applied", "contract applied"]);
     assert_eq!(db.columns(), ["id", "first_name", "last_name"]);
     assert_eq!(h.status("customers"), ServiceStatus::Promoted);
+}
+
+/// A freeze window that opens while `web` (wave 1) rolls out holds the expand before
+/// `customers` (wave 2) until it closes: no database change inside the window.
+#[tokio::test]
+async fn a_freeze_window_opening_mid_release_holds_the_expand_until_it_closes() {
+    let db = Db::new(EXPAND, Some(UNDO));
+    let web_pauses = "strategy = \"canary\"\nsteps = [ { set_weight = 50 }, { pause = \"3m\" } ]\n";
+    let r = db.release_of(web_pauses, CUSTOMERS, true, "[\"customers\"]");
+    let mut options = db.options(&r, ContractMode::Confirm);
+    // START is 2023-11-14T22:13:20Z: the window opens 100 s later, for an hour.
+    options.change_control = Some(crate::policy::ChangeControl {
+        freeze: vec![crate::policy::FreezeWindow {
+            name: "nightly".into(),
+            cron: "15 22 * * *".into(),
+            duration_ms: 3_600_000,
+            timezone: "UTC".into(),
+            environments: vec![],
+            tenant_tags: vec![],
+        }],
+        ..Default::default()
+    });
+    let mut h = db.harness_with(r, options);
+    h.start().await;
+    h.run_for(Duration::from_secs(300)).await;
+    assert_eq!(
+        h.status("web"),
+        ServiceStatus::Promoted,
+        "web started before the window"
+    );
+    assert_eq!(h.status("customers"), ServiceStatus::Pending);
+    assert!(
+        !phases(&h).contains(&MigrationPhase::Expanding),
+        "no expand inside the window: {:?}",
+        phases(&h)
+    );
+    assert_eq!(
+        db.columns(),
+        ["id", "full_name"],
+        "the database is untouched"
+    );
+    let until = h.engine.state().frozen.clone().expect("held").until_ms;
+    h.run_for(Duration::from_millis(until - h.clock.now_ms() - 60_000))
+        .await;
+    assert_eq!(
+        db.columns(),
+        ["id", "full_name"],
+        "still held a minute before the end"
+    );
+    h.run_for(Duration::from_secs(180)).await;
+    assert_eq!(
+        db.columns(),
+        ["id", "full_name", "first_name", "last_name"],
+        "expanded once the window closed"
+    );
+    let expanding = h
+        .events()
+        .into_iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                EventKind::Migration {
+                    phase: MigrationPhase::Expanding,
+                    ..
+                }
+            )
+        })
+        .expect("expand ran");
+    assert!(
+        expanding.at_ms >= until,
+        "expand started after the window's end"
+    );
 }
