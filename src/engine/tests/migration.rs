@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Clock, ContractMode};
 use crate::engine::testing::{FakePlatform, ScriptedSmoke};
 use crate::engine::tests::{H, START};
+use crate::engine::{Clock, ContractMode};
 use crate::engine::{
     Engine, EngineOptions, EventKind, FakeClock, MemoryRecorder, MigrationPhase, ReleaseStatus,
     ServiceStatus,
