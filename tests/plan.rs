@@ -176,3 +176,82 @@ proptest! {
         }
     }
 }
+
+/// ECS images in the plan: without a policy (`ecr-only`) the text shows each tag
+/// resolved at the start; with `--policy` (`pin = "required"`) the JSON gives each
+/// service's `image_pin`, the digest when the release writes the image by digest.
+#[test]
+fn the_plan_shows_how_the_start_pins_each_ecs_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("CUTOVER_POLICY")
+            .env("CUTOVER_CONFIG_DIR", dir.path().join("config"))
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = run(&["plan", "examples/ecs-canary.toml"]);
+    assert!(
+        text.contains("\nimages ([images] pin = \"ecr-only\")\n  worker  123456789012.dkr.ecr.us-east-1.amazonaws.com/worker:2.3.1 → resolved at start\n  api     123456789012.dkr.ecr.us-east-1.amazonaws.com/api:2.3.1 → resolved at start\n"),
+        "{text}"
+    );
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ecs-canary.toml"),
+    )
+    .expect("example");
+    let file = dir.path().join("release.toml");
+    std::fs::write(
+        &file,
+        example.replace("worker:2.3.1\"", &format!("worker@{digest}\"")),
+    )
+    .expect("write release");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[images]\npin = \"required\"\n").expect("write policy");
+    let json = run(&[
+        "plan",
+        &file.to_string_lossy(),
+        "--output",
+        "json",
+        "--policy",
+        &policy.to_string_lossy(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let pin = |name: &str| {
+        v["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["image_pin"].clone())
+            .expect("service")
+    };
+    assert_eq!(
+        pin("worker"),
+        serde_json::json!({
+            "image": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/worker@{digest}"),
+            "mode": "required",
+            "digest": digest,
+            "at_start": "by digest",
+        })
+    );
+    assert_eq!(
+        pin("api"),
+        serde_json::json!({
+            "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api:2.3.1",
+            "mode": "required",
+            "digest": null,
+            "at_start": "resolved at start",
+        })
+    );
+    // The plan's other fields are unchanged.
+    assert!(v["waves"].is_array() && v["timing"].is_object());
+}

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use support::CUTOVER;
 use support::net::free_port;
+use support::output_text as text;
 
 fn release(port: u16, steps: &str) -> String {
     format!(
@@ -58,14 +59,6 @@ fn cutover(dir: &Path, args: &[&str]) -> Output {
         .env_remove("CUTOVER_POLICY")
         .output()
         .expect("run cutover")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The runs under `state`, each with its entries' kinds and its outcome.

@@ -19,7 +19,8 @@ const DAY: u64 = 24 * HOUR;
 /// - B production, api: bad window at 100, rollback decided at 130, on v1 at 190, ends
 ///   at 200: time to restore 90 s.                                              failure
 /// - C staging, api, 40 days ago: promoted at 2900, ends at 3000.               success
-/// - D production: refused before anything changed (no candidate), ends at 5.  refused
+/// - D production: refused by a freeze window before anything changed (no candidate),
+///   ends at 5.                                                                 refused
 /// - E staging, web: rolled back by an operator at 400 (no failing signal before), on v1
 ///   at 430, ends at 450: time to restore 30 s.                                 failure
 fn journals(dir: &std::path::Path) {
@@ -66,7 +67,7 @@ fn journals(dir: &std::path::Path) {
         .promote(2900.0, "api");
     c.finish(3000.0, "promoted", &[("api", Promoted)]);
 
-    let d = RunWriter::new(
+    let mut d = RunWriter::new(
         dir,
         "shop",
         Some("production"),
@@ -74,6 +75,7 @@ fn journals(dir: &std::path::Path) {
         &["api"],
         recent + 2 * HOUR,
     );
+    d.entry(1.0, "policy", refusal("freeze"));
     d.finish(5.0, "refused", &[]);
 
     let mut e = RunWriter::new(
@@ -89,6 +91,14 @@ fn journals(dir: &std::path::Path) {
         .window(200.0, "web", 0, 0, 40.0)
         .rollback(400.0, 430.0, "web", Some("carol"));
     e.finish(450.0, "rolled_back", &[("web", RolledBack)]);
+}
+
+/// A `policy` entry refusing a run by `rule` (as `session/policy_gate.rs` writes it).
+fn refusal(rule: &str) -> serde_json::Value {
+    serde_json::json!({
+        "summary": format!("refused before anything changed: {rule}"),
+        "refused": [{"rule": rule, "message": format!("a {rule} refusal")}],
+    })
 }
 
 fn stats(dir: &std::path::Path, more: &[&str]) -> serde_json::Value {
@@ -112,7 +122,10 @@ fn stats_over_known_journals_match_the_figures_worked_out_by_hand() {
     let s = stats(dir.path(), &[]);
     assert_eq!(s["runs"], 5);
     assert_eq!(s["deployments"], 4, "{s:#}");
-    assert_eq!(s["refused"], 1);
+    assert_eq!(
+        s["refused"],
+        serde_json::json!({"total": 1, "by_reason": {"freeze": 1}})
+    );
     assert_eq!(s["unfinished"], 0);
     // A and C promoted without a rollback; B and E rolled back.
     assert_eq!(s["success_rate"], 0.5);
@@ -155,11 +168,14 @@ fn stats_over_known_journals_match_the_figures_worked_out_by_hand() {
         (st["runs"].clone(), st["deployments"].clone()),
         (2.into(), 2.into())
     );
-    assert_eq!(st["refused"], 0);
+    assert_eq!(
+        st["refused"],
+        serde_json::json!({"total": 0, "by_reason": {}})
+    );
     let recent = stats(dir.path(), &["--since", "30d"]);
     assert_eq!(recent["deployments"], 3, "C is 40 days old");
     assert_eq!(recent["success_rate"], serde_json::json!(1.0 / 3.0));
-    assert_eq!(recent["refused"], 1);
+    assert_eq!(recent["refused"]["total"], 1);
 
     // The text form sets the figures beside the targets.
     let out = Command::new(CUTOVER)
@@ -168,7 +184,10 @@ fn stats_over_known_journals_match_the_figures_worked_out_by_hand() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("4 deployment(s), 1 refused"), "{text}");
+    assert!(
+        text.contains("4 deployment(s), 1 refused before anything changed (freeze 1)"),
+        "{text}"
+    );
     assert!(
         text.contains("success rate") && text.contains("50.0 %") && text.contains(">= 98 %"),
         "{text}"
@@ -225,6 +244,7 @@ fn the_report_of_a_refused_run_says_nothing_changed_and_json_keys_are_stable() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["changed_anything"], false);
+    assert_eq!(v["refused_reason"], "freeze");
     assert_eq!(v["change"], "CHG-3");
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
@@ -245,6 +265,7 @@ fn the_report_of_a_refused_run_says_nothing_changed_and_json_keys_are_stable() {
             "people",
             "platform",
             "policy",
+            "refused_reason",
             "release",
             "rollbacks",
             "run_id",
@@ -266,4 +287,79 @@ fn the_report_of_a_refused_run_says_nothing_changed_and_json_keys_are_stable() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().next().unwrap().contains("CHANGE"), "{text}");
     assert!(text.contains("CHG-3") && text.contains("CHG-1"), "{text}");
+}
+
+/// Runs refused before anything changed are counted by reason, each once under the
+/// first refusal its journal gives: a freeze window, a Rego deny, an invalid policy, the
+/// scan gate, image pinning, the ECS preflight, a migration lint, and a run that says
+/// nothing (`other`). A deployment next to them is not counted among them.
+#[test]
+fn refused_runs_are_counted_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = cutover::journal::timefmt::now_ms() - DAY;
+    let refused = |i: u64, f: &dyn Fn(&mut RunWriter)| {
+        let mut w = RunWriter::new(dir.path(), "shop", None, None, &["api"], now + i * HOUR);
+        f(&mut w);
+        w.finish(5.0, "refused", &[]);
+    };
+    for (i, rule) in ["freeze", "deny", "invalid", "scan"].iter().enumerate() {
+        refused(i as u64, &|w| {
+            w.entry(1.0, "policy", refusal(rule));
+        });
+    }
+    refused(4, &|w| {
+        w.entry(
+            1.0,
+            "platform",
+            serde_json::json!({"summary": "image pinning failed, nothing was changed: api: image x:1 not found"}),
+        );
+    });
+    refused(5, &|w| {
+        w.entry(
+            1.0,
+            "platform",
+            serde_json::json!({"summary": "ECS preflight failed, nothing was changed: api: no such cluster"}),
+        );
+    });
+    refused(6, &|w| {
+        w.start(0.0, "ann").at(
+            1.0,
+            cutover::engine::EventKind::Migration {
+                migration: "m1".into(),
+                phase: cutover::engine::MigrationPhase::Failed,
+                detail: "lint: adding a NOT NULL column without a default".into(),
+                lines: Vec::new(),
+            },
+        );
+    });
+    refused(7, &|_| {});
+    // A freeze and a deny in one entry count once, as the first.
+    refused(8, &|w| {
+        w.entry(
+            1.0,
+            "policy",
+            serde_json::json!({"summary": "refused", "refused": [{"rule": "freeze"}, {"rule": "deny"}]}),
+        );
+    });
+    let mut ok = RunWriter::new(dir.path(), "shop", None, None, &["api"], now + 9 * HOUR);
+    ok.start(0.0, "ann").launch(1.0, "api").promote(60.0, "api");
+    ok.finish(61.0, "promoted", &[("api", Promoted)]);
+
+    let s = stats(dir.path(), &[]);
+    assert_eq!(s["deployments"], 1);
+    assert_eq!(
+        s["refused"],
+        serde_json::json!({
+            "total": 9,
+            "by_reason": {
+                "freeze": 2,
+                "policy": 2,
+                "image_gate": 2,
+                "preflight": 1,
+                "migration": 1,
+                "other": 1,
+            }
+        }),
+        "{s:#}"
+    );
 }

@@ -19,7 +19,8 @@
 //!   `max(step's approvals, rule's required)` distinct people, each allowed by the gate's
 //!   approvers and by the policy's, and with four eyes (either's) not the person who
 //!   started the release. The rule is journaled on the gate (`GateWaiting`); a refusal
-//!   says why and is journaled.
+//!   says why and is journaled. A tenant's `[tenant.approval]` (`approvers`,
+//!   `approvals`, `four_eyes`) is held to the same rule, tightening the same policy.
 
 use super::command::{Command, CommandReply};
 use super::reconciler::{Engine, EngineError};
@@ -199,18 +200,60 @@ impl Engine {
         operator: &str,
         so_far: &[String],
     ) -> Option<String> {
-        let rule = self.gate_rule(name)?;
+        self.rule_refusal(&self.gate_rule(name)?, name, operator, so_far)
+    }
+
+    /// Why `operator` may not approve `what` under `rule`, with the rule and the count.
+    fn rule_refusal(
+        &self,
+        rule: &ApprovalRule,
+        what: &str,
+        operator: &str,
+        so_far: &[String],
+    ) -> Option<String> {
         let roster = self.roster();
         rule.check(roster, operator, self.state.operator.as_deref(), so_far)
             .err()
             .map(|why| {
                 format!(
-                    "{why} (approving {name}: {}; {} of {} approvals so far)",
+                    "{why} (approving {what}: {}; {} of {} approvals so far)",
                     rule.describe(roster),
                     so_far.len(),
                     rule.required
                 )
             })
+    }
+
+    /// The rule tenant `t`'s `[tenant.approval]` enforces: the policy's `[approval]`
+    /// tightened by the tenant's `approvers`, `approvals` and `four_eyes`, as a service's
+    /// approval gate is ([`Engine::gate_rule`]).
+    pub(super) fn tenant_gate_rule(&self, t: usize) -> Option<ApprovalRule> {
+        let a = self.release.tenants.get(t)?.approval.as_ref()?;
+        let policy = self
+            .state
+            .change_control
+            .as_ref()
+            .and_then(|c| c.approval.as_ref());
+        roster::gate_rule(
+            policy,
+            &roster::GateAsk {
+                approvers: &a.approvers,
+                approvals: a.approvals,
+                four_eyes: a.four_eyes,
+            },
+        )
+    }
+
+    /// Why `operator` may not approve tenant `t`'s waiting gate, with the rule in force.
+    pub(super) fn tenant_approval_refusal(
+        &self,
+        t: usize,
+        operator: &str,
+        so_far: &[String],
+    ) -> Option<String> {
+        let rule = self.tenant_gate_rule(t)?;
+        let name = self.release.tenants.get(t).map_or("", |x| x.name.as_str());
+        self.rule_refusal(&rule, &format!("tenant {name}"), operator, so_far)
     }
 
     /// How many different people `name`'s waiting gate needs under its rule.

@@ -76,7 +76,7 @@ impl FleetRt {
 }
 
 /// The fleet's initial state: rings with their members, tenants with their services.
-pub(super) fn initial_state(release: &Release, order: &[String]) -> FleetState {
+pub fn initial_state(release: &Release, order: &[String]) -> FleetState {
     let member = members(&release.tenants, &release.rings);
     let mut ring_of = vec![0; release.tenants.len()];
     for (r, m) in member.iter().enumerate() {
@@ -134,6 +134,7 @@ pub(super) fn initial_state(release: &Release, order: &[String]) -> FleetState {
                 flags_before: None,
                 counted: false,
                 awaiting: None,
+                frozen: None,
             })
             .collect(),
     }
@@ -233,11 +234,12 @@ impl Engine {
             .iter()
             .find(|r| matches!(r.status, RingStatus::Baking | RingStatus::Running))?;
         if r.status == RingStatus::Running {
-            // An approval gate's deadline.
+            // An approval gate's deadline, or the end of a tenant-tag freeze window.
             return r
                 .tenants
                 .iter()
                 .filter_map(|&t| f.tenants.get(t)?.awaiting.as_ref()?.deadline_ms)
+                .chain(self.tenant_freeze_wakeup())
                 .min();
         }
         let check = self
@@ -466,8 +468,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Start the ring's next tenants while it has free slots (not while frozen); a tenant
-    /// with `[tenant.approval]` first waits for it, holding a slot.
+    /// Start the ring's next tenants while it has free slots (not while frozen; a tenant
+    /// held by a tenant-tag window is passed over: `tenant_freeze.rs`); a tenant with
+    /// `[tenant.approval]` first waits for it, holding a slot.
     fn start_tenants(&mut self, ring: &RingState) -> Result<(), EngineError> {
         self.approval_timeouts(ring)?;
         let Some(f) = self.state.fleet.as_ref() else {
@@ -493,7 +496,8 @@ impl Engine {
                 })
             })
             .collect();
-        for t in next {
+        let held = self.tenants_held(&next)?;
+        for t in next.into_iter().filter(|t| !held.contains(t)) {
             if running >= ring.max_parallel || self.frozen_now()? {
                 break;
             }

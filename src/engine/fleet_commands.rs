@@ -76,6 +76,12 @@ impl Engine {
                 Some(g) if g.approvals.contains(&op) => {
                     refuse(format!("{op} already approved {name}; another person must"))
                 }
+                Some(g) if matches!(command, Command::Approve { .. }) => {
+                    match self.tenant_approval_refusal(t, &op, &g.approvals) {
+                        Some(why) => refuse(why),
+                        None => Ok(()),
+                    }
+                }
                 Some(_) => Ok(()),
             },
             Command::Rollback { .. } => match st {
@@ -117,7 +123,9 @@ impl Engine {
                     .tenants
                     .get(t)
                     .and_then(|x| x.approval.as_ref())
-                    .map_or(1, |a| a.approvals.max(1)) as usize;
+                    .map_or(1, |a| a.approvals.max(1))
+                    .max(self.tenant_gate_rule(t).map_or(1, |r| r.required))
+                    as usize;
                 let have = self
                     .fleet_state()
                     .and_then(|f| f.tenants.get(t))

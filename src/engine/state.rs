@@ -20,7 +20,9 @@ mod fleet;
 mod fold;
 
 pub use describe::describe;
-pub use fleet::{FleetEvent, FleetState, RingState, RingStatus, TenantState, TenantStatus};
+pub use fleet::{
+    FleetEvent, FleetState, RingState, RingStatus, TenantFreeze, TenantState, TenantStatus,
+};
 
 /// Where one service is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

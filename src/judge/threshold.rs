@@ -312,9 +312,9 @@ impl Judge for ThresholdJudge {
                 "catastrophic guard: the canary is failing its requests; roll back".to_string()
             }
             (Outcome::Fail, Some(Failure::Errors)) => format!(
-                "canary error rate above {} in more than {} checks; roll back",
+                "canary error rate above {} {}; roll back",
                 percent(self.config.max_error_rate),
-                self.config.failure_limit
+                more_checks_than(self.config.failure_limit)
             ),
             (Outcome::Fail, _) => {
                 let c = &self.latency;
@@ -327,8 +327,8 @@ impl Judge for ThresholdJudge {
                         .map(|t| format!("{t}ms"))
                         .unwrap_or_else(|| format_duration(self.config.max_p99));
                     format!(
-                        "canary p99 above {bound} in more than {} checks; roll back",
-                        self.config.failure_limit
+                        "canary p99 above {bound} {}; roll back",
+                        more_checks_than(self.config.failure_limit)
                     )
                 }
             }
@@ -365,5 +365,26 @@ impl Judge for ThresholdJudge {
             metrics,
             notes,
         }
+    }
+}
+
+/// "in any check" (a limit of 0), "in more than 1 check", "in more than N checks".
+fn more_checks_than(limit: u32) -> String {
+    match limit {
+        0 => "in any check".to_string(),
+        1 => "in more than 1 check".to_string(),
+        n => format!("in more than {n} checks"),
+    }
+}
+
+#[cfg(test)]
+mod wording_tests {
+    use super::more_checks_than;
+
+    #[test]
+    fn a_limit_of_zero_reads_as_any_check() {
+        assert_eq!(more_checks_than(0), "in any check");
+        assert_eq!(more_checks_than(1), "in more than 1 check");
+        assert_eq!(more_checks_than(3), "in more than 3 checks");
     }
 }

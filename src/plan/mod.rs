@@ -9,6 +9,7 @@ mod blue_green;
 mod canary;
 mod expand;
 mod fleet_engine;
+mod images;
 mod json;
 mod linear;
 mod render;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 pub use expand::expand;
 pub use fleet_engine::engine_plan;
+pub use images::{PlannedImage, planned_images, render_images_text};
 pub use json::plan_json;
 pub use render::render_text;
 pub use render_rings::render_fleet_text;

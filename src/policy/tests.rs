@@ -17,7 +17,7 @@ fn plan_of(text: &str) -> serde_json::Value {
         &crate::release::LoadOptions::default(),
     )
     .unwrap();
-    crate::plan::plan_json(&loaded).unwrap()
+    crate::plan::plan_json(&loaded, scan::PinMode::default()).unwrap()
 }
 
 fn service(name: &str, strategy: &str, steps: &str, port: u16) -> String {

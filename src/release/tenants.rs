@@ -285,6 +285,13 @@ pub struct TenantApproval {
     /// How many distinct people must approve (1-10); one rejection is enough.
     #[serde(default = "one")]
     pub approvals: u32,
+    /// Who may approve: operators by name or `group:NAME` of the policy's `[roster]`;
+    /// absent = anyone (or the policy's `[approval]`, which this narrows, never widens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// The person who started the release may not approve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub four_eyes: bool,
 }
 
 fn one() -> u32 {

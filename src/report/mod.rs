@@ -7,6 +7,7 @@
 pub mod html;
 pub mod md;
 pub mod model;
+pub mod refusal;
 pub mod stats;
 pub mod svg;
 

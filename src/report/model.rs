@@ -31,6 +31,9 @@ pub struct Report {
     /// A run refused before that (ECS preflight, a lint or dry-run refusal, a policy or a
     /// freeze window) is not a deployment.
     pub changed_anything: bool,
+    /// Why a finished run that changed nothing was refused: `freeze`, `policy`,
+    /// `image_gate`, `preflight`, `migration` or `other` (`refusal.rs`); else `null`.
+    pub refused_reason: Option<String>,
     /// When the run's journal starts and ends (RFC 3339, UTC) and the span in seconds.
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -297,6 +300,9 @@ pub fn build(rec: &RunRecord) -> Report {
         }
         .to_string(),
         changed_anything,
+        refused_reason: (matches!(rec.summary.state, crate::journal::RunState::Finished)
+            && !changed_anything)
+            .then(|| super::refusal::reason(entries).to_string()),
         started_at: timefmt::iso8601_s(started_ms),
         finished_at: finished_ms.map(timefmt::iso8601_s),
         started_ms,

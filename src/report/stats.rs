@@ -6,7 +6,8 @@
 //! A run counts as a *deployment* once it changed something (a candidate launched, a
 //! migration applied). A finished run that changed nothing (refused by the ECS preflight,
 //! a lint or dry-run refusal, a policy or a freeze window) is `refused`; a run still going
-//! or interrupted is `unfinished`. Neither enters the rates.
+//! or interrupted is `unfinished`. Neither enters the rates. Refused runs are counted by
+//! reason (`refusal.rs`).
 
 use std::collections::BTreeMap;
 
@@ -69,8 +70,8 @@ pub struct Stats {
     /// Runs read (after `--since` and `--env`).
     pub runs: u64,
     pub deployments: u64,
-    /// Finished runs that changed nothing.
-    pub refused: u64,
+    /// Finished runs that changed nothing, and why.
+    pub refused: Refused,
     /// Runs still going or interrupted.
     pub unfinished: u64,
     pub success_rate: Option<f64>,
@@ -82,6 +83,15 @@ pub struct Stats {
     pub by_environment: BTreeMap<String, Figures>,
     /// The seed's targets, for comparison.
     pub targets: Targets,
+}
+
+/// Runs refused before anything changed: how many, and how many per reason (`freeze`,
+/// `policy`, `image_gate`, `preflight`, `migration`, `other`: `refusal.rs`; only the
+/// reasons seen).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Refused {
+    pub total: u64,
+    pub by_reason: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,7 +167,9 @@ pub fn compute<'a>(reports: impl IntoIterator<Item = &'a Report>, filter: &Filte
             continue;
         }
         if !r.changed_anything {
-            stats.refused += 1;
+            stats.refused.total += 1;
+            let why = r.refused_reason.clone().unwrap_or_else(|| "other".into());
+            *stats.refused.by_reason.entry(why).or_default() += 1;
             continue;
         }
         let success = r.rollbacks.is_empty()
@@ -238,8 +250,24 @@ pub fn text(s: &Stats) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{} run(s): {} deployment(s), {} refused before anything changed, {} unfinished",
-        s.runs, s.deployments, s.refused, s.unfinished
+        "{} run(s): {} deployment(s), {} refused before anything changed{}, {} unfinished",
+        s.runs,
+        s.deployments,
+        s.refused.total,
+        if s.refused.by_reason.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                s.refused
+                    .by_reason
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        s.unfinished
     );
     let _ = writeln!(o);
     let _ = writeln!(o, "{:<22} {:>14} {:>14}   target", "", "median", "p90");

@@ -92,8 +92,8 @@ pub fn evaluate(
 ) -> Result<Result<ChangeControl, Vec<Refusal>>, super::spec::SourceError> {
     use super::spec::SourceError;
     let pol = policy::load(a.policy.as_deref()).map_err(SourceError::Invalid)?;
-    let plan =
-        crate::plan::plan_json(loaded).map_err(|e| SourceError::Failure(Failure::internal(e)))?;
+    let plan = crate::plan::plan_json(loaded, pol.images)
+        .map_err(|e| SourceError::Failure(Failure::internal(e)))?;
     let env = environment(loaded);
     let ctx = policy::Context {
         environment: env.as_deref(),

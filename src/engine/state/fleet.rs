@@ -103,6 +103,17 @@ pub struct TenantState {
     /// (`approve TENANT`); `deadline_ms` `None` waits forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting: Option<TenantGate>,
+    /// Held by a tenant-tag freeze window that opened mid-release: it does not start
+    /// until the window closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<TenantFreeze>,
+}
+
+/// The tenant-tag window holding a pending tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantFreeze {
+    pub window: String,
+    pub until_ms: u64,
 }
 
 /// A tenant's approval gate before its first service starts.
@@ -206,6 +217,18 @@ pub enum FleetEvent {
     TenantResumed {
         tenant: String,
     },
+    /// A tenant-tag freeze window open now holds the tenant before it starts (once per
+    /// hold: journaled again only when the window or its end changes).
+    TenantFrozen {
+        tenant: String,
+        window: String,
+        until_ms: u64,
+    },
+    /// The window holding the tenant closed: it may start.
+    TenantFreezeLifted {
+        tenant: String,
+        window: String,
+    },
     /// A failure went over the budget: no further tenant starts.
     BudgetExceeded {
         failures: usize,
@@ -240,6 +263,8 @@ impl FleetEvent {
             | TenantResumed { tenant }
             | TenantAwaitingApproval { tenant, .. }
             | TenantApproved { tenant, .. }
+            | TenantFrozen { tenant, .. }
+            | TenantFreezeLifted { tenant, .. }
             | FlagsWritten { tenant, .. } => Some(tenant),
             Loaded { .. }
             | RingStarted { .. }
@@ -279,6 +304,17 @@ impl FleetEvent {
             }
             TenantApproved { tenant, by } => format!("tenant {tenant} approved by {by}"),
             TenantResumed { tenant } => format!("tenant {tenant} resumed"),
+            TenantFrozen {
+                tenant,
+                window,
+                until_ms,
+            } => format!(
+                "tenant {tenant} held by the freeze window `{window}` until {}",
+                crate::policy::freeze::instant(*until_ms).format("%Y-%m-%d %H:%M UTC")
+            ),
+            TenantFreezeLifted { tenant, window } => {
+                format!("tenant {tenant}: the freeze window `{window}` closed")
+            }
             BudgetExceeded { reason, .. } => reason.clone(),
             FlagsWritten {
                 tenant,
@@ -343,6 +379,7 @@ impl FleetState {
                     t.status = TenantStatus::Running;
                     t.reason = None;
                     t.awaiting = None;
+                    t.frozen = None;
                 }
             }
             TenantAwaitingApproval {
@@ -388,6 +425,7 @@ impl FleetState {
                     t.status = TenantStatus::Skipped;
                     t.reason = Some(reason.clone());
                     t.awaiting = None;
+                    t.frozen = None;
                 }
             }
             TenantExcluded { tenant, reason } => {
@@ -395,6 +433,7 @@ impl FleetState {
                     t.status = TenantStatus::Excluded;
                     t.reason = Some(reason.clone());
                     t.awaiting = None;
+                    t.frozen = None;
                 }
             }
             TenantPaused { tenant } => {
@@ -405,6 +444,23 @@ impl FleetState {
             TenantResumed { tenant } => {
                 if let Some(t) = self.tenant_mut(tenant) {
                     t.paused = false;
+                }
+            }
+            TenantFrozen {
+                tenant,
+                window,
+                until_ms,
+            } => {
+                if let Some(t) = self.tenant_mut(tenant) {
+                    t.frozen = Some(TenantFreeze {
+                        window: window.clone(),
+                        until_ms: *until_ms,
+                    });
+                }
+            }
+            TenantFreezeLifted { tenant, .. } => {
+                if let Some(t) = self.tenant_mut(tenant) {
+                    t.frozen = None;
                 }
             }
             BudgetExceeded { reason, .. } => self.exceeded = Some(reason.clone()),

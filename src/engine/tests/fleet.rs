@@ -69,13 +69,19 @@ fn fleet_release_of(n: usize, header: &str, rings: &str, services: &str) -> Rele
 }
 
 fn harness(r: Release, flags: Option<&Path>) -> H {
+    harness_with(
+        r,
+        EngineOptions {
+            operator: "tester".into(),
+            flags_path: flags.map(Path::to_path_buf),
+            ..Default::default()
+        },
+    )
+}
+
+fn harness_with(r: Release, options: EngineOptions) -> H {
     let clock = FakeClock::new(START);
     let platform = FakePlatform::new(Arc::new(clock.clone()));
-    let options = EngineOptions {
-        operator: "tester".into(),
-        flags_path: flags.map(Path::to_path_buf),
-        ..Default::default()
-    };
     let smoke = testing::ScriptedSmoke::new();
     let rec = MemoryRecorder::new();
     let plan = crate::plan::engine_plan(&r);
@@ -531,6 +537,8 @@ async fn a_tenant_approval_gate_holds_its_slot_until_approved_or_timed_out() {
             timeout: crate::release::Dur(Duration::from_secs(600)),
             on_timeout: crate::release::OnTimeout::Rollback,
             approvals: 1,
+            approvers: vec![],
+            four_eyes: false,
         });
     }
     let mut h = harness(r, None);
@@ -560,4 +568,186 @@ async fn a_tenant_approval_gate_holds_its_slot_until_approved_or_timed_out() {
             .as_deref()
             .is_some_and(|r| r.contains("approval timed out"))
     );
+}
+
+/// A tenant-tag window (`tenant_tags = ["gold"]`) that opens mid-release holds the gold
+/// tenants before they start, until it closes; the other tenants of the ring go on; the
+/// hold and its end are journaled once each and the state shows the window.
+#[tokio::test]
+async fn a_tenant_tag_window_opening_mid_release_holds_only_its_tenants_until_it_closes() {
+    let rings = "\n[[ring]]\nname = \"all\"\nselect = [\"t1\", \"t2\", \"t3\", \"t4\", \"t5\"]\n";
+    let mut r = fleet_release(5, "failure_budget = 1", rings);
+    for (t, tag) in [(1, "gold"), (2, "rest"), (3, "gold"), (4, "rest")] {
+        r.tenants[t].tags = vec![tag.to_string()];
+    }
+    // START is 2023-11-14T22:13:20Z: the window opens 40 s later, for 10 minutes.
+    let open = START + 40_000;
+    let close = open + 600_000;
+    let options = EngineOptions {
+        operator: "tester".into(),
+        change_control: Some(crate::policy::ChangeControl {
+            freeze: vec![crate::policy::FreezeWindow {
+                name: "gold-weekend".into(),
+                cron: "14 22 * * *".into(),
+                duration_ms: 600_000,
+                timezone: "UTC".into(),
+                environments: vec![],
+                tenant_tags: vec!["gold".into()],
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut h = harness_with(r, options);
+    h.start().await;
+    h.run_for(Duration::from_secs(300)).await;
+    // Mid-window: t4 (gold) waits, held by the window; the rest ran.
+    let f = h.engine.state().fleet.clone().unwrap();
+    let t4 = f.tenant("t4").unwrap();
+    assert_eq!(t4.status, TenantStatus::Pending);
+    assert_eq!(
+        t4.frozen,
+        Some(crate::engine::state::TenantFreeze {
+            window: "gold-weekend".into(),
+            until_ms: close
+        })
+    );
+    assert_eq!(h.status("t4/api"), ServiceStatus::Pending);
+    let json = serde_json::to_value(&f).unwrap();
+    assert_eq!(json["tenants"][3]["frozen"]["window"], "gold-weekend");
+    for n in ["t1", "t3", "t5"] {
+        assert_eq!(tenants(&h)[n], TenantStatus::Promoted, "{n} goes on");
+    }
+    assert!(
+        h.engine.state().frozen.is_none(),
+        "the release as a whole is not frozen"
+    );
+    h.finish(Duration::from_secs(3600)).await;
+    let ev = fleet_events(&h);
+    let started = |n: &str| {
+        ev.iter()
+            .find(|(_, e)| matches!(e, FleetEvent::TenantStarted { tenant } if tenant == n))
+            .map(|(at, _)| *at)
+            .unwrap()
+    };
+    // No gold tenant started inside the window; some other tenant did.
+    for n in ["t2", "t4"] {
+        let at = started(n);
+        assert!(
+            at < open || at >= close,
+            "{n} started at +{} ms",
+            at - START
+        );
+    }
+    assert!(
+        ["t3", "t5"]
+            .iter()
+            .any(|n| (open..close).contains(&started(n))),
+        "the tenants without the tag went on inside the window"
+    );
+    assert!(started("t4") >= close);
+    let holds: Vec<&(u64, FleetEvent)> = ev
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                FleetEvent::TenantFrozen { .. } | FleetEvent::TenantFreezeLifted { .. }
+            )
+        })
+        .collect();
+    assert_eq!(holds.len(), 2, "one hold and its end: {holds:?}");
+    assert_eq!(
+        holds[0].1,
+        FleetEvent::TenantFrozen {
+            tenant: "t4".into(),
+            window: "gold-weekend".into(),
+            until_ms: close
+        }
+    );
+    assert_eq!(
+        holds[1].1,
+        FleetEvent::TenantFreezeLifted {
+            tenant: "t4".into(),
+            window: "gold-weekend".into()
+        }
+    );
+    assert!(holds[1].0 >= close);
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::FreezeHeld { .. })),
+        "a tenant-tag window never holds the release"
+    );
+    assert!(tenants(&h).values().all(|s| *s == TenantStatus::Promoted));
+    assert!(
+        h.engine.state().fleet.clone().unwrap().tenants[3]
+            .frozen
+            .is_none()
+    );
+}
+
+/// `[tenant.approval]` with `approvers` and `four_eyes`: the same rule as an approval
+/// step's (the policy's `[approval]` tightened by the tenant's own), each refusal saying
+/// why: the starter under four eyes, not an allowed approver, the same person twice.
+#[tokio::test]
+async fn a_tenant_approval_names_who_may_approve_and_four_eyes_refuses_the_starter() {
+    let rings = "\n[[ring]]\nname = \"all\"\nselect = [\"tag:canary\", \"tag:rest\"]\n";
+    let mut r = fleet_release_of(2, "failure_budget = 1", rings, ONE);
+    r.tenants[1].approval = Some(crate::release::tenants::TenantApproval {
+        timeout: crate::release::Dur(Duration::from_secs(600)),
+        on_timeout: crate::release::OnTimeout::Rollback,
+        approvals: 1,
+        approvers: vec!["group:sre".into()],
+        four_eyes: true,
+    });
+    let options = EngineOptions {
+        operator: "tester".into(),
+        change_control: Some(crate::policy::ChangeControl {
+            roster: crate::policy::Roster {
+                groups: [(
+                    "sre".to_string(),
+                    vec!["alice".into(), "bob".into(), "carol".into()],
+                )]
+                .into(),
+            },
+            // The policy asks two people of everyone: the tenant's gate cannot ask fewer.
+            approval: Some(crate::policy::ApprovalRule {
+                approvers: vec![],
+                required: 2,
+                four_eyes: false,
+                within: vec![],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut h = harness_with(r, options);
+    h.start().await;
+    assert_eq!(h.engine.state().operator.as_deref(), Some("alice"));
+    h.run_for(Duration::from_secs(60)).await;
+    assert_eq!(tenants(&h)["t2"], TenantStatus::Pending);
+    let refused = |r: CommandReply| r.expect_err("refused").reason;
+    let why = refused(h.cmd_as("approve t2", "alice").await);
+    assert!(
+        why.starts_with("alice started this release; four eyes: someone else must approve (approving tenant t2: 2 of group:sre (alice, bob, carol), not the person who started it"),
+        "{why}"
+    );
+    let why = refused(h.cmd_as("approve t2", "mallory").await);
+    assert!(why.starts_with("mallory is not in group:sre"), "{why}");
+    let ok = h.cmd_as("approve t2", "bob").await;
+    assert_eq!(ok.as_deref(), Ok("t2: 1 of 2 approvals"));
+    let why = refused(h.cmd_as("approve t2", "bob").await);
+    assert!(why.contains("bob already approved t2"), "{why}");
+    assert_eq!(h.status("t2/api"), ServiceStatus::Pending);
+    let ok = h.cmd_as("approve t2", "carol").await;
+    assert_eq!(ok.as_deref(), Ok("t2 approved: it starts"));
+    h.finish(Duration::from_secs(3600)).await;
+    assert_eq!(tenants(&h)["t2"], TenantStatus::Promoted);
+    // Each refusal is journaled with its reason.
+    let refusals = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::CommandRefused { .. }))
+        .count();
+    assert_eq!(refusals, 3);
 }

@@ -154,10 +154,14 @@ impl Parser<'_> {
                         "2",
                     )
                     .map_or(1, |n| n as u32);
+                let approvers = p.approvers(&at, &format!("[tenant.approval] of {}", t.what));
+                let four_eyes = p.opt_bool(&at, "four_eyes").unwrap_or(false);
                 Some(TenantApproval {
                     timeout: timeout?,
                     on_timeout,
                     approvals,
+                    approvers,
+                    four_eyes,
                 })
             },
         );
