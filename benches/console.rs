@@ -1,11 +1,14 @@
 //! Console benchmark (prints figures; run once, the machine is shared):
 //! 1. frame render time, 200 services vs the 6-service release, side by side;
-//!    (wall time and the rendering thread's CPU time);
+//!    (wall time and the rendering thread's CPU time); then a fleet of 500 tenants × 3
+//!    services in 4 rings (every ring and tenant expanded: 2,004 rows), and what a
+//!    keypress costs there (↓, collapse, collapse-all, a filter);
 //! 2. CPU and resident memory of the console alone (`cutover attach` to a `serve`);
 //! 3. CPU and resident memory of `cutover demo` with the console open in tmux, while
 //!    the release runs and once it finished (watching), at the demo's load and at 1 req/s.
 //!
 //!   cargo bench --bench console            (release build; needs tmux)
+//!   cargo bench --bench console -- render  (the frame figures only)
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use cutover::console::app::{App, Settings};
 use cutover::console::fixtures::{self, Script};
+use cutover::console::fixtures_fleet::big_fleet;
 use cutover::console::keymap::Keymap;
 use cutover::console::theme::Theme;
 use ratatui::Terminal;
@@ -116,6 +120,67 @@ fn render_bench() {
         "  ratio p99 200/6 services: wall {:.2}x, CPU {:.2}x   (target: p99 <= 2 ms in release; wall time includes waiting for a core on a shared machine)",
         pct(&fa.0, 0.99) / pct(&fb.0, 0.99),
         pct(&fa.1, 0.99) / pct(&fb.1, 0.99)
+    );
+}
+
+/// 500 tenants × 3 services in 4 rings, everything expanded, the cursor mid-fleet on a
+/// service: frame p50/p99, then the cost of the keys that move or reshape the tree.
+fn fleet_bench() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let s = big_fleet(500, 3, 4);
+    // The cursor (below) decides what is selected; this only adds a chart's series.
+    let mut a = app(&s, "tenant-0249/api");
+    let key = |a: &mut App, code: KeyCode| a.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    key(&mut a, KeyCode::Char('c'));
+    key(&mut a, KeyCode::Char('c'));
+    for _ in 0..100 {
+        key(&mut a, KeyCode::PageDown);
+    }
+    let rows = a.fleet.as_ref().map_or(0, |t| t.rows.len());
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (w, c) = frames(&mut a, 200, 60, 400);
+        wall.extend(w);
+        cpu.extend(c);
+    }
+    wall.sort();
+    cpu.sort();
+    println!(
+        "  fleet 500x3  wall p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms | thread CPU p50 {:.3} ms  p99 {:.3} ms  ({} frames, {} services, {rows} rows shown in the tree)   (target: p99 <= 2 ms in release)",
+        pct(&wall, 0.5),
+        pct(&wall, 0.99),
+        pct(&wall, 1.0),
+        pct(&cpu, 0.5),
+        pct(&cpu, 0.99),
+        wall.len(),
+        a.state.services.len()
+    );
+    let mut per_key = |name: &str, codes: &[KeyCode]| {
+        let mut t = Vec::new();
+        for i in 0..400 {
+            let c = codes[i % codes.len()];
+            let t0 = Instant::now();
+            key(&mut a, c);
+            t.push(t0.elapsed());
+        }
+        t.sort();
+        println!(
+            "    key {name:<32} p50 {:.4} ms  p99 {:.4} ms",
+            pct(&t, 0.5),
+            pct(&t, 0.99)
+        );
+    };
+    per_key("down/up (cursor)", &[KeyCode::Down, KeyCode::Up]);
+    per_key("space (collapse/expand a node)", &[KeyCode::Char(' ')]);
+    per_key("c (collapse/expand all)", &[KeyCode::Char('c')]);
+    per_key(
+        "/ 7 Enter Esc (filter, clear)",
+        &[
+            KeyCode::Char('/'),
+            KeyCode::Char('7'),
+            KeyCode::Enter,
+            KeyCode::Esc,
+        ],
     );
 }
 
@@ -328,6 +393,10 @@ fn attach_bench() {
 
 fn main() {
     render_bench();
+    fleet_bench();
+    if std::env::args().any(|a| a == "render") {
+        return;
+    }
     attach_bench();
     println!(
         "cutover demo with the console in tmux 140x42 (whole process: console, engine, proxies, load generator; one core = 100 %)"

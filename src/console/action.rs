@@ -36,6 +36,15 @@ pub enum Action {
     ApproveBreakGlass,
     Suspend,
     ToggleMouse,
+    TenantRollback,
+    TenantRetry,
+    TenantPause,
+    TenantExclude,
+    TenantApprove,
+    TenantReject,
+    Collapse,
+    CollapseAll,
+    TenantFilter,
 }
 
 /// What the help overlay and the palette say about an action.
@@ -154,6 +163,48 @@ pub const ACTIONS: &[ActionInfo] = &[
         true,
     ),
     info(
+        Action::TenantRollback,
+        "tenant-rollback",
+        "roll back the selected tenant (or its service's tenant) now",
+        true,
+        false,
+    ),
+    info(
+        Action::TenantRetry,
+        "tenant-retry",
+        "roll a tenant that did not promote out again",
+        true,
+        false,
+    ),
+    info(
+        Action::TenantPause,
+        "tenant-pause",
+        "pause or resume the selected tenant",
+        true,
+        false,
+    ),
+    info(
+        Action::TenantExclude,
+        "tenant-exclude",
+        "leave the selected tenant out (asks why; budget not charged)",
+        true,
+        false,
+    ),
+    info(
+        Action::TenantApprove,
+        "tenant-approve",
+        "approve the selected tenant's approval gate",
+        true,
+        false,
+    ),
+    info(
+        Action::TenantReject,
+        "tenant-reject",
+        "reject the selected tenant's approval gate (counts as failed)",
+        true,
+        false,
+    ),
+    info(
         Action::Up,
         "up",
         "select the previous service / scroll up",
@@ -180,6 +231,27 @@ pub const ACTIONS: &[ActionInfo] = &[
         Action::PageDown,
         "page-down",
         "move a page down",
+        false,
+        false,
+    ),
+    info(
+        Action::Collapse,
+        "collapse",
+        "fleet tree: collapse or expand the selected ring or tenant",
+        false,
+        false,
+    ),
+    info(
+        Action::CollapseAll,
+        "collapse-all",
+        "fleet tree: collapse everything (again: expand everything)",
+        false,
+        false,
+    ),
+    info(
+        Action::TenantFilter,
+        "tenant-filter",
+        "fleet tree: filter tenants by name or `tag:TAG` (Esc clears)",
         false,
         false,
     ),
@@ -264,6 +336,12 @@ impl Action {
     }
     pub fn dangerous(self) -> bool {
         self.info().dangerous
+    }
+
+    /// Only means something for a release with tenants (the palette leaves it out
+    /// otherwise).
+    pub fn fleet_only(self) -> bool {
+        self.name().starts_with("tenant-") || self.name().starts_with("collapse")
     }
 }
 

@@ -62,6 +62,13 @@ pub enum Overlay {
     Filter {
         previous: String,
     },
+    /// Editing the fleet tree's tenant filter (Esc clears it).
+    TenantFilter,
+    /// A command that needs the operator's reason (`exclude TENANT`), being typed.
+    Reason {
+        command: Command,
+        input: String,
+    },
 }
 
 /// A message at the bottom of the screen.
@@ -77,6 +84,11 @@ pub struct Toast {
 pub enum Effect {
     /// Send this command through the engine's command channel.
     Send(Command),
+    /// The same, with the operator's reason (journaled with the command).
+    SendWithNote {
+        command: Command,
+        note: String,
+    },
     Quit,
     Suspend,
     SetMouse(bool),
@@ -152,6 +164,9 @@ pub struct App {
     /// Areas of the last frame, for mouse clicks.
     pub areas: HashMap<&'static str, Rect>,
     pub tree_rows: Vec<TreeRow>,
+    /// A release with tenants: rings → tenants → services (`fleet_tree.rs`); the tree
+    /// pane, the selection and the keys go through it.
+    pub fleet: Option<super::fleet_tree::FleetTree>,
     /// Every message shown, oldest first (the last 100).
     pub messages: Vec<String>,
     /// Who is attached to a served release (`cutover attach`); empty in-process.
@@ -198,6 +213,7 @@ impl App {
             dirty: true,
             areas: HashMap::new(),
             tree_rows: Vec::new(),
+            fleet: None,
             messages: Vec::new(),
             attached: Vec::new(),
             connection_lost: None,
@@ -207,6 +223,8 @@ impl App {
             quit_choice: QuitChoice::Plain,
         };
         app.rebuild_tree();
+        app.sync_fleet();
+        app.fleet_keep_selection();
         app
     }
 
@@ -228,6 +246,7 @@ impl App {
         if shape_changed {
             self.rebuild_tree();
         }
+        self.sync_fleet();
         self.keep_selection();
         self.dirty = true;
     }
@@ -291,6 +310,7 @@ impl App {
             if self.state.services.len() != before {
                 self.rebuild_tree();
             }
+            self.sync_fleet();
         }
         match &e.kind {
             EventKind::StepStarted { service, .. } => {
@@ -355,6 +375,9 @@ impl App {
     }
 
     fn keep_selection(&mut self) {
+        if self.fleet_keep_selection() {
+            return;
+        }
         let exists = self
             .selected
             .as_ref()
@@ -596,6 +619,7 @@ impl App {
                     _ => Vec::new(),
                 };
             }
+            Overlay::TenantFilter | Overlay::Reason { .. } => return self.fleet_overlay_key(key),
             Overlay::Filter { previous } => {
                 match key.code {
                     KeyCode::Esc => {
@@ -620,7 +644,7 @@ impl App {
                 self.zoom = false;
             } else if !self.config_errors.is_empty() {
                 self.config_errors.clear();
-            } else {
+            } else if !self.clear_tenant_filter() {
                 self.toast = None;
             }
             return Vec::new();
@@ -644,7 +668,7 @@ impl App {
         }
     }
 
-    fn send(&mut self, command: Command) -> Vec<Effect> {
+    pub(super) fn send(&mut self, command: Command) -> Vec<Effect> {
         self.in_flight += 1;
         self.toast(format!("{command}: sent"), false);
         vec![Effect::Send(command)]
@@ -720,7 +744,9 @@ impl App {
                         Action::Top => isize::MIN / 2,
                         _ => isize::MAX / 2,
                     };
-                    self.move_selection(delta);
+                    if !self.fleet_move(delta) {
+                        self.move_selection(delta);
+                    }
                 }
                 Vec::new()
             }
@@ -815,6 +841,15 @@ impl App {
                 None => Vec::new(),
             },
             Action::Abort => self.confirm(Command::Abort),
+            Action::TenantRollback
+            | Action::TenantRetry
+            | Action::TenantPause
+            | Action::TenantExclude
+            | Action::TenantApprove
+            | Action::TenantReject
+            | Action::Collapse
+            | Action::CollapseAll
+            | Action::TenantFilter => self.fleet_action(action),
             Action::ApproveBreakGlass => {
                 let pending = self
                     .state
@@ -911,6 +946,9 @@ impl App {
                 ),
                 None => format!("{}{env}?", Command::ApproveBreakGlass),
             },
+            Command::Exclude { tenant } => format!(
+                "Exclude tenant {tenant}{env}? It is skipped (rolled back if it is running) and does not count against the failure budget."
+            ),
             other => format!("{other}{env}?"),
         }
     }
@@ -934,11 +972,20 @@ impl App {
                 }
                 if let Some(s) = c.service()
                     && self.state.service(s).is_none()
+                    && !self.is_tenant(s)
                 {
                     self.toast(
                         format!("`{c}`: no service named `{s}` in this release"),
                         true,
                     );
+                    return Vec::new();
+                }
+                if let Command::Exclude { .. } = c {
+                    // The engine wants a reason: ask for it.
+                    self.overlay = Overlay::Reason {
+                        command: c,
+                        input: String::new(),
+                    };
                     return Vec::new();
                 }
                 if matches!(
@@ -966,6 +1013,7 @@ impl App {
         ACTIONS
             .iter()
             .filter(|i| self.allowed(i.action))
+            .filter(|i| self.fleet.is_some() || !i.action.fleet_only())
             .filter(|i| {
                 word.is_empty()
                     || i.name.contains(&word)
@@ -1051,6 +1099,9 @@ impl App {
                     && hit(&r)
                     && m.row > r.y
                 {
+                    if self.fleet_click((m.row - r.y - 1) as usize) {
+                        return Vec::new();
+                    }
                     let row = (m.row - r.y - 1) as usize + self.tree_offset;
                     if let Some(TreeRow {
                         node: Node::Service { index, .. },

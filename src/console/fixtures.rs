@@ -110,6 +110,11 @@ pub struct Script {
 impl Script {
     pub fn new(release: Release) -> Script {
         let p = plan(&release);
+        Script::with_plan(release, p)
+    }
+
+    /// A release planned by the caller (a fleet's engine plan).
+    pub fn with_plan(release: Release, p: Plan) -> Script {
         let services = p
             .services
             .iter()

@@ -73,7 +73,7 @@ pub fn short_duration(ms: u64) -> String {
     }
 }
 
-fn truncate(s: &str, width: usize) -> String {
+pub(super) fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
     } else if width == 0 {
@@ -85,18 +85,18 @@ fn truncate(s: &str, width: usize) -> String {
     }
 }
 
-fn pad(s: &str, width: usize) -> String {
+pub(super) fn pad(s: &str, width: usize) -> String {
     let t = truncate(s, width);
     let n = t.chars().count();
     format!("{t}{}", " ".repeat(width.saturating_sub(n)))
 }
 
 impl App {
-    fn style(&self, slot: Slot) -> Style {
+    pub(super) fn style(&self, slot: Slot) -> Style {
         self.theme.get(slot)
     }
 
-    fn pane_block<'a>(&self, title: &'a str, pane: Pane) -> Block<'a> {
+    pub(super) fn pane_block<'a>(&self, title: &'a str, pane: Pane) -> Block<'a> {
         let focused = self.focus == pane;
         let (bslot, btype) = if focused {
             (Slot::BorderFocused, BorderType::Thick)
@@ -187,7 +187,9 @@ impl App {
             let log_h = (middle.height / 4).max(6).min(middle.height / 2);
             let [upper, log] =
                 Layout::vertical([Constraint::Min(0), Constraint::Length(log_h)]).areas(middle);
-            let tree_w = (upper.width * 38 / 100).max(44);
+            // The fleet's tree says more per row (status, reason, countdowns).
+            let share = if self.fleet.is_some() { 46 } else { 38 };
+            let tree_w = (upper.width * share / 100).max(44);
             let [left, right] =
                 Layout::horizontal([Constraint::Length(tree_w), Constraint::Min(0)]).areas(upper);
             let [health, timeline] =
@@ -212,7 +214,8 @@ impl App {
         }
 
         match self.overlay.clone() {
-            Overlay::None | Overlay::Filter { .. } => {}
+            Overlay::None | Overlay::Filter { .. } | Overlay::TenantFilter => {}
+            Overlay::Reason { command, input } => self.render_reason(f, area, &command, &input),
             Overlay::Help { scroll } => self.render_help(f, area, scroll),
             Overlay::Palette { input, selected } => self.render_palette(f, area, &input, selected),
             Overlay::Confirm { question, .. } => self.render_confirm(f, area, &question),
@@ -428,6 +431,13 @@ impl App {
     /// The actions worth hinting in the focused pane.
     fn hint_actions(&self) -> Vec<Action> {
         let mut v = match self.focus {
+            Pane::Tree | Pane::Health | Pane::Timeline if self.fleet.is_some() => vec![
+                Action::TenantRollback,
+                Action::TenantExclude,
+                Action::TenantApprove,
+                Action::Collapse,
+                Action::TenantFilter,
+            ],
             Pane::Tree | Pane::Health | Pane::Timeline => vec![
                 Action::Rollback,
                 Action::PromoteStep,
@@ -474,7 +484,9 @@ impl App {
             ));
             spans.push(Span::raw("  "));
         }
-        if let Overlay::Filter { .. } = self.overlay {
+        if self.overlay == Overlay::TenantFilter {
+            self.render_tenant_filter_hint(&mut spans);
+        } else if let Overlay::Filter { .. } = self.overlay {
             spans.push(Span::styled("log filter: ", self.style(Slot::HintText)));
             spans.push(Span::styled(
                 format!("{}▏", self.log_filter),
@@ -537,6 +549,9 @@ impl App {
     }
 
     fn render_tree(&mut self, f: &mut Frame, area: Rect) {
+        if self.fleet.is_some() {
+            return self.render_fleet_tree(f, area);
+        }
         let block = self.pane_block(" Services ", Pane::Tree);
         let inner = block.inner(area);
         f.render_widget(block, area);
@@ -670,6 +685,9 @@ impl App {
     }
 
     fn render_health(&mut self, f: &mut Frame, area: Rect) {
+        if self.render_fleet_detail(f, area) {
+            return;
+        }
         let title = match self.selected_service() {
             Some(s) => format!(" Health: {} ", s.name),
             None => " Health ".to_string(),
@@ -1015,9 +1033,16 @@ impl App {
         let now_rel = self.now_ms.saturating_sub(release_start);
         // Start (relative) and planned length of every service; pending ones start when
         // their dependencies are expected to finish.
-        let mut spans_of: Vec<(u64, Vec<(u64, bool)>)> = Vec::new();
+        // A fleet's timeline is the selected tenant's services (`render_fleet.rs`).
+        let scope = self.fleet_timeline_scope();
+        let in_scope = |i: usize| scope.as_ref().is_none_or(|v| v.contains(&i));
+        let mut spans_of: Vec<(u64, Vec<(u64, bool)>)> =
+            vec![(0, Vec::new()); self.state.services.len()];
         let mut ends: std::collections::HashMap<&str, u64> = Default::default();
-        for s in &self.state.services {
+        for (i, s) in self.state.services.iter().enumerate() {
+            if !in_scope(i) {
+                continue;
+            }
             let durs = self.step_durations(s);
             let total: u64 = durs.iter().map(|d| d.0).sum();
             let start = match s.started_at_ms {
@@ -1035,7 +1060,7 @@ impl App {
                 None => start + total,
             };
             ends.insert(s.name.as_str(), end.max(start + total));
-            spans_of.push((start, durs));
+            spans_of[i] = (start, durs);
         }
         let horizon = ends
             .values()
@@ -1048,7 +1073,9 @@ impl App {
             .state
             .services
             .iter()
-            .map(|s| s.name.chars().count())
+            .enumerate()
+            .filter(|(i, _)| in_scope(*i))
+            .map(|(_, s)| s.name.chars().count())
             .chain(self.migration_names().iter().map(|m| m.chars().count() + 2))
             .max()
             .unwrap_or(6)
@@ -1074,7 +1101,7 @@ impl App {
             Span::styled(format!(" {label_end} (┃ now)"), self.style(Slot::Dim)),
         ]));
         // Rows in tree order; the migrations' rows below them.
-        let order = self.service_rows();
+        let order = scope.clone().unwrap_or_else(|| self.service_rows());
         let migrations: Vec<(String, Option<usize>)> = self
             .migration_names()
             .into_iter()
@@ -1357,7 +1384,7 @@ impl App {
         f.render_widget(Paragraph::new(lines), inner);
     }
 
-    fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
         let w = w.min(area.width.saturating_sub(2));
         let h = h.min(area.height.saturating_sub(2));
         Rect::new(
@@ -1368,7 +1395,7 @@ impl App {
         )
     }
 
-    fn dialog_block<'a>(&self, title: &'a str) -> Block<'a> {
+    pub(super) fn dialog_block<'a>(&self, title: &'a str) -> Block<'a> {
         Block::default()
             .borders(Borders::ALL)
             .border_type(BorderType::Double)

@@ -135,7 +135,7 @@ where
                             crossterm::event::KeyCode::Char(c),
                             crossterm::event::KeyModifiers::NONE,
                         );
-                        if matches!(app.overlay, super::app::Overlay::Palette { .. } | super::app::Overlay::Filter { .. }) {
+                        if matches!(app.overlay, super::app::Overlay::Palette { .. } | super::app::Overlay::Filter { .. } | super::app::Overlay::TenantFilter | super::app::Overlay::Reason { .. }) {
                             effects.extend(app.on_key(k));
                         }
                     }
@@ -230,30 +230,9 @@ where
         let mut quit = false;
         for fx in effects {
             match fx {
-                Effect::Send(command) => {
-                    let (req, rx) = CommandRequest::new(command.clone(), &app.settings.operator);
-                    match link.commands.try_send(req) {
-                        Ok(()) => {
-                            let tx = reply_tx.clone();
-                            tokio::spawn(async move {
-                                let r = match rx.await {
-                                    Ok(Ok(done)) => Ok(done),
-                                    Ok(Err(refusal)) => Err(refusal.reason),
-                                    Err(_) => {
-                                        Err("the engine stopped before answering".to_string())
-                                    }
-                                };
-                                let _ = tx.send((command, r));
-                            });
-                        }
-                        Err(mpsc::error::TrySendError::Full(_)) => app.on_reply(
-                            &command,
-                            Err("the engine is busy (command queue full); try again".into()),
-                        ),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            app.on_reply(&command, Err("the engine has stopped".into()))
-                        }
-                    }
+                Effect::Send(command) => send(app, &link, &reply_tx, command, None),
+                Effect::SendWithNote { command, note } => {
+                    send(app, &link, &reply_tx, command, Some(note))
                 }
                 Effect::Quit => quit = true,
                 Effect::Suspend => {
@@ -271,6 +250,37 @@ where
         }
         if !input_open && !events_open && !state_open {
             return Ok(());
+        }
+    }
+}
+
+/// Hand a command to the engine without waiting: its answer comes back on `reply_tx`.
+fn send(
+    app: &mut App,
+    link: &EngineLink,
+    reply_tx: &mpsc::UnboundedSender<(Command, Result<String, String>)>,
+    command: Command,
+    note: Option<String>,
+) {
+    let (req, rx) = CommandRequest::new(command.clone(), &app.settings.operator);
+    match link.commands.try_send(req.with_note(note)) {
+        Ok(()) => {
+            let tx = reply_tx.clone();
+            tokio::spawn(async move {
+                let r = match rx.await {
+                    Ok(Ok(done)) => Ok(done),
+                    Ok(Err(refusal)) => Err(refusal.reason),
+                    Err(_) => Err("the engine stopped before answering".to_string()),
+                };
+                let _ = tx.send((command, r));
+            });
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => app.on_reply(
+            &command,
+            Err("the engine is busy (command queue full); try again".into()),
+        ),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            app.on_reply(&command, Err("the engine has stopped".into()))
         }
     }
 }
