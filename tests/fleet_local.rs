@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use cutover::flagd::{FlagFile, declared};
 use cutover::release::tenants::FlagValue;
+use support::flagd::evaluate;
 use support::local::processes_with;
 use support::net::free_port;
 
@@ -84,7 +85,8 @@ fn summary(stdout: &[u8]) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("no summary ({e}):\n{text}"))
 }
 
-/// The flag's value for each tenant, as the file written by cutover gives it.
+/// The flag's value for each tenant, as cutover's own reader and a real flagd evaluator
+/// (`support::flagd`) read the file cutover wrote: the two must agree for every tenant.
 fn flags(dir: &Path, file: &Path) -> Vec<(String, bool)> {
     let text = std::fs::read_to_string(dir.join("flags.json")).unwrap();
     let loaded = cutover::release::load(file, &Default::default()).unwrap();
@@ -92,7 +94,9 @@ fn flags(dir: &Path, file: &Path) -> Vec<(String, bool)> {
     (1..=5)
         .map(|i| {
             let t = format!("t{i}");
-            let on = ff.value(&t, "new_checkout") == Some(&FlagValue::Bool(true));
+            let on = evaluate(&text, "new_checkout", &t) == serde_json::Value::Bool(true);
+            let ours = ff.value(&t, "new_checkout") == Some(&FlagValue::Bool(true));
+            assert_eq!(on, ours, "{t}: flagd and cutover read the file differently");
             (t, on)
         })
         .collect()

@@ -2,6 +2,9 @@
 //! which one candidate (orders v2) regresses. The engine catches it, puts its traffic back
 //! on the stable revision, skips what depends on it and promotes the rest; the summary
 //! says what happened and how long the regression lasted.
+//!
+//! `cutover demo --fleet`: eight tenants in three rings (`session/fleet_demo.rs`), one of
+//! them broken by its configuration, under the same load.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +17,7 @@ use super::UiArgs;
 use super::{EXIT_INTERNAL, Error, Output, StateDirArg};
 use crate::engine::{Event, EventKind, ReleaseState, ServiceStatus};
 use crate::session::finish::finish_session;
+use crate::session::fleet_demo;
 use crate::session::{Begin, runtime, start_session_with};
 
 /// The demo's release, also shipped as `examples/demo.toml`.
@@ -27,6 +31,10 @@ pub struct DemoArgs {
     /// No console: print one line per event (also when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    /// The fleet demo: eight tenants in three rings with a failure budget of one; one
+    /// tenant's configuration breaks its candidate, the others promote and get the new flag.
+    #[arg(long)]
+    pub fleet: bool,
     #[command(flatten)]
     pub ui: UiArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -153,6 +161,64 @@ fn load_urls(release: &crate::release::Release) -> Vec<hyper::Uri> {
         .collect()
 }
 
+/// Which demo runs: its release (ready for the engine), where it came from, and where
+/// its relative paths (the fleet's flags file) resolve.
+struct Demo {
+    release: crate::release::Release,
+    file: &'static str,
+    text: &'static str,
+    base_dir: std::path::PathBuf,
+    /// The fleet demo's flags file.
+    flags_path: Option<std::path::PathBuf>,
+}
+
+impl Demo {
+    fn checkout() -> Result<Demo, Error> {
+        let release = crate::release::load_str(
+            Path::new("examples/demo.toml"),
+            DEMO_RELEASE,
+            Path::new("."),
+        )
+        .map_err(|d| Error::Internal(format!("the built-in demo release is invalid: {d:?}")))?;
+        Ok(Demo {
+            release,
+            file: "examples/demo.toml",
+            text: DEMO_RELEASE,
+            base_dir: ".".into(),
+            flags_path: None,
+        })
+    }
+
+    fn fleet(state_dir: &Path) -> Result<Demo, Error> {
+        let d = fleet_demo::prepare(state_dir).map_err(Error::Internal)?;
+        Ok(Demo {
+            release: d.release,
+            file: fleet_demo::FLEET_DEMO_FILE,
+            text: fleet_demo::FLEET_DEMO_RELEASE,
+            base_dir: d.base_dir,
+            flags_path: Some(d.flags_path),
+        })
+    }
+
+    /// The line that says what is about to happen.
+    fn banner(&self, rate: f64) -> String {
+        match &self.flags_path {
+            None => format!(
+                "cutover demo: {} services on 127.0.0.1:18301-18305 under {rate} req/s; {REGRESSING} v2 is broken (30 % 500s, +80 ms)",
+                self.release.services.len(),
+            ),
+            Some(flags) => format!(
+                "cutover demo --fleet: {} tenants in {} rings ({} services on 127.0.0.1:18331-18348) under {rate} req/s, failure budget 1; {}'s configuration breaks its new api (40 % 500s); the last ring waits 20 s for approval; flags: {}",
+                self.release.tenants.len(),
+                self.release.rings.len(),
+                self.release.services.len(),
+                fleet_demo::BROKEN_TENANT,
+                flags.display(),
+            ),
+        }
+    }
+}
+
 pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     let console = crate::session::console::wanted(args.headless, args.output);
     if console {
@@ -160,33 +226,33 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     } else {
         super::init_logging_at("warn");
     }
-    let mut release = crate::release::load_str(
-        Path::new("examples/demo.toml"),
-        DEMO_RELEASE,
-        Path::new("."),
-    )
-    .map_err(|d| Error::Internal(format!("the built-in demo release is invalid: {d:?}")))?;
+    let operator = crate::engine::operator_name(args.operator.as_deref());
+    let state_dir = args.state.resolve();
+    let demo = if args.fleet {
+        Demo::fleet(&state_dir)?
+    } else {
+        Demo::checkout()?
+    };
+    let mut release = demo.release.clone();
     args.metrics.apply(&mut release);
     if let Some(c) = &args.change.change {
         release.release.change = Some(c.clone());
     }
-    let operator = crate::engine::operator_name(args.operator.as_deref());
-    let state_dir = args.state.resolve();
     let rt = runtime()?;
     let code = rt.block_on(async {
         let begin = Begin::Fresh {
-            file_label: "built-in demo (examples/demo.toml)".into(),
-            sha256: crate::journal::sha256_hex(DEMO_RELEASE.as_bytes()),
+            file_label: format!("built-in demo ({})", demo.file),
+            sha256: crate::journal::sha256_hex(demo.text.as_bytes()),
             origin: Box::new(crate::journal::ReleaseOrigin {
                 environment: None,
-                artifact: Some(crate::release::Artifact::new(DEMO_RELEASE.as_bytes(), &[])),
+                artifact: Some(crate::release::Artifact::new(demo.text.as_bytes(), &[])),
                 variables: Vec::new(),
                 change: args.change.change.clone(),
             }),
             break_glass: None,
             change_control: None,
         };
-        let session = match start_session_with(&release, Path::new("."), &state_dir, &crate::journal::JournalStore::File(state_dir.clone()), begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
+        let session = match start_session_with(&release, &demo.base_dir, &state_dir, &crate::journal::JournalStore::File(state_dir.clone()), begin, &operator, args.output, !console, crate::session::contract_mode(false, console), &crate::session::Aws::default()).await {
             Ok(s) => s,
             Err(f) => return Err(Error::from(f)),
         };
@@ -196,17 +262,20 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         config.timeout = Duration::from_secs(2);
         let load = tokio::spawn(crate::loadgen::run(config));
         if args.output == Output::Text {
-            eprintln!(
-                "cutover demo: {} services on 127.0.0.1:18301-18305 under {} req/s; {REGRESSING} v2 is broken (30 % 500s, +80 ms)",
-                release.services.len(),
-                args.rate
-            );
+            eprintln!("{}", demo.banner(args.rate));
         }
         let mut as_expected = false;
-        let close = |state: &ReleaseState| {
-            as_expected = caught(state);
-            let r = reg.lock().map(|r| *r).unwrap_or_default();
-            closing(state, r)
+        let close = |state: &ReleaseState| match &demo.flags_path {
+            Some(path) => {
+                let on = fleet_demo::flag_on(&demo.release, path);
+                as_expected = on.as_ref().is_ok_and(|on| fleet_demo::caught(state, on));
+                fleet_demo::closing(state, path, &on)
+            }
+            None => {
+                as_expected = caught(state);
+                let r = reg.lock().map(|r| *r).unwrap_or_default();
+                closing(state, r)
+            }
         };
         let (code, handed_over) = if console {
             let end = crate::session::console::run_console(session, &release, &operator, &(&args.ui).into(), close).await;
@@ -225,7 +294,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             return Ok(0);
         }
         // The demo succeeds when the engine did its job: the regression rolled back, the
-        // rest promoted (or skipped because it depends on the regressing service).
+        // rest promoted (or skipped because it depends on the regressing service); in the
+        // fleet demo, the broken tenant rolled back and the others promoted with their flag.
         Ok(if code == 3 && as_expected { 0 } else if code == 0 { EXIT_INTERNAL } else { code })
     });
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -153,6 +153,7 @@ pub fn check(r: &Release, spans: &Spans, map: &SourceMap, base: &Path) -> Vec<Di
     c.budget(r);
     c.validation(r);
     c.flags(r, base);
+    c.migrations(r);
     c.diags
 }
 
@@ -177,6 +178,24 @@ impl Checker<'_> {
         self.spans
             .nearest(path)
             .map_or(1, |s| self.map.position(s.start).0)
+    }
+
+    /// The engine runs a release's `[[migration]]`s once, against one database, and a
+    /// release with tenants has one instance (and database) per tenant: refused, at the
+    /// first migration.
+    fn migrations(&mut self, r: &Release) {
+        if r.tenants.is_empty() || r.migrations.is_empty() || self.broken("migration[0].name") {
+            return;
+        }
+        self.at(
+            "migration[0].name",
+            format!(
+                "this release has {} tenant(s) and [[migration]] \"{}\": cutover runs a release's migrations once, not per tenant",
+                r.tenants.len(),
+                r.migrations[0].name
+            ),
+            "run the migration in a release of its own, without [[tenant]], once for each tenant's database (its URL in a variable), then deploy this release without the [[migration]]",
+        );
     }
 
     /// Tenant and ring names: valid, unique.

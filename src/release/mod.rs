@@ -84,6 +84,19 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<LoadedRelease, Vec<Diagno
     load_text(path, &text, &base_dir, opts)
 }
 
+/// A test's release text, loaded as `release.toml` in a throwaway directory (with the
+/// default options).
+#[cfg(test)]
+pub(crate) fn load_test_text(text: &str) -> Result<LoadedRelease, Vec<Diagnostic>> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    load_text(
+        &dir.path().join("release.toml"),
+        text,
+        dir.path(),
+        &LoadOptions::default(),
+    )
+}
+
 /// [`load`] of text already read (`path` names it in messages and in the artifact).
 pub fn load_text(
     path: &Path,

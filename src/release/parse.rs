@@ -218,7 +218,13 @@ pub mod keys {
         "timeout",
     ];
     pub const TENANT_ANALYSIS: &[&str] = &["tolerance", "max_error_rate", "max_p99"];
-    pub const TENANT_APPROVAL: &[&str] = &["timeout", "on_timeout", "approvals"];
+    pub const TENANT_APPROVAL: &[&str] = &[
+        "timeout",
+        "on_timeout",
+        "approvals",
+        "approvers",
+        "four_eyes",
+    ];
     pub const RING: &[&str] = &["name", "select", "max_parallel", "bake"];
     pub const MIGRATION: &[&str] = &[
         "name",
@@ -665,6 +671,25 @@ impl Parser<'_> {
     fn opt_dur(&mut self, tbl: &Tbl, key: &str) -> Option<Dur> {
         let v = self.get(tbl, key)?;
         self.dur_of(v, tbl.loc(key), key)
+    }
+
+    /// An approval's `approvers` (an approval step's, a `[tenant.approval]`'s): operators
+    /// or `group:NAME`; a name that names nobody is reported in `what`.
+    fn approvers(&mut self, tbl: &Tbl, what: &str) -> Vec<String> {
+        let approvers = self
+            .opt_str_list(tbl, "approvers", "[\"alice\", \"group:dba\"]")
+            .unwrap_or_default();
+        if let Some(bad) = approvers
+            .iter()
+            .find(|a| a.trim().is_empty() || a.trim() == "group:")
+        {
+            self.err(
+                tbl.t.get("approvers").map(|v| v.span()),
+                format!("`{bad}` in the approvers of {what} names nobody"),
+                "write an operator's name or group:NAME of the policy's [roster]".to_string(),
+            );
+        }
+        approvers
     }
 
     fn opt_str_list(&mut self, tbl: &Tbl, key: &str, example: &str) -> Option<Vec<String>> {
@@ -1216,24 +1241,7 @@ impl Parser<'_> {
                             )
                             .map(|n| n as u32),
                     };
-                    let approvers = self
-                        .opt_str_list(&tbl, "approvers", "[\"alice\", \"group:dba\"]")
-                        .unwrap_or_default();
-                    if let Some(bad) = approvers
-                        .iter()
-                        .find(|a| a.trim().is_empty() || a.trim() == "group:")
-                    {
-                        self.err(
-                            st.get("approvers").map(|v| v.span()),
-                            format!(
-                                "`{bad}` in the approvers of step {} of {} names nobody",
-                                i + 1,
-                                t.what
-                            ),
-                            "write an operator's name or group:NAME of the policy's [roster]"
-                                .to_string(),
-                        );
-                    }
+                    let approvers = self.approvers(&tbl, &format!("step {} of {}", i + 1, t.what));
                     let four_eyes = self.opt_bool(&tbl, "four_eyes").unwrap_or(false);
                     timeout
                         .zip(approvals)
