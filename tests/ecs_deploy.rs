@@ -750,23 +750,24 @@ async fn resumed_to_promotion(ep: &str, state: &Path, sched: Scheduler) {
 
 /// Deploy `file` and kill it (SIGKILL) once api's pause step started.
 async fn killed_at_api_pause(file: &Path, ep: &str, state: &Path) {
-    let seen = deploy_until_killed(
-        cutover(
-            &[
-                "deploy",
-                file.to_str().unwrap(),
-                "--headless",
-                "--output",
-                "json",
-            ],
-            ep,
-            state,
-        ),
-        |e| {
-            e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
-        },
-    )
-    .await;
+    killed_at_api_pause_with(file, ep, state, &[]).await
+}
+
+/// The same, with `env` set for the deploy (a journal in PostgreSQL).
+async fn killed_at_api_pause_with(file: &Path, ep: &str, state: &Path, env: &[(&str, &str)]) {
+    let mut deploy = cutover(
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--headless",
+            "--output",
+            "json",
+        ],
+        ep,
+        state,
+    );
+    deploy.envs(env.iter().copied());
+    let seen = deploy_until_killed(deploy, at_api_pause).await;
     assert!(
         seen.iter().any(|e| e["type"] == "step_started"),
         "the run was killed mid-way: {seen:?}"
@@ -803,18 +804,29 @@ async fn deploy_until_killed(
     .unwrap()
 }
 
+/// The two-service release in `dir/release.toml` with a long pause (3 s) at api's 25 %:
+/// a run is killed there.
+fn paused_at_25(dir: &Path, api: &External, web: &External, url: &str) -> std::path::PathBuf {
+    let file = dir.join("release.toml");
+    std::fs::write(
+        &file,
+        release_text(&api.name, api, web, (url, url), "3s", ""),
+    )
+    .unwrap();
+    file
+}
+
+/// api's pause step started (the event line of a headless run).
+fn at_api_pause(e: &serde_json::Value) -> bool {
+    e["type"] == "step_started" && e["service"] == "api" && e["action"]["action"] == "pause"
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_deploy_resumes_and_refuses_a_listener_changed_meanwhile() {
     let (ep, api, web, c, sched) = two_services("e2e-rs").await;
     let fr = front(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("release.toml");
-    // A long pause at 25 %: the run is killed there.
-    std::fs::write(
-        &file,
-        release_text(&api.name, &api, &web, (&fr.url, &fr.url), "3s", ""),
-    )
-    .unwrap();
+    let file = paused_at_25(dir.path(), &api, &web, &fr.url);
     let state = dir.path().join("state");
     killed_at_api_pause(&file, &ep, &state).await;
     let at_25 = sorted(vec![(api.blue.clone(), 75), (api.green.clone(), 25)]);
@@ -1612,4 +1624,122 @@ async fn ecr_scan_findings_refuse_the_release_naming_each_finding() {
         "{err}"
     );
     assert_eq!(external_ids(&c, &api).await.len(), 1, "nothing changed");
+}
+
+/// A leader journaling in PostgreSQL is killed (SIGKILL) at api's canary pause; a
+/// `serve --standby` on the same journal takes the run over and finishes it. The listener
+/// keeps the split the leader set from the kill until the standby's engine moves it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_a_killed_ecs_leader_mid_canary_with_the_split_held() {
+    // The synchronous postgres client may not run on this test's runtime.
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = support::pg::PgServer::start();
+        pg.create_db("ecs_standby");
+        pg
+    })
+    .await
+    .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/ecs_standby", pg.port);
+    let (ep, api, web, c, sched) = two_services("e2e-sb").await;
+    let fr = front(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = paused_at_25(dir.path(), &api, &web, &fr.url);
+    let lease = [
+        ("CUTOVER_JOURNAL", url.as_str()),
+        ("CUTOVER_JOURNAL_LEASE", "2s"),
+    ];
+    let mut sb = cutover(
+        &["serve", "--standby", "--output", "json"],
+        &ep,
+        &dir.path().join("standby"),
+    );
+    sb.envs(lease);
+    let (standby, sb_out, sb_err, _armed) = spawn_watched(&mut sb);
+    let sb_err = support::lines::collect(sb_err);
+    let sb_out = support::lines::collect(sb_out);
+    let said = |l: &support::lines::Lines, what: &str| {
+        l.lock().unwrap().iter().any(|line| line.contains(what))
+    };
+    support::wait_for("the standby to watch", Duration::from_secs(30), || {
+        said(&sb_err, "standby watching")
+    });
+    killed_at_api_pause_with(&file, &ep, &dir.path().join("leader"), &lease).await;
+    let at_25 = sorted(vec![(api.blue.clone(), 75), (api.green.clone(), 25)]);
+    // From the kill to the takeover (and a second after it, inside the restarted pause),
+    // the listener serves the leader's split.
+    let mut db = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || postgres::Client::connect(&url, postgres::NoTls).unwrap()
+    })
+    .await
+    .unwrap();
+    let mut taken_at = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert_eq!(rule_weights(&c, &api.rule).await, at_25, "the split moved");
+        let (n, db_back) = tokio::task::spawn_blocking(move || {
+            let n: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM cutover_journal_entries
+                      WHERE line LIKE '%\"kind\":\"takeover\"%'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            (n, db)
+        })
+        .await
+        .unwrap();
+        db = db_back;
+        if n > 0 && taken_at.is_none() {
+            taken_at = Some(std::time::Instant::now());
+        }
+        if taken_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no takeover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    support::wait_for("the standby to finish the run", RUN_LIMIT, || {
+        said(&sb_err, "ended here")
+    });
+    sched.stop().await;
+    let text = sb_err.lock().unwrap().join("\n");
+    assert!(said(&sb_err, "ended here (exit 0)"), "{text}");
+    assert!(text.contains("nothing relaunched"), "{text}");
+    let summary: serde_json::Value = serde_json::from_str(
+        sb_out
+            .lock()
+            .unwrap()
+            .last()
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    assert_eq!(summary["services"]["api"], "promoted", "{summary}");
+    assert_eq!(summary["services"]["web"], "promoted", "{summary}");
+    for fx in [&api, &web] {
+        assert_eq!(
+            rule_weights(&c, &fx.rule).await,
+            sorted(vec![(fx.blue.clone(), 0), (fx.green.clone(), 100)])
+        );
+    }
+    let epochs: Vec<i64> = tokio::task::spawn_blocking(move || {
+        db.query(
+            "SELECT epoch FROM cutover_journal_entries ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    })
+    .await
+    .unwrap();
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{epochs:?}");
+    assert_eq!(epochs.first(), Some(&1));
+    assert_eq!(epochs.last(), Some(&2));
+    // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+    unsafe { libc::kill(standby.lock().unwrap().id() as i32, libc::SIGTERM) };
+    assert!(wait(&standby).success());
 }

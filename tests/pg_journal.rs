@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::lines::{Lines, collect};
 use support::local::processes_with;
 use support::net::free_port;
 use support::pg::PgServer;
@@ -133,19 +132,6 @@ impl Fx {
             processes_with(&self.marker).is_empty()
         });
     }
-}
-
-type Lines = Arc<Mutex<Vec<String>>>;
-
-fn collect(r: impl std::io::Read + Send + 'static) -> Lines {
-    let lines: Lines = Arc::default();
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            l.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 fn text(lines: &Lines) -> String {
@@ -277,18 +263,32 @@ fn new_entry(kind: &str) -> cutover::journal::NewEntry {
     }
 }
 
-#[test]
-fn a_writer_with_an_older_epoch_is_refused_by_the_database() {
-    use cutover::journal::pg::PgStore;
-    use cutover::journal::{Journal, JournalError, JournalStore};
-    let pg = PgServer::start();
-    let (_tmp, fx) = Fx::new(&pg, "fencing");
-    // A lease far longer than the test: only the database can refuse A.
-    let store = JournalStore::Postgres(
-        PgStore::parse(&fx.url, &fx.state)
+/// The journal in `fx`'s database with a lease far longer than a test: only the database
+/// can refuse a writer.
+fn long_lease(fx: &Fx) -> cutover::journal::JournalStore {
+    cutover::journal::JournalStore::Postgres(
+        cutover::journal::pg::PgStore::parse(&fx.url, &fx.state)
             .unwrap()
             .with_lease(Duration::from_secs(600)),
-    );
+    )
+}
+
+/// Every lease ends now, on the database's clock (its holders cannot tell).
+fn expire_leases(fx: &Fx) {
+    fx.db()
+        .execute(
+            "UPDATE cutover_journal_leases SET expires_at = clock_timestamp()",
+            &[],
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_writer_with_an_older_epoch_is_refused_by_the_database() {
+    use cutover::journal::{Journal, JournalError};
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "fencing");
+    let store = long_lease(&fx);
     let mut a = Journal::create(&store, "fencing", "0").unwrap();
     a.append(new_entry("one")).unwrap();
     let run = a.run_id().to_string();
@@ -299,12 +299,7 @@ fn a_writer_with_an_older_epoch_is_refused_by_the_database() {
         "{held}"
     );
     // The lease expires on the database's clock (A cannot tell): B takes over at epoch 2.
-    fx.db()
-        .execute(
-            "UPDATE cutover_journal_leases SET expires_at = clock_timestamp()",
-            &[],
-        )
-        .unwrap();
+    expire_leases(&fx);
     let mut b = Journal::open(&store, &run).unwrap();
     assert_eq!(b.lease().unwrap().epoch(), 2);
     assert!(a.still_writer().is_ok(), "A's own bound still holds");
@@ -332,6 +327,41 @@ fn a_writer_with_an_older_epoch_is_refused_by_the_database() {
     assert!(rec.verification.is_ok(), "{:?}", rec.verification);
     let kinds: Vec<&str> = rec.entries.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["one", "two-from-b"]);
+}
+
+#[test]
+fn a_writer_whose_connection_broke_finds_a_newer_epoch_and_says_it_lost_the_lease() {
+    use cutover::journal::{Journal, JournalError};
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "broken");
+    let store = long_lease(&fx);
+    let mut a = Journal::create(&store, "broken", "0").unwrap();
+    a.append(new_entry("one")).unwrap();
+    let run = a.run_id().to_string();
+    expire_leases(&fx);
+    let mut b = Journal::open(&store, &run).unwrap();
+    b.append(new_entry("two-from-b")).unwrap();
+    // A's session ends under it (as the server ends one stopped inside a transaction):
+    // reconnected, it finds B's entry at its seq.
+    let mut admin = pg.client("postgres");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = 'broken' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    let refused = a.append(new_entry("two-from-a")).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, JournalError::LeaseLost(_)) && text.contains("newer epoch 2"),
+        "{text}"
+    );
+    assert!(a.still_writer().is_err());
+    b.append(new_entry("three-from-b")).unwrap();
+    let rec = cutover::journal::read_run(&store, &run).unwrap();
+    let kinds: Vec<&str> = rec.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["one", "two-from-b", "three-from-b"]);
 }
 
 /// A deploy killed (SIGKILL) once service a shifted traffic: an interrupted run whose lease
@@ -413,6 +443,22 @@ fn two_engines_racing_for_one_run_exactly_one_acts() {
     fx.wait_no_replicas();
 }
 
+/// SIGCONT to a leader stopped past its lease: it exits 1 saying it lost the lease, with
+/// no platform call after it continued.
+fn continued_without_acting(child: &mut Child, err: &Lines) {
+    let from = err.lock().unwrap().len();
+    signal(child, libc::SIGCONT);
+    let code = wait_exit(child, Duration::from_secs(60));
+    let said = text(err);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("lost its lease"), "{said}");
+    assert!(said.contains("no platform call"), "{said}");
+    assert!(
+        platform_calls_after(err, from).is_empty(),
+        "platform calls after the pause: {said}"
+    );
+}
+
 #[test]
 fn a_leader_stopped_past_its_lease_does_not_act_when_it_continues() {
     let pg = PgServer::start();
@@ -433,17 +479,7 @@ fn a_leader_stopped_past_its_lease_does_not_act_when_it_continues() {
         .unwrap();
     assert_eq!(n, 1, "the stopped leader's lease had not expired");
     let entries = fx.entries();
-    let from = err.lock().unwrap().len();
-    signal(&child, libc::SIGCONT);
-    let code = wait_exit(&mut child, Duration::from_secs(60));
-    let said = text(&err);
-    assert_eq!(code, 1, "{said}");
-    assert!(said.contains("lost its lease"), "{said}");
-    assert!(said.contains("no platform call"), "{said}");
-    assert!(
-        platform_calls_after(&err, from).is_empty(),
-        "platform calls after the pause: {said}"
-    );
+    continued_without_acting(&mut child, &err);
     assert_eq!(
         fx.entries(),
         entries,
@@ -666,4 +702,200 @@ fn fx_second_run(fx: &Fx) -> Fx {
         marker: fx.marker.clone(),
         url: fx.url.clone(),
     }
+}
+
+/// Another machine on the same journal: its own state directory (socket, side files).
+fn other_machine(fx: &Fx, name: &str) -> Fx {
+    Fx {
+        dir: fx.dir.clone(),
+        state: fx.dir.join(name),
+        marker: fx.marker.clone(),
+        url: fx.url.clone(),
+    }
+}
+
+/// `serve --standby --output json` on `machine`, once it says it watches.
+fn standby(machine: &Fx, env: &[(&str, &str)]) -> (Child, Lines, Lines) {
+    let (mut child, out, err) =
+        machine.spawn(&["serve", "--standby", "--output", "json"], false, env);
+    wait_line(&err, "standby watching", &mut child);
+    (child, out, err)
+}
+
+/// `(seq, epoch, kind, at_ms)` of every entry of `run`, in order.
+fn entry_epochs(fx: &Fx, run: &str) -> Vec<(i64, i64, String, u64)> {
+    fx.db()
+        .query(
+            "SELECT seq, epoch, line FROM cutover_journal_entries WHERE run_id = $1 ORDER BY seq",
+            &[&run],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let line: serde_json::Value = serde_json::from_str(r.get::<_, &str>(2)).unwrap();
+            (
+                r.get(0),
+                r.get(1),
+                line["kind"].as_str().unwrap_or_default().to_string(),
+                line["at_ms"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Epochs never go back in seq order: each epoch's entries follow the previous one's.
+fn assert_one_engine_per_epoch(entries: &[(i64, i64, String, u64)]) {
+    let epochs: Vec<i64> = entries.iter().map(|e| e.1).collect();
+    assert!(
+        epochs.windows(2).all(|w| w[0] <= w[1]),
+        "entries of an older epoch after a newer one: {entries:?}"
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn a_standby_takes_over_a_killed_leader_and_finishes_the_run() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "standby");
+    let lease = Duration::from_secs(3);
+    let env = [("CUTOVER_JOURNAL_LEASE", "3s")];
+    // Two standbys on two other "machines": exactly one may take the run over.
+    let (one, two) = (
+        other_machine(&fx, "standby-1"),
+        other_machine(&fx, "standby-2"),
+    );
+    let (mut sb1, out1, err1) = standby(&one, &env);
+    let (mut sb2, out2, err2) = standby(&two, &env);
+    let (mut leader, out, _err) = fx.deploy(&env);
+    wait_line(&out, "\"v2\",30]", &mut leader);
+    let killed_ms = now_ms();
+    signal(&leader, libc::SIGKILL);
+    let _ = leader.wait();
+    let run = fx.run_id();
+    support::wait_for("a standby to take over", Duration::from_secs(30), || {
+        entry_epochs(&fx, &run).iter().any(|e| e.2 == "takeover")
+    });
+    let entries = entry_epochs(&fx, &run);
+    let takeovers: Vec<_> = entries.iter().filter(|e| e.2 == "takeover").collect();
+    assert_eq!(takeovers.len(), 1, "{entries:?}");
+    assert_eq!(takeovers[0].1, 2, "the takeover raised the epoch by one");
+    // Within the lease plus one renewal period: the killed leader's last renewal was at
+    // most a third of the lease before the kill, and standbys look every sixth of it.
+    let took = Duration::from_millis(takeovers[0].3.saturating_sub(killed_ms));
+    eprintln!("takeover {took:?} after the kill (lease {lease:?})");
+    assert!(
+        took <= lease + lease / 3,
+        "the takeover came {took:?} after the kill"
+    );
+
+    // `ctl` with the journal finds the engine serving the run now.
+    let ctl = fx.out(&["ctl", "status", "--run", &run]);
+    let said = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        ctl.status.success() && said.contains("\"services\""),
+        "{said}{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+
+    let ended = |e: &Lines| text(e).contains("ended here (exit 0)");
+    support::wait_for(
+        "the run to end on the standby that took it over",
+        Duration::from_secs(120),
+        || ended(&err1) || ended(&err2),
+    );
+    let (winner, w_out, w_err, loser_err) = if ended(&err1) {
+        (1, &out1, &err1, &err2)
+    } else {
+        (2, &out2, &err2, &err1)
+    };
+    let said = text(w_err);
+    assert!(
+        said.contains("took run") && said.contains("at epoch 2"),
+        "{said}"
+    );
+    assert!(said.contains("relaunches on this host"), "{said}");
+    assert!(
+        platform_calls_after(loser_err, 0).is_empty(),
+        "standby {} acted too: {}",
+        3 - winner,
+        text(loser_err)
+    );
+    assert!(!text(loser_err).contains("took run"), "{}", text(loser_err));
+    assert_promoted(w_out);
+    let entries = entry_epochs(&fx, &run);
+    assert_one_engine_per_epoch(&entries);
+    let epochs: std::collections::BTreeSet<i64> = entries.iter().map(|e| e.1).collect();
+    assert_eq!(epochs, [1, 2].into(), "{entries:?}");
+    // What the standby relaunched is journaled: a's baseline and candidate at least.
+    let audit = fx.ok(&["audit", &run, "--output", "json"]);
+    let takeover: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["kind"] == "takeover")
+        .unwrap();
+    let relaunched = takeover["payload"]["relaunched"].to_string();
+    for rev in ["v1", "v2"] {
+        assert!(
+            relaunched.contains(&format!("{{\"revision\":\"{rev}\",\"service\":\"a\"}}")),
+            "{relaunched}"
+        );
+    }
+    assert!(!audit.contains(PASSWORD));
+    fx.ok(&["audit", "verify", &run]);
+    // Both standbys keep watching after the run finished, until told to stop.
+    for (sb, err) in [(&mut sb1, &err1), (&mut sb2, &err2)] {
+        assert!(sb.try_wait().unwrap().is_none(), "{}", text(err));
+        signal(sb, libc::SIGTERM);
+        assert_eq!(wait_exit(sb, Duration::from_secs(10)), 0, "{}", text(err));
+        assert!(!text(err).contains(PASSWORD));
+    }
+    assert!(!text(&out1).contains(PASSWORD) && !text(&out2).contains(PASSWORD));
+    fx.wait_no_replicas();
+}
+
+#[test]
+fn a_leader_stopped_past_its_lease_is_fenced_by_a_standby_and_says_so() {
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "stopped");
+    let env = [("CUTOVER_JOURNAL_LEASE", "2s")];
+    let machine = other_machine(&fx, "standby");
+    let (mut sb, sb_out, sb_err) = standby(&machine, &env);
+    let (mut leader, out, err) = fx.deploy(&env);
+    wait_line(&out, "\"v2\",30]", &mut leader);
+    signal(&leader, libc::SIGSTOP);
+    let run = fx.run_id();
+    support::wait_for("the standby to take over", Duration::from_secs(30), || {
+        entry_epochs(&fx, &run).iter().any(|e| e.1 == 2)
+    });
+    // The stopped leader still holds the local platform's ports on this one host, so the
+    // standby's first attempt cannot serve the run: it lets the lease go and retries.
+    let leader_entries = entry_epochs(&fx, &run).iter().filter(|e| e.1 == 1).count();
+    continued_without_acting(&mut leader, &err);
+    wait_line(&sb_err, "ended here (exit 0)", &mut sb);
+    let entries = entry_epochs(&fx, &run);
+    assert_eq!(
+        entries.iter().filter(|e| e.1 == 1).count(),
+        leader_entries,
+        "the stopped leader wrote after the takeover: {entries:?}"
+    );
+    assert_one_engine_per_epoch(&entries);
+    // Epoch 2's attempt found the ports held and let the lease go; epoch 3 finished.
+    let said = text(&sb_err);
+    assert!(said.contains("trying again"), "{said}");
+    let takeovers: Vec<i64> = (entries.iter())
+        .filter(|e| e.2 == "takeover")
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(takeovers, [2, 3], "{entries:?}");
+    assert_promoted(&sb_out);
+    fx.ok(&["audit", "verify", &run]);
+    signal(&sb, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut sb, Duration::from_secs(10)), 0);
+    fx.wait_no_replicas();
 }

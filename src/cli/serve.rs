@@ -22,8 +22,12 @@ use crate::session::{Front, RunSpec, Serving, socket_path};
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The release file (or `--resume`).
-    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(required_unless_present_any = ["resume", "standby"], conflicts_with_all = ["resume", "standby"])]
     pub file: Option<PathBuf>,
+    /// Run no release: watch the journal (PostgreSQL, `--journal`) and take over each
+    /// unfinished run whose lease expired, serving it here (see docs/postgres-journal.md).
+    #[arg(long, conflicts_with_all = ["resume", "detach", "console", "keep_running"])]
+    pub standby: bool,
     /// Carry on with an interrupted run (the newest unfinished one, or `--run`).
     #[arg(long)]
     pub resume: bool,
@@ -112,21 +116,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         }
         _ => None,
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            crate::control::server::ServerTls::load(cert, key)
-                .map_err(|e| Error::Invalid(e.to_string()))?,
-        ),
-        _ => None,
-    };
+    let tls = load_tls(&args).map_err(Error::Invalid)?;
     if args.detach || args.console {
         // Start `cutover serve` again without --detach/--console in a new session, output
         // to a log file, and wait for its socket.
-        let argv: Vec<std::ffi::OsString> = std::env::args_os()
-            .skip(1)
-            .filter(|a| a != "--detach" && a != "--console")
-            .collect();
-        let started = serve_in_background(&state_dir, &socket, &argv)?;
+        // A journal in PostgreSQL goes to the child by the environment, never on its
+        // command line (the URL may hold a password, and `ps` shows argv).
+        let argv = background_argv(std::env::args_os().skip(1));
+        let started = serve_in_background(&state_dir, &socket, &argv, &journal)?;
         if !args.console {
             println!(
                 "cutover: serving in the background (pid {}) on {}; log {}",
@@ -144,6 +141,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             url: None,
             token_file: None,
             operator: args.operator.clone(),
+            run: None,
+            journal: super::JournalArg::default(),
         };
         return super::attach_console(&connect, &UiArgs::default());
     }
@@ -162,6 +161,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         ));
     }
     let operator = crate::engine::operator_name(args.operator.as_deref());
+    if args.standby {
+        return standby(args, journal, state_dir, socket, operator);
+    }
     let (mut release, base_dir, mut begin) = if args.resume {
         crate::session::spec::from_journal(&journal, args.run.as_deref())?
     } else {
@@ -203,4 +205,105 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
         summary_extra: serde_json::json!({"served": true}),
     })?;
     Ok(ExitCode::from(code))
+}
+
+fn load_tls(args: &ServeArgs) -> Result<Option<crate::control::server::ServerTls>, String> {
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::control::server::ServerTls::load(cert, key).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    })
+}
+
+/// `serve --standby`: the control API's files are read again for each run taken over.
+fn standby(
+    args: ServeArgs,
+    journal: crate::journal::JournalStore,
+    state_dir: PathBuf,
+    socket: PathBuf,
+    operator: String,
+) -> Result<ExitCode, Error> {
+    if args.release.given() || args.change.change.is_some() || args.skip_requires.is_some() {
+        return Err(Error::Invalid(
+            "--env, --set, --change and --skip-requires are for a new run; --standby resumes runs as their journal recorded them".into(),
+        ));
+    }
+    let metrics_listen = args.metrics.metrics_listen.map(|a| a.to_string());
+    let linger = args.linger;
+    let (output, allow_contract, aws) = (args.output, args.allow_contract, args.aws.to_session());
+    let serving = move || -> Result<Serving, crate::session::Failure> {
+        let tokens = match (&args.listen, &args.token_file) {
+            (Some(addr), Some(f)) => Some((
+                *addr,
+                Tokens::load(f)
+                    .map_err(|e| crate::session::Failure::invalid(format!("--token-file: {e}")))?,
+            )),
+            _ => None,
+        };
+        let tls = load_tls(&args).map_err(crate::session::Failure::invalid)?;
+        Ok(Serving {
+            socket: socket.clone(),
+            tcp: tokens,
+            tls,
+            keep_running: false,
+            linger,
+        })
+    };
+    let code = crate::session::standby::watch(crate::session::standby::StandbySpec {
+        journal,
+        state_dir,
+        operator,
+        output,
+        allow_contract,
+        aws,
+        metrics_listen,
+        serving: Box::new(serving),
+    })?;
+    Ok(ExitCode::from(code))
+}
+
+/// This command's arguments for the background `cutover serve`: without `--detach` and
+/// `--console`, and without `--journal URL` (the journal goes by the environment).
+fn background_argv(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if a == "--journal" {
+            skip_value = true;
+            continue;
+        }
+        if a == "--detach" || a == "--console" || a.to_string_lossy().starts_with("--journal=") {
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background_argv;
+
+    #[test]
+    fn the_background_server_gets_no_journal_url_on_its_command_line() {
+        let argv = |s: &str| {
+            background_argv(s.split(' ').map(std::ffi::OsString::from))
+                .into_iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            argv("serve r.toml --journal postgres://u:pw@h/db --detach --operator al"),
+            "serve r.toml --operator al"
+        );
+        assert_eq!(
+            argv("serve --journal=postgres://u:pw@h/db r.toml --console"),
+            "serve r.toml"
+        );
+    }
 }

@@ -92,7 +92,7 @@ impl Engine {
             let Some(s) = s else { continue };
             let rt = &self.runs[&name];
             let replicas = rt.replicas;
-            let baseline_needed = !self.restore || s.baseline_running || never_bootstrapped(&s);
+            let baseline_needed = !self.restore || baseline_relaunched(&s);
             if baseline_needed {
                 let baseline_replicas = if s.strategy == StrategyKind::Rolling && self.restore {
                     replicas.saturating_sub(rt.replaced).max(
@@ -108,10 +108,7 @@ impl Engine {
                     want.push((name.clone(), s.baseline.clone(), baseline_replicas, false));
                 }
             }
-            if self.restore
-                && s.candidate_running
-                && !matches!(s.status, ServiceStatus::RolledBack | ServiceStatus::Skipped)
-            {
+            if self.restore && candidate_relaunched(&s) {
                 let n =
                     if s.strategy == StrategyKind::Rolling && s.status != ServiceStatus::Promoted {
                         self.runs[&name].replaced.max(1)
@@ -224,6 +221,30 @@ pub(super) fn restore_partial_approvals(rt: &mut ServiceRun, s: &crate::engine::
 
 /// A service the interrupted run had not yet started (killed during the first bootstrap,
 /// before its baseline was journaled ready): resume starts it as a fresh run would.
+/// On resume: the revisions the journal says ran, which the engine launches again on a
+/// machine where they do not run (`(service, revision)`, in the release's order). A
+/// standby that took a run over says these (`session/standby.rs`).
+pub fn relaunched_on_resume(state: &ReleaseState) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in &state.services {
+        if baseline_relaunched(s) {
+            out.push((s.name.clone(), s.baseline.clone()));
+        }
+        if candidate_relaunched(s) {
+            out.push((s.name.clone(), s.candidate.clone()));
+        }
+    }
+    out
+}
+
+fn baseline_relaunched(s: &ServiceState) -> bool {
+    s.baseline_running || never_bootstrapped(s)
+}
+
+fn candidate_relaunched(s: &ServiceState) -> bool {
+    s.candidate_running && !matches!(s.status, ServiceStatus::RolledBack | ServiceStatus::Skipped)
+}
+
 pub(super) fn never_bootstrapped(s: &ServiceState) -> bool {
     s.status == ServiceStatus::Pending && !s.baseline_running && !s.candidate_running
 }

@@ -36,6 +36,7 @@ pub mod smoke;
 pub mod state;
 mod steps;
 pub mod telemetry;
+mod tenant_freeze;
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -43,8 +44,11 @@ mod tests;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use bootstrap::relaunched_on_resume;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use command::{Command, CommandReply, CommandRequest, Refusal, operator_name};
+/// The fleet's state before anything ran (what `FleetEvent::Loaded` carries).
+pub use fleet::initial_state as fleet_initial_state;
 pub use migration::ContractMode;
 pub use reconciler::{Engine, EngineError, EngineOptions, PlatformService};
 pub use recorder::{

@@ -173,6 +173,27 @@ pub(crate) struct RunMeta {
 }
 
 impl RunMeta {
+    /// The record of a run just created: unfinished, not yet sealed.
+    pub(crate) fn started(
+        run_id: &str,
+        release: &str,
+        release_file_sha256: &str,
+        started_ms: u64,
+    ) -> Self {
+        RunMeta {
+            format: META_FORMAT,
+            run_id: run_id.to_owned(),
+            release: release.to_owned(),
+            release_file_sha256: release_file_sha256.to_owned(),
+            started_ms,
+            finished_ms: None,
+            outcome: None,
+            entries_at_finish: None,
+            last_hash_at_finish: None,
+            seal: String::new(),
+        }
+    }
+
     /// Hex SHA-256 of the compact JSON of every field but `seal`, in declaration order.
     pub(crate) fn compute_seal(&self) -> String {
         #[derive(Serialize)]
@@ -419,18 +440,7 @@ impl Journal {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => continue,
                 Err(e) => return Err(io_err("create directory", &staging)(e)),
             }
-            let mut meta = RunMeta {
-                format: META_FORMAT,
-                run_id: run_id.clone(),
-                release: release_name.to_owned(),
-                release_file_sha256: release_file_sha256.to_owned(),
-                started_ms,
-                finished_ms: None,
-                outcome: None,
-                entries_at_finish: None,
-                last_hash_at_finish: None,
-                seal: String::new(),
-            };
+            let mut meta = RunMeta::started(&run_id, release_name, release_file_sha256, started_ms);
             let (lock, file) = match populate(&staging, &mut meta) {
                 Ok(v) => v,
                 Err(e) => {
@@ -455,21 +465,27 @@ impl Journal {
             }
             fs::sync_dir(&runs)?;
             tracing::info!(%run_id, release = release_name, "journal run created");
-            return Ok(Journal {
-                run_id,
-                sink: Sink::File {
-                    path: dir.join(JOURNAL_FILE),
-                    file,
-                    _lock: lock,
-                },
-                dir,
-                meta,
-                entries: Vec::new(),
-                len: 0,
-                last_hash: GENESIS_HASH.to_owned(),
-                poisoned: None,
-                recovered: None,
-            });
+            let sink = Sink::File {
+                path: dir.join(JOURNAL_FILE),
+                file,
+                _lock: lock,
+            };
+            return Ok(Journal::empty(run_id, dir, sink, meta));
+        }
+    }
+
+    /// A run just created, with no entry yet.
+    fn empty(run_id: String, dir: PathBuf, sink: Sink, meta: RunMeta) -> Journal {
+        Journal {
+            run_id,
+            dir,
+            sink,
+            meta,
+            entries: Vec::new(),
+            len: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+            poisoned: None,
+            recovered: None,
         }
     }
 
@@ -482,18 +498,7 @@ impl Journal {
     ) -> Result<Journal, JournalError> {
         for _ in 0..16 {
             let run_id = new_run_id(release_name, started_ms);
-            let mut meta = RunMeta {
-                format: META_FORMAT,
-                run_id: run_id.clone(),
-                release: release_name.to_owned(),
-                release_file_sha256: release_file_sha256.to_owned(),
-                started_ms,
-                finished_ms: None,
-                outcome: None,
-                entries_at_finish: None,
-                last_hash_at_finish: None,
-                seal: String::new(),
-            };
+            let mut meta = RunMeta::started(&run_id, release_name, release_file_sha256, started_ms);
             meta.seal = meta.compute_seal();
             let Some(writer) = pg::PgWriter::create(pg, &meta)? else {
                 continue; // the id is taken: pick another
@@ -501,17 +506,8 @@ impl Journal {
             let dir = pg.side_dir(&run_id);
             fs::create_dir_durable(&dir)?;
             tracing::info!(%run_id, release = release_name, journal = pg.label(), "journal run created");
-            return Ok(Journal {
-                run_id,
-                dir,
-                sink: Sink::Postgres(Box::new(writer)),
-                meta,
-                entries: Vec::new(),
-                len: 0,
-                last_hash: GENESIS_HASH.to_owned(),
-                poisoned: None,
-                recovered: None,
-            });
+            let sink = Sink::Postgres(Box::new(writer));
+            return Ok(Journal::empty(run_id, dir, sink, meta));
         }
         Err(JournalError::InvalidEntry(
             "no free run id after 16 attempts".into(),

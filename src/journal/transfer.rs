@@ -14,8 +14,8 @@ use serde::Serialize;
 use super::pg::PgStore;
 use super::runs::RunRecord;
 use super::{
-    CREATING_PREFIX, JOURNAL_FILE, JournalError, META_FORMAT, RunMeta, StoreRef, fs, list_runs,
-    read_run, runs_dir, write_meta,
+    CREATING_PREFIX, JOURNAL_FILE, JournalError, RunMeta, StoreRef, fs, list_runs, read_run,
+    runs_dir, write_meta,
 };
 
 /// What happened to one run.
@@ -80,18 +80,11 @@ fn sources(
 /// verification checked the seal, the entry count and the last hash against it).
 fn meta_of(rec: &RunRecord) -> RunMeta {
     let s = &rec.summary;
-    let mut meta = RunMeta {
-        format: META_FORMAT,
-        run_id: s.run_id.clone(),
-        release: s.release.clone(),
-        release_file_sha256: s.release_file_sha256.clone(),
-        started_ms: s.started_ms,
-        finished_ms: s.finished_ms,
-        outcome: s.outcome.clone(),
-        entries_at_finish: Some(rec.verification.entries),
-        last_hash_at_finish: Some(rec.verification.last_hash.clone()),
-        seal: String::new(),
-    };
+    let mut meta = RunMeta::started(&s.run_id, &s.release, &s.release_file_sha256, s.started_ms);
+    meta.finished_ms = s.finished_ms;
+    meta.outcome = s.outcome.clone();
+    meta.entries_at_finish = Some(rec.verification.entries);
+    meta.last_hash_at_finish = Some(rec.verification.last_hash.clone());
     meta.seal = meta.compute_seal();
     meta
 }

@@ -188,17 +188,19 @@ pub struct Started {
 }
 
 /// Start this program with `argv` (a `cutover serve` without `--detach`) in a new
-/// session, output to a log file, and wait until it answers on `socket`.
+/// session, output to a log file, the journal in force passed by the environment, and
+/// wait until it answers on `socket`.
 pub fn serve_in_background(
     state_dir: &Path,
     socket: &Path,
     argv: &[std::ffi::OsString],
+    journal: &crate::journal::JournalStore,
 ) -> Result<Started, super::Failure> {
     use std::time::Duration;
     let Background {
         mut child,
         log: log_path,
-    } = spawn_background(state_dir, argv, None).map_err(super::Failure::internal)?;
+    } = spawn_background(state_dir, argv, Some(journal)).map_err(super::Failure::internal)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {

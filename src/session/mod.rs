@@ -1,6 +1,6 @@
 //! A run between the command line and the engine: what it is asked to be (`spec`), how it
 //! starts (`start`, `ecs`, `resume`) and ends (`finish`, `summary`), the console as its
-//! front end (`console`), sharing it on the socket (`share`), handing it over to a
+//! front end (`console`), the fleet demo's release and closing (`fleet_demo`), sharing it on the socket (`share`), handing it over to a
 //! background server (`handover`), and the other side of sharing: the link an attached
 //! console runs on (`remote_link`). Exit codes live in `exit`.
 
@@ -9,6 +9,7 @@ pub mod contract;
 mod ecs;
 pub mod exit;
 pub mod finish;
+pub mod fleet_demo;
 pub mod handover;
 pub mod image_gate;
 mod journal_failure;
@@ -20,6 +21,7 @@ pub mod resume;
 pub mod run;
 pub mod share;
 pub mod spec;
+pub mod standby;
 pub mod start;
 pub mod summary;
 

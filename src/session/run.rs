@@ -34,7 +34,7 @@ async fn run_async(spec: RunSpec) -> Result<u8, Failure> {
         summary_extra,
     } = spec;
     let resuming = match &begin {
-        Begin::Resume { run_id } => Some(run_id.clone()),
+        Begin::Resume { run_id, .. } => Some(run_id.clone()),
         Begin::Fresh { .. } => None,
     };
     let console = matches!(front, Front::Console(_));

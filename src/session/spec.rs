@@ -37,6 +37,9 @@ pub enum Begin {
     },
     Resume {
         run_id: String,
+        /// A standby taking the run over (`serve --standby`): journaled and said before
+        /// the engine restarts (`session/standby.rs`).
+        takeover: Option<super::standby::Takeover>,
     },
 }
 
@@ -124,13 +127,6 @@ pub fn from_file(
     let (text, base_dir) = crate::release::read(file).map_err(SourceError::Invalid)?;
     let loaded =
         crate::release::load_text(file, &text, &base_dir, opts).map_err(SourceError::Invalid)?;
-    if !loaded.tenants.is_empty() && !loaded.release.migrations.is_empty() {
-        // One database per release and a migration per tenant do not fit together yet.
-        return Err(SourceError::Failure(super::Failure::invalid(format!(
-            "{}: this release has tenants and [[migration]]s; cutover does not run migrations per tenant: deploy the migrations in a release without tenants first",
-            file.display(),
-        ))));
-    }
     let break_glass = super::lifecycle::admit(&loaded, admission).map_err(SourceError::Failure)?;
     let change_control = super::policy_gate::admit(
         &loaded,
@@ -178,7 +174,14 @@ pub fn from_journal(
         },
     };
     let (release, base_dir) = super::resume::release_of_run(state_dir, &run_id)?;
-    Ok((release, base_dir, Begin::Resume { run_id }))
+    Ok((
+        release,
+        base_dir,
+        Begin::Resume {
+            run_id,
+            takeover: None,
+        },
+    ))
 }
 
 /// `--change TICKET`: the release ships under this change ticket, whatever its file says.

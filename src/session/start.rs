@@ -137,8 +137,8 @@ pub async fn start_session_with(
             log_resolution(&origin);
             (j, None, None)
         }
-        Begin::Resume { run_id } => {
-            let j = Journal::open(store, &run_id).map_err(|e| {
+        Begin::Resume { run_id, takeover } => {
+            let mut j = Journal::open(store, &run_id).map_err(|e| {
                 if e.is_invalid_input() {
                     Failure::invalid(format!("resume: {e}"))
                 } else {
@@ -149,6 +149,9 @@ pub async fn start_session_with(
                 .entries()
                 .map_err(|e| Failure::internal(format!("journal: {e}")))?;
             let events = crate::engine::events_from_entries(&entries);
+            if let Some(t) = &takeover {
+                super::standby::record_takeover(&mut j, t, &events, release.release.platform)?;
+            }
             if let Some(e) = entries
                 .iter()
                 .find(|e| e.kind == crate::journal::RELEASE_ENTRY)

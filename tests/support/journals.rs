@@ -100,6 +100,21 @@ impl RunWriter {
         self
     }
 
+    /// Journal an entry of `kind` that is not an engine event (what the session writes
+    /// before the engine starts: a change-control refusal, a platform check) at `t0 + s`.
+    pub fn entry(&mut self, s: f64, kind: &str, payload: serde_json::Value) -> &mut RunWriter {
+        self.journal
+            .append(NewEntry {
+                at_ms: self.t0 + (s * 1000.0) as u64,
+                operator: Some("ann".into()),
+                kind: kind.into(),
+                service: None,
+                payload,
+            })
+            .unwrap();
+        self
+    }
+
     pub fn start(&mut self, s: f64, operator: &str) -> &mut RunWriter {
         self.at(
             s,

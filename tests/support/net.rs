@@ -1,4 +1,4 @@
-//! Loopback ports for tests and benches: a free port, and the demo's fixed ports.
+//! Loopback ports for tests and benches: a free port, and the demos' fixed ports.
 //! Self-contained (std only): benches include this file by `#[path]`.
 #![allow(dead_code)]
 
@@ -16,15 +16,34 @@ pub fn free_port() -> u16 {
 /// `cutover demo` listens on fixed ports (127.0.0.1:18301-18305); on a shared machine
 /// another demo may hold them for a while. Wait (up to 3 minutes) until they are free.
 pub fn wait_for_demo_ports() {
+    wait_for_ports(
+        "the demo's ports 127.0.0.1:18301-18305",
+        (18301..=18305).collect(),
+    );
+}
+
+/// `cutover demo --fleet` listens on 127.0.0.1:18331-18338 (api) and 18341-18348 (web):
+/// wait (up to 3 minutes) until they are free.
+pub fn wait_for_fleet_demo_ports() {
+    wait_for_ports(
+        "the fleet demo's ports 127.0.0.1:18331-18348",
+        (18331..=18338).chain(18341..=18348).collect(),
+    );
+}
+
+/// Wait (up to 3 minutes) until every port of `ports` is free on 127.0.0.1.
+fn wait_for_ports(what: &str, ports: Vec<u16>) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let free = (18301..=18305).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        let free = ports
+            .iter()
+            .all(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
         if free {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the demo's ports 127.0.0.1:18301-18305 stayed busy for 3 minutes"
+            "{what} stayed busy for 3 minutes"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -218,6 +218,13 @@ impl PgWriter {
                 if held == texts {
                     return Ok(());
                 }
+                // Stopped inside the transaction past the lease (its session ended by the
+                // server), this writer may find a newer epoch's entries at its seq: that is
+                // the lease lost, not a damaged journal.
+                self.guard.check().map_err(JournalError::LeaseLost)?;
+                if let Some(refusal) = self.newer_epoch()? {
+                    return Err(JournalError::LeaseLost(self.guard.lose(&refusal)));
+                }
                 if !held.is_empty() {
                     return Err(self.store.error(
                         "append to",
@@ -275,6 +282,34 @@ impl PgWriter {
             tx.commit()?;
             Ok(Ok(()))
         })
+    }
+
+    /// Why the lease row no longer carries this writer's epoch, if it does not.
+    fn newer_epoch(&mut self) -> Result<Option<String>, JournalError> {
+        let (run_id, epoch) = (self.run_id.as_str(), self.guard.epoch());
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now: Option<i64> = off_runtime(|| {
+            client
+                .query_opt(
+                    "SELECT epoch FROM cutover_journal_leases WHERE run_id = $1",
+                    &[&run_id],
+                )
+                .map(|r| r.map(|r| r.get(0)))
+        })
+        .map_err(|e| self.store.error("read the lease from", e))?;
+        if now == Some(epoch) {
+            return Ok(None);
+        }
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        off_runtime(|| lease::refusal(&mut **client, run_id, epoch))
+            .map(|why| Some(format!("an append was refused: {why}")))
+            .map_err(|e| self.store.error("read the lease from", e))
     }
 
     fn stored_from(&mut self, first_seq: u64) -> Result<Vec<String>, JournalError> {
