@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use support::CUTOVER;
 use support::net::free_port;
+use support::output_text as text;
 
 fn release(staging_port: u16, production_port: u16) -> String {
     format!(
@@ -57,14 +58,6 @@ fn cutover(state: &Path, args: &[&str]) -> Output {
         .env("USER", "alice")
         .output()
         .expect("run cutover")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -15,6 +15,7 @@ use aws_sdk_ecs::types::{
 };
 use support::ecs::*;
 use support::moto;
+use support::output_text as text;
 
 struct Env {
     cluster: String,
@@ -141,14 +142,6 @@ fn diff(ep: &str, dir: &Path, file: &Path, json: bool) -> Output {
         cmd.args(["--output", "json"]);
     }
     cmd.output().expect("run cutover diff")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

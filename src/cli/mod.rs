@@ -78,6 +78,10 @@ pub enum Command {
         release: ReleaseArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// The policy file whose [images] pin the plan shows for ECS images; default:
+        /// $CUTOVER_POLICY, else policy.toml in the config directory, if there is one.
+        #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        policy: Option<PathBuf>,
     },
     /// Print the release resolved for an environment and variable values, as TOML: every
     /// value written out, no variables or environments left.
@@ -318,16 +322,35 @@ pub struct ConnectArgs {
     /// Who acts, for the journal (default: $USER; over TCP the token names you).
     #[arg(long)]
     pub operator: Option<String>,
+    /// Reach the engine serving this run now: after a standby took it over, the address
+    /// it journaled (its --listen URL, else its socket); needs the run's --journal.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["socket", "url"])]
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub journal: JournalArg,
 }
 
 impl ConnectArgs {
     /// A client for these flags (errors are invalid input).
     pub fn client(&self) -> Result<crate::control::Client, String> {
         let operator = crate::engine::operator_name(self.operator.as_deref());
-        let endpoint = match (&self.url, &self.socket) {
-            (Some(u), _) => crate::control::Endpoint::from_url(u).map_err(|e| e.to_string())?,
-            (None, Some(p)) => crate::control::Endpoint::Unix(p.clone()),
-            (None, None) => {
+        let taken_over = match &self.run {
+            Some(run) => {
+                let journal = self
+                    .journal
+                    .store(&self.state.resolve())
+                    .map_err(|e| e.to_string())?;
+                crate::session::standby::served_endpoint(&journal, run)?
+            }
+            None => None,
+        };
+        let endpoint = match (&self.url, &self.socket, taken_over) {
+            (_, _, Some(e)) => e,
+            (Some(u), _, None) => {
+                crate::control::Endpoint::from_url(u).map_err(|e| e.to_string())?
+            }
+            (None, Some(p), None) => crate::control::Endpoint::Unix(p.clone()),
+            (None, None, None) => {
                 crate::control::Endpoint::Unix(crate::session::socket_path(&self.state.resolve()))
             }
         };
@@ -532,7 +555,8 @@ pub fn main() -> ExitCode {
             file,
             release,
             output,
-        } => plan::run(&file, &release, output),
+            policy,
+        } => plan::run(&file, &release, output, policy.as_deref()),
         Command::Render {
             file,
             release,

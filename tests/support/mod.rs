@@ -10,6 +10,7 @@
 //! - [`moto`]: the moto server (AWS emulator) of a test binary.
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
+//! - [`flagd`]: a flags file evaluated for a tenant by flagd's own evaluator.
 //! - [`release`]: the shipped example releases and fixture files.
 //! - [`tls`]: a throwaway CA and server certificate for TLS tests (for given names and
 //!   addresses with `pki_for`); an HTTPS receiver that keeps every request (a webhook
@@ -27,7 +28,9 @@
 
 pub mod ecs;
 pub mod fault;
+pub mod flagd;
 pub mod journals;
+pub mod lines;
 pub mod local;
 pub mod moto;
 pub mod net;
@@ -38,6 +41,15 @@ pub mod release;
 pub mod served;
 pub mod tls;
 pub mod tmux;
+
+/// A finished command's stdout and then stderr, as text (what a test greps).
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
 
 /// The `cutover` binary under test.
 pub const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
