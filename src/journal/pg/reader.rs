@@ -115,3 +115,54 @@ pub(crate) fn read_run(store: &PgStore, run_id: &str) -> Result<RunRecord, Journ
     let state = state_of(&meta, leased);
     runs::record_of(run_id, meta, &place(store, run_id), &bytes, state)
 }
+
+/// The newest entry of `kind` in run `run_id` (`None`: there is none; no such run is
+/// an error, as in [`read_run`]),
+/// without reading the rest of the run: what a client looking for the run's leader asks
+/// every second or two while its server is gone. Not verified against the chain (a
+/// reader who needs that reads the whole run).
+pub(crate) fn newest_entry(
+    store: &PgStore,
+    run_id: &str,
+    kind: &str,
+) -> Result<Option<crate::journal::Entry>, JournalError> {
+    let mut client = store.connect()?;
+    // Stored lines are compact JSON with `"kind":"…"` as a member; inside a string the
+    // quotes would be escaped, so the pattern only matches the member itself.
+    let pattern = format!("%\"kind\":{}%", serde_json::Value::from(kind));
+    let rows = off_runtime(|| {
+        client.query(
+            "SELECT line FROM cutover_journal_entries
+              WHERE run_id = $1 AND line LIKE $2 ORDER BY seq DESC LIMIT 4",
+            &[&run_id, &pattern],
+        )
+    })
+    .map_err(|e| store.error("read a run from", e))?;
+    for r in rows {
+        let line: &str = r.get(0);
+        let entry: crate::journal::Entry = serde_json::from_str(line).map_err(|e| {
+            JournalError::Database {
+                action: "read a run from",
+                journal: store.label().to_string(),
+                detail: format!("run {run_id}: an entry that is not a journal line: {e}"),
+            }
+        })?;
+        if entry.kind == kind {
+            return Ok(Some(entry));
+        }
+    }
+    let known = off_runtime(|| {
+        client.query_one(
+            "SELECT EXISTS (SELECT 1 FROM cutover_journal_runs WHERE run_id = $1)",
+            &[&run_id],
+        )
+    })
+    .map_err(|e| store.error("read a run from", e))?;
+    if !known.get::<_, bool>(0) {
+        return Err(JournalError::UnknownPgRun {
+            journal: store.label().to_string(),
+            run_id: run_id.to_string(),
+        });
+    }
+    Ok(None)
+}
