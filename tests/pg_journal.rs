@@ -993,6 +993,7 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
     assert_eq!(link.state.borrow().run_id, run);
 
     signal(&leader, libc::SIGKILL);
+    let killed = Instant::now();
     let _ = leader.wait();
     let lost = rt
         .block_on(tokio::time::timeout(
@@ -1012,6 +1013,7 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         .expect("the link follows the run to the standby")
         .unwrap()
         .clone();
+    eprintln!("the link followed the run {:?} after the kill (lease 2 s)", killed.elapsed());
     let served_by = back.served_by.unwrap_or_default();
     assert_eq!(
         served_by,
@@ -1060,6 +1062,24 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
     ))
     .expect("the pause reaches the followed link")
     .unwrap();
+
+    // `history` on the first machine shows the run held by the standby's lease (no pid:
+    // the engine is another machine's process).
+    let history = fx.ok(&["history"]);
+    let row = history.lines().find(|l| l.contains(&run)).unwrap_or_default();
+    assert!(row.contains("running (leased, epoch 2, until 20"), "{history}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["history", "--output", "json"])).unwrap();
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["state"], "running", "{listed}");
+    assert_eq!(listed["lease"]["epoch"], 2, "{listed}");
+    assert!(listed["lease"]["until_ms"].as_u64().unwrap() > now_ms() - 60_000, "{listed}");
 
     // Done: roll back through the same link; the standby ends the run and keeps watching.
     let rolled = send(EngineCommand::Rollback { service: None });
