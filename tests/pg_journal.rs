@@ -989,7 +989,10 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         ))
         .unwrap();
     let mut link = remote.link;
-    let mut conn = link.connection.take().expect("a remote link reports its connection");
+    let mut conn = link
+        .connection
+        .take()
+        .expect("a remote link reports its connection");
     assert_eq!(link.state.borrow().run_id, run);
 
     signal(&leader, libc::SIGKILL);
@@ -1013,7 +1016,10 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         .expect("the link follows the run to the standby")
         .unwrap()
         .clone();
-    eprintln!("the link followed the run {:?} after the kill (lease 2 s)", killed.elapsed());
+    eprintln!(
+        "the link followed the run {:?} after the kill (lease 2 s)",
+        killed.elapsed()
+    );
     let served_by = back.served_by.unwrap_or_default();
     assert_eq!(
         served_by,
@@ -1054,11 +1060,15 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         .collect();
     assert_eq!(commands.len(), 1, "{commands:?}");
     assert_eq!(commands[0].0, 2, "journaled by the standby's engine");
-    assert!(commands[0].1.contains("\"operator\":\"alice\""), "{commands:?}");
+    assert!(
+        commands[0].1.contains("\"operator\":\"alice\""),
+        "{commands:?}"
+    );
     // The state the console renders comes from the new leader too.
     rt.block_on(tokio::time::timeout(
         Duration::from_secs(10),
-        link.state.wait_for(|s| s.status == cutover::engine::ReleaseStatus::Paused),
+        link.state
+            .wait_for(|s| s.status == cutover::engine::ReleaseStatus::Paused),
     ))
     .expect("the pause reaches the followed link")
     .unwrap();
@@ -1066,8 +1076,14 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
     // `history` on the first machine shows the run held by the standby's lease (no pid:
     // the engine is another machine's process).
     let history = fx.ok(&["history"]);
-    let row = history.lines().find(|l| l.contains(&run)).unwrap_or_default();
-    assert!(row.contains("running (leased, epoch 2, until 20"), "{history}");
+    let row = history
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_default();
+    assert!(
+        row.contains("running (leased, epoch 2, until 20"),
+        "{history}"
+    );
     let listed: serde_json::Value =
         serde_json::from_str(&fx.ok(&["history", "--output", "json"])).unwrap();
     let listed = listed
@@ -1079,7 +1095,10 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         .clone();
     assert_eq!(listed["state"], "running", "{listed}");
     assert_eq!(listed["lease"]["epoch"], 2, "{listed}");
-    assert!(listed["lease"]["until_ms"].as_u64().unwrap() > now_ms() - 60_000, "{listed}");
+    assert!(
+        listed["lease"]["until_ms"].as_u64().unwrap() > now_ms() - 60_000,
+        "{listed}"
+    );
 
     // Done: roll back through the same link; the standby ends the run and keeps watching.
     let rolled = send(EngineCommand::Rollback { service: None });
@@ -1089,7 +1108,12 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
     assert_one_engine_per_epoch(&all);
     fx.ok(&["audit", "verify", &run]);
     signal(&sb, libc::SIGTERM);
-    assert_eq!(wait_exit(&mut sb, Duration::from_secs(10)), 0, "{}", text(&sb_err));
+    assert_eq!(
+        wait_exit(&mut sb, Duration::from_secs(10)),
+        0,
+        "{}",
+        text(&sb_err)
+    );
     for said in [text(&sb_out), text(&sb_err)] {
         assert!(!said.contains(PASSWORD) && !said.contains("follow-token-0123456789"));
     }

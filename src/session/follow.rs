@@ -46,8 +46,8 @@ impl std::fmt::Display for Leader {
 /// The engine serving run `run_id` now, when a standby took it over (`None`: none did,
 /// so its first engine serves it on its own state directory's socket).
 pub fn leader_of(journal: &JournalStore, run_id: &str) -> Result<Option<Leader>, String> {
-    let Some(entry) = crate::journal::newest_entry(journal, run_id, TAKEOVER_ENTRY)
-        .map_err(|e| e.to_string())?
+    let Some(entry) =
+        crate::journal::newest_entry(journal, run_id, TAKEOVER_ENTRY).map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
@@ -210,7 +210,10 @@ mod tests {
         let with = Follow::new(store, Some(file), None).unwrap();
         let moved = with.client_for(&here, &tcp).unwrap();
         assert_eq!(moved.endpoint(), &tcp.endpoint);
-        assert!(format!("{moved:?}").contains("(set)"), "the token is carried");
+        assert!(
+            format!("{moved:?}").contains("(set)"),
+            "the token is carried"
+        );
     }
 
     #[test]

@@ -165,13 +165,12 @@ pub(crate) fn newest_entry(
     .map_err(|e| store.error("read a run from", e))?;
     for r in rows {
         let line: &str = r.get(0);
-        let entry: crate::journal::Entry = serde_json::from_str(line).map_err(|e| {
-            JournalError::Database {
+        let entry: crate::journal::Entry =
+            serde_json::from_str(line).map_err(|e| JournalError::Database {
                 action: "read a run from",
                 journal: store.label().to_string(),
                 detail: format!("run {run_id}: an entry that is not a journal line: {e}"),
-            }
-        })?;
+            })?;
         if entry.kind == kind {
             return Ok(Some(entry));
         }
