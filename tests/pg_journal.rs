@@ -905,7 +905,8 @@ fn a_leader_stopped_past_its_lease_is_fenced_by_a_standby_and_says_so() {
 /// (what `cutover attach` runs on: `ConnectArgs::client`/`follow`), `kill -9` of the
 /// leader; a standby on another socket and TCP port takes the run over and the link moves
 /// there by itself, with the same token file, says so, and its commands reach the new
-/// leader, which journals them at epoch 2.
+/// leader, which journals them at epoch 2. Beside it, the real console (`cutover attach
+/// --run` in tmux, the journal in `CUTOVER_JOURNAL`) shows who serves the run now.
 #[test]
 fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
     use cutover::cli::{ConnectArgs, JournalArg, StateDirArg};
@@ -995,6 +996,36 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         .expect("a remote link reports its connection");
     assert_eq!(link.state.borrow().run_id, run);
 
+    // And the console itself, `cutover attach --run RUN` in a real terminal, the journal
+    // in the environment (never on the command line).
+    let tmux = support::tmux::Tmux::new("pg-follow");
+    let attach = format!(
+        "{} attach --run {run} --state-dir {} --token-file {tokens_arg} --operator alice; sleep 60",
+        support::CUTOVER,
+        fx.state.display()
+    );
+    let journal_env = format!("CUTOVER_JOURNAL={}", fx.url);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "demo",
+        "-x",
+        "240",
+        "-y",
+        "40",
+        "-e",
+        &journal_env,
+        "-e",
+        "CUTOVER_STATE_DIR=",
+        &attach,
+    ]);
+    tmux.wait_for(
+        "the console attached to the leader",
+        |s| s.contains("attached:") && !s.contains("DISCONNECTED"),
+        30,
+    );
+
     signal(&leader, libc::SIGKILL);
     let killed = Instant::now();
     let _ = leader.wait();
@@ -1027,6 +1058,13 @@ fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
         "where the console says the run is served now"
     );
     assert!(!served_by.contains(PASSWORD) && !why.contains(PASSWORD));
+
+    let screen = tmux.wait_for(
+        "the console to follow the run",
+        |s| s.contains(&format!("served by {served_by}")) && !s.contains("DISCONNECTED"),
+        30,
+    );
+    assert!(!screen.contains(PASSWORD), "{screen}");
 
     // A command from the console now goes to the new leader, which journals it at epoch 2
     // with the token's name.
