@@ -370,6 +370,54 @@ fn a_remote_console_that_lost_its_server_says_so_until_it_is_back() {
 }
 
 #[test]
+fn a_remote_console_that_followed_its_run_to_a_standby_says_who_serves_it() {
+    use cutover::console::LinkStatus;
+    let s = fixtures::scenario("canary-analysing");
+    let mut app = app_for(&s, "canary-analysing", "dark", None);
+    let top = |t: &Terminal<TestBackend>| -> String {
+        (0..200)
+            .map(|x| t.backend().buffer()[(x, 0)].symbol().to_string())
+            .collect()
+    };
+    app.set_link(LinkStatus {
+        lost: Some("the server closed the stream; reconnecting".into()),
+        served_by: None,
+    });
+    let t = draw(&mut app, 200, 42);
+    assert!(top(&t).contains("DISCONNECTED"), "{}", top(&t));
+    // Back, at another engine: a leader change, said once, and who serves it stays shown.
+    app.set_link(LinkStatus {
+        lost: None,
+        served_by: Some("http://10.0.0.7:7070 (epoch 2)".into()),
+    });
+    let t = draw(&mut app, 200, 42);
+    assert!(!top(&t).contains("DISCONNECTED"), "{}", top(&t));
+    assert!(
+        top(&t).contains("served by http://10.0.0.7:7070 (epoch 2)"),
+        "{}",
+        top(&t)
+    );
+    let said = "leader changed: now served by http://10.0.0.7:7070 (epoch 2)";
+    assert_eq!(app.toast.as_ref().map(|t| t.text.as_str()), Some(said));
+    assert_eq!(app.toast.as_ref().map(|t| t.error), Some(false));
+    assert_eq!(app.messages.iter().filter(|m| *m == said).count(), 1);
+    // The same engine again after a blip: only "reconnected".
+    app.set_link(LinkStatus {
+        lost: Some("the server closed the stream; reconnecting".into()),
+        served_by: Some("http://10.0.0.7:7070 (epoch 2)".into()),
+    });
+    app.set_link(LinkStatus {
+        lost: None,
+        served_by: Some("http://10.0.0.7:7070 (epoch 2)".into()),
+    });
+    assert_eq!(
+        app.toast.as_ref().map(|t| t.text.as_str()),
+        Some("reconnected to the server")
+    );
+    assert_eq!(app.messages.iter().filter(|m| *m == said).count(), 1);
+}
+
+#[test]
 fn an_attached_console_without_a_plan_still_shows_the_migration() {
     // `cutover attach` has no release file and so no plan: the database node and the
     // timeline row come from what the engine reported.

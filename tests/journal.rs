@@ -272,7 +272,8 @@ fn runs_are_listed_newest_first_with_their_state() {
     assert_eq!(
         runs[0].state,
         RunState::Running {
-            pid: Some(std::process::id())
+            pid: Some(std::process::id()),
+            lease: None,
         }
     );
     let by_id = |id: &str| runs.iter().find(|r| r.run_id == id).unwrap().clone();

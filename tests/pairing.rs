@@ -604,12 +604,13 @@ async fn an_attached_console_says_the_server_is_gone_and_comes_back_after_resume
         .expect("payments at its gate")
         .unwrap();
     let run_id = state.borrow().run_id.clone();
-    assert!(conn.borrow().is_none());
+    assert!(conn.borrow().lost.is_none());
     served.kill9();
-    let lost = tokio::time::timeout(Duration::from_secs(10), conn.wait_for(|c| c.is_some()))
+    let lost = tokio::time::timeout(Duration::from_secs(10), conn.wait_for(|c| c.lost.is_some()))
         .await
         .expect("the console is told the server is gone")
         .unwrap()
+        .lost
         .clone()
         .unwrap();
     assert!(
@@ -617,7 +618,7 @@ async fn an_attached_console_says_the_server_is_gone_and_comes_back_after_resume
         "{lost}"
     );
     served.resume("bob");
-    tokio::time::timeout(Duration::from_secs(30), conn.wait_for(|c| c.is_none()))
+    tokio::time::timeout(Duration::from_secs(30), conn.wait_for(|c| c.lost.is_none()))
         .await
         .expect("the console reconnects by itself")
         .unwrap();

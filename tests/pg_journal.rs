@@ -899,3 +899,265 @@ fn a_leader_stopped_past_its_lease_is_fenced_by_a_standby_and_says_so() {
     assert_eq!(wait_exit(&mut sb, Duration::from_secs(10)), 0);
     fx.wait_no_replicas();
 }
+
+/// Issue 19, "attached consoles follow the new leader": a leader `serve` journaled in
+/// PostgreSQL, the console's link attached with `--run RUN --journal URL` and a token file
+/// (what `cutover attach` runs on: `ConnectArgs::client`/`follow`), `kill -9` of the
+/// leader; a standby on another socket and TCP port takes the run over and the link moves
+/// there by itself, with the same token file, says so, and its commands reach the new
+/// leader, which journals them at epoch 2. Beside it, the real console (`cutover attach
+/// --run` in tmux, the journal in `CUTOVER_JOURNAL`) shows who serves the run now.
+#[test]
+fn an_attached_link_follows_the_run_to_the_standby_that_took_it_over() {
+    use cutover::cli::{ConnectArgs, JournalArg, StateDirArg};
+    use cutover::engine::{Command as EngineCommand, CommandRequest};
+
+    let started = Instant::now();
+    let pg = PgServer::start();
+    let (_tmp, fx) = Fx::new(&pg, "follow");
+    // a holds 30 % for a minute: long enough to act on it after the takeover.
+    let release = fx.dir.join("release.toml");
+    let file = std::fs::read_to_string(&release).unwrap();
+    let held = file.replacen("{ pause = \"1s\" }", "{ pause = \"60s\" }", 1);
+    assert_ne!(file, held);
+    std::fs::write(&release, held).unwrap();
+    let tokens = fx.dir.join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[token]]\nname = \"alice\"\nrole = \"operator\"\ntoken = \"follow-token-0123456789\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tokens_arg = tokens.to_str().unwrap();
+    let env = [("CUTOVER_JOURNAL_LEASE", "2s")];
+
+    let machine = other_machine(&fx, "standby");
+    let standby_port = free_port();
+    let standby_listen = format!("127.0.0.1:{standby_port}");
+    let (mut sb, sb_out, sb_err) = machine.spawn(
+        &[
+            "serve",
+            "--standby",
+            "--output",
+            "json",
+            "--listen",
+            &standby_listen,
+            "--token-file",
+            tokens_arg,
+        ],
+        false,
+        &env,
+    );
+    wait_line(&sb_err, "standby watching", &mut sb);
+    let (mut leader, out, _err) = fx.spawn(&["serve", "--output", "json"], true, &env);
+    wait_line(&out, "\"v2\",30]", &mut leader);
+    let run = fx.run_id();
+
+    // `cutover attach --run RUN --journal URL --token-file F --operator alice`, with the
+    // leader's state directory: no takeover yet, so its socket.
+    let connect = ConnectArgs {
+        state: StateDirArg {
+            state_dir: Some(fx.state.clone()),
+        },
+        socket: None,
+        url: None,
+        token_file: Some(tokens.clone()),
+        operator: Some("alice".into()),
+        run: Some(run.clone()),
+        journal: JournalArg {
+            journal: Some(fx.url.clone()),
+        },
+    };
+    let client = connect.client().unwrap();
+    assert_eq!(
+        client.endpoint(),
+        &cutover::control::Endpoint::Unix(fx.state.join("cutover.sock"))
+    );
+    let follow = connect.follow().unwrap();
+    assert!(follow.is_some(), "a run in PostgreSQL is followed");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = rt.enter();
+    let remote = rt
+        .block_on(cutover::session::remote_link_following(
+            client,
+            follow,
+            Some(&run),
+        ))
+        .unwrap();
+    let mut link = remote.link;
+    let mut conn = link
+        .connection
+        .take()
+        .expect("a remote link reports its connection");
+    assert_eq!(link.state.borrow().run_id, run);
+
+    // And the console itself, `cutover attach --run RUN` in a real terminal, the journal
+    // in the environment (never on the command line).
+    let tmux = support::tmux::Tmux::new("pg-follow");
+    let attach = format!(
+        "{} attach --run {run} --state-dir {} --token-file {tokens_arg} --operator alice; sleep 60",
+        support::CUTOVER,
+        fx.state.display()
+    );
+    let journal_env = format!("CUTOVER_JOURNAL={}", fx.url);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "demo",
+        "-x",
+        "240",
+        "-y",
+        "40",
+        "-e",
+        &journal_env,
+        "-e",
+        "CUTOVER_STATE_DIR=",
+        &attach,
+    ]);
+    tmux.wait_for(
+        "the console attached to the leader",
+        |s| s.contains("attached:") && !s.contains("DISCONNECTED"),
+        30,
+    );
+
+    signal(&leader, libc::SIGKILL);
+    let killed = Instant::now();
+    let _ = leader.wait();
+    let lost = rt
+        .block_on(tokio::time::timeout(
+            Duration::from_secs(20),
+            conn.wait_for(|c| c.lost.is_some()),
+        ))
+        .expect("the link notices the leader is gone")
+        .unwrap()
+        .clone();
+    let why = lost.lost.unwrap_or_default();
+    assert!(why.contains("looking in the journal"), "{why}");
+    let back = rt
+        .block_on(tokio::time::timeout(
+            Duration::from_secs(30),
+            conn.wait_for(|c| c.lost.is_none() && c.served_by.is_some()),
+        ))
+        .expect("the link follows the run to the standby")
+        .unwrap()
+        .clone();
+    eprintln!(
+        "the link followed the run {:?} after the kill (lease 2 s)",
+        killed.elapsed()
+    );
+    let served_by = back.served_by.unwrap_or_default();
+    assert_eq!(
+        served_by,
+        format!("http://{standby_listen} (epoch 2)"),
+        "where the console says the run is served now"
+    );
+    assert!(!served_by.contains(PASSWORD) && !why.contains(PASSWORD));
+
+    let screen = tmux.wait_for(
+        "the console to follow the run",
+        |s| s.contains(&format!("served by {served_by}")) && !s.contains("DISCONNECTED"),
+        30,
+    );
+    assert!(!screen.contains(PASSWORD), "{screen}");
+
+    // A command from the console now goes to the new leader, which journals it at epoch 2
+    // with the token's name.
+    let send = |command: EngineCommand| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        link.commands
+            .try_send(CommandRequest {
+                command,
+                operator: "alice".into(),
+                reply: Some(tx),
+                note: Some("follow drill".into()),
+                denied: None,
+            })
+            .unwrap();
+        rt.block_on(tokio::time::timeout(Duration::from_secs(20), rx))
+            .expect("an answer")
+            .expect("a reply")
+    };
+    let paused = send(EngineCommand::Pause { service: None });
+    assert!(paused.is_ok(), "{paused:?}");
+    let commands: Vec<(i64, String)> = fx
+        .db()
+        .query(
+            "SELECT epoch, line FROM cutover_journal_entries WHERE run_id = $1 ORDER BY seq",
+            &[&run],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+        .filter(|(_, l)| l.contains("\"command_accepted\"") && l.contains("pause"))
+        .collect();
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert_eq!(commands[0].0, 2, "journaled by the standby's engine");
+    assert!(
+        commands[0].1.contains("\"operator\":\"alice\""),
+        "{commands:?}"
+    );
+    // The state the console renders comes from the new leader too.
+    rt.block_on(tokio::time::timeout(
+        Duration::from_secs(10),
+        link.state
+            .wait_for(|s| s.status == cutover::engine::ReleaseStatus::Paused),
+    ))
+    .expect("the pause reaches the followed link")
+    .unwrap();
+
+    // `history` on the first machine shows the run held by the standby's lease (no pid:
+    // the engine is another machine's process).
+    let history = fx.ok(&["history"]);
+    let row = history
+        .lines()
+        .find(|l| l.contains(&run))
+        .unwrap_or_default();
+    assert!(
+        row.contains("running (leased, epoch 2, until 20"),
+        "{history}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["history", "--output", "json"])).unwrap();
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["state"], "running", "{listed}");
+    assert_eq!(listed["lease"]["epoch"], 2, "{listed}");
+    assert!(
+        listed["lease"]["until_ms"].as_u64().unwrap() > now_ms() - 60_000,
+        "{listed}"
+    );
+
+    // Done: roll back through the same link; the standby ends the run and keeps watching.
+    let rolled = send(EngineCommand::Rollback { service: None });
+    assert!(rolled.is_ok(), "{rolled:?}");
+    wait_line(&sb_err, "ended here (exit 3)", &mut sb);
+    let all = entry_epochs(&fx, &run);
+    assert_one_engine_per_epoch(&all);
+    fx.ok(&["audit", "verify", &run]);
+    signal(&sb, libc::SIGTERM);
+    assert_eq!(
+        wait_exit(&mut sb, Duration::from_secs(10)),
+        0,
+        "{}",
+        text(&sb_err)
+    );
+    for said in [text(&sb_out), text(&sb_err)] {
+        assert!(!said.contains(PASSWORD) && !said.contains("follow-token-0123456789"));
+    }
+    drop(link);
+    drop(guard);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    fx.wait_no_replicas();
+    eprintln!("followed in {:?} in all", started.elapsed());
+}

@@ -105,11 +105,10 @@ pub(crate) fn describe(payload: &serde_json::Value) -> String {
 fn header(s: &RunSummary) -> String {
     let end = match (&s.finished_ms, &s.outcome) {
         (Some(t), Some(o)) => format!("finished {} ({})", timefmt::iso8601_s(*t), printable(o)),
-        _ => match s.state {
-            journal::RunState::Running { pid: Some(pid) } => format!("running (pid {pid})"),
-            journal::RunState::Running { pid: None } => "running".into(),
-            _ => "interrupted (resumable)".into(),
-        },
+        _ => s
+            .state
+            .running_text()
+            .unwrap_or_else(|| "interrupted (resumable)".into()),
     };
     format!(
         "run {}  release {}  started {}  {end}",

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::{Error, Output, printable};
-use crate::journal::{self, JournalStore, RunState, RunSummary, timefmt};
+use crate::journal::{self, JournalStore, RunSummary, timefmt};
 
 fn outcome(r: &RunSummary) -> String {
     if r.damage.is_some() {
@@ -11,9 +11,9 @@ fn outcome(r: &RunSummary) -> String {
     }
     match (&r.state, &r.outcome) {
         (_, Some(o)) => printable(o),
-        (RunState::Running { pid: Some(pid) }, None) => format!("running (pid {pid})"),
-        (RunState::Running { pid: None }, None) => "running".into(),
-        (_, None) => "interrupted (resumable)".into(),
+        (state, None) => state
+            .running_text()
+            .unwrap_or_else(|| "interrupted (resumable)".into()),
     }
 }
 

@@ -340,7 +340,7 @@ impl ConnectArgs {
                     .journal
                     .store(&self.state.resolve())
                     .map_err(|e| e.to_string())?;
-                crate::session::standby::served_endpoint(&journal, run)?
+                crate::session::follow::leader_of(&journal, run)?.map(|l| l.endpoint)
             }
             None => None,
         };
@@ -370,6 +370,21 @@ impl ConnectArgs {
         };
         Ok(crate::control::Client::new(endpoint, &operator).with_token(token))
     }
+
+    /// What an attached console needs to follow its run to the engine that takes it over:
+    /// the run's journal when it is in PostgreSQL (`--journal`, `CUTOVER_JOURNAL`) and the
+    /// token file. `None` for the file journal.
+    pub fn follow(&self) -> Result<Option<crate::session::follow::Follow>, String> {
+        let journal = self
+            .journal
+            .store(&self.state.resolve())
+            .map_err(|e| e.to_string())?;
+        Ok(crate::session::follow::Follow::new(
+            journal,
+            self.token_file.clone(),
+            self.operator.clone(),
+        ))
+    }
 }
 
 /// The console on a served release, here (`attach`, `serve --console`): the same console
@@ -383,9 +398,11 @@ fn attach_console(connect: &ConnectArgs, ui: &UiArgs) -> Result<ExitCode, Error>
     let rt = crate::session::runtime()?;
     let operator = client.operator().to_string();
     let endpoint = client.endpoint().to_string();
+    let follow = connect.follow().map_err(Error::Invalid)?;
     let ui = ui.into();
     let code = rt.block_on(async move {
-        let remote = crate::session::remote_link(client).await?;
+        let remote =
+            crate::session::remote_link_following(client, follow, connect.run.as_deref()).await?;
         Ok::<u8, crate::control::ClientError>(
             crate::session::console::run_attached(remote, &operator, &endpoint, &ui).await,
         )

@@ -142,7 +142,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Error> {
             token_file: None,
             operator: args.operator.clone(),
             run: None,
-            journal: super::JournalArg::default(),
+            // A run in PostgreSQL: the console follows it to a standby that takes it over.
+            journal: args.journal.clone(),
         };
         return super::attach_console(&connect, &UiArgs::default());
     }

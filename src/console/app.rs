@@ -173,6 +173,9 @@ pub struct App {
     pub attached: Vec<String>,
     /// A remote console's lost connection (what it shows meanwhile is stale).
     pub connection_lost: Option<String>,
+    /// After the release moved to another engine (a standby took the run over): where it
+    /// is served now, for the status bar.
+    pub served_by: Option<String>,
     /// The engine of this process stopped on an error: why, and what to do.
     pub engine_stopped: Option<String>,
     /// Attached to a served release: quitting only detaches (the release goes on in
@@ -217,6 +220,7 @@ impl App {
             messages: Vec::new(),
             attached: Vec::new(),
             connection_lost: None,
+            served_by: None,
             engine_stopped: None,
             remote: false,
             share: None,
@@ -261,6 +265,23 @@ impl App {
         }
         self.connection_lost = lost;
         self.dirty = true;
+    }
+
+    /// The link's new status: lost or up, and who serves the release. Back up at another
+    /// engine than before is a leader change, said in a message instead of "reconnected".
+    pub fn set_link(&mut self, status: super::run::LinkStatus) {
+        let moved = status.served_by.is_some() && status.served_by != self.served_by;
+        self.served_by = status.served_by;
+        match (moved, &status.lost, &self.served_by) {
+            (true, None, Some(to)) => {
+                let text = format!("leader changed: now served by {to}");
+                tracing::info!(target: "console", "{text}");
+                self.toast(text, false);
+                self.connection_lost = None;
+                self.dirty = true;
+            }
+            _ => self.set_connection(status.lost),
+        }
     }
 
     /// The engine stopped on an error (`Some`): shown in the status bar until the console

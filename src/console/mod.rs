@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::engine::Clock;
 use crate::plan::Plan;
 
-pub use run::EngineLink;
+pub use run::{EngineLink, LinkStatus};
 
 /// How the console is started.
 #[derive(Debug, Clone, Default)]

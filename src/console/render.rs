@@ -407,6 +407,10 @@ impl App {
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             ));
         }
+        if let Some(to) = &self.served_by {
+            spans.push(sep.clone());
+            spans.push(Span::styled(format!("served by {to}"), bar));
+        }
         if let Some(why) = &self.connection_lost {
             spans.push(sep.clone());
             spans.push(Span::styled(

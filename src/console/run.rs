@@ -55,12 +55,24 @@ pub struct EngineLink {
     pub telemetry: Option<watch::Receiver<Arc<Telemetry>>>,
     /// Who is attached, for a console attached to a served release (`cutover attach`).
     pub presence: Option<watch::Receiver<Vec<String>>>,
-    /// For a remote console: `Some(why)` while the connection to the server is lost
-    /// (reconnecting), `None` while it is up.
-    pub connection: Option<watch::Receiver<Option<String>>>,
+    /// For a remote console: whether the connection to the server is up, and who serves
+    /// the release after it moved to another engine.
+    pub connection: Option<watch::Receiver<LinkStatus>>,
     /// For the console that runs the engine in its own process: `Some(why and what to do)`
     /// once the engine stopped on an error (a journal that could not be written).
     pub engine_stopped: Option<watch::Receiver<Option<String>>>,
+}
+
+/// A remote console's link as the session decided it (`session/remote_link.rs`); the
+/// console only shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// `Some(why)` while the connection to the server is lost (reconnecting), `None` while
+    /// it is up.
+    pub lost: Option<String>,
+    /// Set once the run moved to another engine (a standby took it over): where it is
+    /// served now and at which lease epoch, e.g. `http://10.0.0.7:7070 (epoch 2)`.
+    pub served_by: Option<String>,
 }
 
 /// Things only a real terminal can do.
@@ -197,7 +209,7 @@ where
                 Ok(()) => {
                     if let Some(c) = link.connection.as_mut() {
                         let v = c.borrow_and_update().clone();
-                        app.set_connection(v);
+                        app.set_link(v);
                     }
                 }
                 Err(_) => connection_open = false,

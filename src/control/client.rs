@@ -178,6 +178,15 @@ impl Client {
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
+    /// The same client (operator, read-only, trust) for a server at another endpoint,
+    /// with the token that one takes (a run taken over by a standby: `session/follow.rs`).
+    pub fn moved_to(&self, endpoint: Endpoint, token: Option<String>) -> Client {
+        Client {
+            endpoint,
+            token,
+            ..self.clone()
+        }
+    }
     pub fn operator(&self) -> &str {
         &self.operator
     }

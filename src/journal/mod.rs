@@ -41,9 +41,10 @@ use serde::{Deserialize, Serialize};
 pub use chain::{ChainProblem, ProblemKind, TornTail};
 pub use entry::{Entry, GENESIS_HASH, NewEntry, sha256_hex};
 pub use release_entry::{RELEASE_ENTRY, ReleaseOrigin, origin_of_run, release_of_run};
-pub use runs::{RunRecord, RunState, RunSummary, RunVerification, VerifyReport};
+pub use runs::{LeaseHeld, RunRecord, RunState, RunSummary, RunVerification, VerifyReport};
 pub use store::{
-    JOURNAL_ENV, JournalStore, StoreRef, latest_unfinished, list_runs, read_run, run_dir, verify,
+    JOURNAL_ENV, JournalStore, StoreRef, latest_unfinished, list_runs, newest_entry, read_run,
+    run_dir, verify,
 };
 
 use fs::{LockOutcome, RunLock, io_err};

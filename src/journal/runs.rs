@@ -22,12 +22,44 @@ use super::{
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum RunState {
     Finished,
-    /// A live process holds the run's writer lock.
+    /// A live process holds the run's writer lock (file journal: `pid`), or an engine
+    /// holds its lease, perhaps on another machine (PostgreSQL: `lease`).
     Running {
         pid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<LeaseHeld>,
     },
     /// Not finished and nobody writing it: `cutover resume` picks it up.
     Interrupted,
+}
+
+/// The lease a running PostgreSQL-journaled run is held by, as the database sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LeaseHeld {
+    /// The fencing epoch of the engine writing the run.
+    pub epoch: i64,
+    /// When the lease expires unless renewed, Unix milliseconds on the database's clock.
+    pub until_ms: u64,
+}
+
+impl RunState {
+    /// `running (pid 4242)`, `running (leased, epoch 2, until 2026-12-05T05:10:00Z)` or
+    /// `running` for a running run; `None` otherwise.
+    pub fn running_text(&self) -> Option<String> {
+        match self {
+            RunState::Running { pid: Some(pid), .. } => Some(format!("running (pid {pid})")),
+            RunState::Running {
+                lease: Some(l),
+                pid: None,
+            } => Some(format!(
+                "running (leased, epoch {}, until {})",
+                l.epoch,
+                super::timefmt::iso8601_s(l.until_ms)
+            )),
+            RunState::Running { .. } => Some("running".into()),
+            _ => None,
+        }
+    }
 }
 
 /// One run, as `history` lists it.
@@ -118,7 +150,7 @@ fn state_of(meta: &RunMeta, dir: &Path) -> Result<RunState, JournalError> {
         return Ok(RunState::Finished);
     }
     Ok(match RunLock::holder(&dir.join(LOCK_FILE))? {
-        Some(pid) => RunState::Running { pid },
+        Some(pid) => RunState::Running { pid, lease: None },
         None => RunState::Interrupted,
     })
 }

@@ -112,6 +112,24 @@ pub fn read_run<'a>(
     }
 }
 
+/// The newest entry of `kind` in run `run_id`, if any (PostgreSQL reads that one entry;
+/// the file journal reads the run). An unknown run is an error, as in [`read_run`].
+pub fn newest_entry<'a>(
+    store: impl Into<StoreRef<'a>>,
+    run_id: &str,
+    kind: &str,
+) -> Result<Option<super::Entry>, JournalError> {
+    super::check_run_id(run_id)?;
+    match store.into() {
+        StoreRef::File(dir) => Ok(runs::read_file_run(dir, run_id)?
+            .entries
+            .into_iter()
+            .rev()
+            .find(|e| e.kind == kind)),
+        StoreRef::Postgres(pg) => super::pg::newest_entry(pg, run_id, kind),
+    }
+}
+
 /// The newest run that is neither finished nor damaged (for `cutover resume`); it may be
 /// running if an engine is still writing it, which `Journal::open` reports.
 pub fn latest_unfinished<'a>(

@@ -454,7 +454,12 @@ pub async fn run_attached(
         share: None,
         remote: true,
     };
+    // Where the release is served when the console quits (another engine, after a
+    // takeover, than the one first attached to).
+    let status = remote.link.connection.clone();
     let result = crate::console::run(remote.link, Arc::new(SystemClock), options).await;
+    let moved = status.and_then(|s| s.borrow().served_by.clone());
+    let endpoint = moved.as_deref().unwrap_or(endpoint);
     let ended = if remote.feed.is_finished() {
         remote.feed.await.ok()
     } else {

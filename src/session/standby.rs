@@ -13,7 +13,8 @@
 //! who took over at which epoch, what it relaunches (the local platform's replicas die
 //! with their host; on ECS the task sets keep serving) and where it serves: its Unix
 //! socket with its host, and its `--listen` URL. `cutover ctl`/`attach` with the same
-//! `--journal` read it (`served_endpoint`) to reach the new leader. After the run ends
+//! `--journal` read it (`follow::leader_of`) to reach the new leader, and an attached
+//! console that lost its server follows it there (`follow.rs`, `remote_link.rs`). After the run ends
 //! (finished, or its lease lost) the standby keeps watching until SIGINT/SIGTERM. A run
 //! it could not resume (the local platform's ports still held by a stopped leader, a
 //! release file gone) is tried again four leases later.
@@ -240,27 +241,6 @@ pub(super) fn record_takeover(
         .map_err(|e| Failure::internal(format!("journal: {e}")))?;
     eprintln!("cutover: {summary}");
     Ok(())
-}
-
-/// Where a client reaches the engine serving run `run_id` after a takeover: the newest
-/// `takeover` entry's URL, else its socket. `None`: no standby took the run over (its
-/// first engine serves it on its own state directory's socket).
-pub fn served_endpoint(
-    journal: &JournalStore,
-    run_id: &str,
-) -> Result<Option<crate::control::Endpoint>, String> {
-    let rec = crate::journal::read_run(journal, run_id).map_err(|e| e.to_string())?;
-    let Some(entry) = rec.entries.iter().rev().find(|e| e.kind == TAKEOVER_ENTRY) else {
-        return Ok(None);
-    };
-    if let Some(url) = entry.payload["url"].as_str() {
-        return crate::control::Endpoint::from_url(url)
-            .map(Some)
-            .map_err(|e| e.to_string());
-    }
-    Ok(entry.payload["socket"]
-        .as_str()
-        .map(|s| crate::control::Endpoint::Unix(PathBuf::from(s))))
 }
 
 /// SIGINT/SIGTERM, registered once for the standby's whole life: a signal that arrives

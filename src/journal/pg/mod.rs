@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use lease::{LEASE_LOST, LeaseGuard};
-pub(crate) use reader::{list_runs, read_run};
+pub(crate) use reader::{list_runs, newest_entry, read_run};
 pub(crate) use writer::{PgWriter, insert_finished};
 
 use super::JournalError;
