@@ -141,6 +141,32 @@ pub fn client() -> Result<&'static Client, String> {
         .map_err(Clone::clone)
 }
 
+/// TLS for PostgreSQL (the journal and migrations): the same roots as [`client`], so a
+/// server's certificate must verify against the system store or `SSL_CERT_FILE`. Whether it
+/// is used is the URL's `sslmode`: `prefer` (the default: TLS when the server offers it),
+/// `require`, or `disable`. There is no unverified mode.
+pub fn postgres() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(
+        client()?.config.as_ref().clone(),
+    ))
+}
+
+/// A PostgreSQL connection error, with what to do when TLS was the problem.
+pub fn postgres_error(message: String) -> String {
+    let tls = ["TLS", "certificate", "UnknownIssuer"]
+        .iter()
+        .any(|w| message.contains(w));
+    if tls && !message.contains("SSL_CERT_FILE") {
+        format!(
+            "{message} (TLS to PostgreSQL: the server's certificate must verify against the \
+             system store or SSL_CERT_FILE, so add its CA there; `sslmode=disable` in the URL \
+             turns TLS off)"
+        )
+    } else {
+        message
+    }
+}
+
 fn load_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     let iter = CertificateDer::pem_file_iter(path)

@@ -664,12 +664,15 @@ impl Database {
         conninfo: &str,
         url: RedactedUrl,
     ) -> Result<Database, MigrateError> {
-        let client = postgres::Client::connect(conninfo, postgres::NoTls).map_err(|e| {
-            MigrateError::Connect {
-                url: url.clone(),
-                message: scrub(&DbErr::from(e).message, conninfo),
-            }
+        let tls = crate::tls::postgres().map_err(|e| MigrateError::Connect {
+            url: url.clone(),
+            message: e,
         })?;
+        let client =
+            postgres::Client::connect(conninfo, tls).map_err(|e| MigrateError::Connect {
+                url: url.clone(),
+                message: crate::tls::postgres_error(scrub(&DbErr::from(e).message, conninfo)),
+            })?;
         Ok(Database {
             url,
             conn: Conn::Postgres(Box::new(client)),

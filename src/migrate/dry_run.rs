@@ -256,11 +256,14 @@ fn dry_run_postgres(
         .unwrap_or("postgres")
         .to_string();
     let connect = |c: &postgres::Config| {
-        c.connect(postgres::NoTls)
-            .map_err(|e| MigrateError::Connect {
-                url: url.clone(),
-                message: scrub(&e.to_string(), conninfo),
-            })
+        let tls = crate::tls::postgres().map_err(|e| MigrateError::Connect {
+            url: url.clone(),
+            message: e,
+        })?;
+        c.connect(tls).map_err(|e| MigrateError::Connect {
+            url: url.clone(),
+            message: crate::tls::postgres_error(scrub(&e.to_string(), conninfo)),
+        })
     };
     let before = {
         let mut real = connect(&cfg)?;

@@ -40,6 +40,16 @@ fn server_bin_dir() -> PathBuf {
 
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_with(None)
+    }
+
+    /// A server that takes TCP connections only over TLS (`hostssl`; plain TCP is
+    /// rejected), with `pki`'s server certificate for 127.0.0.1.
+    pub fn start_tls(pki: &super::tls::TestPki) -> PgServer {
+        PgServer::start_with(Some(pki))
+    }
+
+    fn start_with(tls: Option<&super::tls::TestPki>) -> PgServer {
         let bin = server_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("cutover-pg-")
@@ -84,9 +94,32 @@ impl PgServer {
             ],
         );
         let sock = server.data.parent().unwrap().to_str().unwrap().to_string();
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c full_page_writes=off"
         );
+        if let Some(pki) = tls {
+            let (_, cert, key) = pki.write(server.data.parent().unwrap());
+            if as_postgres {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chown of the server's certificate to postgres failed");
+            }
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+            std::fs::write(
+                server.data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
         let log = server.data.parent().unwrap().join("log");
         server.run(
             "pg_ctl",
@@ -130,8 +163,15 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A superuser session on `db` for the test's own set-up, over the server's Unix socket
+    /// (so it works on a TLS-only server too).
     pub fn client(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&self.url(db), postgres::NoTls).unwrap()
+        let conninfo = format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.data.parent().unwrap().display(),
+            self.port
+        );
+        postgres::Client::connect(&conninfo, postgres::NoTls).unwrap()
     }
 
     /// Create a database and return its URL.

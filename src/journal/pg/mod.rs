@@ -152,7 +152,8 @@ impl PgStore {
     /// A new session, with `synchronous_commit = on` and the schema migrated.
     pub(crate) fn connect(&self) -> Result<PgClient, JournalError> {
         let mut client = off_runtime(|| {
-            postgres::Client::connect(&self.conninfo, postgres::NoTls)
+            let tls = crate::tls::postgres().map_err(|e| self.error("set up TLS to", e))?;
+            postgres::Client::connect(&self.conninfo, tls)
                 .map(|c| PgClient(Some(c)))
                 .map_err(|e| self.error("connect to", e))
         })?;
@@ -172,12 +173,37 @@ impl PgStore {
     }
 
     /// A database error, named by the label and scrubbed of the connection string.
-    pub(crate) fn error(&self, action: &'static str, e: impl std::fmt::Display) -> JournalError {
+    pub(crate) fn error(&self, action: &'static str, e: impl Detail) -> JournalError {
         JournalError::Database {
             action,
             journal: self.label.clone(),
-            detail: scrub(&e.to_string(), &self.conninfo),
+            detail: scrub(&e.detail(), &self.conninfo),
         }
+    }
+}
+
+/// What a journal error says of its cause. The driver's own Display of a server error is
+/// only "db error"; this keeps the server's message ("no pg_hba.conf entry …") and, for a
+/// TLS failure, what to do about it.
+pub(crate) trait Detail {
+    fn detail(&self) -> String;
+}
+
+impl Detail for postgres::Error {
+    fn detail(&self) -> String {
+        crate::tls::postgres_error(crate::migrate::db::pg_message(self))
+    }
+}
+
+impl Detail for String {
+    fn detail(&self) -> String {
+        self.clone()
+    }
+}
+
+impl<T: Detail + ?Sized> Detail for &T {
+    fn detail(&self) -> String {
+        (**self).detail()
     }
 }
 
