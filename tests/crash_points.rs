@@ -276,6 +276,15 @@ fn crash_at(
     use std::os::unix::process::ExitStatusExt;
     let reached = crashed.status.signal() == Some(libc::SIGABRT);
     if reached {
+        if var == "CUTOVER_CRASH_AFTER_APPEND" {
+            // The hook fired once the N-th append was durable (fdatasync'd, or its
+            // transaction committed): at least N entries are there (a batch holds several).
+            let held = fx.journal.entries(&fx.dir.join("state")).len() as u64;
+            assert!(
+                held >= n,
+                "{where_}: the journal holds {held} entries after the crash"
+            );
+        }
         fx.journal.after_crash();
     }
     let resumed = run(
@@ -342,25 +351,20 @@ fn crash_at(
     reached
 }
 
-/// One backend's crash tests at a time: both sweeps run processes under an outside load,
-/// and the figures are each backend's own.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn a_crash_at_every_journal_write_and_platform_call_is_resumed() {
+    let _turn = support::backend::one_at_a_time();
     sweep(&Backend::file());
 }
 
 #[test]
 fn a_crash_at_every_journal_write_and_platform_call_is_resumed_with_the_journal_in_postgres() {
+    let _turn = support::backend::one_at_a_time();
     sweep(&Backend::postgres());
 }
 
 /// The uncrashed reference run, then a crash at each sampled point, each resumed and checked.
 fn sweep(backend: &Backend) {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let t0 = Instant::now();
     let sample = match std::env::var("CUTOVER_CRASH_SAMPLE").ok().as_deref() {
         Some("all") => None,
@@ -416,6 +420,7 @@ fn sweep(backend: &Backend) {
     let appends = first.count("append");
     let calls = first.count("platform");
     assert!(appends > 10 && calls > 5, "{}", first.stderr);
+    let entries = fx.journal.entries(&fx.dir.join("state")).len();
 
     let mut points = 0;
     let mut not_reached = 0;
@@ -431,7 +436,8 @@ fn sweep(backend: &Backend) {
         }
     }
     println!(
-        "{} journal: crash points: {points} ({} of {appends} appends, {} of {calls} platform calls), \
+        "{} journal: {appends} appends ({entries} entries), {calls} platform calls; \
+         crash points: {points} ({} appends, {} platform calls), \
          {not_reached} not reached; every one converged, no orphan, chain valid, each \
          migration stage once, 0 failed requests on a, b, c; {:.1} s",
         backend.name(),

@@ -71,13 +71,7 @@ impl Fx {
 
     /// The entries of the (only) run, read through the journal API from either backend.
     fn entries(&self) -> Vec<cutover::journal::Entry> {
-        let store =
-            cutover::journal::JournalStore::resolve(self.journal.url(), &self.state).unwrap();
-        let runs = cutover::journal::list_runs(&store).unwrap();
-        assert_eq!(runs.len(), 1, "{runs:?}");
-        cutover::journal::read_run(&store, &runs[0].run_id)
-            .unwrap()
-            .entries
+        self.journal.entries(&self.state)
     }
 
     /// `deploy --keep-running` with the hook's trace on; stdout and stderr lines collected.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::backend::Backend;
+pub use support::backend::Backend;
 use support::local::processes_with;
 use support::net::free_listen_port;
 
@@ -23,7 +23,7 @@ fn bin() -> &'static str {
 }
 
 /// One crash point: whether the kill left a run that resume finished.
-fn crash_once(dir: &Path, backend: &Backend, i: usize, kill_after: Duration) -> bool {
+pub fn crash_once(dir: &Path, backend: &Backend, i: usize, kill_after: Duration) -> bool {
     let journal = backend.journal();
     let cmd = |args: &[&str]| {
         let mut c = Command::new(bin());
@@ -112,23 +112,19 @@ fn crash_once(dir: &Path, backend: &Backend, i: usize, kill_after: Duration) -> 
     resumed
 }
 
-/// One backend at a time (each kill's timing assumes the CPU is not shared with the other).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn kill_9_anywhere_is_survived_by_resume() {
+    let _turn = support::backend::one_at_a_time();
     kill_9_anywhere(&Backend::file());
 }
 
 #[test]
 fn kill_9_anywhere_is_survived_by_resume_with_the_journal_in_postgres() {
+    let _turn = support::backend::one_at_a_time();
     kill_9_anywhere(&Backend::postgres());
 }
 
 fn kill_9_anywhere(backend: &Backend) {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let t0 = std::time::Instant::now();
     let points: usize = std::env::var("CUTOVER_CRASH_POINTS")
         .ok()

@@ -18,6 +18,15 @@ use super::pg::PgServer;
 /// The lease of a PostgreSQL-journaled run in these tests: renewed every second.
 pub const LEASE: &str = "3s";
 
+/// One test of a binary at a time holds this: the crash tests run processes under an
+/// outside load or kill them at wall-clock times, and each backend's figures are its own,
+/// so the file and PostgreSQL variants of a test take turns rather than share the CPU.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub enum Backend {
     File,
     Postgres(PgServer),
@@ -79,6 +88,17 @@ impl Journal {
     /// `--journal`'s value: the URL for PostgreSQL, none for files.
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
+    }
+
+    /// The entries of the only run journaled here (the file journal under `state`, or the
+    /// database), read through the journal API.
+    pub fn entries(&self, state: &std::path::Path) -> Vec<cutover::journal::Entry> {
+        let store = cutover::journal::JournalStore::resolve(self.url(), state).unwrap();
+        let runs = cutover::journal::list_runs(&store).unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        cutover::journal::read_run(&store, &runs[0].run_id)
+            .unwrap()
+            .entries
     }
 
     /// Whether some run's lease is still held (PostgreSQL only).
