@@ -6,11 +6,14 @@
 //! - Real: the state dir is a 1 MiB tmpfs the test mounts (as root; the test fails if it
 //!   cannot), filled with a file once service a has shifted traffic.
 //!
+//! - The journal in PostgreSQL (`--journal postgres://…`, a server the test starts): the
+//!   same injected failure of append 25, on the database writer (nothing is sent).
+//!
 //! Each time: no platform call after the failed write, each proxy serves exactly the last
 //! split the journal holds (100 requests through a 100-slot schedule, counted by the
-//! revision that answered), stderr says why and what to do (the disk, free space,
-//! `cutover resume`), and `cutover resume` on a disk with room finishes the release with
-//! every service promoted and a valid audit chain.
+//! revision that answered), stderr says why and what to do (the disk, free space, or the
+//! database; `cutover resume`), and `cutover resume` on a disk with room finishes the
+//! release with every service promoted and a valid audit chain.
 
 mod support;
 
@@ -21,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::backend::{Backend, Journal};
 use support::local::{client, get, processes_with};
 use support::net::free_port;
 
@@ -32,10 +36,11 @@ struct Fx {
     state: PathBuf,
     marker: String,
     ports: BTreeMap<String, u16>,
+    journal: Journal,
 }
 
 impl Fx {
-    fn new(dir: &Path, state: PathBuf) -> Fx {
+    fn new(dir: &Path, state: PathBuf, backend: &Backend) -> Fx {
         let marker = format!("diskfull{}x{}", std::process::id(), free_port());
         let mut text = RELEASE.replace("MARKER", &marker);
         let mut ports = BTreeMap::new();
@@ -50,6 +55,7 @@ impl Fx {
             state,
             marker,
             ports,
+            journal: backend.journal(),
         }
     }
 
@@ -59,7 +65,13 @@ impl Fx {
             .arg("--state-dir")
             .arg(&self.state)
             .env_remove("CUTOVER_STATE_DIR");
+        self.journal.select(&mut c);
         c
+    }
+
+    /// The entries of the (only) run, read through the journal API from either backend.
+    fn entries(&self) -> Vec<cutover::journal::Entry> {
+        self.journal.entries(&self.state)
     }
 
     /// `deploy --keep-running` with the hook's trace on; stdout and stderr lines collected.
@@ -79,15 +91,9 @@ impl Fx {
 
     /// The last split the journal holds for each service (from its `weights_set` events).
     fn journaled_splits(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        let runs = self.state.join("runs");
-        let run = std::fs::read_dir(&runs).unwrap().flatten().next().unwrap();
-        let text = std::fs::read_to_string(run.path().join("journal.jsonl")).unwrap();
         let mut out = BTreeMap::new();
-        for line in text.lines() {
-            let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let ev = &e["payload"]["event"];
+        for e in self.entries() {
+            let ev = &e.payload["event"];
             if ev["type"] == "weights_set" {
                 let split = ev["weights"]
                     .as_array()
@@ -194,14 +200,24 @@ fn stop(mut child: Child) {
 /// After the engine stopped: the message, no platform call after `from` (the index of the
 /// failing write's trace line, or of the message), and the proxies on the journaled split.
 fn assert_held(fx: &Fx, err: &Lines, from: usize, cause: &str) {
+    assert_held_saying(
+        fx,
+        err,
+        from,
+        &[
+            cause,
+            "df -h",
+            "free space",
+            "cutover resume",
+            "last journaled split",
+        ],
+    );
+}
+
+/// [`assert_held`] with the lines stderr must hold given.
+fn assert_held_saying(fx: &Fx, err: &Lines, from: usize, said: &[&str]) {
     let text = err.lock().unwrap().join("\n");
-    for needed in [
-        cause,
-        "df -h",
-        "free space",
-        "cutover resume",
-        "last journaled split",
-    ] {
+    for &needed in said {
         assert!(text.contains(needed), "stderr lacks {needed:?}:\n{text}");
     }
     let journaled = fx.journaled_splits();
@@ -239,7 +255,7 @@ fn an_injected_full_or_failing_disk_stops_the_engine_where_the_journal_ends() {
         ("EIO", "Input/output error"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let fx = Fx::new(dir.path(), dir.path().join("state"));
+        let fx = Fx::new(dir.path(), dir.path().join("state"), &Backend::file());
         let (mut child, _out, err) = fx.deploy(&[
             ("CUTOVER_FAIL_APPEND_AT", "25"),
             ("CUTOVER_FAIL_APPEND_ERRNO", errno),
@@ -255,6 +271,48 @@ fn an_injected_full_or_failing_disk_stops_the_engine_where_the_journal_ends() {
         stop(child);
         fx.resume_to_the_end();
     }
+}
+
+/// The failing-append hook on the PostgreSQL writer: append 25 fails before anything is
+/// sent. The engine stops as with a failing disk (no platform call after it, traffic on
+/// the last committed split), says it is the database (not `df -h`, not a lost lease),
+/// lets its lease go when it stops, and `resume` carries on to the end. (The hook used to
+/// fail inside the append's transaction and be reported as a lost lease.)
+#[test]
+fn an_injected_failing_append_to_the_journal_in_postgres_stops_the_engine_where_it_ends() {
+    let backend = Backend::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fx::new(dir.path(), dir.path().join("state"), &backend);
+    let (mut child, _out, err) = fx.deploy(&[("CUTOVER_FAIL_APPEND_AT", "25")]);
+    let failed = wait_for(&err, "cutover-crash-hook: append 25 fails", &mut child);
+    wait_for(&err, STOPPED, &mut child);
+    assert_eq!(
+        fx.entries().len(),
+        24,
+        "the failed append reached the database"
+    );
+    assert_held_saying(
+        &fx,
+        &err,
+        failed,
+        &[
+            "No space left on device",
+            "check the database postgres://127.0.0.1:",
+            "cutover resume --journal postgres://127.0.0.1:",
+            "last journaled split",
+        ],
+    );
+    let text = err.lock().unwrap().join("\n");
+    assert!(
+        !text.contains("lost its lease") && !text.contains("df -h"),
+        "{text}"
+    );
+    stop(child);
+    assert!(
+        !fx.journal.lease_held(),
+        "the stopped engine kept its lease"
+    );
+    fx.resume_to_the_end();
 }
 
 /// A tmpfs mounted on a directory of the test, unmounted (lazily) on drop.
@@ -302,7 +360,7 @@ fn fill(dir: &Path) -> PathBuf {
 fn a_real_full_tmpfs_stops_the_engine_and_resume_carries_on_once_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = Tmpfs::mount(&dir.path().join("small-disk"), "1m");
-    let fx = Fx::new(dir.path(), mnt.0.join("state"));
+    let fx = Fx::new(dir.path(), mnt.0.join("state"), &Backend::file());
     let (mut child, out, err) = fx.deploy(&[]);
     // Once a's first shift is journaled (its event line is printed after the append), fill
     // the disk: a later append of this release finds no room.
@@ -331,7 +389,7 @@ fn stopped_box(screen: &str) -> Option<String> {
 #[test]
 fn the_console_says_the_engine_stopped_why_and_what_to_do_when_the_journal_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let fx = Fx::new(dir.path(), dir.path().join("state"));
+    let fx = Fx::new(dir.path(), dir.path().join("state"), &Backend::file());
     let t = support::tmux::Tmux::new("disk-full-console");
     let cmd = format!(
         "env CUTOVER_FAIL_APPEND_AT=25 CUTOVER_FAIL_APPEND_ERRNO=ENOSPC {bin} deploy --state-dir {state} {release}; echo \"exit $?\"; sleep 60",

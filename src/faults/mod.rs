@@ -4,11 +4,15 @@
 //! process:
 //!
 //! - `CUTOVER_CRASH_AFTER_APPEND=N`: abort right after the N-th journal append (a write and
-//!   its fdatasync, [`crate::journal::Journal::append_batch`]) of this process.
+//!   its fdatasync, or with the journal in PostgreSQL its transaction committed;
+//!   [`crate::journal::Journal::append_batch`]) of this process. An append counts once,
+//!   however many entries its batch holds and whether or not the PostgreSQL writer had to
+//!   reconnect to learn that it committed.
 //! - `CUTOVER_CRASH_BEFORE_PLATFORM_CALL=N`: abort right before the N-th acting platform
 //!   call (launch, set_weights, scale, retire; see [`platform::Hooked`]).
 //! - `CUTOVER_FAIL_APPEND_AT=N` with `CUTOVER_FAIL_APPEND_ERRNO=ENOSPC|EIO` (default
-//!   ENOSPC): the N-th append and every later one fail with that error before writing.
+//!   ENOSPC): the N-th append and every later one fail with that error before writing
+//!   (for PostgreSQL: before anything is sent, reported as the database's error).
 //! - `CUTOVER_SLOW_FSYNC_MS=MS`: each append sleeps that long before its fdatasync.
 //! - `CUTOVER_CRASH_TRACE=1`: print `cutover-crash-hook: append N` / `platform N CALL`
 //!   on stderr as they happen (how a test counts the points of a release).

@@ -24,21 +24,23 @@ pub fn advice(cause: &str, run_id: &str, journal: &JournalStore, keep_running: b
     if cause.contains(crate::journal::pg::LEASE_LOST) {
         return lease_advice(cause, run_id, journal);
     }
-    let JournalStore::File(state_dir) = journal else {
-        return format!(
-            "cutover: the journal of run {run_id} could not be written ({cause}); the engine took no \
-             action after the failed write. Check the database {label}, then run \
-             `cutover resume {flag} --run {run_id}` to carry on from the journal",
-            label = journal.label(),
-            flag = journal.flag(),
-        );
-    };
-    let dir = state_dir.display();
     let traffic = if keep_running {
         "the proxies keep serving the last journaled split until SIGINT or SIGTERM"
     } else {
         "traffic stayed on the last journaled split until this process stopped its proxies"
     };
+    let JournalStore::File(state_dir) = journal else {
+        return format!(
+            "cutover: the journal of run {run_id} could not be written ({cause}); the engine took no \
+             action after the failed write and {traffic}.\n\
+             cutover: check the database {label} (that it runs, accepts connections and has room: \
+             its log says why it refused), then run `cutover resume {flag} --run {run_id}` to carry \
+             on from the journal",
+            label = journal.label(),
+            flag = journal.flag(),
+        );
+    };
+    let dir = state_dir.display();
     format!(
         "cutover: the journal of run {run_id} could not be written ({cause}); the engine took no \
          action after the failed write and {traffic}.\n\
@@ -52,8 +54,19 @@ pub fn advice(cause: &str, run_id: &str, journal: &JournalStore, keep_running: b
 /// serving that split until it quits); otherwise the error and the way back.
 pub fn console_banner(stopped: &Stopped, run_id: &str, journal: &JournalStore) -> String {
     let dir = journal.label();
+    let flag = journal.flag();
     if stopped.journal && stopped.reason.contains(crate::journal::pg::LEASE_LOST) {
         return lease_advice(&stopped.reason, run_id, journal);
+    }
+    if stopped.journal && matches!(journal, JournalStore::Postgres(_)) {
+        return format!(
+            "The journal of run {run_id} could not be written ({cause}). The engine took no \
+             action after the failed write: traffic stays on the last journaled split while \
+             this console runs.\n\
+             Check the database {dir} (that it runs, accepts connections and has room), then \
+             quit (q) and run `cutover resume {flag} --run {run_id}` to carry on from the journal.",
+            cause = stopped.reason,
+        );
     }
     if stopped.journal {
         format!(
@@ -66,7 +79,7 @@ pub fn console_banner(stopped: &Stopped, run_id: &str, journal: &JournalStore) -
         )
     } else {
         format!(
-            "{cause}\nQuit (q); `cutover resume --state-dir {dir}` carries on from the journal \
+            "{cause}\nQuit (q); `cutover resume {flag}` carries on from the journal \
              (run {run_id}).",
             cause = stopped.reason,
         )
@@ -109,12 +122,58 @@ mod tests {
             );
             assert!(!t.contains("hunter2") && !t.contains("df -h"), "{t}");
         }
-        let other = advice("connection refused", "R1", &journal, false);
+    }
+
+    /// The PostgreSQL journal failing (not a lost lease): the advice names the database
+    /// and `--journal`, says where traffic is, and never says `df -h` or `--state-dir`
+    /// (it used to, in the console, with the database's label as a directory).
+    #[test]
+    fn a_failing_database_is_said_with_the_database_named_and_where_traffic_is() {
+        let pg = crate::journal::pg::PgStore::parse(
+            "postgres://ops:hunter2@db.example:5432/deploys",
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let journal = JournalStore::Postgres(pg);
+        let cause = "cannot append to the journal postgres://db.example:5432/deploys: \
+                     could not extend file: No space left on device";
+        for t in [
+            advice(cause, "R1", &journal, true),
+            console_banner(
+                &Stopped {
+                    journal: true,
+                    reason: cause.into(),
+                },
+                "R1",
+                &journal,
+            ),
+        ] {
+            assert!(t.contains("No space left on device"), "{t}");
+            assert!(
+                t.contains("heck the database postgres://db.example:5432/deploys"),
+                "{t}"
+            );
+            assert!(t.contains("last journaled split"), "{t}");
+            assert!(
+                t.contains("cutover resume --journal postgres://db.example:5432/deploys --run R1"),
+                "{t}"
+            );
+            assert!(!t.contains("df -h") && !t.contains("--state-dir"), "{t}");
+            assert!(!t.contains("hunter2") && !t.contains("ops@"), "{t}");
+            assert!(!t.contains(crate::journal::pg::LEASE_LOST), "{t}");
+        }
+        let other = console_banner(
+            &Stopped {
+                journal: false,
+                reason: "the release has no service named `x`".into(),
+            },
+            "R1",
+            &journal,
+        );
         assert!(
-            other.contains("Check the database postgres://db.example:5432/deploys"),
+            other.contains("cutover resume --journal postgres://db.example:5432/deploys"),
             "{other}"
         );
-        assert!(!other.contains("hunter2"), "{other}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`local`]: real `cutover demo-service` processes behind the local platform, health
 //!   waits, process checks, an HTTP client and a load loop.
 //! - [`pg`]: a throwaway PostgreSQL server per test.
+//! - [`backend`]: the journal a test's runs are written to, files or PostgreSQL (one test
+//!   body run on both backends: the crash tests).
 //! - [`moto`]: the moto server (AWS emulator) of a test binary.
 //! - [`fault`]: a fault-injecting HTTP proxy in front of moto.
 //! - [`ecs`]: AWS configuration pointed at moto, ECS/ELBv2 fixtures, the CLI aimed at moto.
@@ -26,6 +28,7 @@
 //! a secret), polling with a deadline (`wait_for`), finding a demo-service replica's pid.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod ecs;
 pub mod fault;
 pub mod flagd;

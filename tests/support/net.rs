@@ -13,6 +13,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port free on 127.0.0.1 right now, below the kernel's ephemeral range (Linux's default
+/// is 32768-60999), never the same twice in one test binary: for a port a release listens
+/// on across a crash and its resume. A [`free_port`] is in the ephemeral range, so while
+/// its listener is down (the engine killed, the lease running out, the resume reading its
+/// journal) any outgoing connection on the machine may take it as its local port, and the
+/// resume then cannot listen on it (seen once in a full crash sweep on PostgreSQL, whose
+/// resume connects to the database several times before it binds its proxies).
+pub fn free_listen_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20000 + (h.finish() % 12000) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 /// `cutover demo` listens on fixed ports (127.0.0.1:18301-18305); on a shared machine
 /// another demo may hold them for a while. Wait (up to 3 minutes) until they are free.
 pub fn wait_for_demo_ports() {

@@ -200,6 +200,15 @@ impl PgWriter {
     /// this returns.
     pub(crate) fn append(&mut self, first_seq: u64, lines: &[&[u8]]) -> Result<(), JournalError> {
         self.guard.check().map_err(JournalError::LeaseLost)?;
+        // The injected failing append (`CUTOVER_FAIL_APPEND_AT`) fails before anything is
+        // sent, once per append (not again on the reconnect below), as a failing database
+        // does: a database error, not a lost lease.
+        #[cfg(feature = "crash-hooks")]
+        if let Some(err) = crate::faults::before_append() {
+            return Err(self
+                .store
+                .error("append to", format!("injected failure: {err}")));
+        }
         let texts: Vec<String> = lines
             .iter()
             .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -266,10 +275,6 @@ impl PgWriter {
             if !ok {
                 let why = lease::refusal(&mut tx, run_id, epoch)?;
                 return Ok(Err(format!("an append was refused: {why}")));
-            }
-            #[cfg(feature = "crash-hooks")]
-            if let Some(err) = crate::faults::before_append() {
-                return Ok(Err(format!("injected append failure: {err}")));
             }
             for (i, line) in texts.iter().enumerate() {
                 let seq = (first_seq + i as u64) as i64;
