@@ -60,7 +60,7 @@ fn cutover(state: &Path, journal: &str, ca: Option<&Path>, args: &[&str]) -> Out
 #[test]
 fn the_journal_speaks_tls_to_a_server_that_only_takes_tls() {
     let pki = pki_for(&["127.0.0.1"]);
-    let pg = PgServer::start_tls(&pki);
+    let pg = PgServer::start_tls(&pki.cert_pem, &pki.key_pem);
     pg.create_db("tlsjournal");
     let dir = tempfile::tempdir().unwrap();
     let (ca, _, _) = pki.write(dir.path());
@@ -137,7 +137,7 @@ fn the_journal_speaks_tls_to_a_server_that_only_takes_tls() {
 #[test]
 fn migrations_reach_a_tls_only_database_too() {
     let pki = pki_for(&["127.0.0.1"]);
-    let pg = PgServer::start_tls(&pki);
+    let pg = PgServer::start_tls(&pki.cert_pem, &pki.key_pem);
     pg.create_db("tlsmigrate");
     let dir = tempfile::tempdir().unwrap();
     let (ca, _, _) = pki.write(dir.path());

@@ -44,12 +44,12 @@ impl PgServer {
     }
 
     /// A server that takes TCP connections only over TLS (`hostssl`; plain TCP is
-    /// rejected), with `pki`'s server certificate for 127.0.0.1.
-    pub fn start_tls(pki: &super::tls::TestPki) -> PgServer {
-        PgServer::start_with(Some(pki))
+    /// rejected), with this server certificate and key (PEM; valid for 127.0.0.1).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+        PgServer::start_with(Some((cert_pem, key_pem)))
     }
 
-    fn start_with(tls: Option<&super::tls::TestPki>) -> PgServer {
+    fn start_with(tls: Option<(&str, &str)>) -> PgServer {
         let bin = server_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("cutover-pg-")
@@ -97,8 +97,13 @@ impl PgServer {
         let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c full_page_writes=off"
         );
-        if let Some(pki) = tls {
-            let (_, cert, key) = pki.write(server.data.parent().unwrap());
+        if let Some((cert_pem, key_pem)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = server.data.parent().unwrap();
+            let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+            std::fs::write(&cert, cert_pem).unwrap();
+            std::fs::write(&key, key_pem).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
             if as_postgres {
                 let ok = Command::new("chown")
                     .arg("postgres:postgres")
