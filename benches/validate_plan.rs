@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use cutover::{plan, release};
 
+#[path = "common/fleet.rs"]
+mod fleet_gen;
+use fleet_gen::generate_fleet;
+
 /// A layered DAG: 1,000 services in 20 layers of 50, each depending on up to 3 services of
 /// the layer above; a mix of strategies, smoke tests and analysis sections.
 fn generate(n: usize) -> String {
@@ -54,64 +58,6 @@ fn generate(n: usize) -> String {
         t.push_str(&format!(
             "[service.local]\nlisten = \"127.0.0.1:{}\"\nreplicas = 3\ncommand = [\"cutover\", \"demo-service\", \"--port\", \"{{port}}\", \"--revision\", \"{{revision}}\"]\ncurrent = {{ revision = \"v1\" }}\ntarget = {{ revision = \"v2\", env = {{ FEATURE = \"on\" }} }}\n",
             20_000 + i
-        ));
-    }
-    t
-}
-
-/// 1,000 tenants × 5 services (a chain of two and three leaves), each tenant with its
-/// own ports and tags, in 4 rings by tag; one flag.
-fn generate_fleet(tenants: usize) -> String {
-    let mut t = String::from(
-        "[release]\nname = \"bench-fleet\"\nmax_parallel = 2\nfailure_budget = \"2%\"\n\n[flags]\nfile = \"flags.json\"\n\n[vars]\nbase = 20000\nhold = \"1m\"\n",
-    );
-    for s in 0..5 {
-        t.push_str(&format!("p{s} = {}\n", 20_000 + s));
-    }
-    for i in 0..tenants {
-        let ports: Vec<String> = (0..5)
-            .map(|s| format!("p{s} = {}", 30_000 + i * 5 + s))
-            .collect();
-        t.push_str(&format!(
-            "\n[[tenant]]\nname = \"tenant-{i}\"\ntags = [\"ring/{}\", \"tier/{}\"]\nvars = {{ {} }}\nflags = {{ new_checkout = {} }}\n",
-            match i {
-                0..10 => 0,
-                10..100 => 1,
-                100..500 => 2,
-                _ => 3,
-            },
-            i % 3,
-            ports.join(", "),
-            i % 2 == 0
-        ));
-    }
-    for (r, parallel, bake) in [
-        (0, "1", "10m"),
-        (1, "5", "10m"),
-        (2, "10%", "30m"),
-        (3, "25%", "0s"),
-    ] {
-        t.push_str(&format!(
-            "\n[[ring]]\nname = \"ring-{r}\"\nselect = [\"tag:ring/{r}\"]\nmax_parallel = {}\nbake = \"{bake}\"\n",
-            if parallel.ends_with('%') { format!("\"{parallel}\"") } else { parallel.to_string() }
-        ));
-    }
-    for s in 0..5 {
-        let deps = match s {
-            0 => String::new(),
-            1 => "\"svc-0\"".into(),
-            _ => "\"svc-1\"".into(),
-        };
-        t.push_str(&format!(
-            "\n[[service]]\nname = \"svc-{s}\"\ndepends_on = [{deps}]\n"
-        ));
-        if s % 2 == 0 {
-            t.push_str("strategy = \"canary\"\nsteps = [{ set_weight = 10 }, { analysis = \"${hold}\" }, { set_weight = 50 }, { pause = \"${hold}\" }]\n[service.analysis]\nmin_duration = \"30s\"\n");
-        } else {
-            t.push_str("strategy = \"blue_green\"\n[[service.smoke]]\nname = \"ping\"\nrequest = \"GET /ping\"\n");
-        }
-        t.push_str(&format!(
-            "[service.local]\nlisten = \"127.0.0.1:${{p{s}}}\"\ncommand = [\"cutover\", \"demo-service\", \"--port\", \"{{port}}\"]\ncurrent = {{ revision = \"v1\" }}\ntarget = {{ revision = \"v2\" }}\n"
         ));
     }
     t

@@ -34,6 +34,7 @@ impl Engine {
         let mut engine = Engine::bare(release, plan, platform, clock, recorder, smoke, options)?;
         engine.state = ReleaseState::replay(events);
         engine.seq = engine.state.last_seq;
+        engine.reindex();
         for e in events {
             if let EventKind::RollbackStarted {
                 service, trigger, ..

@@ -12,6 +12,7 @@
 //! [`spawn`] it: the returned [`EngineHandle`] has the command sender, an event
 //! subscription, the state watch and the join handle yielding the [`RunOutcome`].
 
+mod active;
 pub mod analysis;
 pub mod annotations;
 mod background;
@@ -26,6 +27,7 @@ pub mod http;
 mod migration;
 pub mod notify;
 mod observe;
+mod publish;
 mod reconciler;
 pub mod recorder;
 mod redact;
@@ -149,6 +151,7 @@ pub async fn run(
             break;
         }
         let at = engine.next_wakeup();
+        let unpublished = engine.publish_due_in();
         tokio::select! {
             biased;
             req = commands.recv(), if open => match req {
@@ -165,8 +168,10 @@ pub async fn run(
             },
             _ = wake.notified() => {}
             _ = clock.sleep_until(at) => {}
+            _ = tokio::time::sleep(unpublished.unwrap_or_default()), if unpublished.is_some() => engine.flush(),
         }
     }
+    engine.flush();
     engine.close()?;
     let state = engine.state().clone();
     let exit_code = state.exit_code();

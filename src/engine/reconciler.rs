@@ -124,6 +124,10 @@ pub struct Engine {
     pub(super) mig: super::migration::Migrations,
     /// Tenants in rings (a release with `[[tenant]]`s): `engine/fleet.rs`.
     pub(super) fleet: Option<super::fleet::FleetRt>,
+    /// The services a tick visits, kept in step with the fold (`active.rs`).
+    pub(super) active: super::active::ActiveIndex,
+    /// When the snapshot was last published (`publish.rs`).
+    pub(super) published_at: Option<std::time::Instant>,
 }
 
 pub(super) fn weights_of(baseline: &str, candidate: &str, candidate_weight: u8) -> Weights {
@@ -242,6 +246,8 @@ impl Engine {
             .then(|| super::fleet::FleetRt::new(&release, &order, options.flags_path.clone()));
         Ok(Engine {
             fleet,
+            active: Default::default(),
+            published_at: None,
             mig,
             secrets: crate::secrets::Secrets::from_release(&release),
             release,
@@ -346,17 +352,19 @@ impl Engine {
             self.recorder.record(&event)?;
             self.seq += 1;
         }
+        let named = event
+            .kind
+            .service()
+            .map(|n| (n.to_string(), self.state.service(n).map(|s| s.status)));
         self.state.apply(&event);
+        match (&event.kind, named) {
+            (EventKind::ReleaseLoaded { .. }, _) => self.reindex(),
+            (_, Some((name, before))) => self.track(&name, before),
+            _ => {}
+        }
         self.dirty = true;
         let _ = self.events.send(event);
         Ok(())
-    }
-
-    pub(super) fn publish(&mut self) {
-        if self.dirty {
-            self.dirty = false;
-            self.state_tx.send_replace(self.state.clone());
-        }
     }
 
     pub(super) fn status(&self, name: &str) -> ServiceStatus {
@@ -399,25 +407,7 @@ impl Engine {
     /// When the engine next needs to run even without a command.
     pub fn next_wakeup(&self) -> u64 {
         let now = self.clock.now_ms();
-        let mut t = now + 1000;
-        for name in &self.order {
-            let rt = &self.runs[name];
-            let st = self.status(name);
-            if st == ServiceStatus::Pending || (st.is_terminal() && rt.complete) {
-                continue;
-            }
-            t = t.min(rt.next_health_ms.max(now + 1));
-            let retry_at = rt.retry.map(|(_, at)| at);
-            for x in [rt.until_ms, rt.gate_deadline_ms, retry_at]
-                .into_iter()
-                .flatten()
-            {
-                t = t.min(x.max(now + 1));
-            }
-            for a in [&rt.analysis, &rt.continuous].into_iter().flatten() {
-                t = t.min(a.next_sample_ms.max(now + 1));
-            }
-        }
+        let mut t = self.services_wakeup(now, now + 1000);
         if let Some(x) = self.fleet_wakeup() {
             t = t.min(x.max(now + 1));
         }
@@ -442,9 +432,7 @@ impl Engine {
             self.bootstrap().await?;
             self.bootstrapped = true;
         }
-        for name in self.order.clone() {
-            self.drive(&name).await?;
-        }
+        self.drive_pass().await?;
         self.migrations_tick().await?;
         self.fleet_tick().await?;
         self.schedule().await?;

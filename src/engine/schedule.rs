@@ -94,7 +94,7 @@ impl Engine {
     }
 
     pub(super) fn check_finished(&mut self) -> Result<(), EngineError> {
-        if self.state.status == ReleaseStatus::Finished {
+        if self.state.status == ReleaseStatus::Finished || self.any_open() {
             return Ok(());
         }
         let Some(services) = self.state.final_statuses() else {

@@ -267,6 +267,34 @@ pub struct ReleaseState {
     pub fleet: Option<FleetState>,
     /// The last engine event applied.
     pub last_seq: u64,
+    /// Service name → its place in `services`, built when the release is loaded and
+    /// shared between snapshots (an `Arc`: cloning a snapshot does not copy it). Not
+    /// serialized: a deserialized state finds its services by a scan instead.
+    #[serde(skip)]
+    by_name: ServiceIndex,
+}
+
+/// Where each service is in [`ReleaseState::services`]. Equal to every other index (it
+/// is derived from `services`, which `PartialEq` compares).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceIndex(std::sync::Arc<std::collections::HashMap<String, usize>>);
+
+impl PartialEq for ServiceIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl ServiceIndex {
+    pub(crate) fn of(services: &[ServiceState]) -> ServiceIndex {
+        ServiceIndex(std::sync::Arc::new(
+            services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+        ))
+    }
 }
 
 /// Static description of one service when a release is loaded.
@@ -707,6 +735,7 @@ impl ReleaseState {
             migrations: Vec::new(),
             fleet: None,
             last_seq: 0,
+            by_name: ServiceIndex::default(),
         }
     }
 
@@ -719,12 +748,30 @@ impl ReleaseState {
         s
     }
 
+    /// The service named `name`: through the index when it is in step with `services`
+    /// (always, in a state folded from events), else by a scan.
     pub fn service(&self, name: &str) -> Option<&ServiceState> {
-        self.services.iter().find(|s| s.name == name)
+        match self.position(name) {
+            Some(i) => self.services.get(i),
+            None => None,
+        }
     }
 
     fn service_mut(&mut self, name: &str) -> Option<&mut ServiceState> {
-        self.services.iter_mut().find(|s| s.name == name)
+        match self.position(name) {
+            Some(i) => self.services.get_mut(i),
+            None => None,
+        }
+    }
+
+    /// The place of service `name` in `services`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.by_name.0.get(name)
+            && self.services.get(i).is_some_and(|s| s.name == name)
+        {
+            return Some(i);
+        }
+        self.services.iter().position(|s| s.name == name)
     }
 
     pub fn migration(&self, name: &str) -> Option<&MigrationState> {

@@ -60,6 +60,7 @@ impl ReleaseState {
                         approvals: Vec::new(),
                     })
                     .collect();
+                self.by_name = ServiceIndex::of(&self.services);
             }
             CommandAccepted {
                 operator,

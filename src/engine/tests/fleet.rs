@@ -39,7 +39,7 @@ pub(crate) fn fleet_release(n: usize, header: &str, rings: &str) -> Release {
 }
 
 /// [`fleet_release`] with other `[[service]]`s (ports from `${api_port}`, `${web_port}`).
-fn fleet_release_of(n: usize, header: &str, rings: &str, services: &str) -> Release {
+pub(crate) fn fleet_release_of(n: usize, header: &str, rings: &str, services: &str) -> Release {
     let mut text = format!(
         "[release]\nname = \"f\"\nplatform = \"local\"\n{header}\n[flags]\nfile = \"flags.json\"\n[vars]\napi_port = 19000\nweb_port = 19001\n"
     );
@@ -68,7 +68,7 @@ fn fleet_release_of(n: usize, header: &str, rings: &str, services: &str) -> Rele
     crate::release::flatten::flatten(&loaded.release, &loaded.tenants)
 }
 
-fn harness(r: Release, flags: Option<&Path>) -> H {
+pub(crate) fn harness(r: Release, flags: Option<&Path>) -> H {
     harness_with(
         r,
         EngineOptions {
@@ -116,7 +116,7 @@ fn tenants(h: &H) -> BTreeMap<String, TenantStatus> {
         .collect()
 }
 
-fn fleet_events(h: &H) -> Vec<(u64, FleetEvent)> {
+pub(crate) fn fleet_events(h: &H) -> Vec<(u64, FleetEvent)> {
     h.events()
         .into_iter()
         .filter_map(|e| match e.kind {
@@ -138,7 +138,7 @@ fn broken(h: &H, tenant: &str) {
     );
 }
 
-const RINGS: &str = "\n[[ring]]\nname = \"canary\"\nselect = [\"tag:canary\"]\nbake = \"1m\"\n\n[[ring]]\nname = \"rest\"\nselect = [\"tag:rest\"]\nmax_parallel = 2\n";
+pub(crate) const RINGS: &str = "\n[[ring]]\nname = \"canary\"\nselect = [\"tag:canary\"]\nbake = \"1m\"\n\n[[ring]]\nname = \"rest\"\nselect = [\"tag:rest\"]\nmax_parallel = 2\n";
 
 #[tokio::test]
 async fn one_broken_tenant_within_the_budget_and_the_rest_promote() {

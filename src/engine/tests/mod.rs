@@ -9,6 +9,7 @@ use super::*;
 use crate::platform::InstanceState;
 use crate::release::Release;
 
+mod active;
 mod change_control;
 mod commands;
 mod fleet;
