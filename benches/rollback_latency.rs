@@ -346,6 +346,68 @@ fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
     (out, none)
 }
 
+/// Each journal entry's time (`at_ms`) and event, in order.
+fn timed_events(journal: &Path) -> Vec<(u64, serde_json::Value)> {
+    let text = std::fs::read_to_string(journal).unwrap_or_else(|e| fail(&e.to_string()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| {
+            (
+                e["at_ms"].as_u64().unwrap_or(0),
+                e["payload"]["event"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Where each command round's time went, from the journal's clock (milliseconds): from the
+/// command's send to its `command_accepted` entry, from there to the `weights_set` that
+/// moved traffic back, and from that entry to the last candidate request. Prints the
+/// percentiles of each segment and the slowest rounds.
+fn command_breakdown(run: &Run, lat: &[f64]) {
+    let evs = timed_events(&run.journal);
+    let mut rows = Vec::new();
+    for (i, r) in run.rounds.iter().enumerate() {
+        let from_ms = r.from_us / 1000;
+        let accepted = evs.iter().find(|(at, e)| {
+            *at >= from_ms
+                && e["type"] == "command_accepted"
+                && e["command"]["command"] == "rollback"
+        });
+        let Some((acc, _)) = accepted else { continue };
+        let Some((moved, _)) = evs
+            .iter()
+            .find(|(at, e)| *at >= *acc && e["type"] == "weights_set")
+        else {
+            continue;
+        };
+        let to_accept = *acc as f64 - r.from_us as f64 / 1000.0;
+        let to_move = (*moved - *acc) as f64;
+        let after = lat[i] - to_accept - to_move;
+        rows.push((lat[i], to_accept, to_move, after));
+    }
+    let col = |k: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][k]).collect() };
+    let (a, m, t) = (col(1), col(2), col(3));
+    println!(
+        "  where the command's time went (journal clock, ms resolution; n={}): send -> command_accepted p50 {:.1} p99 {:.1} ms; \
+         command_accepted -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms",
+        rows.len(),
+        pct(&a, 0.5),
+        pct(&a, 0.99),
+        pct(&m, 0.5),
+        pct(&m, 0.99),
+        pct(&t, 0.5),
+        pct(&t, 0.99),
+    );
+    rows.sort_by(|x, y| y.0.total_cmp(&x.0));
+    for r in rows.iter().take(3) {
+        println!(
+            "  slow round: {:.2} ms = {:.1} to accepted + {:.1} to weights_set + {:.1} after",
+            r.0, r.1, r.2, r.3
+        );
+    }
+}
+
 /// Journal entries written from the trigger (command accepted or fail verdict) up to and
 /// including the `weights_set` that moved traffic back, per rollback.
 fn entries_before_traffic(evs: &[serde_json::Value], verdict: bool) -> Vec<usize> {
@@ -455,5 +517,8 @@ fn main() {
             pct(&w, 0.5),
             pct(&w, 1.0),
         );
+        if !verdict {
+            command_breakdown(&run, &lat);
+        }
     }
 }
