@@ -461,7 +461,7 @@ impl App {
             lead: &str,
             last: bool,
             root: bool,
-            services: &[crate::engine::ServiceState],
+            services: &[std::sync::Arc<crate::engine::ServiceState>],
             children: &[Vec<usize>],
             pos: &HashMap<&str, usize>,
             rows: &mut Vec<TreeRow>,
@@ -531,7 +531,11 @@ impl App {
 
     pub fn selected_service(&self) -> Option<&crate::engine::ServiceState> {
         let name = self.selected.as_ref()?;
-        self.state.services.iter().find(|s| &s.name == name)
+        self.state
+            .services
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| &**s)
     }
 
     fn move_selection(&mut self, delta: isize) {

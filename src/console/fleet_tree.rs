@@ -322,7 +322,10 @@ impl FleetTree {
     }
 
     /// The name of the selected service, if a service is selected.
-    pub fn selected_name<'a>(&self, services: &'a [ServiceState]) -> Option<&'a str> {
+    pub fn selected_name<'a>(
+        &self,
+        services: &'a [std::sync::Arc<ServiceState>],
+    ) -> Option<&'a str> {
         self.selected_service()
             .and_then(|i| services.get(i))
             .map(|s| s.name.as_str())

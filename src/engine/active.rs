@@ -11,13 +11,23 @@
 //!   runs or bakes; in a release without tenants, until the run ends, as always). Every
 //!   way back out of settled goes through an event naming the service (a rollback, a
 //!   retry), which puts it back.
+//! * `parked`: promoted services whose steps are all done and that only wait for their
+//!   next health poll (a fleet keeps them under health checks while their ring runs or
+//!   bakes: thousands at a time, each polled every few seconds). For them a visit before
+//!   `next_health_ms` does nothing, so instead of visiting them at every tick the pass
+//!   parks them in a heap keyed by that time and puts them back into `watched` at the first
+//!   pass at or after it. An event naming a parked service puts it back at once (the heap's
+//!   entry goes stale and is ignored when it comes out). They never set a wake-up (a
+//!   finished service's health poll waits for the next tick, as before), so parking
+//!   changes which services a tick *looks at*, not what it does.
 //! * `open`: how many services are not finished, so `check_finished` knows without a scan.
 //!
 //! The linear pass (every service in plan order, the same rule) is kept beside it for the
 //! equivalence test in `tests/active.rs`: both must drive the same services in the same
 //! order and compute the same wake-up time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::reconciler::Engine;
 use super::state::{RingStatus, ServiceStatus};
@@ -25,11 +35,18 @@ use super::state::{RingStatus, ServiceStatus};
 /// The engine's index of the services a tick has to visit.
 #[derive(Debug, Default)]
 pub(super) struct ActiveIndex {
-    /// Service name → its place in `Engine::order`.
-    pos: HashMap<String, usize>,
     /// Plan positions of the services the pass visits (a superset of the unsettled
     /// services that are not pending; settled ones leave it lazily).
-    watched: BTreeSet<usize>,
+    watched: PosSet,
+    /// Parked services: (next health poll, plan position), earliest first. An entry is
+    /// live only while `parked_at[position]` holds the same time.
+    parked: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Per plan position: the time it is parked until, if parked.
+    parked_at: Vec<Option<u64>>,
+    /// `ReleaseState::services[i]` is the service at plan position `i`, for every `i`
+    /// (true in every state folded from a `ReleaseLoaded` of this plan): the pass reads a
+    /// status by position instead of by name.
+    aligned: bool,
     /// Services not finished (not promoted, rolled back, failed or skipped).
     pub(super) open: usize,
     /// Test switch: run the linear pass instead (the equivalence test's reference).
@@ -40,13 +57,7 @@ pub(super) struct ActiveIndex {
 impl Engine {
     /// Build the index from the state from scratch (a new engine, a restored one).
     pub(super) fn reindex(&mut self) {
-        let pos = self
-            .order
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
-        let mut watched = BTreeSet::new();
+        let mut watched = PosSet::with_len(self.order.len());
         let mut open = 0;
         for (i, name) in self.order.iter().enumerate() {
             let Some(s) = self.state.service(name) else {
@@ -59,17 +70,25 @@ impl Engine {
                 watched.insert(i);
             }
         }
-        self.active.pos = pos;
+        self.active.aligned = self.state.services.len() == self.order.len()
+            && self
+                .state
+                .services
+                .iter()
+                .zip(&self.order)
+                .all(|(s, n)| s.name == *n);
         self.active.watched = watched;
+        self.active.parked.clear();
+        self.active.parked_at = vec![None; self.order.len()];
         self.active.open = open;
     }
 
     /// After the fold of an event naming `name`, whose status was `before`.
     pub(super) fn track(&mut self, name: &str, before: Option<ServiceStatus>) {
-        let Some(after) = self.state.service(name).map(|s| s.status) else {
+        let Some(i) = self.runs.position(name) else {
             return;
         };
-        let Some(&i) = self.active.pos.get(name) else {
+        let Some(after) = self.status_known_at(i) else {
             return;
         };
         if let Some(b) = before
@@ -83,38 +102,94 @@ impl Engine {
         }
         if after != ServiceStatus::Pending {
             self.active.watched.insert(i);
+            if let Some(p) = self.active.parked_at.get_mut(i) {
+                *p = None;
+            }
         }
     }
 
+    /// The status of the service at plan position `i`, if the state knows it.
+    fn status_known_at(&self, i: usize) -> Option<ServiceStatus> {
+        if self.active.aligned {
+            return self.state.services.get(i).map(|s| s.status);
+        }
+        self.state.service(self.order.get(i)?).map(|s| s.status)
+    }
+
+    /// As [`Engine::status`], by plan position.
+    fn status_at(&self, i: usize) -> ServiceStatus {
+        self.status_known_at(i).unwrap_or(ServiceStatus::Skipped)
+    }
+
     /// Nothing is left for the pass to do with this service until an event names it again.
-    fn settled(&self, name: &str) -> bool {
-        let st = self.status(name);
+    fn settled(&self, i: usize) -> bool {
+        let st = self.status_at(i);
         if !st.is_terminal() {
             return false;
         }
-        let Some(rt) = self.runs.get(name) else {
+        let Some(rt) = self.runs.at(i) else {
             return true;
         };
         if !rt.complete || rt.busy.is_some() || !rt.retiring.is_empty() {
             return false;
         }
-        st != ServiceStatus::Promoted || self.ring_done_of(name)
+        st != ServiceStatus::Promoted || self.ring_done_at(i)
     }
 
     /// The service belongs to a tenant whose ring is done (false without tenants).
-    fn ring_done_of(&self, name: &str) -> bool {
-        let (Some(t), Some(f)) = (self.tenant_index_of(name), self.state.fleet.as_ref()) else {
+    fn ring_done_at(&self, i: usize) -> bool {
+        let (Some(rt), Some(f)) = (self.fleet.as_ref(), self.state.fleet.as_ref()) else {
             return false;
         };
-        f.tenants
-            .get(t)
+        rt.tenant_at
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|t| f.tenants.get(t))
             .and_then(|x| f.rings.get(x.ring))
             .is_some_and(|r| r.status == RingStatus::Done)
     }
 
     /// Whether the pass drives this service now.
-    fn due_for_pass(&self, name: &str) -> bool {
-        self.status(name) != ServiceStatus::Pending && !self.settled(name)
+    fn due_for_pass(&self, i: usize) -> bool {
+        self.status_at(i) != ServiceStatus::Pending && !self.settled(i)
+    }
+
+    /// A visit to this service before `next_health_ms` does nothing: it is promoted and
+    /// its steps (cleanup included) are done, so what `drive` does for it is a health poll
+    /// once that time came (`services_wakeup` skips it: finished and complete). Returns
+    /// that time if it is still to come.
+    fn parkable(&self, i: usize, now: u64) -> Option<u64> {
+        if self.status_at(i) != ServiceStatus::Promoted {
+            return None;
+        }
+        let rt = self.runs.at(i)?;
+        (rt.complete && rt.step().is_none() && rt.next_health_ms > now).then_some(rt.next_health_ms)
+    }
+
+    /// Park a service until `until` (see the module's notes).
+    fn park(&mut self, i: usize, until: u64) {
+        self.active.watched.remove(i);
+        if let Some(p) = self.active.parked_at.get_mut(i) {
+            *p = Some(until);
+            self.active.parked.push(Reverse((until, i)));
+        }
+    }
+
+    /// Put every service parked until `now` or earlier back into the pass.
+    fn unpark_due(&mut self, now: u64) {
+        while let Some(&Reverse((until, i))) = self.active.parked.peek() {
+            if until > now {
+                break;
+            }
+            self.active.parked.pop();
+            if let Some(p) = self.active.parked_at.get_mut(i)
+                && *p == Some(until)
+            {
+                *p = None;
+                self.active.watched.insert(i);
+            }
+        }
     }
 
     /// The per-tick pass: drive every service that is not pending and not settled, in
@@ -123,25 +198,34 @@ impl Engine {
     pub(super) async fn drive_pass(&mut self) -> Result<(), super::EngineError> {
         #[cfg(test)]
         if self.active.linear {
-            for name in self.order.clone() {
-                if self.due_for_pass(&name) {
+            for i in 0..self.order.len() {
+                if self.due_for_pass(i) {
+                    let name = self.order[i].clone();
                     self.drive(&name).await?;
                 }
             }
             return Ok(());
         }
+        let now = self.clock.now_ms();
+        self.unpark_due(now);
         let mut from = 0;
-        while let Some(&i) = self.active.watched.range(from..).next() {
+        while let Some(i) = self.active.watched.next_from(from) {
             from = i + 1;
-            let Some(name) = self.order.get(i).cloned() else {
-                self.active.watched.remove(&i);
-                continue;
-            };
-            if !self.due_for_pass(&name) {
-                self.active.watched.remove(&i);
+            if i >= self.order.len() || !self.due_for_pass(i) {
+                self.active.watched.remove(i);
                 continue;
             }
+            if let Some(until) = self.parkable(i, self.clock.now_ms()) {
+                self.park(i, until);
+                continue;
+            }
+            let name = self.order[i].clone();
             self.drive(&name).await?;
+            // Polled and still promoted and complete: park it now rather than at the
+            // next pass's visit.
+            if let Some(until) = self.parkable(i, self.clock.now_ms()) {
+                self.park(i, until);
+            }
         }
         Ok(())
     }
@@ -151,28 +235,19 @@ impl Engine {
     pub(super) fn services_wakeup(&self, now: u64, mut t: u64) -> u64 {
         #[cfg(test)]
         if self.active.linear {
-            return self.services_wakeup_of(self.order.iter(), now, t);
+            return self.services_wakeup_of(0..self.order.len(), now, t);
         }
-        let names = self
-            .active
-            .watched
-            .iter()
-            .filter_map(|&i| self.order.get(i));
+        let names = self.active.watched.iter();
         t = self.services_wakeup_of(names, now, t);
         t
     }
 
-    fn services_wakeup_of<'a>(
-        &self,
-        names: impl Iterator<Item = &'a String>,
-        now: u64,
-        mut t: u64,
-    ) -> u64 {
-        for name in names {
-            let Some(rt) = self.runs.get(name) else {
+    fn services_wakeup_of(&self, at: impl Iterator<Item = usize>, now: u64, mut t: u64) -> u64 {
+        for i in at {
+            let Some(rt) = self.runs.at(i) else {
                 continue;
             };
-            let st = self.status(name);
+            let st = self.status_at(i);
             if st == ServiceStatus::Pending || (st.is_terminal() && rt.complete) {
                 continue;
             }
@@ -198,5 +273,86 @@ impl Engine {
             return self.state.final_statuses().is_none();
         }
         self.active.open > 0
+    }
+}
+
+/// A set of plan positions as a bit set: insert and remove in constant time, and the pass
+/// walks it in plan order (a word skips 64 positions that are not in it).
+#[derive(Debug, Default)]
+struct PosSet {
+    words: Vec<u64>,
+}
+
+impl PosSet {
+    fn with_len(n: usize) -> PosSet {
+        PosSet {
+            words: vec![0; n.div_ceil(64)],
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        let w = i / 64;
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (i % 64);
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// The smallest position `>= from` in the set.
+    fn next_from(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        let mut bits = self.words.get(w)? & (u64::MAX << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = *self.words.get(w)?;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            let i = self.next_from(from)?;
+            from = i + 1;
+            Some(i)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::PosSet;
+
+    proptest! {
+        /// The bit set answers as an ordered set of positions would, whatever the inserts
+        /// and removes (positions past its length included).
+        #[test]
+        fn pos_set_is_an_ordered_set(ops in proptest::collection::vec((any::<bool>(), 0usize..300), 0..200), len in 0usize..200, from in 0usize..320) {
+            let mut bits = PosSet::with_len(len);
+            let mut model = BTreeSet::new();
+            for (insert, i) in ops {
+                if insert {
+                    bits.insert(i);
+                    model.insert(i);
+                } else {
+                    bits.remove(i);
+                    model.remove(&i);
+                }
+            }
+            prop_assert_eq!(bits.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(bits.next_from(from), model.range(from..).next().copied());
+        }
     }
 }

@@ -289,8 +289,8 @@ impl Engine {
     }
 
     pub(super) fn unfreeze(&mut self, service: Option<&str>, now: u64) {
-        for (name, rt) in self.runs.iter_mut() {
-            if service.is_some_and(|s| s != name) {
+        for rt in self.runs.values_mut() {
+            if service.is_some_and(|s| s != rt.spec.name) {
                 continue;
             }
             if let Some(at) = rt.paused_at_ms.take() {
@@ -311,7 +311,7 @@ impl Engine {
         let Some(name) = command.service().map(str::to_string) else {
             return self.refuse(command, operator, "this command needs a service".into());
         };
-        let Some(s) = self.svc(&name).cloned() else {
+        let Some(s) = self.svc_shared(&name) else {
             return self.refuse(command, operator, format!("no service `{name}`"));
         };
         if self.state.status == ReleaseStatus::Ready {

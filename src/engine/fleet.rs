@@ -23,6 +23,7 @@
 //! Work per tick is proportional to the tenants in flight and the baking ring, never to
 //! the whole fleet: the tenants in flight are a set kept beside the state.
 
+use super::runs::NameMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -39,9 +40,11 @@ use super::state::{
 /// The engine's own bookkeeping of the fleet (the state is in `ReleaseState::fleet`).
 pub(super) struct FleetRt {
     /// Tenant name → index in `FleetState::tenants`.
-    pub index: HashMap<String, usize>,
+    pub index: NameMap<usize>,
     /// Service → its tenant's index.
-    pub of_service: HashMap<String, usize>,
+    pub of_service: NameMap<usize>,
+    /// The same by plan position (`Engine::order`), for the per-tick pass.
+    pub tenant_at: Vec<Option<usize>>,
     /// Tenants whose outcome is open: running, or rolling back after their promotion.
     pub active: BTreeSet<usize>,
     /// Where the flags file is (`[flags] file` against the release's directory).
@@ -59,14 +62,20 @@ impl FleetRt {
             .iter()
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
-            .collect::<HashMap<_, _>>();
+            .collect::<NameMap<_>>();
+        let tenant_at: Vec<Option<usize>> = order
+            .iter()
+            .map(|s| index.get(tenant_of(s)?).copied())
+            .collect();
         let of_service = order
             .iter()
-            .filter_map(|s| Some((s.clone(), *index.get(tenant_of(s)?)?)))
+            .zip(&tenant_at)
+            .filter_map(|(s, t)| Some((s.clone(), (*t)?)))
             .collect();
         FleetRt {
             index,
             of_service,
+            tenant_at,
             active: BTreeSet::new(),
             flags_path,
             declared: crate::flagd::declared(release),

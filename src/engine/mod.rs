@@ -32,6 +32,7 @@ mod reconciler;
 pub mod recorder;
 mod redact;
 mod rollback;
+mod runs;
 mod schedule;
 mod service_run;
 pub mod smoke;

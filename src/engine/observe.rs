@@ -15,15 +15,9 @@ use super::state::{EventKind, Gate, GateKind, HealthSummary, ServiceStatus};
 impl Engine {
     pub(super) async fn poll_health(&mut self, name: &str) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
-        // Only what the poll reads (not a clone of the whole service's state: this runs
-        // for every service in flight at every health interval).
-        let Some(s) = self.svc(name).map(|s| Polled {
-            status: s.status,
-            candidate: s.candidate.clone(),
-            baseline: s.baseline.clone(),
-            candidate_running: s.candidate_running,
-            baseline_running: s.baseline_running,
-        }) else {
+        // The service's state as shared with the snapshot (this runs for every service in
+        // flight at every health interval: no copy).
+        let Some(s) = self.svc_shared(name) else {
             return Ok(());
         };
         let rt = &self.runs[name];
@@ -363,13 +357,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// The fields of a service's state a health poll reads.
-struct Polled {
-    status: ServiceStatus,
-    candidate: String,
-    baseline: String,
-    candidate_running: bool,
-    baseline_running: bool,
 }

@@ -109,7 +109,7 @@ pub struct Engine {
     pub(super) dirty: bool,
     pub(super) seq: u64,
     pub(super) order: Vec<String>,
-    pub(super) runs: HashMap<String, ServiceRun>,
+    pub(super) runs: super::runs::Runs,
     pub(super) wake: Arc<Notify>,
     pub(super) bg_tx: mpsc::UnboundedSender<Background>,
     pub(super) bg_rx: mpsc::UnboundedReceiver<Background>,
@@ -218,7 +218,7 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let (state_tx, _) = watch::channel(ReleaseState::empty());
         let (bg_tx, bg_rx) = mpsc::unbounded_channel();
-        let mut runs = HashMap::new();
+        let mut runs = super::runs::Runs::default();
         let mut order = Vec::new();
         for sp in &plan.services {
             let spec = release
@@ -231,7 +231,7 @@ impl Engine {
                 .and_then(|p| p.replicas)
                 .unwrap_or_else(|| crate::plan::default_replicas(&spec));
             order.push(sp.name.clone());
-            runs.insert(
+            runs.push(
                 sp.name.clone(),
                 ServiceRun::new(spec, sp.steps.clone(), sp.dependents.clone(), replicas),
             );
@@ -375,6 +375,13 @@ impl Engine {
 
     pub(super) fn svc(&self, name: &str) -> Option<&super::state::ServiceState> {
         self.state.service(name)
+    }
+
+    /// The service's state, shared with the snapshot (a reference count, not a copy; a
+    /// change folded while it is held copies the service then).
+    pub(super) fn svc_shared(&self, name: &str) -> Option<Arc<super::state::ServiceState>> {
+        let i = self.state.position(name)?;
+        self.state.services.get(i).cloned()
     }
 
     /// True once the release finished and no cleanup or background work remains.

@@ -143,7 +143,7 @@ impl Engine {
         reason: String,
         trigger: Trigger,
     ) -> Result<(), EngineError> {
-        let Some(s) = self.svc(name).cloned() else {
+        let Some(s) = self.svc_shared(name) else {
             return Ok(());
         };
         if matches!(
@@ -202,7 +202,7 @@ impl Engine {
     }
 
     pub(super) async fn continue_rollback(&mut self, name: &str) -> Result<(), EngineError> {
-        let Some(s) = self.svc(name).cloned() else {
+        let Some(s) = self.svc_shared(name) else {
             return Ok(());
         };
         let now = self.clock.now_ms();

@@ -253,7 +253,7 @@ pub struct ReleaseState {
     pub max_parallel: u32,
     pub waves: Vec<Vec<String>>,
     /// In plan order (wave by wave).
-    pub services: Vec<ServiceState>,
+    pub services: Vec<std::sync::Arc<ServiceState>>,
     pub paused_reason: Option<String>,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
@@ -277,7 +277,7 @@ pub struct ReleaseState {
 /// Where each service is in [`ReleaseState::services`]. Equal to every other index (it
 /// is derived from `services`, which `PartialEq` compares).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ServiceIndex(std::sync::Arc<std::collections::HashMap<String, usize>>);
+pub(crate) struct ServiceIndex(std::sync::Arc<super::runs::NameMap<usize>>);
 
 impl PartialEq for ServiceIndex {
     fn eq(&self, _: &Self) -> bool {
@@ -286,7 +286,7 @@ impl PartialEq for ServiceIndex {
 }
 
 impl ServiceIndex {
-    pub(crate) fn of(services: &[ServiceState]) -> ServiceIndex {
+    pub(crate) fn of(services: &[std::sync::Arc<ServiceState>]) -> ServiceIndex {
         ServiceIndex(std::sync::Arc::new(
             services
                 .iter()
@@ -752,14 +752,14 @@ impl ReleaseState {
     /// (always, in a state folded from events), else by a scan.
     pub fn service(&self, name: &str) -> Option<&ServiceState> {
         match self.position(name) {
-            Some(i) => self.services.get(i),
+            Some(i) => self.services.get(i).map(|s| &**s),
             None => None,
         }
     }
 
     fn service_mut(&mut self, name: &str) -> Option<&mut ServiceState> {
         match self.position(name) {
-            Some(i) => self.services.get_mut(i),
+            Some(i) => self.services.get_mut(i).map(std::sync::Arc::make_mut),
             None => None,
         }
     }

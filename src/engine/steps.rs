@@ -82,7 +82,7 @@ impl Engine {
             return Ok(());
         }
         let now = self.clock.now_ms();
-        let s = match self.svc(name).cloned() {
+        let s = match self.svc_shared(name) {
             Some(s) => s,
             None => return Ok(()),
         };

@@ -34,30 +34,32 @@ impl ReleaseState {
                 self.waves = waves.clone();
                 self.services = services
                     .iter()
-                    .map(|s| ServiceState {
-                        name: s.name.clone(),
-                        strategy: s.strategy,
-                        wave: s.wave,
-                        depends_on: s.depends_on.clone(),
-                        status: ServiceStatus::Pending,
-                        baseline: s.baseline.clone(),
-                        candidate: s.candidate.clone(),
-                        step: 0,
-                        steps: s.steps.clone(),
-                        weights: Vec::new(),
-                        candidate_weight: 0,
-                        candidate_running: false,
-                        baseline_running: false,
-                        health: HealthSummary::default(),
-                        verdict: None,
-                        gate: None,
-                        wait_until_ms: None,
-                        paused_reason: None,
-                        reason: None,
-                        started_at_ms: None,
-                        finished_at_ms: None,
-                        cleanup_pending: false,
-                        approvals: Vec::new(),
+                    .map(|s| {
+                        std::sync::Arc::new(ServiceState {
+                            name: s.name.clone(),
+                            strategy: s.strategy,
+                            wave: s.wave,
+                            depends_on: s.depends_on.clone(),
+                            status: ServiceStatus::Pending,
+                            baseline: s.baseline.clone(),
+                            candidate: s.candidate.clone(),
+                            step: 0,
+                            steps: s.steps.clone(),
+                            weights: Vec::new(),
+                            candidate_weight: 0,
+                            candidate_running: false,
+                            baseline_running: false,
+                            health: HealthSummary::default(),
+                            verdict: None,
+                            gate: None,
+                            wait_until_ms: None,
+                            paused_reason: None,
+                            reason: None,
+                            started_at_ms: None,
+                            finished_at_ms: None,
+                            cleanup_pending: false,
+                            approvals: Vec::new(),
+                        })
                     })
                     .collect();
                 self.by_name = ServiceIndex::of(&self.services);
