@@ -56,7 +56,18 @@ struct Plan {
     head_request: bool,
     http10: bool,
     pinned: bool,
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 section 9.2.2).
+    idempotent: bool,
     guard: InFlightGuard,
+}
+
+impl Plan {
+    /// A request that was written on a pooled connection which then closed without a
+    /// byte of answer may be sent again on a new one: it has no body (its head is all
+    /// there is, still at hand) and doing it twice is harmless.
+    fn resendable(&self) -> bool {
+        self.body == Framing::Empty && self.idempotent
+    }
 }
 
 /// What reading a request head gave.
@@ -293,6 +304,10 @@ fn plan_request(
         head_request: method == "HEAD",
         http10: version == 0,
         pinned,
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         guard,
     })
 }
@@ -413,15 +428,10 @@ async fn exchange(
             },
         };
         match send_and_relay(client, cbuf, out, &mut conn, &plan, stop).await {
-            Err(Retry) if conn.reused && plan.body == Framing::Empty => {
+            // `Retry` comes only from a pooled connection, for a request without a body.
+            Err(Retry) => {
                 fresh_only = true;
                 continue;
-            }
-            Err(Retry) => {
-                result = Some(Err(Failure::BeforeHead(
-                    "the connection closed before an answer".into(),
-                )));
-                break;
             }
             Ok(done) => {
                 if let Ok(ok) = &done
@@ -645,8 +655,8 @@ async fn send_and_relay(
             ))));
         }
         match conn.stream.read(spare).await {
-            Ok(0) if !got_any && conn.reused && plan.body == Framing::Empty => return Err(Retry),
-            Err(_) if !got_any && conn.reused && plan.body == Framing::Empty => return Err(Retry),
+            // The request was written: sent again only if doing it twice is harmless.
+            Ok(0) | Err(_) if !got_any && conn.reused && plan.resendable() => return Err(Retry),
             Ok(0) => {
                 return Ok(Err(Failure::BeforeHead(
                     "the connection closed before a complete answer".into(),
