@@ -64,6 +64,8 @@ async fn echo_backend() -> SocketAddr {
 #[derive(Clone, Copy)]
 enum After {
     KeepOpen,
+    /// Close (FIN) after the last answer.
+    Close,
     /// Close with a TCP reset (SO_LINGER 0).
     Reset,
 }
@@ -98,6 +100,7 @@ async fn scripted_backend(answers: Vec<Vec<u8>>, after: After) -> SocketAddr {
                     }
                 }
                 match after {
+                    After::Close => drop(stream),
                     After::KeepOpen => {
                         let mut sink = [0u8; 1024];
                         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
@@ -296,6 +299,22 @@ async fn chunked_request_and_response_bodies_pass_through() {
     assert_eq!(r.header("transfer-encoding"), None);
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(counted(&stats), (3, 0));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_delimited_by_the_backend_closing_is_relayed_then_the_client_closed() {
+    // Neither Content-Length nor chunked: the body ends when the backend closes, so the
+    // client learns the end the same way.
+    let answer = b"HTTP/1.1 200 OK\r\nx-a: 1\r\n\r\nuntil the end".to_vec();
+    let (proxy, stats) = proxy_to(scripted_backend(vec![answer], After::Close).await).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let r = within("until close", c.response(false)).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "until the end"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(counted(&stats), (1, 0));
+    assert_eq!(proxy.in_flight("v1"), 0);
     proxy.shutdown().await;
 }
 

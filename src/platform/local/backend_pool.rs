@@ -46,7 +46,7 @@ impl IoBuf {
 
     /// Mark `n` bytes as used.
     pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.end);
+        self.pos = self.pos.saturating_add(n).min(self.end);
         if self.pos == self.end {
             self.pos = 0;
             self.end = 0;
@@ -70,7 +70,7 @@ impl IoBuf {
     }
 
     pub fn advance_end(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.data.len());
+        self.end = self.end.saturating_add(n).min(self.data.len());
     }
 }
 
