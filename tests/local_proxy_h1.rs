@@ -319,6 +319,25 @@ async fn a_body_delimited_by_the_backend_closing_is_relayed_then_the_client_clos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_while_the_body_is_sent_is_relayed_and_the_connection_closed() {
+    // The backend reads the head only and refuses the upload at once (it does not read
+    // the body): the client gets the 413 while it is still sending, not a hang or a 502.
+    let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big\n".to_vec();
+    let (proxy, stats) = proxy_to(scripted_backend(vec![answer], After::KeepOpen).await).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"PUT /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n")
+        .await;
+    c.send(&[b'x'; 1024]).await;
+    let r = within("early answer", c.response(false)).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (413, "too big\n"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed().await);
+    assert_eq!(counted(&stats), (1, 0));
+    assert_eq!(proxy.in_flight("v1"), 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let (proxy, stats) = proxy_to(echo_backend().await).await;
     let mut c = Client::connect(proxy.local_addr()).await;

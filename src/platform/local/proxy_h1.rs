@@ -12,17 +12,23 @@
 //! requests (answered in order), `Connection: close` and HTTP/1.0 keep-alive,
 //! `Expect: 100-continue` (the proxy answers `100 Continue` itself before reading the body
 //! and does not forward the expectation), HEAD/1xx/204/304 without a body, a backend's
-//! interim 1xx responses (skipped). Refused: a malformed head (400), a head over
-//! [`MAX_HEAD`] or with more than [`MAX_HEADERS`] fields (431), both Content-Length and
-//! Transfer-Encoding or a Transfer-Encoding not ending in chunked (400), an expectation
-//! other than 100-continue (417), `CONNECT` (501). `Upgrade` is hop-by-hop and removed, as
+//! interim 1xx responses (skipped), an answer the backend sends before it read the whole
+//! request body (relayed; then both connections close). Refused: a malformed head (400), a
+//! head over [`MAX_HEAD`] or with more than [`MAX_HEADERS`] fields (431), both
+//! Content-Length and Transfer-Encoding or a Transfer-Encoding not ending in chunked (400),
+//! an expectation other than 100-continue (417), `CONNECT` (501). `Upgrade` is hop-by-hop and removed, as
 //! the hyper path did: an upgrade request reaches the backend as a plain request.
 //!
 //! A backend that fails before answering (refused, reset, a bad head) gets the client a
 //! 502; one that fails mid-body gets the client's connection closed (the head was sent);
 //! both count as a connection error of the revision and never hang. A pooled connection
 //! that turns out closed before any answer byte is retried once on a new connection when
-//! the request had no body (its whole head is still at hand).
+//! the request had no body and is idempotent (its whole head is still at hand).
+//!
+//! Not noticed: a client that closes while its backend is still working. The exchange
+//! runs until the backend answers (the write to the client then fails, the answer is
+//! counted, the backend connection dropped), so the request stays in flight, and a drain
+//! waits for it, as long as the backend takes. No idle or read timeouts, as before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -453,6 +459,9 @@ async fn exchange(
                     .record_response_at(ok.status, ok.head_at - started, ok.head_at);
             }
             drop(plan.guard);
+            if ok.cut {
+                linger_close(client).await;
+            }
             ok.next
         }
         Some(Err(Failure::Client)) | None => Next::Close,
@@ -505,6 +514,8 @@ struct Done {
     head_at: Instant,
     reusable: bool,
     next: Next,
+    /// The request body was cut short by an early answer: the client may still be sending.
+    cut: bool,
 }
 
 /// Write the request (head in `out`, then its body) on `conn`, read the answer's head,
@@ -554,6 +565,7 @@ async fn send_and_relay(
             )))
         };
     }
+    let mut cut = false;
     if !body_done {
         if plan.expect_continue
             && client
@@ -563,9 +575,9 @@ async fn send_and_relay(
         {
             return Ok(Err(Failure::Client));
         }
-        if let Err(f) = stream_request_body(client, cbuf, conn, plan.body, body_left, chunked).await
-        {
-            return Ok(Err(f));
+        match stream_request_body(client, cbuf, conn, plan.body, body_left, chunked).await {
+            Ok(sent) => cut = sent == BodySent::Cut,
+            Err(f) => return Ok(Err(f)),
         }
     }
 
@@ -600,6 +612,7 @@ async fn send_and_relay(
                     };
                     let dechunk = framing.body == Framing::Chunked && plan.http10;
                     let close = !plan.keep_alive
+                        || cut
                         || framing.body == Framing::UntilClose
                         || dechunk
                         || stop.has_changed().unwrap_or(true);
@@ -674,8 +687,9 @@ async fn send_and_relay(
         Ok(()) => Ok(Ok(Done {
             status,
             head_at,
-            reusable: framing.reusable,
+            reusable: framing.reusable && !cut,
             next,
+            cut,
         })),
         // The client went away mid-answer: the backend answered, so the response counts;
         // its connection is not reused (the body was not read to its end).
@@ -684,12 +698,23 @@ async fn send_and_relay(
             head_at,
             reusable: false,
             next: Next::Close,
+            cut: false,
         })),
         Err(f) => Ok(Err(f)),
     }
 }
 
-/// Stream the rest of a request body from the client to the backend.
+/// How much of a request body reached the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodySent {
+    Whole,
+    /// The backend answered (or closed) before it had the whole body: its answer is
+    /// relayed, then both connections close (the rest of the client's body is unread).
+    Cut,
+}
+
+/// Stream the rest of a request body from the client to the backend, watching the backend
+/// meanwhile: one that answers early (a 413, say) or stops reading is not waited on.
 async fn stream_request_body(
     client: &mut TcpStream,
     cbuf: &mut IoBuf,
@@ -697,13 +722,22 @@ async fn stream_request_body(
     framing: Framing,
     mut left: u64,
     mut chunked: Chunked,
-) -> Result<(), Failure> {
+) -> Result<BodySent, Failure> {
     loop {
         let cap = cbuf.data.len();
         let spare = cbuf.spare(cap);
-        let n = match client.read(spare).await {
-            Ok(0) | Err(_) => return Err(Failure::Client),
-            Ok(n) => n,
+        let n = tokio::select! {
+            biased;
+            r = client.read(spare) => match r {
+                Ok(0) | Err(_) => return Err(Failure::Client),
+                Ok(n) => n,
+            },
+            r = conn.stream.readable() => {
+                if r.is_err() || early_answer(conn) {
+                    return Ok(BodySent::Cut);
+                }
+                continue;
+            }
         };
         cbuf.advance_end(n);
         let (used, done) = match framing {
@@ -720,15 +754,50 @@ async fn stream_request_body(
             }
             Framing::Empty | Framing::UntilClose => (0, true),
         };
-        if conn.stream.write_all(&cbuf.filled()[..used]).await.is_err() {
-            return Err(Failure::BeforeHead(
-                "the connection failed while the request body was sent".into(),
-            ));
+        let mut data = &cbuf.filled()[..used];
+        while !data.is_empty() {
+            tokio::select! {
+                biased;
+                r = conn.stream.writable() => {
+                    if r.is_err() {
+                        return Ok(BodySent::Cut);
+                    }
+                    match conn.stream.try_write(data) {
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // Reset or closed: an answer it sent first is still read.
+                        Err(_) => return Ok(BodySent::Cut),
+                    }
+                }
+                r = conn.stream.readable() => {
+                    if r.is_err() || early_answer(conn) {
+                        return Ok(BodySent::Cut);
+                    }
+                }
+            }
         }
         cbuf.consume(used);
         if done {
-            return Ok(());
+            return Ok(BodySent::Whole);
         }
+    }
+}
+
+/// The backend's connection reads as ready while the request body is still being sent:
+/// true when it sent bytes (kept in its buffer, an answer's start) or closed; false when
+/// the readiness was stale.
+fn early_answer(conn: &mut BackendConn) -> bool {
+    let spare = conn.buf.spare(MAX_HEAD);
+    if spare.is_empty() {
+        return true;
+    }
+    match conn.stream.try_read(spare) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Ok(n) => {
+            conn.buf.advance_end(n);
+            true
+        }
+        Err(_) => true,
     }
 }
 
