@@ -580,3 +580,23 @@ async fn hop_by_hop_fields_and_the_pin_secret_never_reach_the_backend() {
     assert_eq!(r.header("connection"), Some("close"));
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    let (proxy, _) = proxy_to(echo_backend().await).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(
+        within("first", c.response(false)).await.unwrap().status,
+        200
+    );
+    // The connection is idle now: shutdown does not wait out its grace for it.
+    let started = std::time::Instant::now();
+    within("shutdown", proxy.shutdown_within(Duration::from_secs(30))).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(c.closed().await);
+}
