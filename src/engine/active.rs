@@ -116,6 +116,18 @@ impl Engine {
         self.state.service(self.order.get(i)?).map(|s| s.status)
     }
 
+    /// [`Engine::svc_shared`] of the service at plan position `i`, named `name`.
+    pub(super) fn svc_shared_at(
+        &self,
+        i: usize,
+        name: &str,
+    ) -> Option<std::sync::Arc<super::state::ServiceState>> {
+        if self.active.aligned {
+            return self.state.services.get(i).cloned();
+        }
+        self.svc_shared(name)
+    }
+
     /// As [`Engine::status`], by plan position.
     fn status_at(&self, i: usize) -> ServiceStatus {
         self.status_known_at(i).unwrap_or(ServiceStatus::Skipped)
@@ -220,7 +232,12 @@ impl Engine {
                 continue;
             }
             let name = self.order[i].clone();
-            self.drive(&name).await?;
+            if self.parkable(i, 0).is_some() {
+                // Promoted and complete, its health poll due: all `drive` would do.
+                self.poll_health_at(i, &name).await?;
+            } else {
+                self.drive(&name).await?;
+            }
             // Polled and still promoted and complete: park it now rather than at the
             // next pass's visit.
             if let Some(until) = self.parkable(i, self.clock.now_ms()) {

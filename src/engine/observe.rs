@@ -14,18 +14,27 @@ use super::state::{EventKind, Gate, GateKind, HealthSummary, ServiceStatus};
 
 impl Engine {
     pub(super) async fn poll_health(&mut self, name: &str) -> Result<(), EngineError> {
+        match self.runs.position(name) {
+            Some(i) => self.poll_health_at(i, name).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Engine::poll_health`] of the service at plan position `i` (named `name`): the
+    /// per-tick pass calls it for thousands of promoted services a second in a large
+    /// ring, so the common path reads by position, never by name.
+    pub(super) async fn poll_health_at(&mut self, i: usize, name: &str) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
-        // The service's state as shared with the snapshot (this runs for every service in
-        // flight at every health interval: no copy).
-        let Some(s) = self.svc_shared(name) else {
+        // The service's state as shared with the snapshot (no copy).
+        let Some(s) = self.svc_shared_at(i, name) else {
             return Ok(());
         };
-        let rt = &self.runs[name];
+        let Some(rt) = self.runs.at_mut(i) else {
+            return Ok(());
+        };
         let interval = ms(rt.spec.health.interval.0).max(50);
         let unhealthy_after = rt.spec.health.unhealthy_after.max(1);
-        if let Some(rt) = self.runs.get_mut(name) {
-            rt.next_health_ms = now + interval;
-        }
+        rt.next_health_ms = now + interval;
         if !s.candidate_running {
             return Ok(());
         }
@@ -38,7 +47,7 @@ impl Engine {
         match cand {
             Err(e) => {
                 let errors = {
-                    let Some(rt) = self.runs.get_mut(name) else {
+                    let Some(rt) = self.runs.at_mut(i) else {
                         return Ok(());
                     };
                     rt.health_errors += 1;
@@ -66,7 +75,7 @@ impl Engine {
                     at_ms: now,
                 };
                 let changed = {
-                    let Some(rt) = self.runs.get_mut(name) else {
+                    let Some(rt) = self.runs.at_mut(i) else {
                         return Ok(());
                     };
                     rt.health_errors = 0;

@@ -49,6 +49,10 @@ impl Runs {
         self.list.get(i)
     }
 
+    pub(super) fn at_mut(&mut self, i: usize) -> Option<&mut ServiceRun> {
+        self.list.get_mut(i)
+    }
+
     pub(super) fn contains_key(&self, name: &str) -> bool {
         self.index.contains_key(name)
     }

@@ -12,7 +12,8 @@ use super::state::HealthSummary;
 /// Per-service runtime state that is not part of the public snapshot.
 pub(super) struct ServiceRun {
     pub(super) spec: Service,
-    pub(super) steps: Vec<PlanStep>,
+    /// Shared: the per-tick pass takes the current step without copying it.
+    pub(super) steps: std::sync::Arc<[PlanStep]>,
     pub(super) dependents: Vec<String>,
     pub(super) replicas: u32,
     /// 0-based index of the step being run; `entered` says whether its action ran.
@@ -62,7 +63,7 @@ impl ServiceRun {
     ) -> ServiceRun {
         ServiceRun {
             spec,
-            steps,
+            steps: steps.into(),
             dependents,
             replicas,
             idx: 0,
@@ -95,6 +96,14 @@ impl ServiceRun {
     pub(super) fn step(&self) -> Option<&PlanStep> {
         self.steps.get(self.idx)
     }
+
+    /// The current step, shared (no copy), for code that must hold it across `&mut self`.
+    pub(super) fn step_shared(&self) -> Option<StepRef> {
+        (self.idx < self.steps.len()).then(|| StepRef {
+            steps: self.steps.clone(),
+            idx: self.idx,
+        })
+    }
     pub(super) fn reset_run(&mut self) {
         self.approvers.clear();
         self.idx = 0;
@@ -116,6 +125,20 @@ impl ServiceRun {
         self.extending = false;
         self.complete = false;
         self.retry = None;
+    }
+}
+
+/// A step of a service's plan held without copying it (see [`ServiceRun::step_shared`]).
+pub(super) struct StepRef {
+    steps: std::sync::Arc<[PlanStep]>,
+    idx: usize,
+}
+
+impl std::ops::Deref for StepRef {
+    type Target = PlanStep;
+
+    fn deref(&self) -> &PlanStep {
+        &self.steps[self.idx]
     }
 }
 

@@ -766,10 +766,15 @@ impl ReleaseState {
 
     /// The place of service `name` in `services`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        if let Some(&i) = self.by_name.0.get(name)
-            && self.services.get(i).is_some_and(|s| s.name == name)
-        {
-            return Some(i);
+        match self.by_name.0.get(name) {
+            Some(&i) if self.services.get(i).is_some_and(|s| s.name == name) => return Some(i),
+            // The index covers every service (one entry each): a name it lacks is not
+            // here, and a scan of a large fleet per unknown name would cost more than the
+            // lookup it backs.
+            None if !self.services.is_empty() && self.by_name.0.len() == self.services.len() => {
+                return None;
+            }
+            _ => {}
         }
         self.services.iter().position(|s| s.name == name)
     }

@@ -75,7 +75,7 @@ impl Engine {
 
     /// Enter the current step if needed, and finish it when its condition holds.
     pub(super) async fn run_step(&mut self, name: &str) -> Result<(), EngineError> {
-        let Some(step) = self.runs[name].step().cloned() else {
+        let Some(step) = self.runs[name].step_shared() else {
             return Ok(());
         };
         if self.runs[name].busy.is_some() {
@@ -374,7 +374,7 @@ impl Engine {
         name: &str,
         s: &super::state::ServiceState,
     ) -> Result<(), EngineError> {
-        let Some(step) = self.runs[name].step().cloned() else {
+        let Some(step) = self.runs[name].step_shared() else {
             return Ok(());
         };
         let Action::ReplaceBatch { instances, .. } = step.action else {
