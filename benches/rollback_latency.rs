@@ -24,6 +24,9 @@
 //! request" is one request interval, ~0.3 ms here).
 //!
 //! cargo bench --bench rollback_latency   (CUTOVER_ROLLBACKS, default 100 per path)
+//! CUTOVER_BENCH_TRACE=1 also prints, for each round slower than 10 ms, which revision
+//! answered the requests the clients started after the instant (`c` candidate, `b`
+//! baseline, with the offset in ms): a split still in force shows as c and b interleaved.
 
 mod common;
 
@@ -333,6 +336,31 @@ fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
             .filter(|(t, c)| *c && *t >= r.from_us && *t < r.until_us)
             .map(|(t, _)| *t)
             .max();
+        if std::env::var_os("CUTOVER_BENCH_TRACE").is_some()
+            && let Some(t) = last
+            && t - r.from_us > 10_000
+        {
+            // What the clients saw after the instant, up to the last candidate answer:
+            // offsets in ms, `c` for the candidate, `b` for the baseline.
+            let trail: Vec<String> = run
+                .seen
+                .iter()
+                .filter(|(x, _)| *x >= r.from_us && *x <= t)
+                .map(|(x, c)| {
+                    format!(
+                        "{}{:.1}",
+                        if *c { 'c' } else { 'b' },
+                        (x - r.from_us) as f64 / 1000.0
+                    )
+                })
+                .collect();
+            let n = trail.len();
+            println!(
+                "  trace of a slow round ({n} requests after the instant): first {:?} ... last {:?}",
+                &trail[..n.min(12)],
+                &trail[n.saturating_sub(12)..]
+            );
+        }
         match last {
             Some(t) => out.push((t - r.from_us) as f64 / 1000.0),
             None => {
