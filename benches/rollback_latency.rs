@@ -412,13 +412,25 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
         let to_accept = *acc as f64 - r.from_us as f64 / 1000.0;
         let to_move = (*moved - *acc) as f64;
         let after = lat[i] - to_accept - to_move;
-        rows.push((lat[i], to_accept, to_move, after));
+        // `rolled_back` is journaled once the platform's `set_weights` returned (after the
+        // `weights_set` entry was written and synced): how long that took.
+        let swapped = evs
+            .iter()
+            .find(|(at, e)| *at >= *moved && e["type"] == "rolled_back")
+            .map_or(f64::NAN, |(at, _)| (*at - *moved) as f64);
+        rows.push((lat[i], to_accept, to_move, after, swapped));
     }
-    let col = |k: usize| -> Vec<f64> { rows.iter().map(|r| [r.0, r.1, r.2, r.3][k]).collect() };
-    let (a, m, t) = (col(1), col(2), col(3));
+    let col = |k: usize| -> Vec<f64> {
+        rows.iter()
+            .map(|r| [r.0, r.1, r.2, r.3, r.4][k])
+            .filter(|x| !x.is_nan())
+            .collect()
+    };
+    let (a, m, t, w) = (col(1), col(2), col(3), col(4));
     println!(
         "  where the command's time went (journal clock, ms resolution; n={}): send -> command_accepted p50 {:.1} p99 {:.1} ms; \
-         command_accepted -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms",
+         command_accepted -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms; \
+         weights_set -> rolled_back (entry synced and set_weights returned) p50 {:.1} p99 {:.1} ms",
         rows.len(),
         pct(&a, 0.5),
         pct(&a, 0.99),
@@ -426,12 +438,14 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
         pct(&m, 0.99),
         pct(&t, 0.5),
         pct(&t, 0.99),
+        pct(&w, 0.5),
+        pct(&w, 0.99),
     );
     rows.sort_by(|x, y| y.0.total_cmp(&x.0));
     for r in rows.iter().take(3) {
         println!(
-            "  slow round: {:.2} ms = {:.1} to accepted + {:.1} to weights_set + {:.1} after",
-            r.0, r.1, r.2, r.3
+            "  slow round: {:.2} ms = {:.1} to accepted + {:.1} to weights_set + {:.1} after (weights_set -> rolled_back {:.1} ms)",
+            r.0, r.1, r.2, r.3, r.4
         );
     }
 }
