@@ -41,9 +41,8 @@ use super::state::{
 pub(super) struct FleetRt {
     /// Tenant name → index in `FleetState::tenants`.
     pub index: NameMap<usize>,
-    /// Service → its tenant's index.
-    pub of_service: NameMap<usize>,
-    /// The same by plan position (`Engine::order`), for the per-tick pass.
+    /// Each service's tenant index, by plan position (`Engine::order`; a name is found
+    /// through `Runs::position`).
     pub tenant_at: Vec<Option<usize>>,
     /// Tenants whose outcome is open: running, or rolling back after their promotion.
     pub active: BTreeSet<usize>,
@@ -67,14 +66,8 @@ impl FleetRt {
             .iter()
             .map(|s| index.get(tenant_of(s)?).copied())
             .collect();
-        let of_service = order
-            .iter()
-            .zip(&tenant_at)
-            .filter_map(|(s, t)| Some((s.clone(), (*t)?)))
-            .collect();
         FleetRt {
             index,
-            of_service,
             tenant_at,
             active: BTreeSet::new(),
             flags_path,
@@ -164,7 +157,8 @@ impl Engine {
 
     /// The index of the tenant a service belongs to.
     pub(super) fn tenant_index_of(&self, service: &str) -> Option<usize> {
-        self.fleet.as_ref()?.of_service.get(service).copied()
+        let i = self.runs.position(service)?;
+        self.fleet.as_ref()?.tenant_at.get(i).copied().flatten()
     }
 
     pub(super) fn tenant_index(&self, name: &str) -> Option<usize> {
