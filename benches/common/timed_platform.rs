@@ -27,10 +27,13 @@ impl Spent {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Run `call`, adding its time.
-    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+    /// Run the call `make` starts, adding its time. The clock starts before the call's
+    /// future is made: the wrapped platform's future (boxed by `async_trait`) is this
+    /// wrapper's cost, not the engine's, whose own call boxes the wrapper's future as it
+    /// would box the real platform's.
+    async fn timed<T, F: std::future::Future<Output = T>>(&self, make: impl FnOnce() -> F) -> T {
         let t = Instant::now();
-        let r = call.await;
+        let r = make().await;
         self.add(t);
         r
     }
@@ -81,27 +84,29 @@ impl Platform for TimedPlatform {
         replicas: u32,
     ) -> Result<(), PlatformError> {
         self.spent
-            .timed(self.inner.launch(service, revision, replicas))
+            .timed(|| self.inner.launch(service, revision, replicas))
             .await
     }
 
     async fn health(&self, service: &str, revision: &str) -> Result<RevisionHealth, PlatformError> {
-        self.spent.timed(self.inner.health(service, revision)).await
+        self.spent
+            .timed(|| self.inner.health(service, revision))
+            .await
     }
 
     async fn set_weights(&self, service: &str, weights: &Weights) -> Result<(), PlatformError> {
         self.spent
-            .timed(self.inner.set_weights(service, weights))
+            .timed(|| self.inner.set_weights(service, weights))
             .await
     }
 
     async fn weights(&self, service: &str) -> Result<Weights, PlatformError> {
-        self.spent.timed(self.inner.weights(service)).await
+        self.spent.timed(|| self.inner.weights(service)).await
     }
 
     async fn test_route(&self, service: &str, revision: &str) -> Result<TestRoute, PlatformError> {
         self.spent
-            .timed(self.inner.test_route(service, revision))
+            .timed(|| self.inner.test_route(service, revision))
             .await
     }
 
@@ -112,7 +117,7 @@ impl Platform for TimedPlatform {
         replicas: u32,
     ) -> Result<(), PlatformError> {
         self.spent
-            .timed(self.inner.scale(service, revision, replicas))
+            .timed(|| self.inner.scale(service, revision, replicas))
             .await
     }
 
@@ -123,12 +128,12 @@ impl Platform for TimedPlatform {
         drain_timeout: Duration,
     ) -> Result<(), PlatformError> {
         self.spent
-            .timed(self.inner.retire(service, revision, drain_timeout))
+            .timed(|| self.inner.retire(service, revision, drain_timeout))
             .await
     }
 
     async fn inventory(&self) -> Result<Vec<RunningRevision>, PlatformError> {
-        self.spent.timed(self.inner.inventory()).await
+        self.spent.timed(|| self.inner.inventory()).await
     }
 
     fn metrics(&self) -> Arc<dyn MetricSource> {
@@ -158,7 +163,7 @@ impl MetricSource for TimedMetrics {
         slow_threshold: Duration,
     ) -> Result<Option<RevisionCounters>, MetricsError> {
         self.spent
-            .timed(self.inner.counters(service, revision, slow_threshold))
+            .timed(|| self.inner.counters(service, revision, slow_threshold))
             .await
     }
 
@@ -173,7 +178,7 @@ impl MetricSource for TimedMetrics {
         window: Duration,
     ) -> Result<Option<LatencyQuantiles>, MetricsError> {
         self.spent
-            .timed(self.inner.recent_latency(service, revision, window))
+            .timed(|| self.inner.recent_latency(service, revision, window))
             .await
     }
 
