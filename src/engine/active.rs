@@ -15,19 +15,24 @@
 //!   next health poll (a fleet keeps them under health checks while their ring runs or
 //!   bakes: thousands at a time, each polled every few seconds). For them a visit before
 //!   `next_health_ms` does nothing, so instead of visiting them at every tick the pass
-//!   parks them in a heap keyed by that time and puts them back into `watched` at the first
-//!   pass at or after it. An event naming a parked service puts it back at once (the heap's
+//!   parks them in a queue keyed by that time and puts them back into `watched` at the first
+//!   pass at or after it. An event naming a parked service puts it back at once (its queue
 //!   entry goes stale and is ignored when it comes out). They never set a wake-up (a
 //!   finished service's health poll waits for the next tick, as before), so parking
 //!   changes which services a tick *looks at*, not what it does.
+//! * `waking`: the same for promoted services keeping their old revision warm
+//!   (`keep_old`): a visit before their next health poll or the end of the step does
+//!   nothing. Unlike the others they set a wake-up, so `services_wakeup` reads the
+//!   earliest live entry of this queue as the linear pass would read the service.
 //! * `open`: how many services are not finished, so `check_finished` knows without a scan.
 //!
 //! The linear pass (every service in plan order, the same rule) is kept beside it for the
 //! equivalence test in `tests/active.rs`: both must drive the same services in the same
 //! order and compute the same wake-up time.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
+
+use crate::plan::Action;
 
 use super::reconciler::Engine;
 use super::state::{RingStatus, ServiceStatus};
@@ -38,9 +43,14 @@ pub(super) struct ActiveIndex {
     /// Plan positions of the services the pass visits (a superset of the unsettled
     /// services that are not pending; settled ones leave it lazily).
     watched: PosSet,
-    /// Parked services: (next health poll, plan position), earliest first. An entry is
-    /// live only while `parked_at[position]` holds the same time.
-    parked: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Parked services by the time of their next health poll, earliest first. Services
+    /// polled in one pass share that time (now + the interval), so a time holds many
+    /// positions and parking or waking one costs a push or a pop, not a heap's sift. An
+    /// entry is live only while `parked_at[position]` holds the same time.
+    parked: BTreeMap<u64, Vec<usize>>,
+    /// Parked services that set a wake-up at the time they are parked until (a promoted
+    /// service keeping its old revision warm: see [`Engine::parkable`]).
+    waking: BTreeMap<u64, Vec<usize>>,
     /// Per plan position: the time it is parked until, if parked.
     parked_at: Vec<Option<u64>>,
     /// `ReleaseState::services[i]` is the service at plan position `i`, for every `i`
@@ -49,9 +59,34 @@ pub(super) struct ActiveIndex {
     aligned: bool,
     /// Services not finished (not promoted, rolled back, failed or skipped).
     pub(super) open: usize,
+    /// Per plan position: the plan positions of the service's dependencies, in
+    /// `depends_on` order (`None` for a name not in the plan), so that `schedule` reads
+    /// their statuses without a lookup by name. Fixed with the plan ([`ActiveIndex::new`]).
+    pub(super) deps: Vec<Vec<Option<usize>>>,
     /// Test switch: run the linear pass instead (the equivalence test's reference).
     #[cfg(test)]
     pub(super) linear: bool,
+}
+
+impl ActiveIndex {
+    /// An empty index for the services of `runs` (their dependencies resolved to plan
+    /// positions once).
+    pub(super) fn new(runs: &super::runs::Runs) -> Self {
+        let deps = runs
+            .values()
+            .map(|rt| {
+                rt.spec
+                    .depends_on
+                    .iter()
+                    .map(|d| runs.position(d))
+                    .collect()
+            })
+            .collect();
+        ActiveIndex {
+            deps,
+            ..Default::default()
+        }
+    }
 }
 
 impl Engine {
@@ -75,10 +110,11 @@ impl Engine {
                 .state
                 .services
                 .iter()
-                .zip(&self.order)
+                .zip(self.order.iter())
                 .all(|(s, n)| s.name == *n);
         self.active.watched = watched;
         self.active.parked.clear();
+        self.active.waking.clear();
         self.active.parked_at = vec![None; self.order.len()];
         self.active.open = open;
     }
@@ -109,7 +145,7 @@ impl Engine {
     }
 
     /// The status of the service at plan position `i`, if the state knows it.
-    fn status_known_at(&self, i: usize) -> Option<ServiceStatus> {
+    pub(super) fn status_known_at(&self, i: usize) -> Option<ServiceStatus> {
         if self.active.aligned {
             return self.state.services.get(i).map(|s| s.status);
         }
@@ -128,8 +164,16 @@ impl Engine {
         self.svc_shared(name)
     }
 
+    /// [`Engine::svc`] of the service at plan position `i`, named `name`.
+    pub(super) fn svc_at(&self, i: usize, name: &str) -> Option<&super::state::ServiceState> {
+        if self.active.aligned {
+            return self.state.services.get(i).map(|s| &**s);
+        }
+        self.svc(name)
+    }
+
     /// As [`Engine::status`], by plan position.
-    fn status_at(&self, i: usize) -> ServiceStatus {
+    pub(super) fn status_at(&self, i: usize) -> ServiceStatus {
         self.status_known_at(i).unwrap_or(ServiceStatus::Skipped)
     }
 
@@ -167,39 +211,103 @@ impl Engine {
         self.status_at(i) != ServiceStatus::Pending && !self.settled(i)
     }
 
-    /// A visit to this service before `next_health_ms` does nothing: it is promoted and
-    /// its steps (cleanup included) are done, so what `drive` does for it is a health poll
-    /// once that time came (`services_wakeup` skips it: finished and complete). Returns
-    /// that time if it is still to come.
-    fn parkable(&self, i: usize, now: u64) -> Option<u64> {
+    /// Whether a visit to this service before some time does nothing, and that time if it
+    /// is still to come: `(until, wakes)`. Two cases:
+    /// * promoted and every step (cleanup included) done: all `drive` does for it is a
+    ///   health poll at `next_health_ms`. It sets no wake-up (`services_wakeup` skips a
+    ///   finished, complete service), so `wakes` is false;
+    /// * promoted and keeping its old revision warm (`keep_old`, entered, nothing in the
+    ///   background): `drive` polls health at `next_health_ms` and completes the step at
+    ///   `until_ms`, nothing else (a promoted service has no progress deadline and no
+    ///   analysis to sample). Its wake-up ([`Engine::wake_of`]) is at or before both, so
+    ///   it parks until then and `wakes`: `services_wakeup` counts it from the queue.
+    ///   Everything that moves those times goes through an event naming the service
+    ///   (which unparks it) or `unfreeze` (which unparks what it shifts).
+    fn parkable(&self, i: usize, now: u64) -> Option<(u64, bool)> {
         if self.status_at(i) != ServiceStatus::Promoted {
             return None;
         }
         let rt = self.runs.at(i)?;
-        (rt.complete && rt.step().is_none() && rt.next_health_ms > now).then_some(rt.next_health_ms)
+        let (until, wakes) = match rt.step() {
+            None if rt.complete => (rt.next_health_ms, false),
+            Some(step)
+                if matches!(step.action, Action::KeepOld { .. })
+                    && rt.entered
+                    && rt.busy.is_none()
+                    && rt.until_ms.is_some() =>
+            {
+                (self.wake_of(i)?, true)
+            }
+            _ => return None,
+        };
+        (until > now).then_some((until, wakes))
+    }
+
+    /// Promoted and complete: `drive` would only poll its health.
+    fn only_polled(&self, i: usize) -> bool {
+        self.status_at(i) == ServiceStatus::Promoted
+            && self
+                .runs
+                .at(i)
+                .is_some_and(|rt| rt.complete && rt.step().is_none())
     }
 
     /// Park a service until `until` (see the module's notes).
-    fn park(&mut self, i: usize, until: u64) {
+    fn park(&mut self, i: usize, until: u64, wakes: bool) {
         self.active.watched.remove(i);
         if let Some(p) = self.active.parked_at.get_mut(i) {
             *p = Some(until);
-            self.active.parked.push(Reverse((until, i)));
+            let queue = if wakes {
+                &mut self.active.waking
+            } else {
+                &mut self.active.parked
+            };
+            queue.entry(until).or_default().push(i);
+        }
+    }
+
+    /// Whether the service is parked now (tests).
+    #[cfg(test)]
+    pub(super) fn is_parked(&self, name: &str) -> bool {
+        self.runs
+            .position(name)
+            .and_then(|i| self.active.parked_at.get(i).copied().flatten())
+            .is_some()
+    }
+
+    /// Put a parked service back into the pass now (its queue entry goes stale).
+    pub(super) fn unpark(&mut self, i: usize) {
+        if let Some(p) = self.active.parked_at.get_mut(i)
+            && p.take().is_some()
+        {
+            self.active.watched.insert(i);
         }
     }
 
     /// Put every service parked until `now` or earlier back into the pass.
     fn unpark_due(&mut self, now: u64) {
-        while let Some(&Reverse((until, i))) = self.active.parked.peek() {
-            if until > now {
-                break;
-            }
-            self.active.parked.pop();
-            if let Some(p) = self.active.parked_at.get_mut(i)
-                && *p == Some(until)
-            {
-                *p = None;
-                self.active.watched.insert(i);
+        for waking in [false, true] {
+            loop {
+                let queue = if waking {
+                    &mut self.active.waking
+                } else {
+                    &mut self.active.parked
+                };
+                let Some(entry) = queue.first_entry() else {
+                    break;
+                };
+                if *entry.key() > now {
+                    break;
+                }
+                let (until, due) = entry.remove_entry();
+                for i in due {
+                    if let Some(p) = self.active.parked_at.get_mut(i)
+                        && *p == Some(until)
+                    {
+                        *p = None;
+                        self.active.watched.insert(i);
+                    }
+                }
             }
         }
     }
@@ -208,12 +316,13 @@ impl Engine {
     /// plan order, visiting only the index (a service that joins it during the pass, after
     /// the one being driven, is driven in this pass too, as a scan in plan order would).
     pub(super) async fn drive_pass(&mut self) -> Result<(), super::EngineError> {
+        // The names, shared: no copy of a name per visit.
+        let order = self.order.clone();
         #[cfg(test)]
         if self.active.linear {
-            for i in 0..self.order.len() {
+            for (i, name) in order.iter().enumerate() {
                 if self.due_for_pass(i) {
-                    let name = self.order[i].clone();
-                    self.drive(&name).await?;
+                    self.drive_at(i, name).await?;
                 }
             }
             return Ok(());
@@ -223,25 +332,28 @@ impl Engine {
         let mut from = 0;
         while let Some(i) = self.active.watched.next_from(from) {
             from = i + 1;
-            if i >= self.order.len() || !self.due_for_pass(i) {
+            let Some(name) = order.get(i) else {
+                self.active.watched.remove(i);
+                continue;
+            };
+            if !self.due_for_pass(i) {
                 self.active.watched.remove(i);
                 continue;
             }
-            if let Some(until) = self.parkable(i, self.clock.now_ms()) {
-                self.park(i, until);
+            if let Some((until, wakes)) = self.parkable(i, self.clock.now_ms()) {
+                self.park(i, until, wakes);
                 continue;
             }
-            let name = self.order[i].clone();
-            if self.parkable(i, 0).is_some() {
+            if self.only_polled(i) {
                 // Promoted and complete, its health poll due: all `drive` would do.
-                self.poll_health_at(i, &name).await?;
+                self.poll_health_at(i, name).await?;
             } else {
-                self.drive(&name).await?;
+                self.drive_at(i, name).await?;
             }
-            // Polled and still promoted and complete: park it now rather than at the
+            // Nothing to do for it until a later time: park it now rather than at the
             // next pass's visit.
-            if let Some(until) = self.parkable(i, self.clock.now_ms()) {
-                self.park(i, until);
+            if let Some((until, wakes)) = self.parkable(i, self.clock.now_ms()) {
+                self.park(i, until, wakes);
             }
         }
         Ok(())
@@ -254,33 +366,48 @@ impl Engine {
         if self.active.linear {
             return self.services_wakeup_of(0..self.order.len(), now, t);
         }
-        let names = self.active.watched.iter();
-        t = self.services_wakeup_of(names, now, t);
+        t = self.services_wakeup_of(self.active.watched.iter(), now, t);
+        // Parked services that set a wake-up: the earliest live entry (stale ones, whose
+        // service an event put back into the pass, wait for their time to be dropped).
+        let live = self.active.waking.iter().find(|(until, at)| {
+            at.iter()
+                .any(|&i| self.active.parked_at.get(i) == Some(&Some(**until)))
+        });
+        if let Some((until, _)) = live {
+            t = t.min((*until).max(now + 1));
+        }
         t
     }
 
     fn services_wakeup_of(&self, at: impl Iterator<Item = usize>, now: u64, mut t: u64) -> u64 {
         for i in at {
-            let Some(rt) = self.runs.at(i) else {
-                continue;
-            };
-            let st = self.status_at(i);
-            if st == ServiceStatus::Pending || (st.is_terminal() && rt.complete) {
-                continue;
-            }
-            t = t.min(rt.next_health_ms.max(now + 1));
-            let retry_at = rt.retry.map(|(_, at)| at);
-            for x in [rt.until_ms, rt.gate_deadline_ms, retry_at]
-                .into_iter()
-                .flatten()
-            {
+            if let Some(x) = self.wake_of(i) {
                 t = t.min(x.max(now + 1));
-            }
-            for a in [&rt.analysis, &rt.continuous].into_iter().flatten() {
-                t = t.min(a.next_sample_ms.max(now + 1));
             }
         }
         t
+    }
+
+    /// The earliest time the service at plan position `i` needs the engine (its next
+    /// health poll, the end of a timed step, a gate's deadline, a retry, an analysis
+    /// sample), or `None` if it needs none (pending, or finished and complete).
+    pub(super) fn wake_of(&self, i: usize) -> Option<u64> {
+        let rt = self.runs.at(i)?;
+        let st = self.status_at(i);
+        if st == ServiceStatus::Pending || (st.is_terminal() && rt.complete) {
+            return None;
+        }
+        let retry_at = rt.retry.map(|(_, at)| at);
+        let analyses = [&rt.analysis, &rt.continuous]
+            .into_iter()
+            .flatten()
+            .map(|a| a.next_sample_ms);
+        [rt.until_ms, rt.gate_deadline_ms, retry_at]
+            .into_iter()
+            .flatten()
+            .chain(analyses)
+            .chain([rt.next_health_ms])
+            .min()
     }
 
     /// Some service is not finished yet.

@@ -88,7 +88,9 @@ impl Engine {
     pub(super) async fn bootstrap(&mut self) -> Result<(), EngineError> {
         let inventory = self.platform.inventory().await.unwrap_or_default();
         let mut want: Vec<(String, String, u32, bool)> = Vec::new(); // service, revision, replicas, is_candidate
-        for name in self.order.clone() {
+        let order = self.order.clone();
+        for name in order.iter() {
+            let name = name.clone();
             let s = self.state.service(&name).cloned();
             let Some(s) = s else { continue };
             let rt = &self.runs[&name];
@@ -164,7 +166,9 @@ impl Engine {
             let at = self.clock.now_ms() + 100;
             self.clock.sleep_until(at).await;
         }
-        for name in self.order.clone() {
+        let order = self.order.clone();
+        for name in order.iter() {
+            let name = name.clone();
             let Some(s) = self.state.service(&name).cloned() else {
                 continue;
             };

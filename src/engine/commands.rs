@@ -289,7 +289,8 @@ impl Engine {
     }
 
     pub(super) fn unfreeze(&mut self, service: Option<&str>, now: u64) {
-        for rt in self.runs.values_mut() {
+        let mut shifted = Vec::new();
+        for (i, rt) in self.runs.values_mut().enumerate() {
             if service.is_some_and(|s| s != rt.spec.name) {
                 continue;
             }
@@ -298,7 +299,12 @@ impl Engine {
                 rt.step_started_ms += shift;
                 rt.until_ms = rt.until_ms.map(|u| u + shift);
                 rt.gate_deadline_ms = rt.gate_deadline_ms.map(|u| u + shift);
+                shifted.push(i);
             }
+        }
+        // Their times moved: a parked one must not keep waking at the old time.
+        for i in shifted {
+            self.unpark(i);
         }
     }
 

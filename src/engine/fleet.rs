@@ -44,6 +44,9 @@ pub(super) struct FleetRt {
     /// Each service's tenant index, by plan position (`Engine::order`; a name is found
     /// through `Runs::position`).
     pub tenant_at: Vec<Option<usize>>,
+    /// Each tenant's services by plan position, in plan order (the same services as
+    /// `TenantState::services`, which names them).
+    pub positions: Vec<Vec<usize>>,
     /// Tenants whose outcome is open: running, or rolling back after their promotion.
     pub active: BTreeSet<usize>,
     /// Where the flags file is (`[flags] file` against the release's directory).
@@ -66,9 +69,16 @@ impl FleetRt {
             .iter()
             .map(|s| index.get(tenant_of(s)?).copied())
             .collect();
+        let mut positions = vec![Vec::new(); release.tenants.len()];
+        for (i, t) in tenant_at.iter().enumerate() {
+            if let Some(p) = t.and_then(|t| positions.get_mut(t)) {
+                p.push(i);
+            }
+        }
         FleetRt {
             index,
             tenant_at,
+            positions,
             active: BTreeSet::new(),
             flags_path,
             declared: crate::flagd::declared(release),
@@ -165,16 +175,20 @@ impl Engine {
         self.fleet.as_ref()?.index.get(name).copied()
     }
 
-    /// The services of the tenants in flight, one list per tenant (for `schedule`).
-    pub(super) fn fleet_schedulable(&self) -> Vec<Vec<String>> {
+    /// The services of the tenants in flight, one list of plan positions per tenant (for
+    /// `schedule`).
+    pub(super) fn fleet_schedulable(&self) -> Vec<Vec<usize>> {
         let (Some(rt), Some(f)) = (self.fleet.as_ref(), self.state.fleet.as_ref()) else {
             return Vec::new();
         };
         rt.active
             .iter()
-            .filter_map(|&t| f.tenants.get(t))
-            .filter(|t| t.status == TenantStatus::Running)
-            .map(|t| t.services.clone())
+            .filter(|&&t| {
+                f.tenants
+                    .get(t)
+                    .is_some_and(|t| t.status == TenantStatus::Running)
+            })
+            .filter_map(|&t| rt.positions.get(t).cloned())
             .collect()
     }
 
@@ -274,6 +288,15 @@ impl Engine {
 
     /// A tenant in flight whose services all finished: promoted, or failed (counted).
     fn tenant_outcome(&mut self, t: usize) -> Result<(), EngineError> {
+        // At most ticks some service of the tenant is still going: tell that by plan
+        // position, before copying the tenant.
+        if let Some(at) = self.fleet.as_ref().and_then(|rt| rt.positions.get(t))
+            && at
+                .iter()
+                .any(|&i| self.status_known_at(i).is_some_and(|s| !s.is_terminal()))
+        {
+            return Ok(());
+        }
         let Some(tenant) = self.tenant(t).cloned() else {
             return Ok(());
         };

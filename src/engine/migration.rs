@@ -198,7 +198,7 @@ impl Engine {
 
     /// Skip every service not started yet: a migration they need cannot run.
     async fn halt_for_migration(&mut self, reason: &str) -> Result<(), EngineError> {
-        for name in self.order.clone() {
+        for name in self.order.clone().iter().cloned() {
             if self.status(&name) == ServiceStatus::Pending {
                 self.emit(EventKind::Skipped {
                     service: name,

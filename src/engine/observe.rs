@@ -13,16 +13,9 @@ use super::reconciler::{Engine, EngineError, ms, problem_of};
 use super::state::{EventKind, Gate, GateKind, HealthSummary, ServiceStatus};
 
 impl Engine {
-    pub(super) async fn poll_health(&mut self, name: &str) -> Result<(), EngineError> {
-        match self.runs.position(name) {
-            Some(i) => self.poll_health_at(i, name).await,
-            None => Ok(()),
-        }
-    }
-
-    /// [`Engine::poll_health`] of the service at plan position `i` (named `name`): the
-    /// per-tick pass calls it for thousands of promoted services a second in a large
-    /// ring, so the common path reads by position, never by name.
+    /// Poll the health of the service at plan position `i` (named `name`): the per-tick
+    /// pass calls it for thousands of promoted services a second in a large ring, so the
+    /// common path reads by position, never by name.
     pub(super) async fn poll_health_at(&mut self, i: usize, name: &str) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
         // The service's state as shared with the snapshot (no copy).
@@ -79,13 +72,18 @@ impl Engine {
                         return Ok(());
                     };
                     rt.health_errors = 0;
-                    let old = rt.last_health.as_ref().map(|o| HealthSummary {
-                        at_ms: now,
-                        ..o.clone()
-                    });
-                    let changed = old.as_ref() != Some(&summary);
-                    rt.last_health = Some(summary.clone());
-                    changed
+                    // Unchanged but for the time: keep the summary, move its time (no copy;
+                    // the common case, thousands of times a second in a large ring).
+                    match rt.last_health.as_mut() {
+                        Some(old) if old.same_but_time(&summary) => {
+                            old.at_ms = now;
+                            false
+                        }
+                        _ => {
+                            rt.last_health = Some(summary.clone());
+                            true
+                        }
+                    }
                 };
                 if changed {
                     self.emit(EventKind::Health {
@@ -140,24 +138,28 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn poll_analysis(&mut self, name: &str) -> Result<(), EngineError> {
+    /// Sample the analyses of the service at plan position `i` (named `name`) that are due.
+    pub(super) async fn poll_analysis_at(
+        &mut self,
+        i: usize,
+        name: &str,
+    ) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
-        let weight = self.svc(name).map_or(0, |s| s.candidate_weight);
+        let weight = self.svc_at(i, name).map_or(0, |s| s.candidate_weight);
         for continuous in [false, true] {
-            let due = {
-                let rt = &self.runs[name];
+            let due = self.runs.at(i).is_some_and(|rt| {
                 let a = if continuous {
                     &rt.continuous
                 } else {
                     &rt.analysis
                 };
                 a.as_ref().is_some_and(|a| a.next_sample_ms <= now)
-            };
+            });
             if !due {
                 continue;
             }
             let result = {
-                let Some(rt) = self.runs.get_mut(name) else {
+                let Some(rt) = self.runs.at_mut(i) else {
                     return Ok(());
                 };
                 let a = if continuous {

@@ -108,7 +108,8 @@ pub struct Engine {
     pub(super) state: ReleaseState,
     pub(super) dirty: bool,
     pub(super) seq: u64,
-    pub(super) order: Vec<String>,
+    /// Service names in plan order (shared: the per-tick pass holds it while it drives).
+    pub(super) order: Arc<[String]>,
     pub(super) runs: super::runs::Runs,
     pub(super) wake: Arc<Notify>,
     pub(super) bg_tx: mpsc::UnboundedSender<Background>,
@@ -246,7 +247,7 @@ impl Engine {
             .then(|| super::fleet::FleetRt::new(&release, &order, options.flags_path.clone()));
         Ok(Engine {
             fleet,
-            active: Default::default(),
+            active: super::active::ActiveIndex::new(&runs),
             published_at: None,
             mig,
             secrets: crate::secrets::Secrets::from_release(&release),
@@ -261,7 +262,7 @@ impl Engine {
             state: ReleaseState::empty(),
             dirty: true,
             seq: 0,
-            order,
+            order: order.into(),
             runs,
             wake: Arc::new(Notify::new()),
             bg_tx,

@@ -14,54 +14,70 @@ impl Engine {
         }
         if self.fleet.is_some() {
             // Each tenant in flight is a release of its own: its waves, its max_parallel.
-            for names in self.fleet_schedulable() {
-                self.schedule_group(&names).await?;
+            for at in self.fleet_schedulable() {
+                self.schedule_group(&at).await?;
             }
             return Ok(());
         }
-        let order = self.order.clone();
-        self.schedule_group(&order).await
+        let all: Vec<usize> = (0..self.order.len()).collect();
+        self.schedule_group(&all).await
     }
 
-    /// [`Engine::schedule`] over one group of services (the release, or one tenant's).
-    async fn schedule_group(&mut self, names: &[String]) -> Result<(), EngineError> {
+    /// [`Engine::schedule`] over one group of services (the release, or one tenant's),
+    /// given by plan position: a fleet runs this for every tenant in flight at every tick.
+    async fn schedule_group(&mut self, at: &[usize]) -> Result<(), EngineError> {
         let max = self.state.max_parallel.max(1) as usize;
+        let group = || {
+            at.iter()
+                .filter_map(|&i| self.svc_at(i, self.order.get(i)?))
+        };
         // Waves are barriers (see the plan): a wave starts once every service of the
         // earlier waves has finished (promoted, or rolled back / skipped / failed).
-        let open_wave = names
-            .iter()
-            .filter_map(|n| self.svc(n))
+        let open_wave = group()
             .filter(|s| !s.status.is_terminal())
             .map(|s| s.wave)
             .min()
             .unwrap_or(usize::MAX);
-        let mut active = names
-            .iter()
-            .filter_map(|n| self.svc(n))
-            .filter(|s| s.status.is_active())
-            .count();
-        for name in names {
-            if self.status(name) != ServiceStatus::Pending {
+        let mut active = group().filter(|s| s.status.is_active()).count();
+        for &i in at {
+            if self.status_at(i) != ServiceStatus::Pending {
                 continue;
             }
-            let deps = self.runs[name].spec.depends_on.clone();
-            if let Some(bad) = deps.iter().find(|d| {
-                matches!(
-                    self.status(d),
-                    ServiceStatus::RolledBack | ServiceStatus::Failed | ServiceStatus::Skipped
-                )
-            }) {
-                let reason = format!("dependency {bad} {}", self.status(bad));
+            let Some(name) = self.order.get(i).cloned() else {
+                continue;
+            };
+            let name = &name;
+            // The first dependency that can no longer promote, or whether all promoted.
+            let (bad, ready) = {
+                let Some(deps) = self.active.deps.get(i) else {
+                    continue;
+                };
+                let of =
+                    |d: &Option<usize>| d.map_or(ServiceStatus::Skipped, |d| self.status_at(d));
+                let bad = deps.iter().position(|d| {
+                    matches!(
+                        of(d),
+                        ServiceStatus::RolledBack | ServiceStatus::Failed | ServiceStatus::Skipped
+                    )
+                });
+                let ready = deps.iter().all(|d| of(d) == ServiceStatus::Promoted);
+                (bad, ready)
+            };
+            if let Some(k) = bad {
+                let dep = self.runs[name]
+                    .spec
+                    .depends_on
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_default();
+                let reason = format!("dependency {dep} {}", self.status(&dep));
                 self.emit(EventKind::Skipped {
                     service: name.clone(),
                     reason,
                 })?;
                 continue;
             }
-            if !deps
-                .iter()
-                .all(|d| self.status(d) == ServiceStatus::Promoted)
-            {
+            if !ready {
                 continue;
             }
             if !self.runs[name].retiring.is_empty() {

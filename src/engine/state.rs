@@ -163,6 +163,26 @@ pub struct HealthSummary {
     pub at_ms: u64,
 }
 
+impl HealthSummary {
+    /// The same counts and problem, whatever the time of the poll (destructured, so a
+    /// field added later cannot be forgotten here).
+    pub fn same_but_time(&self, other: &HealthSummary) -> bool {
+        let HealthSummary {
+            candidate_healthy,
+            candidate_desired,
+            baseline_healthy,
+            baseline_desired,
+            problem,
+            at_ms: _,
+        } = self;
+        *candidate_healthy == other.candidate_healthy
+            && *candidate_desired == other.candidate_desired
+            && *baseline_healthy == other.baseline_healthy
+            && *baseline_desired == other.baseline_desired
+            && *problem == other.problem
+    }
+}
+
 /// One service, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceState {

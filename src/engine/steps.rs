@@ -13,9 +13,11 @@ use super::service_run::BatchPhase;
 use super::state::{EventKind, Gate, GateKind, ReleaseStatus, ServiceStatus};
 
 impl Engine {
-    /// One service's share of a tick.
-    pub(super) async fn drive(&mut self, name: &str) -> Result<(), EngineError> {
-        let status = self.status(name);
+    /// One service's share of a tick: the service at plan position `i`, named `name`. The
+    /// per-tick pass drives every service in flight at every tick, so this path reads the
+    /// service's status and run state by position, never by name.
+    pub(super) async fn drive_at(&mut self, i: usize, name: &str) -> Result<(), EngineError> {
+        let status = self.status_at(i);
         match status {
             ServiceStatus::Pending | ServiceStatus::Skipped | ServiceStatus::Failed => {
                 return Ok(());
@@ -25,21 +27,26 @@ impl Engine {
             _ => {}
         }
         let now = self.clock.now_ms();
+        let Some(rt) = self.runs.at(i) else {
+            return Ok(());
+        };
         // Watch health and the judges (even while paused: a pause freezes weights, not checks).
-        if self.runs[name].next_health_ms <= now {
-            self.poll_health(name).await?;
-            if self.status(name) != status {
+        if rt.next_health_ms <= now {
+            self.poll_health_at(i, name).await?;
+            if self.status_at(i) != status {
                 return Ok(());
             }
         }
         if status != ServiceStatus::Promoted {
-            self.poll_analysis(name).await?;
-            if !self.status(name).is_active() {
+            self.poll_analysis_at(i, name).await?;
+            if !self.status_at(i).is_active() {
                 return Ok(());
             }
         }
         let release_paused = self.state.status == ReleaseStatus::Paused;
-        let rt = &self.runs[name];
+        let Some(rt) = self.runs.at(i) else {
+            return Ok(());
+        };
         if release_paused || rt.paused_by_operator || rt.failure_hold.is_some() {
             return Ok(());
         }
@@ -48,7 +55,7 @@ impl Engine {
         if let Some(step) = rt.step() {
             let waits_for_people = step.is_gate()
                 || rt.gate_deadline_ms.is_some()
-                || self.svc(name).is_some_and(|s| s.gate.is_some());
+                || self.svc_at(i, name).is_some_and(|s| s.gate.is_some());
             let own = step.min_duration_ms;
             if status != ServiceStatus::Promoted
                 && !waits_for_people
@@ -70,24 +77,28 @@ impl Engine {
                 return self.fail_service(name, reason).await;
             }
         }
-        self.run_step(name).await
+        self.run_step_at(i, name).await
     }
 
-    /// Enter the current step if needed, and finish it when its condition holds.
-    pub(super) async fn run_step(&mut self, name: &str) -> Result<(), EngineError> {
-        let Some(step) = self.runs[name].step_shared() else {
+    /// Enter the current step if needed, and finish it when its condition holds (the
+    /// service at plan position `i`, named `name`).
+    pub(super) async fn run_step_at(&mut self, i: usize, name: &str) -> Result<(), EngineError> {
+        let Some(rt) = self.runs.at(i) else {
             return Ok(());
         };
-        if self.runs[name].busy.is_some() {
+        let Some(step) = rt.step_shared() else {
+            return Ok(());
+        };
+        if rt.busy.is_some() {
             return Ok(());
         }
+        let (entered, retrying, until_ms) = (rt.entered, rt.retry, rt.until_ms);
         let now = self.clock.now_ms();
-        let s = match self.svc_shared(name) {
+        let s = match self.svc_shared_at(i, name) {
             Some(s) => s,
             None => return Ok(()),
         };
-        if !self.runs[name].entered {
-            let retrying = self.runs[name].retry;
+        if !entered {
             if retrying.is_some_and(|(_, at)| now < at) {
                 return Ok(());
             }
@@ -100,7 +111,8 @@ impl Engine {
                 } => Some(now + duration_ms),
                 _ => None,
             };
-            if let Some(rt) = self.runs.get_mut(name) {
+            let mut of = 0;
+            if let Some(rt) = self.runs.at_mut(i) {
                 rt.entered = true;
                 rt.batch = BatchPhase::Launch;
                 if retrying.is_none() {
@@ -109,11 +121,12 @@ impl Engine {
                 rt.until_ms = until;
                 rt.gate_deadline_ms = None;
                 rt.extending = false;
+                of = rt.steps.len();
             }
             self.emit(EventKind::StepStarted {
                 service: name.to_string(),
                 index: step.index,
-                of: self.runs[name].steps.len(),
+                of,
                 action: step.action.clone(),
                 description: step.description.clone(),
                 until_ms: until,
@@ -138,7 +151,9 @@ impl Engine {
                 }
             }
             Action::Analysis { .. } | Action::Bake { .. } => {
-                let rt = &self.runs[name];
+                let Some(rt) = self.runs.at(i) else {
+                    return Ok(());
+                };
                 let extended_pass = rt.extending
                     && rt
                         .analysis
@@ -146,7 +161,7 @@ impl Engine {
                         .or(rt.continuous.as_ref())
                         .is_some_and(|a| a.outcome() == Outcome::Pass);
                 if extended_pass {
-                    if let Some(rt) = self.runs.get_mut(name) {
+                    if let Some(rt) = self.runs.at_mut(i) {
                         rt.extending = false;
                     }
                     self.end_analysis(name, &step).await?;
@@ -158,14 +173,18 @@ impl Engine {
                 duration_ms: Some(_),
             }
             | Action::KeepOld { .. } => {
-                if self.runs[name].until_ms.is_some_and(|u| now >= u) {
+                if until_ms.is_some_and(|u| now >= u) {
                     self.complete_step(name).await?;
                 }
             }
             Action::Approval { on_timeout, .. } => {
-                if self.runs[name].gate_deadline_ms.is_some_and(|d| now >= d) {
+                if self
+                    .runs
+                    .at(i)
+                    .is_some_and(|rt| rt.gate_deadline_ms.is_some_and(|d| now >= d))
+                {
                     let on_timeout = *on_timeout;
-                    if let Some(rt) = self.runs.get_mut(name) {
+                    if let Some(rt) = self.runs.at_mut(i) {
                         rt.gate_deadline_ms = None;
                     }
                     match on_timeout {

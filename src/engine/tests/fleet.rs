@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::engine::state::{FleetEvent, RingStatus, TenantStatus};
 
-const SERVICES: &str = r#"
+pub(crate) const SERVICES: &str = r#"
 [[service]]
 name = "api"
 strategy = "canary"
