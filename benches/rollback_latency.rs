@@ -23,7 +23,8 @@
 //! every response's start time and revision recorded (the resolution of "last candidate
 //! request" is one request interval, ~0.3 ms here).
 //!
-//! cargo bench --bench rollback_latency   (CUTOVER_ROLLBACKS, default 100 per path)
+//! cargo bench --bench rollback_latency   (CUTOVER_ROLLBACKS, default 100 per path;
+//! CUTOVER_BENCH_ONLY=command or =fail for one path)
 //! CUTOVER_BENCH_TRACE=1 also prints, for each round slower than 10 ms, which revision
 //! answered the requests the clients started after the instant (`c` candidate, `b`
 //! baseline, with the offset in ms): a split still in force shows as c and b interleaved.
@@ -105,17 +106,36 @@ target = {{ revision = "v2" }}
     )
 }
 
-/// (start in unix µs, answered by the candidate)
-type Seen = Arc<Mutex<Vec<(u64, bool)>>>;
+/// One answered request.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen1 {
+    /// When the request was written (unix µs).
+    start: u64,
+    /// Answered by the candidate (`x-cutover-revision: v2`).
+    candidate: bool,
+    /// When its answer's last byte was read (unix µs).
+    end: u64,
+    status: u16,
+    /// The replica's port (`x-demo-port`, 0 if absent).
+    port: u16,
+    /// Which loader thread and connection sent it.
+    conn: u32,
+}
 
-/// One keep-alive connection's loop; reconnects when the proxy closes it.
-fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
-    let req = b"GET /api/x HTTP/1.1\r\nHost: bench\r\n\r\n";
+type Seen = Arc<Mutex<Vec<Seen1>>>;
+
+/// One keep-alive connection's loop; reconnects when the proxy closes it. Every request
+/// has its own path (`/api/<thread>-<n>`), and every 200 answer must echo it (demo-service
+/// answers `"path":…`): an answer paired with the wrong request stops the bench.
+fn load(port: u16, thread: u32, seen: Seen, stop: Arc<AtomicBool>) {
+    let mut seq = 0u64;
+    let mut conn = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         };
+        conn += 1;
         let _ = s.set_nodelay(true);
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let mut w = match s.try_clone() {
@@ -125,12 +145,17 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
         let mut r = BufReader::new(s);
         let mut batch = Vec::with_capacity(256);
         while !stop.load(Ordering::Relaxed) {
+            seq += 1;
+            let path = format!("/api/{thread}-{seq}");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
             let t = unix_us();
-            if w.write_all(req).is_err() {
+            if w.write_all(req.as_bytes()).is_err() {
                 break;
             }
             let mut len = None;
             let mut candidate = false;
+            let mut status = 0u16;
+            let mut backend = 0u16;
             let mut line = String::new();
             let mut ok = true;
             loop {
@@ -147,10 +172,14 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
                     break;
                 }
                 let lower = l.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
+                if let Some(v) = lower.strip_prefix("http/1.1 ") {
+                    status = v.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                } else if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse::<usize>().ok();
                 } else if let Some(v) = lower.strip_prefix("x-cutover-revision:") {
                     candidate = v.trim() == "v2";
+                } else if let Some(v) = lower.strip_prefix("x-demo-port:") {
+                    backend = v.trim().parse().unwrap_or(0);
                 }
             }
             if !ok {
@@ -163,7 +192,23 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
             if r.read_exact(&mut body).is_err() {
                 break;
             }
-            batch.push((t, candidate));
+            if status == 200 {
+                let want = format!("\"path\":\"{path}\"");
+                if !String::from_utf8_lossy(&body).contains(&want) {
+                    fail(&format!(
+                        "the answer to GET {path} does not echo its path: {}",
+                        String::from_utf8_lossy(&body)
+                    ));
+                }
+            }
+            batch.push(Seen1 {
+                start: t,
+                candidate,
+                end: unix_us(),
+                status,
+                port: backend,
+                conn: thread * 100_000 + conn,
+            });
             if batch.len() == batch.capacity() {
                 seen.lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -210,7 +255,7 @@ struct Round {
 
 struct Run {
     rounds: Vec<Round>,
-    seen: Vec<(u64, bool)>,
+    seen: Vec<Seen1>,
     journal: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -236,9 +281,9 @@ fn run_path(rt: &tokio::runtime::Runtime, n: usize, verdict: bool) -> Run {
     let seen: Seen = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let loaders: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|i| {
             let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || load(port, seen, stop))
+            std::thread::spawn(move || load(port, i, seen, stop))
         })
         .collect();
     let mut rounds = Vec::new();
@@ -327,39 +372,26 @@ fn events(journal: &Path) -> Vec<serde_json::Value> {
 /// Per round: the start of the last candidate-served request in [from, until) minus from.
 fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
     run.seen.sort_unstable();
+    let trace = std::env::var_os("CUTOVER_BENCH_TRACE").is_some();
+    let evs = if trace {
+        timed_events(&run.journal)
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     let mut none = 0;
     for r in &run.rounds {
         let last = run
             .seen
             .iter()
-            .filter(|(t, c)| *c && *t >= r.from_us && *t < r.until_us)
-            .map(|(t, _)| *t)
+            .filter(|s| s.candidate && s.start >= r.from_us && s.start < r.until_us)
+            .map(|s| s.start)
             .max();
-        if std::env::var_os("CUTOVER_BENCH_TRACE").is_some()
+        if trace
             && let Some(t) = last
             && t - r.from_us > 10_000
         {
-            // What the clients saw after the instant, up to the last candidate answer:
-            // offsets in ms, `c` for the candidate, `b` for the baseline.
-            let trail: Vec<String> = run
-                .seen
-                .iter()
-                .filter(|(x, _)| *x >= r.from_us && *x <= t)
-                .map(|(x, c)| {
-                    format!(
-                        "{}{:.1}",
-                        if *c { 'c' } else { 'b' },
-                        (x - r.from_us) as f64 / 1000.0
-                    )
-                })
-                .collect();
-            let n = trail.len();
-            println!(
-                "  trace of a slow round ({n} requests after the instant): first {:?} ... last {:?}",
-                &trail[..n.min(12)],
-                &trail[n.saturating_sub(12)..]
-            );
+            trace_round(run, &evs, r, t);
         }
         match last {
             Some(t) => out.push((t - r.from_us) as f64 / 1000.0),
@@ -372,6 +404,52 @@ fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
         }
     }
     (out, none)
+}
+
+/// A slow round (CUTOVER_BENCH_TRACE): the journal entries from 50 ms before the instant
+/// to 20 ms after the last candidate request, and every candidate answer to a request
+/// started after the instant (offsets in ms from the instant, journal clock in ms).
+fn trace_round(run: &Run, evs: &[(u64, serde_json::Value)], r: &Round, last: u64) {
+    let from_ms = r.from_us / 1000;
+    let off = |us: u64| (us as f64 - r.from_us as f64) / 1000.0;
+    println!(
+        "  slow round: instant {} (unix ms), last candidate request started {:.1} ms after",
+        from_ms,
+        off(last)
+    );
+    for (at, e) in evs
+        .iter()
+        .filter(|(at, _)| *at + 50 >= from_ms && *at <= last / 1000 + 20)
+    {
+        let mut e = e.clone();
+        if let Some(o) = e.as_object_mut() {
+            o.remove("verdict");
+            o.remove("sample");
+            o.remove("samples");
+        }
+        println!("    journal {:+.0} ms: {}", *at as f64 - from_ms as f64, e);
+    }
+    let after: Vec<&Seen1> = run
+        .seen
+        .iter()
+        .filter(|s| s.start >= r.from_us && s.start <= last)
+        .collect();
+    let cands: Vec<&&Seen1> = after.iter().filter(|s| s.candidate).collect();
+    println!(
+        "    {} requests started after the instant up to the last candidate one, {} answered by the candidate:",
+        after.len(),
+        cands.len()
+    );
+    for s in cands.iter().take(40) {
+        println!(
+            "    c start {:+.2} end {:+.2} status {} port {} conn {}",
+            off(s.start),
+            off(s.end),
+            s.status,
+            s.port,
+            s.conn
+        );
+    }
 }
 
 /// Each journal entry's time (`at_ms`) and event, in order.
@@ -521,7 +599,11 @@ fn main() {
         pct(&fs, 0.5),
         pct(&fs, 0.99)
     );
+    let only = std::env::var("CUTOVER_BENCH_ONLY").unwrap_or_default();
     for (verdict, name) in [(false, "command"), (true, "fail verdict")] {
+        if !only.is_empty() && !name.starts_with(only.as_str()) {
+            continue;
+        }
         let mut run = run_path(&rt, n, verdict);
         let evs = events(&run.journal);
         if verdict {
