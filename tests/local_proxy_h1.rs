@@ -1,16 +1,17 @@
 //! The proxy's hand-written HTTP/1 path (`src/platform/local/proxy_h1.rs`) byte by byte:
 //! raw clients and raw or hyper backends over loopback, for what the proxy now frames
 //! itself (chunked both ways, pipelining, 100-continue, HEAD, early closes, resets, bad and
-//! oversized heads, hop-by-hop fields).
+//! oversized heads, hop-by-hop fields, clients that leave while their backend works).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cutover::platform::local::h1_framing::Chunked;
-use cutover::platform::local::proxy::ServiceProxy;
+use cutover::platform::local::proxy::{DrainOutcome, ServiceProxy};
 use cutover::platform::local::stats::ProxyStats;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
@@ -83,17 +84,8 @@ async fn scripted_backend(answers: Vec<Vec<u8>>, after: After) -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 for answer in answers.iter() {
-                    // Read one head (these requests have no body).
-                    loop {
-                        if let Some(i) = find(&buf, b"\r\n\r\n") {
-                            buf.drain(..i + 4);
-                            break;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    if !read_one_head(&mut stream, &mut buf).await {
+                        return;
                     }
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -118,6 +110,22 @@ async fn scripted_backend(answers: Vec<Vec<u8>>, after: After) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Read one request head (these requests have no body) off `buf`, reading more into it
+/// as needed; false when the connection ended first.
+async fn read_one_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            buf.drain(..i + 4);
+            return true;
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -599,4 +607,218 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
         started.elapsed()
     );
     assert!(c.closed().await);
+}
+
+const OK_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/// A backend that reads one request head per exchange, sends `early` at once (say, a head
+/// and part of a body), holds the rest of its answer for `hold` and then sends `rest`.
+/// Answers in order on a keep-alive connection. `abandoned` counts the connections the
+/// proxy closed while an answer was being held.
+struct HoldingBackend {
+    addr: SocketAddr,
+    abandoned: Arc<AtomicUsize>,
+}
+
+async fn holding_backend(
+    early: &'static [u8],
+    hold: Duration,
+    rest: &'static [u8],
+) -> HoldingBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let abandoned = Arc::new(AtomicUsize::new(0));
+    let counter = abandoned.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    if !read_one_head(&mut stream, &mut buf).await {
+                        return;
+                    }
+                    if stream.write_all(early).await.is_err() {
+                        return;
+                    }
+                    // Hold the rest, noticing the proxy closing meanwhile (a pipelined
+                    // head arriving is kept for the next round).
+                    let held = tokio::time::sleep(hold);
+                    tokio::pin!(held);
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        tokio::select! {
+                            _ = &mut held => break,
+                            r = stream.read(&mut chunk) => match r {
+                                Ok(0) | Err(_) => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            },
+                        }
+                    }
+                    if stream.write_all(rest).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    HoldingBackend { addr, abandoned }
+}
+
+async fn until(what: &str, within_: Duration, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(within_, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {within_:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_answer_is_released_at_once_and_a_drain_ends() {
+    let hold = Duration::from_secs(10);
+    let backend = holding_backend(b"", hold, OK_ANSWER).await;
+    let (proxy, stats) = proxy_to(backend.addr).await;
+    let proxy = Arc::new(proxy);
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    until("the request in flight", LIMIT, || {
+        proxy.in_flight("v1") == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let drain = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.drain("v1", Duration::from_secs(30)).await }
+    });
+    // The drain waits for the request while the client is there.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!drain.is_finished());
+    assert_eq!(proxy.in_flight("v1"), 1);
+    drop(c);
+    until(
+        "in flight back to 0 after the client closed",
+        Duration::from_secs(1),
+        || proxy.in_flight("v1") == 0,
+    )
+    .await;
+    assert_eq!(within("drain", drain).await.unwrap(), DrainOutcome::Drained);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "drain took {took:?}");
+    // The backend connection was dropped, not kept for the pool.
+    until(
+        "the backend sees its connection closed",
+        Duration::from_secs(1),
+        || backend.abandoned.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    // As with hyper: neither a response nor a connection error (the backend did nothing wrong).
+    assert_eq!(counted(&stats), (0, 0));
+    // The proxy still serves (on a new backend connection).
+    let backend2 = echo_backend().await;
+    proxy.set_backends("v1", vec![backend2]);
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let r = within("after", c.response(false)).await.unwrap();
+    assert!(r.text().starts_with("GET /after\n"), "{}", r.text());
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_body_is_released_at_once_and_its_response_counted() {
+    let backend = holding_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst",
+        Duration::from_secs(10),
+        b"-last",
+    )
+    .await;
+    let (proxy, stats) = proxy_to(backend.addr).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    while find(&c.buf, b"first").is_none() {
+        assert!(c.fill().await, "the head and the first bytes arrive");
+    }
+    assert_eq!(proxy.in_flight("v1"), 1);
+    // A reset this time (SO_LINGER 0), the other way a client goes.
+    #[allow(deprecated)]
+    c.stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(c);
+    let started = std::time::Instant::now();
+    let outcome = within(
+        "drain_backend",
+        proxy.drain_backend(backend.addr, Duration::from_secs(30)),
+    )
+    .await;
+    assert_eq!(outcome, DrainOutcome::Drained);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "drain took {took:?}");
+    // The revision's gauge is released just after the replica's.
+    until(
+        "the revision's in-flight count at 0",
+        Duration::from_secs(1),
+        || proxy.in_flight("v1") == 0,
+    )
+    .await;
+    until(
+        "the backend sees its connection closed",
+        Duration::from_secs(1),
+        || backend.abandoned.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    // As with hyper: the response was counted at its head; no connection error.
+    assert_eq!(counted(&stats), (1, 0));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelining_client_that_half_closes_gets_every_answer() {
+    // Each answer waits long enough for the half-close to be seen while the proxy waits.
+    let backend = holding_backend(b"", Duration::from_millis(300), OK_ANSWER).await;
+    let (proxy, stats) = proxy_to(backend.addr).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\nGET /two HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    c.stream.shutdown().await.unwrap();
+    for i in 0..2 {
+        let r = within("pipelined answer", c.response(false))
+            .await
+            .unwrap_or_else(|| panic!("answer {i} lost"));
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    // Then the proxy closes: the client sends nothing more.
+    assert!(c.closed().await);
+    assert_eq!(counted(&stats), (2, 0));
+    assert_eq!(backend.abandoned.load(Ordering::SeqCst), 0);
+    assert_eq!(proxy.in_flight("v1"), 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_pipelined_while_the_backend_works_is_kept_and_answered() {
+    let backend = holding_backend(b"", Duration::from_millis(300), OK_ANSWER).await;
+    let (proxy, stats) = proxy_to(backend.addr).await;
+    let mut c = Client::connect(proxy.local_addr()).await;
+    c.send(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    until("the first request in flight", LIMIT, || {
+        proxy.in_flight("v1") == 1
+    })
+    .await;
+    // Sent while the proxy waits on the backend: read then, kept for the next exchange.
+    c.send(b"GET /two HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await;
+    for _ in 0..2 {
+        let r = within("answer", c.response(false)).await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    assert!(c.closed().await);
+    assert_eq!(counted(&stats), (2, 0));
+    assert_eq!(backend.abandoned.load(Ordering::SeqCst), 0);
+    proxy.shutdown().await;
 }

@@ -25,10 +25,16 @@
 //! that turns out closed before any answer byte is retried once on a new connection when
 //! the request had no body and is idempotent (its whole head is still at hand).
 //!
-//! Not noticed: a client that closes while its backend is still working. The exchange
-//! runs until the backend answers (the write to the client then fails, the answer is
-//! counted, the backend connection dropped), so the request stays in flight, and a drain
-//! waits for it, as long as the backend takes. No idle or read timeouts, as before.
+//! A client that leaves while its backend works is noticed at once: while the proxy waits
+//! for the answer's head or for more of its body, one `select!` watches the client's
+//! socket beside the backend's (no task, no channel). EOF with nothing pipelined behind
+//! the request, or a reset, abandons the exchange: the backend connection is dropped (not
+//! pooled), the in-flight count goes down (a drain stops waiting), and the stats count
+//! what the hyper path counted: nothing before the head (neither a response nor a
+//! connection error), the response (at its head) when the body was being relayed.
+//! Bytes the client pipelined meanwhile are kept for the next exchange; an EOF behind
+//! them is a half-close, and every request sent before it is answered (`check_client`).
+//! No idle or read timeouts, as before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +100,9 @@ pub(super) async fn serve_connection(
 ) {
     let mut cbuf = IoBuf::new();
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    // The client shut its write side after pipelining requests: they are answered, and
+    // its socket is no longer watched (it reads as ready for good).
+    let mut read_closed = false;
     loop {
         if stop.has_changed().unwrap_or(true) {
             return;
@@ -126,7 +135,16 @@ pub(super) async fn serve_connection(
                 Next::KeepAlive
             }
             Head::Routed(plan) => {
-                exchange(&inner, &mut client, &mut cbuf, &mut out, plan, &stop).await
+                exchange(
+                    &inner,
+                    &mut client,
+                    &mut cbuf,
+                    &mut read_closed,
+                    &mut out,
+                    plan,
+                    &stop,
+                )
+                .await
             }
         };
         if next == Next::Close {
@@ -406,6 +424,7 @@ async fn exchange(
     inner: &Inner,
     client: &mut TcpStream,
     cbuf: &mut IoBuf,
+    read_closed: &mut bool,
     out: &mut Vec<u8>,
     plan: Plan,
     stop: &watch::Receiver<Option<Duration>>,
@@ -433,7 +452,7 @@ async fn exchange(
                 }
             },
         };
-        match send_and_relay(client, cbuf, out, &mut conn, &plan, stop).await {
+        match send_and_relay(client, cbuf, read_closed, out, &mut conn, &plan, stop).await {
             // `Retry` comes only from a pooled connection, for a request without a body.
             Err(Retry) => {
                 fresh_only = true;
@@ -523,6 +542,7 @@ struct Done {
 async fn send_and_relay(
     client: &mut TcpStream,
     cbuf: &mut IoBuf,
+    read_closed: &mut bool,
     out: &mut Vec<u8>,
     conn: &mut BackendConn,
     plan: &Plan,
@@ -581,8 +601,10 @@ async fn send_and_relay(
         }
     }
 
-    // The answer's head (interim 1xx answers skipped).
+    // The answer's head (interim 1xx answers skipped). Meanwhile the client is watched: one
+    // that leaves abandons the exchange (see `check_client`).
     let mut got_any = false;
+    let mut watching = !*read_closed;
     let (status, framing, head_at) = loop {
         if !conn.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -667,7 +689,19 @@ async fn send_and_relay(
                 MAX_HEAD / 1024
             ))));
         }
-        match conn.stream.read(spare).await {
+        let Ok(read) = read_watching(
+            &mut conn.stream,
+            spare,
+            client,
+            cbuf,
+            read_closed,
+            &mut watching,
+        )
+        .await
+        else {
+            return Ok(Err(Failure::Client));
+        };
+        match read {
             // The request was written: sent again only if doing it twice is harmless.
             Ok(0) | Err(_) if !got_any && conn.reused && plan.resendable() => return Err(Retry),
             Ok(0) => {
@@ -683,7 +717,7 @@ async fn send_and_relay(
         }
     };
     let (framing, dechunk, next) = framing;
-    match relay_response_body(client, out, conn, framing.body, dechunk).await {
+    match relay_response_body(client, cbuf, read_closed, out, conn, framing.body, dechunk).await {
         Ok(()) => Ok(Ok(Done {
             status,
             head_at,
@@ -691,8 +725,10 @@ async fn send_and_relay(
             next,
             cut,
         })),
-        // The client went away mid-answer: the backend answered, so the response counts;
-        // its connection is not reused (the body was not read to its end).
+        // The client went away mid-answer (a failed write, or it closed while the proxy
+        // waited for more of the body): the backend answered, so the response counts, as
+        // the hyper path counted it (at its head); its connection is not reused (the body
+        // was not read to its end).
         Err(Failure::Client) => Ok(Ok(Done {
             status,
             head_at,
@@ -801,9 +837,87 @@ fn early_answer(conn: &mut BackendConn) -> bool {
     }
 }
 
+/// The client left while the proxy waited on its backend.
+struct Gone;
+
+/// Read from the backend into `spare` while watching the client (`check_client`), the one
+/// `select!` that notices a client leaving; `watching` turns off for good when the client
+/// can no longer be watched in this exchange.
+async fn read_watching(
+    backend: &mut TcpStream,
+    spare: &mut [u8],
+    client: &TcpStream,
+    cbuf: &mut IoBuf,
+    read_closed: &mut bool,
+    watching: &mut bool,
+) -> Result<std::io::Result<usize>, Gone> {
+    loop {
+        tokio::select! {
+            biased;
+            r = backend.read(&mut *spare) => return Ok(r),
+            r = client.readable(), if *watching => {
+                match r.map_or(Client::Gone, |()| check_client(client, cbuf, read_closed)) {
+                    Client::Here => {}
+                    Client::Unwatched => *watching = false,
+                    Client::Gone => return Err(Gone),
+                }
+            }
+        }
+    }
+}
+
+/// What the client's socket says while the proxy waits on the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// Nothing to conclude: the readiness was stale, or the client pipelined more bytes
+    /// (kept in its buffer, the next requests).
+    Here,
+    /// Still owed answers but no longer watched: it shut its write side after pipelining
+    /// (its socket would read as ready for good), or its buffer is full of pipelined
+    /// bytes (read on once the exchange ends).
+    Unwatched,
+    /// Closed (EOF with no request of its left to answer but this one) or reset.
+    Gone,
+}
+
+/// The client's socket reads as ready while its request is with the backend: read what it
+/// sent into `cbuf`, without losing a byte of a pipelined request, and tell whether the
+/// client is gone.
+///
+/// EOF is the client leaving when nothing it sent after this request is left: that is how
+/// HTTP/1.1 clients stop waiting (curl, browsers and load generators close; none shuts
+/// only its write side and then waits), and it is what hyper (its default, no
+/// `half_close`) and nginx (without `proxy_ignore_client_abort`) take it for. TCP cannot
+/// tell a `close` from a `shutdown(Write)`. An EOF behind pipelined bytes is a half-close:
+/// the client sent those requests before it, so it waits for their answers; all are given,
+/// then the connection closes. A reset is gone whatever is buffered (nothing can be
+/// written to it).
+fn check_client(client: &TcpStream, cbuf: &mut IoBuf, read_closed: &mut bool) -> Client {
+    loop {
+        // Not grown here: a full buffer is the next requests, read on after this one.
+        let cap = cbuf.data.len();
+        let spare = cbuf.spare(cap);
+        if spare.is_empty() {
+            return Client::Unwatched;
+        }
+        match client.try_read(spare) {
+            Ok(0) if cbuf.is_empty() => return Client::Gone,
+            Ok(0) => {
+                *read_closed = true;
+                return Client::Unwatched;
+            }
+            Ok(n) => cbuf.advance_end(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Client::Here,
+            Err(_) => return Client::Gone,
+        }
+    }
+}
+
 /// Write the response head (in `out`) and stream the body from the backend to the client.
 async fn relay_response_body(
     client: &mut TcpStream,
+    cbuf: &mut IoBuf,
+    read_closed: &mut bool,
     out: &mut Vec<u8>,
     conn: &mut BackendConn,
     framing: Framing,
@@ -814,13 +928,25 @@ async fn relay_response_body(
         _ => 0,
     };
     let mut chunked = Chunked::new();
-    // The first pass sends the head with what is already buffered; then read and relay.
+    // The first pass sends the head with what is already buffered; then read and relay,
+    // watching the client meanwhile (a slow body is not streamed to a client that left).
     let mut first = true;
+    let mut watching = !*read_closed;
     loop {
         if !first {
             let cap = conn.buf.data.len();
             let spare = conn.buf.spare(cap);
-            match conn.stream.read(spare).await {
+            let read = read_watching(
+                &mut conn.stream,
+                spare,
+                client,
+                cbuf,
+                read_closed,
+                &mut watching,
+            )
+            .await
+            .map_err(|Gone| Failure::Client)?;
+            match read {
                 Ok(0) if framing == Framing::UntilClose => {
                     return Ok(());
                 }
