@@ -822,3 +822,47 @@ async fn a_request_pipelined_while_the_backend_works_is_kept_and_answered() {
     assert_eq!(backend.abandoned.load(Ordering::SeqCst), 0);
     proxy.shutdown().await;
 }
+
+/// The rollback-latency anomaly (docs/reliability.md): a request the proxy refused itself on
+/// a keep-alive connection (503 before any split, 502 for a pin to an unknown revision)
+/// stayed in the connection's buffer and was refused again and again, so the client got
+/// answers it never asked for and every later answer paired with an earlier request. Each
+/// request here gets exactly one answer, its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_answered_once_and_the_next_gets_its_own_answer() {
+    let backend = echo_backend().await;
+    let stats = ProxyStats::new();
+    let proxy = ServiceProxy::bind("svc", "127.0.0.1:0".parse().unwrap(), stats.clone())
+        .await
+        .unwrap();
+    proxy.set_backends("v1", vec![backend]);
+    let mut c = Client::connect(proxy.local_addr()).await;
+
+    // No split yet: the proxy answers 503 and keeps the connection.
+    c.send(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let r = within("503", c.response(false)).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Give a repeated refusal time to arrive before the next request is sent.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxy.set_weights(&vec![("v1".to_string(), 100)]).unwrap();
+    c.send(b"GET /two HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let r = within("answer to /two", c.response(false)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("GET /two\n"), "{}", r.text());
+
+    // Pinned to a revision the proxy does not know: 502, then the next request.
+    c.send(b"GET /three HTTP/1.1\r\nhost: x\r\nx-cutover-revision: nope\r\n\r\n")
+        .await;
+    let r = within("502", c.response(false)).await.unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(b"GET /four HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await;
+    let r = within("answer to /four", c.response(false)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("GET /four\n"), "{}", r.text());
+    // Nothing else on the connection: it closes after the last answer.
+    assert!(c.closed().await, "bytes after the last answer: {:?}", c.buf);
+    assert_eq!(counted(&stats), (2, 0));
+    proxy.shutdown().await;
+}

@@ -169,7 +169,15 @@ async fn read_head(
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(cbuf.filled()) {
                 Ok(httparse::Status::Complete(n)) => {
-                    return Some(plan_request(inner, &req, n, out, this_machine));
+                    let head = plan_request(inner, &req, n, out, this_machine);
+                    if matches!(head, Head::Answer(..)) {
+                        // Answered here: the head is done with. (Left in the buffer, it
+                        // was parsed and refused again and again, every copy of the
+                        // refusal an answer the client never asked for, and every later
+                        // answer on the connection paired with an earlier request.)
+                        cbuf.consume(n);
+                    }
+                    return Some(head);
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
