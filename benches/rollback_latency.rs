@@ -124,6 +124,9 @@ struct Seen1 {
 
 type Seen = Arc<Mutex<Vec<Seen1>>>;
 
+/// Answers that do not echo their request's path: (request start in unix µs, what came).
+static MISPAIRED: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+
 /// One keep-alive connection's loop; reconnects when the proxy closes it. Every request
 /// has its own path (`/api/<thread>-<n>`), and every 200 answer must echo it (demo-service
 /// answers `"path":…`): an answer paired with the wrong request stops the bench.
@@ -144,8 +147,13 @@ fn load(port: u16, thread: u32, seen: Seen, stop: Arc<AtomicBool>) {
         };
         let mut r = BufReader::new(s);
         let mut batch = Vec::with_capacity(256);
+        let mut on_conn = 0u64;
+        let opened = unix_us();
+        let mut head = String::new();
         while !stop.load(Ordering::Relaxed) {
             seq += 1;
+            on_conn += 1;
+            head.clear();
             let path = format!("/api/{thread}-{seq}");
             let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
             let t = unix_us();
@@ -171,6 +179,8 @@ fn load(port: u16, thread: u32, seen: Seen, stop: Arc<AtomicBool>) {
                 if l.is_empty() {
                     break;
                 }
+                head.push_str(l);
+                head.push_str(" | ");
                 let lower = l.to_ascii_lowercase();
                 if let Some(v) = lower.strip_prefix("http/1.1 ") {
                     status = v.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -192,13 +202,25 @@ fn load(port: u16, thread: u32, seen: Seen, stop: Arc<AtomicBool>) {
             if r.read_exact(&mut body).is_err() {
                 break;
             }
+            if on_conn == 1 && std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+                eprintln!(
+                    "first answer on connection {conn} of thread {thread} (GET {path}, at {} unix ms): {head}{}",
+                    t / 1000,
+                    String::from_utf8_lossy(&body)
+                );
+            }
             if status == 200 {
                 let want = format!("\"path\":\"{path}\"");
                 if !String::from_utf8_lossy(&body).contains(&want) {
-                    fail(&format!(
-                        "the answer to GET {path} does not echo its path: {}",
+                    let why = format!(
+                        "the answer to GET {path} (request {on_conn} on connection {conn} of thread {thread}, opened {:.1} ms before) does not echo its path: {head}{}",
+                        (t - opened) as f64 / 1000.0,
                         String::from_utf8_lossy(&body)
-                    ));
+                    );
+                    MISPAIRED
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((t, why));
                 }
             }
             batch.push(Seen1 {
@@ -625,6 +647,29 @@ fn main() {
             }
         }
         let (lat, none) = latencies(&mut run);
+        let mispaired = std::mem::take(&mut *MISPAIRED.lock().unwrap_or_else(|p| p.into_inner()));
+        if !mispaired.is_empty() {
+            println!(
+                "{} answers did not echo their request's path ({name} path); the first ones:",
+                mispaired.len()
+            );
+            for (t, why) in mispaired.iter().take(5) {
+                println!("  at {} unix ms: {why}", t / 1000);
+            }
+            if std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+                let first = mispaired[0].0 / 1000;
+                for (at, e) in timed_events(&run.journal)
+                    .iter()
+                    .filter(|(at, _)| *at + 3000 >= first && *at <= first + 300)
+                {
+                    let mut e = e.clone();
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("verdict");
+                    }
+                    println!("    journal {:+} ms: {}", *at as i64 - first as i64, e);
+                }
+            }
+        }
         let writes = entries_before_traffic(&evs, verdict);
         let mut w: Vec<f64> = writes.iter().map(|x| *x as f64).collect();
         w.sort_by(f64::total_cmp);
