@@ -488,24 +488,33 @@ fn timed_events(journal: &Path) -> Vec<(u64, serde_json::Value)> {
         .collect()
 }
 
-/// Where each command round's time went, from the journal's clock (milliseconds): from the
-/// command's send to its `command_accepted` entry, from there to the `weights_set` that
-/// moved traffic back, and from that entry to the last candidate request. Prints the
-/// percentiles of each segment and the slowest rounds.
-fn command_breakdown(run: &Run, lat: &[f64]) {
+/// Where each round's time went, from the journal's clock (milliseconds): from the instant
+/// (the command's send, or the failing window's end) to the trigger's entry
+/// (`command_accepted`, or the fail `verdict`), from there to the `weights_set` that moved
+/// `api`'s traffic back, and from that entry to the last candidate request. Prints the
+/// percentiles of each segment and the slowest rounds: a late candidate answer shows
+/// either before `weights_set` (the engine, the journal's fsyncs) or after it (the proxy,
+/// or the bench).
+fn breakdown(run: &Run, lat: &[f64], verdict: bool) {
     let evs = timed_events(&run.journal);
     let mut rows = Vec::new();
     for (i, r) in run.rounds.iter().enumerate() {
         let from_ms = r.from_us / 1000;
-        let accepted = evs.iter().find(|(at, e)| {
-            *at >= from_ms
-                && e["type"] == "command_accepted"
-                && e["command"]["command"] == "rollback"
+        let trigger = evs.iter().find(|(at, e)| {
+            if verdict {
+                e["type"] == "verdict"
+                    && e["verdict"]["outcome"] == "fail"
+                    && e["verdict"]["at_ms"].as_u64() == Some(from_ms)
+            } else {
+                *at >= from_ms
+                    && e["type"] == "command_accepted"
+                    && e["command"]["command"] == "rollback"
+            }
         });
-        let Some((acc, _)) = accepted else { continue };
+        let Some((acc, _)) = trigger else { continue };
         let Some((moved, _)) = evs
             .iter()
-            .find(|(at, e)| *at >= *acc && e["type"] == "weights_set")
+            .find(|(at, e)| *at >= *acc && e["type"] == "weights_set" && e["service"] == "api")
         else {
             continue;
         };
@@ -527,9 +536,14 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
             .collect()
     };
     let (a, m, t, w) = (col(1), col(2), col(3), col(4));
+    let (what, trigger) = if verdict {
+        ("the verdict's", "window end -> verdict entry")
+    } else {
+        ("the command's", "send -> command_accepted")
+    };
     println!(
-        "  where the command's time went (journal clock, ms resolution; n={}): send -> command_accepted p50 {:.1} p99 {:.1} ms; \
-         command_accepted -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms; \
+        "  where {what} time went (journal clock, ms resolution; n={}): {trigger} p50 {:.1} p99 {:.1} ms; \
+         trigger -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms; \
          weights_set -> rolled_back (entry synced and set_weights returned) p50 {:.1} p99 {:.1} ms",
         rows.len(),
         pct(&a, 0.5),
@@ -544,7 +558,7 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
     rows.sort_by(|x, y| y.0.total_cmp(&x.0));
     for r in rows.iter().take(3) {
         println!(
-            "  slow round: {:.2} ms = {:.1} to accepted + {:.1} to weights_set + {:.1} after (weights_set -> rolled_back {:.1} ms)",
+            "  slow round: {:.2} ms = {:.1} to the trigger's entry + {:.1} to weights_set + {:.1} after (weights_set -> rolled_back {:.1} ms)",
             r.0, r.1, r.2, r.3, r.4
         );
     }
@@ -622,6 +636,7 @@ fn main() {
         pct(&fs, 0.99)
     );
     let only = std::env::var("CUTOVER_BENCH_ONLY").unwrap_or_default();
+    let mut mispaired_total = 0;
     for (verdict, name) in [(false, "command"), (true, "fail verdict")] {
         if !only.is_empty() && !name.starts_with(only.as_str()) {
             continue;
@@ -648,6 +663,7 @@ fn main() {
         }
         let (lat, none) = latencies(&mut run);
         let mispaired = std::mem::take(&mut *MISPAIRED.lock().unwrap_or_else(|p| p.into_inner()));
+        mispaired_total += mispaired.len();
         if !mispaired.is_empty() {
             println!(
                 "{} answers did not echo their request's path ({name} path); the first ones:",
@@ -686,8 +702,11 @@ fn main() {
             pct(&w, 0.5),
             pct(&w, 1.0),
         );
-        if !verdict {
-            command_breakdown(&run, &lat);
-        }
+        breakdown(&run, &lat, verdict);
+    }
+    if mispaired_total > 0 {
+        fail(&format!(
+            "{mispaired_total} answers did not echo their request's path: requests and answers are mispaired, so the figures above mean nothing"
+        ));
     }
 }
