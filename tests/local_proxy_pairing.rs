@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -183,7 +183,13 @@ async fn read_response(
 /// One keep-alive client: requests back to back, each with its own path; every 40th is
 /// pinned to a revision that does not exist, every 40th (offset) to one with no backend.
 /// Ends with a `connection: close` request, after which nothing more may arrive.
-async fn client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>) -> Vec<Seen> {
+/// `refused` counts the clients that got their first 503 (no split yet).
+async fn client(
+    addr: SocketAddr,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+) -> Vec<Seen> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
@@ -215,6 +221,9 @@ async fn client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>) -> Vec<Seen>
         .await
         .unwrap_or_else(|_| panic!("client {id}: no answer to {path} within 10 s"))
         .unwrap_or_else(|| panic!("client {id}: the connection ended before the answer to {path}"));
+        if status == 503 && !seen.iter().any(|s: &Seen| s.status == 503) {
+            refused.fetch_add(1, Ordering::SeqCst);
+        }
         seen.push(Seen {
             path,
             pinned,
@@ -265,14 +274,29 @@ async fn every_answer_is_its_requests_and_labelled_by_a_revision_with_weight() {
     // Clients start before any split: their first requests are refused (503) on
     // keep-alive connections.
     let stop = Arc::new(AtomicBool::new(false));
+    let first_refusals = Arc::new(AtomicUsize::new(0));
     let mut clients = JoinSet::new();
     for id in 0..CLIENTS {
-        clients.spawn(client(proxy.local_addr(), id, stop.clone()));
+        clients.spawn(client(
+            proxy.local_addr(),
+            id,
+            stop.clone(),
+            first_refusals.clone(),
+        ));
     }
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let b1 = backend("v1".into(), any, false).await;
     let b2 = backend("v1".into(), any, false).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every client has been refused on its keep-alive connection before the split is set.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first_refusals.load(Ordering::SeqCst) < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "the clients got no 503 within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
     proxy.set_backends("v1", vec![b1.addr, b2.addr]);
     proxy.set_backends("empty", vec![]);
     set(w(&[("v1", 100), ("empty", 0)]));
