@@ -23,7 +23,8 @@
 //! every response's start time and revision recorded (the resolution of "last candidate
 //! request" is one request interval, ~0.3 ms here).
 //!
-//! cargo bench --bench rollback_latency   (CUTOVER_ROLLBACKS, default 100 per path)
+//! cargo bench --bench rollback_latency   (CUTOVER_ROLLBACKS, default 100 per path;
+//! CUTOVER_BENCH_ONLY=command or =fail for one path)
 //! CUTOVER_BENCH_TRACE=1 also prints, for each round slower than 10 ms, which revision
 //! answered the requests the clients started after the instant (`c` candidate, `b`
 //! baseline, with the offset in ms): a split still in force shows as c and b interleaved.
@@ -105,17 +106,39 @@ target = {{ revision = "v2" }}
     )
 }
 
-/// (start in unix µs, answered by the candidate)
-type Seen = Arc<Mutex<Vec<(u64, bool)>>>;
+/// One answered request.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen1 {
+    /// When the request was written (unix µs).
+    start: u64,
+    /// Answered by the candidate (`x-cutover-revision: v2`).
+    candidate: bool,
+    /// When its answer's last byte was read (unix µs).
+    end: u64,
+    status: u16,
+    /// The replica's port (`x-demo-port`, 0 if absent).
+    port: u16,
+    /// Which loader thread and connection sent it.
+    conn: u32,
+}
 
-/// One keep-alive connection's loop; reconnects when the proxy closes it.
-fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
-    let req = b"GET /api/x HTTP/1.1\r\nHost: bench\r\n\r\n";
+type Seen = Arc<Mutex<Vec<Seen1>>>;
+
+/// Answers that do not echo their request's path: (request start in unix µs, what came).
+static MISPAIRED: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+
+/// One keep-alive connection's loop; reconnects when the proxy closes it. Every request
+/// has its own path (`/api/<thread>-<n>`), and every 200 answer must echo it (demo-service
+/// answers `"path":…`): an answer paired with the wrong request stops the bench.
+fn load(port: u16, thread: u32, seen: Seen, stop: Arc<AtomicBool>) {
+    let mut seq = 0u64;
+    let mut conn = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         };
+        conn += 1;
         let _ = s.set_nodelay(true);
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let mut w = match s.try_clone() {
@@ -124,13 +147,23 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
         };
         let mut r = BufReader::new(s);
         let mut batch = Vec::with_capacity(256);
+        let mut on_conn = 0u64;
+        let opened = unix_us();
+        let mut head = String::new();
         while !stop.load(Ordering::Relaxed) {
+            seq += 1;
+            on_conn += 1;
+            head.clear();
+            let path = format!("/api/{thread}-{seq}");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
             let t = unix_us();
-            if w.write_all(req).is_err() {
+            if w.write_all(req.as_bytes()).is_err() {
                 break;
             }
             let mut len = None;
             let mut candidate = false;
+            let mut status = 0u16;
+            let mut backend = 0u16;
             let mut line = String::new();
             let mut ok = true;
             loop {
@@ -146,11 +179,17 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
                 if l.is_empty() {
                     break;
                 }
+                head.push_str(l);
+                head.push_str(" | ");
                 let lower = l.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
+                if let Some(v) = lower.strip_prefix("http/1.1 ") {
+                    status = v.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                } else if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse::<usize>().ok();
                 } else if let Some(v) = lower.strip_prefix("x-cutover-revision:") {
                     candidate = v.trim() == "v2";
+                } else if let Some(v) = lower.strip_prefix("x-demo-port:") {
+                    backend = v.trim().parse().unwrap_or(0);
                 }
             }
             if !ok {
@@ -163,7 +202,35 @@ fn load(port: u16, seen: Seen, stop: Arc<AtomicBool>) {
             if r.read_exact(&mut body).is_err() {
                 break;
             }
-            batch.push((t, candidate));
+            if on_conn == 1 && std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+                eprintln!(
+                    "first answer on connection {conn} of thread {thread} (GET {path}, at {} unix ms): {head}{}",
+                    t / 1000,
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            if status == 200 {
+                let want = format!("\"path\":\"{path}\"");
+                if !String::from_utf8_lossy(&body).contains(&want) {
+                    let why = format!(
+                        "the answer to GET {path} (request {on_conn} on connection {conn} of thread {thread}, opened {:.1} ms before) does not echo its path: {head}{}",
+                        (t - opened) as f64 / 1000.0,
+                        String::from_utf8_lossy(&body)
+                    );
+                    MISPAIRED
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((t, why));
+                }
+            }
+            batch.push(Seen1 {
+                start: t,
+                candidate,
+                end: unix_us(),
+                status,
+                port: backend,
+                conn: thread * 100_000 + conn,
+            });
             if batch.len() == batch.capacity() {
                 seen.lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -210,7 +277,7 @@ struct Round {
 
 struct Run {
     rounds: Vec<Round>,
-    seen: Vec<(u64, bool)>,
+    seen: Vec<Seen1>,
     journal: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -236,9 +303,9 @@ fn run_path(rt: &tokio::runtime::Runtime, n: usize, verdict: bool) -> Run {
     let seen: Seen = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let loaders: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|i| {
             let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || load(port, seen, stop))
+            std::thread::spawn(move || load(port, i, seen, stop))
         })
         .collect();
     let mut rounds = Vec::new();
@@ -327,39 +394,26 @@ fn events(journal: &Path) -> Vec<serde_json::Value> {
 /// Per round: the start of the last candidate-served request in [from, until) minus from.
 fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
     run.seen.sort_unstable();
+    let trace = std::env::var_os("CUTOVER_BENCH_TRACE").is_some();
+    let evs = if trace {
+        timed_events(&run.journal)
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     let mut none = 0;
     for r in &run.rounds {
         let last = run
             .seen
             .iter()
-            .filter(|(t, c)| *c && *t >= r.from_us && *t < r.until_us)
-            .map(|(t, _)| *t)
+            .filter(|s| s.candidate && s.start >= r.from_us && s.start < r.until_us)
+            .map(|s| s.start)
             .max();
-        if std::env::var_os("CUTOVER_BENCH_TRACE").is_some()
+        if trace
             && let Some(t) = last
             && t - r.from_us > 10_000
         {
-            // What the clients saw after the instant, up to the last candidate answer:
-            // offsets in ms, `c` for the candidate, `b` for the baseline.
-            let trail: Vec<String> = run
-                .seen
-                .iter()
-                .filter(|(x, _)| *x >= r.from_us && *x <= t)
-                .map(|(x, c)| {
-                    format!(
-                        "{}{:.1}",
-                        if *c { 'c' } else { 'b' },
-                        (x - r.from_us) as f64 / 1000.0
-                    )
-                })
-                .collect();
-            let n = trail.len();
-            println!(
-                "  trace of a slow round ({n} requests after the instant): first {:?} ... last {:?}",
-                &trail[..n.min(12)],
-                &trail[n.saturating_sub(12)..]
-            );
+            trace_round(run, &evs, r, t);
         }
         match last {
             Some(t) => out.push((t - r.from_us) as f64 / 1000.0),
@@ -372,6 +426,52 @@ fn latencies(run: &mut Run) -> (Vec<f64>, usize) {
         }
     }
     (out, none)
+}
+
+/// A slow round (CUTOVER_BENCH_TRACE): the journal entries from 50 ms before the instant
+/// to 20 ms after the last candidate request, and every candidate answer to a request
+/// started after the instant (offsets in ms from the instant, journal clock in ms).
+fn trace_round(run: &Run, evs: &[(u64, serde_json::Value)], r: &Round, last: u64) {
+    let from_ms = r.from_us / 1000;
+    let off = |us: u64| (us as f64 - r.from_us as f64) / 1000.0;
+    println!(
+        "  slow round: instant {} (unix ms), last candidate request started {:.1} ms after",
+        from_ms,
+        off(last)
+    );
+    for (at, e) in evs
+        .iter()
+        .filter(|(at, _)| *at + 50 >= from_ms && *at <= last / 1000 + 20)
+    {
+        let mut e = e.clone();
+        if let Some(o) = e.as_object_mut() {
+            o.remove("verdict");
+            o.remove("sample");
+            o.remove("samples");
+        }
+        println!("    journal {:+.0} ms: {}", *at as f64 - from_ms as f64, e);
+    }
+    let after: Vec<&Seen1> = run
+        .seen
+        .iter()
+        .filter(|s| s.start >= r.from_us && s.start <= last)
+        .collect();
+    let cands: Vec<&&Seen1> = after.iter().filter(|s| s.candidate).collect();
+    println!(
+        "    {} requests started after the instant up to the last candidate one, {} answered by the candidate:",
+        after.len(),
+        cands.len()
+    );
+    for s in cands.iter().take(40) {
+        println!(
+            "    c start {:+.2} end {:+.2} status {} port {} conn {}",
+            off(s.start),
+            off(s.end),
+            s.status,
+            s.port,
+            s.conn
+        );
+    }
 }
 
 /// Each journal entry's time (`at_ms`) and event, in order.
@@ -388,24 +488,33 @@ fn timed_events(journal: &Path) -> Vec<(u64, serde_json::Value)> {
         .collect()
 }
 
-/// Where each command round's time went, from the journal's clock (milliseconds): from the
-/// command's send to its `command_accepted` entry, from there to the `weights_set` that
-/// moved traffic back, and from that entry to the last candidate request. Prints the
-/// percentiles of each segment and the slowest rounds.
-fn command_breakdown(run: &Run, lat: &[f64]) {
+/// Where each round's time went, from the journal's clock (milliseconds): from the instant
+/// (the command's send, or the failing window's end) to the trigger's entry
+/// (`command_accepted`, or the fail `verdict`), from there to the `weights_set` that moved
+/// `api`'s traffic back, and from that entry to the last candidate request. Prints the
+/// percentiles of each segment and the slowest rounds: a late candidate answer shows
+/// either before `weights_set` (the engine, the journal's fsyncs) or after it (the proxy,
+/// or the bench).
+fn breakdown(run: &Run, lat: &[f64], verdict: bool) {
     let evs = timed_events(&run.journal);
     let mut rows = Vec::new();
     for (i, r) in run.rounds.iter().enumerate() {
         let from_ms = r.from_us / 1000;
-        let accepted = evs.iter().find(|(at, e)| {
-            *at >= from_ms
-                && e["type"] == "command_accepted"
-                && e["command"]["command"] == "rollback"
+        let trigger = evs.iter().find(|(at, e)| {
+            if verdict {
+                e["type"] == "verdict"
+                    && e["verdict"]["outcome"] == "fail"
+                    && e["verdict"]["at_ms"].as_u64() == Some(from_ms)
+            } else {
+                *at >= from_ms
+                    && e["type"] == "command_accepted"
+                    && e["command"]["command"] == "rollback"
+            }
         });
-        let Some((acc, _)) = accepted else { continue };
+        let Some((acc, _)) = trigger else { continue };
         let Some((moved, _)) = evs
             .iter()
-            .find(|(at, e)| *at >= *acc && e["type"] == "weights_set")
+            .find(|(at, e)| *at >= *acc && e["type"] == "weights_set" && e["service"] == "api")
         else {
             continue;
         };
@@ -427,9 +536,14 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
             .collect()
     };
     let (a, m, t, w) = (col(1), col(2), col(3), col(4));
+    let (what, trigger) = if verdict {
+        ("the verdict's", "window end -> verdict entry")
+    } else {
+        ("the command's", "send -> command_accepted")
+    };
     println!(
-        "  where the command's time went (journal clock, ms resolution; n={}): send -> command_accepted p50 {:.1} p99 {:.1} ms; \
-         command_accepted -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms; \
+        "  where {what} time went (journal clock, ms resolution; n={}): {trigger} p50 {:.1} p99 {:.1} ms; \
+         trigger -> weights_set p50 {:.1} p99 {:.1} ms; weights_set -> last candidate request p50 {:.1} p99 {:.1} ms; \
          weights_set -> rolled_back (entry synced and set_weights returned) p50 {:.1} p99 {:.1} ms",
         rows.len(),
         pct(&a, 0.5),
@@ -444,7 +558,7 @@ fn command_breakdown(run: &Run, lat: &[f64]) {
     rows.sort_by(|x, y| y.0.total_cmp(&x.0));
     for r in rows.iter().take(3) {
         println!(
-            "  slow round: {:.2} ms = {:.1} to accepted + {:.1} to weights_set + {:.1} after (weights_set -> rolled_back {:.1} ms)",
+            "  slow round: {:.2} ms = {:.1} to the trigger's entry + {:.1} to weights_set + {:.1} after (weights_set -> rolled_back {:.1} ms)",
             r.0, r.1, r.2, r.3, r.4
         );
     }
@@ -521,7 +635,12 @@ fn main() {
         pct(&fs, 0.5),
         pct(&fs, 0.99)
     );
+    let only = std::env::var("CUTOVER_BENCH_ONLY").unwrap_or_default();
+    let mut mispaired_total = 0;
     for (verdict, name) in [(false, "command"), (true, "fail verdict")] {
+        if !only.is_empty() && !name.starts_with(only.as_str()) {
+            continue;
+        }
         let mut run = run_path(&rt, n, verdict);
         let evs = events(&run.journal);
         if verdict {
@@ -543,6 +662,30 @@ fn main() {
             }
         }
         let (lat, none) = latencies(&mut run);
+        let mispaired = std::mem::take(&mut *MISPAIRED.lock().unwrap_or_else(|p| p.into_inner()));
+        mispaired_total += mispaired.len();
+        if !mispaired.is_empty() {
+            println!(
+                "{} answers did not echo their request's path ({name} path); the first ones:",
+                mispaired.len()
+            );
+            for (t, why) in mispaired.iter().take(5) {
+                println!("  at {} unix ms: {why}", t / 1000);
+            }
+            if std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+                let first = mispaired[0].0 / 1000;
+                for (at, e) in timed_events(&run.journal)
+                    .iter()
+                    .filter(|(at, _)| *at + 3000 >= first && *at <= first + 300)
+                {
+                    let mut e = e.clone();
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("verdict");
+                    }
+                    println!("    journal {:+} ms: {}", *at as i64 - first as i64, e);
+                }
+            }
+        }
         let writes = entries_before_traffic(&evs, verdict);
         let mut w: Vec<f64> = writes.iter().map(|x| *x as f64).collect();
         w.sort_by(f64::total_cmp);
@@ -559,8 +702,11 @@ fn main() {
             pct(&w, 0.5),
             pct(&w, 1.0),
         );
-        if !verdict {
-            command_breakdown(&run, &lat);
-        }
+        breakdown(&run, &lat, verdict);
+    }
+    if mispaired_total > 0 {
+        fail(&format!(
+            "{mispaired_total} answers did not echo their request's path: requests and answers are mispaired, so the figures above mean nothing"
+        ));
     }
 }

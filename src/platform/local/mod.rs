@@ -8,11 +8,14 @@
 //! down removes a replica from the backends, drains it, then stops it.
 
 pub mod admin;
+mod backend_pool;
 pub mod from_release;
+pub mod h1_framing;
 pub mod health;
 pub mod histogram;
 pub mod pin;
 pub mod proxy;
+mod proxy_h1;
 pub mod stats;
 pub mod supervisor;
 

@@ -1,7 +1,7 @@
-//! The weighted reverse proxy in front of one service: hyper 1.x server connections (with
-//! graceful shutdown) on the service's stable address, and per replica a pool of
-//! keep-alive HTTP/1.1 client connections (a connection returns to its pool when the
-//! response body it carried has been read to the end).
+//! The weighted reverse proxy in front of one service: the route table, the split, pins,
+//! drains and shutdown. The bytes themselves are moved by `proxy_h1.rs` (one task per client
+//! connection parses each request head, routes it here and relays it over a pooled
+//! keep-alive backend connection from `backend_pool.rs`, with no task or channel between).
 //!
 //! - The route table (revisions, their backends, the split) lives behind
 //!   `RwLock<Arc<Table>>`: a request routes under the read lock (no clone of the table),
@@ -18,48 +18,35 @@
 //!   requests are not counted in the revision's statistics, so they never weigh in the
 //!   judge's verdict.
 //! - In flight is counted per revision and per backend; the count is released when the
-//!   response body has been sent (or dropped), so draining covers streamed bodies.
+//!   response body has been sent (or the exchange failed), so draining covers streamed
+//!   bodies.
 //! - A request that cannot reach its revision (no backend, refused, reset) is answered
-//!   502 and counted as a connection error of that revision.
+//!   502 and counted as a connection error of that revision; a backend failing mid-body
+//!   closes the client's connection and counts the same.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::header::HeaderValue;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use super::pin::{PIN_SECRET_HEADER, PinSecret, from_this_machine, may_pin};
-use super::stats::{InFlight, ProxyStats, RevisionStats};
+use super::backend_pool::Backend;
+use super::pin::{PinSecret, from_this_machine};
+use super::stats::{ProxyStats, RevisionStats};
 use crate::platform::{TEST_ROUTE_HEADER, Weights};
 
 /// How long `shutdown` waits for in-flight requests before closing connections.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Connect timeout to a backend; a refused connection fails at once anyway.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Idle keep-alive connections kept per backend; more are closed when they free up.
-const MAX_IDLE_PER_BACKEND: usize = 512;
 /// Number of slots the split is expressed in (weights are percentages).
 const SLOTS: u64 = 100;
 /// Multiplier coprime with `SLOTS` that scrambles the slot order.
 const SLOT_STRIDE: u64 = 37;
-/// The pinning header as a parsed name (a `&str` key is parsed again at every lookup).
-const ROUTE_HEADER: HeaderName = HeaderName::from_static(TEST_ROUTE_HEADER);
-/// The pin secret header as a parsed name.
-const SECRET_HEADER: HeaderName = HeaderName::from_static(PIN_SECRET_HEADER);
 
 /// Why a proxy call failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,113 +81,12 @@ pub enum DrainOutcome {
     /// The timeout passed with requests still in flight.
     TimedOut { in_flight: u64 },
 }
-
-/// One replica address, with its own in-flight gauge (for per-replica draining) and its
-/// pool of idle keep-alive connections.
-struct Backend {
-    addr: SocketAddr,
-    host: HeaderValue,
-    in_flight: InFlight,
-    idle: Mutex<Vec<SendRequest<Incoming>>>,
-}
-
-/// Why a request could not be delivered to a backend.
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("connect: no connection within {0:?}")]
-    ConnectTimeout(Duration),
-    #[error("{0}")]
-    Http(String),
-}
-
-impl Backend {
-    fn new(addr: SocketAddr) -> Self {
-        Backend {
-            addr,
-            // A socket address always formats as a valid header value.
-            host: HeaderValue::from_str(&addr.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-            in_flight: InFlight::default(),
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn take_idle(&self) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: SendRequest<Incoming>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_PER_BACKEND {
-            idle.push(sender);
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Incoming>, SendError> {
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
-                .await
-                .map_err(|_| SendError::ConnectTimeout(CONNECT_TIMEOUT))?
-                .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Http(error_chain(&e)))?;
-        let addr = self.addr;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(backend = %addr, error = %e, "backend connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
-
-    /// Send on an idle keep-alive connection, or a new one. A request that was not
-    /// written because a pooled connection had just closed is retried on another one;
-    /// a request that was written is never sent twice.
-    async fn send(
-        &self,
-        mut req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, SendRequest<Incoming>), SendError> {
-        while let Some(mut sender) = self.take_idle() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, sender)),
-                Err(mut e) => match e.take_message() {
-                    Some(back) => req = back,
-                    None => return Err(SendError::Http(error_chain(&e.into_error()))),
-                },
-            }
-        }
-        // Boxed: the connect path is rare, and inlined it would make every request's
-        // future (moved into place per request) several times larger.
-        let mut sender = Box::pin(self.connect()).await?;
-        match sender.send_request(req).await {
-            Ok(resp) => Ok((resp, sender)),
-            Err(e) => Err(SendError::Http(error_chain(&e))),
-        }
-    }
-}
-
 /// One revision as the route table sees it (immutable; rebuilt on change).
-struct Revision {
-    name: String,
-    header: Option<HeaderValue>,
-    stats: Arc<RevisionStats>,
+pub(super) struct Revision {
+    pub(super) name: String,
+    /// Its name as the `x-cutover-revision` value of responses (`None`: not a valid value).
+    pub(super) header: Option<HeaderValue>,
+    pub(super) stats: Arc<RevisionStats>,
     backends: Vec<Arc<Backend>>,
     /// Round-robin position, shared by every table generation of this revision.
     next: Arc<AtomicUsize>,
@@ -240,7 +126,7 @@ impl Table {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     service: String,
     local_addr: SocketAddr,
     stats: Arc<ProxyStats>,
@@ -630,7 +516,7 @@ async fn accept_loop(
     listener: TcpListener,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let mut conns = JoinSet::new();
     let grace = loop {
         let asked = *stop.borrow_and_update();
         if let Some(grace) = asked {
@@ -642,24 +528,18 @@ async fn accept_loop(
                     break DEFAULT_SHUTDOWN_GRACE;
                 }
             }
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn_inner = inner.clone();
                     let this_machine = from_this_machine(peer, stream.local_addr().ok());
-                    let service = hyper::service::service_fn(move |req| {
-                        handle(conn_inner.clone(), req, this_machine)
-                    });
-                    // No timer: hyper would arm a header-read timeout per request,
-                    // a measurable cost; clients are local and trusted.
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "client connection ended with an error");
-                        }
-                    });
+                    conns.spawn(super::proxy_h1::serve_connection(
+                        inner.clone(),
+                        stream,
+                        this_machine,
+                        stop.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -670,203 +550,94 @@ async fn accept_loop(
         }
     };
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(grace) => {
-            tracing::warn!(service = %inner.service, ?grace, "proxy shutdown grace passed; closing remaining connections");
-        }
+    // Idle connections close at once; busy ones after their exchange.
+    let all_closed = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
+        tracing::warn!(service = %inner.service, ?grace, "proxy shutdown grace passed; closing remaining connections");
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
     }
     tracing::info!(service = %inner.service, "proxy stopped");
     inner.stopped.send_replace(true);
 }
 
-/// Released when the response body ends or is dropped. Holds the backend connection
-/// until then: it goes back to the pool only if the body was read to its end.
-struct InFlightGuard {
+/// Counts a routed request in flight (its revision and its replica) until dropped, when
+/// the exchange ended whichever way.
+pub(super) struct InFlightGuard {
     revision: Arc<Revision>,
     backend: Arc<Backend>,
-    sender: Option<SendRequest<Incoming>>,
-    complete: bool,
 }
 
 impl InFlightGuard {
     fn new(revision: Arc<Revision>, backend: Arc<Backend>) -> Self {
         revision.stats.in_flight_gauge().begin();
         backend.in_flight.begin();
-        InFlightGuard {
-            revision,
-            backend,
-            sender: None,
-            complete: false,
-        }
+        InFlightGuard { revision, backend }
+    }
+
+    pub(super) fn revision(&self) -> &Arc<Revision> {
+        &self.revision
+    }
+
+    pub(super) fn backend(&self) -> &Arc<Backend> {
+        &self.backend
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if self.complete
-            && let Some(sender) = self.sender.take()
-        {
-            self.backend.put_idle(sender);
-        }
         self.backend.in_flight.end();
         self.revision.stats.in_flight_gauge().end();
     }
 }
 
-/// The body the proxy answers with: a backend's body (carrying the in-flight guard) or a
-/// short body the proxy wrote itself.
-pub struct ProxyBody {
-    kind: BodyKind,
+/// An answer the proxy writes itself instead of relaying one.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    /// The revision it concerns, named in `x-cutover-revision`.
+    pub(super) revision: Option<HeaderValue>,
+    pub(super) text: String,
 }
 
-enum BodyKind {
-    Upstream {
-        body: Incoming,
-        guard: Option<InFlightGuard>,
-    },
-    Full(Option<Bytes>),
-}
-
-impl ProxyBody {
-    fn full(text: impl Into<Bytes>) -> Self {
-        ProxyBody {
-            kind: BodyKind::Full(Some(text.into())),
+impl Refusal {
+    pub(super) fn text(status: u16, text: String) -> Self {
+        Refusal {
+            status,
+            revision: None,
+            text,
         }
     }
 }
 
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
-            BodyKind::Upstream { body, guard } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                let done = match &polled {
-                    Poll::Ready(None) => Some(true),
-                    Poll::Ready(Some(Err(_))) => Some(false),
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => Some(true),
-                    _ => None,
-                };
-                if let Some(complete) = done
-                    && let Some(mut g) = guard.take()
-                {
-                    g.complete = complete;
-                }
-                polled
-            }
-            BodyKind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-        }
+impl Inner {
+    pub(super) fn service(&self) -> &str {
+        &self.service
     }
 
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            BodyKind::Upstream { body, .. } => body.is_end_stream(),
-            BodyKind::Full(data) => data.is_none(),
-        }
+    pub(super) fn pin_secret(&self) -> Option<&PinSecret> {
+        self.pin_secret.as_ref()
     }
 
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            BodyKind::Upstream { body, .. } => body.size_hint(),
-            BodyKind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
-            BodyKind::Full(None) => SizeHint::with_exact(0),
-        }
-    }
-}
-
-fn proxy_answer(
-    status: StatusCode,
-    revision: Option<&HeaderValue>,
-    text: String,
-) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(text));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Some(rev) = revision {
-        h.insert(ROUTE_HEADER, rev.clone());
-    }
-    resp
-}
-
-/// What one pass over a request's header names found.
-#[derive(Default)]
-struct RequestHeaders {
-    pinned: bool,
-    secret: bool,
-    host: bool,
-    hop_by_hop: bool,
-}
-
-impl RequestHeaders {
-    /// One scan of the names instead of a hash lookup per header the proxy cares about.
-    fn scan(headers: &HeaderMap) -> Self {
-        let mut seen = RequestHeaders::default();
-        for name in headers.keys() {
-            if name == header::HOST {
-                seen.host = true;
-            } else if name == ROUTE_HEADER {
-                seen.pinned = true;
-            } else if name == SECRET_HEADER {
-                seen.secret = true;
-            } else if is_hop_by_hop(name) {
-                seen.hop_by_hop = true;
-            }
-        }
-        seen
-    }
-}
-
-async fn handle(
-    inner: Arc<Inner>,
-    mut req: Request<Incoming>,
-    this_machine: bool,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let seen = RequestHeaders::scan(req.headers());
-    let pinned = seen.pinned;
-    // Taken off every request: the secret never reaches a replica.
-    let offered = if seen.secret {
-        req.headers_mut().remove(SECRET_HEADER)
-    } else {
-        None
-    };
-    if pinned && !may_pin(this_machine, inner.pin_secret.as_ref(), offered.as_ref()) {
-        return Ok(proxy_answer(
-            StatusCode::FORBIDDEN,
-            None,
-            format!(
-                "cutover proxy: the {TEST_ROUTE_HEADER} header is honoured only from this machine, or with the release's pin secret in {PIN_SECRET_HEADER}; send the request without it\n"
-            ),
-        ));
-    }
-
-    // Route under the table's read lock, and count the request in flight before letting
-    // go of it: a change swaps the table under the write lock, so once a change returned
-    // every request that routed on the old table is counted, and a drain that follows
-    // cannot miss one that picked a drained revision or replica.
-    let guard = {
-        let table = inner.table.read().unwrap_or_else(|p| p.into_inner());
-        let revision = match req.headers().get(ROUTE_HEADER) {
+    /// Choose the revision and replica of one request: the one `wanted` names (a pinned
+    /// request, already allowed), else the split's next slot. Routes under the table's read
+    /// lock and counts the request in flight before letting go of it: a change swaps the
+    /// table under the write lock, so once a change returned every request that routed on
+    /// the old table is counted, and a drain that follows cannot miss one that picked a
+    /// drained revision or replica.
+    pub(super) fn route(&self, wanted: Option<&[u8]>) -> Result<InFlightGuard, Refusal> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let revision = match wanted {
             Some(wanted) => {
-                let wanted = wanted.to_str().unwrap_or("");
+                let wanted = std::str::from_utf8(wanted).unwrap_or("").trim();
                 match table.revisions.get(wanted) {
                     Some(r) => r,
                     None => {
-                        return Ok(proxy_answer(
-                            StatusCode::BAD_GATEWAY,
-                            None,
+                        return Err(Refusal::text(
+                            502,
                             format!(
                                 "cutover proxy: service `{}` has no revision `{wanted}` (asked for by the {TEST_ROUTE_HEADER} header)\n",
-                                inner.service
+                                self.service
                             ),
                         ));
                     }
@@ -874,27 +645,25 @@ async fn handle(
             }
             None => {
                 if table.slots.is_empty() {
-                    return Ok(proxy_answer(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        None,
+                    return Err(Refusal::text(
+                        503,
                         format!(
                             "cutover proxy: service `{}` has no traffic split set yet\n",
-                            inner.service
+                            self.service
                         ),
                     ));
                 }
-                let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 let slot = ((n % SLOTS) * SLOT_STRIDE % SLOTS) as usize;
                 match table.slots.get(slot) {
                     Some(r) => r,
                     // A removed revision left a gap in the split.
                     None => {
-                        return Ok(proxy_answer(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            None,
+                        return Err(Refusal::text(
+                            503,
                             format!(
                                 "cutover proxy: service `{}` has no revision for this share of traffic (split {})\n",
-                                inner.service,
+                                self.service,
                                 format_weights(&table.weights)
                             ),
                         ));
@@ -903,201 +672,25 @@ async fn handle(
             }
         };
         let Some(backend) = revision.pick() else {
-            if !pinned {
+            if wanted.is_none() {
                 revision.stats.record_connection_error();
             }
-            return Ok(proxy_answer(
-                StatusCode::BAD_GATEWAY,
-                revision.header.as_ref(),
-                format!(
+            return Err(Refusal {
+                status: 502,
+                revision: revision.header.clone(),
+                text: format!(
                     "cutover proxy: revision `{}` of service `{}` has no backend taking traffic\n",
-                    revision.name, inner.service
+                    revision.name, self.service
                 ),
-            ));
+            });
         };
-        InFlightGuard::new(revision.clone(), backend.clone())
-    };
-
-    // Backends get origin-form targets; an absolute-form request (sent as to a forward
-    // proxy) is rewritten to its path.
-    if req.uri().scheme().is_some() {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        match path.parse::<Uri>() {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(e) => {
-                return Ok(proxy_answer(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    format!("cutover proxy: cannot forward this request target: {e}\n"),
-                ));
-            }
-        }
-    }
-    if !seen.host {
-        req.headers_mut()
-            .insert(header::HOST, guard.backend.host.clone());
-    }
-    if seen.hop_by_hop {
-        strip_hop_by_hop(req.headers_mut());
-    }
-    forward(&inner, req, guard, pinned).await
-}
-
-/// Send the routed request to its backend and turn the answer into the client's response.
-async fn forward(
-    inner: &Inner,
-    req: Request<Incoming>,
-    mut guard: InFlightGuard,
-    pinned: bool,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
-    match guard.backend.send(req).await {
-        Ok((resp, sender)) => {
-            let now = Instant::now();
-            guard.sender = Some(sender);
-            let (mut parts, body) = resp.into_parts();
-            if !pinned {
-                guard
-                    .revision
-                    .stats
-                    .record_response_at(parts.status.as_u16(), now - started, now);
-            }
-            strip_hop_by_hop(&mut parts.headers);
-            if let Some(h) = &guard.revision.header {
-                parts.headers.insert(ROUTE_HEADER, h.clone());
-            }
-            let body = if body.is_end_stream() {
-                guard.complete = true;
-                drop(guard);
-                ProxyBody {
-                    kind: BodyKind::Upstream { body, guard: None },
-                }
-            } else {
-                ProxyBody {
-                    kind: BodyKind::Upstream {
-                        body,
-                        guard: Some(guard),
-                    },
-                }
-            };
-            Ok(Response::from_parts(parts, body))
-        }
-        Err(e) => {
-            let revision = guard.revision.clone();
-            let addr = guard.backend.addr;
-            drop(guard);
-            if !pinned {
-                revision.stats.record_connection_error();
-            }
-            tracing::debug!(
-                service = %inner.service,
-                revision = %revision.name,
-                backend = %addr,
-                error = %e,
-                "backend unreachable"
-            );
-            Ok(proxy_answer(
-                StatusCode::BAD_GATEWAY,
-                revision.header.as_ref(),
-                format!(
-                    "cutover proxy: revision `{}` of service `{}` at {} could not be reached: {}\n",
-                    revision.name, inner.service, addr, e
-                ),
-            ))
-        }
-    }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-        || matches!(
-            name.as_str(),
-            "keep-alive" | "proxy-connection" | "proxy-authenticate"
-        )
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// Remove hop-by-hop headers, including those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Fast path: most messages carry none, and a scan of a few keys is cheaper than a
-    // dozen hash lookups.
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
-    }
-    for name in ["keep-alive", "proxy-connection", "proxy-authenticate"] {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
+        Ok(InFlightGuard::new(revision.clone(), backend.clone()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed_and_end_to_end_ones_kept() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-session-hint"),
-        );
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("x-session-hint", HeaderValue::from_static("1"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        h.insert(TEST_ROUTE_HEADER, HeaderValue::from_static("v2"));
-        strip_hop_by_hop(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left.len(), 2, "{left:?}");
-        assert!(h.contains_key(header::CONTENT_TYPE) && h.contains_key(TEST_ROUTE_HEADER));
-    }
 
     #[test]
     fn slot_order_visits_every_slot_once_per_hundred_and_interleaves() {
