@@ -286,26 +286,19 @@ impl Engine {
 
     /// Put every service parked until `now` or earlier back into the pass.
     fn unpark_due(&mut self, now: u64) {
-        for waking in [false, true] {
-            loop {
-                let queue = if waking {
-                    &mut self.active.waking
-                } else {
-                    &mut self.active.parked
-                };
-                let Some(entry) = queue.first_entry() else {
-                    break;
-                };
+        let a = &mut self.active;
+        for queue in [&mut a.parked, &mut a.waking] {
+            while let Some(entry) = queue.first_entry() {
                 if *entry.key() > now {
                     break;
                 }
                 let (until, due) = entry.remove_entry();
                 for i in due {
-                    if let Some(p) = self.active.parked_at.get_mut(i)
+                    if let Some(p) = a.parked_at.get_mut(i)
                         && *p == Some(until)
                     {
                         *p = None;
-                        self.active.watched.insert(i);
+                        a.watched.insert(i);
                     }
                 }
             }

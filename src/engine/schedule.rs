@@ -27,10 +27,9 @@ impl Engine {
     /// given by plan position: a fleet runs this for every tenant in flight at every tick.
     async fn schedule_group(&mut self, at: &[usize]) -> Result<(), EngineError> {
         let max = self.state.max_parallel.max(1) as usize;
-        let group = || {
-            at.iter()
-                .filter_map(|&i| self.svc_at(i, self.order.get(i)?))
-        };
+        // The names, shared: no copy of a name per pending service.
+        let order = self.order.clone();
+        let group = || at.iter().filter_map(|&i| self.svc_at(i, order.get(i)?));
         // Waves are barriers (see the plan): a wave starts once every service of the
         // earlier waves has finished (promoted, or rolled back / skipped / failed).
         let open_wave = group()
@@ -43,10 +42,9 @@ impl Engine {
             if self.status_at(i) != ServiceStatus::Pending {
                 continue;
             }
-            let Some(name) = self.order.get(i).cloned() else {
+            let Some(name) = order.get(i) else {
                 continue;
             };
-            let name = &name;
             // The first dependency that can no longer promote, or whether all promoted.
             let (bad, ready) = {
                 let Some(deps) = self.active.deps.get(i) else {
