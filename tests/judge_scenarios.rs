@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cutover::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, run_scenario};
+use cutover::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, WARY_MARGIN, run_scenario};
+use cutover::judge::stats::Prior;
 use cutover::judge::{
     AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeKind, Metric, NoDataPolicy, Outcome,
     SequentialJudge, ThresholdJudge, new_judge,
@@ -180,6 +181,98 @@ fn clustered_errors_are_noticed_tempered_and_reported() {
         .unwrap();
     assert!(calm_d.phi < 1.5 && calm_d.temper == 1.0, "{calm_d:?}");
     assert!(calm_v.notes.is_empty(), "{calm_v}");
+}
+
+/// The errors family's evidence (value, needed) in `j`'s verdict.
+fn error_evidence(j: &SequentialJudge) -> (f64, f64) {
+    let v = j.verdict();
+    let e = v
+        .metrics
+        .iter()
+        .find(|m| m.metric == Metric::Errors)
+        .and_then(|m| m.evidence)
+        .unwrap();
+    (e.e_value, e.needed)
+}
+
+#[test]
+fn the_wary_variant_asks_for_more_evidence_only_until_it_knows_the_dispersion() {
+    let config = AnalysisConfig::default();
+    let bar = 1.0 / config.alpha_per_family();
+    let wary = || SequentialJudge::variant("seq-wary", config.clone(), Prior::DEFAULT, WARY_MARGIN);
+    // From the first second the canary fails 1 request in 20 (10 per second), the
+    // baseline 1 in 180: a ratio of 9.
+    let bad = |s: u64| (90, u64::from(s.is_multiple_of(2)), 1);
+    let canary = |s: u64| (10, u64::from(s.is_multiple_of(2)), 0);
+    let mut plain = SequentialJudge::new(config.clone()).unwrap();
+    let mut w = wary().unwrap();
+    let mut plain_at = None;
+    let mut wary_at = None;
+    for s in 1..=600u64 {
+        let win = window(s, bad(s), canary(s));
+        let p = plain.observe(&win).unwrap();
+        let o = w.observe(&win).unwrap();
+        if p == Outcome::Fail && plain_at.is_none() {
+            plain_at = Some(s);
+            // The same evidence, but under the wary judge's higher bar.
+            let (e_plain, bar_plain) = error_evidence(&plain);
+            let (e_wary, needed) = error_evidence(&w);
+            assert!(e_plain >= bar_plain);
+            assert_eq!(e_wary, e_plain);
+            assert!(
+                e_wary < needed && o != Outcome::Fail,
+                "{e_wary} of {needed}"
+            );
+        }
+        if o == Outcome::Fail && wary_at.is_none() {
+            wary_at = Some(s);
+        }
+    }
+    let (plain_at, wary_at) = (plain_at.unwrap(), wary_at.unwrap());
+    assert!(plain_at < 60, "the plain judge failed at {plain_at} s");
+    assert!(wary_at > plain_at, "{wary_at} s against {plain_at} s");
+    // Its bar in the first minutes: ln(200) × 1.15.
+    let mut fresh = wary().unwrap();
+    fresh.observe(&window(1, bad(2), canary(1))).unwrap();
+    let (_, needed) = error_evidence(&fresh);
+    assert!(
+        (needed.ln() - bar.ln() * (1.0 + WARY_MARGIN)).abs() < 1e-9,
+        "needed {needed}"
+    );
+    // Three calm minutes with errors in both arms: the dispersion is known, the bar is
+    // the plain judge's, and a regression from then on fails both in the same second.
+    let mut plain = SequentialJudge::new(config.clone()).unwrap();
+    let mut w = wary().unwrap();
+    let mut failed = (None, None);
+    for s in 1..=900u64 {
+        let (b, c) = if s <= 180 {
+            (
+                (90, u64::from(s % 3 == 0), 1),
+                (10, u64::from(s % 30 == 0), 0),
+            )
+        } else {
+            (bad(s), canary(s))
+        };
+        let win = window(s, b, c);
+        if plain.observe(&win).unwrap() == Outcome::Fail && failed.0.is_none() {
+            failed.0 = Some(s);
+        }
+        if w.observe(&win).unwrap() == Outcome::Fail && failed.1.is_none() {
+            failed.1 = Some(s);
+        }
+        if s == 180 {
+            // Still the first three minutes: the higher bar.
+            assert!(error_evidence(&w).1 > 2.0 * bar);
+        }
+        if s == 181 {
+            // The fourth minute starts with the first three measured.
+            assert_eq!(error_evidence(&w).1, error_evidence(&plain).1);
+            assert!((error_evidence(&w).1 - bar).abs() < 1e-6 * bar);
+        }
+    }
+    assert!(failed.0.is_some() && failed.0 == failed.1, "{failed:?}");
+    // A negative margin is refused.
+    assert!(SequentialJudge::variant("x", config, Prior::DEFAULT, -0.1).is_err());
 }
 
 #[test]

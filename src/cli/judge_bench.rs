@@ -72,8 +72,9 @@ pub struct JudgeBenchArgs {
     /// Base seed; the same seed gives the same table.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Judge to run (repeatable; default: all).
-    #[arg(long = "judge", value_parser = PossibleValuesParser::new(JudgeSpec::ALL.map(|j| j.name())))]
+    /// Judge to run (repeatable; default: all but the variants `seq-narrow` and `seq-wary`,
+    /// which show trade-offs and run only when named).
+    #[arg(long = "judge", value_parser = PossibleValuesParser::new(JudgeSpec::ALL.into_iter().chain(JudgeSpec::EXTRA).map(|j| j.name())))]
     pub judges: Vec<String>,
     /// Simulated time per trial.
     #[arg(long, default_value = "30m")]
@@ -297,10 +298,7 @@ pub fn legend(
                 })
                 .unwrap_or_default(),
         };
-        out.push_str(&format!(
-            "  {name:<15} {} [{tuning}]\n",
-            b.params.describe()
-        ));
+        out.push_str(&format!("  {name:<15} {} [{tuning}]\n", b.describe()));
     }
     out.push_str(
         "  documented: as each tool's docs tell a user to set it for this service (0.5 % errors,\n\

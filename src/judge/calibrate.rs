@@ -147,7 +147,10 @@ impl JudgeSpec {
             no_data_failed,
         };
         match self {
-            JudgeSpec::Sequential | JudgeSpec::Oracle => JudgeParams::Sequential { alpha: 0.01 },
+            JudgeSpec::Sequential
+            | JudgeSpec::Oracle
+            | JudgeSpec::SeqNarrow
+            | JudgeSpec::SeqWary => JudgeParams::Sequential { alpha: 0.01 },
             JudgeSpec::ArgoFl0 => threshold(0, false),
             JudgeSpec::ArgoFl3 => threshold(3, false),
             JudgeSpec::Flagger5 => threshold(4, true),

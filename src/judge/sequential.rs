@@ -29,7 +29,9 @@ use super::explain::{
     count, evidence_text, factor_text, percent,
 };
 use super::guard::Guard;
-use super::stats::{BadEvents, MinuteCounts, RatioEProcess, Side, dispersion, ratio_interval};
+use super::stats::{
+    BadEvents, MinuteCounts, Prior, RatioEProcess, Side, dispersion, ratio_interval,
+};
 use super::{AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeError, WindowClock};
 use crate::duration::format_duration;
 
@@ -63,9 +65,9 @@ struct Family {
 }
 
 impl Family {
-    fn new(tolerance: f64) -> Family {
+    fn new(tolerance: f64, prior: &Prior) -> Family {
         Family {
-            eproc: RatioEProcess::new(tolerance, Side::Above),
+            eproc: RatioEProcess::with_prior(tolerance, Side::Above, prior),
             history: BTreeMap::new(),
             minutes: Vec::new(),
             dispersion: None,
@@ -137,6 +139,11 @@ pub struct SequentialJudge {
     config: AnalysisConfig,
     clock: WindowClock,
     ln_needed: f64,
+    /// The mixture's prior over the alternatives ([`Prior::DEFAULT`] but in benchmarks).
+    prior: Prior,
+    /// How much higher the bar is (`ln_needed × (1 + early_margin)`) while a family's
+    /// dispersion is not yet known; 0 but in benchmarks.
+    early_margin: f64,
     errors: Family,
     latency: Family,
     guard: Option<Guard>,
@@ -156,12 +163,33 @@ impl SequentialJudge {
 
     /// The same judge under another name (for benchmarks of variants).
     pub fn named(name: &str, config: AnalysisConfig) -> Result<SequentialJudge, JudgeError> {
+        SequentialJudge::variant(name, config, Prior::DEFAULT, 0.0)
+    }
+
+    /// For `judge-bench` only: the judge with another prior over the regressions it
+    /// tests, and a bar raised by `early_margin` (0.15 = 15 % more log evidence) while
+    /// the dispersion diagnostic has not yet seen three minutes of bad events. Both only
+    /// make the test choose differently where it is fast (the prior) or fail less often
+    /// (the bar), so it stays valid at α. docs/judge.md shows what each costs.
+    pub fn variant(
+        name: &str,
+        config: AnalysisConfig,
+        prior: Prior,
+        early_margin: f64,
+    ) -> Result<SequentialJudge, JudgeError> {
         config.validate()?;
+        if !(early_margin.is_finite() && early_margin >= 0.0) {
+            return Err(JudgeError::InvalidConfig(format!(
+                "early margin {early_margin} must be 0 or more"
+            )));
+        }
         Ok(SequentialJudge {
             name: name.to_string(),
             ln_needed: (1.0 / config.alpha_per_family()).ln(),
-            errors: Family::new(config.tolerance),
-            latency: Family::new(config.tolerance),
+            prior,
+            early_margin,
+            errors: Family::new(config.tolerance, &prior),
+            latency: Family::new(config.tolerance, &prior),
             guard: config
                 .guard_error_rate
                 .map(|g| Guard::new(g, config.guard_min_requests)),
@@ -222,6 +250,15 @@ impl SequentialJudge {
         w
     }
 
+    /// The log evidence `fam` needs to fail the canary.
+    fn ln_bar(&self, fam: &Family) -> f64 {
+        if fam.dispersion.is_none() {
+            self.ln_needed * (1.0 + self.early_margin)
+        } else {
+            self.ln_needed
+        }
+    }
+
     fn canary_over_ceiling(&self) -> bool {
         self.canary
             .error_rate()
@@ -251,7 +288,7 @@ impl SequentialJudge {
         };
         let history = fam.history();
         let interval = (!history.is_empty()).then(|| {
-            let (low, high) = ratio_interval(&history, self.config.alpha_per_family());
+            let (low, high) = ratio_interval(&history, self.config.alpha_per_family(), &self.prior);
             RatioInterval {
                 low,
                 high: high.is_finite().then_some(high),
@@ -259,7 +296,7 @@ impl SequentialJudge {
             }
         });
         let e = fam.eproc.e_value();
-        let needed = (self.ln_needed).exp();
+        let needed = self.ln_bar(fam).exp();
         let tol = self.config.tolerance;
         let noun = match metric {
             Metric::Errors => "errors",
@@ -347,9 +384,9 @@ impl Judge for SequentialJudge {
             self.failed = Some((Failure::Guard, w.at_ms));
         }
         if self.failed.is_none() {
-            if self.errors.eproc.ln_e() >= self.ln_needed {
+            if self.errors.eproc.ln_e() >= self.ln_bar(&self.errors) {
                 self.failed = Some((Failure::Errors, w.at_ms));
-            } else if self.latency.eproc.ln_e() >= self.ln_needed {
+            } else if self.latency.eproc.ln_e() >= self.ln_bar(&self.latency) {
                 self.failed = Some((Failure::Latency, w.at_ms));
             }
         }

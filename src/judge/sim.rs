@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::calibrate::{Calibration, JudgeParams};
 use super::comparators::{KayentaJudge, ZPeekJudge};
-use super::stats::{quantile_sorted, wilson};
+use super::stats::{Prior, quantile_sorted, wilson};
 use super::{
     AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeError, NoDataPolicy, Outcome,
     SequentialJudge, ThresholdJudge,
@@ -251,7 +251,18 @@ pub enum JudgeSpec {
     /// ratios (a sequential probability ratio test), which bounds how fast any
     /// anytime-valid test at the same α and tolerance can be.
     Oracle,
+    /// Not a judge to use: the default judge with a prior concentrated on the two
+    /// regressions this benchmark simulates ([`Prior::NARROW`]), to show what coming
+    /// within 1.05× of the oracle there costs elsewhere.
+    SeqNarrow,
+    /// The default judge with its bar raised by [`WARY_MARGIN`] until it has three
+    /// minutes to measure how bursty bad events are, to show what fewer false rollbacks
+    /// under overdispersion cost in time to detect.
+    SeqWary,
 }
+
+/// How much higher `seq-wary`'s bar is (in log evidence) before it knows the dispersion.
+pub const WARY_MARGIN: f64 = 0.15;
 
 impl JudgeSpec {
     pub const ALL: [JudgeSpec; 8] = [
@@ -275,11 +286,31 @@ impl JudgeSpec {
             JudgeSpec::Kayenta5m => "kayenta-5m",
             JudgeSpec::ZPeek60s => "z-peek-60s",
             JudgeSpec::Oracle => "oracle",
+            JudgeSpec::SeqNarrow => "seq-narrow",
+            JudgeSpec::SeqWary => "seq-wary",
         }
     }
 
+    /// Variants of the sequential judge run only when named (`--judge`), to measure
+    /// trade-offs; not in the default table.
+    pub const EXTRA: [JudgeSpec; 2] = [JudgeSpec::SeqNarrow, JudgeSpec::SeqWary];
+
     pub fn parse(text: &str) -> Option<JudgeSpec> {
-        JudgeSpec::ALL.into_iter().find(|j| j.name() == text)
+        JudgeSpec::ALL
+            .into_iter()
+            .chain(JudgeSpec::EXTRA)
+            .find(|j| j.name() == text)
+    }
+
+    /// What sets this judge apart from its parameters, for the legend.
+    pub fn note(&self) -> &'static str {
+        match self {
+            JudgeSpec::SeqNarrow => {
+                ", prior centred on this benchmark's two regressions (ln(r/r0) 1.1 ± 0.15)"
+            }
+            JudgeSpec::SeqWary => ", bar ×1.15 until three minutes show the dispersion",
+            _ => "",
+        }
     }
 
     /// The judge with its documented parameters; `truth` is the scenario's true (error,
@@ -305,6 +336,22 @@ impl JudgeSpec {
         Ok(match (self, *params) {
             (JudgeSpec::Sequential, JudgeParams::Sequential { alpha }) => {
                 Box::new(SequentialJudge::new(AnalysisConfig { alpha, ..base })?)
+            }
+            (JudgeSpec::SeqNarrow, JudgeParams::Sequential { alpha }) => {
+                Box::new(SequentialJudge::variant(
+                    self.name(),
+                    AnalysisConfig { alpha, ..base },
+                    Prior::NARROW,
+                    0.0,
+                )?)
+            }
+            (JudgeSpec::SeqWary, JudgeParams::Sequential { alpha }) => {
+                Box::new(SequentialJudge::variant(
+                    self.name(),
+                    AnalysisConfig { alpha, ..base },
+                    Prior::DEFAULT,
+                    WARY_MARGIN,
+                )?)
             }
             (JudgeSpec::Oracle, JudgeParams::Sequential { alpha }) => {
                 Box::new(SequentialJudge::oracle(
@@ -629,6 +676,11 @@ pub struct BenchJudge {
 }
 
 impl BenchJudge {
+    /// The judge's parameters as text, with what sets a variant apart.
+    pub fn describe(&self) -> String {
+        format!("{}{}", self.params.describe(), self.spec.note())
+    }
+
     /// The judge as its documentation tells a user to set it.
     pub fn documented(spec: JudgeSpec) -> BenchJudge {
         BenchJudge {
@@ -683,7 +735,7 @@ pub fn summarize(j: &BenchJudge, s: Scenario, p: &SimParams, results: &[TrialRes
         rps,
         weight,
         calibration: j.calibration.name().into(),
-        params: j.params.describe(),
+        params: j.describe(),
     }
 }
 
