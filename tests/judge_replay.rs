@@ -227,3 +227,51 @@ fn judge_bench_json_has_the_documented_shape() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--weight"));
 }
+
+#[test]
+fn bursty_replays_as_a_release_with_bursty_true_judges() {
+    // The recording's first minute, judged as a bursty service: the verdict says the bar
+    // is raised until the dispersion is measured, and the binary takes the flag.
+    let text = std::fs::read_to_string(example("error-regression.jsonl")).unwrap();
+    let minute: String = text.lines().take(60).map(|l| format!("{l}\n")).collect();
+    let bursty = AnalysisConfig {
+        bursty: true,
+        ..AnalysisConfig::default()
+    };
+    let r = replay_text(
+        "first-minute.jsonl",
+        &minute,
+        &bursty,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(r.final_verdict.outcome, Outcome::Inconclusive);
+    assert!(
+        r.final_verdict
+            .notes
+            .iter()
+            .any(|n| n.starts_with("bursty: errors and slow requests must show evidence 443")),
+        "{:?}",
+        r.final_verdict.notes
+    );
+    let plain = replay_text(
+        "first-minute.jsonl",
+        &minute,
+        &AnalysisConfig::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(
+        plain
+            .final_verdict
+            .notes
+            .iter()
+            .all(|n| !n.contains("bursty"))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["judge", "replay", "--bursty"])
+        .arg(example("error-regression.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cutover::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, WARY_MARGIN, run_scenario};
+use cutover::judge::sequential::BURSTY_MARGIN;
+use cutover::judge::sim::{JudgeSpec, Scenario, SimParams, Summary, run_scenario};
 use cutover::judge::stats::Prior;
 use cutover::judge::{
     AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeKind, Metric, NoDataPolicy, Outcome,
@@ -196,10 +197,14 @@ fn error_evidence(j: &SequentialJudge) -> (f64, f64) {
 }
 
 #[test]
-fn the_wary_variant_asks_for_more_evidence_only_until_it_knows_the_dispersion() {
+fn a_bursty_service_needs_more_evidence_only_until_the_dispersion_is_known() {
     let config = AnalysisConfig::default();
     let bar = 1.0 / config.alpha_per_family();
-    let wary = || SequentialJudge::variant("seq-wary", config.clone(), Prior::DEFAULT, WARY_MARGIN);
+    let bursty = AnalysisConfig {
+        bursty: true,
+        ..config.clone()
+    };
+    let wary = || SequentialJudge::new(bursty.clone());
     // From the first second the canary fails 1 request in 20 (10 per second), the
     // baseline 1 in 180: a ratio of 9.
     let bad = |s: u64| (90, u64::from(s.is_multiple_of(2)), 1);
@@ -223,6 +228,15 @@ fn the_wary_variant_asks_for_more_evidence_only_until_it_knows_the_dispersion() 
                 e_wary < needed && o != Outcome::Fail,
                 "{e_wary} of {needed}"
             );
+            // The operator is told why.
+            let v = w.verdict();
+            assert!(
+                v.notes.iter().any(|n| n.starts_with(
+                    "bursty: errors and slow requests must show evidence 443 rather than 200"
+                )),
+                "{v}"
+            );
+            assert!(plain.verdict().notes.iter().all(|n| !n.contains("bursty")));
         }
         if o == Outcome::Fail && wary_at.is_none() {
             wary_at = Some(s);
@@ -236,7 +250,7 @@ fn the_wary_variant_asks_for_more_evidence_only_until_it_knows_the_dispersion() 
     fresh.observe(&window(1, bad(2), canary(1))).unwrap();
     let (_, needed) = error_evidence(&fresh);
     assert!(
-        (needed.ln() - bar.ln() * (1.0 + WARY_MARGIN)).abs() < 1e-9,
+        (needed.ln() - bar.ln() * (1.0 + BURSTY_MARGIN)).abs() < 1e-9,
         "needed {needed}"
     );
     // Three calm minutes with errors in both arms: the dispersion is known, the bar is
@@ -268,6 +282,8 @@ fn the_wary_variant_asks_for_more_evidence_only_until_it_knows_the_dispersion() 
             // The fourth minute starts with the first three measured.
             assert_eq!(error_evidence(&w).1, error_evidence(&plain).1);
             assert!((error_evidence(&w).1 - bar).abs() < 1e-6 * bar);
+            let v = w.verdict();
+            assert!(v.notes.iter().all(|n| !n.contains("bursty")), "{v}");
         }
     }
     assert!(failed.0.is_some() && failed.0 == failed.1, "{failed:?}");

@@ -22,6 +22,7 @@ struct Flags {
     max_p99_ms: Option<u32>,
     alpha: Option<f64>,
     failure_limit: Option<u32>,
+    bursty: bool,
     every_ms: u16,
 }
 
@@ -56,6 +57,7 @@ fn config(f: &Flags) -> AnalysisConfig {
     if let Some(v) = f.failure_limit {
         c.failure_limit = v;
     }
+    c.bursty = f.bursty;
     if c.validate().is_ok() { c } else { default }
 }
 

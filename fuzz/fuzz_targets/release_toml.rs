@@ -125,6 +125,7 @@ struct Analysis {
     max_p99: Option<Dur>,
     alpha: Option<Num>,
     failure_limit: Option<Num>,
+    bursty: Option<bool>,
     on_inconclusive: Option<u8>,
 }
 
@@ -395,6 +396,7 @@ fn service(s: &Service) -> Value {
         put(&mut x, "max_p99", &a.max_p99, Dur::v);
         put(&mut x, "alpha", &a.alpha, Num::v);
         put(&mut x, "failure_limit", &a.failure_limit, Num::v);
+        put(&mut x, "bursty", &a.bursty, |b| Value::Boolean(*b));
         put(&mut x, "on_inconclusive", &a.on_inconclusive, |i| {
             Value::String(pick(&["pause", "extend", "fail"], *i))
         });

@@ -88,6 +88,10 @@ pub struct ReplayArgs {
     /// Threshold judge: failed checks allowed before failing.
     #[arg(long)]
     pub failure_limit: Option<u32>,
+    /// Sequential judge: the service's bad events come in bursts (`bursty = true` in
+    /// `[service.analysis]`): more evidence needed until three minutes measured them.
+    #[arg(long)]
+    pub bursty: bool,
     /// Print a status line at least this often (window time), e.g. "30s".
     #[arg(long, default_value = "1m")]
     pub every: String,
@@ -133,6 +137,7 @@ fn config_from(args: &ReplayArgs) -> Result<AnalysisConfig, ReplayError> {
     if let Some(v) = args.failure_limit {
         c.failure_limit = v;
     }
+    c.bursty = args.bursty;
     c.validate()
         .map_err(|e| ReplayError::Input(e.to_string()))?;
     Ok(c)

@@ -32,6 +32,7 @@ pub fn judge_config(
         min_duration: a.min_duration.0,
         max_error_rate: a.max_error_rate,
         alpha: a.alpha,
+        bursty: a.bursty,
         failure_limit: a.failure_limit,
         ..AnalysisConfig::default()
     };
@@ -204,5 +205,68 @@ fn info(v: &Verdict, now_ms: u64) -> VerdictInfo {
         summary: v.summary.clone(),
         explanation,
         at_ms: now_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::judge::ArmCounts;
+
+    fn config_of(analysis: &str) -> AnalysisConfig {
+        let text = format!(
+            "[release]\nname = \"r\"\n\n[[service]]\nname = \"a\"\nstrategy = \"canary\"\n\
+             steps = [{{ set_weight = 10 }}, {{ analysis = \"10m\" }}]\n\
+             [service.analysis]\n{analysis}\n[service.local]\nlisten = \"127.0.0.1:19001\"\n\
+             command = [\"cutover\", \"demo-service\", \"--port\", \"{{port}}\"]\n\
+             current = {{ revision = \"v1\" }}\ntarget = {{ revision = \"v2\" }}\n"
+        );
+        let r = crate::release::load_str(Path::new("r.toml"), &text, Path::new("."))
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        judge_config(
+            r.services[0].analysis.as_ref(),
+            false,
+            Duration::from_secs(600),
+        )
+    }
+
+    #[test]
+    fn bursty_in_the_release_raises_the_judges_bar_until_the_dispersion_is_known() {
+        let window = AnalysisWindow {
+            at_ms: 1000,
+            duration_ms: 1000,
+            canary_weight: 0.1,
+            slow_threshold_ms: None,
+            baseline: ArmCounts {
+                requests: 90,
+                errors: 1,
+                slow: 0,
+            },
+            canary: ArmCounts {
+                requests: 10,
+                errors: 1,
+                slow: 0,
+            },
+        };
+        let needed = |c: &AnalysisConfig| {
+            let mut j = new_judge(c).unwrap();
+            j.observe(&window).unwrap();
+            let v = j.verdict();
+            let e = v.metrics.iter().find_map(|m| m.evidence).unwrap();
+            (e.needed, v.notes.iter().any(|n| n.starts_with("bursty:")))
+        };
+        let plain = config_of("tolerance = 1.25");
+        assert!(!plain.bursty);
+        let bursty = config_of("bursty = true");
+        assert!(bursty.bursty);
+        let (bar, noted) = needed(&plain);
+        assert!((bar - 200.0).abs() < 1e-6 && !noted);
+        let (raised, noted) = needed(&bursty);
+        assert!(
+            (raised - 200f64.powf(1.15)).abs() < 1e-6 && noted,
+            "{raised}"
+        );
     }
 }

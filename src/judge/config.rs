@@ -9,6 +9,7 @@
 //! max_error_rate = 0.05      # threshold judge's bound; sequential: never pass above it
 //! max_p99 = "500ms"          # threshold judge's bound; sequential: fallback slow threshold
 //! alpha = 0.01               # false-rollback budget per deployment (sequential)
+//! bursty = false             # errors come in bursts: more evidence until that is measured
 //! ```
 
 use std::time::Duration;
@@ -72,6 +73,11 @@ pub struct AnalysisConfig {
     /// False-rollback probability per deployment of the sequential judge, split evenly
     /// between the error and the latency test.
     pub alpha: f64,
+    /// Sequential judge: this service's bad events come in bursts, so ask for
+    /// [`BURSTY_MARGIN`](super::sequential::BURSTY_MARGIN) more log evidence until the
+    /// dispersion diagnostic has measured them (three minutes with bad events).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bursty: bool,
     /// Catastrophic guard: fail at once when the canary's error rate over its most recent
     /// `guard_min_requests` requests reaches this, without statistics. `None` turns it off.
     pub guard_error_rate: Option<f64>,
@@ -99,6 +105,7 @@ impl Default for AnalysisConfig {
             max_error_rate: 0.05,
             max_p99: Duration::from_millis(500),
             alpha: 0.01,
+            bursty: false,
             guard_error_rate: Some(0.5),
             guard_min_requests: 20,
             interval: Duration::from_secs(60),

@@ -255,14 +255,12 @@ pub enum JudgeSpec {
     /// regressions this benchmark simulates ([`Prior::NARROW`]), to show what coming
     /// within 1.05× of the oracle there costs elsewhere.
     SeqNarrow,
-    /// The default judge with its bar raised by [`WARY_MARGIN`] until it has three
-    /// minutes to measure how bursty bad events are, to show what fewer false rollbacks
-    /// under overdispersion cost in time to detect.
+    /// The default judge with `bursty = true`: its bar raised by
+    /// [`BURSTY_MARGIN`](super::sequential::BURSTY_MARGIN) until it has three minutes to
+    /// measure how bursty bad events are, to show what fewer false rollbacks under
+    /// overdispersion cost in time to detect.
     SeqWary,
 }
-
-/// How much higher `seq-wary`'s bar is (in log evidence) before it knows the dispersion.
-pub const WARY_MARGIN: f64 = 0.15;
 
 impl JudgeSpec {
     pub const ALL: [JudgeSpec; 8] = [
@@ -308,7 +306,9 @@ impl JudgeSpec {
             JudgeSpec::SeqNarrow => {
                 ", prior centred on this benchmark's two regressions (ln(r/r0) 1.1 ± 0.15)"
             }
-            JudgeSpec::SeqWary => ", bar ×1.15 until three minutes show the dispersion",
+            JudgeSpec::SeqWary => {
+                ", bursty = true (bar ×1.15 until three minutes show the dispersion)"
+            }
             _ => "",
         }
     }
@@ -346,11 +346,13 @@ impl JudgeSpec {
                 )?)
             }
             (JudgeSpec::SeqWary, JudgeParams::Sequential { alpha }) => {
-                Box::new(SequentialJudge::variant(
+                Box::new(SequentialJudge::named(
                     self.name(),
-                    AnalysisConfig { alpha, ..base },
-                    Prior::DEFAULT,
-                    WARY_MARGIN,
+                    AnalysisConfig {
+                        alpha,
+                        bursty: true,
+                        ..base
+                    },
                 )?)
             }
             (JudgeSpec::Oracle, JudgeParams::Sequential { alpha }) => {

@@ -473,6 +473,10 @@ pub struct Analysis {
     /// Failed intervals the threshold judge tolerates before failing.
     #[serde(default)]
     pub failure_limit: u32,
+    /// This service's errors (or slow requests) come in bursts: the sequential judge asks
+    /// for 15 % more evidence until three minutes with bad events show how bursty they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bursty: bool,
     /// What happens when the analysis ends without enough data: `pause` (wait for a
     /// person) or `extend` (keep analysing until the progress deadline).
     #[serde(default)]
@@ -494,6 +498,7 @@ impl Default for Analysis {
             max_p99: None,
             alpha: default_alpha(),
             failure_limit: 0,
+            bursty: false,
             on_inconclusive: OnInconclusive::default(),
             prometheus: None,
         }

@@ -168,6 +168,7 @@ pub mod keys {
         "max_p99",
         "alpha",
         "failure_limit",
+        "bursty",
         "on_inconclusive",
         "prometheus",
     ];
@@ -1342,6 +1343,7 @@ impl Parser<'_> {
             failure_limit: self
                 .opt_int(t, "failure_limit", 0, 1000, "0")
                 .map_or(0, |n| n as u32),
+            bursty: self.opt_bool(t, "bursty").unwrap_or(false),
             on_inconclusive: self
                 .enum_of(
                     t,
