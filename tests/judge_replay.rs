@@ -250,7 +250,7 @@ fn bursty_replays_as_a_release_with_bursty_true_judges() {
         r.final_verdict
             .notes
             .iter()
-            .any(|n| n.starts_with("bursty: errors and slow requests must show evidence 443")),
+            .any(|n| n.starts_with("bursty = true: evidence 443 instead of 200")),
         "{:?}",
         r.final_verdict.notes
     );
@@ -268,10 +268,26 @@ fn bursty_replays_as_a_release_with_bursty_true_judges() {
             .iter()
             .all(|n| !n.contains("bursty"))
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["judge", "replay", "--bursty"])
-        .arg(example("error-regression.jsonl"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
+    // The binary's flag: the same minute from a file, with and without it.
+    let dir = std::env::temp_dir().join(format!("cutover-bursty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("first-minute.jsonl");
+    std::fs::write(&file, &minute).unwrap();
+    let run = |flag: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["judge", "replay"])
+            .args(flag)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let with = run(&["--bursty"]);
+    assert!(
+        with.contains("note: bursty = true: evidence 443 instead of 200"),
+        "{with}"
+    );
+    assert!(!run(&[]).contains("bursty = true"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -207,14 +207,14 @@ fn a_bursty_service_needs_more_evidence_only_until_the_dispersion_is_known() {
     let wary = || SequentialJudge::new(bursty.clone());
     // From the first second the canary fails 1 request in 20 (10 per second), the
     // baseline 1 in 180: a ratio of 9.
-    let bad = |s: u64| (90, u64::from(s.is_multiple_of(2)), 1);
+    let base = |s: u64| (90, u64::from(s.is_multiple_of(2)), 1);
     let canary = |s: u64| (10, u64::from(s.is_multiple_of(2)), 0);
     let mut plain = SequentialJudge::new(config.clone()).unwrap();
     let mut w = wary().unwrap();
     let mut plain_at = None;
     let mut wary_at = None;
     for s in 1..=600u64 {
-        let win = window(s, bad(s), canary(s));
+        let win = window(s, base(s), canary(s));
         let p = plain.observe(&win).unwrap();
         let o = w.observe(&win).unwrap();
         if p == Outcome::Fail && plain_at.is_none() {
@@ -228,12 +228,29 @@ fn a_bursty_service_needs_more_evidence_only_until_the_dispersion_is_known() {
                 e_wary < needed && o != Outcome::Fail,
                 "{e_wary} of {needed}"
             );
+            // The interval agrees with each judge's own bar.
+            let low = |j: &SequentialJudge| {
+                j.verdict()
+                    .metrics
+                    .iter()
+                    .find(|m| m.metric == Metric::Errors)
+                    .and_then(|m| m.interval)
+                    .unwrap()
+                    .low
+            };
+            assert!(
+                low(&plain) > 1.25 && low(&w) <= 1.25,
+                "{} {}",
+                low(&plain),
+                low(&w)
+            );
             // The operator is told why.
             let v = w.verdict();
             assert!(
                 v.notes.iter().any(|n| n.starts_with(
-                    "bursty: errors and slow requests must show evidence 443 rather than 200"
-                )),
+                    "bursty = true: evidence 443 instead of 200 fails the canary until 3 minutes"
+                ) && n
+                    .ends_with("(errors 0 of 3, slow requests 0 of 3 so far)")),
                 "{v}"
             );
             assert!(plain.verdict().notes.iter().all(|n| !n.contains("bursty")));
@@ -247,7 +264,7 @@ fn a_bursty_service_needs_more_evidence_only_until_the_dispersion_is_known() {
     assert!(wary_at > plain_at, "{wary_at} s against {plain_at} s");
     // Its bar in the first minutes: ln(200) × 1.15.
     let mut fresh = wary().unwrap();
-    fresh.observe(&window(1, bad(2), canary(1))).unwrap();
+    fresh.observe(&window(1, base(2), canary(1))).unwrap();
     let (_, needed) = error_evidence(&fresh);
     assert!(
         (needed.ln() - bar.ln() * (1.0 + BURSTY_MARGIN)).abs() < 1e-9,
@@ -265,7 +282,7 @@ fn a_bursty_service_needs_more_evidence_only_until_the_dispersion_is_known() {
                 (10, u64::from(s % 30 == 0), 0),
             )
         } else {
-            (bad(s), canary(s))
+            (base(s), canary(s))
         };
         let win = window(s, b, c);
         if plain.observe(&win).unwrap() == Outcome::Fail && failed.0.is_none() {

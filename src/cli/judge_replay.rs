@@ -89,7 +89,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub failure_limit: Option<u32>,
     /// Sequential judge: the service's bad events come in bursts (`bursty = true` in
-    /// `[service.analysis]`): more evidence needed until three minutes measured them.
+    /// `[service.analysis]`): a higher bar until three minutes with bad events have
+    /// measured how bursty they are.
     #[arg(long)]
     pub bursty: bool,
     /// Print a status line at least this often (window time), e.g. "30s".

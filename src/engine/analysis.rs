@@ -255,7 +255,10 @@ mod tests {
             j.observe(&window).unwrap();
             let v = j.verdict();
             let e = v.metrics.iter().find_map(|m| m.evidence).unwrap();
-            (e.needed, v.notes.iter().any(|n| n.starts_with("bursty:")))
+            (
+                e.needed,
+                v.notes.iter().any(|n| n.starts_with("bursty = true:")),
+            )
         };
         let plain = config_of("tolerance = 1.25");
         assert!(!plain.bursty);

@@ -9,7 +9,7 @@
 //! max_error_rate = 0.05      # threshold judge's bound; sequential: never pass above it
 //! max_p99 = "500ms"          # threshold judge's bound; sequential: fallback slow threshold
 //! alpha = 0.01               # false-rollback budget per deployment (sequential)
-//! bursty = false             # errors come in bursts: more evidence until that is measured
+//! bursty = false             # bad events come in bursts: a higher bar until measured
 //! ```
 
 use std::time::Duration;

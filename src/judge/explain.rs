@@ -80,7 +80,8 @@ impl ArmRate {
 pub struct Evidence {
     /// The e-value so far (1 = no evidence either way, below 1 = evidence for the canary).
     pub e_value: f64,
-    /// The e-value that fails the canary (`1 / α` of this metric family).
+    /// The e-value that fails the canary (`1 / α` of this metric family; `(1 / α)^1.15`
+    /// with `bursty = true` until the family's dispersion is measured).
     pub needed: f64,
 }
 

@@ -5,8 +5,10 @@
 //! `tolerance` × baseline rate", at `α/2` per family, so the probability of ever failing
 //! a canary that is within tolerance is at most `α` however often the judge is read.
 //!
-//! * **Fail** when either family's e-value reaches `2/α`, or the catastrophic guard
-//!   fires (canary error rate ≥ 50 % over its last ≥ 20 requests by default).
+//! * **Fail** when either family's e-value reaches `2/α` (with `bursty = true`,
+//!   `(2/α)^1.15` until the family's dispersion is measured: a bar never below `2/α`
+//!   keeps the guarantee), or the catastrophic guard fires (canary error rate ≥ 50 % over
+//!   its last ≥ 20 requests by default).
 //! * **Pass** only after `min_duration` and `min_requests` (both arms), while the canary
 //!   is getting traffic and its error rate is within `max_error_rate`.
 //! * **Inconclusive** otherwise, with what is missing.
@@ -30,7 +32,8 @@ use super::explain::{
 };
 use super::guard::Guard;
 use super::stats::{
-    BadEvents, MinuteCounts, Prior, RatioEProcess, Side, dispersion, ratio_interval,
+    BadEvents, DISPERSION_MINUTES, MinuteCounts, Prior, RatioEProcess, Side, dispersion,
+    ratio_interval,
 };
 use super::{AnalysisConfig, AnalysisWindow, ArmCounts, Judge, JudgeError, WindowClock};
 use crate::duration::format_duration;
@@ -119,6 +122,19 @@ impl Family {
         e.1 += self.temper * baseline_bad as f64;
     }
 
+    /// Completed minutes the dispersion diagnostic can use (bad events, both arms served).
+    fn measured_minutes(&self) -> usize {
+        let done = self.minutes.len().saturating_sub(1);
+        self.minutes[..done]
+            .iter()
+            .filter(|(_, m)| {
+                m.canary_bad + m.baseline_bad > 0
+                    && m.canary_requests > 0
+                    && m.baseline_requests > 0
+            })
+            .count()
+    }
+
     fn history(&self) -> Vec<BadEvents> {
         self.history
             .iter()
@@ -148,7 +164,7 @@ pub struct SequentialJudge {
     /// The mixture's prior over the alternatives ([`Prior::DEFAULT`] but in benchmarks).
     prior: Prior,
     /// How much higher the bar is (`ln_needed × (1 + early_margin)`) while a family's
-    /// dispersion is not yet known; 0 but in benchmarks.
+    /// dispersion is not yet known: [`BURSTY_MARGIN`] with `bursty = true`, else 0.
     early_margin: f64,
     errors: Family,
     latency: Family,
@@ -296,11 +312,19 @@ impl SequentialJudge {
         };
         let history = fam.history();
         let interval = (!history.is_empty()).then(|| {
-            let (low, high) = ratio_interval(&history, self.config.alpha_per_family(), &self.prior);
+            // At the family's bar, so the lower end clears the tolerance exactly when
+            // the test fails (a raised bar is a smaller α, hence a wider interval).
+            let (alpha, level) = if self.ln_bar(fam) > self.ln_needed {
+                let a = (-self.ln_bar(fam)).exp();
+                (a, 1.0 - 2.0 * a)
+            } else {
+                (self.config.alpha_per_family(), 1.0 - self.config.alpha)
+            };
+            let (low, high) = ratio_interval(&history, alpha, &self.prior);
             RatioInterval {
                 low,
                 high: high.is_finite().then_some(high),
-                level: 1.0 - self.config.alpha,
+                level,
             }
         });
         let e = fam.eproc.e_value();
@@ -455,22 +479,25 @@ impl Judge for SequentialJudge {
                     ));
             }
         }
-        if self.early_margin > 0.0 && self.failed.is_none() {
-            let unmeasured: Vec<&str> =
+        if self.early_margin > 0.0 && self.outcome == Outcome::Inconclusive {
+            let unmeasured: Vec<String> =
                 [("errors", &self.errors), ("slow requests", &self.latency)]
                     .into_iter()
                     .filter(|(name, fam)| {
                         fam.dispersion.is_none() && (*name == "errors" || threshold.is_some())
                     })
-                    .map(|(name, _)| name)
+                    .map(|(name, fam)| {
+                        format!("{name} {} of {DISPERSION_MINUTES}", fam.measured_minutes())
+                    })
                     .collect();
             if !unmeasured.is_empty() {
                 notes.push(format!(
-                    "bursty: {} must show evidence {} rather than {} to fail the canary until \
-                     three minutes with them show how bursty they are",
-                    unmeasured.join(" and "),
+                    "bursty = true: evidence {} instead of {} fails the canary until \
+                     {DISPERSION_MINUTES} minutes with bad events have measured how bursty they \
+                     are ({} so far)",
                     evidence_text((self.ln_needed * (1.0 + self.early_margin)).exp()),
-                    evidence_text(self.ln_needed.exp())
+                    evidence_text(self.ln_needed.exp()),
+                    unmeasured.join(", ")
                 ));
             }
         }

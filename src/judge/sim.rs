@@ -307,7 +307,7 @@ impl JudgeSpec {
                 ", prior centred on this benchmark's two regressions (ln(r/r0) 1.1 ± 0.15)"
             }
             JudgeSpec::SeqWary => {
-                ", bursty = true (bar ×1.15 until three minutes show the dispersion)"
+                ", bursty = true (log-evidence bar ×1.15 until the dispersion is measured)"
             }
             _ => "",
         }

@@ -474,7 +474,8 @@ pub struct Analysis {
     #[serde(default)]
     pub failure_limit: u32,
     /// This service's errors (or slow requests) come in bursts: the sequential judge asks
-    /// for 15 % more evidence until three minutes with bad events show how bursty they are.
+    /// for a 15 % higher bar in log evidence (e-value 443 instead of 200 at α = 0.01)
+    /// until three minutes with bad events have measured how bursty they are.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bursty: bool,
     /// What happens when the analysis ends without enough data: `pause` (wait for a
