@@ -196,7 +196,7 @@ pub fn run(args: JudgeBenchArgs) -> Result<ExitCode, Error> {
                 .map(|(j, t)| {
                     serde_json::json!({
                         "judge": j.name(),
-                        "params": format!("{}{}", t.params.describe(), j.note()),
+                        "params": j.describe(&t.params),
                         "aa_rate": t.aa_rate,
                         "target_aa": args.target_aa / 100.0,
                         "trials": args.tune_trials,

@@ -122,16 +122,12 @@ impl Family {
         e.1 += self.temper * baseline_bad as f64;
     }
 
-    /// Completed minutes the dispersion diagnostic can use (bad events, both arms served).
+    /// Completed minutes the dispersion diagnostic can use.
     fn measured_minutes(&self) -> usize {
         let done = self.minutes.len().saturating_sub(1);
         self.minutes[..done]
             .iter()
-            .filter(|(_, m)| {
-                m.canary_bad + m.baseline_bad > 0
-                    && m.canary_requests > 0
-                    && m.baseline_requests > 0
-            })
+            .filter(|(_, m)| m.usable())
             .count()
     }
 
@@ -163,9 +159,6 @@ pub struct SequentialJudge {
     ln_needed: f64,
     /// The mixture's prior over the alternatives ([`Prior::DEFAULT`] but in benchmarks).
     prior: Prior,
-    /// How much higher the bar is (`ln_needed × (1 + early_margin)`) while a family's
-    /// dispersion is not yet known: [`BURSTY_MARGIN`] with `bursty = true`, else 0.
-    early_margin: f64,
     errors: Family,
     latency: Family,
     guard: Option<Guard>,
@@ -185,33 +178,22 @@ impl SequentialJudge {
 
     /// The same judge under another name (for benchmarks of variants).
     pub fn named(name: &str, config: AnalysisConfig) -> Result<SequentialJudge, JudgeError> {
-        let margin = if config.bursty { BURSTY_MARGIN } else { 0.0 };
-        SequentialJudge::variant(name, config, Prior::DEFAULT, margin)
+        SequentialJudge::variant(name, config, Prior::DEFAULT)
     }
 
     /// The judge with another prior over the regressions it tests (only `judge-bench`
-    /// uses one), and a bar raised by `early_margin` (0.15 = 15 % more log evidence)
-    /// while the dispersion diagnostic has not yet seen three minutes of bad events
-    /// ([`BURSTY_MARGIN`] with `bursty = true`). Both only make the test choose
-    /// differently where it is fast (the prior) or fail less often (the bar), so it
-    /// stays valid at α. docs/judge.md shows what each costs.
+    /// uses one). The prior only decides where the test is fast, so it stays valid at α;
+    /// docs/judge.md shows what a narrower one costs.
     pub fn variant(
         name: &str,
         config: AnalysisConfig,
         prior: Prior,
-        early_margin: f64,
     ) -> Result<SequentialJudge, JudgeError> {
         config.validate()?;
-        if !(early_margin.is_finite() && early_margin >= 0.0) {
-            return Err(JudgeError::InvalidConfig(format!(
-                "early margin {early_margin} must be 0 or more"
-            )));
-        }
         Ok(SequentialJudge {
             name: name.to_string(),
             ln_needed: (1.0 / config.alpha_per_family()).ln(),
             prior,
-            early_margin,
             errors: Family::new(config.tolerance, &prior),
             latency: Family::new(config.tolerance, &prior),
             guard: config
@@ -274,13 +256,19 @@ impl SequentialJudge {
         w
     }
 
-    /// The log evidence `fam` needs to fail the canary.
+    /// The log evidence `fam` needs to fail the canary: with `bursty = true` the bar is
+    /// raised by [`BURSTY_MARGIN`] while the family's dispersion is not yet known.
     fn ln_bar(&self, fam: &Family) -> f64 {
-        if fam.dispersion.is_none() {
-            self.ln_needed * (1.0 + self.early_margin)
+        if self.config.bursty && fam.dispersion.is_none() {
+            self.raised_ln_bar()
         } else {
             self.ln_needed
         }
+    }
+
+    /// The bar of a bursty service before its dispersion is measured.
+    fn raised_ln_bar(&self) -> f64 {
+        self.ln_needed * (1.0 + BURSTY_MARGIN)
     }
 
     fn canary_over_ceiling(&self) -> bool {
@@ -479,7 +467,7 @@ impl Judge for SequentialJudge {
                     ));
             }
         }
-        if self.early_margin > 0.0 && self.outcome == Outcome::Inconclusive {
+        if self.config.bursty && self.outcome == Outcome::Inconclusive {
             let unmeasured: Vec<String> =
                 [("errors", &self.errors), ("slow requests", &self.latency)]
                     .into_iter()
@@ -495,7 +483,7 @@ impl Judge for SequentialJudge {
                     "bursty = true: evidence {} instead of {} fails the canary until \
                      {DISPERSION_MINUTES} minutes with bad events have measured how bursty they \
                      are ({} so far)",
-                    evidence_text((self.ln_needed * (1.0 + self.early_margin)).exp()),
+                    evidence_text(self.raised_ln_bar().exp()),
                     evidence_text(self.ln_needed.exp()),
                     unmeasured.join(", ")
                 ));

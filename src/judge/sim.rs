@@ -300,8 +300,13 @@ impl JudgeSpec {
             .find(|j| j.name() == text)
     }
 
+    /// `params` as text, with what sets this judge apart (for the legend and JSON).
+    pub fn describe(&self, params: &JudgeParams) -> String {
+        format!("{}{}", params.describe(), self.note())
+    }
+
     /// What sets this judge apart from its parameters, for the legend.
-    pub fn note(&self) -> &'static str {
+    fn note(&self) -> &'static str {
         match self {
             JudgeSpec::SeqNarrow => {
                 ", prior centred on this benchmark's two regressions (ln(r/r0) 1.1 ± 0.15)"
@@ -342,7 +347,6 @@ impl JudgeSpec {
                     self.name(),
                     AnalysisConfig { alpha, ..base },
                     Prior::NARROW,
-                    0.0,
                 )?)
             }
             (JudgeSpec::SeqWary, JudgeParams::Sequential { alpha }) => {
@@ -680,7 +684,7 @@ pub struct BenchJudge {
 impl BenchJudge {
     /// The judge's parameters as text, with what sets a variant apart.
     pub fn describe(&self) -> String {
-        format!("{}{}", self.params.describe(), self.spec.note())
+        self.spec.describe(&self.params)
     }
 
     /// The judge as its documentation tells a user to set it.

@@ -324,6 +324,15 @@ pub struct MinuteCounts {
     pub baseline_requests: u64,
 }
 
+impl MinuteCounts {
+    /// Whether [`dispersion`] can use this minute: it had bad events, and both arms served.
+    pub fn usable(&self) -> bool {
+        self.canary_bad + self.baseline_bad > 0
+            && self.canary_requests > 0
+            && self.baseline_requests > 0
+    }
+}
+
 /// The dispersion index `φ̂ = X² / (m − 1)` of the canary's share of bad events across
 /// minutes, around what a common rate ratio predicts given each minute's traffic split.
 /// About 1 when bad events arrive independently; well above 1 when they come in bursts
@@ -331,12 +340,7 @@ pub struct MinuteCounts {
 /// overconfident. `None` with fewer than 3 minutes that had bad events in both arms'
 /// traffic. Returns `(φ̂, minutes used)`.
 pub fn dispersion(minutes: &[MinuteCounts]) -> Option<(f64, usize)> {
-    let used: Vec<&MinuteCounts> = minutes
-        .iter()
-        .filter(|m| {
-            m.canary_bad + m.baseline_bad > 0 && m.canary_requests > 0 && m.baseline_requests > 0
-        })
-        .collect();
+    let used: Vec<&MinuteCounts> = minutes.iter().filter(|m| m.usable()).collect();
     if used.len() < DISPERSION_MINUTES {
         return None;
     }
